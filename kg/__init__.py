@@ -1,0 +1,1 @@
+"""The knowledge graph: schema, stores (Neo4j, embedded), batch build, export."""

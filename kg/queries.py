@@ -1,0 +1,168 @@
+"""All Cypher of the knowledge graph.
+
+Fixed statements are UPPER_SNAKE constants; statements that name a label or a
+relationship type are built by the small ``*_query`` functions below, which take
+the names only from :mod:`kg.schema` specs (backtick-quoted by
+:func:`kg.schema.quote`). Values are always ``$parameters``.
+
+Where Neo4j and the embedded store (ladybug, Kùzu's Cypher dialect) differ, the
+function name says which one it is for; the read queries used for parity run
+unchanged on both.
+"""
+
+from __future__ import annotations
+
+from kg.schema import NodeSpec, RelSpec, quote
+
+# ---------------------------------------------------------------- Neo4j (write)
+
+
+def neo4j_constraint_query(spec: NodeSpec) -> str:
+    """Unique constraint on ``id`` for one label (idempotent)."""
+    name = f"kgrec_{spec.label.lower()}_id"
+    return (
+        f"CREATE CONSTRAINT {name} IF NOT EXISTS "
+        f"FOR (n:{quote(spec.label)}) REQUIRE n.id IS UNIQUE"
+    )
+
+
+def neo4j_merge_nodes_query(spec: NodeSpec) -> str:
+    """``$rows``: list of maps with ``id`` and every property of ``spec``."""
+    sets = ", ".join(f"n.{quote(p.name)} = r.{quote(p.name)}" for p in spec.props)
+    query = f"UNWIND $rows AS r MERGE (n:{quote(spec.label)} {{id: r.id}})"
+    return query + (f" SET {sets}" if sets else "")
+
+
+def neo4j_merge_rels_query(spec: RelSpec) -> str:
+    """``$rows``: list of maps with ``src``, ``dst`` and the properties of ``spec``."""
+    key = ", ".join(f"{quote(k)}: r.{quote(k)}" for k in spec.key)
+    sets = ", ".join(f"e.{quote(p.name)} = r.{quote(p.name)}" for p in spec.props if p.name not in spec.key)
+    query = (
+        f"UNWIND $rows AS r "
+        f"MATCH (a:{quote(spec.src)} {{id: r.src}}) "
+        f"MATCH (b:{quote(spec.dst)} {{id: r.dst}}) "
+        f"MERGE (a)-[e:{quote(spec.type)}{(' {' + key + '}') if key else ''}]->(b)"
+    )
+    return query + (f" SET {sets}" if sets else "")
+
+
+NEO4J_DELETE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+
+# ------------------------------------------------------- embedded store (DDL, write)
+
+_LADYBUG_TYPES = {"STRING": "STRING", "DOUBLE": "DOUBLE", "INT64": "INT64"}
+
+
+def embedded_node_table_query(spec: NodeSpec) -> str:
+    cols = ", ".join(f"{quote(p.name)} {_LADYBUG_TYPES[p.type]}" for p in spec.props)
+    return (
+        f"CREATE NODE TABLE IF NOT EXISTS {quote(spec.label)}"
+        f"(id STRING{', ' + cols if cols else ''}, PRIMARY KEY(id))"
+    )
+
+
+def embedded_rel_table_query(spec: RelSpec) -> str:
+    cols = "".join(f", {quote(p.name)} {_LADYBUG_TYPES[p.type]}" for p in spec.props)
+    return f"CREATE REL TABLE IF NOT EXISTS {quote(spec.type)}(FROM {quote(spec.src)} TO {quote(spec.dst)}{cols})"
+
+
+def embedded_copy_query(table: str) -> str:
+    """Bulk-load a DataFrame passed as ``$df`` (columns in table order)."""
+    return f"COPY {quote(table)} FROM $df"
+
+
+def embedded_update_nodes_query(spec: NodeSpec) -> str:
+    """Update properties of existing nodes from a DataFrame ``$df`` (columns id + props)."""
+    sets = ", ".join(f"n.{quote(p.name)} = {quote(p.name)}" for p in spec.props)
+    return f"LOAD FROM $df MATCH (n:{quote(spec.label)} {{id: id}}) SET {sets}"
+
+
+def embedded_update_rels_query(spec: RelSpec) -> str:
+    """Update properties of existing relationships from ``$df`` (src, dst + props)."""
+    cond = " AND ".join(f"e.{quote(k)} = {quote(k)}" for k in spec.key)
+    sets = ", ".join(f"e.{quote(p.name)} = {quote(p.name)}" for p in spec.props if p.name not in spec.key)
+    return (
+        f"LOAD FROM $df MATCH (a:{quote(spec.src)} {{id: src}})-[e:{quote(spec.type)}]->"
+        f"(b:{quote(spec.dst)} {{id: dst}}){(' WHERE ' + cond) if cond else ''} SET {sets}"
+    )
+
+
+def embedded_offsets_query(spec: NodeSpec) -> str:
+    """Row offset and id of every node of a label (for index arrays)."""
+    return f"MATCH (n:{quote(spec.label)}) RETURN offset(id(n)) AS o, n.id AS id"
+
+
+def embedded_edge_offsets_query(spec: RelSpec, props: tuple[str, ...] = ()) -> str:
+    extra = "".join(f", e.{quote(p)} AS {quote(p)}" for p in props)
+    return (
+        f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+        f"RETURN offset(id(a)) AS s, offset(id(b)) AS d{extra}"
+    )
+
+
+# --------------------------------------------------------- Neo4j (export, internal ids)
+
+
+def neo4j_node_internal_ids_query(spec: NodeSpec) -> str:
+    return f"MATCH (n:{quote(spec.label)}) RETURN collect(id(n)) AS o, collect(n.id) AS id"
+
+
+def neo4j_edge_internal_ids_query(spec: RelSpec, props: tuple[str, ...] = ()) -> str:
+    extra = "".join(f", collect(e.{quote(p)}) AS {quote(p)}" for p in props)
+    return (
+        f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+        f"RETURN collect(id(a)) AS s, collect(id(b)) AS d{extra}"
+    )
+
+
+# ------------------------------------------------------------ portable reads (both)
+
+
+def count_nodes_query(spec: NodeSpec) -> str:
+    return f"MATCH (n:{quote(spec.label)}) RETURN count(n) AS c"
+
+
+def count_rels_query(spec: RelSpec) -> str:
+    return f"MATCH (:{quote(spec.src)})-[e:{quote(spec.type)}]->(:{quote(spec.dst)}) RETURN count(e) AS c"
+
+
+def node_props_query(spec: NodeSpec) -> str:
+    """Every node of a label with all its properties, columns ``id`` + props."""
+    cols = "".join(f", n.{quote(p.name)} AS {quote(p.name)}" for p in spec.props)
+    return f"MATCH (n:{quote(spec.label)}) RETURN n.id AS id{cols}"
+
+
+def rel_rows_query(spec: RelSpec) -> str:
+    """Every relationship of a type: ``src``, ``dst`` and its properties."""
+    cols = "".join(f", e.{quote(p.name)} AS {quote(p.name)}" for p in spec.props)
+    return (
+        f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+        f"RETURN a.id AS src, b.id AS dst{cols}"
+    )
+
+
+def neighbours_query(spec: RelSpec, outgoing: bool, other: NodeSpec) -> str:
+    """Neighbours of ``$id`` through one relationship type, one direction; ``$limit`` rows."""
+    here, there = (spec.src, spec.dst) if outgoing else (spec.dst, spec.src)
+    arrow_l, arrow_r = ("-", "->") if outgoing else ("<-", "-")
+    return (
+        f"MATCH (n:{quote(here)} {{id: $id}}){arrow_l}[e:{quote(spec.type)}]{arrow_r}(m:{quote(there)}) "
+        f"RETURN m.id AS id, m.{quote(other.name_prop)} AS name ORDER BY id LIMIT $limit"
+    )
+
+
+def node_ids_query(spec: NodeSpec) -> str:
+    return f"MATCH (n:{quote(spec.label)}) RETURN n.id AS id"
+
+
+def delete_label_query(spec: NodeSpec) -> str:
+    """Remove every node of a label and its relationships (small graphs; tests)."""
+    return f"MATCH (n:{quote(spec.label)}) DETACH DELETE n"
+
+
+def node_exists_query(spec: NodeSpec) -> str:
+    return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN count(n) AS c"
+
+
+META_READ = "MATCH (m:KgrecMeta {id: $key}) RETURN m.value AS value"
+META_WRITE = "MERGE (m:KgrecMeta {id: $key}) SET m.value = $value"

@@ -1,0 +1,148 @@
+"""The property-graph schema, in one place.
+
+Labels, relationship types, their properties and keys are declared here and only
+here. Every Cypher statement that names a label or type takes it from these
+specs (backtick-quoted); values always travel as ``$parameters``.
+
+Graph::
+
+    (:User)-[:PURCHASED|RATED|REVIEWED|VIEWED|CLICKED|ADDED_TO_CART|SHOWN {ts, value, split}]->(:Product)
+    (:User)-[:WROTE]->(:Review)-[:REVIEW_OF]->(:Product)
+    (:Product)-[:HAS_BRAND]->(:Brand)
+    (:Product)-[:IN_CATEGORY]->(:Category)-[:SUBCATEGORY_OF]->(:Category)
+    (:Product)-[:ALSO_BOUGHT|ALSO_VIEWED|BOUGHT_TOGETHER]->(:Product)
+    (:Product)-[:LINKED_TO]->(:Entity)-[:RELATED {relation}]->(:Entity)
+    (:Query)-[:RELEVANT {grade}]->(:Product)
+
+Every node has a unique ``id`` (a string). A relationship is identified by its
+endpoints plus its ``key`` properties (interactions: the timestamp, so repeat
+purchases at different times are kept apart; entity relations: the relation
+name), which is what makes builds idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: bump when the schema changes incompatibly (part of the build fingerprint)
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prop:
+    name: str
+    type: str  # "STRING" | "DOUBLE" | "INT64"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    label: str
+    props: tuple[Prop, ...]  # besides the key property ``id``
+    name_prop: str = "id"  # the property shown to people (title, name …)
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class RelSpec:
+    type: str
+    src: str
+    dst: str
+    props: tuple[Prop, ...] = ()
+    key: tuple[str, ...] = ()  # props that, with the endpoints, identify the relationship
+    doc: str = ""
+
+
+S, D, I = "STRING", "DOUBLE", "INT64"
+
+USER = NodeSpec("User", (Prop("name", S),), "name", "a shopper")
+PRODUCT = NodeSpec(
+    "Product",
+    (Prop("title", S), Prop("description", S), Prop("price", D), Prop("features", S)),
+    "title",
+    "a catalogue item; features joined by newlines, price null when unknown",
+)
+BRAND = NodeSpec("Brand", (Prop("name", S),), "name", "brand or store; id is the name")
+CATEGORY = NodeSpec(
+    "Category", (Prop("name", S), Prop("level", I)), "name",
+    "id is the full path 'Top > Sub'; name the last level; level 0 = top",
+)
+ENTITY = NodeSpec("Entity", (), "id", "an external knowledge-graph entity (Freebase id …)")
+REVIEW = NodeSpec(
+    "Review", (Prop("rating", D), Prop("summary", S), Prop("text", S), Prop("ts", I)), "summary",
+    "a review text",
+)
+QUERY = NodeSpec("Query", (), "id", "a search query with judged results; id is its text")
+META = NodeSpec("KgrecMeta", (Prop("value", S),), "id", "build bookkeeping (not data)")
+
+NODES: tuple[NodeSpec, ...] = (USER, PRODUCT, BRAND, CATEGORY, ENTITY, REVIEW, QUERY)
+ALL_NODES: tuple[NodeSpec, ...] = NODES + (META,)
+
+_INTERACTION_PROPS = (Prop("ts", I), Prop("value", D), Prop("split", S))
+
+#: interaction event (loaders.dataset.EVENTS) -> relationship type
+EVENT_TYPES: dict[str, str] = {
+    "impression": "SHOWN",
+    "view": "VIEWED",
+    "click": "CLICKED",
+    "cart": "ADDED_TO_CART",
+    "purchase": "PURCHASED",
+    "rating": "RATED",
+    "review": "REVIEWED",
+}
+#: item link relation (loaders.dataset.LINK_RELATIONS) -> relationship type
+LINK_TYPES: dict[str, str] = {
+    "also_buy": "ALSO_BOUGHT",
+    "also_view": "ALSO_VIEWED",
+    "bought_together": "BOUGHT_TOGETHER",
+}
+
+RELS: tuple[RelSpec, ...] = tuple(
+    RelSpec(t, "User", "Product", _INTERACTION_PROPS, ("ts",), f"interaction event '{e}'")
+    for e, t in EVENT_TYPES.items()
+) + (
+    RelSpec("WROTE", "User", "Review"),
+    RelSpec("REVIEW_OF", "Review", "Product"),
+    RelSpec("HAS_BRAND", "Product", "Brand"),
+    RelSpec("IN_CATEGORY", "Product", "Category"),
+    RelSpec("SUBCATEGORY_OF", "Category", "Category"),
+) + tuple(
+    RelSpec(t, "Product", "Product", (), (), f"item link '{r}'") for r, t in LINK_TYPES.items()
+) + (
+    RelSpec("LINKED_TO", "Product", "Entity"),
+    RelSpec("RELATED", "Entity", "Entity", (Prop("relation", S),), ("relation",),
+            "external KG triple; the relation name is a property"),
+    RelSpec("RELEVANT", "Query", "Product", (Prop("grade", I),), (), "graded search judgement"),
+)
+
+NODE_BY_LABEL: dict[str, NodeSpec] = {n.label: n for n in ALL_NODES}
+REL_BY_TYPE: dict[str, RelSpec] = {r.type: r for r in RELS}
+
+
+def node_spec(label: str) -> NodeSpec:
+    try:
+        return NODE_BY_LABEL[label]
+    except KeyError:
+        raise ValueError(f"unknown node label {label!r}; the schema has {sorted(NODE_BY_LABEL)}") from None
+
+
+def rel_spec(rel_type: str) -> RelSpec:
+    try:
+        return REL_BY_TYPE[rel_type]
+    except KeyError:
+        raise ValueError(f"unknown relationship type {rel_type!r}; the schema has {sorted(REL_BY_TYPE)}") from None
+
+
+def quote(name: str) -> str:
+    """Backtick-quote a label/type/property name that comes from this schema."""
+    if name not in _KNOWN_NAMES:
+        raise ValueError(f"{name!r} is not a name from the kgrec schema")
+    return f"`{name}`"
+
+
+_KNOWN_NAMES = (
+    {n.label for n in ALL_NODES}
+    | {r.type for r in RELS}
+    | {"id"}
+    | {p.name for n in ALL_NODES for p in n.props}
+    | {p.name for r in RELS for p in r.props}
+)

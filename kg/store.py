@@ -1,0 +1,180 @@
+"""The narrow ``GraphStore`` interface and how to open one.
+
+Two implementations: :class:`kg.store_neo4j.Neo4jStore` (production) and
+:class:`kg.store_embedded.EmbeddedStore` (in-process, on disk, the default when
+no Neo4j server is configured). Constructors do no I/O; :meth:`connect` does.
+
+Write side: nodes and relationships arrive as DataFrames whose columns are
+``id`` + the label's properties (nodes) or ``src``, ``dst`` + the type's
+properties (relationships), exactly as :mod:`kg.schema` declares them. Both
+upserts are idempotent: writing the same rows twice creates nothing the second
+time; changed properties are updated in place.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class EdgeIndex:
+    """All edges of one relationship type as integer index arrays (GNN input).
+
+    ``src_index``/``dst_index``: int64 arrays of shape [E], positions into
+    ``src_ids``/``dst_ids``, which hold every node id of the source/target label
+    sorted ascending (the id maps: index ``i`` is node ``src_ids[i]``). Edges are
+    sorted by (src_index, dst_index). ``props`` holds any requested relationship
+    properties as arrays of shape [E], in the same order.
+    """
+
+    rel_type: str
+    src_ids: np.ndarray
+    dst_ids: np.ndarray
+    src_index: np.ndarray
+    dst_index: np.ndarray
+    props: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.src_index.shape[0])
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    rel_type: str
+    outgoing: bool  # True: (node)-[rel]->(neighbour)
+    label: str
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one upsert call did: distinct rows given, and how many were new."""
+
+    rows: int
+    created: int
+    updated: int | None = None  # rows already stored whose properties changed; None: unknown
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """What the rest of kgrec needs from a graph database."""
+
+    kind: str
+
+    def connect(self) -> GraphStore: ...
+    def close(self) -> None: ...
+    def ensure_schema(self) -> None: ...
+    def upsert_nodes(self, label: str, rows: pd.DataFrame,
+                     progress: Callable[[int], None] | None = None) -> WriteResult: ...
+    def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
+                    progress: Callable[[int], None] | None = None) -> WriteResult: ...
+    def counts(self) -> dict[str, int]: ...
+    def neighbours(self, label: str, node_id: str, limit: int = 50) -> list[Neighbour]: ...
+    def node_ids(self, label: str) -> np.ndarray: ...
+    def export_edges(self, rel_type: str, props: tuple[str, ...] = ()) -> EdgeIndex: ...
+    def read_meta(self, key: str) -> str | None: ...
+    def write_meta(self, key: str, value: str) -> None: ...
+    def clear(self) -> None: ...
+    def __enter__(self) -> GraphStore: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the graph lives. ``password`` is never printed (repr=False)."""
+
+    kind: str = "embedded"  # "embedded" | "neo4j"
+    path: str = ".kgrec/graph"  # embedded store directory
+    uri: str = ""
+    user: str = "neo4j"
+    password: str = field(default="", repr=False)
+    database: str = "neo4j"
+
+    @classmethod
+    def from_env(cls, uri: str | None = None, path: str | None = None) -> StoreConfig:
+        """Neo4j when ``uri`` or ``NEO4J_URI`` is set, else the embedded store at ``path``."""
+        uri = uri or os.environ.get("NEO4J_URI", "")
+        if uri:
+            return cls(
+                kind="neo4j", uri=uri,
+                user=os.environ.get("NEO4J_USER", "neo4j"),
+                password=os.environ.get("NEO4J_PASSWORD", ""),
+                database=os.environ.get("NEO4J_DATABASE", "neo4j"),
+            )
+        return cls(kind="embedded", path=path or os.environ.get("KGREC_STORE", ".kgrec/graph"))
+
+    def describe(self) -> str:
+        return f"neo4j {self.uri} (database {self.database})" if self.kind == "neo4j" else f"embedded {self.path}"
+
+
+def open_store(config: StoreConfig | None = None, **kwargs) -> GraphStore:
+    """Create (not yet connected) the store ``config`` describes."""
+    config = config or StoreConfig.from_env()
+    if config.kind == "neo4j":
+        from kg.store_neo4j import Neo4jStore
+
+        return Neo4jStore(config.uri, config.user, config.password, config.database, **kwargs)
+    if config.kind == "embedded":
+        from kg.store_embedded import EmbeddedStore
+
+        return EmbeddedStore(Path(config.path), **kwargs)
+    raise ValueError(f"unknown store kind {config.kind!r} (embedded or neo4j)")
+
+
+def index_arrays(
+    src_keys: np.ndarray, dst_keys: np.ndarray,
+    src_nodes: tuple[np.ndarray, np.ndarray], dst_nodes: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Turn store-internal node keys into positions in the id-sorted node lists.
+
+    ``*_nodes`` = (internal keys, external ids) of every node of a label. Returns
+    (src_ids sorted, dst_ids sorted, src_index, dst_index, order) where ``order``
+    sorts the edges by (src_index, dst_index). Vectorised: no per-edge Python.
+    """
+
+    def ranks(nodes: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+        keys, ids = np.asarray(nodes[0], dtype=np.int64), np.asarray(nodes[1], dtype=object)
+        by_id = np.argsort(ids, kind="stable")
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[by_id] = np.arange(len(ids), dtype=np.int64)
+        return ids[by_id], pd.Index(keys), rank
+
+    s_ids, s_keys, s_rank = ranks(src_nodes)
+    d_ids, d_keys, d_rank = ranks(dst_nodes)
+    s_pos = s_keys.get_indexer(np.asarray(src_keys, dtype=np.int64))
+    d_pos = d_keys.get_indexer(np.asarray(dst_keys, dtype=np.int64))
+    if (s_pos < 0).any() or (d_pos < 0).any():
+        raise RuntimeError("edge endpoint missing from the node list (store changed during export?)")
+    src_index, dst_index = s_rank[s_pos], d_rank[d_pos]
+    order = np.lexsort((dst_index, src_index))
+    return s_ids, d_ids, src_index[order], dst_index[order], order
+
+
+def neighbours_via(run, label: str, node_id: str, limit: int) -> list[Neighbour]:
+    """Neighbours of a node, one portable query per relationship type and direction.
+
+    ``run(query, params) -> DataFrame`` is the store's query runner; both stores
+    share this so their answers match.
+    """
+    from kg import queries as q
+    from kg.schema import RELS, node_spec
+
+    node_spec(label)
+    out: list[Neighbour] = []
+    for spec in RELS:
+        for outgoing, here, there in ((True, spec.src, spec.dst), (False, spec.dst, spec.src)):
+            if here != label:
+                continue
+            df = run(q.neighbours_query(spec, outgoing, node_spec(there)), {"id": node_id, "limit": limit})
+            out += [Neighbour(spec.type, outgoing, there, str(i), "" if n is None else str(n))
+                    for i, n in zip(df["id"], df["name"])]
+    return out
+

@@ -1,0 +1,162 @@
+"""The Neo4j graph store (neo4j Python driver 6.x).
+
+Unique constraints first, then batched ``UNWIND $rows AS r MERGE …`` in managed
+write transactions (``session.execute_write``), one transaction per batch.
+Values only ever travel as parameters; labels and types come from
+:mod:`kg.schema`. Reads use ``driver.execute_query(…, routing_=READ)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from kg import queries as q
+from kg.schema import ALL_NODES, NODES, RELS, node_spec, rel_spec
+from kg.store import EdgeIndex, Neighbour, WriteResult, index_arrays, neighbours_via
+
+
+class Neo4jStore:
+    """A :class:`~kg.store.GraphStore` on a Neo4j server.
+
+    Args:
+        uri: e.g. ``bolt://127.0.0.1:7687`` or ``neo4j+s://…`` (Aura).
+        user, password: credentials; an empty password connects without auth.
+        database: database name (Community Edition has only ``neo4j``).
+        batch_size: rows per write transaction (default: 10,000).
+    """
+
+    kind = "neo4j"
+
+    def __init__(self, uri: str, user: str = "neo4j", password: str = "", database: str = "neo4j",
+                 batch_size: int = 10_000):
+        self.uri, self.user, self.database = uri, user, database
+        self._password = password
+        self.batch_size = batch_size
+        self._driver = None
+
+    def __repr__(self) -> str:  # never the password
+        return f"Neo4jStore({self.uri!r}, user={self.user!r}, database={self.database!r})"
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self) -> Neo4jStore:
+        import neo4j
+
+        if self._driver is None:
+            auth = (self.user, self._password) if self._password else None
+            self._driver = neo4j.GraphDatabase.driver(
+                self.uri, auth=auth, notifications_min_severity="OFF"
+            )
+            try:
+                self._driver.verify_connectivity()
+            except Exception as exc:
+                self._driver.close()
+                self._driver = None
+                raise ConnectionError(f"cannot reach Neo4j at {self.uri}: {exc}") from exc
+        return self
+
+    def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+        self._driver = None
+
+    def __enter__(self) -> Neo4jStore:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def driver(self):
+        if self._driver is None:
+            raise RuntimeError(f"{self!r} is not connected; call connect() first")
+        return self._driver
+
+    def run(self, query: str, params: dict | None = None, write: bool = False) -> pd.DataFrame:
+        """Run one Cypher statement and return the records as a DataFrame."""
+        import neo4j
+
+        records, _, keys = self.driver.execute_query(
+            query, params or {}, database_=self.database,
+            routing_=neo4j.RoutingControl.WRITE if write else neo4j.RoutingControl.READ,
+        )
+        return pd.DataFrame([r.values() for r in records], columns=keys)
+
+    def ensure_schema(self) -> None:
+        for spec in ALL_NODES:
+            self.run(q.neo4j_constraint_query(spec), write=True)
+        self.run("CALL db.awaitIndexes(300)", write=True)
+
+    # ---------------------------------------------------------------------- write
+    def _write_batches(self, query: str, rows: pd.DataFrame, created_counter: str,
+                       progress: Callable[[int], None] | None) -> int:
+        created = 0
+        with self.driver.session(database=self.database) as session:
+            for start in range(0, len(rows), self.batch_size):
+                batch = _param_rows(rows.iloc[start : start + self.batch_size])
+                counters = session.execute_write(lambda tx: tx.run(query, rows=batch).consume().counters)
+                created += getattr(counters, created_counter)
+                if progress:
+                    progress(len(batch))
+        return created
+
+    def upsert_nodes(self, label: str, rows: pd.DataFrame,
+                     progress: Callable[[int], None] | None = None) -> WriteResult:
+        spec = node_spec(label)
+        rows = rows[["id"] + [p.name for p in spec.props]].drop_duplicates("id", keep="last")
+        created = self._write_batches(q.neo4j_merge_nodes_query(spec), rows, "nodes_created", progress)
+        return WriteResult(len(rows), created)
+
+    def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
+                    progress: Callable[[int], None] | None = None) -> WriteResult:
+        spec = rel_spec(rel_type)
+        rows = rows[["src", "dst"] + [p.name for p in spec.props]]
+        rows = rows.drop_duplicates(["src", "dst", *spec.key], keep="last")
+        created = self._write_batches(q.neo4j_merge_rels_query(spec), rows, "relationships_created", progress)
+        return WriteResult(len(rows), created)
+
+    def write_meta(self, key: str, value: str) -> None:
+        self.run(q.META_WRITE, {"key": key, "value": value}, write=True)
+
+    def read_meta(self, key: str) -> str | None:
+        df = self.run(q.META_READ, {"key": key})
+        return None if df.empty else str(df["value"].iloc[0])
+
+    def clear(self) -> None:
+        with self.driver.session(database=self.database) as session:
+            session.run(q.NEO4J_DELETE_ALL).consume()
+
+    # ----------------------------------------------------------------------- read
+    def counts(self) -> dict[str, int]:
+        out = {s.label: int(self.run(q.count_nodes_query(s))["c"].iloc[0]) for s in NODES}
+        out.update({s.type: int(self.run(q.count_rels_query(s))["c"].iloc[0]) for s in RELS})
+        return out
+
+    def neighbours(self, label: str, node_id: str, limit: int = 50) -> list[Neighbour]:
+        return neighbours_via(self.run, label, node_id, limit)
+
+    def node_ids(self, label: str) -> np.ndarray:
+        ids = self.run(q.node_ids_query(node_spec(label)))["id"].to_numpy(dtype=object)
+        return np.sort(ids)
+
+    def _nodes(self, label: str) -> tuple[np.ndarray, np.ndarray]:
+        row = self.run(q.neo4j_node_internal_ids_query(node_spec(label))).iloc[0]
+        return np.asarray(row["o"], dtype=np.int64), np.asarray(row["id"], dtype=object)
+
+    def export_edges(self, rel_type: str, props: tuple[str, ...] = ()) -> EdgeIndex:
+        spec = rel_spec(rel_type)
+        src = self._nodes(spec.src)
+        dst = src if spec.dst == spec.src else self._nodes(spec.dst)
+        row = self.run(q.neo4j_edge_internal_ids_query(spec, props)).iloc[0]
+        s_ids, d_ids, s_idx, d_idx, order = index_arrays(
+            np.asarray(row["s"], dtype=np.int64), np.asarray(row["d"], dtype=np.int64), src, dst
+        )
+        extra = {p: np.asarray(row[p], dtype=object)[order] for p in props}
+        return EdgeIndex(spec.type, s_ids, d_ids, s_idx, d_idx, extra)
+
+
+def _param_rows(frame: pd.DataFrame) -> list[dict]:
+    """Rows as Cypher parameter maps with plain Python values; NaN becomes null."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")

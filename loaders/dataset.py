@@ -1,0 +1,264 @@
+"""The canonical tables every loader produces.
+
+A :class:`Dataset` holds eight pandas DataFrames with fixed columns and dtypes
+(:data:`TABLES`). Dtype conventions:
+
+* ``str``     -- pandas string column; a missing text is ``""`` (never NaN).
+* ``float64`` -- NaN means unknown (e.g. a product without a price).
+* ``int64``   -- timestamps are Unix seconds; ``0`` means unknown.
+* ``list``    -- an object column holding a Python ``list[str]`` per row.
+
+Tables (key columns first):
+
+============  ==================================================================
+users         user_id, name
+items         item_id, title, description, brand, categories, price, features
+interactions  user_id, item_id, event, value, timestamp, split
+reviews       review_id, user_id, item_id, rating, summary, text, timestamp
+item_links    src_item, dst_item, relation  (also_buy / also_view / bought_together)
+triples       head, relation, tail          (external knowledge graph, entity ids)
+item_entities item_id, entity_id            (product -> external entity)
+judgements    query, item_id, relevance     (graded search relevance, 0 = irrelevant)
+============  ==================================================================
+
+``items.categories`` is a list of category *paths*, each written root-first and
+joined by ``" > "`` (``"Electronics > Audio > Headphones"``); a flat genre is a
+one-level path. ``interactions.event`` is one of :data:`EVENTS`; ``value`` is the
+rating for ``rating``/``review`` events, the quantity for ``purchase`` and ``cart``
+(1 when unknown) and 1 otherwise. ``split`` is ``""`` unless the source ships
+its own split (KGAT's ``train``/``test``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from loaders.report import LoadReport
+
+EVENTS: tuple[str, ...] = ("impression", "view", "click", "cart", "purchase", "rating", "review")
+LINK_RELATIONS: tuple[str, ...] = ("also_buy", "also_view", "bought_together")
+CATEGORY_SEP = " > "
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # "str" | "float64" | "int64" | "list"
+    doc: str
+
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    "users": (
+        Column("user_id", "str", "external user id, unique, non-empty"),
+        Column("name", "str", "display name, '' if unknown"),
+    ),
+    "items": (
+        Column("item_id", "str", "external product id, unique, non-empty"),
+        Column("title", "str", "product title"),
+        Column("description", "str", "plain-text description (HTML entities decoded)"),
+        Column("brand", "str", "brand or store, '' if unknown"),
+        Column("categories", "list", "category paths, root first, joined by ' > '"),
+        Column("price", "float64", "unit price, NaN if unknown"),
+        Column("features", "list", "bullet-point features"),
+    ),
+    "interactions": (
+        Column("user_id", "str", "user id (in users)"),
+        Column("item_id", "str", "item id (in items)"),
+        Column("event", "str", "one of EVENTS"),
+        Column("value", "float64", "rating, quantity or 1"),
+        Column("timestamp", "int64", "Unix seconds, 0 if unknown"),
+        Column("split", "str", "'' or the source's own split ('train'/'test')"),
+    ),
+    "reviews": (
+        Column("review_id", "str", "unique review id"),
+        Column("user_id", "str", "author (in users)"),
+        Column("item_id", "str", "reviewed item (in items)"),
+        Column("rating", "float64", "star rating, NaN if none"),
+        Column("summary", "str", "review headline"),
+        Column("text", "str", "review body"),
+        Column("timestamp", "int64", "Unix seconds, 0 if unknown"),
+    ),
+    "item_links": (
+        Column("src_item", "str", "item id (in items)"),
+        Column("dst_item", "str", "item id (in items)"),
+        Column("relation", "str", "one of LINK_RELATIONS"),
+    ),
+    "triples": (
+        Column("head", "str", "entity id"),
+        Column("relation", "str", "relation name, e.g. film.film.director"),
+        Column("tail", "str", "entity id"),
+    ),
+    "item_entities": (
+        Column("item_id", "str", "item id (in items)"),
+        Column("entity_id", "str", "entity id (may or may not occur in triples)"),
+    ),
+    "judgements": (
+        Column("query", "str", "search query text"),
+        Column("item_id", "str", "item id (in items)"),
+        Column("relevance", "int64", "graded relevance, 0 = irrelevant"),
+    ),
+}
+
+#: Columns that identify a row; duplicates of these are not allowed.
+KEYS: dict[str, tuple[str, ...]] = {
+    "users": ("user_id",),
+    "items": ("item_id",),
+    "interactions": ("user_id", "item_id", "event", "timestamp"),
+    "reviews": ("review_id",),
+    "item_links": ("src_item", "dst_item", "relation"),
+    "triples": ("head", "relation", "tail"),
+    "item_entities": ("item_id", "entity_id"),
+    "judgements": ("query", "item_id"),
+}
+
+
+class DatasetError(ValueError):
+    """A Dataset breaks the canonical schema; the message names table and column."""
+
+
+def _coerce(col: Column, values: pd.Series) -> pd.Series:
+    if col.dtype == "str":
+        return values.fillna("").astype(str)
+    if col.dtype == "float64":
+        return pd.to_numeric(values, errors="raise").astype("float64")
+    if col.dtype == "int64":
+        return pd.to_numeric(values, errors="raise").fillna(0).astype("int64")
+    # list columns: keep lists, turn missing into []
+    return values.map(lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else [])
+
+
+def make_table(name: str, data: pd.DataFrame | dict | Iterable[dict] | None = None) -> pd.DataFrame:
+    """Build table ``name`` with exactly the canonical columns and dtypes.
+
+    ``data`` may be a DataFrame, a dict of columns or an iterable of row dicts.
+    Missing columns get their empty value ('' / NaN / 0 / []).
+    """
+    cols = TABLES[name]
+    if data is None:
+        frame = pd.DataFrame()
+    elif isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, dict):
+        frame = pd.DataFrame(data)
+    else:
+        frame = pd.DataFrame(list(data))
+    n = len(frame)
+    out = {}
+    for col in cols:
+        if col.name in frame.columns:
+            try:
+                out[col.name] = _coerce(col, frame[col.name].reset_index(drop=True))
+            except (ValueError, TypeError) as exc:
+                raise DatasetError(f"table '{name}', column '{col.name}': {exc}") from exc
+        elif col.dtype == "str":
+            out[col.name] = pd.Series([""] * n, dtype=str)
+        elif col.dtype == "float64":
+            out[col.name] = pd.Series(np.full(n, np.nan), dtype="float64")
+        elif col.dtype == "int64":
+            out[col.name] = pd.Series(np.zeros(n, dtype=np.int64))
+        else:
+            out[col.name] = pd.Series([[] for _ in range(n)], dtype=object)
+    return pd.DataFrame(out, columns=[c.name for c in cols])
+
+
+def _empty_tables() -> dict[str, pd.DataFrame]:
+    return {name: make_table(name) for name in TABLES}
+
+
+@dataclass
+class Dataset:
+    """The canonical tables of one source, plus the report of how they were read."""
+
+    name: str = "dataset"
+    users: pd.DataFrame = field(default_factory=lambda: make_table("users"))
+    items: pd.DataFrame = field(default_factory=lambda: make_table("items"))
+    interactions: pd.DataFrame = field(default_factory=lambda: make_table("interactions"))
+    reviews: pd.DataFrame = field(default_factory=lambda: make_table("reviews"))
+    item_links: pd.DataFrame = field(default_factory=lambda: make_table("item_links"))
+    triples: pd.DataFrame = field(default_factory=lambda: make_table("triples"))
+    item_entities: pd.DataFrame = field(default_factory=lambda: make_table("item_entities"))
+    judgements: pd.DataFrame = field(default_factory=lambda: make_table("judgements"))
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in TABLES}
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(df) for name, df in self.tables().items()}
+
+    def problems(self) -> list[str]:
+        """Everything that breaks the schema, each naming table, column and a row."""
+        out: list[str] = []
+        tables = self.tables()
+        for name, cols in TABLES.items():
+            df = tables[name]
+            want = [c.name for c in cols]
+            if list(df.columns) != want:
+                out.append(f"table '{name}': columns {list(df.columns)} != {want}")
+                continue
+            for col in cols:
+                s = df[col.name]
+                if col.dtype in ("float64", "int64") and str(s.dtype) != col.dtype:
+                    out.append(f"table '{name}', column '{col.name}': dtype {s.dtype} != {col.dtype}")
+                elif col.dtype == "str" and not (pd.api.types.is_string_dtype(s) and not s.isna().any()):
+                    out.append(f"table '{name}', column '{col.name}': must be strings without NaN")
+                elif col.dtype == "list":
+                    bad = ~s.map(lambda v: isinstance(v, list))
+                    if bad.any():
+                        out.append(f"table '{name}', column '{col.name}', row {int(np.flatnonzero(bad)[0])}: not a list")
+            if out:
+                continue
+            key = list(KEYS[name])
+            dup = df.duplicated(key)
+            if dup.any():
+                row = int(np.flatnonzero(dup)[0])
+                out.append(f"table '{name}': duplicate key {tuple(df.loc[row, key])} at row {row}")
+            for kcol in key[:1] if name in ("users", "items", "reviews") else []:
+                empty = df[kcol] == ""
+                if empty.any():
+                    out.append(f"table '{name}', column '{kcol}', row {int(np.flatnonzero(empty)[0])}: empty id")
+        if out:
+            return out
+        # value domains and references between tables
+        checks = [
+            ("interactions", "event", tables["interactions"]["event"].isin(EVENTS), "unknown event"),
+            ("item_links", "relation", tables["item_links"]["relation"].isin(LINK_RELATIONS), "unknown relation"),
+            ("judgements", "relevance", tables["judgements"]["relevance"] >= 0, "negative relevance"),
+            ("items", "price", ~(tables["items"]["price"] < 0), "negative price"),
+        ]
+        users = tables["users"]["user_id"]
+        items = tables["items"]["item_id"]
+        for name, col, universe in [
+            ("interactions", "user_id", users), ("interactions", "item_id", items),
+            ("reviews", "user_id", users), ("reviews", "item_id", items),
+            ("item_links", "src_item", items), ("item_links", "dst_item", items),
+            ("item_entities", "item_id", items), ("judgements", "item_id", items),
+        ]:
+            checks.append((name, col, tables[name][col].isin(universe), f"unknown id (not in {universe.name.split('_')[0]}s)"))
+        for name, col, ok, what in checks:
+            bad = ~ok.to_numpy(dtype=bool)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                value = tables[name][col].iloc[row]
+                out.append(f"table '{name}', column '{col}', row {row}: {what}: {value!r} ({int(bad.sum())} rows)")
+        return out
+
+    def validate(self) -> Dataset:
+        """Raise :class:`DatasetError` listing every problem; return self when clean."""
+        problems = self.problems()
+        if problems:
+            raise DatasetError(f"dataset '{self.name}' is invalid:\n  " + "\n  ".join(problems))
+        return self
+
+    def summary(self) -> str:
+        return "\n".join(f"{name:<14} {n:>12,}" for name, n in self.sizes().items())
+
+
+def users_from(*frames: pd.DataFrame) -> pd.DataFrame:
+    """The users table implied by the ``user_id`` columns of some tables."""
+    ids = pd.unique(pd.concat([f["user_id"] for f in frames], ignore_index=True)) if frames else []
+    return make_table("users", {"user_id": pd.Series(ids, dtype=str)})

@@ -24,15 +24,15 @@ class EmbeddedStore:
 
     Args:
         path: directory of the database.
-        copy_batch: rows per ``COPY`` statement (default: 500,000).
+        batch_size: rows per ``COPY`` statement (default: 500,000).
         read_only: open the database read-only (several readers may share it).
     """
 
     kind = "embedded"
 
-    def __init__(self, path: str | Path, copy_batch: int = 500_000, read_only: bool = False):
+    def __init__(self, path: str | Path, batch_size: int = 500_000, read_only: bool = False):
         self.path = Path(path)
-        self.copy_batch = copy_batch
+        self.batch_size = batch_size
         self.read_only = read_only
         self._db = None
         self._conn = None
@@ -83,8 +83,8 @@ class EmbeddedStore:
 
     # ---------------------------------------------------------------------- write
     def _copy(self, table: str, frame: pd.DataFrame, progress: Callable[[int], None] | None) -> None:
-        for start in range(0, len(frame), self.copy_batch):
-            chunk = frame.iloc[start : start + self.copy_batch].reset_index(drop=True)
+        for start in range(0, len(frame), self.batch_size):
+            chunk = frame.iloc[start : start + self.batch_size].reset_index(drop=True)
             self.conn.execute(q.embedded_copy_query(table), {"df": chunk})
             if progress:
                 progress(len(chunk))
@@ -96,7 +96,7 @@ class EmbeddedStore:
         rows = rows[cols].drop_duplicates("id", keep="last")
         stored = self.run(q.node_props_query(spec))
         fresh = ~rows["id"].isin(stored["id"])
-        if progress:
+        if progress and (~fresh).any():
             progress(int((~fresh).sum()))
         self._copy(spec.label, rows[fresh], progress)
         changed = _changed(rows[~fresh], stored, ["id"], [p.name for p in spec.props])
@@ -113,7 +113,7 @@ class EmbeddedStore:
         stored = self.run(q.rel_rows_query(spec))
         merged = rows.merge(stored[key].assign(_stored=True), on=key, how="left")
         fresh = merged["_stored"].isna().to_numpy()
-        if progress:
+        if progress and (~fresh).any():
             progress(int((~fresh).sum()))
         self._copy(spec.type, rows[fresh], progress)
         changed = _changed(rows[~fresh], stored, key, props) if props else rows.iloc[:0]

@@ -35,3 +35,60 @@ def ml100k_dir() -> Path:
 @pytest.fixture
 def amazon_book_dir() -> Path:
     return shared_dataset("amazon-book-kgat")
+
+
+NEO4J_TEST_URI = os.environ.get("KGREC_TEST_NEO4J_URI", "bolt://127.0.0.1:7687")
+
+
+def _neo4j_reachable(uri: str) -> str | None:
+    import neo4j
+
+    try:
+        with neo4j.GraphDatabase.driver(uri, auth=None) as driver:
+            driver.verify_connectivity()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return str(exc)
+
+
+@pytest.fixture(scope="session")
+def neo4j_uri() -> str:
+    """The real Neo4j test server (scripts/neo4j-server/neo4j-server start); fails in CI if down."""
+    problem = _neo4j_reachable(NEO4J_TEST_URI)
+    if problem:
+        message = f"Neo4j test server at {NEO4J_TEST_URI} is not reachable ({problem}); " \
+                  "start it with scripts/neo4j-server/neo4j-server start"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return NEO4J_TEST_URI
+
+
+def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **kwargs):
+    """A connected, empty store of ``kind``; closed after the test."""
+    from kg.store import StoreConfig, open_store
+
+    if kind == "neo4j":
+        config = StoreConfig(kind="neo4j", uri=request.getfixturevalue("neo4j_uri"))
+    else:
+        config = StoreConfig(kind="embedded", path=str(tmp_path / "graph"))
+    store = open_store(config, **kwargs).connect()
+    if kind == "neo4j":  # one shared server: start every test from an empty graph
+        store.clear()
+    request.addfinalizer(store.close)
+    return store
+
+
+STORE_KINDS = [pytest.param("embedded"), pytest.param("neo4j", marks=pytest.mark.neo4j)]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path):
+    """``factory(**store_options)`` -> a connected empty store; tests run on both kinds."""
+    return lambda **kwargs: make_store(request.param, tmp_path, request, **kwargs)
+
+
+@pytest.fixture
+def store(store_factory):
+    """Each test using this runs on both stores (the GraphStore contract)."""
+    return store_factory()

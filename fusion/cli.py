@@ -1,0 +1,116 @@
+"""The ``kgrec`` command line: a thin layer over the Python API.
+
+    kgrec build --source synthetic -o n_users=1000      # into the embedded store
+    kgrec build --source amazon2018 --path data/gift-cards --neo4j-uri bolt://127.0.0.1:7687
+    kgrec stats
+
+The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
+and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
+embedded store at ``--db`` (default ``.kgrec/graph``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+from kg.store import StoreConfig, open_store
+from loaders import SOURCES, DatasetError, LoadError
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``key=value`` with the value parsed as a Python literal when it is one."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--neo4j-uri", help="Neo4j server, e.g. bolt://127.0.0.1:7687 (default: $NEO4J_URI)")
+    p.add_argument("--db", help="embedded store directory (default: $KGREC_STORE or .kgrec/graph)")
+
+
+def _store(args: argparse.Namespace, **kwargs):
+    config = StoreConfig.from_env(uri=args.neo4j_uri, path=args.db)
+    return config, open_store(config, **kwargs)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from kg.build import BuildConfig, build_graph
+    from loaders import load
+
+    options = dict(args.option or [])
+    if args.map:
+        from loaders.tabular import parse_mapping
+
+        options["mapping"] = parse_mapping(args.map)
+    if args.source != "synthetic" and not args.path:
+        print(f"kgrec build: --path is required for --source {args.source}", file=sys.stderr)
+        return 2
+    dataset = load(args.source, args.path, strict=not args.lenient, **options)
+    print(dataset.report.summary())
+    if dataset.report.rejects:
+        path = dataset.report.write_rejects(args.rejects)
+        print(f"reject report: {path} ({len(dataset.report.rejects):,} rows)")
+    config, store = _store(args, **({"batch_size": args.batch_size} if args.batch_size else {}))
+    print(f"building into {config.describe()}")
+    with store:
+        report = build_graph(dataset, store, BuildConfig(progress=not args.no_progress, force=args.force))
+    print(report.table())
+    if args.report_json:
+        Path(args.report_json).write_text(report.to_json())
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    config, store = _store(args)
+    with store:
+        counts = store.counts()
+    print(f"graph in {config.describe()}")
+    for name, n in counts.items():
+        print(f"{name:<18} {n:>12,}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kgrec", description="Knowledge-graph search and recommendation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="load a data source and build the knowledge graph")
+    b.add_argument("--source", required=True, choices=sorted(SOURCES))
+    b.add_argument("--path", help="file or folder of the source data (not needed for synthetic)")
+    b.add_argument("-o", "--option", type=_option, action="append", metavar="KEY=VALUE",
+                   help="source option, e.g. -o n_users=5000 for synthetic (repeatable)")
+    b.add_argument("--map", help="csv column mapping, e.g. interactions.user_id=customer,interactions.item_id=sku")
+    b.add_argument("--lenient", action="store_true", help="keep going on bad rows and write a reject report")
+    b.add_argument("--rejects", default="rejects.csv", help="where the reject report goes (default: rejects.csv)")
+    b.add_argument("--batch-size", type=int, help="rows per Neo4j write transaction (default: 10000)")
+    b.add_argument("--force", action="store_true", help="rewrite everything even if this data was built before")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
+    b.add_argument("--report-json", help="also write the build report as JSON here")
+    _add_store_args(b)
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("stats", help="nodes per label and relationships per type")
+    _add_store_args(s)
+    s.set_defaults(func=cmd_stats)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LoadError, DatasetError, ConnectionError, FileNotFoundError) as exc:
+        print(f"kgrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -183,6 +183,7 @@ class Dataset:
     item_entities: pd.DataFrame = field(default_factory=lambda: make_table("item_entities"))
     judgements: pd.DataFrame = field(default_factory=lambda: make_table("judgements"))
     report: LoadReport = field(default_factory=LoadReport)
+    meta: dict = field(default_factory=dict)  # how the data was made (e.g. the synthetic config)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in TABLES}

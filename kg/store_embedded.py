@@ -16,6 +16,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.schema import ALL_NODES, NODES, RELS, node_spec, rel_spec
+from loaders.dataset import isin
 from kg.store import EdgeIndex, Neighbour, WriteResult, index_arrays, neighbours_via
 
 
@@ -95,8 +96,8 @@ class EmbeddedStore:
         cols = ["id"] + [p.name for p in spec.props]
         rows = rows[cols].drop_duplicates("id", keep="last")
         stored = self.run(q.node_props_query(spec))
-        fresh = ~rows["id"].isin(stored["id"])
-        if progress and (~fresh).any():
+        fresh = ~isin(rows["id"], stored["id"])
+        if progress and not fresh.all():
             progress(int((~fresh).sum()))
         self._copy(spec.label, rows[fresh], progress)
         changed = _changed(rows[~fresh], stored, ["id"], [p.name for p in spec.props])
@@ -113,7 +114,7 @@ class EmbeddedStore:
         stored = self.run(q.rel_rows_query(spec))
         merged = rows.merge(stored[key].assign(_stored=True), on=key, how="left")
         fresh = merged["_stored"].isna().to_numpy()
-        if progress and (~fresh).any():
+        if progress and not fresh.all():
             progress(int((~fresh).sum()))
         self._copy(spec.type, rows[fresh], progress)
         changed = _changed(rows[~fresh], stored, key, props) if props else rows.iloc[:0]

@@ -120,6 +120,17 @@ class DatasetError(ValueError):
     """A Dataset breaks the canonical schema; the message names table and column."""
 
 
+def isin(values: pd.Series, universe) -> np.ndarray:
+    """``values.isin(universe)`` as a bool array -- via factorize, which is much faster
+    than ``Series.isin`` on pandas 3 Arrow-backed strings (that iterates in Python)."""
+    try:
+        universe = pd.Series(np.asarray(universe)).astype(values.dtype)
+    except (TypeError, ValueError):
+        return values.isin(universe).to_numpy()
+    codes, _ = pd.factorize(pd.concat([universe, values], ignore_index=True))
+    return np.isin(codes[len(universe):], codes[: len(universe)])
+
+
 def _coerce(col: Column, values: pd.Series) -> pd.Series:
     if col.dtype == "str":
         return values.fillna("").astype(str)
@@ -239,9 +250,9 @@ class Dataset:
             ("item_links", "src_item", items), ("item_links", "dst_item", items),
             ("item_entities", "item_id", items), ("judgements", "item_id", items),
         ]:
-            checks.append((name, col, tables[name][col].isin(universe), f"unknown id (not in {universe.name.split('_')[0]}s)"))
+            checks.append((name, col, isin(tables[name][col], universe), f"unknown id (not in {universe.name.split('_')[0]}s)"))
         for name, col, ok, what in checks:
-            bad = ~ok.to_numpy(dtype=bool)
+            bad = ~np.asarray(ok, dtype=bool)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 value = tables[name][col].iloc[row]

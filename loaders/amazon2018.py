@@ -1,0 +1,257 @@
+"""Amazon Reviews 2018 (McAuley lab): a 5-core reviews file plus product metadata.
+
+RAW_FILES (in the folder ``path``; or give ``reviews=`` / ``meta=`` explicitly, or pass
+one of the two files as ``path`` and the other is found next to it):
+
+* ``<Category>_5.json.gz`` (or any other non-``meta_`` ``*.json[.gz]``) -- one review per
+  line: ``reviewerID, asin, overall, verified, reviewText, summary, unixReviewTime,
+  style, reviewerName``.
+* ``meta_<Category>.json.gz`` (or ``.json``) -- one product per line: ``asin, title,
+  brand, category[], description[], feature[], price, also_buy[], also_view[],
+  main_cat`` (and unused ``rank, details, image, tech1 …``).
+
+Mapping:
+
+* items: ``item_id`` = asin; ``title``, ``brand`` = cleaned text (tags stripped,
+  entities decoded, see :mod:`loaders.text`); ``description`` = the cleaned
+  ``description`` list joined with newlines; ``features`` = cleaned ``feature`` list;
+  ``categories`` = ``[category_path(category)]`` (consecutive duplicate levels collapsed,
+  scraped junk levels cut, ``[]`` when empty); ``price`` = ``parse_price(price)``
+  (``"$12.99"`` -> 12.99, a range -> its low end, else NaN). ``main_cat`` is not used.
+* item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name).
+  A target outside the metadata, a self-link or a repeated link is a *filtered* reject,
+  counted under the pseudo-file ``"<meta file>#also_buy"`` (resp. ``#also_view``).
+* reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{unixReviewTime}"``, ``rating`` =
+  ``overall``, ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
+  ``unixReviewTime`` (0 when absent).
+* interactions: one ``review`` event per kept review, ``value`` = ``overall``.
+* users: the reviewers of kept reviews; ``name`` = their first non-empty ``reviewerName``.
+
+Rejects (file, 1-based line, field): errors -- bad JSON, truncated gzip, a missing
+``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall`` or
+non-integer ``unixReviewTime``, a review of an asin absent from the metadata; filtered --
+a second meta line for an asin or a second review with the same ``review_id`` (the first
+is kept; the reason names its line).
+
+The reading machinery (:func:`read_amazon`) is shared with :mod:`loaders.amazon2023`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from loaders.dataset import Dataset, make_table
+from loaders.jsonl import FieldError, int_field, iter_records, number_field, require
+from loaders.report import LoadError, LoadReport
+from loaders.text import category_path, clean_lines, clean_text, parse_price
+
+RAW_FILES = ("<Category>_5.json.gz", "meta_<Category>.json.gz")
+
+#: parses one meta record -> (item row, {relation: targets}); raises FieldError
+ItemParser = Callable[[dict], tuple[dict, dict[str, object]]]
+#: parses one review record -> review row (+ "name"); raises FieldError
+ReviewParser = Callable[[dict], dict]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a release names its files and ids."""
+
+    release: str                    # "amazon2018"
+    review_globs: tuple[str, ...]   # tried in order, meta_* excluded
+    meta_globs: tuple[str, ...]
+    item_field: str                 # raw field holding the item id (for messages)
+    suffixes: tuple[str, ...]       # stripped from the reviews file name -> category
+
+
+LAYOUT = Layout("amazon2018", ("*_5.json.gz", "*_5.json", "*.json.gz", "*.json"),
+                ("meta_*.json.gz", "meta_*.json"), "asin", (".gz", ".json", "_5"))
+
+
+def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
+    require(rec, ("asin",))
+    row = {
+        "item_id": str(rec["asin"]).strip(),
+        "title": clean_text(rec.get("title")),
+        "description": "\n".join(clean_lines(rec.get("description"))),
+        "brand": clean_text(rec.get("brand")),
+        "categories": [p] if (p := category_path(rec.get("category"))) else [],
+        "price": parse_price(rec.get("price")),
+        "features": clean_lines(rec.get("feature")),
+    }
+    return row, {"also_buy": rec.get("also_buy"), "also_view": rec.get("also_view")}
+
+
+def parse_review(rec: dict) -> dict:
+    require(rec, ("reviewerID", "asin"))
+    rating = number_field(rec, "overall")
+    ts = int_field(rec, "unixReviewTime")
+    user, item = str(rec["reviewerID"]).strip(), str(rec["asin"]).strip()
+    return {
+        "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item,
+        "rating": rating, "summary": _str(rec.get("summary")), "text": _str(rec.get("reviewText")),
+        "timestamp": ts, "name": _str(rec.get("reviewerName")).strip(),
+    }
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def read(path: str | Path | None = None, *, strict: bool = True,
+         reviews: str | Path | None = None, meta: str | Path | None = None) -> Dataset:
+    """Read an Amazon 2018 category (folder, or one of its two files) into a Dataset."""
+    return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)
+
+
+# --------------------------------------------------------------------------- shared core
+
+def find_files(layout: Layout, path, reviews, meta) -> tuple[Path, Path]:
+    """Resolve the reviews and meta files from a folder / file / explicit options."""
+    if path is not None:
+        path = Path(path)
+        if path.is_file():
+            if path.name.startswith("meta_"):
+                meta = meta or path
+            else:
+                reviews = reviews or path
+            path = path.parent
+        elif not path.is_dir():
+            raise LoadError(str(path), None, None, "no such file or folder")
+    folder = path if path is not None else Path(reviews or meta or ".").parent
+
+    def pick(globs: tuple[str, ...], is_meta: bool, prefer: str) -> Path:
+        for pattern in globs:
+            found = sorted(p for p in folder.glob(pattern)
+                           if p.is_file() and p.name.startswith("meta_") == is_meta)
+            if len(found) > 1 and prefer:
+                found = [p for p in found if prefer in p.name] or found
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise LoadError(str(folder), None, None,
+                                f"several {'meta' if is_meta else 'reviews'} files "
+                                f"({', '.join(p.name for p in found)}); pass "
+                                f"{'meta' if is_meta else 'reviews'}= explicitly")
+        raise LoadError(str(folder), None, None,
+                        f"no {'meta' if is_meta else 'reviews'} file ({' or '.join(globs)})")
+
+    reviews = Path(reviews) if reviews else pick(layout.review_globs, False, "")
+    meta = Path(meta) if meta else pick(layout.meta_globs, True, category_of(layout, reviews))
+    for f in (reviews, meta):
+        if not f.is_file():
+            raise LoadError(str(f), None, None, "no such file")
+    return reviews, meta
+
+
+def category_of(layout: Layout, reviews: Path) -> str:
+    name = reviews.name
+    for suffix in layout.suffixes:
+        name = name.removesuffix(suffix)
+    return name
+
+
+def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
+                parse_item: ItemParser, parse_review: ReviewParser) -> Dataset:
+    reviews_file, meta_file = find_files(layout, path, reviews, meta)
+    report = LoadReport(strict=strict)
+    items, links = _read_meta(meta_file, report, parse_item, layout.item_field)
+    catalogue = {row["item_id"] for row in items}
+    item_links = _links(meta_file, report, links, catalogue)
+    rows = _read_reviews(reviews_file, meta_file, report, parse_review, catalogue, layout.item_field)
+    report.check()
+
+    review_table = make_table("reviews", pd.DataFrame(rows, columns=[
+        "review_id", "user_id", "item_id", "rating", "summary", "text", "timestamp", "name"]))
+    interactions = make_table("interactions", {
+        "user_id": review_table["user_id"], "item_id": review_table["item_id"],
+        "event": "review", "value": review_table["rating"],
+        "timestamp": review_table["timestamp"], "split": ""})
+    names: dict[str, str] = {}
+    for row in rows:
+        if not names.get(row["user_id"]):
+            names[row["user_id"]] = row["name"]
+    users = make_table("users", {"user_id": list(names), "name": list(names.values())})
+    return Dataset(
+        name=f"{layout.release}-{category_of(layout, reviews_file)}",
+        users=users, items=make_table("items", items), interactions=interactions,
+        reviews=review_table, item_links=make_table("item_links", item_links), report=report)
+
+
+def _read_meta(file: Path, report: LoadReport, parse: ItemParser, id_field: str):
+    items: list[dict] = []
+    links: list[tuple[str, str, object, int]] = []  # (src, relation, targets, line)
+    first: dict[str, int] = {}
+    for line, rec in iter_records(file, report):
+        try:
+            row, rels = parse(rec)
+        except FieldError as exc:
+            report.reject(file, line, exc.field, exc.reason, exc.value)
+            continue
+        iid = row["item_id"]
+        if iid in first:
+            report.reject(file, line, id_field, f"duplicate {id_field}: first seen on line "
+                          f"{first[iid]}, that one is kept", iid, error=False)
+            continue
+        first[iid] = line
+        items.append(row)
+        report.keep(file)
+        links.extend((iid, rel, targets, line) for rel, targets in rels.items() if targets is not None)
+    return items, links
+
+
+def _links(meta_file: Path, report: LoadReport, links, catalogue: set[str]) -> list[dict]:
+    out: list[dict] = []
+    seen: set[tuple[str, str, str]] = set()
+    for src, rel, targets, line in links:
+        acct = f"{meta_file}#{rel}"
+        if not isinstance(targets, list):
+            report.read(acct)
+            report.reject(acct, line, rel, f"not a list but {type(targets).__name__}", targets)
+            continue
+        for dst in targets:
+            report.read(acct)
+            if not isinstance(dst, str) or not dst.strip():
+                report.reject(acct, line, rel, "link target is not a non-empty string", dst)
+                continue
+            dst = dst.strip()
+            if dst == src:
+                report.reject(acct, line, rel, "self-link", dst, error=False)
+            elif dst not in catalogue:
+                report.reject(acct, line, rel, "link target not in the catalogue", dst, error=False)
+            elif (src, dst, rel) in seen:
+                report.reject(acct, line, rel, "duplicate link", dst, error=False)
+            else:
+                seen.add((src, dst, rel))
+                out.append({"src_item": src, "dst_item": dst, "relation": rel})
+                report.keep(acct)
+    return out
+
+
+def _read_reviews(file: Path, meta_file: Path, report: LoadReport, parse: ReviewParser,
+                  catalogue: set[str], item_field: str) -> list[dict]:
+    rows: list[dict] = []
+    first: dict[str, int] = {}
+    for line, rec in iter_records(file, report):
+        try:
+            row = parse(rec)
+        except FieldError as exc:
+            report.reject(file, line, exc.field, exc.reason, exc.value)
+            continue
+        if row["item_id"] not in catalogue:
+            report.reject(file, line, item_field,
+                          f"unknown item: {row['item_id']!r} is not in {meta_file.name}", row["item_id"])
+            continue
+        rid = row["review_id"]
+        if rid in first:
+            report.reject(file, line, "review_id", f"duplicate review id: first seen on line "
+                          f"{first[rid]}, that one is kept", rid, error=False)
+            continue
+        first[rid] = line
+        rows.append(row)
+        report.keep(file)
+    return rows

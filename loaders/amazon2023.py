@@ -1,0 +1,88 @@
+"""Amazon Reviews 2023 (McAuley lab): a reviews JSONL file plus product metadata.
+
+RAW_FILES (in the folder ``path``; or ``reviews=`` / ``meta=``, or one of them as ``path``):
+
+* ``<Category>.jsonl[.gz]`` -- one review per line: ``rating, title, text, user_id, asin,
+  parent_asin, timestamp`` (milliseconds), ``verified_purchase, helpful_vote, images``.
+* ``meta_<Category>.jsonl[.gz]`` -- one product per line: ``main_category, title,
+  average_rating, rating_number, features[], description[], price, store, categories[],
+  details{}, parent_asin, bought_together, images, videos``.
+
+Mapping (products are keyed by ``parent_asin``; a review's variant ``asin`` is folded
+into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absent):
+
+* items: ``item_id`` = parent_asin; ``title`` = cleaned title; ``description`` = cleaned
+  ``description`` list joined with newlines; ``brand`` = ``store``, else
+  ``details["Brand"]``; ``categories`` = ``[category_path(categories)]`` when non-empty,
+  else ``[main_category]`` (``[]`` when neither); ``price`` = ``parse_price(price)``
+  (a number, ``"$12.99"``, a range -> low end; null or other text -> NaN); ``features``
+  = cleaned ``features``. ``average_rating``, ``rating_number``, the rest of
+  ``details``, images and videos are not used.
+* item_links: ``bought_together`` entries, relation ``bought_together`` (targets outside
+  the metadata, self-links and repeats are filtered rejects, as in 2018).
+* reviews: ``review_id`` = ``f"{user_id}|{parent_asin}|{timestamp // 1000}"``,
+  ``rating``, ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000.
+* interactions: one ``review`` event per kept review, ``value`` = ``rating``.
+* users: the reviewers of kept reviews (``name`` = "": the release has no names).
+
+Rejects follow :mod:`loaders.amazon2018`: required fields are ``user_id``,
+``parent_asin``/``asin`` and ``rating`` for reviews, ``parent_asin`` for meta.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loaders.amazon2018 import Layout, read_amazon
+from loaders.dataset import Dataset
+from loaders.jsonl import FieldError, int_field, is_missing, number_field, require
+from loaders.text import category_path, clean_lines, clean_text, parse_price
+
+RAW_FILES = ("<Category>.jsonl.gz", "meta_<Category>.jsonl.gz")
+
+LAYOUT = Layout("amazon2023", ("*.jsonl.gz", "*.jsonl"), ("meta_*.jsonl.gz", "meta_*.jsonl"),
+                "parent_asin", (".gz", ".jsonl"))
+
+
+def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
+    require(rec, ("parent_asin",))
+    details = rec.get("details") if isinstance(rec.get("details"), dict) else {}
+    brand = clean_text(rec.get("store")) or clean_text(details.get("Brand"))
+    path = category_path(rec.get("categories"))
+    if not path:
+        path = clean_text(rec.get("main_category"))
+    row = {
+        "item_id": str(rec["parent_asin"]).strip(),
+        "title": clean_text(rec.get("title")),
+        "description": "\n".join(clean_lines(rec.get("description"))),
+        "brand": brand,
+        "categories": [path] if path else [],
+        "price": parse_price(rec.get("price")),
+        "features": clean_lines(rec.get("features")),
+    }
+    return row, {"bought_together": rec.get("bought_together")}
+
+
+def parse_review(rec: dict) -> dict:
+    require(rec, ("user_id",))
+    item_field = "asin" if is_missing(rec.get("parent_asin")) and not is_missing(rec.get("asin")) \
+        else "parent_asin"
+    if is_missing(rec.get(item_field)):
+        raise FieldError("parent_asin", "missing required field (and no asin)", "")
+    rating = number_field(rec, "rating")
+    ms = int_field(rec, "timestamp")
+    if ms < 0:
+        raise FieldError("timestamp", f"negative timestamp: {ms}", ms)
+    user, item, ts = str(rec["user_id"]).strip(), str(rec[item_field]).strip(), ms // 1000
+    return {
+        "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item, "rating": rating,
+        "summary": rec.get("title") if isinstance(rec.get("title"), str) else "",
+        "text": rec.get("text") if isinstance(rec.get("text"), str) else "",
+        "timestamp": ts, "name": "",
+    }
+
+
+def read(path: str | Path | None = None, *, strict: bool = True,
+         reviews: str | Path | None = None, meta: str | Path | None = None) -> Dataset:
+    """Read an Amazon 2023 category (folder, or one of its two files) into a Dataset."""
+    return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)

@@ -1,0 +1,187 @@
+"""RecBole atomic files: ``<name>.inter`` plus optional ``.item``, ``.user``, ``.kg``, ``.link``.
+
+RAW_FILES (in the folder ``path``, or ``path`` = the ``.inter`` file): tab-separated,
+one header line of typed fields (``user_id:token``, ``rating:float``,
+``movie_title:token_seq`` …; the ``:type`` suffix is dropped), no quoting. Read with
+pandas (every cell a string); validation is vectorised; line number = row index + 2.
+
+Mapping (field names are RecBole's defaults; override with ``user_field=``,
+``item_field=``, ``rating_field=``, ``time_field=``):
+
+* ``.inter`` -> interactions: ``user_id``, ``item_id``; with a ``rating`` column the
+  event is ``rating`` and ``value`` = rating, else the event is ``click`` and value 1;
+  ``timestamp`` = int(float) (0 when absent/empty). Empty ids, non-numeric ratings or
+  timestamps are errors; an id missing from an *existing* ``.item`` / ``.user`` file is
+  an error (when the file is absent, items/users are made from the ids in ``.inter``).
+* ``.item`` -> items: ``title`` = the first of ``movie_title``, ``title``, ``item_name``,
+  else the first other ``token_seq`` column; ``categories`` = the ``class`` / ``genre`` /
+  ``genres`` / ``categories`` / ``category`` tokens split on ``seq_sep`` (a space), each
+  token a one-level path (ml-100k: ``"Animation Children's Comedy"`` -> three paths;
+  its ``unknown`` genre flag is dropped, leaving ``[]``);
+  ``brand`` and ``price`` from columns of those names; ``release_year`` (or ``year``) goes
+  into ``description`` as ``"Released 1995"`` so that text search can use it. Other
+  columns are ignored.
+* ``.user`` -> users: ``user_id``; ``name`` from a ``name``/``user_name`` column, else ""
+  (ml-100k's age, gender, occupation and zip code have no canonical column).
+* ``.kg`` -> triples: ``head_id``, ``relation_id``, ``tail_id`` (else the first three columns).
+* ``.link`` -> item_entities: ``item_id``, ``entity_id``; an unknown item is an error.
+
+Repeated keys (:data:`loaders.dataset.KEYS`) are filtered rejects; the first row is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loaders.dataset import Dataset, make_table
+from loaders.report import LoadError, LoadReport
+from loaders.tabular import Checker, read_delimited
+
+RAW_FILES = ("<name>.inter", "<name>.item", "<name>.user", "<name>.kg", "<name>.link")
+TITLE_COLUMNS = ("movie_title", "title", "item_name")
+CATEGORY_COLUMNS = ("class", "genre", "genres", "categories", "category")
+YEAR_COLUMNS = ("release_year", "year")
+NO_CATEGORY = ("unknown",)  # ml-100k's "no genre" flag is not a category
+
+
+def _atomic(file: Path, report: LoadReport) -> tuple[Checker, dict[str, str]]:
+    """Read one atomic file; returns its Checker (bare column names) and column types."""
+    df, lines = read_delimited(file, report, sep="\t", quoting=csv.QUOTE_NONE)
+    types = {}
+    for col in df.columns:
+        name, _, kind = col.partition(":")
+        types[name.strip()] = kind.strip()
+    df.columns = list(types)
+    df = df.apply(lambda s: s.str.strip())
+    return Checker(report, file, df, lines), types
+
+
+def _need(chk: Checker, *cols: str) -> None:
+    for col in cols:
+        if col not in chk.df.columns:
+            raise LoadError(chk.file, 1, col, f"missing column (header has {', '.join(chk.df.columns)})")
+    chk.required(*cols)
+
+
+def _items(file: Path, report: LoadReport, item_field: str, seq_sep: str) -> pd.DataFrame:
+    chk, types = _atomic(file, report)
+    _need(chk, item_field)
+    df = chk.df
+    cats = next((c for c in CATEGORY_COLUMNS if c in df), None)
+    title = next((c for c in TITLE_COLUMNS if c in df), None) or next(
+        (c for c, t in types.items() if t == "token_seq" and c != cats), None)
+    year = next((c for c in YEAR_COLUMNS if c in df), None)
+    out = pd.DataFrame({"item_id": df[item_field]})
+    if title:
+        out["title"] = df[title]
+    if cats:
+        out["categories"] = df[cats].str.split(seq_sep).map(
+            lambda toks: [t for t in toks if t and t.lower() not in NO_CATEGORY])
+    if year:
+        out["description"] = ("Released " + df[year]).where(df[year] != "", "")
+    if "brand" in df:
+        out["brand"] = df["brand"]
+    if "price" in df:
+        out["price"] = chk.number("price")
+    chk.df = out
+    chk.duplicates(["item_id"], "item id")
+    return make_table("items", chk.finish())
+
+
+def _users(file: Path, report: LoadReport, user_field: str) -> pd.DataFrame:
+    chk, _ = _atomic(file, report)
+    _need(chk, user_field)
+    name = next((c for c in ("name", "user_name") if c in chk.df), None)
+    chk.df = pd.DataFrame({"user_id": chk.df[user_field],
+                           "name": chk.df[name] if name else ""})
+    chk.duplicates(["user_id"], "user id")
+    return make_table("users", chk.finish())
+
+
+def _interactions(file: Path, report: LoadReport, fields: dict[str, str],
+                  items: pd.DataFrame | None, users: pd.DataFrame | None) -> pd.DataFrame:
+    chk, _ = _atomic(file, report)
+    uf, itf, rf, tf = fields["user"], fields["item"], fields["rating"], fields["time"]
+    _need(chk, uf, itf)
+    df = chk.df
+    out = pd.DataFrame({"user_id": df[uf], "item_id": df[itf]})
+    if rf in df:
+        chk.required(rf)
+        out["event"], out["value"] = "rating", chk.number(rf)
+    else:
+        out["event"], out["value"] = "click", 1.0
+    ts = chk.number(tf, default=0.0) if tf in df else pd.Series(0.0, index=df.index)
+    out["timestamp"] = np.floor(ts.fillna(0)).astype("int64")
+    if items is not None:
+        chk.unknown(itf, items["item_id"], "item (not in the .item file)")
+    if users is not None:
+        chk.unknown(uf, users["user_id"], "user (not in the .user file)")
+    chk.df = out
+    chk.duplicates(["user_id", "item_id", "event", "timestamp"], "interaction")
+    return make_table("interactions", chk.finish())
+
+
+def _triples(file: Path, report: LoadReport) -> pd.DataFrame:
+    chk, _ = _atomic(file, report)
+    cols = ["head_id", "relation_id", "tail_id"]
+    if not set(cols) <= set(chk.df.columns):
+        if len(chk.df.columns) < 3:
+            raise LoadError(str(file), 1, None, "a .kg file needs head, relation and tail columns")
+        cols = list(chk.df.columns[:3])
+    chk.required(*cols)
+    chk.df = chk.df[cols].set_axis(["head", "relation", "tail"], axis=1)
+    chk.duplicates(["head", "relation", "tail"], "triple")
+    return make_table("triples", chk.finish())
+
+
+def _links(file: Path, report: LoadReport, item_field: str, items: pd.DataFrame) -> pd.DataFrame:
+    chk, _ = _atomic(file, report)
+    _need(chk, item_field, "entity_id")
+    chk.unknown(item_field, items["item_id"], "item (not in the items)")
+    chk.df = pd.DataFrame({"item_id": chk.df[item_field], "entity_id": chk.df["entity_id"]})
+    chk.duplicates(["item_id", "entity_id"], "link")
+    return make_table("item_entities", chk.finish())
+
+
+def find_files(path: str | Path, name: str | None = None) -> tuple[str, dict[str, Path]]:
+    path = Path(path)
+    if path.is_file():
+        name, path = name or path.stem, path.parent
+    elif not path.is_dir():
+        raise LoadError(str(path), None, None, "no such file or folder")
+    if name is None:
+        found = sorted(path.glob("*.inter"))
+        if len(found) != 1:
+            raise LoadError(str(path), None, None,
+                            f"expected one .inter file, found {len(found)}; pass name=")
+        name = found[0].stem
+    files = {ext: path / f"{name}.{ext}" for ext in ("inter", "item", "user", "kg", "link")}
+    if not files["inter"].is_file():
+        raise LoadError(str(files["inter"]), None, None, "no such file")
+    return name, {k: f for k, f in files.items() if f.is_file()}
+
+
+def read(path: str | Path, *, strict: bool = True, name: str | None = None,
+         user_field: str = "user_id", item_field: str = "item_id", rating_field: str = "rating",
+         time_field: str = "timestamp", seq_sep: str = " ") -> Dataset:
+    """Read a RecBole data set folder (see module docstring) into a Dataset."""
+    name, files = find_files(path, name)
+    report = LoadReport(strict=strict)
+    items = _items(files["item"], report, item_field, seq_sep) if "item" in files else None
+    users = _users(files["user"], report, user_field) if "user" in files else None
+    fields = {"user": user_field, "item": item_field, "rating": rating_field, "time": time_field}
+    inter = _interactions(files["inter"], report, fields, items, users)
+    if items is None:
+        items = make_table("items", {"item_id": pd.unique(inter["item_id"])})
+    if users is None:
+        users = make_table("users", {"user_id": pd.unique(inter["user_id"])})
+    triples = _triples(files["kg"], report) if "kg" in files else make_table("triples")
+    links = _links(files["link"], report, item_field, items) if "link" in files \
+        else make_table("item_entities")
+    report.check()
+    return Dataset(name=name, users=users, items=items, interactions=inter, triples=triples,
+                   item_entities=links, report=report)

@@ -1,0 +1,386 @@
+"""Generic CSV / TSV / Parquet tables with a column mapping (source name ``csv``).
+
+RAW_FILES: a folder holding ``interactions.<ext>`` (required) and optionally
+``items``, ``users``, ``reviews``, ``item_links``, ``triples``, ``item_entities``,
+``judgements`` with the same extensions (``.csv``, ``.csv.gz``, ``.tsv``, ``.parquet``);
+or a single interactions file; or ``tables={"items": path, …}`` naming files directly.
+
+Columns are the canonical ones (:data:`loaders.dataset.TABLES`) unless ``mapping``
+renames them: ``{"interactions": {"user_id": "customer", "item_id": "sku"}}`` (canonical
+-> source). :func:`parse_mapping` builds it from ``"interactions.user_id=customer,…"``.
+Other columns are ignored. Field rules (all vectorised):
+
+* ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error.
+* ``interactions.event`` -- lower-cased, empty or absent -> ``"purchase"``; not in EVENTS -> error.
+* ``value`` -- number, empty -> 1; ``rating`` -- number, empty -> NaN; bad -> error.
+* ``timestamp`` -- Unix seconds (numbers >= 1e11 are taken as milliseconds) or an ISO
+  date/datetime (UTC unless an offset is given); empty -> 0; unparsable -> error.
+* ``price`` -- a number or ``"$12.99"`` / ``"$10 - $20"`` (low end); empty -> NaN.
+* ``categories`` -- paths separated by ``"|"``, each already ``" > "``-joined;
+  ``features`` -- separated by ``"|"``; in Parquet a list column is taken as is.
+* ``reviews.review_id`` -- when absent or empty: ``f"{user_id}|{item_id}|{timestamp}"``.
+* ``item_links.relation`` must be in LINK_RELATIONS; ``judgements.relevance`` an int >= 0.
+
+References: when an items (users) file exists, an unknown item (user) id in
+interactions, reviews, item_entities or judgements is an error; an ``item_links``
+endpoint outside the items is a filtered reject. Without the file the table is built
+from the ids used elsewhere. Rows repeating a key (:data:`loaders.dataset.KEYS`) are
+filtered rejects (the first is kept). Line numbers: CSV line = row index + 2 (header
+is line 1; quoted fields spanning lines are not accounted for); Parquet: row index + 1.
+
+:class:`Checker` and :func:`read_delimited` are shared with :mod:`loaders.recbole`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loaders.dataset import EVENTS, KEYS, LINK_RELATIONS, TABLES, Dataset, isin, make_table
+from loaders.report import LoadError, LoadReport
+from loaders.text import parse_price
+
+RAW_FILES = ("interactions.csv", "items.csv", "users.csv", "reviews.csv", "item_links.csv",
+             "triples.csv", "item_entities.csv", "judgements.csv")
+EXTENSIONS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
+LIST_SEP = "|"
+_SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
+
+# ----------------------------------------------------------------------------- shared
+
+
+def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
+                   quoting: int = csv.QUOTE_MINIMAL,
+                   names: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a delimited text file, every cell a string (``""`` if empty).
+
+    The first line is the header unless ``names`` are given. Returns the rows and their
+    1-based line numbers. Counts every non-blank data line as read; lines with too many
+    fields become error rejects here; blank lines are skipped.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = pd.read_csv(file, sep=sep, dtype=str, quoting=quoting, keep_default_na=False,
+                             skip_blank_lines=False, on_bad_lines="warn",
+                             header=None if names else "infer", names=names)
+    except pd.errors.EmptyDataError:
+        raise LoadError(str(file), None, None, "empty file (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise LoadError(str(file), None, None, f"unreadable: {exc}") from None
+    bad: list[tuple[int, str]] = []
+    for w in caught:
+        bad += [(int(n), why) for n, why in _SKIPPED.findall(str(w.message))]
+    skipped = np.array(sorted(n for n, _ in bad), dtype=np.int64)
+    start = 1 if names else 2
+    candidates = np.arange(start, start + len(df) + len(skipped), dtype=np.int64)
+    lines = candidates[~np.isin(candidates, skipped)][: len(df)]
+    blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
+    df, lines = df[~blank].reset_index(drop=True), lines[~blank]
+    report.read(file, len(df) + len(bad))
+    for n, why in sorted(bad):
+        report.reject(file, n, None, f"wrong number of fields ({why})")
+    return df, lines
+
+
+class Checker:
+    """Vectorised validation of one source table, with every dropped row reported.
+
+    ``alive`` marks the rows still kept; each ``reject_*`` method reports the offending
+    live rows (loop over rejects only) and clears them. :meth:`finish` counts the kept
+    rows and returns them.
+    """
+
+    def __init__(self, report: LoadReport, file: str | Path, df: pd.DataFrame, lines: np.ndarray):
+        self.report, self.file = report, str(file)
+        self.df = df.reset_index(drop=True)
+        self.lines = np.asarray(lines, dtype=np.int64)
+        self.alive = np.ones(len(self.df), dtype=bool)
+
+    def reject(self, mask, field: str | None, reason: str, values=None, *, error: bool = True) -> None:
+        mask = np.asarray(mask, dtype=bool) & self.alive
+        if not mask.any():
+            return
+        if values is None and field is not None and field in self.df.columns:
+            values = self.df[field]
+        vals = None if values is None else np.asarray(values, dtype=object)
+        for i in np.flatnonzero(mask):
+            self.report.reject(self.file, int(self.lines[i]), field, reason,
+                               "" if vals is None else vals[i], error=error)
+        self.alive &= ~mask
+
+    def required(self, *cols: str, names: dict[str, str] | None = None) -> None:
+        """Reject rows where any of ``cols`` is empty (field named by its source name)."""
+        for col in cols:
+            self.reject(self.df[col].str.strip() == "", (names or {}).get(col, col),
+                        "missing required value")
+
+    def number(self, col: str, *, default: float = np.nan, field: str | None = None) -> pd.Series:
+        """``col`` as floats; empty -> ``default``; non-numeric -> error reject."""
+        s = self.df[col]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out = s.astype("float64")
+            self.reject(~np.isfinite(out.to_numpy()) & out.notna().to_numpy(),
+                        field or col, "not a finite number")
+            return out.fillna(default)
+        text = s.astype(str).str.strip()
+        out = pd.to_numeric(text, errors="coerce")
+        empty = (text == "").to_numpy()
+        bad = (out.isna().to_numpy() | ~np.isfinite(out.fillna(0).to_numpy())) & ~empty
+        self.reject(bad, field or col, "not a number")
+        out = out.where(~empty, default)
+        return out.where(~bad, np.nan).astype("float64")
+
+    def duplicates(self, cols: list[str], what: str) -> None:
+        """Filtered reject of live rows repeating the key ``cols`` (the first is kept)."""
+        live = np.flatnonzero(self.alive)
+        key = self.df.loc[live, cols]
+        dup = key.duplicated(keep="first").to_numpy()
+        if not dup.any():
+            return
+        values = key.to_numpy()
+        first_line = dict(zip(map(tuple, values[~dup]), self.lines[live][~dup]))
+        mask = np.zeros(len(self.df), dtype=bool)
+        for j in np.flatnonzero(dup):
+            i = live[j]
+            mask[i] = True
+            k = tuple(values[j])
+            self.report.reject(self.file, int(self.lines[i]), ",".join(cols),
+                               f"duplicate {what}: first seen on line {first_line[k]}, that one is kept",
+                               "|".join(map(str, k)), error=False)
+        self.alive &= ~mask
+
+    def unknown(self, col: str, universe, what: str, *, field: str | None = None,
+                error: bool = True) -> None:
+        """Reject live rows whose ``col`` is not in ``universe``."""
+        ok = isin(self.df[col], universe)
+        self.reject(~ok, field or col, f"unknown {what}", self.df[col], error=error)
+
+    def finish(self) -> pd.DataFrame:
+        self.report.keep(self.file, int(self.alive.sum()))
+        return self.df[self.alive].reset_index(drop=True)
+
+
+def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Series:
+    """Unix seconds from numbers (>= 1e11 -> ms) or ISO datetimes; empty -> 0."""
+    s = chk.df[col]
+    if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s):
+        dt = s.dt.tz_localize("UTC") if getattr(s.dt, "tz", None) is None else s
+        secs = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+        return secs.fillna(0).astype("int64")
+    num = chk.number(col, default=0.0, field=field) if pd.api.types.is_numeric_dtype(s) else None
+    if num is None:
+        text = s.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        other = num.isna() & (text != "")
+        if other.any():
+            dt = pd.to_datetime(text[other], utc=True, errors="coerce", format="ISO8601")
+            num[other] = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+            chk.reject(num.isna().to_numpy() & other.to_numpy(), field or col,
+                       "not a Unix time or ISO date")
+        num = num.fillna(0)
+    num = num.where(num.abs() < 1e11, num // 1000)
+    return num.fillna(0).astype("int64")
+
+
+# ----------------------------------------------------------------------------- mapping
+
+
+def parse_mapping(text: str) -> dict[str, dict[str, str]]:
+    """``"interactions.user_id=customer,items.title=name"`` -> nested mapping.
+
+    A column without a table prefix belongs to ``interactions``. Raises ValueError for
+    malformed pairs, unknown tables or unknown canonical columns.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        if "=" not in part:
+            raise ValueError(f"mapping {part!r}: expected table.column=source_column")
+        target, source = (x.strip() for x in part.split("=", 1))
+        table, _, column = target.rpartition(".")
+        table = table or "interactions"
+        if table not in TABLES:
+            raise ValueError(f"mapping {part!r}: unknown table {table!r}")
+        if column not in {c.name for c in TABLES[table]}:
+            raise ValueError(f"mapping {part!r}: table {table!r} has no column {column!r}")
+        if not source:
+            raise ValueError(f"mapping {part!r}: empty source column")
+        out.setdefault(table, {})[column] = source
+    return out
+
+
+# ----------------------------------------------------------------------------- reader
+
+_IDS = {"interactions": ("user_id", "item_id"), "items": ("item_id",), "users": ("user_id",),
+        "reviews": ("user_id", "item_id"), "item_links": ("src_item", "dst_item", "relation"),
+        "triples": ("head", "relation", "tail"), "item_entities": ("item_id", "entity_id"),
+        "judgements": ("query", "item_id")}
+_ORDER = ("items", "users", "interactions", "reviews", "item_links", "triples",
+          "item_entities", "judgements")
+
+
+def find_tables(path: str | Path | None, tables: dict | None) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    if path is not None:
+        path = Path(path)
+        if path.is_file():
+            files["interactions"] = path
+        elif path.is_dir():
+            for table in TABLES:
+                for ext in EXTENSIONS:
+                    if (path / f"{table}{ext}").is_file():
+                        files[table] = path / f"{table}{ext}"
+                        break
+        else:
+            raise LoadError(str(path), None, None, "no such file or folder")
+    for table, file in (tables or {}).items():
+        if table not in TABLES:
+            raise ValueError(f"tables: unknown table {table!r}")
+        files[table] = Path(file)
+    if "interactions" not in files:
+        raise LoadError(str(path), None, None,
+                        f"no interactions file (interactions{{{','.join(EXTENSIONS)}}})")
+    return files
+
+
+def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray]:
+    if not file.is_file():
+        raise LoadError(str(file), None, None, "no such file")
+    if file.suffix in (".parquet", ".pq"):
+        df = pd.read_parquet(file)
+        report.read(file, len(df))
+        return df, np.arange(1, len(df) + 1)
+    sep = "\t" if ".tsv" in file.suffixes else ","
+    return read_delimited(file, report, sep=sep)
+
+
+def _text(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_float_dtype(s) and s.dropna().map(float.is_integer).all():
+        s = s.astype("Int64")
+    return s.astype(object).where(s.notna(), "").astype(str).str.strip()
+
+
+def _split_list(s: pd.Series) -> pd.Series:
+    def one(v):
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return [str(x) for x in v if str(x).strip()]
+        v = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+        return [p.strip() for p in v.split(LIST_SEP) if p.strip()]
+    return s.map(one)
+
+
+def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
+           known: dict[str, pd.Index | None]) -> pd.DataFrame:
+    raw, lines = _read_file(file, report)
+    rename = {}
+    for canon in (c.name for c in TABLES[table]):
+        source = mapping.get(canon, canon)
+        if source in raw.columns:
+            rename[source] = canon
+        elif canon in mapping:
+            raise LoadError(str(file), 1, source, f"mapped column for {table}.{canon} not in the header")
+    names = {canon: source for source, canon in rename.items()}
+    df = raw[list(rename)].rename(columns=rename)
+    for col in _IDS[table]:
+        if col not in df.columns:
+            raise LoadError(str(file), 1, mapping.get(col, col), f"missing required column for {table}.{col}")
+    chk = Checker(report, file, df, lines)
+    for col in df.columns:
+        if TABLES[table][[c.name for c in TABLES[table]].index(col)].dtype == "str":
+            chk.df[col] = _text(df[col])
+    chk.required(*(c for c in _IDS[table] if c in df.columns), names=names)
+    out = chk.df
+    f = names.get
+    if table == "interactions":
+        ev = out["event"].str.lower() if "event" in out else pd.Series("", index=out.index)
+        out["event"] = ev.where(ev != "", "purchase")
+        chk.reject(~out["event"].isin(EVENTS).to_numpy(), f("event", "event"),
+                   f"unknown event (not one of {', '.join(EVENTS)})")
+        out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
+    if table == "reviews" and "rating" in out:
+        out["rating"] = chk.number("rating", field=f("rating"))
+    if "timestamp" in out:
+        out["timestamp"] = parse_timestamps(chk, "timestamp", f("timestamp"))
+    if table == "reviews":
+        ts = out["timestamp"].astype(str) if "timestamp" in out else "0"
+        made = out["user_id"] + "|" + out["item_id"] + "|" + ts
+        out["review_id"] = out["review_id"].where(out["review_id"] != "", made) \
+            if "review_id" in out else made
+    if table == "items":
+        if "price" in out:
+            out["price"] = _prices(chk, f("price", "price"))
+        for col in ("categories", "features"):
+            if col in out:
+                out[col] = _split_list(out[col])
+    if table == "item_links":
+        chk.reject(~out["relation"].isin(LINK_RELATIONS).to_numpy(), f("relation", "relation"),
+                   f"unknown relation (not one of {', '.join(LINK_RELATIONS)})")
+    if table == "judgements":
+        rel = chk.number("relevance", default=0.0, field=f("relevance")) if "relevance" in out else 0.0
+        rel = pd.Series(rel, index=out.index, dtype="float64")
+        chk.reject(((rel < 0) | (rel.fillna(0) % 1 != 0)).to_numpy(), f("relevance", "relevance"),
+                   "relevance must be an integer >= 0")
+        out["relevance"] = rel.fillna(0).where(chk.alive, 0).astype("int64")
+    for col, ref in (("item_id", "items"), ("user_id", "users"), ("src_item", "items"),
+                     ("dst_item", "items")):
+        if col in out and table != ref and known.get(ref) is not None:
+            chk.unknown(col, known[ref], f"{ref[:-1]} (not in the {ref} file)", field=f(col, col),
+                        error=table != "item_links")
+    for col in KEYS[table]:
+        if col not in out:
+            out[col] = 0 if col == "timestamp" else ""
+    chk.duplicates(list(KEYS[table]), "key")
+    return make_table(table, chk.finish())
+
+
+def _prices(chk: Checker, field: str) -> pd.Series:
+    s = chk.df["price"]
+    if pd.api.types.is_numeric_dtype(s):
+        num = chk.number("price", field=field)
+    else:
+        text = s.astype(str).str.strip()
+        num = pd.to_numeric(text, errors="coerce")
+        other = num.isna() & (text != "")
+        if other.any():
+            num[other] = text[other].map(parse_price)
+            chk.reject((num.isna() & other).to_numpy(), field, "not a price")
+    chk.reject((num < 0).to_numpy(), field, "negative price")
+    return num.astype("float64")
+
+
+def read(path: str | Path | None = None, *, strict: bool = True,
+         mapping: dict | str | None = None, tables: dict | None = None) -> Dataset:
+    """Read canonical-ish CSV/Parquet tables (see module docstring) into a Dataset."""
+    if isinstance(mapping, str):
+        mapping = parse_mapping(mapping)
+    mapping = mapping or {}
+    for table in mapping:
+        if table not in TABLES:
+            raise ValueError(f"mapping: unknown table {table!r}")
+    files = find_tables(path, tables)
+    report = LoadReport(strict=strict)
+    known: dict[str, pd.Index | None] = {"items": None, "users": None}
+    out: dict[str, pd.DataFrame] = {}
+    for table in _ORDER:
+        if table in files:
+            out[table] = _table(table, files[table], report, mapping.get(table, {}), known)
+            if table in known:
+                known[table] = pd.Index(out[table][f"{table[:-1]}_id"])
+    if "items" not in out:
+        ids = [out[t][c] for t, cols in (("interactions", ["item_id"]), ("reviews", ["item_id"]),
+                                         ("item_links", ["src_item", "dst_item"]),
+                                         ("item_entities", ["item_id"]), ("judgements", ["item_id"]))
+               if t in out for c in cols]
+        out["items"] = make_table("items", {"item_id": pd.unique(pd.concat(ids, ignore_index=True))})
+    if "users" not in out:
+        ids = [out[t]["user_id"] for t in ("interactions", "reviews") if t in out]
+        out["users"] = make_table("users", {"user_id": pd.unique(pd.concat(ids, ignore_index=True))})
+    report.check()
+    first = files["interactions"]
+    name = first.parent.name if path is not None and Path(path).is_dir() else first.name.split(".")[0]
+    return Dataset(name=name, report=report, **out)

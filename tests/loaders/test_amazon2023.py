@@ -1,0 +1,170 @@
+"""Amazon Reviews 2023 loader, on a small generated category in the 2023 JSONL layout."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+import loaders
+from loaders.report import LoadError
+
+
+def _meta(parent: str, rng: random.Random, **over) -> dict:
+    """A product line shaped like meta_<Category>.jsonl of the 2023 release."""
+    rec = {
+        "main_category": "All Beauty",
+        "title": f"Howard LC0008 Leather Conditioner, 8-Ounce ({parent})",
+        "average_rating": round(rng.uniform(1, 5), 1),
+        "rating_number": rng.randint(1, 500),
+        "features": ["Restores &amp; protects leather", "8 oz bottle"],
+        "description": ["<p>Conditions leather.</p>", "Made in USA"],
+        "price": round(rng.uniform(3, 40), 2),
+        "images": [{"thumb": "https://m.media-amazon.com/images/I/41.jpg", "variant": "MAIN"}],
+        "videos": [],
+        "store": "Howard Products",
+        "categories": ["Beauty & Personal Care", "Skin Care", "Body", "Moisturizers"],
+        "details": {"Item Form": "Liquid", "Brand": "Howard", "Package Dimensions": "7 x 3 x 2 inches"},
+        "parent_asin": parent,
+        "bought_together": None,
+    }
+    rec.update(over)
+    return rec
+
+
+def _review(user: str, parent: str, ts_ms: int, rng: random.Random, **over) -> dict:
+    """A review line shaped like <Category>.jsonl of the 2023 release."""
+    rec = {
+        "rating": float(rng.randint(1, 5)),
+        "title": "Such a lovely scent but not overpowering.",
+        "text": "This spray is really nice. It smells really good.<br />Recommend!",
+        "images": [],
+        "asin": parent.replace("P", "V"),  # a variant of the parent product
+        "parent_asin": parent,
+        "user_id": user,
+        "timestamp": ts_ms,
+        "helpful_vote": rng.randint(0, 10),
+        "verified_purchase": rng.random() < 0.9,
+    }
+    rec.update(over)
+    return rec
+
+
+def write_category(folder: Path, *, name: str = "All_Beauty", gz: bool = True, n_items: int = 20,
+                   n_users: int = 30, seed: int = 0, extra_meta: list | None = None,
+                   extra_reviews: list | None = None) -> tuple[Path, Path]:
+    """Generate a small, realistic 2023 category: every user reviews 2-5 distinct products."""
+    rng = random.Random(seed)
+    parents = [f"B0P{i:07d}" for i in range(n_items)]
+    meta = [_meta(p, rng) for p in parents]
+    meta[1].update(store=None)                             # brand falls back to details["Brand"]
+    meta[2].update(categories=[], main_category="Tools")   # categories fall back to main_category
+    meta[3].update(price=None)
+    meta[4].update(price="$12.50")
+    meta[5].update(bought_together=[parents[6], parents[5], "B0NOTHERE0"])
+    reviews = []
+    for u in range(n_users):
+        for p in rng.sample(parents, rng.randint(2, 5)):
+            reviews.append(_review(f"AG{u:026d}", p, 1_588_687_728_923 + rng.randint(0, 10**9), rng))
+    meta += extra_meta or []
+    reviews += extra_reviews or []
+    ext = ".jsonl.gz" if gz else ".jsonl"
+    paths = folder / f"{name}{ext}", folder / f"meta_{name}{ext}"
+    for path, recs in zip(paths, (reviews, meta)):
+        text = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in recs)
+        if gz:
+            with gzip.open(path, "wt", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+    return paths
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_generated_category(tmp_path, gz):
+    reviews_file, meta_file = write_category(tmp_path, gz=gz)
+    ds = loaders.load("amazon2023", tmp_path)
+    assert ds.name == "amazon2023-All_Beauty"
+    n_reviews = sum(1 for _ in (gzip.open if gz else open)(reviews_file, "rt"))
+    assert len(ds.items) == 20 and len(ds.users) == 30
+    assert len(ds.reviews) == len(ds.interactions) == n_reviews
+    assert set(ds.interactions["event"]) == {"review"}
+    assert (ds.interactions["timestamp"] // 10**9 == 1).all()  # seconds, not ms
+    assert ds.reviews["item_id"].str.startswith("B0P").all()   # parent_asin, not the variant
+    assert set(ds.users["name"]) == {""}
+    rep = ds.report
+    assert rep.total_read == rep.total_kept + rep.total_rejected
+    assert rep.files[str(reviews_file)].kept == n_reviews
+
+
+def test_item_mapping(tmp_path):
+    write_category(tmp_path)
+    items = loaders.load("amazon2023", tmp_path).items.set_index("item_id")
+    first = items.loc["B0P0000000"]
+    assert first["brand"] == "Howard Products"
+    assert first["categories"] == ["Beauty & Personal Care > Skin Care > Body > Moisturizers"]
+    assert first["features"] == ["Restores & protects leather", "8 oz bottle"]
+    assert first["description"] == "Conditions leather.\nMade in USA"
+    assert first["title"].startswith("Howard LC0008 Leather Conditioner")
+    assert items.loc["B0P0000001", "brand"] == "Howard"
+    assert items.loc["B0P0000002", "categories"] == ["Tools"]
+    assert math.isnan(items.loc["B0P0000003", "price"])
+    assert items.loc["B0P0000004", "price"] == 12.5
+    assert 3 <= items.loc["B0P0000000", "price"] <= 40
+
+
+def test_bought_together_links(tmp_path):
+    write_category(tmp_path)
+    ds = loaders.load("amazon2023", tmp_path)
+    assert ds.item_links.to_dict("records") == [
+        {"src_item": "B0P0000005", "dst_item": "B0P0000006", "relation": "bought_together"}]
+    reasons = ds.report.reasons()
+    assert reasons == {"self-link": 1, "link target not in the catalogue": 1}
+    assert not any(r.error for r in ds.report.rejects)
+
+
+def test_review_fields(tmp_path):
+    rng = random.Random(1)
+    extra = [
+        _review("U_FALLBACK", "B0P0000001", 1_600_000_000_999, rng, parent_asin=None, asin="B0P0000001"),
+        _review("U_STRRATING", "B0P0000002", 1_600_000_001_000, rng, rating="4"),
+    ]
+    write_category(tmp_path, extra_reviews=extra)
+    ds = loaders.load("amazon2023", tmp_path)
+    rev = ds.reviews.set_index("user_id")
+    assert rev.loc["U_FALLBACK", "item_id"] == "B0P0000001"
+    assert rev.loc["U_FALLBACK", "timestamp"] == 1_600_000_000
+    assert rev.loc["U_FALLBACK", "review_id"] == "U_FALLBACK|B0P0000001|1600000000"
+    assert rev.loc["U_STRRATING", "rating"] == 4.0
+    assert rev.loc["U_STRRATING", "summary"] == "Such a lovely scent but not overpowering."
+
+
+def test_rejects_strict_and_lenient(tmp_path):
+    rng = random.Random(2)
+    extra_reviews = [
+        _review("U1", "B0P0000001", 1_600_000_000_000, rng),
+        _review("U1", "B0P0000001", 1_600_000_000_500, rng),             # same second -> duplicate
+        _review("U2", "B0UNKNOWN1", 1_600_000_000_000, rng),              # not in meta -> error
+        _review("U3", "B0P0000001", 1_600_000_000_000, rng, rating="five"),  # error
+    ]
+    extra_meta = [_meta("B0P0000003", rng, title="dup")]                 # duplicate parent_asin
+    reviews_file, meta_file = write_category(tmp_path, extra_reviews=extra_reviews, extra_meta=extra_meta)
+    n = sum(1 for _ in gzip.open(reviews_file, "rt"))
+    with pytest.raises(LoadError) as exc:
+        loaders.load("amazon2023", tmp_path)
+    assert exc.value.line == n - 1 and exc.value.field == "parent_asin"
+    assert "All_Beauty.jsonl.gz" in str(exc.value) and "unknown item" in str(exc.value)
+
+    ds = loaders.load("amazon2023", tmp_path, strict=False)
+    got = {(Path(r.file).name, r.line, r.field, r.error) for r in ds.report.rejects}
+    assert ("All_Beauty.jsonl.gz", n - 2, "review_id", False) in got
+    assert ("All_Beauty.jsonl.gz", n - 1, "parent_asin", True) in got
+    assert ("All_Beauty.jsonl.gz", n, "rating", True) in got
+    assert ("meta_All_Beauty.jsonl.gz", 21, "parent_asin", False) in got
+    assert ds.items.set_index("item_id").loc["B0P0000003", "title"] != "dup"
+    rep = ds.report
+    assert rep.total_read == rep.total_kept + rep.total_rejected

@@ -1,0 +1,121 @@
+"""RecBole atomic-file loader: the real ml-100k-kg folder and small inline folders."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import loaders
+from loaders.report import LoadError
+
+_CACHE: dict[str, loaders.Dataset] = {}
+
+
+@pytest.fixture
+def ml100k(ml100k_dir: Path) -> loaders.Dataset:
+    key = str(ml100k_dir)
+    if key not in _CACHE:
+        _CACHE[key] = loaders.load("recbole", ml100k_dir)
+    return _CACHE[key]
+
+
+def test_ml100k_counts(ml100k, ml100k_dir):
+    ds = ml100k
+    assert ds.name == "ml-100k"
+    assert ds.sizes() == {"users": 943, "items": 1682, "interactions": 100_000, "reviews": 0,
+                          "item_links": 0, "triples": 91_631, "item_entities": 1598, "judgements": 0}
+    rep = ds.report
+    # every row of every file is read and kept: no duplicates (triples checked after dedup)
+    for ext, n in [("inter", 100_000), ("item", 1682), ("user", 943), ("kg", 91_631), ("link", 1598)]:
+        f = rep.files[str(ml100k_dir / f"ml-100k.{ext}")]
+        assert (f.read, f.kept, f.rejected) == (n, n, 0), ext
+    assert rep.rejects == []
+    assert not ds.triples.duplicated().any()
+
+
+def test_ml100k_mapping(ml100k):
+    ds = ml100k
+    inter = ds.interactions
+    assert set(inter["event"]) == {"rating"} and set(inter["split"]) == {""}
+    assert inter["value"].between(1, 5).all()
+    assert inter.iloc[0].to_dict() == {"user_id": "196", "item_id": "242", "event": "rating",
+                                       "value": 3.0, "timestamp": 881250949, "split": ""}
+    toy = ds.items.set_index("item_id").loc["1"]
+    assert toy["title"] == "Toy Story"
+    assert toy["categories"] == ["Animation", "Children's", "Comedy"]
+    assert toy["description"] == "Released 1995"
+    assert math.isnan(toy["price"])
+    assert "unknown" not in set(ds.items["categories"].explode().dropna())
+    assert ds.users["name"].eq("").all()
+    assert ds.triples.iloc[0].to_dict() == {"head": "m.04ctbw8", "relation": "film.producer.film", "tail": "m.0bln8"}
+    assert ds.item_entities.set_index("item_id").loc["476", "entity_id"] == "m.08gjyx"
+
+
+def _folder(tmp_path: Path, **files: str) -> Path:
+    for ext, text in files.items():
+        (tmp_path / f"toy.{ext}").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t4\t881250949\n2\t10\t3.5\t881250950.7\n2\t20\t5\t\n"
+ITEM = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\tprice:float\n" \
+       "10\tToy Story\t1995\tAnimation Children's Comedy\t9.99\n20\tHeat\t\tAction  Crime\t\n"
+USER = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n1\t24\tM\ttechnician\t85711\n2\t53\tF\tother\t94043\n"
+
+
+def test_small_folder(tmp_path):
+    path = _folder(tmp_path, inter=INTER, item=ITEM, user=USER,
+                   kg="head_id:token\trelation_id:token\ttail_id:token\nm.1\tfilm.film.genre\tm.2\nm.1\tfilm.film.genre\tm.2\n",
+                   link="item_id:token\tentity_id:token\n10\tm.1\n")
+    ds = loaders.load("recbole", path)
+    items = ds.items.set_index("item_id")
+    assert items.loc["10", "price"] == 9.99 and math.isnan(items.loc["20", "price"])
+    assert items.loc["20", "categories"] == ["Action", "Crime"] and items.loc["20", "description"] == ""
+    assert ds.interactions["timestamp"].tolist() == [881250949, 881250950, 0]
+    assert ds.interactions["value"].tolist() == [4.0, 3.5, 5.0]
+    assert len(ds.triples) == 1
+    dup = ds.report.rejects
+    assert [(Path(r.file).name, r.line, r.error) for r in dup] == [("toy.kg", 3, False)]
+    assert "first seen on line 2" in dup[0].reason
+
+
+def test_inter_only_makes_items_users_and_clicks(tmp_path):
+    path = _folder(tmp_path, inter="user_id:token\titem_id:token\nu1\ti1\nu1\ti2\nu2\ti1\n")
+    ds = loaders.load("recbole", path / "toy.inter")
+    assert sorted(ds.items["item_id"]) == ["i1", "i2"] and sorted(ds.users["user_id"]) == ["u1", "u2"]
+    assert set(ds.interactions["event"]) == {"click"} and set(ds.interactions["value"]) == {1.0}
+    assert set(ds.interactions["timestamp"]) == {0}
+
+
+def test_custom_field_names(tmp_path):
+    path = _folder(tmp_path, inter="uid:token\tiid:token\tstars:float\nu1\ti1\t2\n")
+    ds = loaders.load("recbole", path, user_field="uid", item_field="iid", rating_field="stars")
+    assert ds.interactions.iloc[0][["user_id", "item_id", "event", "value"]].tolist() == ["u1", "i1", "rating", 2.0]
+
+
+def test_unknown_user_and_link_item(tmp_path):
+    path = _folder(tmp_path, inter=INTER + "3\t10\t4\t881250999\n", item=ITEM, user=USER,
+                   link="item_id:token\tentity_id:token\n10\tm.1\n99\tm.9\n")
+    with pytest.raises(LoadError, match=r"toy\.inter, line 5: field 'user_id': unknown user"):
+        loaders.load("recbole", path)
+    ds = loaders.load("recbole", path, strict=False)
+    got = [(Path(r.file).name, r.line, r.field) for r in ds.report.rejects]
+    assert got == [("toy.inter", 5, "user_id"), ("toy.link", 3, "item_id")]
+    assert len(ds.item_entities) == 1 and len(ds.interactions) == 3
+
+
+def test_wrong_number_of_fields(tmp_path):
+    path = _folder(tmp_path, inter=INTER + "3\t10\t4\t881250999\textra\n")
+    with pytest.raises(LoadError, match=r"toy\.inter, line 5: wrong number of fields"):
+        loaders.load("recbole", path)
+    ds = loaders.load("recbole", path, strict=False)
+    assert ds.report.files[str(path / "toy.inter")].read == 4
+    assert len(ds.interactions) == 3
+
+
+def test_missing_inter_file(tmp_path):
+    _folder(tmp_path, item=ITEM)
+    with pytest.raises(LoadError, match="expected one .inter file"):
+        loaders.load("recbole", tmp_path)

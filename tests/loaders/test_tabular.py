@@ -1,0 +1,144 @@
+"""Generic CSV/Parquet loader with a column mapping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import loaders
+from loaders.report import LoadError
+from loaders.tabular import parse_mapping
+
+
+def _write(folder: Path, **files: str) -> Path:
+    for name, text in files.items():
+        (folder / name.replace("__", ".")).write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_parse_mapping():
+    assert parse_mapping("interactions.user_id=customer, interactions.item_id=sku,items.title=name") == {
+        "interactions": {"user_id": "customer", "item_id": "sku"}, "items": {"title": "name"}}
+    assert parse_mapping("timestamp=ts") == {"interactions": {"timestamp": "ts"}}
+    assert parse_mapping("") == {}
+    for bad in ("interactions.user_id", "nosuch.user_id=x", "items.colour=x", "items.title="):
+        with pytest.raises(ValueError):
+            parse_mapping(bad)
+
+
+def test_folder_with_mapping(tmp_path):
+    _write(tmp_path,
+           interactions__csv="customer,sku,ts,qty,kind\n"
+                             "c1,A,2021-01-02T03:04:05Z,2,purchase\n"
+                             "c1,B,1609556645,,VIEW\n"
+                             "c2,A,1609556645000,1,\n"
+                             "c2,B,,3,cart\n",
+           items__csv='sku,name,price,categories,features,brand\n'
+                      'A,"Mug, large",$12.99,Home > Kitchen|Gifts,dishwasher safe|400 ml,Acme &amp; Co\n'
+                      'B,Tea,,,,\n',
+           users__csv="user_id,name\nc1,Ann\nc2,Bob\n")
+    mapping = "interactions.user_id=customer,interactions.item_id=sku,interactions.timestamp=ts," \
+              "interactions.value=qty,interactions.event=kind,items.item_id=sku,items.title=name"
+    ds = loaders.load("csv", tmp_path, mapping=mapping)
+    assert ds.name == tmp_path.name
+    inter = ds.interactions
+    assert inter["event"].tolist() == ["purchase", "view", "purchase", "cart"]
+    assert inter["value"].tolist() == [2.0, 1.0, 1.0, 3.0]
+    assert inter["timestamp"].tolist() == [1609556645, 1609556645, 1609556645, 0]
+    a = ds.items.set_index("item_id").loc["A"]
+    assert a["title"] == "Mug, large" and a["price"] == 12.99
+    assert a["categories"] == ["Home > Kitchen", "Gifts"] and a["features"] == ["dishwasher safe", "400 ml"]
+    assert math.isnan(ds.items.set_index("item_id").loc["B", "price"])
+    assert ds.users["name"].tolist() == ["Ann", "Bob"]
+    assert ds.report.rejects == []
+
+
+def test_single_file_and_defaults(tmp_path):
+    f = tmp_path / "events.csv"
+    f.write_text("user_id,item_id\nu1,i1\nu2,i1\nu2,i2\n", encoding="utf-8")
+    ds = loaders.load("csv", f)
+    assert ds.name == "events"
+    assert set(ds.interactions["event"]) == {"purchase"} and set(ds.interactions["value"]) == {1.0}
+    assert sorted(ds.items["item_id"]) == ["i1", "i2"] and len(ds.users) == 2
+
+
+def test_parquet_and_all_tables(tmp_path):
+    pd.DataFrame({"user_id": [1, 2, 2], "item_id": ["a", "a", "b"],
+                  "timestamp": pd.to_datetime(["2021-01-02 03:04:05"] * 3),
+                  "event": ["rating"] * 3, "value": [4.0, 5.0, 3.0]}).to_parquet(tmp_path / "interactions.parquet")
+    pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["A", "B", None],
+                  "categories": [["X > Y"], [], None]}).to_parquet(tmp_path / "items.parquet")
+    _write(tmp_path,
+           reviews__csv="user_id,item_id,rating,summary,text,timestamp\n1,a,4,ok,fine,1609556645\n",
+           item_links__csv="src_item,dst_item,relation\na,b,also_buy\na,zzz,also_view\n",
+           triples__tsv="head\trelation\ttail\ne1\tr\te2\n",
+           item_entities__csv="item_id,entity_id\na,e1\n",
+           judgements__csv="query,item_id,relevance\nmug,a,2\nmug,b,0\n")
+    ds = loaders.load("csv", tmp_path)
+    assert ds.interactions["user_id"].tolist() == ["1", "2", "2"]
+    assert set(ds.interactions["timestamp"]) == {1609556645}
+    assert ds.items["categories"].tolist() == [["X > Y"], [], []]
+    assert ds.reviews.iloc[0]["review_id"] == "1|a|1609556645"
+    assert ds.item_links.values.tolist() == [["a", "b", "also_buy"]]
+    assert [(r.field, r.reason, r.error) for r in ds.report.rejects] == [
+        ("dst_item", "unknown item (not in the items file)", False)]
+    assert ds.triples.values.tolist() == [["e1", "r", "e2"]]
+    assert ds.judgements["relevance"].tolist() == [2, 0]
+    assert len(ds.item_entities) == 1
+
+
+def test_explicit_tables_option(tmp_path):
+    _write(tmp_path, a__csv="user_id,item_id\nu1,i1\n", b__csv="item_id,title\ni1,One\n")
+    ds = loaders.load("csv", None, tables={"interactions": tmp_path / "a.csv", "items": tmp_path / "b.csv"})
+    assert ds.items["title"].tolist() == ["One"]
+
+
+def test_missing_columns(tmp_path):
+    _write(tmp_path, interactions__csv="customer,item_id\nu1,i1\n")
+    with pytest.raises(LoadError, match=r"interactions\.csv, line 1: field 'user_id': missing required column"):
+        loaders.load("csv", tmp_path)
+    with pytest.raises(LoadError, match=r"line 1: field 'buyer': mapped column"):
+        loaders.load("csv", tmp_path, mapping={"interactions": {"user_id": "buyer"}})
+    with pytest.raises(LoadError, match="no interactions file"):
+        loaders.load("csv", _empty(tmp_path))
+
+
+def _empty(tmp_path: Path) -> Path:
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def test_bad_values_lenient(tmp_path):
+    _write(tmp_path,
+           interactions__csv="user_id,item_id,event,value,timestamp\n"
+                             "u1,i1,click,1,2021-01-01\n"
+                             ",i1,click,1,0\n"             # line 3: missing user
+                             "u1,i1,clack,1,0\n"           # line 4: bad event
+                             "u1,i1,click,many,0\n"        # line 5: bad value
+                             "u1,i1,click,1,yesterday\n"   # line 6: bad timestamp
+                             "u1,i9,click,1,0\n"           # line 7: unknown item
+                             "u1,i1,click,2,2021-01-01\n", # line 8: duplicate key of line 2
+           items__csv="item_id,title,price\ni1,One,cheap\ni1,Again,3\n")
+    with pytest.raises(LoadError, match=r"items\.csv, line 2: field 'price': not a price"):
+        loaders.load("csv", tmp_path)
+    (tmp_path / "items.csv").write_text("item_id,title,price\ni1,One,2\ni1,Again,3\n")
+    ds = loaders.load("csv", tmp_path, strict=False)
+    got = [(Path(r.file).name, r.line, r.field, r.error) for r in ds.report.rejects]
+    assert got == [("items.csv", 3, "item_id", False),
+                   ("interactions.csv", 3, "user_id", True), ("interactions.csv", 4, "event", True),
+                   ("interactions.csv", 5, "value", True), ("interactions.csv", 6, "timestamp", True),
+                   ("interactions.csv", 7, "item_id", True), ("interactions.csv", 8, "user_id,item_id,event,timestamp", False)]
+    assert len(ds.interactions) == 1 and ds.items["title"].tolist() == ["One"]
+    rep = ds.report
+    assert rep.total_read == rep.total_kept + rep.total_rejected == 9
+
+
+def test_review_ids_generated_when_empty(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id\nu1,i1\n",
+           reviews__csv="review_id,user_id,item_id,rating,timestamp\nr1,u1,i1,5,10\n,u1,i1,,20\n")
+    ds = loaders.load("csv", tmp_path)
+    assert ds.reviews["review_id"].tolist() == ["r1", "u1|i1|20"]
+    assert ds.reviews["rating"].tolist()[0] == 5.0 and math.isnan(ds.reviews["rating"].tolist()[1])

@@ -1,0 +1,93 @@
+"""The kgrec command line: build, stats, bad input, Neo4j connection."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from fusion.cli import main
+
+SMALL = ["-o", "n_users=60", "-o", "n_items=40", "-o", "n_interactions=800", "-o", "n_queries=5"]
+
+
+def test_build_then_stats_on_the_embedded_store(tmp_path, capsys):
+    db = str(tmp_path / "graph")
+    assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress",
+                 "--report-json", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "building into embedded" in out and "PURCHASED" in out and "rows read" in out
+    assert '"fingerprint"' in (tmp_path / "report.json").read_text()
+
+    assert main(["stats", "--db", db]) == 0
+    stats = capsys.readouterr().out
+    users = next(line for line in stats.splitlines() if line.startswith("User "))
+    assert users.split()[-1] == "60"
+
+    assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress", "--force"]) == 0
+    assert "created 0 nodes+relationships" in capsys.readouterr().out
+
+
+def _shop(tmp_path):
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "items.csv").write_text("sku,title,price\nA1,Red mug,$9.99\nB2,Teapot,30\n")
+    (folder / "interactions.csv").write_text(
+        "customer,sku,ts,qty\n"
+        "c1,A1,2024-01-02,1\n"
+        "c2,ZZ,2024-01-03,1\n"      # line 3: unknown item
+        "c3,B2,not-a-date,1\n"      # line 4: bad timestamp
+        "c1,B2,2024-01-05,2\n"
+    )
+    return folder
+
+
+MAPPING = "items.item_id=sku,interactions.user_id=customer,interactions.item_id=sku," \
+          "interactions.timestamp=ts,interactions.value=qty"
+
+
+def test_strict_build_stops_with_file_line_and_field(tmp_path, capsys):
+    folder = _shop(tmp_path)
+    code = main(["build", "--source", "csv", "--path", str(folder), "--map", MAPPING,
+                 "--db", str(tmp_path / "g"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "interactions.csv, line 4: field 'ts'" in err  # the source's own column name
+
+
+def test_lenient_build_writes_the_reject_report(tmp_path, capsys):
+    folder = _shop(tmp_path)
+    rejects = tmp_path / "rejects.csv"
+    code = main(["build", "--source", "csv", "--path", str(folder), "--map", MAPPING, "--lenient",
+                 "--rejects", str(rejects), "--db", str(tmp_path / "g"), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "rows read" in out
+    rows = list(csv.DictReader(rejects.open()))
+    assert sorted(r["line"] for r in rows) == ["3", "4"]
+    assert {r["field"] for r in rows} == {"sku", "ts"}  # named as in the source file
+
+
+def test_unreachable_neo4j_is_a_clear_error(tmp_path, capsys):
+    code = main(["build", "--source", "synthetic", *SMALL, "--neo4j-uri", "bolt://127.0.0.1:1",
+                 "--no-progress"])
+    assert code == 2
+    assert "cannot reach Neo4j at bolt://127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_path_is_required_for_file_sources(capsys):
+    assert main(["build", "--source", "recbole"]) == 2
+    assert "--path is required" in capsys.readouterr().err
+
+
+@pytest.mark.neo4j
+def test_build_into_neo4j_by_uri(neo4j_uri, tmp_path, capsys):
+    from kg.store_neo4j import Neo4jStore
+
+    with Neo4jStore(neo4j_uri) as store:
+        store.clear()
+    assert main(["build", "--source", "synthetic", *SMALL, "--neo4j-uri", neo4j_uri, "--no-progress"]) == 0
+    assert f"building into neo4j {neo4j_uri}" in capsys.readouterr().out
+    assert main(["stats", "--neo4j-uri", neo4j_uri]) == 0
+    users = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("User "))
+    assert users.split()[-1] == "60"

@@ -132,12 +132,15 @@ def open_store(config: StoreConfig | None = None, **kwargs) -> GraphStore:
 def index_arrays(
     src_keys: np.ndarray, dst_keys: np.ndarray,
     src_nodes: tuple[np.ndarray, np.ndarray], dst_nodes: tuple[np.ndarray, np.ndarray],
+    ties: tuple[np.ndarray, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Turn store-internal node keys into positions in the id-sorted node lists.
 
     ``*_nodes`` = (internal keys, external ids) of every node of a label. Returns
     (src_ids sorted, dst_ids sorted, src_index, dst_index, order) where ``order``
-    sorts the edges by (src_index, dst_index). Vectorised: no per-edge Python.
+    sorts the edges by (src_index, dst_index, *ties) -- ``ties`` are edge property
+    arrays that order parallel edges (e.g. two relations between the same
+    entities) the same way on every store. Vectorised: no per-edge Python.
     """
 
     def ranks(nodes: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, pd.Index, np.ndarray]:
@@ -154,7 +157,8 @@ def index_arrays(
     if (s_pos < 0).any() or (d_pos < 0).any():
         raise RuntimeError("edge endpoint missing from the node list (store changed during export?)")
     src_index, dst_index = s_rank[s_pos], d_rank[d_pos]
-    order = np.lexsort((dst_index, src_index))
+    tie_keys = tuple(np.asarray(t).astype(str) for t in reversed(ties))
+    order = np.lexsort(tie_keys + (dst_index, src_index))
     return s_ids, d_ids, src_index[order], dst_index[order], order
 
 

@@ -152,10 +152,11 @@ class EmbeddedStore:
         dst = src if spec.dst == spec.src else self._arrow(q.embedded_offsets_query(node_spec(spec.dst)))
         edges = self._arrow(q.embedded_edge_offsets_query(spec, props))
         nodes = lambda t: (t["o"].to_numpy(), t["id"].to_numpy(zero_copy_only=False))  # noqa: E731
+        raw = {p: edges[p].to_numpy(zero_copy_only=False) for p in props}
         s_ids, d_ids, s_idx, d_idx, order = index_arrays(
-            edges["s"].to_numpy(), edges["d"].to_numpy(), nodes(src), nodes(dst)
+            edges["s"].to_numpy(), edges["d"].to_numpy(), nodes(src), nodes(dst), tuple(raw.values())
         )
-        extra = {p: edges[p].to_numpy(zero_copy_only=False)[order] for p in props}
+        extra = {p: values[order] for p, values in raw.items()}
         return EdgeIndex(spec.type, s_ids, d_ids, s_idx, d_idx, extra)
 
 

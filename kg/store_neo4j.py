@@ -150,10 +150,12 @@ class Neo4jStore:
         src = self._nodes(spec.src)
         dst = src if spec.dst == spec.src else self._nodes(spec.dst)
         row = self.run(q.neo4j_edge_internal_ids_query(spec, props)).iloc[0]
+        raw = {p: np.asarray(row[p], dtype=object) for p in props}
         s_ids, d_ids, s_idx, d_idx, order = index_arrays(
-            np.asarray(row["s"], dtype=np.int64), np.asarray(row["d"], dtype=np.int64), src, dst
+            np.asarray(row["s"], dtype=np.int64), np.asarray(row["d"], dtype=np.int64), src, dst,
+            tuple(raw.values()),
         )
-        extra = {p: np.asarray(row[p], dtype=object)[order] for p in props}
+        extra = {p: values[order] for p, values in raw.items()}
         return EdgeIndex(spec.type, s_ids, d_ids, s_idx, d_idx, extra)
 
 

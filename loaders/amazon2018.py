@@ -21,17 +21,19 @@ Mapping:
 * item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name).
   A target outside the metadata, a self-link or a repeated link is a *filtered* reject,
   counted under the pseudo-file ``"<meta file>#also_buy"`` (resp. ``#also_view``).
-* reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{unixReviewTime}"``, ``rating`` =
+* reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{unixReviewTime}"`` (a second review
+  with the same key but another text or rating gets ``"#2"``, ``"#3"`` … appended), ``rating`` =
   ``overall``, ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
   ``unixReviewTime`` (0 when absent).
-* interactions: one ``review`` event per kept review, ``value`` = ``overall``.
+* interactions: one ``review`` event per kept review, ``value`` = ``overall`` (two reviews
+  of one item by one user on one day make one interaction, the first).
 * users: the reviewers of kept reviews; ``name`` = their first non-empty ``reviewerName``.
 
 Rejects (file, 1-based line, field): errors -- bad JSON, truncated gzip, a missing
 ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall`` or
 non-integer ``unixReviewTime``, a review of an asin absent from the metadata; filtered --
-a second meta line for an asin or a second review with the same ``review_id`` (the first
-is kept; the reason names its line).
+a second meta line for an asin, or a review repeating an earlier one exactly (same user,
+item, time, text, summary and rating); the first is kept and the reason names its line.
 
 The reading machinery (:func:`read_amazon`) is shared with :mod:`loaders.amazon2023`.
 """
@@ -44,7 +46,7 @@ from typing import Callable
 
 import pandas as pd
 
-from loaders.dataset import Dataset, make_table
+from loaders.dataset import KEYS, Dataset, make_table
 from loaders.jsonl import FieldError, int_field, iter_records, number_field, require
 from loaders.report import LoadError, LoadReport
 from loaders.text import category_path, clean_lines, clean_text, parse_price
@@ -171,6 +173,8 @@ def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
         "user_id": review_table["user_id"], "item_id": review_table["item_id"],
         "event": "review", "value": review_table["rating"],
         "timestamp": review_table["timestamp"], "split": ""})
+    # two reviews of one item by one user on one day are one interaction (the first)
+    interactions = interactions.drop_duplicates(KEYS["interactions"]).reset_index(drop=True)
     names: dict[str, str] = {}
     for row in rows:
         if not names.get(row["user_id"]):
@@ -235,7 +239,7 @@ def _links(meta_file: Path, report: LoadReport, links, catalogue: set[str]) -> l
 def _read_reviews(file: Path, meta_file: Path, report: LoadReport, parse: ReviewParser,
                   catalogue: set[str], item_field: str) -> list[dict]:
     rows: list[dict] = []
-    first: dict[str, int] = {}
+    first: dict[str, tuple[int, dict]] = {}
     for line, rec in iter_records(file, report):
         try:
             row = parse(rec)
@@ -248,10 +252,17 @@ def _read_reviews(file: Path, meta_file: Path, report: LoadReport, parse: Review
             continue
         rid = row["review_id"]
         if rid in first:
-            report.reject(file, line, "review_id", f"duplicate review id: first seen on line "
-                          f"{first[rid]}, that one is kept", rid, error=False)
-            continue
-        first[rid] = line
+            line0, row0 = first[rid]
+            if (row0["text"], row0["summary"], row0["rating"]) == (row["text"], row["summary"], row["rating"]):
+                report.reject(file, line, "review_id", f"duplicate review: same as line {line0}, "
+                              "that one is kept", rid, error=False)
+                continue
+            # the same user, item and day but another text: a second review, kept apart
+            n = 2
+            while f"{rid}#{n}" in first:
+                n += 1
+            rid = row["review_id"] = f"{rid}#{n}"
+        first[rid] = (line, row)
         rows.append(row)
         report.keep(file)
     return rows

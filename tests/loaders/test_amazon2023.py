@@ -145,9 +145,10 @@ def test_review_fields(tmp_path):
 
 def test_rejects_strict_and_lenient(tmp_path):
     rng = random.Random(2)
+    first = _review("U1", "B0P0000001", 1_600_000_000_000, rng)
     extra_reviews = [
-        _review("U1", "B0P0000001", 1_600_000_000_000, rng),
-        _review("U1", "B0P0000001", 1_600_000_000_500, rng),             # same second -> duplicate
+        first,
+        {**first, "timestamp": 1_600_000_000_500},                        # same review again -> duplicate
         _review("U2", "B0UNKNOWN1", 1_600_000_000_000, rng),              # not in meta -> error
         _review("U3", "B0P0000001", 1_600_000_000_000, rng, rating="five"),  # error
     ]

@@ -179,7 +179,7 @@ CASES = {
         "meta_Gift_Cards.json.gz", 3, "asin", "first seen on line 1", error=False),
     "amazon2023-duplicate-review": lambda t: Case(
         "amazon2023", _amazon2023(t, reviews=REVIEWS_2023 + [REVIEWS_2023[1]]),
-        "All_Beauty.jsonl", 4, "review_id", "first seen on line 2", error=False),
+        "All_Beauty.jsonl", 4, "review_id", "same as line 2", error=False),
     "recbole-duplicate-item": lambda t: Case(
         "recbole", _recbole(t, item=RB_ITEM + ["242\tKolya (again)\t1996\tComedy"]),
         "ml-100k.item", 4, "item_id", "first seen on line 2", error=False),

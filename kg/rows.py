@@ -30,8 +30,10 @@ class Step:
 def _frame(kind: str, name: str, data: dict) -> Step:
     spec = node_spec(name) if kind == "node" else rel_spec(name)
     cols = (["id"] if kind == "node" else ["src", "dst"]) + [p.name for p in spec.props]
-    frame = pd.DataFrame(data)
-    return Step(kind, name, frame[cols].reset_index(drop=True))
+    frame = pd.DataFrame(data)[cols]
+    if kind == "rel":  # grouped by source node: fewer page faults/locks in the store
+        frame = frame.sort_values(["src", "dst"], kind="stable")
+    return Step(kind, name, frame.reset_index(drop=True))
 
 
 def _categories(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -3,6 +3,8 @@
     kgrec build --source synthetic -o n_users=1000      # into the embedded store
     kgrec build --source amazon2018 --path data/gift-cards --neo4j-uri bolt://127.0.0.1:7687
     kgrec stats
+    kgrec train --model kgrec --run runs/ml100k        # graph encoder on the graph in the store
+    kgrec evaluate --run runs/ml100k
 
 The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
 and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
@@ -78,6 +80,37 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from kg.pipeline import GnnRunConfig, train_gnn
+    from kg.train import TrainConfig
+
+    train_options = dict(args.set or [])
+    for name in ("model", "epochs", "lr", "batch_size", "seed"):
+        if getattr(args, name) is not None:
+            train_options[name] = getattr(args, name)
+    if args.dim is not None:
+        train_options["embedding_dim"] = args.dim
+    if args.layers is not None:
+        train_options["num_layers"] = args.layers
+    config = GnnRunConfig(split=args.split, write_embeddings=args.write_embeddings,
+                          train=TrainConfig.from_dict(train_options))
+    store_config, store = _store(args)
+    print(f"training the graph encoder on {store_config.describe()} -> {args.run}")
+    with store:
+        run = train_gnn(store, args.run, config, resume=args.resume, progress=not args.no_progress)
+    print(run.report())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kg.pipeline import evaluate_run
+
+    run = evaluate_run(args.run)
+    print(f"test metrics of {args.run} ({run.split.sizes()['test']:,} held-out pairs)")
+    print(run.report())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kgrec", description="Knowledge-graph search and recommendation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,6 +129,30 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--report-json", help="also write the build report as JSON here")
     _add_store_args(b)
     b.set_defaults(func=cmd_build)
+
+    t = sub.add_parser("train", help="train the graph encoder on the graph in the store")
+    t.add_argument("--stage", default="gnn", choices=["gnn"], help="which stage to train (default: gnn)")
+    t.add_argument("--run", default="runs/latest", help="run folder to write (default: runs/latest)")
+    t.add_argument("--model", choices=["bpr_mf", "lightgcn", "kgrec"], help="model (default: lightgcn)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--dim", type=int, help="embedding dimension")
+    t.add_argument("--layers", type=int, help="propagation layers")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--split", default="auto", choices=["auto", "leave_last_out", "time", "given"])
+    t.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE",
+                   help="any TrainConfig field, e.g. --set patience=10 (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    t.add_argument("--write-embeddings", action="store_true",
+                   help="Neo4j: store item embeddings with a vector index")
+    t.add_argument("--no-progress", action="store_true")
+    _add_store_args(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a run folder on its test split")
+    e.add_argument("--run", default="runs/latest")
+    e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("stats", help="nodes per label and relationships per type")
     _add_store_args(s)

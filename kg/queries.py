@@ -12,7 +12,7 @@ unchanged on both.
 
 from __future__ import annotations
 
-from kg.schema import NodeSpec, RelSpec, quote
+from kg.schema import EMBEDDING_PROP, NodeSpec, RelSpec, quote
 
 # ---------------------------------------------------------------- Neo4j (write)
 
@@ -44,6 +44,46 @@ def neo4j_merge_rels_query(spec: RelSpec) -> str:
         f"MERGE (a)-[e:{quote(spec.type)}{(' {' + key + '}') if key else ''}]->(b)"
     )
     return query + (f" SET {sets}" if sets else "")
+
+
+def neo4j_set_vectors_query(spec: NodeSpec) -> str:
+    """``$rows``: maps ``{id, v}``; stores ``v`` as a float32 vector property."""
+    return (
+        f"UNWIND $rows AS r MATCH (n:{quote(spec.label)} {{id: r.id}}) "
+        f"CALL db.create.setNodeVectorProperty(n, '{EMBEDDING_PROP}', r.v)"
+    )
+
+
+def neo4j_vector_index_name(spec: NodeSpec) -> str:
+    return f"kgrec_{spec.label.lower()}_{EMBEDDING_PROP}"
+
+
+def neo4j_vector_index_query(spec: NodeSpec) -> str:
+    """Cosine vector index on the embedding property; ``$dim`` = its dimension."""
+    return (
+        f"CREATE VECTOR INDEX {neo4j_vector_index_name(spec)} IF NOT EXISTS "
+        f"FOR (n:{quote(spec.label)}) ON n.{quote(EMBEDDING_PROP)} "
+        "OPTIONS {indexConfig: {`vector.dimensions`: toInteger($dim), "
+        "`vector.similarity_function`: 'cosine'}}"
+    )
+
+
+#: ``$index``, ``$k``, ``$vector`` -> the k nearest nodes by cosine similarity
+NEO4J_VECTOR_NEIGHBOURS = (
+    "CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score "
+    "RETURN node.id AS id, score"
+)
+
+NEO4J_KGREC_VECTOR_INDEXES = (
+    "SHOW VECTOR INDEXES YIELD name WHERE name STARTS WITH 'kgrec_' RETURN name"
+)
+
+
+def is_kgrec_index_name(name: str) -> bool:
+    """Only names kgrec itself makes (kgrec_<label>_embedding) may be formatted into DROP INDEX."""
+    import re
+
+    return re.fullmatch(r"kgrec_[a-z]+_" + EMBEDDING_PROP, name) is not None
 
 
 NEO4J_DELETE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"

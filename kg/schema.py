@@ -139,8 +139,12 @@ def quote(name: str) -> str:
     return f"`{name}`"
 
 
+#: node property holding a learned embedding (written by the GNN stage, Neo4j only)
+EMBEDDING_PROP = "embedding"
+
 _KNOWN_NAMES = (
-    {n.label for n in ALL_NODES}
+    {EMBEDDING_PROP}
+    | {n.label for n in ALL_NODES}
     | {r.type for r in RELS}
     | {"id"}
     | {p.name for n in ALL_NODES for p in n.props}

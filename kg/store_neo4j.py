@@ -117,6 +117,27 @@ class Neo4jStore:
         created = self._write_batches(q.neo4j_merge_rels_query(spec), rows, "relationships_created", progress)
         return WriteResult(len(rows), created)
 
+    def write_vectors(self, label: str, ids, vectors: np.ndarray, index: bool = True) -> int:
+        """Store one float32 vector per node (property ``embedding``) and, by default,
+        a cosine vector index on it (``db.index.vector.queryNodes``). Returns rows sent."""
+        spec = node_spec(label)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        query = q.neo4j_set_vectors_query(spec)
+        with self.driver.session(database=self.database) as session:
+            for start in range(0, len(vectors), self.batch_size):
+                rows = [{"id": str(i), "v": v.tolist()}
+                        for i, v in zip(ids[start : start + self.batch_size], vectors[start : start + self.batch_size])]
+                session.execute_write(lambda tx: tx.run(query, rows=rows).consume())
+        if index:
+            self.run(q.neo4j_vector_index_query(spec), {"dim": int(vectors.shape[1])}, write=True)
+            self.run("CALL db.awaitIndexes(300)", write=True)
+        return len(vectors)
+
+    def vector_neighbours(self, label: str, vector, k: int = 10) -> pd.DataFrame:
+        """The ``k`` nodes whose embedding is most cosine-similar to ``vector`` (id, score)."""
+        index = q.neo4j_vector_index_name(node_spec(label))
+        return self.run(q.NEO4J_VECTOR_NEIGHBOURS, {"index": index, "k": k, "vector": list(map(float, vector))})
+
     def write_meta(self, key: str, value: str) -> None:
         self.run(q.META_WRITE, {"key": key, "value": value}, write=True)
 
@@ -125,8 +146,12 @@ class Neo4jStore:
         return None if df.empty else str(df["value"].iloc[0])
 
     def clear(self) -> None:
+        """Delete every node and relationship, and kgrec's vector indexes."""
         with self.driver.session(database=self.database) as session:
             session.run(q.NEO4J_DELETE_ALL).consume()
+        for name in self.run(q.NEO4J_KGREC_VECTOR_INDEXES)["name"]:
+            if q.is_kgrec_index_name(name):
+                self.run(f"DROP INDEX {name} IF EXISTS", write=True)
 
     # ----------------------------------------------------------------------- read
     def counts(self) -> dict[str, int]:

@@ -1,0 +1,168 @@
+"""The graph-encoder stage end to end: store -> export -> split -> train -> run folder.
+
+A *run folder* holds everything needed to use or re-evaluate the result::
+
+    run_dir/
+      config.json        GnnRunConfig (split + TrainConfig), written first
+      graph/             the HeteroData export and its id maps (kg.export)
+      split.npz          train / valid / test index pairs
+      checkpoints/       training checkpoints (resumable)
+      model.pt           the best model's state_dict
+      embeddings.npz     user / item embeddings (float32) and their ids
+      metrics.json       test metrics of the model and of the popularity baseline
+      report.md          the same as a markdown table
+
+:func:`train_gnn` makes one; :func:`evaluate_run` re-scores one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kg.evaluation import evaluate, markdown_table, popularity_scores
+from kg.export import GraphExport, export_graph
+from kg.split import Split, split_interactions
+from kg.store import GraphStore
+from kg.train import TrainConfig, build_model, evaluate_model, train
+
+
+@dataclass(frozen=True)
+class GnnRunConfig:
+    """How to split the interactions and train the graph encoder."""
+
+    split: str = "auto"  # "auto" (the source's split if it has one, else leave_last_out) | "leave_last_out" | "time" | "given"
+    valid_fraction: float = 0.1  # "time"/"given": share of validation pairs
+    test_fraction: float = 0.1  # "time": share of test pairs
+    positive_types: tuple[str, ...] | None = None  # e.g. ("purchased",); None: purchased/rated/reviewed
+    write_embeddings: bool = False  # Neo4j only: item embeddings + vector index back into the graph
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in ("split", "valid_fraction", "test_fraction", "write_embeddings")}
+        out["positive_types"] = list(self.positive_types) if self.positive_types else None
+        out["train"] = self.train.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GnnRunConfig:
+        values = dict(values)
+        values["train"] = TrainConfig.from_dict(values.get("train", {}))
+        if values.get("positive_types"):
+            values["positive_types"] = tuple(values["positive_types"])
+        return cls(**values)
+
+
+@dataclass
+class GnnRun:
+    run_dir: Path
+    config: GnnRunConfig
+    export: GraphExport
+    split: Split
+    model: object
+    metrics: dict[str, dict[str, float]]  # "popularity" / model name -> test metrics
+
+    def report(self) -> str:
+        return markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks
+                                             for m in ("recall", "ndcg")])
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _split(export: GraphExport, config: GnnRunConfig) -> Split:
+    method = config.split
+    if method == "auto":
+        method = "leave_last_out"
+        for (src, rel, dst) in export.data.edge_types:
+            if src == "user" and dst == "product" and bool((export.data[src, rel, dst].split == 2).any()):
+                method = "given"
+    return split_interactions(export.data, method, config.positive_types, config.valid_fraction,
+                              config.test_fraction, seed=config.train.seed)
+
+
+def _save_split(split: Split, path: Path) -> None:
+    np.savez(path, sizes=np.array([split.num_users, split.num_items]),
+             train_u=split.train[0], train_i=split.train[1], valid_u=split.valid[0],
+             valid_i=split.valid[1], test_u=split.test[0], test_i=split.test[1])
+
+
+def _load_split(path: Path) -> Split:
+    z = np.load(path)
+    return Split(int(z["sizes"][0]), int(z["sizes"][1]), (z["train_u"], z["train_i"]),
+                 (z["valid_u"], z["valid_i"]), (z["test_u"], z["test_i"]))
+
+
+def _metrics(model, split: Split, config: GnnRunConfig) -> dict[str, dict[str, float]]:
+    device = config.train.resolved_device()
+    pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
+                   split.test, [split.train, split.valid], ks=config.train.ks)
+    ours = evaluate_model(model, split, "test", ks=config.train.ks, device=device)
+    return {"popularity": pop, config.train.model: ours}
+
+
+def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | None = None, *,
+              resume: bool = False, progress: bool = True) -> GnnRun:
+    """Export the graph from a connected ``store``, train, and fill ``run_dir``."""
+    import torch
+
+    config = config or GnnRunConfig()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    if resume and (run_dir / "graph" / "graph.pt").exists():
+        export, split = GraphExport.load(run_dir / "graph"), _load_split(run_dir / "split.npz")
+    else:
+        export = export_graph(store)
+        export.save(run_dir / "graph")
+        split = _split(export, config)
+        _save_split(split, run_dir / "split.npz")
+    model = build_model(config.train, export, split)
+    result = train(model, split, config.train, checkpoint_dir=run_dir / "checkpoints",
+                   resume=resume, progress=progress)
+    model = result.model
+    tmp = run_dir / "model.pt.tmp"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, run_dir / "model.pt")
+    with torch.no_grad():
+        model.eval()
+        users, items = (e.detach().cpu().numpy().astype(np.float32) for e in model.embeddings())
+    np.savez(run_dir / "embeddings.npz", user=users, item=items,
+             user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
+    metrics = _metrics(model, split, config)
+    run = GnnRun(run_dir, config, export, split, model, metrics)
+    _write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    _write(run_dir / "report.md", run.report() + "\n")
+    if config.write_embeddings and hasattr(store, "write_vectors"):
+        store.write_vectors("Product", export.id_maps["product"], items)
+    return run
+
+
+def open_run(run_dir: str | Path) -> GnnRun:
+    """Load a finished run folder (model rebuilt and its weights restored)."""
+    import torch
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").exists():
+        raise FileNotFoundError(f"{run_dir} is not a finished GNN run (no model.pt); run `kgrec train` first")
+    config = GnnRunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    export, split = GraphExport.load(run_dir / "graph"), _load_split(run_dir / "split.npz")
+    model = build_model(config.train, export, split)
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    model.eval()
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
+    return GnnRun(run_dir, config, export, split, model, metrics)
+
+
+def evaluate_run(run_dir: str | Path) -> GnnRun:
+    """Re-score a run folder on its test split (model vs popularity)."""
+    run = open_run(run_dir)
+    run.metrics = _metrics(run.model, run.split, run.config)
+    return run

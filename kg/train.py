@@ -1,0 +1,436 @@
+"""Training loop for the recommenders of :mod:`kg.models` (BPR-MF, LightGCN, the KG model).
+
+Usage::
+
+    from kg.train import TrainConfig, build_model, train
+    config = TrainConfig(model="lightgcn", epochs=50, lr=5e-3, batch_size=8192)
+    model = build_model(config, export, split)          # or (num_users, num_items)
+    result = train(model, split, config, checkpoint_dir="runs/lightgcn")
+    result.test_metrics["recall@20"]
+
+What :func:`train` does:
+
+* every epoch: a seeded permutation of the training pairs, cut into batches of
+  ``batch_size``; ``num_negatives`` negatives per pair sampled uniformly for the whole
+  epoch at once, sampled positives rejected by a sorted pair-key lookup
+  (``key = user * I + item``, ``torch.searchsorted``) and redrawn, all vectorised;
+  ``negatives="hard"`` draws ``hard_candidates`` candidates per negative and keeps the one
+  the current model scores highest;
+* every ``eval_every`` epochs: full-ranking metrics (:func:`kg.evaluation.evaluate`) on
+  the validation pairs (``select_on="valid"``; train items excluded) or on test
+  (``select_on="test"``, the KGAT paper protocol; train and valid items excluded);
+  early stopping after ``patience`` evaluations without a better ``select_metric``;
+  a checkpoint written atomically (temp file + ``os.replace``);
+* at the end the best state is restored and the test metrics computed on it.
+
+Determinism: one ``torch.Generator`` seeded from ``seed`` drives the permutation and
+the negatives, the model is initialised under ``torch.manual_seed(seed)``; on CPU two
+runs give identical losses. The generator state is checkpointed, so a resumed run
+continues exactly as an uninterrupted one.
+
+Data parallel: when ``torch.distributed`` is initialised (``torchrun``), every rank
+draws the same permutation and negatives, takes its contiguous shard of each global
+batch, weights its mean loss by ``shard / batch * world`` and the gradients are summed
+with ``all_reduce`` and divided by the world size -- exactly the gradient of the whole
+batch, so ``W`` processes follow the single-process trajectory (up to float summation
+order). Rank 0 evaluates and writes checkpoints; the stopping decision is broadcast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kg.evaluation import evaluate
+from kg.split import Split
+
+MODELS = ("bpr_mf", "lightgcn", "kgrec")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (JSON-serialisable via :meth:`to_dict`)."""
+
+    model: str = "lightgcn"            #: "bpr_mf" | "lightgcn" | "kgrec"
+    embedding_dim: int = 64
+    num_layers: int = 3                #: propagation layers (ignored by bpr_mf)
+    lr: float = 1e-3                   #: Adam learning rate
+    batch_size: int = 2048             #: training pairs per step (global, over all ranks)
+    epochs: int = 100                  #: maximum number of epochs
+    l2: float = 1e-4                   #: L2 weight on the batch's ego embeddings
+    negatives: str = "uniform"         #: "uniform" | "hard"
+    num_negatives: int = 1             #: negatives per positive pair
+    hard_candidates: int = 8           #: candidates per hard negative
+    eval_every: int = 1                #: epochs between evaluations (0: only at the end)
+    patience: int = 5                  #: evaluations without improvement before stopping
+    ks: tuple[int, ...] = (10, 20)
+    select_on: str = "valid"           #: "valid" | "test" (KGAT protocol: test, no valid)
+    select_metric: str = "ndcg@20"     #: early stopping / best-state metric
+    target: float | None = None        #: stop as soon as ``target_metric`` >= this
+    target_metric: str = "recall@20"
+    max_seconds: float | None = None   #: stop after this much training time
+    eval_batch_size: int = 8192        #: users per scoring batch in evaluation
+    seed: int = 0
+    device: str = "auto"               #: "auto" (cuda if available) | "cpu" | "cuda[:n]"
+    threads: int = 2                   #: torch CPU threads
+    model_options: dict[str, Any] = field(default_factory=dict)  #: extra model kwargs
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r} ({', '.join(MODELS)})")
+        if self.negatives not in ("uniform", "hard"):
+            raise ValueError(f"unknown negatives {self.negatives!r} (uniform, hard)")
+        if self.select_on not in ("valid", "test"):
+            raise ValueError(f"select_on must be 'valid' or 'test', not {self.select_on!r}")
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ks"] = list(self.ks)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        values = dict(values)
+        if "ks" in values:
+            values["ks"] = tuple(values["ks"])
+        return cls(**values)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict[str, float]]
+    best_metrics: dict[str, float]     #: selection metrics (valid or test) of the best state
+    best_epoch: int
+    test_metrics: dict[str, float]     #: test metrics of the best state
+    seconds: float                     #: wall-clock of the whole call (training + evaluation)
+    train_seconds: float               #: wall-clock of the training steps only
+
+
+# ---------------------------------------------------------------------------- data helpers
+
+def split_from_interactions(users, items, splits, num_users: int, num_items: int, *,
+                            valid_fraction: float = 0.0, seed: int = 0) -> Split:
+    """A :class:`Split` from index arrays and the source's split labels (``train``/``test``).
+
+    A random ``valid_fraction`` of the train pairs becomes validation (seeded, the same
+    rule as ``split_interactions(method="given")``). Repeated pairs are kept once.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    is_test = np.asarray(splits) == "test"
+    key = users * num_items + items
+    _, first = np.unique(key, return_index=True)
+    keep = np.zeros(len(key), dtype=bool)
+    keep[first] = True
+    part = np.where(is_test, 2, 0).astype(np.int8)
+    train = np.flatnonzero(keep & (part == 0))
+    if valid_fraction > 0:
+        rng = np.random.default_rng(seed)
+        part[rng.choice(train, size=int(len(train) * valid_fraction), replace=False)] = 1
+    pick = lambda k: (users[keep & (part == k)], items[keep & (part == k)])  # noqa: E731
+    return Split(num_users, num_items, pick(0), pick(1), pick(2))
+
+
+def split_from_dataset(dataset, *, valid_fraction: float = 0.0, seed: int = 0) -> Split:
+    """A :class:`Split` of a loaded KGAT-style ``loaders`` Dataset (integer-like ids)."""
+    inter = dataset.interactions
+    user_ids = np.sort(dataset.users["user_id"].astype(np.int64).to_numpy())
+    item_ids = np.sort(dataset.items["item_id"].astype(np.int64).to_numpy())
+    users = np.searchsorted(user_ids, inter["user_id"].astype(np.int64).to_numpy())
+    items = np.searchsorted(item_ids, inter["item_id"].astype(np.int64).to_numpy())
+    return split_from_interactions(users, items, inter["split"].to_numpy(), len(user_ids), len(item_ids),
+                                   valid_fraction=valid_fraction, seed=seed)
+
+
+class PairSet:
+    """Membership of (user, item) pairs by sorted int64 keys ``user * I + item``."""
+
+    def __init__(self, users, items, num_items: int, device: torch.device | str = "cpu"):
+        keys = np.unique(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))
+        self.keys = torch.from_numpy(keys).to(device)
+        self.num_items = num_items
+
+    def contains(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Bool tensor, shape of ``items`` (``users`` broadcast against it)."""
+        q = users * self.num_items + items
+        if len(self.keys) == 0:
+            return torch.zeros_like(q, dtype=torch.bool)
+        pos = torch.searchsorted(self.keys, q).clamp_(max=len(self.keys) - 1)
+        return self.keys[pos] == q
+
+
+def sample_negatives(users: torch.Tensor, shape: tuple[int, ...], positives: PairSet,
+                     generator: torch.Generator, max_rounds: int = 100) -> torch.Tensor:
+    """Uniform items ``[len(users), *shape]`` that are not training positives of the row's user.
+
+    Vectorised rejection: draw all, redraw only the rejected entries, repeat (the number of
+    rounds is tiny because positives are a small fraction of the catalogue).
+    """
+    num_items = positives.num_items
+    out = torch.randint(num_items, (len(users), *shape), generator=generator, device=users.device)
+    u = users.view(-1, *([1] * len(shape))).expand_as(out)
+    bad = positives.contains(u, out)
+    for _ in range(max_rounds):
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            break
+        redraw = torch.randint(num_items, (n_bad,), generator=generator, device=users.device)
+        out[bad] = redraw
+        bad[bad.clone()] = positives.contains(u[bad], redraw)
+    return out
+
+
+# ---------------------------------------------------------------------------- model factory
+
+def build_model(config: TrainConfig, export_or_sizes, split: Split) -> torch.nn.Module:
+    """The model named by ``config.model``, initialised under ``torch.manual_seed(config.seed)``.
+
+    ``export_or_sizes``: a :class:`kg.export.GraphExport` (needed by ``kgrec`` for its
+    knowledge triples) or a ``(num_users, num_items)`` pair. The graph models get the
+    normalised adjacency of ``split.train``.
+    """
+    from kg.sparse import normalized_adjacency
+
+    if isinstance(export_or_sizes, tuple):
+        num_users, num_items = export_or_sizes
+    else:
+        data = export_or_sizes.data
+        num_users, num_items = data["user"].num_nodes, data["product"].num_nodes
+    if (num_users, num_items) != (split.num_users, split.num_items):
+        raise ValueError(f"sizes {(num_users, num_items)} differ from the split's "
+                         f"{(split.num_users, split.num_items)}")
+    torch.manual_seed(config.seed)
+    options = dict(config.model_options)
+    if config.model == "bpr_mf":
+        from kg.models.bpr_mf import BPRMF
+
+        return BPRMF(num_users, num_items, config.embedding_dim, **options)
+    adjacency = normalized_adjacency(split.train[0], split.train[1], num_users, num_items)
+    if config.model == "lightgcn":
+        from kg.models.lightgcn import LightGCN
+
+        return LightGCN(num_users, num_items, adjacency, config.embedding_dim, config.num_layers, **options)
+    if isinstance(export_or_sizes, tuple):
+        raise ValueError("model 'kgrec' needs a GraphExport (its knowledge triples), not sizes")
+    from kg.models.kg_model import KGModel  # written separately; imported only when used
+
+    return KGModel(num_users, num_items, export_or_sizes.knowledge_triples(), adjacency,
+                   config.embedding_dim, config.num_layers, **options)
+
+
+# ---------------------------------------------------------------------------- training
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def evaluate_model(model: torch.nn.Module, split: Split, part: str = "test", ks=(10, 20),
+                   batch_size: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on ``split.valid`` or ``split.test``.
+
+    Seen items: train for ``valid``; train and valid for ``test``. The propagated
+    embeddings are computed once and every user batch is one matrix product.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        emb = model.embeddings()
+        emb = (emb[0].contiguous(), emb[1].contiguous())
+        score_fn = lambda users: model.score(users, emb)  # noqa: E731
+        heldout = split.valid if part == "valid" else split.test
+        seen = [split.train] if part == "valid" else [split.train, split.valid]
+        metrics = evaluate(score_fn, split.num_users, split.num_items, heldout, seen, ks=ks,
+                           batch_size=batch_size, device=device)
+    model.train(was_training)
+    return metrics
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
+          checkpoint_dir: str | Path | None = None, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``split.train`` (see the module docstring); returns a :class:`TrainResult`."""
+    start_time = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    rank, world = _dist()
+    device = config.resolved_device()
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    model.to(device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+
+    tr_users = torch.from_numpy(np.asarray(split.train[0], np.int64))
+    tr_items = torch.from_numpy(np.asarray(split.train[1], np.int64))
+    n_train = len(tr_users)
+    positives = PairSet(split.train[0], split.train[1], split.num_items)
+    steps = math.ceil(n_train / config.batch_size)
+    has_valid = len(split.valid[0]) > 0
+    select_on = config.select_on if (config.select_on == "test" or has_valid) else "test"
+
+    history: list[dict[str, float]] = []
+    best_state, best_metrics, best_epoch, bad = None, {}, 0, 0
+    first_epoch, train_seconds = 1, 0.0
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        generator.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        history, best_metrics, best_epoch, bad = ck["history"], ck["best_metrics"], ck["best_epoch"], ck["bad"]
+        best_state, train_seconds = ck["best_state"], ck["train_seconds"]
+        first_epoch = ck["epoch"] + 1
+        if ck.get("stopped"):
+            first_epoch = config.epochs + 1
+    model.to(device)  # (optimizer state follows the parameters)
+
+    def tqdm_(iterable, **kw):
+        if not progress or rank != 0:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, leave=False, **kw)
+
+    stopped = False
+    for epoch in range(first_epoch, config.epochs + 1):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_train, generator=generator)
+        users_e, items_e = tr_users[perm], tr_items[perm]
+        k = config.num_negatives
+        shape = (k, config.hard_candidates) if config.negatives == "hard" else (k,)
+        negs_e = sample_negatives(users_e, shape, positives, generator)
+        totals = {"loss": 0.0, "bpr": 0.0, "reg": 0.0}
+        for step in tqdm_(range(steps), desc=f"epoch {epoch}", total=steps):
+            lo, hi = step * config.batch_size, min((step + 1) * config.batch_size, n_train)
+            per_rank = math.ceil((hi - lo) / world)
+            a, b = lo + rank * per_rank, min(lo + (rank + 1) * per_rank, hi)
+            u = users_e[a:b].to(device)
+            p = items_e[a:b].to(device)
+            n = negs_e[a:b].to(device)
+            if config.negatives == "hard":
+                n = _pick_hard(model, u, n)
+            if k == 1:
+                n = n[:, 0]
+            optimizer.zero_grad(set_to_none=True)
+            if b > a:
+                loss, parts = model.loss(u, p, n, l2=config.l2)
+                (loss * ((b - a) * world / (hi - lo))).backward()
+            else:  # an empty shard still takes part in the all-reduce
+                loss, parts = torch.zeros(()), {}
+                for prm in model.parameters():
+                    prm.grad = torch.zeros_like(prm)
+            if world > 1:
+                for prm in model.parameters():
+                    if prm.grad is None:
+                        prm.grad = torch.zeros_like(prm)
+                    torch.distributed.all_reduce(prm.grad)
+                    prm.grad /= world
+            optimizer.step()
+            w = (b - a) / n_train * world
+            totals["loss"] += float(loss.detach()) * w
+            for key in ("bpr", "reg"):
+                totals[key] += parts.get(key, 0.0) * w
+        if world > 1:  # mean over ranks of the shard-weighted sums
+            t = torch.tensor([totals["loss"], totals["bpr"], totals["reg"]], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            totals = dict(zip(("loss", "bpr", "reg"), (t / world).tolist()))
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        record: dict[str, float] = {"epoch": epoch, **totals, "seconds": seconds}
+        last = epoch == config.epochs
+        timeout = config.max_seconds is not None and train_seconds >= config.max_seconds
+        if (config.eval_every and epoch % config.eval_every == 0) or last or timeout:
+            flags = torch.zeros(2)
+            if rank == 0:
+                te = time.perf_counter()
+                metrics = evaluate_model(model, split, select_on, config.ks, config.eval_batch_size, device)
+                record.update({f"{select_on}_{m}": v for m, v in metrics.items()})
+                record["eval_seconds"] = time.perf_counter() - te
+                record["train_seconds"] = train_seconds
+                if not best_metrics or metrics[config.select_metric] > best_metrics[config.select_metric]:
+                    best_state, best_metrics, best_epoch, bad = _cpu_state(model), metrics, epoch, 0
+                else:
+                    bad += 1
+                reached = config.target is not None and metrics[config.target_metric] >= config.target
+                flags[0] = float(bad >= config.patience or reached or timeout)
+                if progress:
+                    shown = ", ".join(f"{m} {metrics[m]:.4f}" for m in (config.select_metric, config.target_metric))
+                    print(f"epoch {epoch}: loss {totals['loss']:.4f}, {seconds:.1f}s, {select_on} {shown}",
+                          flush=True)
+            if world > 1:
+                torch.distributed.broadcast(flags, 0)
+            stopped = bool(flags[0])
+            history.append(record)
+            if rank == 0 and ckpt_path is not None:
+                ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_save({"model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                              "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                              "epoch": epoch, "history": history, "config": config.to_dict(),
+                              "best_state": best_state, "best_metrics": best_metrics,
+                              "best_epoch": best_epoch, "bad": bad, "train_seconds": train_seconds,
+                              "stopped": stopped}, ckpt_path)
+            if stopped:
+                break
+        else:
+            history.append(record)
+            if progress and rank == 0:
+                print(f"epoch {epoch}: loss {totals['loss']:.4f}, {seconds:.1f}s", flush=True)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        model.to(device)
+    test_metrics: dict[str, float] = {}
+    if rank == 0:
+        if select_on == "test" and best_metrics:
+            test_metrics = dict(best_metrics)
+        else:
+            test_metrics = evaluate_model(model, split, "test", config.ks, config.eval_batch_size, device)
+    return TrainResult(model, history, best_metrics, best_epoch, test_metrics,
+                       time.perf_counter() - start_time, train_seconds)
+
+
+@torch.no_grad()
+def _pick_hard(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The highest-scoring of each row's candidates: ``[B, k, C]`` -> ``[B, k]``."""
+    user_emb, item_emb = model.embeddings()
+    scores = torch.einsum("bd,bkcd->bkc", user_emb[users], item_emb[candidates])
+    return torch.gather(candidates, 2, scores.argmax(2, keepdim=True)).squeeze(2)
+
+
+def copy_config(config: TrainConfig, **changes) -> TrainConfig:
+    """``config`` with some fields changed (``dataclasses.replace`` that deep-copies options)."""
+    values = copy.deepcopy(config.to_dict())
+    values.update(changes)
+    return TrainConfig.from_dict(values)

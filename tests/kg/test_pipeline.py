@@ -1,0 +1,61 @@
+"""The graph-encoder stage end to end: store -> export -> split -> train -> run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kg.build import BuildConfig, build_graph
+from kg.pipeline import GnnRunConfig, evaluate_run, open_run, train_gnn
+from kg.train import TrainConfig
+from loaders import load
+
+FAST = TrainConfig(model="lightgcn", epochs=3, lr=0.01, batch_size=1024, embedding_dim=16, num_layers=2,
+                   eval_every=1, patience=3)
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return load("synthetic", None, n_users=200, n_items=120, n_interactions=15_000, seed=3)
+
+
+def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path):
+    build_graph(shop, store, BuildConfig(progress=False))
+    run = train_gnn(store, tmp_path / "run", GnnRunConfig(train=FAST), progress=False)
+    folder = tmp_path / "run"
+    for name in ("config.json", "graph/graph.pt", "graph/id_maps.json", "split.npz", "model.pt",
+                 "embeddings.npz", "metrics.json", "report.md"):
+        assert (folder / name).exists(), name
+    assert json.loads((folder / "config.json").read_text())["train"]["epochs"] == 3
+    emb = np.load(folder / "embeddings.npz")
+    assert emb["item"].shape == (120, 16) and emb["user"].shape == (200, 16)
+    assert sorted(emb["item_ids"]) == list(emb["item_ids"])  # the id map order
+    assert set(run.metrics) == {"popularity", "lightgcn"}
+    again = evaluate_run(folder)
+    for name, value in run.metrics["lightgcn"].items():
+        assert again.metrics["lightgcn"][name] == pytest.approx(value, abs=1e-9)
+    assert "| lightgcn |" in (folder / "report.md").read_text()
+
+
+def test_open_run_needs_a_finished_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="kgrec train"):
+        open_run(tmp_path)
+
+
+@pytest.mark.neo4j
+def test_item_embeddings_go_back_to_neo4j_with_a_vector_index(shop, neo4j_uri, tmp_path):
+    from kg.store_neo4j import Neo4jStore
+
+    with Neo4jStore(neo4j_uri) as store:
+        store.clear()
+        build_graph(shop, store, BuildConfig(progress=False))
+        run = train_gnn(store, tmp_path / "run", GnnRunConfig(train=FAST, write_embeddings=True),
+                        progress=False)
+        emb = np.load(tmp_path / "run" / "embeddings.npz")
+        item = 7
+        hits = store.vector_neighbours("Product", emb["item"][item], k=3)
+        assert hits["id"].iloc[0] == emb["item_ids"][item]
+        assert hits["score"].iloc[0] == pytest.approx(1.0, abs=1e-4)
+        assert run.export.id_maps["product"][item] == emb["item_ids"][item]

@@ -86,8 +86,8 @@ def main() -> None:
           f"{len(ds.reviews):,} reviews ({gen_s:.1f} s to generate)\n")
 
     interaction_types = set(EVENT_TYPES.values())
-    header = (f"| store | total rows | build s | rows/s | interaction rows/s | rerun s | rerun created "
-              f"| reference rows/s | ratio |")
+    header = ("| store | total rows | build s | rows/s | interaction rows/s | rerun s | rerun created "
+              "| reference rows/s | ratio |")
     lines = [header, "|" + "---|" * 9]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

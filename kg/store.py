@@ -162,23 +162,52 @@ def index_arrays(
     return s_ids, d_ids, src_index[order], dst_index[order], order
 
 
-def neighbours_via(run, label: str, node_id: str, limit: int) -> list[Neighbour]:
-    """Neighbours of a node, one portable query per relationship type and direction.
 
-    ``run(query, params) -> DataFrame`` is the store's query runner; both stores
-    share this so their answers match.
-    """
-    from kg import queries as q
-    from kg.schema import RELS, node_spec
+class CypherStore:
+    """What both stores share, written once on top of their ``run(query, params)``."""
 
-    node_spec(label)
-    out: list[Neighbour] = []
-    for spec in RELS:
-        for outgoing, here, there in ((True, spec.src, spec.dst), (False, spec.dst, spec.src)):
-            if here != label:
-                continue
-            df = run(q.neighbours_query(spec, outgoing, node_spec(there)), {"id": node_id, "limit": limit})
-            out += [Neighbour(spec.type, outgoing, there, str(i), "" if n is None else str(n))
-                    for i, n in zip(df["id"], df["name"])]
-    return out
+    def run(self, query: str, params: dict | None = None) -> pd.DataFrame:  # pragma: no cover
+        raise NotImplementedError
 
+    def connect(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def counts(self) -> dict[str, int]:
+        """Nodes per label and relationships per type (schema order)."""
+        from kg import queries as q
+        from kg.schema import NODES, RELS
+
+        out = {s.label: int(self.run(q.count_nodes_query(s))["c"].iloc[0]) for s in NODES}
+        out.update({s.type: int(self.run(q.count_rels_query(s))["c"].iloc[0]) for s in RELS})
+        return out
+
+    def read_meta(self, key: str) -> str | None:
+        from kg import queries as q
+
+        df = self.run(q.META_READ, {"key": key})
+        return None if df.empty else str(df["value"].iloc[0])
+
+    def neighbours(self, label: str, node_id: str, limit: int = 50) -> list[Neighbour]:
+        """Neighbours of a node, one portable query per relationship type and direction."""
+        from kg import queries as q
+        from kg.schema import RELS, node_spec
+
+        node_spec(label)
+        out: list[Neighbour] = []
+        for spec in RELS:
+            for outgoing, here, there in ((True, spec.src, spec.dst), (False, spec.dst, spec.src)):
+                if here != label:
+                    continue
+                df = self.run(q.neighbours_query(spec, outgoing, node_spec(there)), {"id": node_id, "limit": limit})
+                out += [Neighbour(spec.type, outgoing, there, str(i), "" if n is None else str(n))
+                        for i, n in zip(df["id"], df["name"])]
+        return out

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from kg import queries as q
-from kg.schema import ALL_NODES, NODES, RELS, node_spec, rel_spec
+from kg.schema import ALL_NODES, RELS, node_spec, rel_spec
 from loaders.dataset import isin
-from kg.store import EdgeIndex, Neighbour, WriteResult, index_arrays, neighbours_via
+from kg.store import CypherStore, EdgeIndex, WriteResult, index_arrays
 
 
-class EmbeddedStore:
+class EmbeddedStore(CypherStore):
     """A :class:`~kg.store.GraphStore` in a local directory (created on connect).
 
     Args:
@@ -56,12 +56,6 @@ class EmbeddedStore:
             self._conn.close()
             self._db.close()
         self._conn = self._db = None
-
-    def __enter__(self) -> EmbeddedStore:
-        return self.connect()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def conn(self):
@@ -125,23 +119,11 @@ class EmbeddedStore:
     def write_meta(self, key: str, value: str) -> None:
         self.conn.execute(q.META_WRITE, {"key": key, "value": value})
 
-    def read_meta(self, key: str) -> str | None:
-        df = self.run(q.META_READ, {"key": key})
-        return None if df.empty else str(df["value"].iloc[0])
-
     def clear(self) -> None:
         for spec in ALL_NODES:
             self.conn.execute(q.delete_label_query(spec))
 
     # ----------------------------------------------------------------------- read
-    def counts(self) -> dict[str, int]:
-        out = {s.label: int(self.run(q.count_nodes_query(s))["c"].iloc[0]) for s in NODES}
-        out.update({s.type: int(self.run(q.count_rels_query(s))["c"].iloc[0]) for s in RELS})
-        return out
-
-    def neighbours(self, label: str, node_id: str, limit: int = 50) -> list[Neighbour]:
-        return neighbours_via(self.run, label, node_id, limit)
-
     def node_ids(self, label: str) -> np.ndarray:
         ids = self._arrow(q.node_ids_query(node_spec(label)))["id"].to_numpy(zero_copy_only=False)
         return np.sort(ids.astype(object))

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from kg import queries as q
-from kg.schema import ALL_NODES, NODES, RELS, node_spec, rel_spec
-from kg.store import EdgeIndex, Neighbour, WriteResult, index_arrays, neighbours_via
+from kg.schema import ALL_NODES, node_spec, rel_spec
+from kg.store import CypherStore, EdgeIndex, WriteResult, index_arrays
 
 
-class Neo4jStore:
+class Neo4jStore(CypherStore):
     """A :class:`~kg.store.GraphStore` on a Neo4j server.
 
     Args:
@@ -61,12 +61,6 @@ class Neo4jStore:
         if self._driver is not None:
             self._driver.close()
         self._driver = None
-
-    def __enter__(self) -> Neo4jStore:
-        return self.connect()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def driver(self):
@@ -141,10 +135,6 @@ class Neo4jStore:
     def write_meta(self, key: str, value: str) -> None:
         self.run(q.META_WRITE, {"key": key, "value": value}, write=True)
 
-    def read_meta(self, key: str) -> str | None:
-        df = self.run(q.META_READ, {"key": key})
-        return None if df.empty else str(df["value"].iloc[0])
-
     def clear(self) -> None:
         """Delete every node and relationship, and kgrec's vector indexes."""
         with self.driver.session(database=self.database) as session:
@@ -154,14 +144,6 @@ class Neo4jStore:
                 self.run(f"DROP INDEX {name} IF EXISTS", write=True)
 
     # ----------------------------------------------------------------------- read
-    def counts(self) -> dict[str, int]:
-        out = {s.label: int(self.run(q.count_nodes_query(s))["c"].iloc[0]) for s in NODES}
-        out.update({s.type: int(self.run(q.count_rels_query(s))["c"].iloc[0]) for s in RELS})
-        return out
-
-    def neighbours(self, label: str, node_id: str, limit: int = 50) -> list[Neighbour]:
-        return neighbours_via(self.run, label, node_id, limit)
-
     def node_ids(self, label: str) -> np.ndarray:
         ids = self.run(q.node_ids_query(node_spec(label)))["id"].to_numpy(dtype=object)
         return np.sort(ids)

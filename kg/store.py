@@ -157,10 +157,25 @@ def index_arrays(
     if (s_pos < 0).any() or (d_pos < 0).any():
         raise RuntimeError("edge endpoint missing from the node list (store changed during export?)")
     src_index, dst_index = s_rank[s_pos], d_rank[d_pos]
-    tie_keys = tuple(np.asarray(t).astype(str) for t in reversed(ties))
-    order = np.lexsort(tie_keys + (dst_index, src_index))
+    order = np.lexsort((dst_index, src_index))
+    s_sorted, d_sorted = src_index[order], dst_index[order]
+    parallel = (s_sorted[1:] == s_sorted[:-1]) & (d_sorted[1:] == d_sorted[:-1])
+    if ties and parallel.any():  # only then do the (slower) tie-breaking sort
+        tie_keys = tuple(_sortable(t) for t in reversed(ties))
+        order = np.lexsort(tie_keys + (dst_index, src_index))
     return s_ids, d_ids, src_index[order], dst_index[order], order
 
+
+
+def _sortable(values) -> np.ndarray:
+    """A property array both stores sort the same way: numbers as float64, else text."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iufb":
+        return arr.astype(np.float64)
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        return arr.astype(str)
 
 
 class CypherStore:

@@ -200,9 +200,89 @@ def delete_label_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)}) DETACH DELETE n"
 
 
+def node_name_query(spec: NodeSpec) -> str:
+    """The display name of node ``$id`` (no row when it does not exist)."""
+    return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN n.{quote(spec.name_prop)} AS name"
+
+
 def node_exists_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN count(n) AS c"
 
 
 META_READ = "MATCH (m:KgrecMeta {id: $key}) RETURN m.value AS value"
 META_WRITE = "MERGE (m:KgrecMeta {id: $key}) SET m.value = $value"
+
+
+# ------------------------------------------------------------- explanations (both)
+# Meta-path templates from a user, through a product ``p`` the user interacted with
+# (relationship type ``via``), to the recommended item ``i``. Each returns the
+# product ``p`` (id, name), the time of the user's interaction, and the middle nodes.
+
+_USER_VIA = "MATCH (u:`User` {{id: $user}})-[r:{via}]->(p:`Product`)"
+_NOT_ITEM = "WHERE p.id <> $item"
+_ORDER = "ORDER BY ts DESC, p_id{extra} LIMIT $limit"
+
+
+def _via(via: RelSpec) -> str:
+    return _USER_VIA.format(via=quote(via.type))
+
+
+def explain_direct_query(via: RelSpec) -> str:
+    """The user already interacted with the item itself."""
+    return (f"MATCH (u:`User` {{id: $user}})-[r:{quote(via.type)}]->(p:`Product` {{id: $item}}) "
+            "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts ORDER BY ts DESC LIMIT $limit")
+
+
+def explain_shared_node_query(via: RelSpec, link: RelSpec, middle: NodeSpec) -> str:
+    """user -via-> p -link-> (m) <-link- item: same brand / category / entity."""
+    return (
+        f"{_via(via)}-[:{quote(link.type)}]->(m:{quote(middle.label)})<-[:{quote(link.type)}]-"
+        f"(i:`Product` {{id: $item}}) {_NOT_ITEM} "
+        f"RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts, m.id AS m_id, "
+        f"m.{quote(middle.name_prop)} AS m_name " + _ORDER.format(extra=", m_id")
+    )
+
+
+def explain_item_link_query(via: RelSpec, link: RelSpec, outgoing: bool) -> str:
+    """user -via-> p -[also_bought …]- item (either direction)."""
+    arrow = f"-[:{quote(link.type)}]->" if outgoing else f"<-[:{quote(link.type)}]-"
+    return (
+        f"{_via(via)}{arrow}(i:`Product` {{id: $item}}) {_NOT_ITEM} "
+        "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts " + _ORDER.format(extra="")
+    )
+
+
+def explain_related_entities_query(via: RelSpec, outgoing: bool) -> str:
+    """user -via-> p -LINKED_TO-> e1 -RELATED- e2 <-LINKED_TO- item."""
+    arrow = "-[k:`RELATED`]->" if outgoing else "<-[k:`RELATED`]-"
+    return (
+        f"{_via(via)}-[:`LINKED_TO`]->(m:`Entity`){arrow}(n:`Entity`)<-[:`LINKED_TO`]-"
+        f"(i:`Product` {{id: $item}}) {_NOT_ITEM} AND m.id <> n.id "
+        "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts, m.id AS m_id, m.id AS m_name, "
+        "k.relation AS relation, n.id AS n_id " + _ORDER.format(extra=", m_id, relation, n_id")
+    )
+
+
+def explain_co_interaction_query(via: RelSpec) -> str:
+    """user -via-> p <-via- other users -via-> item: how many did both."""
+    t = quote(via.type)
+    return (
+        f"{_via(via)}<-[:{t}]-(v:`User`)-[:{t}]->(i:`Product` {{id: $item}}) "
+        f"{_NOT_ITEM} AND v.id <> $user "
+        "WITH p.id AS p_id, p.title AS p_name, r.ts AS ts, count(DISTINCT v) AS n "
+        "RETURN p_id, p_name, ts, n ORDER BY n DESC, ts DESC, p_id LIMIT $limit"
+    )
+
+
+#: bounded variable-length fallback (dialects differ): node labels and ids, relationship types
+NEO4J_EXPLAIN_FALLBACK = (
+    "MATCH p = shortestPath((u:`User` {id: $user})-[*..4]-(i:`Product` {id: $item})) "
+    "RETURN [n IN nodes(p) | labels(n)[0]] AS labels, [n IN nodes(p) | n.id] AS ids, "
+    "[r IN relationships(p) | type(r)] AS types LIMIT 1"
+)
+EMBEDDED_EXPLAIN_FALLBACK = (
+    "MATCH p = (u:`User` {id: $user})-[* SHORTEST 1..4]-(i:`Product` {id: $item}) "
+    "RETURN list_transform(nodes(p), x -> label(x)) AS labels, "
+    "list_transform(nodes(p), x -> x.id) AS ids, "
+    "list_transform(rels(p), x -> label(x)) AS types LIMIT 1"
+)

@@ -17,7 +17,7 @@ import pandas as pd
 from kg import queries as q
 from kg.schema import ALL_NODES, RELS, node_spec, rel_spec
 from loaders.dataset import isin
-from kg.store import CypherStore, EdgeIndex, WriteResult, index_arrays
+from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays
 
 
 class EmbeddedStore(CypherStore):
@@ -66,6 +66,20 @@ class EmbeddedStore(CypherStore):
     def run(self, query: str, params: dict | None = None) -> pd.DataFrame:
         """Run Cypher and return the result as a DataFrame."""
         return self.conn.execute(query, params or {}).get_as_df()
+
+    def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
+        """Run any Cypher; read-only (a read-only transaction) unless ``write=True``."""
+        if write:
+            return self.run(query, params)
+        self.conn.execute("BEGIN TRANSACTION READ ONLY")
+        try:
+            return self.run(query, params)
+        except RuntimeError as exc:
+            if "read-only transaction" in str(exc):
+                raise ReadOnlyError(f"this query writes; pass write=True to allow it: {exc}") from exc
+            raise
+        finally:
+            self.conn.execute("ROLLBACK")
 
     def _arrow(self, query: str, params: dict | None = None):
         return self.conn.execute(query, params or {}).get_as_arrow()

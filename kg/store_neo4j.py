@@ -15,7 +15,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.schema import ALL_NODES, node_spec, rel_spec
-from kg.store import CypherStore, EdgeIndex, WriteResult, index_arrays
+from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays
 
 
 class Neo4jStore(CypherStore):
@@ -77,6 +77,26 @@ class Neo4jStore(CypherStore):
             routing_=neo4j.RoutingControl.WRITE if write else neo4j.RoutingControl.READ,
         )
         return pd.DataFrame([r.values() for r in records], columns=keys)
+
+    def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
+        """Run any Cypher; in a read transaction (writes refused) unless ``write=True``."""
+        import neo4j
+
+        if write:
+            return self.run(query, params, write=True)
+
+        def read(tx):
+            result = tx.run(query, params)
+            return [r.values() for r in result], result.keys()
+
+        with self.driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session:
+            try:
+                rows, keys = session.execute_read(read)
+            except neo4j.exceptions.ClientError as exc:
+                if exc.code == "Neo.ClientError.Statement.AccessMode":
+                    raise ReadOnlyError(f"this query writes; pass write=True to allow it: {exc.message}") from exc
+                raise
+        return pd.DataFrame(rows, columns=keys)
 
     def ensure_schema(self) -> None:
         for spec in ALL_NODES:

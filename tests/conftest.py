@@ -92,3 +92,35 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path):
 def store(store_factory):
     """Each test using this runs on both stores (the GraphStore contract)."""
     return store_factory()
+
+
+@pytest.fixture
+def tiny():
+    """A hand-made shop of 3 users and 3 products touching every table."""
+    from loaders.dataset import Dataset, make_table
+
+    ds = Dataset(name="tiny")
+    ds.users = make_table("users", [{"user_id": u, "name": u.upper()} for u in ("u1", "u2", "u3")])
+    ds.items = make_table("items", [
+        {"item_id": "p1", "title": "Red Mug", "brand": "Acme", "price": 9.5,
+         "categories": ["Home > Kitchen > Mugs"], "features": ["ceramic", "350 ml"]},
+        {"item_id": "p2", "title": "Blue Mug", "brand": "Acme", "categories": ["Home > Kitchen > Mugs"]},
+        {"item_id": "p3", "title": "Teapot", "brand": "", "price": 30.0,
+         "categories": ["Home > Kitchen", "Gifts"]},
+    ])
+    ds.interactions = make_table("interactions", [
+        {"user_id": "u1", "item_id": "p1", "event": "purchase", "value": 1, "timestamp": 100},
+        {"user_id": "u1", "item_id": "p1", "event": "purchase", "value": 2, "timestamp": 200},  # repeat buy
+        {"user_id": "u2", "item_id": "p2", "event": "purchase", "value": 1, "timestamp": 150},
+        {"user_id": "u3", "item_id": "p3", "event": "rating", "value": 4, "timestamp": 120},
+        {"user_id": "u2", "item_id": "p3", "event": "click", "value": 1, "timestamp": 90},
+    ])
+    ds.reviews = make_table("reviews", [{"review_id": "r1", "user_id": "u3", "item_id": "p3",
+                                         "rating": 4, "text": "lovely pot", "timestamp": 120}])
+    ds.item_links = make_table("item_links", [{"src_item": "p1", "dst_item": "p2", "relation": "also_buy"}])
+    ds.triples = make_table("triples", [{"head": "m.1", "relation": "made_of", "tail": "m.2"},
+                                        {"head": "m.1", "relation": "style", "tail": "m.2"}])
+    ds.item_entities = make_table("item_entities", [{"item_id": "p1", "entity_id": "m.1"}])
+    ds.judgements = make_table("judgements", [{"query": "red mug", "item_id": "p1", "relevance": 3},
+                                              {"query": "red mug", "item_id": "p3", "relevance": 0}])
+    return ds.validate()

@@ -5,6 +5,7 @@
     kgrec stats
     kgrec train --model kgrec --run runs/ml100k        # graph encoder on the graph in the store
     kgrec evaluate --run runs/ml100k
+    kgrec explain --user 196 --item 50 --run runs/ml100k --png why.png
 
 The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
 and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
@@ -111,6 +112,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from kg.explain import Embeddings, UnknownIdError, explain
+
+    embeddings = None
+    if args.run:
+        embeddings = Embeddings.from_npz(Path(args.run) / "embeddings.npz")
+    _, store = _store(args)
+    with store:
+        try:
+            result = explain(store, args.user, args.item, args.max_paths, embeddings)
+        except UnknownIdError as exc:
+            print(f"kgrec explain: error: {exc}", file=sys.stderr)
+            return 2
+    print(f"why {args.item} for {args.user}: {result.sentence}")
+    for path in result.paths:
+        chain = " ".join(f"({n.label} {n.name or n.id})" + (f" -[{r}]-" if r else "")
+                         for n, r in zip(path.nodes, (*path.rel_types, "")))
+        print(f"  {path.score:.3f}  {path.template:<15} {chain}")
+    if args.png:
+        from kg.explain_graph import draw_png, explanation_graph
+
+        print(f"drawing: {draw_png(explanation_graph(result), args.png, f'why {args.item} for {args.user}')}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kgrec", description="Knowledge-graph search and recommendation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -153,6 +179,15 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a run folder on its test split")
     e.add_argument("--run", default="runs/latest")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("explain", help="why an item suits a user: paths in the knowledge graph")
+    x.add_argument("--user", required=True)
+    x.add_argument("--item", required=True)
+    x.add_argument("--max-paths", type=int, default=5)
+    x.add_argument("--run", help="a GNN run folder: rank paths with its embeddings")
+    x.add_argument("--png", help="also draw the paths to this PNG file")
+    _add_store_args(x)
+    x.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("stats", help="nodes per label and relationships per type")
     _add_store_args(s)

@@ -91,3 +91,22 @@ def test_build_into_neo4j_by_uri(neo4j_uri, tmp_path, capsys):
     assert main(["stats", "--neo4j-uri", neo4j_uri]) == 0
     users = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("User "))
     assert users.split()[-1] == "60"
+
+
+def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
+    db = str(tmp_path / "graph")
+    assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress"]) == 0
+    capsys.readouterr()
+    from kg.store import StoreConfig, open_store
+
+    with open_store(StoreConfig(path=db)) as store:
+        pair = store.cypher("MATCH (u:User)-[:PURCHASED]->(:Product)-[:ALSO_BOUGHT]->(i:Product) "
+                            "RETURN u.id AS u, i.id AS i ORDER BY u, i LIMIT 1")
+    user, item = pair["u"].iloc[0], pair["i"].iloc[0]
+    png = tmp_path / "why.png"
+    assert main(["explain", "--db", db, "--user", user, "--item", item, "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"why {item} for {user}: Recommended because you")
+    assert "ALSO_BOUGHT" in out and png.stat().st_size > 0
+    assert main(["explain", "--db", db, "--user", "nobody", "--item", item]) == 2
+    assert "unknown user id 'nobody'" in capsys.readouterr().err

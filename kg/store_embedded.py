@@ -79,7 +79,10 @@ class EmbeddedStore(CypherStore):
                 raise ReadOnlyError(f"this query writes; pass write=True to allow it: {exc}") from exc
             raise
         finally:
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("ROLLBACK")
+            except RuntimeError:  # a failed statement has already ended the transaction
+                pass
 
     def _arrow(self, query: str, params: dict | None = None):
         return self.conn.execute(query, params or {}).get_as_arrow()

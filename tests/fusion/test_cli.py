@@ -101,8 +101,8 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
 
     with open_store(StoreConfig(path=db)) as store:
         pair = store.cypher("MATCH (u:User)-[:PURCHASED]->(:Product)-[:ALSO_BOUGHT]->(i:Product) "
-                            "RETURN u.id AS u, i.id AS i ORDER BY u, i LIMIT 1")
-    user, item = pair["u"].iloc[0], pair["i"].iloc[0]
+                            "RETURN u.id AS user, i.id AS item ORDER BY user, item LIMIT 1")
+    user, item = pair["user"].iloc[0], pair["item"].iloc[0]
     png = tmp_path / "why.png"
     assert main(["explain", "--db", db, "--user", user, "--item", item, "--png", str(png)]) == 0
     out = capsys.readouterr().out

@@ -51,6 +51,9 @@ def test_cypher_is_read_only_unless_asked(store, tiny):
     assert list(df["id"]) == ["p3"]
     with pytest.raises(ReadOnlyError, match="write=True"):
         store.cypher("CREATE (:Brand {id: 'x', name: 'x'})")
+    with pytest.raises(Exception, match="(?i)variable|not defined|unbound"):
+        store.cypher("MATCH (p:Product) RETURN q.id")  # the store's own error, not a masked one
+    assert list(store.cypher("MATCH (b:Brand) RETURN b.id AS id")["id"]) == ["Acme"]  # still usable
     assert store.counts()["Brand"] == 1
     store.cypher("CREATE (:Brand {id: 'x', name: 'x'})", write=True)
     assert store.counts()["Brand"] == 2

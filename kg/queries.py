@@ -59,12 +59,14 @@ def neo4j_vector_index_name(spec: NodeSpec) -> str:
 
 
 def neo4j_vector_index_query(spec: NodeSpec) -> str:
-    """Cosine vector index on the embedding property; ``$dim`` = its dimension."""
+    """Cosine vector index on the embedding property; ``$dim`` = its dimension.
+
+    Quantization is off: with it (Neo4j's default) scores drift by a few percent."""
     return (
         f"CREATE VECTOR INDEX {neo4j_vector_index_name(spec)} IF NOT EXISTS "
         f"FOR (n:{quote(spec.label)}) ON n.{quote(EMBEDDING_PROP)} "
         "OPTIONS {indexConfig: {`vector.dimensions`: toInteger($dim), "
-        "`vector.similarity_function`: 'cosine'}}"
+        "`vector.similarity_function`: 'cosine', `vector.quantization.enabled`: false}}"
     )
 
 
@@ -72,6 +74,20 @@ def neo4j_vector_index_query(spec: NodeSpec) -> str:
 NEO4J_VECTOR_NEIGHBOURS = (
     "CALL db.index.vector.queryNodes($index, $k, $vector) YIELD node, score "
     "RETURN node.id AS id, score"
+)
+
+#: items most similar to ``$item`` by the vector index ``$index``, with graph filters in the
+#: same query: ``$same_category`` (shares a category), ``$min_price`` / ``$max_price``
+#: (null = no bound). ``$candidates`` nearest neighbours are fetched, then filtered to ``$k``.
+NEO4J_SIMILAR_ITEMS = (
+    "MATCH (src:`Product` {id: $item}) WHERE src.embedding IS NOT NULL "
+    "CALL db.index.vector.queryNodes($index, $candidates, src.embedding) YIELD node, score "
+    "WITH src, node, score WHERE node.id <> $item "
+    "AND ($min_price IS NULL OR node.price >= $min_price) "
+    "AND ($max_price IS NULL OR node.price <= $max_price) "
+    "AND (NOT $same_category OR EXISTS { (src)-[:`IN_CATEGORY`]->(:`Category`)<-[:`IN_CATEGORY`]-(node) }) "
+    "RETURN node.id AS id, node.title AS title, node.price AS price, score "
+    "ORDER BY score DESC, id LIMIT $k"
 )
 
 NEO4J_KGREC_VECTOR_INDEXES = (

@@ -152,6 +152,17 @@ class Neo4jStore(CypherStore):
         index = q.neo4j_vector_index_name(node_spec(label))
         return self.run(q.NEO4J_VECTOR_NEIGHBOURS, {"index": index, "k": k, "vector": list(map(float, vector))})
 
+    def similar_items(self, item_id: str, k: int = 10, *, same_category: bool = False,
+                      min_price: float | None = None, max_price: float | None = None,
+                      candidates: int | None = None) -> pd.DataFrame:
+        """Items nearest to ``item_id`` by embedding (vector index), filtered by the graph in
+        the same Cypher query. Columns id, title, price, score. Needs ``write_vectors`` first."""
+        index = q.neo4j_vector_index_name(node_spec("Product"))
+        return self.run(q.NEO4J_SIMILAR_ITEMS, {
+            "item": item_id, "index": index, "k": k, "candidates": candidates or max(10 * k, 100),
+            "same_category": same_category, "min_price": min_price, "max_price": max_price,
+        })
+
     def write_meta(self, key: str, value: str) -> None:
         self.run(q.META_WRITE, {"key": key, "value": value}, write=True)
 

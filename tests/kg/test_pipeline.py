@@ -59,3 +59,30 @@ def test_item_embeddings_go_back_to_neo4j_with_a_vector_index(shop, neo4j_uri, t
         assert hits["id"].iloc[0] == emb["item_ids"][item]
         assert hits["score"].iloc[0] == pytest.approx(1.0, abs=1e-4)
         assert run.export.id_maps["product"][item] == emb["item_ids"][item]
+
+
+@pytest.mark.neo4j
+def test_similar_items_by_vector_index_with_graph_filters(shop, neo4j_uri, tmp_path):
+    from kg.store_neo4j import Neo4jStore
+
+    with Neo4jStore(neo4j_uri) as store:
+        store.clear()
+        build_graph(shop, store, BuildConfig(progress=False))
+        train_gnn(store, tmp_path / "run", GnnRunConfig(train=FAST, write_embeddings=True), progress=False)
+        emb = np.load(tmp_path / "run" / "embeddings.npz")
+        item = str(emb["item_ids"][0])
+        plain = store.similar_items(item, k=5)
+        unit = emb["item"] / np.linalg.norm(emb["item"], axis=1, keepdims=True)
+        cosine = unit @ unit[0]
+        exact = np.argsort(-cosine)[1:6]  # without the item itself
+        # an approximate (HNSW) index: nearly the exact top 5, with exact scores ((1 + cos) / 2)
+        assert len(set(plain["id"]) & {str(emb["item_ids"][j]) for j in exact}) >= 4
+        position = {str(i): j for j, i in enumerate(emb["item_ids"])}
+        want = [(1 + cosine[position[i]]) / 2 for i in plain["id"]]
+        assert list(plain["score"]) == pytest.approx(want, abs=1e-3)
+        peers = store.cypher("MATCH (:Product {id: $id})-[:IN_CATEGORY]->(c)<-[:IN_CATEGORY]-(o:Product) "
+                             "RETURN o.id AS id, o.price AS price", id=item)
+        bound = float(peers["price"].median())
+        same_cat = store.similar_items(item, k=5, same_category=True, max_price=bound)
+        assert len(same_cat) > 0 and set(same_cat["id"]) <= set(peers["id"])
+        assert (same_cat["price"] <= bound).all()

@@ -19,7 +19,9 @@ What :func:`train` does:
 * every ``eval_every`` epochs: full-ranking metrics (:func:`kg.evaluation.evaluate`) on
   the validation pairs (``select_on="valid"``; train items excluded) or on test
   (``select_on="test"``, the KGAT paper protocol; train and valid items excluded);
-  early stopping after ``patience`` evaluations without a better ``select_metric``;
+  (a split without validation pairs is evaluated on test);
+  early stopping after ``patience`` evaluations without a better ``select_metric``,
+  or as soon as ``target_metric >= target``, or after ``max_seconds`` of training;
   a checkpoint written atomically (temp file + ``os.replace``);
 * at the end the best state is restored and the test metrics computed on it.
 
@@ -33,7 +35,10 @@ draws the same permutation and negatives, takes its contiguous shard of each glo
 batch, weights its mean loss by ``shard / batch * world`` and the gradients are summed
 with ``all_reduce`` and divided by the world size -- exactly the gradient of the whole
 batch, so ``W`` processes follow the single-process trajectory (up to float summation
-order). Rank 0 evaluates and writes checkpoints; the stopping decision is broadcast.
+order). Rank 0 evaluates, keeps the best state and writes checkpoints; the stopping
+decision is broadcast. Only rank 0's result carries metrics and the restored best state.
+Each rank still propagates the full graph (LightGCN's propagation is not sharded), so data
+parallelism pays off when the per-pair work (many negatives, a KG model) dominates.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ class TrainConfig:
     model: str = "lightgcn"            #: "bpr_mf" | "lightgcn" | "kgrec"
     embedding_dim: int = 64
     num_layers: int = 3                #: propagation layers (ignored by bpr_mf)
-    lr: float = 1e-3                   #: Adam learning rate
+    lr: float = 1e-3                   #: Adam learning rate (of epoch 1)
+    lr_decay: float = 1.0              #: per-epoch factor: epoch e uses lr * lr_decay ** (e - 1)
     batch_size: int = 2048             #: training pairs per step (global, over all ranks)
     epochs: int = 100                  #: maximum number of epochs
     l2: float = 1e-4                   #: L2 weight on the batch's ego embeddings
@@ -266,6 +272,14 @@ def evaluate_model(model: torch.nn.Module, split: Split, part: str = "test", ks=
     return metrics
 
 
+def _adam(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, the fused kernel where available (6x faster than the default on a [N, 64] table)."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
@@ -288,7 +302,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         device = torch.device("cuda", torch.cuda.current_device())
     model.to(device)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _adam(model, config.lr)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
 
     tr_users = torch.from_numpy(np.asarray(split.train[0], np.int64))
@@ -326,6 +340,8 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
     stopped = False
     for epoch in range(first_epoch, config.epochs + 1):
         t0 = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
         perm = torch.randperm(n_train, generator=generator)
         users_e, items_e = tr_users[perm], tr_items[perm]
         k = config.num_negatives

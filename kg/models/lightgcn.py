@@ -72,8 +72,13 @@ class LightGCN(nn.Module):
              l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.propagated()
         ego = self.embedding.weight
-        pos, neg = pos + self.num_users, neg + self.num_users
-        return bpr_loss(out[users], out[pos], out[neg], ego[users], ego[pos], ego[neg], l2)
+        # one gather per table (one [N, d] gradient buffer each instead of three)
+        b, nshape = len(users), neg.shape
+        idx = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
+        o, e = out[idx], ego[idx]
+        split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
+        (u, p, n), (u0, p0, n0) = split(o), split(e)
+        return bpr_loss(u, p, n, u0, p0, n0, l2)
 
     def score(self, users: torch.Tensor,
               embeddings: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

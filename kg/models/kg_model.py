@@ -1,4 +1,4 @@
-"""A knowledge-aware graph recommender of the KGAT / KGIN family, CPU-friendly.
+r"""A knowledge-aware graph recommender of the KGAT / KGIN family, CPU-friendly.
 
 References: KGAT -- X. Wang, X. He, Y. Cao, M. Liu, T.-S. Chua, "KGAT: Knowledge Graph
 Attention Network for Recommendation", KDD 2019; KGIN -- X. Wang, T. Huang, D. Wang,
@@ -11,39 +11,47 @@ in KGAT and :meth:`kg.export.GraphExport.knowledge_triples`):
 **Knowledge branch.** Every triple ``(h, r, t)`` is used in both directions (``r``
 and its inverse ``r + R``), so items gather from their brands, categories, linked
 entities and co-bought items, and entities gather from items and from each other.
-Layer ``l`` aggregates, per head node, the tails' relational messages with
-relation-aware attention (KGAT's attention with KGIN's relational message
-:math:`e_t \\odot e_r`; ``H`` heads, each over ``d / H`` channels):
+A head node's neighbours are grouped by relation, :math:`\mathcal N_{h,r} = \{t :
+(h, r, t)\}`; layer ``l`` first takes each group's mean (one sparse product
+:math:`M_l x^{(l)}` with a constant CSR :math:`M_l`), then weighs the groups of a
+head node by relation-aware attention (KGAT's :math:`\tanh(e_h + e_r)^\top e_t`
+logit, KGIN's relational message :math:`e_r \odot \cdot`; ``H`` heads over
+``d / H`` channels each, :math:`\langle\cdot,\cdot\rangle_k` the ``k``-th head's channels):
 
 .. math::
-    a^{(l)}(h, r, t) = \\frac{\\langle \\tanh(e_h^{(l)} + e_r),\\, e_t^{(l)} \\rangle_k}{\\sqrt{d/H}},
-    \\qquad
-    \\pi^{(l)}_k(h, r, t) = \\frac{\\exp a^{(l)}_k(h, r, t)}
-                                {\\sum_{(h, r', t') \\in \\mathcal N_h} \\exp a^{(l)}_k(h, r', t')},
+    m^{(l)}_{h,r} = \frac{1}{|\mathcal N_{h,r}|} \sum_{t \in \mathcal N_{h,r}} e_t^{(l)}, \qquad
+    a^{(l)}_k(h, r) = \frac{\langle \tanh(e_h^{(l)} + e_r),\, m^{(l)}_{h,r} \rangle_k}{\sqrt{d/H}},
 
 .. math::
-    e_h^{(l+1)} = \\sum_{(h, r, t) \\in \\mathcal N_h} \\pi^{(l)}(h, r, t)\\; (e_t^{(l)} \\odot e_r),
-    \\qquad
-    k_i = \\frac{1}{L_{kg}} \\sum_{l=1}^{L_{kg}} e_i^{(l)} .
+    \pi^{(l)}_k(h, r) = \frac{\exp a^{(l)}_k(h, r)}{\sum_{r' : \mathcal N_{h,r'} \neq \emptyset}
+                                                    \exp a^{(l)}_k(h, r')}, \qquad
+    e_{h,k}^{(l+1)} = \sum_{r} \pi^{(l)}_k(h, r)\, \bigl(e_r \odot m^{(l)}_{h,r}\bigr)_k, \qquad
+    k_i = \frac{1}{L_{kg}} \sum_{l=1}^{L_{kg}} e_i^{(l)} .
 
-Everything is one gather / segment-softmax / ``index_add_`` per layer over all
-triples; no Python loop over nodes or edges.
+Attending over (head, relation) groups instead of single triples is what makes this
+affordable on a CPU: a film has one weight for its ~40 actors as a group, so the
+per-layer work is one CSR SpMM over the triples plus element-wise work over the
+(much fewer) groups -- 15x faster than per-triple attention on ml-100k-kg, where the
+per-triple version (``tanh`` and gathers over 2 x 96k triples) cost 3 s per step.
+Triples that cannot reach an item within the remaining layers are pruned once at
+construction. No Python loop over nodes or edges, no data-dependent branch.
 
 **Collaborative branch** (LightGCN). The items enter the user–item graph enriched by
 their knowledge, so the KG reaches the users too (early fusion):
 
 .. math::
-    x^{(0)} = [\\,u^{(0)};\\; e_{0..I-1}^{(0)} + \\beta\\, k_{0..I-1}\\,], \\qquad
-    x = \\frac{1}{L+1}\\sum_{l=0}^{L} \\hat A^{l} x^{(0)}, \\qquad
-    \\hat y_{ui} = \\langle x_u, x_{U+i} \\rangle ,
+    x^{(0)} = [\,u^{(0)};\; e_{0..I-1}^{(0)} + \beta\, k_{0..I-1}\,], \qquad
+    x = \frac{1}{L+1}\sum_{l=0}^{L} \hat A^{l} x^{(0)}, \qquad
+    \hat y_{ui} = \langle x_u, x_{U+i} \rangle ,
 
-with :math:`\\hat A = D^{-1/2} A D^{-1/2}` from :func:`kg.sparse.normalized_adjacency`.
+with :math:`\hat A = D^{-1/2} A D^{-1/2}` from :func:`kg.sparse.normalized_adjacency`.
 ``use_kg=False`` drops :math:`k` and is exactly LightGCN.
 
-**Loss.** BPR with L2 on the batch's layer-0 embeddings (as LightGCN), plus
+**Loss.** BPR with L2 on the batch's rows of :math:`x^{(0)}` (as LightGCN; for items
+this includes their knowledge part), plus
 optionally (``kg_loss_weight > 0``) a TransE-style BPR loss on sampled triples with
 corrupted tails (KGAT's KG-embedding term, with the cheaper TransE score):
-:math:`-\\log \\sigma(\\lVert e_h + e_r - e_{t'}\\rVert^2 - \\lVert e_h + e_r - e_t\\rVert^2)`.
+:math:`-\log \sigma(\lVert e_h + e_r - e_{t'}\rVert^2 - \lVert e_h + e_r - e_t\rVert^2)`.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kg.models import bpr_loss
 from kg.sparse import normalized_adjacency, propagate
 
 __all__ = ["KGModel"]
@@ -73,35 +82,38 @@ class KGModel(nn.Module):
         embedding_dim: d.  num_layers: L, LightGCN layers.
         kg_layers: L_kg, attention layers over the KG.  heads: H (divides d).
         kg_weight: beta, scale of the knowledge part in the item input.
-        kg_dropout: fraction of triples dropped per training forward (KGIN's node/edge
-            dropout; a random mask, not a data-dependent branch).
-        reg: L2 weight on the batch's layer-0 embeddings.  kg_loss_weight: weight of the
-            TransE term (0 = off).  kg_batch: triples sampled per step for that term.
+        kg_dropout: dropout on the group means m (training only; KGIN's message dropout).
+        kg_loss_weight: weight of the TransE term (0 = off).  kg_batch: triples sampled
+            per step for that term.
         use_kg: ``False`` ignores ``triples`` entirely (the LightGCN ablation).
 
     Shapes: :meth:`embeddings` -> (users [U, d], items [I, d]); :meth:`score` users [B]
-    -> [B, I]; :meth:`loss` users, pos, neg [B] -> (scalar, dict of floats);
-    :meth:`attention` -> [2T, H] (each head node's weights sum to 1 per attention head).
+    -> [B, I]; :meth:`loss` users, pos [B], neg [B] or [B, n] -> (scalar, dict of floats);
+    :meth:`knowledge` -> [I, d]; :meth:`attention` -> (pi [G, H], head [G], relation [G]),
+    each head node's weights summing to 1 per attention head.
     """
 
     def __init__(self, num_users: int, num_items: int, triples=None, adjacency=None,
                  embedding_dim: int = 64, num_layers: int = 3, *, kg_layers: int = 2,
                  heads: int = 1, kg_weight: float = 1.0, kg_dropout: float = 0.0,
-                 reg: float = 1e-4, kg_loss_weight: float = 0.0, kg_batch: int = 4096,
+                 kg_loss_weight: float = 0.0, kg_batch: int = 4096,
                  use_kg: bool = True):
         super().__init__()
         if embedding_dim % heads:
             raise ValueError(f"heads={heads} must divide embedding_dim={embedding_dim}")
         self.num_users, self.num_items = int(num_users), int(num_items)
         self.embedding_dim, self.num_layers, self.kg_layers, self.heads = embedding_dim, num_layers, kg_layers, heads
-        self.kg_weight, self.kg_dropout, self.reg = kg_weight, kg_dropout, reg
+        self.kg_weight, self.kg_dropout = kg_weight, kg_dropout
         self.kg_loss_weight, self.kg_batch, self.use_kg = kg_loss_weight, kg_batch, use_kg
 
         if adjacency is None:
             raise ValueError("adjacency is required (sparse CSR [U+I, U+I] or (users, items) pairs)")
         if isinstance(adjacency, (tuple, list)):
             adjacency = normalized_adjacency(adjacency[0], adjacency[1], self.num_users, self.num_items)
-        self.adjacency = adjacency  # sparse CSR [U+I, U+I], not a parameter
+        n = self.num_users + self.num_items
+        if tuple(adjacency.shape) != (n, n):
+            raise ValueError(f"adjacency is {tuple(adjacency.shape)}, expected ({n}, {n})")
+        self.adjacency = adjacency  # sparse CSR [U+I, U+I], not a parameter (moved by _apply)
 
         empty = torch.zeros(0, dtype=torch.long)
         if use_kg and triples is not None and len(triples.head):
@@ -113,10 +125,9 @@ class KGModel(nn.Module):
             num_entities, num_relations = self.num_items, 0
             self.relation_names = []
         self.num_entities, self.num_relations = num_entities, num_relations
+        self.num_triples = int(h.numel())
         # both directions: (h, r, t) lets h gather from t; (t, r + R, h) lets t gather from h
-        self.register_buffer("kg_head", torch.cat([h, t]), persistent=False)  # [2T] receiving node
-        self.register_buffer("kg_tail", torch.cat([t, h]), persistent=False)  # [2T] sending node
-        self.register_buffer("kg_rel", torch.cat([r, r + num_relations]), persistent=False)  # [2T]
+        self._plan_layers(torch.cat([h, t]), torch.cat([r, r + num_relations]), torch.cat([t, h]))
 
         self.user_emb = nn.Parameter(torch.empty(self.num_users, embedding_dim))
         self.entity_emb = nn.Parameter(torch.empty(num_entities, embedding_dim))
@@ -126,78 +137,137 @@ class KGModel(nn.Module):
         nn.init.normal_(self.relation_emb, mean=1.0, std=0.1)  # e_t ⊙ e_r starts near e_t
         self.relation_trans = nn.Parameter(torch.empty(2 * num_relations, embedding_dim))  # TransE r
         nn.init.normal_(self.relation_trans, std=0.1)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ knowledge branch
-    def _triple_mask(self) -> torch.Tensor:
-        """Bool [2T]: triples kept this forward (all in eval mode)."""
-        keep = 1.0 - (self.kg_dropout if self.training else 0.0)
-        return torch.rand(self.kg_head.shape[0], device=self.kg_head.device) < keep
+    def _plan_layers(self, head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor) -> None:
+        """Precompute, once, the (head, relation) groups and tail-mean matrices of each layer.
 
-    def _attention(self, x: torch.Tensor, head: torch.Tensor, tail: torch.Tensor,
-                   rel: torch.Tensor) -> torch.Tensor:
-        """pi [T', H] of the given triples for entity states ``x`` [E, d] (softmax per head node)."""
+        Only the final item states are used, so layer ``l`` (1-based) needs the triples
+        whose head is within ``L_kg - l`` hops of an item; the rest are pruned here.
+        Layer ``l`` keeps ``group_head`` (global id) / ``group_in`` / ``group_out`` (rows in
+        x^{(l)}, x^{(l+1)}) / ``group_rel`` [G_l] and the CSR of ``M_l`` [G_l, n_in] with
+        ``M[g, t] = 1 / |N(g)|`` (and of its transpose). x^{(0)} has all E rows, later
+        layers only the still-needed nodes (items first), which keeps them small.
+        """
+        self.register_buffer("kg_head", head, persistent=False)  # [2T] receiving node (for the KG loss)
+        self.register_buffer("kg_rel", rel, persistent=False)  # [2T]
+        self.register_buffer("kg_tail", tail, persistent=False)  # [2T] sending node
+        E, R2 = self.num_entities, 2 * self.num_relations
+        need = torch.zeros(E, dtype=torch.bool)
+        need[: self.num_items] = True
+        plans, needs = [], [need]
+        for _ in range(self.kg_layers):  # from the last layer backwards
+            keep = need[head]
+            plans.append((head[keep], rel[keep], tail[keep]))
+            need = need.clone()
+            need[tail[keep]] = True
+            needs.append(need)
+        plans, needs = plans[::-1], needs[::-1]  # needs[l]: nodes whose x^{(l)} is used
+        self.layer_sizes = []  # rows of x^{(l)}: all E for l = 0, then only the needed nodes
+        for l, (h, r, t) in enumerate(plans):
+            # local row of each global node in x^{(l)} (input) and x^{(l+1)} (output); the items
+            # are the smallest ids and always needed, so they are the first I rows of every x
+            pos_in = torch.arange(E) if l == 0 else torch.cumsum(needs[l].long(), 0) - 1
+            pos_out = torch.cumsum(needs[l + 1].long(), 0) - 1
+            n_in = E if l == 0 else int(needs[l].sum())
+            self.layer_sizes.append((n_in, int(needs[l + 1].sum())))
+            key = h * max(R2, 1) + r
+            groups, g = torch.unique(key, return_inverse=True)  # [G], [T_l]
+            G = groups.numel()
+            count = torch.bincount(g, minlength=G).float()
+            gh = groups // max(R2, 1)
+            self.register_buffer(f"group_head_{l}", gh, persistent=False)  # global entity id [G]
+            self.register_buffer(f"group_in_{l}", pos_in[gh], persistent=False)  # its row in x^{(l)}
+            self.register_buffer(f"group_out_{l}", pos_out[gh], persistent=False)  # its row in x^{(l+1)}
+            self.register_buffer(f"group_rel_{l}", groups % max(R2, 1), persistent=False)
+            t = pos_in[t]
+            for name, rows, cols, size in (("m", g, t, (G, n_in)), ("mt", t, g, (n_in, G))):
+                order = torch.argsort(rows * size[1] + cols)
+                crow = torch.zeros(size[0] + 1, dtype=torch.long)
+                crow[1:] = torch.cumsum(torch.bincount(rows, minlength=size[0]), 0)
+                self.register_buffer(f"{name}_crow_{l}", crow, persistent=False)
+                self.register_buffer(f"{name}_col_{l}", cols[order].contiguous(), persistent=False)
+                self.register_buffer(f"{name}_val_{l}", (1.0 / count[g])[order].contiguous(), persistent=False)
+
+    def _csr(self, name: str, l: int, size: tuple[int, int]) -> torch.Tensor:
+        return torch.sparse_csr_tensor(getattr(self, f"{name}_crow_{l}"), getattr(self, f"{name}_col_{l}"),
+                                       getattr(self, f"{name}_val_{l}"), size=size,
+                                       check_invariants=False)
+
+    def _layer(self, x: torch.Tensor, l: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One attention layer: x^{(l)} [n_in, d] -> (x^{(l+1)} [n_out, d], pi [G, H])."""
         from torch_geometric.utils import softmax
 
         H, dk = self.heads, self.embedding_dim // self.heads
-        eh, et, er = x[head], x[tail], self.relation_emb[rel]  # [T', d]
-        logits = (torch.tanh(eh + er) * et).view(-1, H, dk).sum(-1) / math.sqrt(dk)  # [T', H]
-        return softmax(logits, head, num_nodes=x.shape[0], dim=0)
+        n_in, n_out = self.layer_sizes[l]
+        g_in, g_out, gr = (getattr(self, f"group_{k}_{l}") for k in ("in", "out", "rel"))
+        G = gr.numel()
+        m = _SpMM.apply(self._csr("m", l, (G, n_in)), self._csr("mt", l, (n_in, G)), x)  # [G, d] tail means
+        m = F.dropout(m, self.kg_dropout, self.training)
+        er = self.relation_emb[gr]  # [G, d]
+        logits = (torch.tanh(x[g_in] + er) * m).view(G, H, dk).sum(-1) / math.sqrt(dk)  # [G, H]
+        pi = softmax(logits, g_out, num_nodes=n_out, dim=0)  # sums to 1 over each head node's groups
+        msg = ((m * er).view(G, H, dk) * pi.unsqueeze(-1)).reshape(G, self.embedding_dim)
+        return x.new_zeros(n_out, x.shape[1]).index_add_(0, g_out, msg), pi
 
     def knowledge(self) -> torch.Tensor:
-        """k [E, d]: mean of the L_kg attention-aggregated layers (zeros when unused)."""
-        x = self.entity_emb
-        mask = self._triple_mask()
-        head, tail, rel = self.kg_head[mask], self.kg_tail[mask], self.kg_rel[mask]
-        H, dk = self.heads, self.embedding_dim // self.heads
-        out = torch.zeros_like(x)
-        for _ in range(self.kg_layers):
-            pi = self._attention(x, head, tail, rel)  # [T', H]
-            msg = (x[tail] * self.relation_emb[rel]).view(-1, H, dk) * pi.unsqueeze(-1)
-            x = torch.zeros_like(x).index_add_(0, head, msg.reshape(-1, self.embedding_dim))
-            out = out + x
+        """k [I, d]: the items' mean over the L_kg attention layers."""
+        x, out = self.entity_emb, 0
+        for l in range(self.kg_layers):
+            x = self._layer(x, l)[0]
+            out = out + x[: self.num_items]
         return out / max(self.kg_layers, 1)
 
     @torch.no_grad()
-    def attention(self) -> torch.Tensor:
-        """pi [2T, H] of the first KG layer for all triples (eval mode, no dropout)."""
-        return self._attention(self.entity_emb, self.kg_head, self.kg_tail, self.kg_rel)
+    def attention(self, layer: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pi [G, H], group head [G], group relation [G]) of KG layer ``layer`` (no dropout)."""
+        training, self.training = self.training, False
+        x = self.entity_emb
+        for l in range(layer):
+            x = self._layer(x, l)[0]
+        pi = self._layer(x, layer)[1]
+        self.training = training
+        return pi, getattr(self, f"group_head_{layer}"), getattr(self, f"group_rel_{layer}")
 
     # ------------------------------------------------------------------ recommender protocol
-    def _propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _apply(self, fn, recurse=True):  # keep the (non-buffer) sparse adjacency on our device
+        super()._apply(fn, recurse)
+        self.adjacency = fn(self.adjacency)
+        return self
+
+    def _ego(self) -> torch.Tensor:
+        """x^{(0)} [U+I, d]: users, then items enriched by their knowledge."""
         items = self.entity_emb[: self.num_items]
-        if self.use_kg:
-            items = items + self.kg_weight * self.knowledge()[: self.num_items]
-        x = propagate(self.adjacency, torch.cat([self.user_emb, items]), self.num_layers)  # [U+I, d]
-        return x[: self.num_users], x[self.num_users:]
+        if self.use_kg:  # a constructor flag, never data
+            items = items + self.kg_weight * self.knowledge()
+        return torch.cat([self.user_emb, items])
+
+    def propagated(self, ego: torch.Tensor | None = None) -> torch.Tensor:
+        """x [U+I, d], the LightGCN layer mean of :meth:`_ego` (or of a precomputed ``ego``)."""
+        return propagate(self.adjacency, self._ego() if ego is None else ego, self.num_layers)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users [U, d], items [I, d]) final representations (cached in eval mode)."""
-        if self.training:
-            return self._propagate()
-        if self._cache is None:
-            with torch.no_grad():
-                self._cache = self._propagate()
-        return self._cache
+        """(users [U, d], items [I, d]) final representations."""
+        x = self.propagated()
+        return x[: self.num_users], x[self.num_users:]
 
-    def train(self, mode: bool = True):
-        self._cache = None
-        return super().train(mode)
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores [B, I] of all items for ``users`` [B]."""
-        u, i = self.embeddings()
+    def score(self, users: torch.Tensor,
+              embeddings: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Scores [B, I] of all items for ``users`` [B] (``embeddings``: a cached :meth:`embeddings`)."""
+        u, i = embeddings if embeddings is not None else self.embeddings()
         return u[users] @ i.T
 
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):
-        """BPR + L2 (+ TransE KG term) for a batch of ``users``, ``pos``, ``neg`` [B]."""
-        u, i = self._propagate()
-        su, sp, sn = u[users], i[pos], i[neg]
-        bpr = F.softplus((su * sn).sum(-1) - (su * sp).sum(-1)).mean()
-        l2 = (self.user_emb[users].pow(2).sum() + self.entity_emb[pos].pow(2).sum()
-              + self.entity_emb[neg].pow(2).sum()) / (2 * len(users))
-        total = bpr + self.reg * l2
-        parts = {"bpr": float(bpr.detach()), "l2": float(l2.detach())}
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
+             l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """BPR + ``l2`` on x^{(0)} rows (+ TransE KG term); users, pos [B], neg [B] or [B, n]."""
+        ego = self._ego()  # L2 on x^{(0)}: the items' knowledge part is regularised too
+        out = self.propagated(ego)
+        b, nshape = len(users), neg.shape
+        idx = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
+        o, e = out[idx], ego[idx]
+        split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
+        (u, p, n), (u0, p0, n0) = split(o), split(e)
+        total, parts = bpr_loss(u, p, n, u0, p0, n0, l2)
         if self.kg_loss_weight > 0 and self.kg_head.numel():
             kg = self.kg_loss()
             total = total + self.kg_loss_weight * kg
@@ -220,3 +290,17 @@ class KGModel(nn.Module):
                 f"num_relations={self.num_relations}, triples={self.kg_head.numel() // 2}, "
                 f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
                 f"kg_layers={self.kg_layers}, heads={self.heads}, use_kg={self.use_kg}")
+
+
+class _SpMM(torch.autograd.Function):
+    """``y = M x`` for a constant sparse CSR ``M`` [G, E]; backward ``M^T g`` with a prebuilt
+    CSR transpose ``mt`` [E, G] (no per-step transpose/conversion). x [E, d] -> y [G, d]."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, mt: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.mt = mt
+        return torch.sparse.mm(m, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, None, torch.sparse.mm(ctx.mt, grad.contiguous())

@@ -1,0 +1,206 @@
+"""KGModel: shapes, attention normalisation, the use_kg ablation, gradients, and that it
+learns the planted structure of the synthetic data far better than popularity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kg.export import KnowledgeTriples
+from kg.models import Recommender
+from kg.models.kg_model import KGModel
+from kg.sparse import normalized_adjacency
+
+U, I, D = 12, 9, 8
+
+
+def toy_triples(perm: torch.Tensor | None = None, drop: int = 0) -> KnowledgeTriples:
+    """9 items, 2 brands (9, 10), 3 categories (11-13), 4 entities (14-17); 5 relations."""
+    items = torch.arange(I)
+    head = torch.cat([items, items, items[:6], torch.tensor([14, 15, 16])])
+    tail = torch.cat([9 + items % 2, 11 + items % 3, 14 + items[:6] % 4, torch.tensor([15, 16, 17])])
+    rel = torch.cat([torch.full((I,), 0), torch.full((I,), 1), torch.full((6,), 2), torch.tensor([3, 4, 4])])
+    if perm is not None:
+        head, rel, tail = head[perm], rel[perm], tail[perm]
+    if drop:
+        head, rel, tail = head[drop:], rel[drop:], tail[drop:]
+    return KnowledgeTriples(18, ["has_brand", "in_category", "linked_to", "related:a", "related:b"],
+                            head, rel, tail, {"product": 0, "brand": 9, "category": 11, "entity": 14})
+
+
+def toy_adjacency() -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(U), 3)
+    items = rng.integers(0, I, len(users))
+    return normalized_adjacency(users, items, U, I)
+
+
+def make(use_kg: bool = True, triples: KnowledgeTriples | None = None, seed: int = 0, **kw) -> KGModel:
+    torch.manual_seed(seed)
+    return KGModel(U, I, triples if triples is not None else toy_triples(), toy_adjacency(), D, 2,
+                   use_kg=use_kg, **kw)
+
+
+def test_shapes_repr_and_protocol():
+    m = make(heads=2)
+    assert isinstance(m, Recommender)
+    u, i = m.embeddings()
+    assert u.shape == (U, D) and i.shape == (I, D)
+    users = torch.tensor([0, 3, 5])
+    assert m.score(users).shape == (3, I)
+    assert torch.allclose(m.score(users), u[users] @ i.T, atol=1e-6)
+    assert torch.allclose(m.score(users, (u, i)), m.score(users))
+    loss, parts = m.loss(users, torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6]), l2=1e-4)
+    assert loss.dim() == 0 and torch.isfinite(loss) and {"bpr", "reg"} <= set(parts)
+    loss, _ = m.loss(users, torch.tensor([1, 2, 3]), torch.randint(0, I, (3, 4)))  # [B, n] negatives
+    assert torch.isfinite(loss)
+    text = repr(m)
+    assert text.startswith("KGModel(") and "num_entities=18" in text and "num_relations=5" in text
+    assert "triples=27" in text and "heads=2" in text and "use_kg=True" in text
+    assert m.knowledge().shape == (I, D)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_attention_sums_to_one_per_head_node(heads):
+    m = make(heads=heads)
+    for layer in range(m.kg_layers):
+        pi, head, rel = m.attention(layer)
+        assert pi.shape == (len(head), heads) and len(rel) == len(head)
+        assert (pi >= 0).all()
+        sums = torch.zeros(m.num_entities, heads).index_add_(0, head, pi)
+        present = torch.unique(head)
+        assert torch.allclose(sums[present], torch.ones(len(present), heads), atol=1e-5)
+        absent = torch.ones(m.num_entities, dtype=torch.bool)
+        absent[present] = False
+        assert (sums[absent] == 0).all()
+    # the last layer only keeps triples whose head is an item (the rest cannot reach the items)
+    assert (m.attention(m.kg_layers - 1)[1] < I).all()
+    # attention is relation-aware: changing one relation embedding changes the weights
+    before = m.attention(0)[0].clone()
+    with torch.no_grad():
+        m.relation_emb[1] += 1.0
+    assert not torch.allclose(before, m.attention(0)[0])
+
+
+def test_use_kg_false_ignores_triples():
+    base = make(use_kg=False)
+    users = torch.arange(U)
+    ref = base.score(users)
+    perm = torch.randperm(27, generator=torch.Generator().manual_seed(1))
+    for triples in (toy_triples(perm=perm), toy_triples(drop=10), None):
+        other = make(use_kg=False, triples=triples)
+        assert torch.equal(other.score(users), ref)
+        assert other.num_relations == 0 and other.kg_head.numel() == 0
+    # and it is exactly LightGCN on interactions: layer mean of Â^k [users; items]
+    adj = toy_adjacency().to_dense()
+    x = torch.cat([base.user_emb, base.entity_emb[:I]]).detach()
+    layers = [x]
+    for _ in range(base.num_layers):
+        layers.append(adj @ layers[-1])
+    mean = torch.stack(layers).mean(0)
+    assert torch.allclose(ref, mean[:U] @ mean[U:].T, atol=1e-5)
+    # while with the KG, the triples matter
+    with_kg = make(use_kg=True)
+    assert not torch.allclose(with_kg.score(users), ref)
+    assert not torch.allclose(make(use_kg=True, triples=toy_triples(drop=10)).score(users), with_kg.score(users))
+
+
+def test_with_kg_is_invariant_to_triple_order():
+    perm = torch.randperm(27, generator=torch.Generator().manual_seed(2))
+    a, b = make(), make(triples=toy_triples(perm=perm))
+    assert torch.allclose(a.score(torch.arange(U)), b.score(torch.arange(U)), atol=1e-5)
+
+
+def test_gradients_reach_relations_entities_and_users():
+    m = make(heads=2, kg_loss_weight=0.5, kg_batch=64)
+    loss, parts = m.loss(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8]), l2=1e-4)
+    assert "kg" in parts
+    loss.backward()
+    for name in ("user_emb", "entity_emb", "relation_emb", "relation_trans"):
+        grad = getattr(m, name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    # the attribute entities (brands, categories, linked entities) are trained through the KG
+    assert m.entity_emb.grad[9:].abs().sum(1).gt(0).sum() >= 8
+    # the relations used by the KG branch all get a gradient from the BPR part alone
+    m.zero_grad()
+    m.kg_loss_weight = 0.0
+    m.loss(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7, 8]))[0].backward()
+    assert m.relation_emb.grad[:3].abs().sum(1).gt(0).all()
+
+
+def test_no_data_dependent_recompilation_of_state():
+    """Eval is deterministic (no dropout) and train/eval modes agree without dropout."""
+    m = make(kg_dropout=0.0)
+    users = torch.arange(U)
+    m.train()
+    a = m.score(users)
+    m.eval()
+    assert torch.allclose(a, m.score(users))
+    m2 = make(kg_dropout=0.5)
+    m2.eval()
+    assert torch.equal(m2.score(users), m2.score(users))
+
+
+#: synthetic data where the planted tastes (not popularity) drive the purchases: few
+#: impressions by popularity, half targeted at the user's categories; sparse positives
+#: (~2k purchases/ratings of 1,000 items by 500 users), so the item knowledge matters.
+SYNTHETIC = dict(n_users=500, n_items=1000, n_interactions=40_000, impression_popularity=0.1,
+                 impression_targeted=0.5)
+
+
+@pytest.mark.slow
+def test_acceptance_beats_popularity_on_synthetic(tmp_path):
+    """Trained briefly (<= 40 epochs, early stopping on valid), the KG model's Recall@20 on
+    test is >= 1.3x popularity's and >= 1.3x its own ablation without the KG.
+
+    Measured with this setting (1 thread) on seeds 0..5 (pop / KG model / use_kg=False):
+    0.087/0.147/0.078, 0.092/0.156/0.097, 0.063/0.153/0.094, 0.091/0.127/0.047,
+    0.095/0.167/0.071, 0.079/0.162/0.087 -- ratios to pop 1.40-2.44 (seed 0: 1.68),
+    to the ablation 1.6-2.7. The test uses seed 0 (deterministic on CPU); ~55 s on the
+    shared 2-core machine, most of it the synthetic build.
+    """
+    import loaders
+    from kg.build import BuildConfig, build_graph
+    from kg.evaluation import evaluate, popularity_scores
+    from kg.export import export_graph
+    from kg.split import split_interactions
+    from kg.store import StoreConfig, open_store
+    from kg.train import TrainConfig, build_model, train
+
+    seed = 0
+    ds = loaders.load("synthetic", None, seed=seed, **SYNTHETIC)
+    store = open_store(StoreConfig(kind="embedded", path=str(tmp_path / "g"))).connect()
+    build_graph(ds, store, BuildConfig(progress=False))
+    export = export_graph(store)
+    split = split_interactions(export.data, "leave_last_out")
+    triples = export.knowledge_triples()
+    assert len(triples.head) > 0 and {"has_brand", "in_category"} <= set(triples.relation_names)
+
+    recall = {}
+    for use_kg in (True, False):
+        config = TrainConfig(model="kgrec", embedding_dim=32, num_layers=2, lr=1e-2, batch_size=1024,
+                             epochs=40, eval_every=5, patience=2, select_metric="recall@20", seed=seed,
+                             threads=2, model_options={"use_kg": use_kg})
+        model = build_model(config, export, split)
+        assert isinstance(model, KGModel) and model.use_kg == use_kg
+        assert model.num_relations == (triples.num_relations if use_kg else 0)
+        result = train(model, split, config, progress=False)
+        assert result.test_metrics["users"] >= 200
+        recall[use_kg] = result.test_metrics["recall@20"]
+    pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
+                   split.test, [split.train, split.valid])["recall@20"]
+    assert recall[True] >= 1.3 * pop, (recall, pop)
+    assert recall[True] >= 1.3 * recall[False], (recall, pop)
+
+
+def test_without_triples_with_kg_is_lightgcn():
+    """use_kg=True but no triples (amazon-book here has none): runs, and equals the ablation."""
+    empty = KnowledgeTriples(I, [], torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                             torch.zeros(0, dtype=torch.long), {"product": 0})
+    m, ref = make(use_kg=True, triples=empty), make(use_kg=False)
+    users = torch.arange(U)
+    assert torch.allclose(m.score(users), ref.score(users), atol=1e-6)
+    loss, _ = m.loss(users[:4], torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), l2=1e-4)
+    loss.backward()
+    assert m.user_emb.grad.abs().sum() > 0

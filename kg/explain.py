@@ -23,7 +23,8 @@ shortest path of at most 4 hops). Each path is scored
 
 where ``e`` are the trained embeddings (user, the product on the path, the item),
 when given; without embeddings the agreement term is 1/2. Ties are broken by
-recency, then ids, so both stores return the same list.
+recency, then ids, so both stores return the same list. The list shows the best
+path of each template first (variety), then the remaining paths by score.
 """
 
 from __future__ import annotations
@@ -189,7 +190,14 @@ def explain(store, user_id: str, item_id: str, max_paths: int = 5,
         if tie not in seen:
             seen.add(tie)
             unique.append(path)
-    return Explanation(user_id, item_id, tuple(unique[:max_paths]))
+    # variety first: the best path of each template, then the rest, each part by score
+    firsts, templates = [], set()
+    for path in unique:
+        if path.template not in templates:
+            templates.add(path.template)
+            firsts.append(path)
+    rest = [p for p in unique if p not in firsts]
+    return Explanation(user_id, item_id, tuple((firsts + rest)[:max_paths]))
 
 
 def _fallback(store, user_id: str, item_id: str, user: PathNode, item: PathNode) -> KGPath | None:

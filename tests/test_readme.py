@@ -66,7 +66,7 @@ def test_every_readme_command_runs(tmp_path, neo4j_uri, request):
         else:
             words = shlex.split(text)
             step_env = dict(env)
-            while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+            while words and re.fullmatch(r"[A-Z][A-Z0-9_]*=.*", words[0]):
                 name, value = words.pop(0).split("=", 1)
                 step_env[name] = neo4j_uri if name == "NEO4J_URI" else value
             if words[0] == "kgrec":

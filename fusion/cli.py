@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,12 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="embedded store directory (default: $KGREC_STORE or .kgrec/graph)")
 
 
-def _store(args: argparse.Namespace, **kwargs):
+def _store(args: argparse.Namespace, read_only: bool = False, **kwargs):
+    """The store the arguments name; ``read_only`` opens the embedded store read-only,
+    so several readers (torchrun ranks, explain) can share it."""
     config = StoreConfig.from_env(uri=args.neo4j_uri, path=args.db)
+    if read_only and config.kind == "embedded":
+        kwargs["read_only"] = True
     return config, open_store(config, **kwargs)
 
 
@@ -72,7 +77,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    config, store = _store(args)
+    config, store = _store(args, read_only=True)
     with store:
         counts = store.counts()
     print(f"graph in {config.describe()}")
@@ -95,11 +100,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_options["num_layers"] = args.layers
     config = GnnRunConfig(split=args.split, write_embeddings=args.write_embeddings,
                           train=TrainConfig.from_dict(train_options))
-    store_config, store = _store(args)
-    print(f"training the graph encoder on {store_config.describe()} -> {args.run}")
-    with store:
-        run = train_gnn(store, args.run, config, resume=args.resume, progress=not args.no_progress)
-    print(run.report())
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by torchrun
+    if distributed:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    store_config, store = _store(args, read_only=True)
+    try:
+        if not distributed or int(os.environ.get("RANK", "0")) == 0:
+            print(f"training the graph encoder on {store_config.describe()} -> {args.run}")
+        with store:
+            run = train_gnn(store, args.run, config, resume=args.resume, progress=not args.no_progress)
+        if run.metrics:
+            print(run.report())
+    finally:
+        if distributed:
+            dist.destroy_process_group()
     return 0
 
 
@@ -118,7 +137,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     embeddings = None
     if args.run:
         embeddings = Embeddings.from_npz(Path(args.run) / "embeddings.npz")
-    _, store = _store(args)
+    _, store = _store(args, read_only=True)
     with store:
         try:
             result = explain(store, args.user, args.item, args.max_paths, embeddings)

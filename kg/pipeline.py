@@ -71,6 +71,12 @@ class GnnRun:
                                              for m in ("recall", "ndcg")])
 
 
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -115,19 +121,24 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
 
     config = config or GnnRunConfig()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
+    writer = _rank() == 0
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
     if resume and (run_dir / "graph" / "graph.pt").exists():
         export, split = GraphExport.load(run_dir / "graph"), _load_split(run_dir / "split.npz")
     else:
-        export = export_graph(store)
-        export.save(run_dir / "graph")
+        export = export_graph(store)  # every rank reads the same graph and makes the same split
         split = _split(export, config)
-        _save_split(split, run_dir / "split.npz")
+        if writer:
+            export.save(run_dir / "graph")
+            _save_split(split, run_dir / "split.npz")
     model = build_model(config.train, export, split)
     result = train(model, split, config.train, checkpoint_dir=run_dir / "checkpoints",
                    resume=resume, progress=progress)
     model = result.model
+    if _rank() != 0:  # under torchrun only rank 0 holds the best model and writes the run
+        return GnnRun(run_dir, config, export, split, model, {})
     tmp = run_dir / "model.pt.tmp"
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, run_dir / "model.pt")

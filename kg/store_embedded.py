@@ -46,6 +46,8 @@ class EmbeddedStore(CypherStore):
         import ladybug
 
         if self._conn is None:
+            if self.read_only and not self.path.exists():
+                raise FileNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = ladybug.Database(str(self.path), read_only=self.read_only)
             self._conn = ladybug.Connection(self._db)

@@ -110,3 +110,8 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
     assert "ALSO_BOUGHT" in out and png.stat().st_size > 0
     assert main(["explain", "--db", db, "--user", "nobody", "--item", item]) == 2
     assert "unknown user id 'nobody'" in capsys.readouterr().err
+
+
+def test_stats_of_a_missing_graph_says_so(tmp_path, capsys):
+    assert main(["stats", "--db", str(tmp_path / "nothing")]) == 2
+    assert "no graph at" in capsys.readouterr().err

@@ -94,7 +94,7 @@ class KGModel(nn.Module):
     """
 
     def __init__(self, num_users: int, num_items: int, triples=None, adjacency=None,
-                 embedding_dim: int = 64, num_layers: int = 3, *, kg_layers: int = 2,
+                 embedding_dim: int = 64, num_layers: int = 3, *, kg_layers: int = 1,
                  heads: int = 1, kg_weight: float = 1.0, kg_dropout: float = 0.0,
                  kg_loss_weight: float = 0.0, kg_batch: int = 4096,
                  use_kg: bool = True):

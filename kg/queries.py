@@ -102,6 +102,19 @@ def is_kgrec_index_name(name: str) -> bool:
     return re.fullmatch(r"kgrec_[a-z]+_" + EMBEDDING_PROP, name) is not None
 
 
+def neo4j_node_rows_query(spec: NodeSpec) -> str:
+    """Every node of a label as one list of ``[id, props…]`` rows (nulls kept in place)."""
+    cols = ", ".join(["n.id"] + [f"n.{quote(p.name)}" for p in spec.props])
+    return f"MATCH (n:{quote(spec.label)}) RETURN collect([{cols}]) AS rows"
+
+
+def neo4j_rel_rows_query(spec: RelSpec) -> str:
+    """Every relationship of a type as one list of ``[src, dst, props…]`` rows."""
+    cols = ", ".join(["a.id", "b.id"] + [f"e.{quote(p.name)}" for p in spec.props])
+    return (f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+            f"RETURN collect([{cols}]) AS rows")
+
+
 NEO4J_DELETE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
 
 # ------------------------------------------------------- embedded store (DDL, write)

@@ -172,6 +172,33 @@ def index_arrays(
 
 
 
+def pending_rows(rows: pd.DataFrame, stored: pd.DataFrame, key: list[str],
+                 props: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """What an idempotent upsert still has to write, vectorised.
+
+    Returns (``fresh``: bool [len(rows)], rows whose key is not stored yet;
+    ``changed``: the rows whose key is stored but whose ``props`` differ).
+    """
+    from loaders.dataset import isin
+
+    stored = stored.astype({c: rows[c].dtype for c in stored.columns if c in rows.columns})
+    if len(key) == 1:
+        fresh = ~isin(rows[key[0]], stored[key[0]])
+    else:
+        merged = rows[key].merge(stored[key].drop_duplicates().assign(_stored=True), on=key, how="left")
+        fresh = merged["_stored"].isna().to_numpy()
+    old = rows[~fresh]
+    if old.empty or not props:
+        return fresh, rows.iloc[:0]
+    both = old.merge(stored, on=key, how="inner", suffixes=("", "_old"))
+    diff = np.zeros(len(both), dtype=bool)
+    for p in props:
+        new, before = both[p], both[f"{p}_old"]
+        same = (new == before) | (new.isna() & before.isna())
+        diff |= ~same.to_numpy(dtype=bool)
+    return fresh, both.loc[diff, rows.columns]
+
+
 def _sortable(values) -> np.ndarray:
     """A property array both stores sort the same way: numbers as float64, else text."""
     arr = np.asarray(values)

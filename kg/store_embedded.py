@@ -16,8 +16,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.schema import ALL_NODES, RELS, node_spec, rel_spec
-from loaders.dataset import isin
-from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays
+from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays, pending_rows
 
 
 class EmbeddedStore(CypherStore):
@@ -108,12 +107,11 @@ class EmbeddedStore(CypherStore):
         spec = node_spec(label)
         cols = ["id"] + [p.name for p in spec.props]
         rows = rows[cols].drop_duplicates("id", keep="last")
-        stored = self.run(q.node_props_query(spec))
-        fresh = ~isin(rows["id"], stored["id"])
+        fresh, changed = pending_rows(rows, self.run(q.node_props_query(spec)), ["id"],
+                                      [p.name for p in spec.props])
         if progress and not fresh.all():
             progress(int((~fresh).sum()))
         self._copy(spec.label, rows[fresh], progress)
-        changed = _changed(rows[~fresh], stored, ["id"], [p.name for p in spec.props])
         if len(changed):
             self.conn.execute(q.embedded_update_nodes_query(spec), {"df": changed.reset_index(drop=True)})
         return WriteResult(len(rows), int(fresh.sum()), len(changed))
@@ -124,13 +122,10 @@ class EmbeddedStore(CypherStore):
         key = ["src", "dst", *spec.key]
         props = [p.name for p in spec.props if p.name not in spec.key]
         rows = rows[["src", "dst"] + [p.name for p in spec.props]].drop_duplicates(key, keep="last")
-        stored = self.run(q.rel_rows_query(spec))
-        merged = rows.merge(stored[key].assign(_stored=True), on=key, how="left")
-        fresh = merged["_stored"].isna().to_numpy()
+        fresh, changed = pending_rows(rows, self.run(q.rel_rows_query(spec)), key, props)
         if progress and not fresh.all():
             progress(int((~fresh).sum()))
         self._copy(spec.type, rows[fresh], progress)
-        changed = _changed(rows[~fresh], stored, key, props) if props else rows.iloc[:0]
         if len(changed):
             self.conn.execute(q.embedded_update_rels_query(spec), {"df": changed.reset_index(drop=True)})
         return WriteResult(len(rows), int(fresh.sum()), len(changed))
@@ -159,16 +154,3 @@ class EmbeddedStore(CypherStore):
         )
         extra = {p: values[order] for p, values in raw.items()}
         return EdgeIndex(spec.type, s_ids, d_ids, s_idx, d_idx, extra)
-
-
-def _changed(rows: pd.DataFrame, stored: pd.DataFrame, key: list[str], props: list[str]) -> pd.DataFrame:
-    """The rows whose key is stored but whose properties differ from the stored ones."""
-    if rows.empty or not props:
-        return rows.iloc[:0]
-    both = rows.merge(stored, on=key, how="inner", suffixes=("", "_old"))
-    diff = np.zeros(len(both), dtype=bool)
-    for p in props:
-        new, old = both[p], both[f"{p}_old"]
-        same = (new == old) | (new.isna() & old.isna())
-        diff |= ~same.to_numpy(dtype=bool)
-    return both.loc[diff, rows.columns]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.schema import ALL_NODES, node_spec, rel_spec
-from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays
+from kg.store import CypherStore, EdgeIndex, ReadOnlyError, WriteResult, index_arrays, pending_rows
 
 
 class Neo4jStore(CypherStore):
@@ -119,17 +119,33 @@ class Neo4jStore(CypherStore):
     def upsert_nodes(self, label: str, rows: pd.DataFrame,
                      progress: Callable[[int], None] | None = None) -> WriteResult:
         spec = node_spec(label)
-        rows = rows[["id"] + [p.name for p in spec.props]].drop_duplicates("id", keep="last")
-        created = self._write_batches(q.neo4j_merge_nodes_query(spec), rows, "nodes_created", progress)
-        return WriteResult(len(rows), created)
+        cols = ["id"] + [p.name for p in spec.props]
+        rows = rows[cols].drop_duplicates("id", keep="last")
+        fresh, changed = pending_rows(rows, self._stored(q.neo4j_node_rows_query(spec), cols), ["id"], cols[1:])
+        todo = pd.concat([rows[fresh], changed])
+        if progress and len(todo) < len(rows):
+            progress(len(rows) - len(todo))
+        created = self._write_batches(q.neo4j_merge_nodes_query(spec), todo, "nodes_created", progress)
+        return WriteResult(len(rows), created, len(changed))
 
     def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
                     progress: Callable[[int], None] | None = None) -> WriteResult:
         spec = rel_spec(rel_type)
-        rows = rows[["src", "dst"] + [p.name for p in spec.props]]
-        rows = rows.drop_duplicates(["src", "dst", *spec.key], keep="last")
-        created = self._write_batches(q.neo4j_merge_rels_query(spec), rows, "relationships_created", progress)
-        return WriteResult(len(rows), created)
+        cols = ["src", "dst"] + [p.name for p in spec.props]
+        key = ["src", "dst", *spec.key]
+        rows = rows[cols].drop_duplicates(key, keep="last")
+        props = [p.name for p in spec.props if p.name not in spec.key]
+        fresh, changed = pending_rows(rows, self._stored(q.neo4j_rel_rows_query(spec), cols), key, props)
+        todo = pd.concat([rows[fresh], changed])
+        if progress and len(todo) < len(rows):
+            progress(len(rows) - len(todo))
+        created = self._write_batches(q.neo4j_merge_rels_query(spec), todo, "relationships_created", progress)
+        return WriteResult(len(rows), created, len(changed))
+
+    def _stored(self, query: str, columns: list[str]) -> pd.DataFrame:
+        """What is stored already, fetched as one list of rows (fast in the driver)."""
+        rows = self.run(query)["rows"].iloc[0]
+        return pd.DataFrame(rows, columns=columns)
 
     def write_vectors(self, label: str, ids, vectors: np.ndarray, index: bool = True) -> int:
         """Store one float32 vector per node (property ``embedding``) and, by default,

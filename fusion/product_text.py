@@ -29,11 +29,12 @@ category> <a title word>"`` -- deduplicated per item and seeded.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
+from kg.config import checked_fields
 from loaders.dataset import CATEGORY_SEP
 from loaders.text import clean_text
 
@@ -57,11 +58,7 @@ class ProductTextConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ProductTextConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown ProductTextConfig fields {sorted(unknown)}")
-        return cls(**values)
+        return cls(**checked_fields(cls, values))
 
 
 def truncate(text: str, limit: int) -> str:

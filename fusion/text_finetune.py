@@ -44,7 +44,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,6 +55,7 @@ from torch import nn
 
 from fusion.product_text import ProductTextConfig, product_texts, pseudo_queries, review_texts
 from fusion.text_index import retrieval_metrics
+from kg.config import checked_fields, resolve_device
 
 TRAIN_FILE = "text_train.json"
 
@@ -104,16 +105,10 @@ class TextTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TextTrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown TextTrainConfig fields {sorted(unknown)}")
-        return cls(**values)
+        return cls(**checked_fields(cls, values))
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
 
 # ---------------------------------------------------------------------------- pairs

@@ -234,10 +234,6 @@ def node_name_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN n.{quote(spec.name_prop)} AS name"
 
 
-def node_exists_query(spec: NodeSpec) -> str:
-    return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN count(n) AS c"
-
-
 META_READ = "MATCH (m:KgrecMeta {id: $key}) RETURN m.value AS value"
 META_WRITE = "MERGE (m:KgrecMeta {id: $key}) SET m.value = $value"
 

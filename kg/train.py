@@ -43,17 +43,17 @@ parallelism pays off when the per-pair work (many negatives, a KG model) dominat
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from kg.config import checked_fields, resolve_device
 from kg.evaluation import evaluate
 from kg.split import Split
 
@@ -105,19 +105,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        values = dict(values)
+        values = dict(checked_fields(cls, values))
         if "ks" in values:
             values["ks"] = tuple(values["ks"])
         return cls(**values)
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
 
 @dataclass
@@ -443,10 +437,3 @@ def _pick_hard(model: torch.nn.Module, users: torch.Tensor, candidates: torch.Te
     user_emb, item_emb = model.embeddings()
     scores = torch.einsum("bd,bkcd->bkc", user_emb[users], item_emb[candidates])
     return torch.gather(candidates, 2, scores.argmax(2, keepdim=True)).squeeze(2)
-
-
-def copy_config(config: TrainConfig, **changes) -> TrainConfig:
-    """``config`` with some fields changed (``dataclasses.replace`` that deep-copies options)."""
-    values = copy.deepcopy(config.to_dict())
-    values.update(changes)
-    return TrainConfig.from_dict(values)

@@ -268,9 +268,3 @@ class Dataset:
 
     def summary(self) -> str:
         return "\n".join(f"{name:<14} {n:>12,}" for name, n in self.sizes().items())
-
-
-def users_from(*frames: pd.DataFrame) -> pd.DataFrame:
-    """The users table implied by the ``user_id`` columns of some tables."""
-    ids = pd.unique(pd.concat([f["user_id"] for f in frames], ignore_index=True)) if frames else []
-    return make_table("users", {"user_id": pd.Series(ids, dtype=str)})

@@ -3,9 +3,14 @@
     kgrec build --source synthetic -o n_users=1000      # into the embedded store
     kgrec build --source amazon2018 --path data/gift-cards --neo4j-uri bolt://127.0.0.1:7687
     kgrec stats
-    kgrec train --model kgrec --run runs/ml100k        # graph encoder on the graph in the store
+    kgrec train --stage gnn --model kgrec --run runs/ml100k   # graph encoder only
     kgrec evaluate --run runs/ml100k
     kgrec explain --user 196 --item 50 --run runs/ml100k --png why.png
+    kgrec train --run runs/shop                         # all stages: gnn, text, fusion
+    kgrec recommend --run runs/shop --user u00042 --weights ctr=1,cvr=1,value=1
+    kgrec search --run runs/shop --query "wireless headphones" --user u00042
+    kgrec similar --run runs/shop --item i00007
+    kgrec demo                                          # synthetic shop end to end
 
 The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
 and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
@@ -86,11 +91,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from kg.pipeline import GnnRunConfig, train_gnn
+def _run_config(args: argparse.Namespace):
+    """RunConfig from the train options (the run folder's run.json as the base)."""
+    from dataclasses import replace
+
+    from fusion.fusion_train import FusionConfig
+    from fusion.pipeline import RunConfig, TextStageConfig
     from kg.train import TrainConfig
 
-    train_options = dict(args.set or [])
+    base = RunConfig.load(args.run) if args.stage in ("text", "fusion") else RunConfig()
+    train_options = {**base.gnn.train.to_dict(), **dict(args.set or [])}
     for name in ("model", "epochs", "lr", "batch_size", "seed"):
         if getattr(args, name) is not None:
             train_options[name] = getattr(args, name)
@@ -98,9 +108,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_options["embedding_dim"] = args.dim
     if args.layers is not None:
         train_options["num_layers"] = args.layers
-    config = GnnRunConfig(split=args.split, write_embeddings=args.write_embeddings,
-                          train=TrainConfig.from_dict(train_options))
+    gnn = replace(base.gnn, split=args.split or base.gnn.split,
+                  write_embeddings=args.write_embeddings or base.gnn.write_embeddings,
+                  train=TrainConfig.from_dict(train_options))
+    text_train = base.text.train.to_dict()
+    if args.text_checkpoint:
+        text_train["checkpoint"] = args.text_checkpoint
+    if args.text_steps is not None:
+        text_train["max_steps"] = args.text_steps
+    text = TextStageConfig(finetune=base.text.finetune and not args.no_finetune,
+                           embed_batch_size=base.text.embed_batch_size, train=text_train)
+    fusion = FusionConfig.from_dict({**base.fusion.to_dict(), **dict(args.fusion_set or [])})
+    return RunConfig(gnn=gnn, text=text, fusion=fusion, baselines=base.baselines and not args.no_baselines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fusion.comparison import markdown
+    from fusion.pipeline import STAGES, train_all
+
+    config = _run_config(args)
+    stages = STAGES if args.stage == "all" else (args.stage,)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by torchrun
+    if distributed and stages != ("gnn",):
+        print("kgrec train: under torchrun only the graph encoder trains; add --stage gnn", file=sys.stderr)
+        return 2
     if distributed:
         import torch
         import torch.distributed as dist
@@ -109,13 +140,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     store_config, store = _store(args, read_only=True)
+    rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
     try:
-        if not distributed or int(os.environ.get("RANK", "0")) == 0:
-            print(f"training the graph encoder on {store_config.describe()} -> {args.run}")
+        if rank0:
+            print(f"training {', '.join(stages)} on {store_config.describe()} -> {args.run}")
         with store:
-            run = train_gnn(store, args.run, config, resume=args.resume, progress=not args.no_progress)
-        if run.metrics:
-            print(run.report())
+            if stages == ("gnn",) and args.resume:
+                from kg.pipeline import train_gnn
+
+                out = {"gnn": train_gnn(store, args.run, config.gnn, resume=True,
+                                        progress=not args.no_progress).metrics}
+            else:
+                out = train_all(store, args.run, config, stages=stages, progress=not args.no_progress)
+        if rank0 and out.get("gnn"):
+            print(Path(args.run, "report.md").read_text().rstrip())
+        if rank0 and "text" in out:
+            print(f"text stage: {out['text']}")
+        if "fusion" in out:
+            print(f"test metrics ({args.run}/comparison.md):")
+            print(markdown(out["fusion"]))
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -156,6 +199,95 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(text: str | None) -> dict[str, float] | None:
+    """``ctr=1,cvr=2,value=0.5`` -> dict."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--weights: expected name=number, got {part!r}") from None
+    return out
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("category", args.category), ("brand", args.brand),
+                              ("min_price", args.min_price), ("max_price", args.max_price)) if v is not None}
+
+
+def _print_results(results) -> None:
+    for rank, r in enumerate(results, 1):
+        print(f"{rank:>3}. {r}")
+        if getattr(r, "explanation", None) is not None:
+            print(f"       why: {r.explanation.sentence}")
+
+
+def _engine(args: argparse.Namespace, need_store: bool = False):
+    from fusion.engine import Engine
+
+    store = None
+    if need_store:
+        _, store = _store(args, read_only=True)
+        store.connect()
+    return Engine.open(args.run, store=store)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    engine = _engine(args, need_store=args.explain)
+    try:
+        results = engine.recommend(args.user, k=args.k, weights=_weights(args.weights),
+                                   exclude_seen=not args.include_seen, filters=_filters(args), explain=args.explain)
+    finally:
+        if engine.store is not None:
+            engine.store.close()
+    cold = " (unknown user: cold start)" if engine._user(args.user) < 0 else ""
+    print(f"top {args.k} for user {args.user}{cold}:")
+    _print_results(results)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    results = engine.search(args.query, user_id=args.user, k=args.k, weights=_weights(args.weights),
+                            filters=_filters(args))
+    print(f"top {args.k} for {args.query!r}" + (f" (user {args.user})" if args.user else "") + ":")
+    _print_results(results)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from kg.explain import UnknownIdError
+
+    engine = _engine(args)
+    try:
+        results = engine.similar(args.item, k=args.k, filters=_filters(args))
+    except UnknownIdError as exc:
+        print(f"kgrec similar: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"products like {args.item}:")
+    _print_results(results)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fusion.demo import run_demo
+
+    return run_demo(args.run, db=args.db, users=args.users, quick=args.quick, progress=not args.no_progress)
+
+
+def _add_query_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", default="runs/latest", help="run folder (default: runs/latest)")
+    p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
+    p.add_argument("--weights", help="objective weights, e.g. ctr=1,cvr=2,value=0.5")
+    p.add_argument("--category", help="only products in this category (path or level name)")
+    p.add_argument("--brand", help="only products of this brand")
+    p.add_argument("--min-price", type=float)
+    p.add_argument("--max-price", type=float)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kgrec", description="Knowledge-graph search and recommendation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,8 +307,9 @@ def parser() -> argparse.ArgumentParser:
     _add_store_args(b)
     b.set_defaults(func=cmd_build)
 
-    t = sub.add_parser("train", help="train the graph encoder on the graph in the store")
-    t.add_argument("--stage", default="gnn", choices=["gnn"], help="which stage to train (default: gnn)")
+    t = sub.add_parser("train", help="train the stages (graph encoder, text encoder, fusion) on the graph in the store")
+    t.add_argument("--stage", default="all", choices=["all", "gnn", "text", "fusion"],
+                   help="which stage to train (default: all, in order)")
     t.add_argument("--run", default="runs/latest", help="run folder to write (default: runs/latest)")
     t.add_argument("--model", choices=["bpr_mf", "lightgcn", "kgrec"], help="model (default: lightgcn)")
     t.add_argument("--epochs", type=int)
@@ -185,10 +318,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--split", default="auto", choices=["auto", "leave_last_out", "time", "given"])
+    t.add_argument("--split", choices=["auto", "leave_last_out", "time", "given"], help="(default: auto)")
     t.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set patience=10 (repeatable)")
-    t.add_argument("--resume", action="store_true", help="continue the run folder's last checkpoint")
+    t.add_argument("--text-checkpoint", help="text stage: local HF directory to start from (default: MiniLM-L6)")
+    t.add_argument("--text-steps", type=int, help="text stage: at most this many fine-tuning steps")
+    t.add_argument("--no-finetune", action="store_true", help="text stage: use the checkpoint as it is")
+    t.add_argument("--fusion-set", type=_option, action="append", metavar="KEY=VALUE",
+                   help="any FusionConfig field, e.g. --fusion-set balancing=gradnorm (repeatable)")
+    t.add_argument("--no-baselines", action="store_true", help="skip the CVR-on-clicks baseline model")
+    t.add_argument("--resume", action="store_true", help="--stage gnn: continue the run folder's last checkpoint")
     t.add_argument("--write-embeddings", action="store_true",
                    help="Neo4j: store item embeddings with a vector index")
     t.add_argument("--no-progress", action="store_true")
@@ -208,6 +347,33 @@ def parser() -> argparse.ArgumentParser:
     _add_store_args(x)
     x.set_defaults(func=cmd_explain)
 
+    r = sub.add_parser("recommend", help="top products for a user (fused ranking)")
+    r.add_argument("--user", required=True)
+    r.add_argument("--include-seen", action="store_true", help="keep products the user already interacted with")
+    r.add_argument("--explain", action="store_true", help="attach knowledge-graph paths (reads the store)")
+    _add_query_args(r)
+    _add_store_args(r)
+    r.set_defaults(func=cmd_recommend)
+
+    q = sub.add_parser("search", help="products for a text query, personalised with --user")
+    q.add_argument("--query", required=True)
+    q.add_argument("--user")
+    _add_query_args(q)
+    q.set_defaults(func=cmd_search)
+
+    m = sub.add_parser("similar", help="products like a product (graph + text)")
+    m.add_argument("--item", required=True)
+    _add_query_args(m)
+    m.set_defaults(func=cmd_similar)
+
+    d = sub.add_parser("demo", help="synthetic shop end to end: build, train all stages, evaluate, query")
+    d.add_argument("--run", default="runs/demo", help="run folder (default: runs/demo)")
+    d.add_argument("--db", default=".kgrec/demo", help="embedded store (default: .kgrec/demo)")
+    d.add_argument("--users", type=int, default=2000, help="synthetic users (default: 2000)")
+    d.add_argument("--quick", action="store_true", help="smaller and fewer steps (for tests)")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
     s = sub.add_parser("stats", help="nodes per label and relationships per type")
     _add_store_args(s)
     s.set_defaults(func=cmd_stats)
@@ -218,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LoadError, DatasetError, ConnectionError, FileNotFoundError) as exc:
+    except (LoadError, DatasetError, ConnectionError, FileNotFoundError, ValueError) as exc:
         print(f"kgrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

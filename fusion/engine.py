@@ -1,0 +1,314 @@
+"""The Engine: recommend, search, similar and explain over a trained run folder.
+
+::
+
+    from fusion import Engine
+    engine = Engine.open("runs/demo")                       # a folder written by `kgrec train`
+    engine.recommend("u00042", k=10)                        # -> list[Recommendation]
+    engine.recommend("u00042", weights={"ctr": 1, "cvr": 1, "value": 1},   # expected order value
+                     filters={"category": "Electronics", "max_price": 100})
+    engine.search("wireless headphones", user_id="u00042")  # personalised search
+    engine.similar("i00007")
+    engine.recommend_batch(["u1", "u2"], k=20)              # offline scoring
+
+How a request is answered:
+
+1. **Candidates** -- recommend: the user's top ``candidates`` products by GNN dot
+   product (items the user already interacted with and items failing ``filters`` are
+   removed first); an unknown user gets the most popular products (cold start).
+   search: the top ``candidates`` products by text cosine to the query, merged with the
+   user's GNN candidates when a known user searches.
+2. **Re-ranking** -- the fusion model scores every candidate for every objective
+   (:mod:`fusion.scoring`: ctr, cvr, ctcvr, value, relevance); the ranking score is the
+   weighted geometric mean with the request's ``weights`` (default: purchase
+   probability for recommend, relevance x purchase for search).
+
+Unknown users never raise (cold start: no user features, popularity and text
+candidates); unknown items in :meth:`similar` / :meth:`explain` raise
+:class:`kg.explain.UnknownIdError`. The engine only reads after :meth:`open`, so one
+instance may serve many threads (the text encoder is guarded by a lock).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fusion.features import ITEM_SIDE, FeatureTables
+from fusion.fusion_train import FusionConfig, Scorer, make_model
+from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
+from kg.explain import UnknownIdError
+
+FILTER_KEYS = ("category", "brand", "min_price", "max_price")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One ranked product: ``score`` is the ranking score (log scale, higher is better);
+    ``objectives`` the per-objective scores (ctr, cvr, ctcvr, value, relevance)."""
+
+    item_id: str
+    title: str
+    score: float
+    objectives: dict[str, float]
+    price: float | None = None
+    explanation: Any = None  # kg.explain.Explanation when asked for
+
+    def __str__(self) -> str:
+        obj = " ".join(f"{k} {v:.3f}" for k, v in self.objectives.items() if k in ("ctr", "cvr", "value"))
+        return f"{self.item_id}  {self.title[:60]:<60}  score {self.score:7.3f}  {obj}"
+
+
+@dataclass
+class _Catalogue:
+    ids: np.ndarray            # str [I], export order
+    titles: np.ndarray         # str [I]
+    prices: np.ndarray         # float [I], NaN unknown
+    brands: np.ndarray         # str [I]
+    categories: list           # list[list[str]] [I]
+    index: pd.Index = field(init=False)
+
+    def __post_init__(self):
+        self.index = pd.Index(self.ids)
+
+
+class Engine:
+    """Serve a run folder (see the module docstring). Use :meth:`open`."""
+
+    def __init__(self, run_dir: Path, model, tables: FeatureTables, users: np.ndarray,
+                 catalogue: _Catalogue, seen: list[np.ndarray], popularity: torch.Tensor, *,
+                 candidates: int = 100, store=None) -> None:
+        self.run_dir = run_dir
+        self.model = model
+        self.tables = tables
+        self.scorer = Scorer(model, tables)
+        self.user_index = pd.Index(users)
+        self.catalogue = catalogue
+        self.seen = seen
+        self.popularity = popularity
+        self.candidates = candidates
+        self.store = store
+        self._encoder = None
+        self._lock = threading.Lock()
+        self._gnn_items = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
+        self._explain_embeddings = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, run_dir: str | Path, *, store=None, candidates: int | None = None) -> Engine:
+        """Load a finished run folder. ``store`` (an open GraphStore) is needed only for
+        explanations; ``candidates`` overrides the run's re-ranking depth."""
+        run_dir = Path(run_dir)
+        fusion_dir = run_dir / "fusion"
+        if not (fusion_dir / "model.pt").exists():
+            raise FileNotFoundError(f"{run_dir} has no trained fusion model (fusion/model.pt); "
+                                    "run `kgrec train` first")
+        config = FusionConfig.from_dict(json.loads((fusion_dir / "fusion_config.json").read_text()))
+        tables = FeatureTables.load(fusion_dir / "tables.pt")
+        model = make_model(tables, config)
+        model.load_state_dict(torch.load(fusion_dir / "model.pt", weights_only=True))
+        model.eval()
+        maps = json.loads((run_dir / "graph" / "id_maps.json").read_text())["id_maps"]
+        users = np.asarray(maps["user"], dtype=object)
+        products = np.asarray(maps["product"], dtype=object)
+        items = pd.read_parquet(run_dir / "catalogue" / "items.parquet").set_index("item_id")
+        items = items.reindex(pd.Index(products, dtype=object))
+        catalogue = _Catalogue(products, items["title"].fillna("").to_numpy(dtype=object),
+                               items["price"].to_numpy(dtype=float), items["brand"].fillna("").to_numpy(dtype=object),
+                               [list(c) if c is not None else [] for c in items["categories"]])
+        z = np.load(run_dir / "split.npz")
+        u = np.concatenate([z["train_u"], z["valid_u"], z["test_u"]])
+        i = np.concatenate([z["train_i"], z["valid_i"], z["test_i"]])
+        order = np.argsort(u, kind="stable")
+        bounds = np.searchsorted(u[order], np.arange(len(users) + 1))
+        seen = [i[order][bounds[k]: bounds[k + 1]] for k in range(len(users))]
+        popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
+        return cls(run_dir, model, tables, users, catalogue, seen, popularity,
+                   candidates=candidates or config.candidates, store=store)
+
+    def __repr__(self) -> str:
+        return (f"Engine({str(self.run_dir)!r}, users={len(self.user_index):,}, "
+                f"items={len(self.catalogue.ids):,}, candidates={self.candidates})")
+
+    @property
+    def encoder(self):
+        with self._lock:
+            if self._encoder is None:
+                from fusion.pipeline import load_encoder
+
+                self._encoder = load_encoder(self.run_dir)
+            return self._encoder
+
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        encoder = self.encoder
+        with self._lock:  # tokenizers are not safe to share between threads
+            return encoder.encode(texts)
+
+    # ------------------------------------------------------------------ helpers
+    def _user(self, user_id) -> int:
+        return int(self.user_index.get_indexer([user_id])[0]) if user_id is not None else -1
+
+    def _item(self, item_id) -> int:
+        pos = int(self.catalogue.index.get_indexer([item_id])[0])
+        if pos < 0:
+            raise UnknownIdError(f"unknown item id {item_id!r}: not a product of this run")
+        return pos
+
+    def _allowed(self, filters: Mapping[str, Any] | None) -> torch.Tensor | None:
+        """bool [I] of products passing ``filters`` (None = all)."""
+        if not filters:
+            return None
+        unknown = set(filters) - set(FILTER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown filters {sorted(unknown)}; use {', '.join(FILTER_KEYS)}")
+        c = self.catalogue
+        ok = np.ones(len(c.ids), bool)
+        if filters.get("category"):
+            want = str(filters["category"])
+            ok &= np.array([any(p == want or p.startswith(want + " > ") or p.endswith(" > " + want)
+                                or f" > {want} > " in p for p in cats) for cats in c.categories])
+        if filters.get("brand"):
+            ok &= c.brands == str(filters["brand"])
+        if filters.get("min_price") is not None:
+            ok &= np.nan_to_num(c.prices, nan=-np.inf) >= float(filters["min_price"])
+        if filters.get("max_price") is not None:
+            ok &= np.nan_to_num(c.prices, nan=np.inf) <= float(filters["max_price"])
+        return torch.from_numpy(ok)
+
+    def _results(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights,
+                 k: int, query_text: torch.Tensor | None = None) -> list[list[Recommendation]]:
+        """Score candidate matrix ``cands`` [B, N] (``valid`` [B, N] masks padding) and keep
+        the top ``k`` per row."""
+        b, n = cands.shape
+        if n == 0:
+            return [[] for _ in range(b)]
+        with torch.no_grad():
+            qt = None if query_text is None else query_text.repeat_interleave(n, 0)
+            logits = self.scorer.logits(users.repeat_interleave(n), cands.reshape(-1), query_text=qt)
+            score = ranking_score(logits, weights).view(b, n).masked_fill(~valid, -torch.inf)
+            objs = {name: v.view(b, n) for name, v in objectives(logits).items()}
+        top = torch.topk(score, min(k, n), dim=1)
+        out = []
+        for r in range(b):
+            row = []
+            for s, j in zip(top.values[r].tolist(), top.indices[r].tolist()):
+                if s == -np.inf:
+                    break
+                item = int(cands[r, j])
+                price = self.catalogue.prices[item]
+                row.append(Recommendation(str(self.catalogue.ids[item]), str(self.catalogue.titles[item]), float(s),
+                                          {name: float(v[r, j]) for name, v in objs.items()},
+                                          None if np.isnan(price) else float(price)))
+            out.append(row)
+        return out
+
+    def _candidates(self, users: torch.Tensor, exclude_seen: bool, allowed: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """GNN top-N per known user, popularity top-N for unknown (-1) users."""
+        t = self.tables
+        n_items = t.num_items
+        scores = torch.where(users[:, None] >= 0, t.user_gnn[users.clamp(min=0)] @ t.item_gnn.T,
+                             self.popularity.expand(len(users), n_items))
+        if allowed is not None:
+            scores = scores.masked_fill(~allowed, -torch.inf)
+        if exclude_seen:
+            for r, u in enumerate(users.tolist()):
+                if u >= 0 and len(self.seen[u]):
+                    scores[r, torch.from_numpy(self.seen[u])] = -torch.inf
+        top = torch.topk(scores, min(self.candidates, n_items), dim=1)
+        return top.indices, torch.isfinite(top.values)
+
+    # ------------------------------------------------------------------ API
+    def recommend(self, user_id: str, k: int = 10, weights: Mapping[str, float] | None = None,
+                  exclude_seen: bool = True, filters: Mapping[str, Any] | None = None,
+                  explain: bool = False, max_paths: int = 3) -> list[Recommendation]:
+        """Top ``k`` products for ``user_id`` (cold start for an unknown user).
+
+        ``weights``: objective weights (``ctr``, ``cvr``, ``value``, ``relevance``) of the
+        ranking score; ``filters``: ``category`` (a path or a level name), ``brand``,
+        ``min_price``, ``max_price``; ``explain=True`` attaches knowledge-graph paths
+        (needs ``Engine.open(..., store=...)``)."""
+        return self.recommend_batch([user_id], k, weights, exclude_seen, filters, explain, max_paths)[0]
+
+    def recommend_batch(self, user_ids: Sequence[str], k: int = 10, weights: Mapping[str, float] | None = None,
+                        exclude_seen: bool = True, filters: Mapping[str, Any] | None = None,
+                        explain: bool = False, max_paths: int = 3, batch_size: int = 256
+                        ) -> list[list[Recommendation]]:
+        """:meth:`recommend` for many users, scored in batches (offline scoring)."""
+        weights = check_weights(weights, RECOMMEND_WEIGHTS)
+        allowed = self._allowed(filters)
+        out: list[list[Recommendation]] = []
+        for s in range(0, len(user_ids), batch_size):
+            chunk = list(user_ids[s: s + batch_size])
+            users = torch.tensor([self._user(u) for u in chunk], dtype=torch.long)
+            cands, valid = self._candidates(users, exclude_seen, allowed)
+            out += self._results(users, cands, valid, weights, k)
+        if explain:
+            for uid, recs in zip(user_ids, out):
+                recs[:] = [self._with_explanation(uid, r, max_paths) for r in recs]
+        return out
+
+    def search(self, query: str, user_id: str | None = None, k: int = 10,
+               weights: Mapping[str, float] | None = None, filters: Mapping[str, Any] | None = None
+               ) -> list[Recommendation]:
+        """Top ``k`` products for a text query, personalised when ``user_id`` is known."""
+        weights = check_weights(weights, SEARCH_WEIGHTS)
+        if not str(query).strip():
+            raise ValueError("search: the query is empty")
+        allowed = self._allowed(filters)
+        qv = self._encode([str(query)])                                           # [1, dt]
+        text = (qv @ self.tables.item_text.T)[0]
+        if allowed is not None:
+            text = text.masked_fill(~allowed, -torch.inf)
+        top = torch.topk(text, min(self.candidates, len(text)))
+        cands = top.indices[torch.isfinite(top.values)]
+        user = torch.tensor([self._user(user_id)])
+        if user_id is not None and int(user[0]) >= 0:
+            gnn, ok = self._candidates(user, False, allowed)
+            cands = torch.unique(torch.cat([cands, gnn[0][ok[0]]]))
+        return self._results(user, cands[None], torch.ones(1, len(cands), dtype=torch.bool), weights, k,
+                             query_text=qv)[0]
+
+    def similar(self, item_id: str, k: int = 10, filters: Mapping[str, Any] | None = None
+                ) -> list[Recommendation]:
+        """Products most like ``item_id``: mean of the GNN and text cosine similarities
+        (``objectives`` holds both)."""
+        i = self._item(item_id)
+        g = self._gnn_items @ self._gnn_items[i]
+        t = self.tables.item_text @ self.tables.item_text[i]
+        score = (g + t) / 2
+        score[i] = -torch.inf
+        allowed = self._allowed(filters)
+        if allowed is not None:
+            score = score.masked_fill(~allowed, -torch.inf)
+        top = torch.topk(score, min(k, len(score)))
+        c = self.catalogue
+        return [Recommendation(str(c.ids[j]), str(c.titles[j]), float(s), {"gnn": float(g[j]), "text": float(t[j])},
+                               None if np.isnan(c.prices[j]) else float(c.prices[j]))
+                for s, j in zip(top.values.tolist(), top.indices.tolist()) if s != -np.inf]
+
+    def explain(self, user_id: str, item_id: str, max_paths: int = 5):
+        """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`)."""
+        from kg.explain import Embeddings, explain
+
+        if self.store is None:
+            raise ValueError("explanations read the graph: open the engine with Engine.open(run_dir, store=...)")
+        if self._explain_embeddings is None:
+            self._explain_embeddings = Embeddings.from_npz(self.run_dir / "embeddings.npz")
+        return explain(self.store, user_id, item_id, max_paths, self._explain_embeddings)
+
+    def _with_explanation(self, user_id: str, rec: Recommendation, max_paths: int) -> Recommendation:
+        from dataclasses import replace
+
+        try:
+            why = self.explain(user_id, rec.item_id, max_paths)
+        except UnknownIdError:  # a cold-start user is not in the graph
+            why = None
+        return replace(rec, explanation=why)

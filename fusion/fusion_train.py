@@ -1,0 +1,375 @@
+"""Training the fusion model: multi-objective losses, ESMM, balancing, early stopping.
+
+Losses per step (an impression batch of ``batch_size`` examples and a relevance batch of
+``relevance_batch_size`` judged (query, product) pairs):
+
+* ``ctr``       -- BCE(p_CTR, click) over all examples;
+* ``cvr``       -- ESMM (``esmm=True``): BCE(p_CTR * p_CVR, conversion) over *all* examples
+  (the CTCVR loss), so the CVR head is trained on the entire impression space; the
+  naive baseline (``esmm=False``): BCE(p_CVR, conversion) over clicked examples only;
+* ``value``     -- squared error of softplus(z_value) against log(1 + order value) over
+  converted examples with a known value;
+* ``relevance`` -- BCE(p_rel, grade / max grade) over the judged pairs (no user).
+
+They are combined by a :mod:`fusion.loss_balancing` method. After each epoch the
+validation mix -- the mean of CTR AUC, CTCVR AUC, recommendation NDCG@10 and search
+nDCG@10 on the validation part (those that exist) -- decides early stopping; the best
+state is kept. ``end_to_end=True`` also trains the GNN and text embedding tables (user,
+product and product-text rows, initialised from the encoders) with ``embedding_lr``;
+the default keeps them frozen (the fast path).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fusion.examples import ExampleConfig, ExampleSet, RelevanceSet
+from fusion.features import FeatureTables
+from fusion.loss_balancing import make_balancer
+from fusion.metrics import auc, search_ndcg
+from fusion.model import TASKS, FusionModel
+from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, ranking_score
+from kg.config import checked_fields, resolve_device
+from kg.evaluation import evaluate
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Everything that defines a fusion training run (JSON round-trip)."""
+
+    esmm: bool = True                     #: False: CVR fit on clicked examples only (baseline)
+    balancing: str = "fixed"              #: "fixed" | "uncertainty" | "gradnorm"
+    task_weights: dict[str, float] = field(default_factory=lambda: {
+        "ctr": 1.0, "cvr": 1.0, "value": 0.2, "relevance": 1.0})  #: for "fixed"
+    num_experts: int = 1                  #: 1 = shared-bottom, > 1 = MMoE with this many experts
+    hidden: int = 64
+    text_proj: int = 32
+    tower: int = 32
+    dropout: float = 0.1
+    raw_gnn: bool = False                 #: raw GNN vectors as inputs (else only their product)
+    candidates: int = 100                 #: recommendation: re-rank the GNN's top-N (0: all products)
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 1024
+    relevance_batch_size: int = 256
+    relevance_negatives: int = 4          #: random products per judged pair (their grade, 0 if unjudged)
+    epochs: int = 30
+    patience: int = 3                     #: epochs without a better validation mix
+    max_seconds: float | None = None
+    end_to_end: bool = False              #: also train the embedding tables
+    embedding_lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    examples: ExampleConfig = field(default_factory=ExampleConfig)
+
+    def __post_init__(self):
+        if isinstance(self.examples, dict):
+            object.__setattr__(self, "examples", ExampleConfig.from_dict(self.examples))
+        if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
+            raise ValueError(f"unknown balancing {self.balancing!r} (fixed, uncertainty, gradnorm)")
+        unknown = set(self.task_weights) - set(TASKS)
+        if unknown:
+            raise ValueError(f"task_weights: unknown tasks {sorted(unknown)} ({', '.join(TASKS)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FusionConfig:
+        return cls(**checked_fields(cls, values))
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {"text_proj": self.text_proj, "hidden": self.hidden, "num_experts": self.num_experts,
+                "tower": self.tower, "dropout": self.dropout, "raw_gnn": self.raw_gnn}
+
+
+def make_model(tables: FeatureTables, config: FusionConfig) -> FusionModel:
+    return FusionModel(tables.item_gnn.shape[1], tables.item_text.shape[1], tables.user_side.shape[1],
+                       tables.item_side.shape[1], **config.model_kwargs())
+
+
+class Scorer:
+    """Gathers model inputs from the feature tables and scores (user, item, query) rows.
+
+    With a query, the ``relevance`` logit comes from (query, product) alone and the
+    funnel logits (ctr, cvr, value) from (user, product) alone, as in training.
+
+    ``users`` index the tables' users, -1 for "no user" (cold start, plain search);
+    ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query".
+    """
+
+    def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None):
+        self.model, self.tables = model, tables
+        dt = tables.item_text.shape[1]
+        self.query_vectors = query_vectors if query_vectors is not None else torch.zeros(0, dt)
+
+    def logits(self, users: torch.Tensor, items: torch.Tensor, queries: torch.Tensor | None = None,
+               query_text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits of rows (users [B], items [B]) with query rows [B] of ``query_vectors``, or
+        with the query embeddings ``query_text`` [B, dt] given directly."""
+        t = self.tables
+        has_user = users >= 0
+        u = users.clamp(min=0)
+        mask = has_user[:, None].float()
+        if query_text is not None:
+            qv, has_query = query_text, torch.ones(len(items), dtype=torch.bool)
+        else:
+            if queries is None:
+                queries = torch.full_like(items, -1)
+            has_query = queries >= 0
+            qv = (self.query_vectors[queries.clamp(min=0)] * has_query[:, None].float()
+                  if len(self.query_vectors) else torch.zeros(len(items), t.item_text.shape[1]))
+        if not bool(has_query.any()):
+            return self.model(t.user_gnn[u] * mask, t.item_gnn[items], t.item_text[items],
+                              t.user_text[u] * mask, qv, t.user_side[u] * mask, t.item_side[items],
+                              has_user, has_query)
+        # relevance depends on (query, product) only, the funnel on (user, product) only --
+        # as in training: judged pairs carry no user, impressions no query
+        funnel = self.logits(users, items)
+        none = torch.zeros_like(has_user)
+        zero_u = torch.zeros(len(items), dtype=torch.long)
+        rel = self.model(t.user_gnn[zero_u] * 0, t.item_gnn[items], t.item_text[items], t.user_text[zero_u] * 0,
+                         qv, t.user_side[zero_u] * 0, t.item_side[items], none, has_query)
+        funnel["relevance"] = torch.where(has_query, rel["relevance"], funnel["relevance"])
+        return funnel
+
+    @torch.no_grad()
+    def rerank(self, users: torch.Tensor, weights, candidates: int) -> torch.Tensor:
+        """Scores [B, I]: the fused ranking score on each user's top-``candidates`` products
+        by GNN dot product, -inf elsewhere (all products when ``candidates`` is 0)."""
+        items = torch.arange(self.tables.num_items)
+        if not candidates or candidates >= len(items):
+            return self.matrix(users, items, weights)
+        gnn = self.tables.user_gnn[users] @ self.tables.item_gnn.T                    # [B, I]
+        top = torch.topk(gnn, candidates, dim=1).indices                               # [B, N]
+        logits = self.logits(users.repeat_interleave(candidates), top.reshape(-1))
+        out = torch.full_like(gnn, -torch.inf)
+        return out.scatter_(1, top, ranking_score(logits, weights).view(len(users), candidates))
+
+    @torch.no_grad()
+    def matrix(self, users: torch.Tensor, items: torch.Tensor, weights, queries: torch.Tensor | None = None,
+               chunk: int = 262_144) -> torch.Tensor:
+        """Ranking scores [B, n] of every user (or query) row against ``items`` [n]."""
+        b, n = len(users), len(items)
+        out = torch.empty(b, n)
+        rows_per = max(1, chunk // max(n, 1))
+        for s in range(0, b, rows_per):
+            uu = users[s: s + rows_per]
+            r = len(uu)
+            q = None if queries is None else queries[s: s + rows_per].repeat_interleave(n)
+            logits = self.logits(uu.repeat_interleave(n), items.repeat(r), q)
+            out[s: s + r] = ranking_score(logits, weights).view(r, n)
+        return out
+
+
+def _losses(logits, click, conversion, value, esmm: bool) -> dict[str, torch.Tensor]:
+    out = {"ctr": F.binary_cross_entropy_with_logits(logits["ctr"], click)}
+    if esmm:
+        log_p = F.logsigmoid(logits["ctr"]) + F.logsigmoid(logits["cvr"])       # log pCTCVR
+        log_not = torch.log1p(-torch.exp(log_p).clamp(max=1 - 1e-6))
+        out["cvr"] = -(conversion * log_p + (1 - conversion) * log_not).mean()
+    else:
+        clicked = click > 0
+        if clicked.any():
+            out["cvr"] = F.binary_cross_entropy_with_logits(logits["cvr"][clicked], conversion[clicked])
+    bought = (conversion > 0) & (value > 0)
+    if bought.any():
+        out["value"] = F.mse_loss(F.softplus(logits["value"][bought]), torch.log1p(value[bought]))
+    return out
+
+
+def relevance_batch(rel: RelevanceSet, rows: np.ndarray, negatives: int, num_items: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(queries, items, targets) of the judged ``rows`` plus ``negatives`` random products
+    per row for the same query; a random product that happens to be judged keeps its
+    grade, any other gets target 0 (an unjudged product is taken as irrelevant)."""
+    q = np.concatenate([rel.query[rows], np.repeat(rel.query[rows], negatives)])
+    extra = rng.integers(0, num_items, len(rows) * negatives)
+    i = np.concatenate([rel.item[rows], extra])
+    keys = rel.query * num_items + rel.item
+    order = np.argsort(keys)
+    look = q[len(rows):] * num_items + extra
+    pos = np.searchsorted(keys[order], look).clip(0, max(len(keys) - 1, 0))
+    judged = keys[order][pos] == look
+    extra_target = np.where(judged, rel.target[order][pos], 0.0)
+    return q, i, np.concatenate([rel.target[rows], extra_target]).astype(np.float32)
+
+
+@dataclass
+class FusionData:
+    """What the trainer and the evaluation need, in one place."""
+
+    tables: FeatureTables
+    examples: ExampleSet
+    split: Any                              # kg.split.Split (the GNN's)
+    relevance: RelevanceSet | None = None
+    query_vectors: torch.Tensor | None = None  # [Q, dt], rows = relevance.queries
+
+
+@torch.no_grad()
+def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
+                    recommend_weights=None, search_weights=None, ks=(10,), candidates: int = 100
+                    ) -> dict[str, float]:
+    """AUCs, recommendation and search metrics of ``model`` on one part (valid/test)."""
+    model.eval()
+    code = {"valid": 1, "test": 2}[part]
+    scorer = Scorer(model, data.tables, data.query_vectors)
+    ex = data.examples.select(code)
+    ex = ex.select_mask(ex.scored())
+    out: dict[str, float] = {}
+    if len(ex):
+        p = {k: [] for k in ("ctr", "cvr")}
+        for s in range(0, len(ex), 65536):
+            lg = scorer.logits(torch.from_numpy(ex.user[s: s + 65536]), torch.from_numpy(ex.item[s: s + 65536]))
+            p["ctr"].append(torch.sigmoid(lg["ctr"]))
+            p["cvr"].append(torch.sigmoid(lg["cvr"]))
+        ctr, cvr = torch.cat(p["ctr"]).numpy(), torch.cat(p["cvr"]).numpy()
+        out["ctr_auc"] = auc(ctr, ex.click)
+        out["ctcvr_auc"] = auc(ctr * cvr, ex.conversion)
+        clicked = ex.click > 0
+        out["cvr_auc"] = auc(cvr[clicked], ex.conversion[clicked])
+    split = data.split
+    held = getattr(split, part)
+    if len(held[0]):
+        seen = [split.train] + ([split.valid] if part == "test" else [])
+        w = recommend_weights or RECOMMEND_WEIGHTS
+        rec = evaluate(lambda users: scorer.rerank(users.cpu(), w, candidates), split.num_users, split.num_items,
+                       held, seen, ks=ks, batch_size=256)
+        out.update({f"{m}@{k}": rec[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")})
+    rel = data.relevance
+    if rel is not None and len(rel):
+        qs = np.flatnonzero(rel.query_part == code)
+        if len(qs):
+            items = torch.arange(data.tables.num_items)
+            w = search_weights or SEARCH_WEIGHTS
+            out["search_ndcg@10"] = search_ndcg(
+                lambda q: scorer.matrix(torch.full((len(q),), -1), items, w, torch.from_numpy(q)),
+                rel.query, rel.item, rel.grade, qs, k=10)
+    return out
+
+
+def validation_mix(metrics: dict[str, float]) -> float:
+    keys = [k for k in ("ctr_auc", "ctcvr_auc", "ndcg@10", "search_ndcg@10")
+            if k in metrics and not math.isnan(metrics[k])]
+    return float(np.mean([metrics[k] for k in keys])) if keys else 0.0
+
+
+@dataclass
+class FusionResult:
+    model: FusionModel
+    tables: FeatureTables
+    history: list[dict[str, float]]
+    best_epoch: int
+    valid: dict[str, float]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train_fusion(data: FusionData, config: FusionConfig | None = None, *, out_dir: str | Path | None = None,
+                 progress: bool = False) -> FusionResult:
+    """Train on ``data.examples`` (train part) and the train queries; keep the best state
+    on the validation mix. ``out_dir`` gets ``fusion_config.json``, ``checkpoint.pt``
+    (each epoch, atomically) and ``fusion_history.json``."""
+    config = config or FusionConfig()
+    old_threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(data, config, Path(out_dir) if out_dir else None, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progress: bool) -> FusionResult:
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = resolve_device(config.device)
+    tables = data.tables
+    if config.end_to_end:  # trainable copies of the embedding tables
+        tables = FeatureTables(nn.Parameter(tables.user_gnn.clone()), nn.Parameter(tables.item_gnn.clone()),
+                               nn.Parameter(tables.item_text.clone()), tables.user_text, tables.user_side,
+                               tables.item_side)
+    model = make_model(tables, config).to(device)
+    balancer = make_balancer(config.balancing, TASKS, config.task_weights)
+    groups = [{"params": list(model.parameters()) + balancer.trainable(), "lr": config.lr}]
+    if config.end_to_end:
+        groups.append({"params": [tables.user_gnn, tables.item_gnn, tables.item_text], "lr": config.embedding_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    train = data.examples.select(0)
+    if not len(train):
+        raise ValueError("no training examples for the fusion model")
+    scorer = Scorer(model, tables, data.query_vectors)
+    rel = data.relevance
+    rel_rows = np.flatnonzero(rel.query_part[rel.query] == 0) if rel is not None and len(rel) else np.zeros(0, int)
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "fusion_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    click, conv, value = (torch.from_numpy(a) for a in (train.click, train.conversion, train.value))
+    best, best_state, best_epoch, best_valid, bad = -math.inf, None, 0, {}, 0
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    steps = math.ceil(len(train) / config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(train)))
+        rel_order = rng.permutation(rel_rows) if len(rel_rows) else rel_rows
+        totals = {t: 0.0 for t in TASKS}
+        bar = tqdm(range(steps), desc=f"fusion epoch {epoch}", disable=not progress, leave=False)
+        for step in bar:
+            idx = order[step * config.batch_size: (step + 1) * config.batch_size]
+            logits = scorer.logits(torch.from_numpy(train.user)[idx], torch.from_numpy(train.item)[idx])
+            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm)
+            if len(rel_rows):
+                b = config.relevance_batch_size
+                r = np.take(rel_order, np.arange(step * b, (step + 1) * b), mode="wrap")
+                q, i, target = relevance_batch(rel, r, config.relevance_negatives, data.tables.num_items, rng)
+                lr_ = scorer.logits(torch.full((len(q),), -1), torch.from_numpy(i), torch.from_numpy(q))
+                losses["relevance"] = F.binary_cross_entropy_with_logits(lr_["relevance"], torch.from_numpy(target))
+            loss = balancer.combine(losses, model.shared_parameters())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for t, v in losses.items():
+                totals[t] += v.item() / steps
+        valid = evaluate_fusion(model, FusionData(tables, data.examples, data.split, rel, data.query_vectors),
+                                "valid", candidates=config.candidates)
+        mix = validation_mix(valid)
+        row = {"epoch": epoch, **{f"loss_{t}": v for t, v in totals.items()}, **valid, "valid_mix": mix,
+               **{f"w_{t}": w for t, w in balancer.weights().items()}, "seconds": time.perf_counter() - start}
+        history.append(row)
+        if progress:
+            print(f"fusion epoch {epoch}: valid mix {mix:.4f} "
+                  + " ".join(f"{k} {v:.4f}" for k, v in valid.items()))
+        if mix > best:
+            best, best_epoch, best_valid, bad = mix, epoch, valid, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_tables = FeatureTables(*(getattr(tables, f).detach().clone() for f in tables.__dataclass_fields__))
+        else:
+            bad += 1
+        if out_dir:
+            _atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "best_epoch": best_epoch}, out_dir / "checkpoint.pt")
+            (out_dir / "fusion_history.json").write_text(json.dumps(history, indent=2))
+        if bad >= config.patience or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return FusionResult(model, best_tables, history, best_epoch, best_valid)

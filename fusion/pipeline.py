@@ -1,0 +1,291 @@
+"""All training stages in order -- graph encoder, text encoder, fusion -- into one run folder.
+
+::
+
+    run_dir/
+      run.json              RunConfig (all stages), written first
+      config.json … model.pt, embeddings.npz, graph/, split.npz   the GNN stage (kg.pipeline)
+      catalogue/items.parquet    the products read from the store (titles, prices, …)
+      text/encoder/         the fine-tuned text encoder (HF directory), or
+      text/encoder.json     the checkpoint used as is (no fine-tuning)
+      text/items/           product text embeddings (fusion.text_index.Embeddings)
+      text/users/           user text profiles
+      text/queries/         embeddings of the judged queries
+      fusion/               fusion_config.json, checkpoint.pt, fusion_history.json,
+                            model.pt (best), tables.pt (feature tables), examples.json
+      comparison.json, comparison.md   the table popularity / GNN / text / fused (test)
+
+:func:`train_all` runs every stage (``stages`` picks some); a stage reads what the earlier
+ones wrote, so ``--stage fusion`` can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fusion.examples import ExampleConfig, build_examples, build_relevance
+from fusion.features import FeatureTables, aligned, build_tables, side_features
+from fusion.fusion_train import FusionConfig, FusionData, train_fusion
+from fusion.text_finetune import TextTrainConfig
+from kg.config import checked_fields
+from kg.pipeline import GnnRunConfig
+
+STAGES = ("gnn", "text", "fusion")
+
+
+@dataclass(frozen=True)
+class TextStageConfig:
+    """The text stage: fine-tune (or not) the checkpoint named in ``train.checkpoint``."""
+
+    finetune: bool = True
+    embed_batch_size: int = 64
+    train: TextTrainConfig = field(default_factory=TextTrainConfig)
+
+    def __post_init__(self):
+        if isinstance(self.train, dict):
+            object.__setattr__(self, "train", TextTrainConfig.from_dict(self.train))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"finetune": self.finetune, "embed_batch_size": self.embed_batch_size,
+                "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TextStageConfig:
+        return cls(**checked_fields(cls, values))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every stage's configuration; saved as ``run.json``."""
+
+    gnn: GnnRunConfig = field(default_factory=GnnRunConfig)
+    text: TextStageConfig = field(default_factory=TextStageConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    baselines: bool = True  #: also train the ESMM-less fusion baseline for the report
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gnn": self.gnn.to_dict(), "text": self.text.to_dict(), "fusion": self.fusion.to_dict(),
+                "baselines": self.baselines}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        values = dict(checked_fields(cls, values))
+        return cls(gnn=GnnRunConfig.from_dict(values.get("gnn", {})),
+                   text=TextStageConfig.from_dict(values.get("text", {})),
+                   fusion=FusionConfig.from_dict(values.get("fusion", {})),
+                   baselines=values.get("baselines", True))
+
+    def save(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "run.json.tmp"
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, run_dir / "run.json")
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunConfig:
+        path = Path(run_dir) / "run.json"
+        return cls.from_dict(json.loads(path.read_text())) if path.exists() else cls()
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run the {stage} stage first (kgrec train --stage {stage})")
+    return path
+
+
+# ------------------------------------------------------------------------------ text
+
+def train_queries(judgements: pd.DataFrame, config: ExampleConfig) -> pd.DataFrame:
+    """The judgements of training queries only (valid/test queries stay unseen)."""
+    from fusion.examples import query_parts
+
+    if not len(judgements):
+        return judgements
+    queries = judgements["query"].astype(str).unique()
+    keep = set(np.asarray(queries)[query_parts(queries, config.query_valid_fraction,
+                                               config.query_test_fraction, config.seed) == 0])
+    return judgements[judgements["query"].astype(str).isin(keep)].reset_index(drop=True)
+
+
+def load_encoder(run_dir: str | Path):
+    """The run's text encoder (fine-tuned directory, or the checkpoint it recorded)."""
+    from fusion.text_encoder import TextEncoder
+
+    text = Path(run_dir) / "text"
+    if (text / "encoder").is_dir():
+        return TextEncoder.from_pretrained(text / "encoder")
+    record = json.loads(_need(text / "encoder.json", "text").read_text())
+    return TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
+
+
+def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
+    """Read the catalogue, fine-tune the encoder (optional), embed products, reviews,
+    user profiles and judged queries."""
+    from fusion.text_encoder import TextEncoder, resolve_checkpoint
+    from fusion.text_finetune import run_finetune
+    from fusion.text_index import Embeddings, embed_items, embed_reviews, user_profiles
+    from kg.catalogue import read_catalogue
+    from kg.export import GraphExport
+
+    run_dir = Path(run_dir)
+    catalogue = read_catalogue(store)
+    (run_dir / "catalogue").mkdir(parents=True, exist_ok=True)
+    catalogue.items.to_parquet(run_dir / "catalogue" / "items.parquet")
+    catalogue.judgements.to_parquet(run_dir / "catalogue" / "judgements.parquet")
+    judged = np.sort(catalogue.judgements["query"].astype(str).unique())
+    stage = config.text
+    text_dir = run_dir / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    if stage.finetune and (len(catalogue.reviews) or len(catalogue.judgements)):
+        catalogue.judgements = train_queries(catalogue.judgements, config.fusion.examples)
+        result = run_finetune(catalogue, stage.train, text_dir / "encoder", progress=progress)
+        encoder = result.encoder
+        summary = {"before": result.before, "after": result.after}
+    else:
+        path = resolve_checkpoint(stage.train.checkpoint)
+        (text_dir / "encoder.json").write_text(json.dumps({"checkpoint": str(path),
+                                                           "max_length": stage.train.max_length}))
+        encoder = TextEncoder.from_pretrained(path, max_length=stage.train.max_length)
+    encoder.eval()
+    with torch.no_grad():
+        items = embed_items(encoder, catalogue.items, batch_size=stage.embed_batch_size, progress=progress,
+                            text_config=stage.train.text)
+        reviews = embed_reviews(encoder, catalogue.reviews, batch_size=stage.embed_batch_size,
+                                text_config=stage.train.text)
+        export = GraphExport.load(_need(run_dir / "graph", "gnn"))
+        profiles = user_profiles(reviews, catalogue.reviews, items, _train_purchases(run_dir, export))
+        queries = Embeddings(np.asarray(judged, dtype=object),
+                             encoder.encode(list(judged), stage.embed_batch_size) if len(judged)
+                             else torch.zeros(0, items.vectors.shape[1]))
+    items.save(text_dir / "items")
+    profiles.save(text_dir / "users")
+    queries.save(text_dir / "queries")
+    summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),
+                    "queries": len(queries)})
+    (text_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_purchases(run_dir: Path, export) -> pd.DataFrame:
+    """Training positives of the GNN split as an interactions-like frame (user profiles
+    must not see held-out purchases)."""
+    from kg.pipeline import _load_split
+
+    split = _load_split(_need(run_dir / "split.npz", "gnn"))
+    users, items = split.train
+    return pd.DataFrame({"user_id": export.id_maps["user"][users], "item_id": export.id_maps["product"][items],
+                         "event": "purchase"})
+
+
+# ---------------------------------------------------------------------------- fusion
+
+def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -> FusionData:
+    """Examples, relevance pairs and feature tables from the GNN and text stages' output."""
+    from fusion.text_index import Embeddings
+    from kg.export import GraphExport
+    from kg.pipeline import _load_split
+
+    run_dir = Path(run_dir)
+    config = config or ExampleConfig()
+    export = GraphExport.load(_need(run_dir / "graph", "gnn"))
+    split = _load_split(run_dir / "split.npz")
+    products, users = export.id_maps["product"], export.id_maps["user"]
+    items = pd.read_parquet(_need(run_dir / "catalogue" / "items.parquet", "text"))
+    prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
+    examples = build_examples(export.data, split, prices, config)
+    gnn = np.load(_need(run_dir / "embeddings.npz", "gnn"), allow_pickle=False)
+    user_gnn, _ = aligned(users, gnn["user_ids"], torch.from_numpy(gnn["user"]))
+    item_gnn, _ = aligned(products, gnn["item_ids"], torch.from_numpy(gnn["item"]))
+    text_items = Embeddings.load(_need(run_dir / "text" / "items", "text"))
+    text_users = Embeddings.load(run_dir / "text" / "users")
+    item_text, _ = aligned(products, text_items.ids, text_items.vectors)
+    user_text, has_profile = aligned(users, text_users.ids, text_users.vectors)
+    item_side, user_side = side_features(items, products, len(users), examples)
+    tables = build_tables(user_gnn=user_gnn, item_gnn=item_gnn, item_text=item_text, user_text=user_text,
+                          has_profile=has_profile, item_side=item_side, user_side=user_side)
+    tables = scale_gnn(tables, examples)
+    queries = Embeddings.load(run_dir / "text" / "queries")
+    relevance, query_vectors = None, None
+    if len(queries):
+        judgements = _judgements_of(run_dir)
+        relevance = build_relevance(judgements, lambda ids: export.index_of("product", ids), config)
+        query_vectors, found = aligned(relevance.queries, queries.ids, queries.vectors)
+        if not found.all():
+            raise ValueError("text stage is stale: judged queries without embeddings; re-run --stage text")
+    return FusionData(tables, examples, split, relevance, query_vectors)
+
+
+def _judgements_of(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "catalogue" / "judgements.parquet"
+    return pd.read_parquet(_need(path, "text"))
+
+
+def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int = 0) -> FeatureTables:
+    """Scale the GNN tables so the user·item dot product has unit standard deviation over
+    (a sample of) the training examples -- one scalar, the ranking is unchanged."""
+    train = np.flatnonzero(examples.part == 0)
+    if not len(train):
+        return tables
+    rows = np.random.default_rng(seed).choice(train, min(sample, len(train)), replace=False)
+    dots = (tables.user_gnn[examples.user[rows]] * tables.item_gnn[examples.item[rows]]).sum(-1)
+    s = float(dots.std()) or 1.0
+    f = s ** -0.5
+    return FeatureTables(tables.user_gnn * f, tables.item_gnn * f, tables.item_text, tables.user_text,
+                         tables.user_side, tables.item_side)
+
+
+def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
+    """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
+    comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
+    from fusion.comparison import compare, markdown
+
+    run_dir = Path(run_dir)
+    data = load_fusion_data(run_dir, config.fusion.examples)
+    out = run_dir / "fusion"
+    result = train_fusion(data, config.fusion, out_dir=out, progress=progress)
+    torch.save(result.model.state_dict(), out / "model.pt.tmp")
+    os.replace(out / "model.pt.tmp", out / "model.pt")
+    result.tables.save(out / "tables.pt")
+    (out / "examples.json").write_text(json.dumps({"kind": data.examples.kind, "counts": data.examples.counts,
+                                                   "parts": data.examples.summary()}, indent=2))
+    naive = None
+    if config.baselines:
+        from dataclasses import replace
+
+        naive = train_fusion(data, replace(config.fusion, esmm=False), progress=False).model
+    data.tables = result.tables
+    results = compare(data, result.model, naive, config.fusion.candidates)
+    (run_dir / "comparison.json").write_text(json.dumps(results, indent=2))
+    (run_dir / "comparison.md").write_text(markdown(results) + "\n")
+    return results
+
+
+def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,
+              progress: bool = False) -> dict:
+    """Run ``stages`` (default all three, in order) into ``run_dir``; returns the fusion
+    comparison when the fusion stage ran."""
+    from kg.pipeline import train_gnn
+
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)} ({', '.join(STAGES)})")
+    run_dir = Path(run_dir)
+    config = config or RunConfig()
+    config.save(run_dir)
+    out: dict = {}
+    if "gnn" in stages:
+        out["gnn"] = train_gnn(store, run_dir, config.gnn, progress=progress).metrics
+    if "text" in stages:
+        out["text"] = run_text_stage(store, run_dir, config, progress=progress)
+    if "fusion" in stages:
+        out["fusion"] = run_fusion_stage(run_dir, config, progress=progress)
+    return out

@@ -1,0 +1,67 @@
+"""From the fusion model's logits to per-objective scores and one ranking score.
+
+Objectives of a (user, product[, query]) triple:
+
+=============  ================================================================
+``ctr``        P(click | shown)                                  = sigma(z_ctr)
+``cvr``        P(purchase | click)                               = sigma(z_cvr)
+``ctcvr``      P(click and purchase | shown)                     = ctr * cvr
+``value``      predicted order value given a purchase (currency) = expm1(softplus(z_value))
+``relevance``  P(relevant to the query)                          = sigma(z_relevance)
+=============  ================================================================
+
+The ranking score is a weighted geometric mean -- the product of the objectives, each
+raised to its weight, reported as its logarithm::
+
+    score = sum_k w_k * log(objective_k)          (value enters as log(1 + value))
+
+so ``{"ctr": 1, "cvr": 1}`` ranks by purchase probability, ``{"ctr": 1, "cvr": 1,
+"value": 1}`` by expected order value, ``{"ctr": 1}`` by clicks, and a search adds
+``relevance``. Weights are per request (:meth:`fusion.engine.Engine.recommend`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch.nn import functional as F
+
+OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance")
+WEIGHTED = ("ctr", "cvr", "value", "relevance")
+RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
+SEARCH_WEIGHTS: dict[str, float] = {"relevance": 2.0, "ctr": 1.0, "cvr": 1.0}
+
+
+def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` (or the default) after checking every key names an objective."""
+    if weights is None:
+        return dict(default)
+    unknown = set(weights) - set(WEIGHTED)
+    if unknown:
+        raise ValueError(f"unknown objective weights {sorted(unknown)}; use {', '.join(WEIGHTED)}")
+    return {k: float(v) for k, v in weights.items()}
+
+
+def objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-objective scores from the model's logits (the table above)."""
+    ctr, cvr = torch.sigmoid(logits["ctr"]), torch.sigmoid(logits["cvr"])
+    return {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr, "value": torch.expm1(F.softplus(logits["value"])),
+            "relevance": torch.sigmoid(logits["relevance"])}
+
+
+def log_objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """log of each weighted objective, computed stably from the logits."""
+    return {"ctr": F.logsigmoid(logits["ctr"]), "cvr": F.logsigmoid(logits["cvr"]),
+            "value": F.softplus(logits["value"]),  # log(1 + value) = softplus(z)
+            "relevance": F.logsigmoid(logits["relevance"])}
+
+
+def ranking_score(logits: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+    """``sum_k w_k log(objective_k)`` (zero weights skipped)."""
+    logs = log_objectives(logits)
+    total = torch.zeros_like(logits["ctr"])
+    for k, w in weights.items():
+        if w:
+            total = total + w * logs[k]
+    return total

@@ -3,10 +3,12 @@
 Losses per step (an impression batch of ``batch_size`` examples and a relevance batch of
 ``relevance_batch_size`` judged (query, product) pairs):
 
-* ``ctr``       -- BCE(p_CTR, click) over all examples;
+* ``ctr``       -- BCE(p_CTR, click) over the shown examples;
 * ``cvr``       -- ESMM (``esmm=True``): BCE(p_CTR * p_CVR, conversion) over *all* examples
-  (the CTCVR loss), so the CVR head is trained on the entire impression space; the
-  naive baseline (``esmm=False``): BCE(p_CVR, conversion) over clicked examples only;
+  (the CTCVR loss), so the CVR head is trained on the entire impression space; on sampled
+  never-shown negatives p_CTR is held constant (they teach the CVR head only); the
+  naive baseline (``esmm=False``): BCE(p_CVR, conversion) over clicked examples (and the
+  sampled negatives);
 * ``value``     -- squared error of softplus(z_value) against log(1 + order value) over
   converted examples with a known value;
 * ``relevance`` -- BCE(p_rel, grade / max grade) over the judged pairs (no user).
@@ -67,6 +69,7 @@ class FusionConfig:
     epochs: int = 30
     patience: int = 3                     #: epochs without a better validation mix
     max_seconds: float | None = None
+    train_on: str = "valid"               #: "valid": fit on the validation period (see module doc) | "train"
     end_to_end: bool = False              #: also train the embedding tables
     embedding_lr: float = 1e-3
     seed: int = 0
@@ -77,6 +80,8 @@ class FusionConfig:
     def __post_init__(self):
         if isinstance(self.examples, dict):
             object.__setattr__(self, "examples", ExampleConfig.from_dict(self.examples))
+        if self.train_on not in ("valid", "train"):
+            raise ValueError(f"train_on must be 'valid' or 'train', not {self.train_on!r}")
         if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
             raise ValueError(f"unknown balancing {self.balancing!r} (fixed, uncertainty, gradnorm)")
         unknown = set(self.task_weights) - set(TASKS)
@@ -174,14 +179,22 @@ class Scorer:
         return out
 
 
-def _losses(logits, click, conversion, value, esmm: bool) -> dict[str, torch.Tensor]:
-    out = {"ctr": F.binary_cross_entropy_with_logits(logits["ctr"], click)}
+def _losses(logits, click, conversion, value, esmm: bool, sampled: torch.Tensor | None = None
+            ) -> dict[str, torch.Tensor]:
+    """Task losses of one batch; ``sampled`` marks sampled (never shown) negatives, which
+    do not train the CTR head: P(click | shown) keeps its meaning, and the conversion
+    loss on them reaches the CVR head only."""
+    shown = torch.ones_like(click, dtype=torch.bool) if sampled is None else ~sampled
+    ctr_logit = logits["ctr"] if sampled is None else torch.where(sampled, logits["ctr"].detach(), logits["ctr"])
+    out = {"ctr": F.binary_cross_entropy_with_logits(logits["ctr"][shown], click[shown])}
     if esmm:
-        log_p = F.logsigmoid(logits["ctr"]) + F.logsigmoid(logits["cvr"])       # log pCTCVR
+        log_p = F.logsigmoid(ctr_logit) + F.logsigmoid(logits["cvr"])           # log pCTCVR
         log_not = torch.log1p(-torch.exp(log_p).clamp(max=1 - 1e-6))
         out["cvr"] = -(conversion * log_p + (1 - conversion) * log_not).mean()
     else:
         clicked = click > 0
+        if sampled is not None:  # the naive baseline: CVR on clicks, plus the sampled negatives
+            clicked = clicked | sampled
         if clicked.any():
             out["cvr"] = F.binary_cross_entropy_with_logits(logits["cvr"][clicked], conversion[clicked])
     bought = (conversion > 0) & (value > 0)
@@ -275,6 +288,49 @@ class FusionResult:
     valid: dict[str, float]
 
 
+def fit_and_check(data: FusionData, config: FusionConfig) -> tuple[FusionData, ExampleSet]:
+    """(data for validation, examples to fit) by ``config.train_on``.
+
+    ``"train"``: fit on the training part, validate on the validation part. ``"valid"``
+    (default): fit on the validation part of 80% of the users (a seeded hash) and
+    validate on the other 20% -- the GNN never trained on validation-period purchases,
+    so its scores there look like they will at test time (on its own training pairs
+    they are inflated, and a model fit there learns to over-trust them)."""
+    ex = data.examples
+    if config.train_on == "train":
+        return data, ex.select(0)
+    held_users = (np.arange(data.split.num_users) * 2654435761 + config.seed) % 5 == 0   # [U]
+    fit = (ex.part == 1) & ~held_users[ex.user]
+    part = ex.part.copy()
+    part[fit] = 3  # neither train, valid nor test: not scored in validation
+    checked = ExampleSet(ex.user, ex.item, ex.time, ex.click, ex.conversion, ex.value, part, ex.kind,
+                         ex.sampled, ex.counts)
+    s = data.split
+    keep = held_users[s.valid[0]]
+    split = type(s)(s.num_users, s.num_items, s.train, (s.valid[0][keep], s.valid[1][keep]), s.test)
+    return FusionData(data.tables, checked, split, data.relevance, data.query_vectors), ex.select_mask(fit)
+
+
+@torch.no_grad()
+def scalar_stats(tables: FeatureTables, train: ExampleSet, rel, rel_rows, query_vectors, config: FusionConfig,
+                 rng: np.random.Generator, sample: int = 50_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the model's similarity scalars (GNN dot, user-text and query-text
+    cosines) over training rows where they are present."""
+    rows = rng.choice(len(train), min(sample, len(train)), replace=False)
+    u, i = torch.from_numpy(train.user[rows]), torch.from_numpy(train.item[rows])
+    gnn = (tables.user_gnn[u] * tables.item_gnn[i]).sum(-1)
+    has_text = tables.user_text[u].abs().sum(-1) > 0
+    text = (tables.user_text[u] * tables.item_text[i]).sum(-1)[has_text]
+    if len(rel_rows) and query_vectors is not None:
+        q, it, _ = relevance_batch(rel, rel_rows, config.relevance_negatives, tables.num_items, rng)
+        query = (query_vectors[torch.from_numpy(q)] * tables.item_text[torch.from_numpy(it)]).sum(-1)
+    else:
+        query = torch.zeros(0)
+    stats = [(x.mean(), x.std()) if len(x) > 1 else (torch.tensor(0.0), torch.tensor(1.0))
+             for x in (gnn, text, query)]
+    return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -313,7 +369,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     if config.end_to_end:
         groups.append({"params": [tables.user_gnn, tables.item_gnn, tables.item_text], "lr": config.embedding_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    train = data.examples.select(0)
+    data, train = fit_and_check(data, config)
     if not len(train):
         raise ValueError("no training examples for the fusion model")
     scorer = Scorer(model, tables, data.query_vectors)
@@ -322,11 +378,14 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "fusion_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    model.set_scalar_stats(*scalar_stats(tables, train, rel, rel_rows, data.query_vectors, config, rng))
     click, conv, value = (torch.from_numpy(a) for a in (train.click, train.conversion, train.value))
+    sampled = torch.from_numpy(train.sampled)
     best, best_state, best_epoch, best_valid, bad = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    steps = math.ceil(len(train) / config.batch_size)
+    rel_steps = math.ceil(len(rel_rows) / config.relevance_batch_size) if len(rel_rows) else 0
+    steps = max(math.ceil(len(train) / config.batch_size), rel_steps)  # one pass over both, the shorter wraps
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.from_numpy(rng.permutation(len(train)))
@@ -334,9 +393,9 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
         totals = {t: 0.0 for t in TASKS}
         bar = tqdm(range(steps), desc=f"fusion epoch {epoch}", disable=not progress, leave=False)
         for step in bar:
-            idx = order[step * config.batch_size: (step + 1) * config.batch_size]
+            idx = order[torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % len(train)]
             logits = scorer.logits(torch.from_numpy(train.user)[idx], torch.from_numpy(train.item)[idx])
-            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm)
+            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm, sampled[idx])
             if len(rel_rows):
                 b = config.relevance_batch_size
                 r = np.take(rel_order, np.arange(step * b, (step + 1) * b), mode="wrap")

@@ -64,7 +64,7 @@ class UncertaintyWeighting(Balancer):
         return total
 
     def weights(self):
-        return {t: float(torch.exp(-self.log_var[k])) for k, t in enumerate(self.tasks)}
+        return {t: float(torch.exp(-self.log_var[k].detach())) for k, t in enumerate(self.tasks)}
 
     def trainable(self):
         return [self.log_var]
@@ -100,7 +100,7 @@ class GradNorm(Balancer):
         return (self.w[present].detach() * L).sum()
 
     def weights(self):
-        return {t: float(self.w[k]) for k, t in enumerate(self.tasks)}
+        return {t: float(self.w[k].detach()) for k, t in enumerate(self.tasks)}
 
 
 def make_balancer(method: str, tasks, weights: dict[str, float] | None = None) -> Balancer:

@@ -67,6 +67,15 @@ class FusionModel(nn.Module):
         self.towers = nn.ModuleDict({t: nn.Sequential(_mlp([hidden, tower], dropout), nn.Linear(tower, 1))
                                      for t in TASKS})
         self.wide = nn.ModuleDict({t: nn.Linear(3, 1, bias=False) for t in TASKS})
+        # standardisation of the three similarity scalars (set from training data)
+        self.register_buffer("scalar_mean", torch.zeros(3))
+        self.register_buffer("scalar_std", torch.ones(3))
+
+    def set_scalar_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Centre and scale of :math:`s` (e.g. a small random BERT gives cosines that all
+        lie near 0.9; unscaled, their differences would be invisible to the heads)."""
+        self.scalar_mean.copy_(mean)
+        self.scalar_std.copy_(std.clamp(min=1e-6))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """The last layer every task shares (the experts' output layers): GradNorm's W."""
@@ -76,8 +85,10 @@ class FusionModel(nn.Module):
                 has_user, has_query) -> dict[str, torch.Tensor]:
         it, ut, qt = self.text_proj(item_text), self.text_proj(user_text), self.text_proj(query_text)
         product = user_gnn * item_gnn                                            # [B, dg]
-        scalars = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),
-                               (query_text * item_text).sum(-1)], -1)            # [B, 3]
+        raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),
+                           (query_text * item_text).sum(-1)], -1)                # [B, 3]
+        present = torch.stack([has_user, has_user, has_query], -1).float()       # absent -> 0
+        scalars = ((raw - self.scalar_mean) / self.scalar_std).clamp(-5, 5) * present
         gnn = [user_gnn, item_gnn, product] if self.raw_gnn else [product]
         x = torch.cat([*gnn, it, ut, qt, scalars, user_side, item_side,
                        has_user[:, None].float(), has_query[:, None].float()], -1)

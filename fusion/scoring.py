@@ -30,7 +30,7 @@ from torch.nn import functional as F
 OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance")
 WEIGHTED = ("ctr", "cvr", "value", "relevance")
 RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
-SEARCH_WEIGHTS: dict[str, float] = {"relevance": 2.0, "ctr": 1.0, "cvr": 1.0}
+SEARCH_WEIGHTS: dict[str, float] = {"relevance": 1.0, "ctr": 0.1, "cvr": 0.1}
 
 
 def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, float]) -> dict[str, float]:

@@ -1,0 +1,175 @@
+"""The fusion stage's parts on hand-made inputs: labels, parts, losses, balancing, scores, metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+
+from fusion.examples import ExampleConfig, build_examples, build_relevance
+from fusion.fusion_train import _losses, relevance_batch
+from fusion.loss_balancing import make_balancer
+from fusion.metrics import auc, search_ndcg
+from fusion.model import TASKS, FusionModel
+from fusion.scoring import check_weights, objectives, ranking_score
+from kg.split import Split
+
+
+def _graph(events: dict[str, list[tuple[int, int, int, float]]], users: int = 3, items: int = 4) -> HeteroData:
+    data = HeteroData()
+    data["user"].num_nodes, data["product"].num_nodes = users, items
+    for rel, rows in events.items():
+        u, i, t, v = (list(x) for x in zip(*rows))
+        store = data["user", rel, "product"]
+        store.edge_index = torch.tensor([u, i])
+        store.time, store.value = torch.tensor(t), torch.tensor(v, dtype=torch.float)
+        store.split = torch.zeros(len(u), dtype=torch.long)
+    return data
+
+
+def _split(users=3, items=4, valid=((), ()), test=((), ())) -> Split:
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    arr = lambda p: (np.array(p[0], np.int64), np.array(p[1], np.int64)) if p[0] else empty  # noqa: E731
+    return Split(users, items, empty, arr(valid), arr(test))
+
+
+def test_impression_funnel_labels_and_unattributed_counts():
+    data = _graph({
+        "shown": [(0, 1, 100, 1), (0, 1, 500, 1), (0, 2, 100, 1), (1, 3, 100, 1)],
+        "clicked": [(0, 1, 510, 1), (2, 0, 50, 1)],          # 2nd impression of (0,1); (2,0) never shown
+        "purchased": [(0, 1, 545, 2), (1, 3, 150, 1)],        # (1,3) bought without a click
+    })
+    prices = np.array([1.0, 5.0, np.nan, 3.0])
+    ex = build_examples(data, _split(), prices, ExampleConfig(unshown_negatives=0))
+    rows = {(int(u), int(i), int(t)): (c, v, val) for u, i, t, c, v, val in
+            zip(ex.user, ex.item, ex.time, ex.click, ex.conversion, ex.value)}
+    assert ex.kind == "impressions" and len(ex) == 4
+    assert rows[(0, 1, 100)] == (0, 0, 0)            # the earlier impression did not lead to the click
+    assert rows[(0, 1, 500)] == (1, 1, 10.0)         # clicked, bought 2 x 5.0
+    assert rows[(0, 2, 100)] == (0, 0, 0)
+    assert rows[(1, 3, 100)] == (0, 0, 0)
+    assert ex.counts["unattributed_clicks"] == 1 and ex.counts["unattributed_purchases"] == 1
+    assert ex.counts["clicks"] == 2 and ex.counts["purchases"] == 2
+
+
+def test_unshown_negatives_are_items_the_user_never_touched():
+    data = _graph({"shown": [(0, 0, 10, 1), (0, 1, 20, 1)], "clicked": [(0, 0, 15, 1)],
+                   "purchased": [(0, 0, 50, 1)]}, users=1, items=6)
+    ex = build_examples(data, _split(1, 6), np.ones(6), ExampleConfig(unshown_negatives=20))
+    neg = ex.sampled
+    assert neg.sum() == 20 and not set(ex.item[neg]) & {0, 1}
+    assert ex.click[neg].sum() == 0 and (ex.time[neg] == 10).all()
+    assert (ex.scored() == ~neg).all()  # AUCs are measured on logged impressions only
+
+
+def test_implicit_source_conversion_is_a_satisfied_rating():
+    data = _graph({"rated": [(0, 0, 10, 5.0), (0, 1, 20, 2.0), (1, 2, 30, 4.0)]})
+    ex = build_examples(data, _split(), np.array([2.0, 3.0, 4.0, 5.0]),
+                        ExampleConfig(negatives_per_positive=2))
+    real = ~ex.sampled
+    got = dict(zip(zip(ex.user[real], ex.item[real]), ex.conversion[real]))
+    assert got == {(0, 0): 1, (0, 1): 0, (1, 2): 1}
+    assert ex.counts["rule"] == "rating>=4" and ex.sampled.sum() == 6
+    assert ex.value[real].tolist() == [2.0, 0.0, 4.0]
+
+
+def test_parts_follow_the_gnn_split_and_later_events_of_the_user():
+    data = _graph({"shown": [(0, 0, 10, 1), (0, 1, 20, 1), (0, 2, 30, 1), (1, 0, 40, 1)]})
+    ex = build_examples(data, _split(test=([0], [1])), np.ones(4), ExampleConfig(unshown_negatives=0))
+    part = dict(zip(zip(ex.user, ex.item), ex.part))
+    assert part == {(0, 0): 0, (0, 1): 2, (0, 2): 2, (1, 0): 0}
+
+
+def test_relevance_examples_and_sampled_negatives_keep_judged_grades():
+    judgements = pd.DataFrame({"query": ["a", "a", "b"], "item_id": ["x", "y", "x"], "relevance": [3, 0, 1]})
+    index = {"x": 0, "y": 1, "z": 2}
+    rel = build_relevance(judgements, lambda ids: np.array([index.get(i, -1) for i in ids]))
+    assert rel.queries.tolist() == ["a", "b"] and rel.target.tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+    q, i, target = relevance_batch(rel, np.arange(3), 50, 3, np.random.default_rng(0))
+    judged = {(0, 0): 1.0, (0, 1): 0.0, (1, 0): 1 / 3}
+    for qq, ii, tt in zip(q, i, target):
+        assert tt == pytest.approx(judged.get((int(qq), int(ii)), 0.0))
+    with pytest.raises(ValueError, match="'nope'"):
+        build_relevance(pd.DataFrame({"query": ["a"], "item_id": ["nope"], "relevance": [1]}),
+                        lambda ids: np.array([index.get(i, -1) for i in ids]))
+
+
+def _inputs(b=6, dg=8, dt=12):
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    return (r(b, dg), r(b, dg), r(b, dt), r(b, dt), r(b, dt), r(b, 3), r(b, 7),
+            torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("experts", [1, 3])
+def test_model_outputs_one_logit_per_task(experts):
+    model = FusionModel(8, 12, 3, 7, num_experts=experts)
+    out = model(*_inputs())
+    assert set(out) == set(TASKS) and all(v.shape == (6,) for v in out.values())
+
+
+def test_esmm_trains_cvr_on_every_impression_and_the_baseline_on_clicks_only():
+    logits = {t: torch.zeros(4, requires_grad=True) for t in TASKS}
+    click = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    conv = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    value = torch.tensor([7.0, 0.0, 0.0, 0.0])
+    for esmm, unclicked_grad in ((True, True), (False, False)):
+        losses = _losses(logits, click, conv, value, esmm)
+        (grad,) = torch.autograd.grad(losses["cvr"], logits["cvr"])
+        assert bool((grad[1:3] != 0).any()) == unclicked_grad
+        assert set(losses) == {"ctr", "cvr", "value"}
+    # ESMM: the CTCVR probability of 0.25 for logits 0, 0
+    losses = _losses(logits, click, conv, value, True)
+    assert losses["cvr"].item() == pytest.approx(-(math.log(0.25) + 3 * math.log(0.75)) / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["fixed", "uncertainty", "gradnorm"])
+def test_loss_balancers_combine_and_adapt(method):
+    torch.manual_seed(0)
+    model = FusionModel(8, 12, 3, 7, num_experts=2)
+    balancer = make_balancer(method, TASKS, {"ctr": 2.0})
+    opt = torch.optim.SGD(list(model.parameters()) + balancer.trainable(), lr=0.1)
+    before = balancer.weights()
+    for _ in range(5):
+        out = model(*_inputs())
+        losses = {t: (out[t] - k) .pow(2).mean() for k, t in enumerate(TASKS)}
+        loss = balancer.combine(losses, model.shared_parameters())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = balancer.weights()
+    if method == "fixed":
+        assert after == before and after["ctr"] == 2.0
+    else:
+        assert after != before
+    if method == "gradnorm":
+        assert sum(after.values()) == pytest.approx(len(TASKS))
+
+
+def test_ranking_score_is_the_weighted_log_of_the_objectives():
+    logits = {"ctr": torch.tensor([0.0, 2.0]), "cvr": torch.tensor([1.0, -1.0]),
+              "value": torch.tensor([0.5, 3.0]), "relevance": torch.tensor([0.0, 0.0])}
+    obj = objectives(logits)
+    assert torch.allclose(ranking_score(logits, {"ctr": 1, "cvr": 1}), torch.log(obj["ctcvr"]))
+    expected = torch.log(obj["ctcvr"]) + torch.log1p(obj["value"])
+    assert torch.allclose(ranking_score(logits, {"ctr": 1, "cvr": 1, "value": 1}), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="clicks"):
+        check_weights({"clicks": 1}, {})
+
+
+def test_auc_and_search_ndcg_match_their_definitions():
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=200), rng.random(200) < 0.3
+    pairs = np.mean([(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]])
+    assert auc(s, y) == pytest.approx(pairs)
+    assert math.isnan(auc([1, 2], [0, 0]))
+    # one query, judged items 0 (grade 2) and 3 (grade 1); ranking 3, 0, 1, 2
+    score = lambda q: torch.tensor([[3.0, 2.0, 1.0, 4.0]])  # noqa: E731
+    got = search_ndcg(score, np.array([0, 0]), np.array([0, 3]), np.array([2.0, 1.0]), [0], k=10)
+    dcg = 1 / math.log2(2) + 3 / math.log2(3)
+    ideal = 3 / math.log2(2) + 1 / math.log2(3)
+    assert got == pytest.approx(dcg / ideal)

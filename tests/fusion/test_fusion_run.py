@@ -1,0 +1,189 @@
+"""A whole run on synthetic data -- build, GNN, text (tiny random BERT), fusion -- and the
+Engine and CLI on top of it."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from fusion.cli import main
+from fusion.engine import Engine, Recommendation
+from fusion.fusion_train import FusionConfig
+from fusion.pipeline import RunConfig, TextStageConfig, train_all
+from fusion.product_text import product_texts
+from fusion.text_encoder import random_checkpoint
+from fusion.text_finetune import TextTrainConfig
+from kg.build import BuildConfig, build_graph
+from kg.explain import UnknownIdError
+from kg.pipeline import GnnRunConfig
+from kg.store import StoreConfig, open_store
+from kg.train import TrainConfig
+from loaders.synthetic import SyntheticConfig, generate
+
+SHOP = SyntheticConfig(n_users=1500, n_items=400, n_interactions=75_000, n_queries=120, seed=1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(run_dir, db, comparison, dataset) of one full run."""
+    root = tmp_path_factory.mktemp("fusion-run")
+    dataset = generate(SHOP)
+    db, run_dir = str(root / "graph"), root / "run"
+    with open_store(StoreConfig(kind="embedded", path=db)) as store:
+        build_graph(dataset, store, BuildConfig(progress=False))
+    texts = list(product_texts(dataset.items)) + list(dataset.reviews["text"]) + list(dataset.judgements["query"])
+    bert = random_checkpoint(root / "bert", texts, max_length=64)
+    config = RunConfig(
+        gnn=GnnRunConfig(train=TrainConfig(model="kgrec", epochs=100, lr=0.01, batch_size=2048, patience=5,
+                                           eval_every=5, threads=1)),
+        text=TextStageConfig(train=TextTrainConfig(checkpoint=str(bert), max_steps=20, batch_size=32,
+                                                   max_length=64, anchor_max_length=32)),
+        fusion=FusionConfig(epochs=12))
+    with open_store(StoreConfig(kind="embedded", path=db), read_only=True) as store:
+        out = train_all(store, run_dir, config)
+    from fusion.comparison import markdown
+
+    print(markdown(out["fusion"]))
+    return run_dir, db, out["fusion"], dataset
+
+
+def test_fused_model_is_best_at_predicting_purchases_and_clicks(run):
+    _, _, results, _ = run
+    fused = results["fused"]
+    for name in ("popularity", "gnn", "text"):
+        # the main metric: purchase probability over the test impressions (what recommend ranks by)
+        assert fused["ctcvr_auc"] > results[name]["ctcvr_auc"], (name, results)
+        assert fused["ctr_auc"] > results[name]["ctr_auc"], (name, results)
+    assert fused["recall@10"] > results["popularity"]["recall@10"], results
+    # a tiny random BERT reads the text here; the MiniLM figures are in bench/fusion_quality.py
+    assert fused["search_ndcg@10"] > results["popularity"]["search_ndcg@10"] + 0.08, results
+    # the CVR-on-clicks baseline is reported too
+    assert "cvr_auc" in results["fused, CVR on clicks"]
+
+
+def test_run_folder_holds_every_stage(run):
+    run_dir, *_ = run
+    for path in ("run.json", "model.pt", "embeddings.npz", "text/encoder", "text/items", "text/users",
+                 "catalogue/items.parquet", "fusion/model.pt", "fusion/tables.pt", "fusion/fusion_history.json",
+                 "fusion/examples.json", "comparison.md"):
+        assert (run_dir / path).exists(), path
+    config = RunConfig.load(run_dir)
+    assert config.fusion.epochs == 12 and config.gnn.train.model == "kgrec"
+    examples = json.loads((run_dir / "fusion" / "examples.json").read_text())
+    assert examples["kind"] == "impressions" and examples["counts"]["unattributed_clicks"] == 0
+
+
+@pytest.fixture(scope="module")
+def engine(run):
+    run_dir, db, _, _ = run
+    store = open_store(StoreConfig(kind="embedded", path=db), read_only=True).connect()
+    yield Engine.open(run_dir, store=store)
+    store.close()
+
+
+def test_recommend_returns_typed_unseen_results(engine):
+    user = engine.user_index[3]
+    recs = engine.recommend(user, k=7)
+    assert len(recs) == 7 and all(isinstance(r, Recommendation) for r in recs)
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+    seen = set(engine.catalogue.ids[engine.seen[3]])
+    assert seen and not seen & {r.item_id for r in recs}
+    assert set(recs[0].objectives) == {"ctr", "cvr", "ctcvr", "value", "relevance"}
+    assert recs[0].objectives["ctcvr"] == pytest.approx(recs[0].objectives["ctr"] * recs[0].objectives["cvr"])
+    with_seen = {r.item_id for r in engine.recommend(user, k=50, exclude_seen=False)}
+    assert with_seen & seen
+
+
+def test_weights_filters_and_cold_start(engine):
+    user = engine.user_index[10]
+    value = engine.recommend(user, k=10, weights={"ctr": 1, "cvr": 1, "value": 1})
+    clicks = engine.recommend(user, k=10, weights={"ctr": 1})
+    mean = lambda rs, key: sum(r.objectives[key] for r in rs) / len(rs)  # noqa: E731
+    assert mean(value, "value") > mean(clicks, "value")
+    assert mean(clicks, "ctr") >= mean(value, "ctr")
+    cheap = engine.recommend(user, k=10, filters={"max_price": 30})
+    assert cheap and all(r.price is not None and r.price <= 30 for r in cheap)
+    category = engine.catalogue.categories[0][0].split(" > ")[0]
+    in_cat = engine.recommend(user, k=5, filters={"category": category})
+    assert in_cat and all(any(p.startswith(category) for p in engine.catalogue.categories[
+        engine.catalogue.index.get_loc(r.item_id)]) for r in in_cat)
+    cold = engine.recommend("never-seen-user", k=5)
+    assert len(cold) == 5
+    with pytest.raises(ValueError, match="unknown objective"):
+        engine.recommend(user, weights={"margin": 1})
+    with pytest.raises(ValueError, match="unknown filters"):
+        engine.recommend(user, filters={"colour": "red"})
+
+
+def test_search_similar_batch_and_explain(engine, run):
+    *_, dataset = run
+    j = dataset.judgements
+    query = j.loc[j["relevance"] == 3, "query"].iloc[0]
+    hits = engine.search(query, k=10)
+    assert len(hits) == 10 and [r.score for r in hits] == sorted((r.score for r in hits), reverse=True)
+    brand = engine.catalogue.brands[engine.catalogue.index.get_loc(hits[0].item_id)]
+    branded = engine.search(query, k=5, filters={"brand": brand})
+    assert branded and all(engine.catalogue.brands[engine.catalogue.index.get_loc(r.item_id)] == brand
+                           for r in branded)
+    with pytest.raises(ValueError, match="empty"):
+        engine.search("  ")
+    assert len(engine.search(query, user_id=engine.user_index[0], k=5)) == 5
+    assert len(engine.search(query, user_id="nobody", k=5)) == 5
+    item = engine.catalogue.ids[0]
+    similar = engine.similar(item, k=5)
+    assert len(similar) == 5 and item not in {r.item_id for r in similar}
+    with pytest.raises(UnknownIdError):
+        engine.similar("no-such-item")
+    users = list(engine.user_index[:40]) + ["nobody"]
+    batch = engine.recommend_batch(users, k=5, batch_size=16)
+    assert [[r.item_id for r in rs] for rs in batch[:3]] == [[r.item_id for r in engine.recommend(u, k=5)]
+                                                             for u in users[:3]]
+    explained = engine.recommend(engine.user_index[0], k=3, explain=True)
+    assert all(r.explanation is not None and r.explanation.sentence for r in explained)
+    assert engine.recommend("nobody", k=2, explain=True)[0].explanation is None
+
+
+def test_engine_answers_many_threads_like_one(engine):
+    users = list(engine.user_index[:24])
+    expected = {u: [r.item_id for r in engine.recommend(u, k=5)] for u in users}
+    query = "headphones"
+    expected_search = [r.item_id for r in engine.search(query, k=5)]
+    got, errors = {}, []
+
+    def work(chunk):
+        try:
+            for u in chunk:
+                got[u] = [r.item_id for r in engine.recommend(u, k=5)]
+                assert [r.item_id for r in engine.search(query, k=5)] == expected_search
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(users[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == expected
+
+
+def test_cli_reruns_the_fusion_stage_and_queries(run, capsys):
+    run_dir, db, _, _ = run
+    assert main(["train", "--stage", "fusion", "--run", str(run_dir), "--db", db, "--no-progress",
+                 "--no-baselines", "--fusion-set", "epochs=2", "--fusion-set", "balancing=uncertainty"]) == 0
+    out = capsys.readouterr().out
+    assert "| fused |" in out and "| gnn |" in out
+    assert RunConfig.load(run_dir).fusion.balancing == "uncertainty"
+    assert main(["recommend", "--run", str(run_dir), "--user", "nobody", "-k", "3"]) == 0
+    assert "cold start" in capsys.readouterr().out
+    user = Engine.open(run_dir).user_index[0]
+    assert main(["recommend", "--run", str(run_dir), "--db", db, "--user", user, "--explain",
+                 "--weights", "ctr=1,cvr=1,value=1", "--max-price", "100"]) == 0
+    assert "why:" in capsys.readouterr().out
+    assert main(["search", "--run", str(run_dir), "--query", "headphones", "--user", user]) == 0
+    assert " 10. " in capsys.readouterr().out
+    assert main(["similar", "--run", str(run_dir), "--item", "nope"]) == 2
+    assert "unknown item id 'nope'" in capsys.readouterr().err
+    assert main(["train", "--stage", "fusion", "--run", str(run_dir / "missing"), "--db", db]) == 2
+    assert "run the gnn stage first" in capsys.readouterr().err

@@ -101,6 +101,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="bench/out", help="where the PNG goes")
     p.add_argument("--skip-gift-cards", action="store_true")
+    p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--text-steps", type=int, default=60, help="MiniLM fine-tuning steps per data set")
     args = p.parse_args()
     import torch
@@ -113,12 +114,13 @@ def main() -> int:
     config = demo_config()
     config = replace(config, text=replace(config.text, train=replace(config.text.train, max_steps=args.text_steps)))
     with tempfile.TemporaryDirectory() as tmp:
-        synthetic = generate(SyntheticConfig(n_users=2000, n_items=500, n_interactions=100_000, n_queries=150))
-        results, run_dir, seconds = run(synthetic, Path(tmp) / "synthetic", config)
-        print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
-        print(markdown(results))
-        print(f"\n## trade-off (synthetic, 300 users) -> {Path(args.out) / 'fusion_tradeoff.png'}\n")
-        print(tradeoff(run_dir, synthetic, Path(args.out)))
+        if not args.skip_synthetic:
+            synthetic = generate(SyntheticConfig(n_users=2000, n_items=500, n_interactions=100_000, n_queries=150))
+            results, run_dir, seconds = run(synthetic, Path(tmp) / "synthetic", config)
+            print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
+            print(markdown(results))
+            print(f"\n## trade-off (synthetic, 300 users) -> {Path(args.out) / 'fusion_tradeoff.png'}\n")
+            print(tradeoff(run_dir, synthetic, Path(args.out)), flush=True)
         if not args.skip_gift_cards:
             from loaders import load
 

@@ -69,7 +69,8 @@ class FusionConfig:
     epochs: int = 30
     patience: int = 3                     #: epochs without a better validation mix
     max_seconds: float | None = None
-    train_on: str = "valid"               #: "valid": fit on the validation period (see module doc) | "train"
+    train_on: str = "auto"                #: "valid" | "train" | "auto" (see fit_and_check)
+    min_valid_conversions: int = 300      #: "auto": fit on the validation period from this many
     end_to_end: bool = False              #: also train the embedding tables
     embedding_lr: float = 1e-3
     seed: int = 0
@@ -80,8 +81,8 @@ class FusionConfig:
     def __post_init__(self):
         if isinstance(self.examples, dict):
             object.__setattr__(self, "examples", ExampleConfig.from_dict(self.examples))
-        if self.train_on not in ("valid", "train"):
-            raise ValueError(f"train_on must be 'valid' or 'train', not {self.train_on!r}")
+        if self.train_on not in ("valid", "train", "auto"):
+            raise ValueError(f"train_on must be 'valid', 'train' or 'auto', not {self.train_on!r}")
         if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
             raise ValueError(f"unknown balancing {self.balancing!r} (fixed, uncertainty, gradnorm)")
         unknown = set(self.task_weights) - set(TASKS)
@@ -291,16 +292,19 @@ class FusionResult:
 def fit_and_check(data: FusionData, config: FusionConfig) -> tuple[FusionData, ExampleSet]:
     """(data for validation, examples to fit) by ``config.train_on``.
 
-    ``"train"``: fit on the training part, validate on the validation part. ``"valid"``
-    (default): fit on the validation part of 80% of the users (a seeded hash) and
-    validate on the other 20% -- the GNN never trained on validation-period purchases,
-    so its scores there look like they will at test time (on its own training pairs
-    they are inflated, and a model fit there learns to over-trust them)."""
+    ``"train"``: fit on the training part, validate on the validation part. ``"valid"``:
+    fit on the validation part of 80% of the users (a seeded hash) and validate on the
+    other 20% -- the GNN never trained on validation-period purchases, so its scores
+    there look like they will at test time (on its own training pairs they are
+    inflated, and a model fit there learns to over-trust them). ``"auto"`` (default):
+    ``"valid"`` when those 80% hold at least ``min_valid_conversions`` conversions, else
+    ``"train"`` (small or sparse sources, e.g. Gift Cards)."""
     ex = data.examples
-    if config.train_on == "train":
-        return data, ex.select(0)
     held_users = (np.arange(data.split.num_users) * 2654435761 + config.seed) % 5 == 0   # [U]
     fit = (ex.part == 1) & ~held_users[ex.user]
+    if config.train_on == "train" or (
+            config.train_on == "auto" and ex.conversion[fit].sum() < config.min_valid_conversions):
+        return data, ex.select(0)
     part = ex.part.copy()
     part[fit] = 3  # neither train, valid nor test: not scored in validation
     checked = ExampleSet(ex.user, ex.item, ex.time, ex.click, ex.conversion, ex.value, part, ex.kind,

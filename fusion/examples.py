@@ -35,7 +35,7 @@ any shop that logs what it displayed):
 
 **Parts** follow the graph encoder's split, so no stage sees the other's test data:
 an example whose pair is a valid/test pair of the GNN split is valid/test; so is any
-later example of that user (at or after the user's first valid/test example);
+later example of that user (strictly after the user's first valid/test example);
 sampled negatives take their positive's part.
 
 **Search relevance** examples come from judgements (``(:Query)-[:RELEVANT {grade}]->``):
@@ -172,7 +172,7 @@ def _parts(users, items, time, split, num_items: int) -> np.ndarray:
             continue
         cut = np.full(split.num_users, np.iinfo(np.int64).max)
         np.minimum.at(cut, users[held], time[held])
-        part[(time >= cut[users]) & (part < code)] = code
+        part[(time > cut[users]) & (part < code)] = code  # strictly later: ties stay (day-granular sources)
         part[held] = code
     return part
 

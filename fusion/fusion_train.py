@@ -274,9 +274,13 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
     return out
 
 
-def validation_mix(metrics: dict[str, float]) -> float:
-    keys = [k for k in ("ctr_auc", "ctcvr_auc", "ndcg@10", "search_ndcg@10")
-            if k in metrics and not math.isnan(metrics[k])]
+def validation_mix(metrics: dict[str, float], kind: str = "impressions") -> float:
+    """Early-stopping score: the mean of CTR AUC, CTCVR AUC, recommendation NDCG@10 and
+    search nDCG@10 -- without the AUCs for implicit sources, whose negatives are sampled
+    (separating them from positives says little about the ranking)."""
+    names = ("ctr_auc", "ctcvr_auc", "ndcg@10", "search_ndcg@10") if kind == "impressions" else (
+        "ndcg@10", "search_ndcg@10")
+    keys = [k for k in names if k in metrics and not math.isnan(metrics[k])]
     return float(np.mean([metrics[k] for k in keys])) if keys else 0.0
 
 
@@ -414,7 +418,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
                 totals[t] += v.item() / steps
         valid = evaluate_fusion(model, FusionData(tables, data.examples, data.split, rel, data.query_vectors),
                                 "valid", candidates=config.candidates)
-        mix = validation_mix(valid)
+        mix = validation_mix(valid, train.kind)
         row = {"epoch": epoch, **{f"loss_{t}": v for t, v in totals.items()}, **valid, "valid_mix": mix,
                **{f"w_{t}": w for t, w in balancer.weights().items()}, "seconds": time.perf_counter() - start}
         history.append(row)

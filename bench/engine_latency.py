@@ -115,20 +115,27 @@ def build_engine(n_items: int, n_users: int, seed: int):
     return engine, leaves
 
 
-def cpu_busy(seconds: float = 1.0) -> float:
-    """CPUs kept busy by other processes over ``seconds`` (from /proc/stat; 0 if unavailable)."""
-    def read():
+def _cpu_times() -> tuple[float, float]:
+    """(seconds all CPUs were busy since boot, CPU seconds of this process) -- 0s off Linux."""
+    try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq
+    except (OSError, ValueError):
+        busy = 0.0
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, own.ru_utime + own.ru_stime
 
-    try:
-        t0, i0 = read()
-        time.sleep(seconds)
-        t1, i1 = read()
-    except OSError:
-        return 0.0
-    return (1 - (i1 - i0) / max(t1 - t0, 1)) * (os.cpu_count() or 1)
+
+class OtherLoad:
+    """CPUs kept busy by *other* processes between construction and :meth:`cpus`."""
+
+    def __init__(self):
+        self.wall, (self.busy, self.own) = time.perf_counter(), _cpu_times()
+
+    def cpus(self) -> float:
+        busy, own = _cpu_times()
+        return max(0.0, (busy - self.busy) - (own - self.own)) / max(time.perf_counter() - self.wall, 1e-9)
 
 
 def timed(fn, args: list, warmup: int) -> np.ndarray:
@@ -163,7 +170,9 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    busy = cpu_busy()
+    probe = OtherLoad()
+    time.sleep(1.0)
+    busy = probe.cpus()
     if busy > 0.25:
         print(f"# warning: other processes keep {busy:.1f} of {os.cpu_count()} CPUs busy -- with {args.threads} "
               "torch threads every parallel op then waits for a descheduled thread and small requests get up "
@@ -172,6 +181,7 @@ def main() -> None:
     from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
     from fusion.text_encoder import TextEncoder
 
+    run_load = OtherLoad()
     start = time.perf_counter()
     engine, leaves = build_engine(args.items, args.users, args.seed)
     t_build = time.perf_counter() - start
@@ -291,7 +301,7 @@ def main() -> None:
 
     for label, filters in (("_allowed(max_price)", {"max_price": max_price}), ("_allowed(brand)", {"brand": brand}),
                            (f"_allowed(category={category})", {"category": category}),
-                           (f"_allowed(category=<leaf>)", {"category": leaves[0].split(" > ")[-1]})):
+                           ("_allowed(category=<leaf>)", {"category": leaves[0].split(" > ")[-1]})):
         steps[label] = mean_ms(lambda _: engine._allowed(filters), list(range(steps_n)))
     steps["_candidates(1 user, exclude seen)"] = mean_ms(lambda u: engine._candidates(u[None], True, None),
                                                           list(users_t))
@@ -321,12 +331,16 @@ def main() -> None:
     steps["encode(query) (MiniLM-L6)"] = mean_ms(lambda q: engine._encode([q]), pick_queries(steps_n))
 
     # ---------------------------------------------------------------- report
+    others = run_load.cpus()
+    if others > 0.25:
+        print(f"# warning: other processes kept {others:.1f} CPUs busy during the run: the numbers below are "
+              "inflated (see the warning at the start)", file=sys.stderr, flush=True)
     print(f"\nEngine latency, {n_items:,} items, {args.users:,} users (~{SEEN_PER_USER} seen each), "
           f"candidates {engine.candidates}, k {K}; GNN dim {GNN_DIM}, text dim {TEXT_DIM}; "
           f"fusion model {sum(p.numel() for p in engine.model.parameters()):,} params (FusionConfig()); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"{busy:.1f} CPUs busy with other work at start; build {t_build:.1f}s, RSS after build {rss_build:.0f} MB, "
-          f"peak RSS {rss_mb():.0f} MB\n")
+          f"other processes kept {others:.2f} CPUs busy during the run; build {t_build:.1f}s, "
+          f"RSS after build {rss_build:.0f} MB, peak RSS {rss_mb():.0f} MB\n")
     print(f"Single requests ({n_q} timed per row, {n_ref} for the brute force):\n")
     print("| request | p50 ms | p99 ms | queries/s | brute force p50 ms | brute force p99 ms | "
           "brute force queries/s | speed-up (p50) |")

@@ -99,6 +99,7 @@ class Engine:
         self._lock = threading.Lock()
         self._gnn_items = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
         self._explain_embeddings = None
+        self._category_masks: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -171,9 +172,7 @@ class Engine:
         c = self.catalogue
         ok = np.ones(len(c.ids), bool)
         if filters.get("category"):
-            want = str(filters["category"])
-            ok &= np.array([any(p == want or p.startswith(want + " > ") or p.endswith(" > " + want)
-                                or f" > {want} > " in p for p in cats) for cats in c.categories])
+            ok &= self._category_mask(str(filters["category"]))
         if filters.get("brand"):
             ok &= c.brands == str(filters["brand"])
         if filters.get("min_price") is not None:
@@ -181,6 +180,18 @@ class Engine:
         if filters.get("max_price") is not None:
             ok &= np.nan_to_num(c.prices, nan=np.inf) <= float(filters["max_price"])
         return torch.from_numpy(ok)
+
+    def _category_mask(self, want: str) -> np.ndarray:
+        """bool [I]: products with a category path equal to, under, or ending in ``want``
+        (computed once per category, then cached)."""
+        with self._lock:
+            mask = self._category_masks.get(want)
+        if mask is None:
+            mask = np.array([any(p == want or p.startswith(want + " > ") or p.endswith(" > " + want)
+                                 or f" > {want} > " in p for p in cats) for cats in self.catalogue.categories])
+            with self._lock:
+                self._category_masks[want] = mask
+        return mask
 
     def _results(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights,
                  k: int, query_text: torch.Tensor | None = None) -> list[list[Recommendation]]:
@@ -247,7 +258,7 @@ class Engine:
         out: list[list[Recommendation]] = []
         for s in range(0, len(user_ids), batch_size):
             chunk = list(user_ids[s: s + batch_size])
-            users = torch.tensor([self._user(u) for u in chunk], dtype=torch.long)
+            users = torch.from_numpy(self.user_index.get_indexer(pd.Index(chunk, dtype=object)).astype(np.int64))
             cands, valid = self._candidates(users, exclude_seen, allowed)
             out += self._results(users, cands, valid, weights, k)
         if explain:

@@ -4,7 +4,7 @@ Generates a shop with planted tastes (users, products with brands/categories/pri
 text, impressions -> clicks -> purchases, reviews, search judgements), builds the
 knowledge graph, trains every stage (KG-aware GNN, MiniLM fine-tuning, fusion), prints
 the evaluation table, then answers a few requests through the Engine -- recommendations
-with explanations, a cold-start user, a search, similar products. About 3-5 minutes on
+with explanations, a cold-start user, a search, similar products. About 6 minutes on
 2 CPU cores.
 """
 

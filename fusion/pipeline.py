@@ -162,7 +162,11 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
         reviews = embed_reviews(encoder, catalogue.reviews, batch_size=stage.embed_batch_size,
                                 text_config=stage.train.text)
         export = GraphExport.load(_need(run_dir / "graph", "gnn"))
-        profiles = user_profiles(reviews, catalogue.reviews, items, _train_purchases(run_dir, export))
+        train = _train_purchases(run_dir, export)
+        # profiles see only training-pair reviews: a review of a held-out purchase names it
+        pairs = pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
+        own = pd.MultiIndex.from_frame(catalogue.reviews[["user_id", "item_id"]]).isin(pairs)
+        profiles = user_profiles(reviews, catalogue.reviews[own], items, train)
         queries = Embeddings(np.asarray(judged, dtype=object),
                              encoder.encode(list(judged), stage.embed_batch_size) if len(judged)
                              else torch.zeros(0, items.vectors.shape[1]))

@@ -38,11 +38,21 @@ users/s; reference: brute-force fused scoring of all products for ``--ref-batch-
 users (Scorer.matrix, seen masked, topk) -- a full 1,000-user brute force would take
 minutes, so its users/s is measured on fewer users.
 
-"Where the time goes" times the Engine's internal steps on their own (mean ms over the
-same number of calls): the filter masks, candidate generation, re-ranking of the
-candidates, the query encoding.
+"Where the time goes" times the Engine's internal steps on their own (mean ms per call):
+the filter masks (a category's mask once on its first request, then repeated requests --
+the ``recommend category`` row above is measured after warm-up, i.e. repeated), the id
+lookup, candidate generation, re-ranking of the candidates (and the fusion model's share
+of it), the query encoding.
 
-    python bench/engine_latency.py                            # 100k items, 2 threads (~3 min)
+All of the Engine's measurements run before any brute force, so "peak RSS serving" is
+the Engine's own high-water mark (``ru_maxrss``); the brute force (100k-row model
+batches) raises it further. The header also says how many CPUs *other* processes kept
+busy during the run (from ``/proc/stat`` minus this process's CPU time): with 2 torch
+threads on 2 cores, any other busy process makes every parallel op wait for a
+descheduled thread and small requests get 20-50x slower, so numbers from a run with a
+warning are not the machine's.
+
+    python bench/engine_latency.py                            # 100k items, 2 threads (~4 min idle)
     python bench/engine_latency.py --items 20000 --queries 50 --ref-queries 5   # quick check
 """
 
@@ -59,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 GNN_DIM, TEXT_DIM, SEEN_PER_USER, K = 64, 384, 20, 10
@@ -247,47 +258,30 @@ def main() -> None:
         score[i] = -torch.inf
         return torch.topk(score, K)
 
-    results = {}
+    # ---------------------------------------------------------------- ours: single requests
+    # (all of the Engine's measurements come first, so "peak RSS serving" is the Engine's own)
+    ours, ref = {}, {}
     for name, (filters, picker) in scenarios.items():
-        ours = stats(timed(lambda uid: engine.recommend(uid, k=K, filters=filters or None), picker(n_q + warm), warm))
-        ref = stats(timed(brute_recommend(filters or None), picker(n_ref + min(warm, 1)), min(warm, 1)))
-        results[name] = (ours, ref)
-        print(f"# {name}: p50 {ours['p50']:.2f} ms (brute force {ref['p50']:.1f} ms)", file=sys.stderr, flush=True)
+        ours[name] = stats(timed(lambda uid: engine.recommend(uid, k=K, filters=filters or None),
+                                 picker(n_q + warm), warm))
+        print(f"# {name}: p50 {ours[name]['p50']:.2f} ms", file=sys.stderr, flush=True)
     for name, with_user in (("search", False), ("search + user", True)):
         q_args = list(zip(pick_queries(n_q + warm), pick_users(n_q + warm)))
-        ours = stats(timed(lambda a: engine.search(a[0], user_id=a[1] if with_user else None, k=K), q_args, warm))
-        r_args = list(zip(pick_queries(n_ref + 1), pick_users(n_ref + 1)))
-        ref = stats(timed(brute_search(with_user), r_args, 1))
-        results[name] = (ours, ref)
-        print(f"# {name}: p50 {ours['p50']:.2f} ms (brute force {ref['p50']:.1f} ms)", file=sys.stderr, flush=True)
-    items = [str(i) for i in cat.ids[rng.integers(0, n_items, n_q + warm)]]
-    ours = stats(timed(lambda i: engine.similar(i, k=K), items, warm))
-    ref = stats(timed(brute_similar, items, warm))
-    results["similar"] = (ours, ref)
-    print(f"# similar: p50 {ours['p50']:.2f} ms (bare torch {ref['p50']:.2f} ms)", file=sys.stderr, flush=True)
+        ours[name] = stats(timed(lambda a: engine.search(a[0], user_id=a[1] if with_user else None, k=K),
+                                 q_args, warm))
+        print(f"# {name}: p50 {ours[name]['p50']:.2f} ms", file=sys.stderr, flush=True)
+    similar_items = [str(i) for i in cat.ids[rng.integers(0, n_items, n_q + warm)]]
+    ours["similar"] = stats(timed(lambda i: engine.similar(i, k=K), similar_items, warm))
+    print(f"# similar: p50 {ours['similar']['p50']:.2f} ms", file=sys.stderr, flush=True)
 
-    # ---------------------------------------------------------------- batch
+    # ---------------------------------------------------------------- ours: batch
     batch_users = pick_users(args.batch_users)
     engine.recommend_batch(batch_users[:256], k=K)  # warm-up
     t = time.perf_counter()
     out = engine.recommend_batch(batch_users, k=K, batch_size=256)
     t_batch = time.perf_counter() - t
     assert len(out) == len(batch_users)
-    ref_users = torch.from_numpy(engine.user_index.get_indexer(pick_users(args.ref_batch_users)))
-    brute_recommend({})(batch_users[0])  # warm-up
-
-    def brute_batch(users):
-        with torch.no_grad():
-            score = scorer.matrix(users, all_items, RECOMMEND_WEIGHTS)
-        for r, u in enumerate(users.tolist()):
-            score[r, torch.from_numpy(engine.seen[u])] = -torch.inf
-        return torch.topk(score, K, dim=1)
-
-    t = time.perf_counter()
-    brute_batch(ref_users)
-    t_ref_batch = time.perf_counter() - t
-    print(f"# batch: {args.batch_users / t_batch:.0f} users/s (brute force {len(ref_users) / t_ref_batch:.1f})",
-          file=sys.stderr, flush=True)
+    print(f"# recommend_batch: {args.batch_users / t_batch:.0f} users/s", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- where the time goes
     steps_n = min(n_q, 50)
@@ -299,6 +293,10 @@ def main() -> None:
         w = min(warm, 2)
         return float(timed(fn, list(a[:w]) + list(a), w).mean()) * 1e3
 
+    first = TOP[1]  # a category no request has used yet: the mask is built now (the Engine may cache it)
+    t = time.perf_counter()
+    engine._allowed({"category": first})
+    steps[f"_allowed(category={first}), first request"] = (time.perf_counter() - t) * 1e3
     for label, filters in (("_allowed(max_price)", {"max_price": max_price}), ("_allowed(brand)", {"brand": brand}),
                            (f"_allowed(category={category})", {"category": category}),
                            ("_allowed(category=<leaf>)", {"category": leaves[0].split(" > ")[-1]})):
@@ -314,10 +312,14 @@ def main() -> None:
         lambda u: engine._results(u[None], cands, valid, w, K), list(users_t))
     b_users = users_t.repeat(256 // len(users_t) + 1)[:256]
     ids256 = pick_users(256)
-    steps["256 x Engine._user(id) (recommend_batch's id lookup)"] = mean_ms(
-        lambda _: [engine._user(u) for u in ids256], list(range(5)))
+    steps["256 x Engine._user(id) (one id at a time)"] = mean_ms(lambda _: [engine._user(u) for u in ids256],
+                                                                list(range(5)))
+    steps["user_index.get_indexer(256 ids) (vectorised)"] = mean_ms(
+        lambda _: engine.user_index.get_indexer(pd.Index(ids256, dtype=object)), list(range(5)))
     steps["_candidates(256 users, exclude seen)"] = mean_ms(lambda _: engine._candidates(b_users, True, None),
                                                              list(range(5)))
+    steps["_candidates(256 users, no exclusion)"] = mean_ms(lambda _: engine._candidates(b_users, False, None),
+                                                            list(range(5)))
     b_c, b_v = engine._candidates(b_users, True, None)
     steps[f"_results(256 users x {b_c.shape[1]} candidates, k={K})"] = mean_ms(
         lambda _: engine._results(b_users, b_c, b_v, w, K), list(range(5)))
@@ -330,6 +332,33 @@ def main() -> None:
     steps[f"  of which Scorer.logits({n_rows:,} rows, the model)"] = mean_ms(logits_only, list(range(5)))
     steps["encode(query) (MiniLM-L6)"] = mean_ms(lambda q: engine._encode([q]), pick_queries(steps_n))
 
+    rss_serving = rss_mb()
+
+    # ---------------------------------------------------------------- brute-force references
+    for name, (filters, picker) in scenarios.items():
+        ref[name] = stats(timed(brute_recommend(filters or None), picker(n_ref + 1), 1))
+        print(f"# {name}: brute force p50 {ref[name]['p50']:.1f} ms", file=sys.stderr, flush=True)
+    for name, with_user in (("search", False), ("search + user", True)):
+        r_args = list(zip(pick_queries(n_ref + 1), pick_users(n_ref + 1)))
+        ref[name] = stats(timed(brute_search(with_user), r_args, 1))
+        print(f"# {name}: brute force p50 {ref[name]['p50']:.1f} ms", file=sys.stderr, flush=True)
+    ref["similar"] = stats(timed(brute_similar, similar_items, warm))
+    results = {name: (ours[name], ref[name]) for name in ours}
+
+    def brute_batch(users):
+        with torch.no_grad():
+            score = scorer.matrix(users, all_items, RECOMMEND_WEIGHTS)
+        for r, u in enumerate(users.tolist()):
+            score[r, torch.from_numpy(engine.seen[u])] = -torch.inf
+        return torch.topk(score, K, dim=1)
+
+    ref_users = torch.from_numpy(engine.user_index.get_indexer(pick_users(args.ref_batch_users)))
+    brute_batch(ref_users[:1])  # warm-up
+    t = time.perf_counter()
+    brute_batch(ref_users)
+    t_ref_batch = time.perf_counter() - t
+    print(f"# batch: brute force {len(ref_users) / t_ref_batch:.2f} users/s", file=sys.stderr, flush=True)
+
     # ---------------------------------------------------------------- report
     others = run_load.cpus()
     if others > 0.25:
@@ -340,7 +369,8 @@ def main() -> None:
           f"fusion model {sum(p.numel() for p in engine.model.parameters()):,} params (FusionConfig()); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"other processes kept {others:.2f} CPUs busy during the run; build {t_build:.1f}s, "
-          f"RSS after build {rss_build:.0f} MB, peak RSS {rss_mb():.0f} MB\n")
+          f"RSS after build {rss_build:.0f} MB, peak RSS serving (before the brute force) {rss_serving:.0f} MB, "
+          f"peak RSS incl. brute force {rss_mb():.0f} MB\n")
     print(f"Single requests ({n_q} timed per row, {n_ref} for the brute force):\n")
     print("| request | p50 ms | p99 ms | queries/s | brute force p50 ms | brute force p99 ms | "
           "brute force queries/s | speed-up (p50) |")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fusion.fusion_train import FusionData, evaluate_fusion
-from fusion.metrics import auc, search_ndcg
+from fusion.metrics import funnel_aucs, search_ndcg
 from kg.evaluation import evaluate
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")
@@ -29,9 +29,7 @@ def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str,
     ex = ex.select_mask(ex.scored())
     out: dict[str, float] = {}
     s = pair_score(torch.from_numpy(ex.user), torch.from_numpy(ex.item)).numpy()
-    clicked = ex.click > 0
-    out.update(ctr_auc=auc(s, ex.click), cvr_auc=auc(s[clicked], ex.conversion[clicked]),
-               ctcvr_auc=auc(s, ex.conversion))
+    out.update(funnel_aucs(s, s, s, ex.click, ex.conversion))
     split, n = data.split, data.tables.num_items
     items = torch.arange(n)
     rec = evaluate(lambda u: pair_score(u.repeat_interleave(n), items.repeat(len(u))).view(len(u), n),

@@ -89,7 +89,7 @@ class Engine:
         self.model = model
         self.tables = tables
         self.scorer = Scorer(model, tables)
-        self.user_index = pd.Index(users)
+        self.user_index = pd.Index(np.asarray(users, dtype=object), dtype=object)  # object lookups stay cheap
         self.catalogue = catalogue
         self.seen = seen
         self.popularity = popularity
@@ -225,8 +225,10 @@ class Engine:
         """GNN top-N per known user, popularity top-N for unknown (-1) users."""
         t = self.tables
         n_items = t.num_items
-        scores = torch.where(users[:, None] >= 0, t.user_gnn[users.clamp(min=0)] @ t.item_gnn.T,
-                             self.popularity.expand(len(users), n_items))
+        scores = t.user_gnn[users.clamp(min=0)] @ t.item_gnn.T                   # [B, I]
+        cold = users < 0
+        if cold.any():
+            scores[cold] = self.popularity
         if allowed is not None:
             scores = scores.masked_fill(~allowed, -torch.inf)
         if exclude_seen:

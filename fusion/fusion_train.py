@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,11 +38,12 @@ from torch.nn import functional as F
 from fusion.examples import ExampleConfig, ExampleSet, RelevanceSet
 from fusion.features import FeatureTables
 from fusion.loss_balancing import make_balancer
-from fusion.metrics import auc, search_ndcg
+from fusion.metrics import funnel_aucs, search_ndcg
 from fusion.model import TASKS, FusionModel
 from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, ranking_score
 from kg.config import checked_fields, resolve_device
 from kg.evaluation import evaluate
+from kg.train import _atomic_save
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,7 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
             p["ctr"].append(torch.sigmoid(lg["ctr"]))
             p["cvr"].append(torch.sigmoid(lg["cvr"]))
         ctr, cvr = torch.cat(p["ctr"]).numpy(), torch.cat(p["cvr"]).numpy()
-        out["ctr_auc"] = auc(ctr, ex.click)
-        out["ctcvr_auc"] = auc(ctr * cvr, ex.conversion)
-        clicked = ex.click > 0
-        out["cvr_auc"] = auc(cvr[clicked], ex.conversion[clicked])
+        out.update(funnel_aucs(ctr, cvr, ctr * cvr, ex.click, ex.conversion))
     split = data.split
     held = getattr(split, part)
     if len(held[0]):
@@ -337,12 +334,6 @@ def scalar_stats(tables: FeatureTables, train: ExampleSet, rel, rel_rows, query_
     stats = [(x.mean(), x.std()) if len(x) > 1 else (torch.tensor(0.0), torch.tensor(1.0))
              for x in (gnn, text, query)]
     return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def train_fusion(data: FusionData, config: FusionConfig | None = None, *, out_dir: str | Path | None = None,

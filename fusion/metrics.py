@@ -26,6 +26,15 @@ def auc(scores, labels) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def funnel_aucs(ctr, cvr, ctcvr, click, conversion) -> dict[str, float]:
+    """AUC of CTR (click), CVR (conversion among clicked) and CTCVR (conversion), each
+    from its own score array [N] against the labels [N]."""
+    ctr, cvr, ctcvr = (np.asarray(a) for a in (ctr, cvr, ctcvr))
+    clicked = np.asarray(click) > 0
+    return {"ctr_auc": auc(ctr, click), "cvr_auc": auc(cvr[clicked], np.asarray(conversion)[clicked]),
+            "ctcvr_auc": auc(ctcvr, conversion)}
+
+
 @torch.no_grad()
 def search_ndcg(score_fn: Callable[[np.ndarray], torch.Tensor], query: np.ndarray, item: np.ndarray,
                 grade: np.ndarray, queries: Sequence[int], k: int = 10, batch: int = 64) -> float:

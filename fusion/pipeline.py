@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusion.examples import ExampleConfig, build_examples, build_relevance
+from fusion.examples import ExampleConfig, build_examples, build_relevance, query_parts
 from fusion.features import FeatureTables, aligned, build_tables, side_features
 from fusion.fusion_train import FusionConfig, FusionData, train_fusion
 from fusion.text_finetune import TextTrainConfig
 from kg.config import checked_fields
 from kg.pipeline import GnnRunConfig
+from kg.train import _atomic_save
 
 STAGES = ("gnn", "text", "fusion")
 
@@ -105,8 +106,6 @@ def _need(path: Path, stage: str) -> Path:
 
 def train_queries(judgements: pd.DataFrame, config: ExampleConfig) -> pd.DataFrame:
     """The judgements of training queries only (valid/test queries stay unseen)."""
-    from fusion.examples import query_parts
-
     if not len(judgements):
         return judgements
     queries = judgements["query"].astype(str).unique()
@@ -256,8 +255,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     data = load_fusion_data(run_dir, config.fusion.examples)
     out = run_dir / "fusion"
     result = train_fusion(data, config.fusion, out_dir=out, progress=progress)
-    torch.save(result.model.state_dict(), out / "model.pt.tmp")
-    os.replace(out / "model.pt.tmp", out / "model.pt")
+    _atomic_save(result.model.state_dict(), out / "model.pt")
     result.tables.save(out / "tables.pt")
     (out / "examples.json").write_text(json.dumps({"kind": data.examples.kind, "counts": data.examples.counts,
                                                    "parts": data.examples.summary()}, indent=2))

@@ -19,6 +19,7 @@ Usage::
     python bench/gnn_quality.py --quick                      # minutes: ml100k, few epochs
     python bench/gnn_quality.py --datasets ml100k --seeds 0 1 2
     python bench/gnn_quality.py --datasets book --epochs 60 --max-minutes 30
+    python bench/gnn_quality.py --datasets book --threads 1 --batch-size 32768 --lr 0.02 --negatives 4
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--l2", type=float, default=1e-4)
+    ap.add_argument("--negatives", type=int, default=1, help="sampled negatives per positive pair")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--eval-every", type=int, default=5)
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
                     config = TrainConfig(
                         model="kgrec" if model.startswith("kgrec") else model, embedding_dim=args.dim,
                         num_layers=args.layers, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
-                        l2=args.l2, eval_every=args.eval_every, patience=args.patience,
+                        l2=args.l2, num_negatives=args.negatives, eval_every=args.eval_every, patience=args.patience,
                         select_metric=args.select_metric, seed=seed, threads=args.threads,
                         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
                         model_options=options)

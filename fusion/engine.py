@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -47,6 +48,7 @@ from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, obj
 from kg.explain import UnknownIdError
 
 FILTER_KEYS = ("category", "brand", "min_price", "max_price")
+CATEGORY_CACHE = 256  #: category filter masks kept (least recently used dropped first)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Engine:
         self._lock = threading.Lock()
         self._gnn_items = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
         self._explain_embeddings = None
-        self._category_masks: dict[str, np.ndarray] = {}
+        self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -183,14 +185,19 @@ class Engine:
 
     def _category_mask(self, want: str) -> np.ndarray:
         """bool [I]: products with a category path equal to, under, or ending in ``want``
-        (computed once per category, then cached)."""
+        (computed once per category, then kept in a cache of the last ``CATEGORY_CACHE``
+        categories asked for: the key is user input, so the cache is bounded)."""
         with self._lock:
             mask = self._category_masks.get(want)
+            if mask is not None:
+                self._category_masks.move_to_end(want)
         if mask is None:
             mask = np.array([any(p == want or p.startswith(want + " > ") or p.endswith(" > " + want)
                                  or f" > {want} > " in p for p in cats) for cats in self.catalogue.categories])
             with self._lock:
                 self._category_masks[want] = mask
+                while len(self._category_masks) > CATEGORY_CACHE:
+                    self._category_masks.popitem(last=False)
         return mask
 
     def _results(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights,

@@ -3,17 +3,22 @@
 Losses per step (an impression batch of ``batch_size`` examples and a relevance batch of
 ``relevance_batch_size`` judged (query, product) pairs):
 
-* ``ctr``       -- BCE(p_CTR, click) over the shown examples;
+* ``ctr``       -- BCE(p_CTR, click) over the shown examples (impression sources), or over
+  all examples (implicit sources, where "click" means "engaged" and the sampled products
+  are its negatives);
 * ``cvr``       -- ESMM (``esmm=True``): BCE(p_CTR * p_CVR, conversion) over *all* examples
   (the CTCVR loss), so the CVR head is trained on the entire impression space; on sampled
-  never-shown negatives p_CTR is held constant (they teach the CVR head only); the
-  naive baseline (``esmm=False``): BCE(p_CVR, conversion) over clicked examples (and the
-  sampled negatives);
+  never-shown negatives of impression sources p_CTR is held constant (they teach the CVR
+  head only); the naive baseline (``esmm=False``): BCE(p_CVR, conversion) over clicked
+  examples (and the sampled never-shown negatives);
 * ``value``     -- squared error of softplus(z_value) against log(1 + order value) over
   converted examples with a known value;
 * ``relevance`` -- BCE(p_rel, grade / max grade) over the judged pairs (no user).
 
-They are combined by a :mod:`fusion.loss_balancing` method. After each epoch the
+Besides the examples of :mod:`fusion.examples` (logged events and uniform negatives), each
+conversion gets ``candidate_negatives`` products drawn from the user's GNN top-``candidates``
+(:func:`with_candidate_negatives`): the re-ranker is trained on the kind of products it
+ranks at serving time. The losses are combined by a :mod:`fusion.loss_balancing` method. After each epoch the
 validation mix -- the mean of CTR AUC, CTCVR AUC, recommendation NDCG@10 and search
 nDCG@10 on the validation part (those that exist) -- decides early stopping; the best
 state is kept. ``end_to_end=True`` also trains the GNN and text embedding tables (user,
@@ -61,12 +66,14 @@ class FusionConfig:
     dropout: float = 0.1
     raw_gnn: bool = False                 #: raw GNN vectors as inputs (else only their product)
     candidates: int = 100                 #: recommendation: re-rank the GNN's top-N (0: all products)
+    candidate_negatives: int = 4          #: per conversion: negatives drawn from the user's GNN top-N
     lr: float = 2e-3
     weight_decay: float = 1e-5
     batch_size: int = 1024
     relevance_batch_size: int = 256
     relevance_negatives: int = 4          #: random products per judged pair (their grade, 0 if unjudged)
     epochs: int = 30
+    min_steps_per_epoch: int = 50         #: an epoch is one pass, or this many steps (small data wraps)
     patience: int = 3                     #: epochs without a better validation mix
     max_seconds: float | None = None
     train_on: str = "auto"                #: "valid" | "train" | "auto" (see fit_and_check)
@@ -290,6 +297,50 @@ class FusionResult:
     valid: dict[str, float]
 
 
+def with_candidate_negatives(train: ExampleSet, tables: FeatureTables, per: int, depth: int,
+                             rng: np.random.Generator, chunk: int = 1024) -> ExampleSet:
+    """``train`` plus ``per`` negatives for each converted example, drawn uniformly from
+    the user's top-``depth`` products by GNN dot product that the user has no logged
+    example with in ``train`` -- the products the re-ranker will face at serving time
+    (uniform negatives are mostly easy: they teach it to tell any plausible product from a
+    random one, not which of the plausible ones). All labels 0, ``sampled`` set, the
+    positive's time and part."""
+    src = np.flatnonzero(train.conversion > 0)
+    if not per or not len(src) or depth <= 0:
+        return train
+    n_items = tables.num_items
+    depth = min(depth, n_items)
+    logged = np.unique(train.user[~train.sampled] * n_items + train.item[~train.sampled])
+    users = np.unique(train.user[src])
+    row_of = np.full(int(users.max()) + 1, -1, np.int64)
+    row_of[users] = np.arange(len(users))
+    top = np.empty((len(users), depth), np.int64)                                 # [U', depth]
+    for s in range(0, len(users), chunk):
+        u = torch.from_numpy(users[s: s + chunk])
+        top[s: s + chunk] = torch.topk(tables.user_gnn[u] @ tables.item_gnn.T, depth, dim=1).indices.numpy()
+    src = np.repeat(src, per)
+    u = train.user[src]
+    item = np.empty(len(src), np.int64)
+    todo = np.arange(len(src))
+    for _ in range(10):  # resample the products the user has a logged example with
+        item[todo] = top[row_of[u[todo]], rng.integers(0, depth, len(todo))]
+        keys = u[todo] * n_items + item[todo]
+        pos = np.searchsorted(logged, keys).clip(0, len(logged) - 1)
+        todo = todo[logged[pos] == keys]
+        if not len(todo):
+            break
+    keep = np.ones(len(src), bool)
+    keep[todo] = False  # users whose whole top-N is logged: no candidate negative
+    src, u, item = src[keep], u[keep], item[keep]
+    zeros = np.zeros(len(src), np.float32)
+    return ExampleSet(np.concatenate([train.user, u]), np.concatenate([train.item, item]),
+                      np.concatenate([train.time, train.time[src]]), np.concatenate([train.click, zeros]),
+                      np.concatenate([train.conversion, zeros]), np.concatenate([train.value, zeros]),
+                      np.concatenate([train.part, train.part[src]]), train.kind,
+                      np.concatenate([train.sampled, np.ones(len(src), bool)]),
+                      {**train.counts, "candidate_negatives": int(len(src))})
+
+
 def fit_and_check(data: FusionData, config: FusionConfig) -> tuple[FusionData, ExampleSet]:
     """(data for validation, examples to fit) by ``config.train_on``.
 
@@ -371,6 +422,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     data, train = fit_and_check(data, config)
     if not len(train):
         raise ValueError("no training examples for the fusion model")
+    train = with_candidate_negatives(train, data.tables, config.candidate_negatives, config.candidates, rng)
     scorer = Scorer(model, tables, data.query_vectors)
     rel = data.relevance
     rel_rows = np.flatnonzero(rel.query_part[rel.query] == 0) if rel is not None and len(rel) else np.zeros(0, int)
@@ -379,12 +431,17 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
         (out_dir / "fusion_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model.set_scalar_stats(*scalar_stats(tables, train, rel, rel_rows, data.query_vectors, config, rng))
     click, conv, value = (torch.from_numpy(a) for a in (train.click, train.conversion, train.value))
-    sampled = torch.from_numpy(train.sampled)
+    # sampled negatives stay out of the CTR loss only where CTR means P(click | shown); for
+    # implicit sources the "click" is "engaged", and the sampled products are its negatives
+    sampled = torch.from_numpy(train.sampled) if train.kind == "impressions" else None
     best, best_state, best_epoch, best_valid, bad = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     rel_steps = math.ceil(len(rel_rows) / config.relevance_batch_size) if len(rel_rows) else 0
-    steps = max(math.ceil(len(train) / config.batch_size), rel_steps)  # one pass over both, the shorter wraps
+    # one pass over both (the shorter wraps), and at least min_steps_per_epoch steps: on a
+    # small source (Gift Cards: 2 batches a pass) validating after every pass stops early
+    # on noise before the model has learnt anything
+    steps = max(math.ceil(len(train) / config.batch_size), rel_steps, config.min_steps_per_epoch)
     for epoch in range(1, config.epochs + 1):
         model.train()
         order = torch.from_numpy(rng.permutation(len(train)))
@@ -394,7 +451,8 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
         for step in bar:
             idx = order[torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % len(train)]
             logits = scorer.logits(torch.from_numpy(train.user)[idx], torch.from_numpy(train.item)[idx])
-            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm, sampled[idx])
+            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm,
+                             None if sampled is None else sampled[idx])
             if len(rel_rows):
                 b = config.relevance_batch_size
                 r = np.take(rel_order, np.arange(step * b, (step + 1) * b), mode="wrap")

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from fusion.examples import ExampleConfig, build_examples, build_relevance
-from fusion.fusion_train import _losses, relevance_batch
+from fusion.examples import ExampleConfig, ExampleSet, build_examples, build_relevance
+from fusion.features import FeatureTables
+from fusion.fusion_train import _losses, relevance_batch, with_candidate_negatives
 from fusion.loss_balancing import make_balancer
 from fusion.metrics import auc, search_ndcg
 from fusion.model import TASKS, FusionModel
@@ -96,6 +97,27 @@ def test_relevance_examples_and_sampled_negatives_keep_judged_grades():
     with pytest.raises(ValueError, match="'nope'"):
         build_relevance(pd.DataFrame({"query": ["a"], "item_id": ["nope"], "relevance": [1]}),
                         lambda ids: np.array([index.get(i, -1) for i in ids]))
+
+
+def test_candidate_negatives_come_from_the_users_gnn_top_n_and_skip_logged_pairs():
+    # 2 users, 6 products on a line: user 0 prefers products 0..2, user 1 products 3..5
+    item_gnn = torch.tensor([[3.0, 0], [2.9, 0], [2.8, 0], [0, 3.0], [0, 2.9], [0, 2.8]])
+    user_gnn = torch.tensor([[1.0, 0], [0, 1.0]])
+    z = torch.zeros
+    tables = FeatureTables(user_gnn, item_gnn, z(6, 2), z(2, 2), z(2, 3), z(6, 7))
+    f = np.float32
+    train = ExampleSet(np.array([0, 0, 1]), np.array([0, 5, 3]), np.array([1, 2, 3]), np.array([1, 0, 1], f),
+                       np.array([1, 0, 1], f), np.array([5, 0, 0], f), np.array([0, 0, 1], np.int8),
+                       "impressions", np.zeros(3, bool))
+    out = with_candidate_negatives(train, tables, per=50, depth=3, rng=np.random.default_rng(0))
+    assert len(out) == 3 + 2 * 50 and out.counts["candidate_negatives"] == 100
+    new = slice(3, None)
+    u, i = out.user[new], out.item[new]
+    # user 0: top-3 is {0, 1, 2}, 0 is logged -> {1, 2}; user 1: top-3 {3, 4, 5}, 3 logged -> {4, 5}
+    assert set(i[u == 0]) == {1, 2} and set(i[u == 1]) == {4, 5}
+    assert out.sampled[new].all() and not out.click[new].any() and not out.conversion[new].any()
+    assert (out.part[new][u == 1] == 1).all() and (out.time[new][u == 0] == 1).all()
+    assert with_candidate_negatives(train, tables, 0, 3, np.random.default_rng(0)) is train
 
 
 def _inputs(b=6, dg=8, dt=12):

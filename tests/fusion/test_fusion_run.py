@@ -109,6 +109,11 @@ def test_weights_filters_and_cold_start(engine):
     in_cat = engine.recommend(user, k=5, filters={"category": category})
     assert in_cat and all(any(p.startswith(category) for p in engine.catalogue.categories[
         engine.catalogue.index.get_loc(r.item_id)]) for r in in_cat)
+    from fusion import engine as engine_module
+
+    for n in range(engine_module.CATEGORY_CACHE + 5):  # made-up categories: filtered to nothing
+        assert engine.recommend(user, k=5, filters={"category": f"no such category {n}"}) == []
+    assert len(engine._category_masks) == engine_module.CATEGORY_CACHE  # bounded: the key is user input
     cold = engine.recommend("never-seen-user", k=5)
     assert len(cold) == 5
     with pytest.raises(ValueError, match="unknown objective"):

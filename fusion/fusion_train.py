@@ -120,30 +120,33 @@ class Scorer:
     funnel logits (ctr, cvr, value) from (user, product) alone, as in training.
 
     ``users`` index the tables' users, -1 for "no user" (cold start, plain search);
-    ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query".
+    ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query". Index tensors
+    may live anywhere: they are moved to the tables' device, where the logits are.
     """
 
     def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None):
         self.model, self.tables = model, tables
         dt = tables.item_text.shape[1]
-        self.query_vectors = query_vectors if query_vectors is not None else torch.zeros(0, dt)
+        self.device = tables.item_gnn.device
+        self.query_vectors = (query_vectors.to(self.device) if query_vectors is not None
+                              else torch.zeros(0, dt, device=self.device))
 
     def logits(self, users: torch.Tensor, items: torch.Tensor, queries: torch.Tensor | None = None,
                query_text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Logits of rows (users [B], items [B]) with query rows [B] of ``query_vectors``, or
         with the query embeddings ``query_text`` [B, dt] given directly."""
-        t = self.tables
+        t, dev = self.tables, self.device
+        users, items = users.to(dev), items.to(dev)
         has_user = users >= 0
         u = users.clamp(min=0)
         mask = has_user[:, None].float()
         if query_text is not None:
-            qv, has_query = query_text, torch.ones(len(items), dtype=torch.bool)
+            qv, has_query = query_text.to(dev), torch.ones(len(items), dtype=torch.bool, device=dev)
         else:
-            if queries is None:
-                queries = torch.full_like(items, -1)
+            queries = torch.full_like(items, -1) if queries is None else queries.to(dev)
             has_query = queries >= 0
             qv = (self.query_vectors[queries.clamp(min=0)] * has_query[:, None].float()
-                  if len(self.query_vectors) else torch.zeros(len(items), t.item_text.shape[1]))
+                  if len(self.query_vectors) else torch.zeros(len(items), t.item_text.shape[1], device=dev))
         if not bool(has_query.any()):
             return self.model(t.user_gnn[u] * mask, t.item_gnn[items], t.item_text[items],
                               t.user_text[u] * mask, qv, t.user_side[u] * mask, t.item_side[items],
@@ -152,7 +155,7 @@ class Scorer:
         # as in training: judged pairs carry no user, impressions no query
         funnel = self.logits(users, items)
         none = torch.zeros_like(has_user)
-        zero_u = torch.zeros(len(items), dtype=torch.long)
+        zero_u = torch.zeros(len(items), dtype=torch.long, device=dev)
         rel = self.model(t.user_gnn[zero_u] * 0, t.item_gnn[items], t.item_text[items], t.user_text[zero_u] * 0,
                          qv, t.user_side[zero_u] * 0, t.item_side[items], none, has_query)
         funnel["relevance"] = torch.where(has_query, rel["relevance"], funnel["relevance"])
@@ -162,7 +165,8 @@ class Scorer:
     def rerank(self, users: torch.Tensor, weights, candidates: int) -> torch.Tensor:
         """Scores [B, I]: the fused ranking score on each user's top-``candidates`` products
         by GNN dot product, -inf elsewhere (all products when ``candidates`` is 0)."""
-        items = torch.arange(self.tables.num_items)
+        items = torch.arange(self.tables.num_items, device=self.device)
+        users = users.to(self.device)
         if not candidates or candidates >= len(items):
             return self.matrix(users, items, weights)
         gnn = self.tables.user_gnn[users] @ self.tables.item_gnn.T                    # [B, I]
@@ -176,7 +180,7 @@ class Scorer:
                chunk: int = 262_144) -> torch.Tensor:
         """Ranking scores [B, n] of every user (or query) row against ``items`` [n]."""
         b, n = len(users), len(items)
-        out = torch.empty(b, n)
+        out = torch.empty(b, n, device=self.device)
         rows_per = max(1, chunk // max(n, 1))
         for s in range(0, b, rows_per):
             uu = users[s: s + rows_per]
@@ -256,15 +260,15 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
             lg = scorer.logits(torch.from_numpy(ex.user[s: s + 65536]), torch.from_numpy(ex.item[s: s + 65536]))
             p["ctr"].append(torch.sigmoid(lg["ctr"]))
             p["cvr"].append(torch.sigmoid(lg["cvr"]))
-        ctr, cvr = torch.cat(p["ctr"]).numpy(), torch.cat(p["cvr"]).numpy()
+        ctr, cvr = torch.cat(p["ctr"]).cpu().numpy(), torch.cat(p["cvr"]).cpu().numpy()
         out.update(funnel_aucs(ctr, cvr, ctr * cvr, ex.click, ex.conversion))
     split = data.split
     held = getattr(split, part)
     if len(held[0]):
         seen = [split.train] + ([split.valid] if part == "test" else [])
         w = recommend_weights or RECOMMEND_WEIGHTS
-        rec = evaluate(lambda users: scorer.rerank(users.cpu(), w, candidates), split.num_users, split.num_items,
-                       held, seen, ks=ks, batch_size=256)
+        rec = evaluate(lambda users: scorer.rerank(users, w, candidates), split.num_users, split.num_items,
+                       held, seen, ks=ks, batch_size=256, device=scorer.device)
         out.update({f"{m}@{k}": rec[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")})
     rel = data.relevance
     if rel is not None and len(rel):
@@ -316,8 +320,8 @@ def with_candidate_negatives(train: ExampleSet, tables: FeatureTables, per: int,
     row_of[users] = np.arange(len(users))
     top = np.empty((len(users), depth), np.int64)                                 # [U', depth]
     for s in range(0, len(users), chunk):
-        u = torch.from_numpy(users[s: s + chunk])
-        top[s: s + chunk] = torch.topk(tables.user_gnn[u] @ tables.item_gnn.T, depth, dim=1).indices.numpy()
+        u = torch.from_numpy(users[s: s + chunk]).to(tables.item_gnn.device)
+        top[s: s + chunk] = torch.topk(tables.user_gnn[u] @ tables.item_gnn.T, depth, dim=1).indices.cpu().numpy()
     src = np.repeat(src, per)
     u = train.user[src]
     item = np.empty(len(src), np.int64)
@@ -373,16 +377,17 @@ def scalar_stats(tables: FeatureTables, train: ExampleSet, rel, rel_rows, query_
     """Mean and std of the model's similarity scalars (GNN dot, user-text and query-text
     cosines) over training rows where they are present."""
     rows = rng.choice(len(train), min(sample, len(train)), replace=False)
-    u, i = torch.from_numpy(train.user[rows]), torch.from_numpy(train.item[rows])
+    dev = tables.item_gnn.device
+    u, i = torch.from_numpy(train.user[rows]).to(dev), torch.from_numpy(train.item[rows]).to(dev)
     gnn = (tables.user_gnn[u] * tables.item_gnn[i]).sum(-1)
     has_text = tables.user_text[u].abs().sum(-1) > 0
     text = (tables.user_text[u] * tables.item_text[i]).sum(-1)[has_text]
     if len(rel_rows) and query_vectors is not None:
         q, it, _ = relevance_batch(rel, rel_rows, config.relevance_negatives, tables.num_items, rng)
-        query = (query_vectors[torch.from_numpy(q)] * tables.item_text[torch.from_numpy(it)]).sum(-1)
+        query = (query_vectors.to(dev)[torch.from_numpy(q).to(dev)] * tables.item_text[torch.from_numpy(it).to(dev)]).sum(-1)
     else:
-        query = torch.zeros(0)
-    stats = [(x.mean(), x.std()) if len(x) > 1 else (torch.tensor(0.0), torch.tensor(1.0))
+        query = torch.zeros(0, device=dev)
+    stats = [(x.mean(), x.std()) if len(x) > 1 else (torch.tensor(0.0, device=dev), torch.tensor(1.0, device=dev))
              for x in (gnn, text, query)]
     return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
 
@@ -408,13 +413,13 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = resolve_device(config.device)
-    tables = data.tables
+    tables = data.tables.to(device)
     if config.end_to_end:  # trainable copies of the embedding tables
         tables = FeatureTables(nn.Parameter(tables.user_gnn.clone()), nn.Parameter(tables.item_gnn.clone()),
                                nn.Parameter(tables.item_text.clone()), tables.user_text, tables.user_side,
                                tables.item_side)
     model = make_model(tables, config).to(device)
-    balancer = make_balancer(config.balancing, TASKS, config.task_weights)
+    balancer = make_balancer(config.balancing, TASKS, config.task_weights, device)
     groups = [{"params": list(model.parameters()) + balancer.trainable(), "lr": config.lr}]
     if config.end_to_end:
         groups.append({"params": [tables.user_gnn, tables.item_gnn, tables.item_text], "lr": config.embedding_lr})
@@ -422,7 +427,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     data, train = fit_and_check(data, config)
     if not len(train):
         raise ValueError("no training examples for the fusion model")
-    train = with_candidate_negatives(train, data.tables, config.candidate_negatives, config.candidates, rng)
+    train = with_candidate_negatives(train, tables, config.candidate_negatives, config.candidates, rng)
     scorer = Scorer(model, tables, data.query_vectors)
     rel = data.relevance
     rel_rows = np.flatnonzero(rel.query_part[rel.query] == 0) if rel is not None and len(rel) else np.zeros(0, int)
@@ -430,10 +435,11 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "fusion_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model.set_scalar_stats(*scalar_stats(tables, train, rel, rel_rows, data.query_vectors, config, rng))
-    click, conv, value = (torch.from_numpy(a) for a in (train.click, train.conversion, train.value))
+    click, conv, value = (torch.from_numpy(a).to(device) for a in (train.click, train.conversion, train.value))
     # sampled negatives stay out of the CTR loss only where CTR means P(click | shown); for
     # implicit sources the "click" is "engaged", and the sampled products are its negatives
-    sampled = torch.from_numpy(train.sampled) if train.kind == "impressions" else None
+    sampled = torch.from_numpy(train.sampled).to(device) if train.kind == "impressions" else None
+    train_users, train_items = torch.from_numpy(train.user).to(device), torch.from_numpy(train.item).to(device)
     best, best_state, best_epoch, best_valid, bad = -math.inf, None, 0, {}, 0
     history: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -444,13 +450,14 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     steps = max(math.ceil(len(train) / config.batch_size), rel_steps, config.min_steps_per_epoch)
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.from_numpy(rng.permutation(len(train)))
+        order = torch.from_numpy(rng.permutation(len(train))).to(device)
         rel_order = rng.permutation(rel_rows) if len(rel_rows) else rel_rows
         totals = {t: 0.0 for t in TASKS}
         bar = tqdm(range(steps), desc=f"fusion epoch {epoch}", disable=not progress, leave=False)
         for step in bar:
-            idx = order[torch.arange(step * config.batch_size, (step + 1) * config.batch_size) % len(train)]
-            logits = scorer.logits(torch.from_numpy(train.user)[idx], torch.from_numpy(train.item)[idx])
+            idx = order[torch.arange(step * config.batch_size, (step + 1) * config.batch_size, device=device)
+                        % len(train)]
+            logits = scorer.logits(train_users[idx], train_items[idx])
             losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm,
                              None if sampled is None else sampled[idx])
             if len(rel_rows):
@@ -458,7 +465,8 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
                 r = np.take(rel_order, np.arange(step * b, (step + 1) * b), mode="wrap")
                 q, i, target = relevance_batch(rel, r, config.relevance_negatives, data.tables.num_items, rng)
                 lr_ = scorer.logits(torch.full((len(q),), -1), torch.from_numpy(i), torch.from_numpy(q))
-                losses["relevance"] = F.binary_cross_entropy_with_logits(lr_["relevance"], torch.from_numpy(target))
+                losses["relevance"] = F.binary_cross_entropy_with_logits(lr_["relevance"],
+                                                                         torch.from_numpy(target).to(device))
             loss = balancer.combine(losses, model.shared_parameters())
             optimizer.zero_grad()
             loss.backward()
@@ -488,4 +496,5 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
             break
     model.load_state_dict(best_state)
     model.eval()
-    return FusionResult(model, best_tables, history, best_epoch, best_valid)
+    # the result lives on the CPU, where the comparison and the Engine read it
+    return FusionResult(model.cpu(), best_tables.to("cpu"), history, best_epoch, best_valid)

@@ -52,9 +52,9 @@ class FixedWeights(Balancer):
 
 
 class UncertaintyWeighting(Balancer):
-    def __init__(self, tasks) -> None:
+    def __init__(self, tasks, device=None) -> None:
         super().__init__(tasks)
-        self.log_var = nn.Parameter(torch.zeros(len(self.tasks)))
+        self.log_var = nn.Parameter(torch.zeros(len(self.tasks), device=device))
 
     def combine(self, losses, shared=None):
         total = 0.0
@@ -71,10 +71,10 @@ class UncertaintyWeighting(Balancer):
 
 
 class GradNorm(Balancer):
-    def __init__(self, tasks, alpha: float = 1.5, lr: float = 0.025) -> None:
+    def __init__(self, tasks, alpha: float = 1.5, lr: float = 0.025, device=None) -> None:
         super().__init__(tasks)
         self.alpha = alpha
-        self.w = nn.Parameter(torch.ones(len(self.tasks)))
+        self.w = nn.Parameter(torch.ones(len(self.tasks), device=device))
         self.initial: torch.Tensor | None = None
         self.optimizer = torch.optim.Adam([self.w], lr=lr)
 
@@ -84,7 +84,7 @@ class GradNorm(Balancer):
         present = [k for k, t in enumerate(self.tasks) if t in losses]
         L = torch.stack([losses[self.tasks[k]] for k in present])                     # [T']
         if self.initial is None:
-            self.initial = torch.ones(len(self.tasks))
+            self.initial = L.new_ones(len(self.tasks))
             self.initial[present] = L.detach().clamp(min=1e-8)
         w = self.w[present]
         norms = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(
@@ -103,11 +103,12 @@ class GradNorm(Balancer):
         return {t: float(self.w[k].detach()) for k, t in enumerate(self.tasks)}
 
 
-def make_balancer(method: str, tasks, weights: dict[str, float] | None = None) -> Balancer:
+def make_balancer(method: str, tasks, weights: dict[str, float] | None = None, device=None) -> Balancer:
+    """A balancer by name; learnt weights live on ``device`` (the model's)."""
     if method == "fixed":
         return FixedWeights(tasks, weights)
     if method == "uncertainty":
-        return UncertaintyWeighting(tasks)
+        return UncertaintyWeighting(tasks, device)
     if method == "gradnorm":
-        return GradNorm(tasks)
+        return GradNorm(tasks, device=device)
     raise ValueError(f"unknown loss balancing {method!r} ({', '.join(METHODS)})")

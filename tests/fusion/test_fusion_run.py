@@ -83,6 +83,27 @@ def engine(run):
     store.close()
 
 
+def test_fused_top10_is_truly_worth_most_under_the_planted_truth(run, engine):
+    """Counterfactual: the planted P(click) and P(purchase | click) of every top-10 --
+    what each model's list would earn if the shop showed it (fusion.planted)."""
+    import numpy as np
+
+    from fusion.planted import model_lists, planted_value
+    from loaders.synthetic import ground_truth
+
+    *_, dataset = run
+    users = np.arange(len(engine.user_index))
+    truth = ground_truth(dataset)
+    table = planted_value(truth, engine, model_lists(engine, users, 10), users)
+    print(table)
+    for name in ("popularity", "gnn", "text"):
+        assert table["fused"]["purchases"] > table[name]["purchases"], table
+    by_value = planted_value(truth, engine, {"fused": model_lists(engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})[
+        "fused"]}, users)["fused"]
+    print(by_value)
+    assert by_value["value"] > 1.2 * max(m["value"] for m in table.values()), (by_value, table)
+
+
 def test_recommend_returns_typed_unseen_results(engine):
     user = engine.user_index[3]
     recs = engine.recommend(user, k=7)

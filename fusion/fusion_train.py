@@ -15,13 +15,14 @@ Losses per step (an impression batch of ``batch_size`` examples and a relevance 
   converted examples with a known value;
 * ``relevance`` -- BCE(p_rel, grade / max grade) over the judged pairs (no user).
 
-Besides the examples of :mod:`fusion.examples` (logged events and uniform negatives), each
-conversion gets ``candidate_negatives`` products drawn from the user's GNN top-``candidates``
-(:func:`with_candidate_negatives`): the re-ranker is trained on the kind of products it
-ranks at serving time. The losses are combined by a :mod:`fusion.loss_balancing` method. After each epoch the
-validation mix -- the mean of CTR AUC, CTCVR AUC, recommendation NDCG@10 and search
-nDCG@10 on the validation part (those that exist) -- decides early stopping; the best
-state is kept. ``end_to_end=True`` also trains the GNN and text embedding tables (user,
+Besides the examples of :mod:`fusion.examples` (logged events and uniform negatives),
+each conversion gets ``candidate_negatives`` products drawn from the user's GNN
+top-``candidates`` (:func:`with_candidate_negatives`): the re-ranker is trained on the
+kind of products it ranks at serving time. The losses are combined by a
+:mod:`fusion.loss_balancing` method. After each epoch (one pass, at least
+``min_steps_per_epoch`` steps) the validation mix -- the mean of CTR AUC, CTCVR AUC,
+recommendation NDCG@10 and search nDCG@10 on the validation part (those that exist) --
+decides early stopping; the best state is kept. ``end_to_end=True`` also trains the GNN and text embedding tables (user,
 product and product-text rows, initialised from the encoders) with ``embedding_lr``;
 the default keeps them frozen (the fast path).
 """
@@ -301,6 +302,7 @@ class FusionResult:
     valid: dict[str, float]
 
 
+@torch.no_grad()
 def with_candidate_negatives(train: ExampleSet, tables: FeatureTables, per: int, depth: int,
                              rng: np.random.Generator, chunk: int = 1024) -> ExampleSet:
     """``train`` plus ``per`` negatives for each converted example, drawn uniformly from

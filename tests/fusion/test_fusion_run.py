@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from fusion.cli import main
@@ -86,8 +87,6 @@ def engine(run):
 def test_fused_top10_is_truly_worth_most_under_the_planted_truth(run, engine):
     """Counterfactual: the planted P(click) and P(purchase | click) of every top-10 --
     what each model's list would earn if the shop showed it (fusion.planted)."""
-    import numpy as np
-
     from fusion.planted import model_lists, planted_value
     from loaders.synthetic import ground_truth
 

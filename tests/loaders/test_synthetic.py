@@ -196,7 +196,7 @@ def test_users_buy_from_their_favourite_top_category(ds, truth):
 
 def test_cheaper_and_better_items_convert_better(ds, truth):
     clicks = _events(ds, "click")
-    u, i = truth.user_index(clicks["user_id"]), truth.item_index(clicks["item_id"])
+    i = truth.item_index(clicks["item_id"])
     bought = ds.interactions[ds.interactions["event"] == "purchase"]
     key = pd.MultiIndex.from_frame(clicks[["user_id", "item_id"]])
     got = key.isin(pd.MultiIndex.from_frame(bought[["user_id", "item_id"]]))

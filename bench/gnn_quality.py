@@ -82,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--l2", type=float, default=1e-4)
+    ap.add_argument("--init-std", type=float, default=None, help="BPR-MF / LightGCN initialisation std")
     ap.add_argument("--negatives", type=int, default=1, help="sampled negatives per positive pair")
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
                                  split.num_items, split.test, [split.train, split.valid])
                     epochs = 0
                 else:
-                    options = {}
+                    options = {} if args.init_std is None else {"init_std": args.init_std}
                     if model.startswith("kgrec"):
                         options = dict(kg_options, use_kg=model == "kgrec")
                     config = TrainConfig(

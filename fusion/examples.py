@@ -145,20 +145,32 @@ def _pair_keys(users, items, num_items: int) -> np.ndarray:
     return np.asarray(users, dtype=np.int64) * num_items + np.asarray(items, dtype=np.int64)
 
 
-def _sample_unseen(users: np.ndarray, seen_keys: np.ndarray, num_items: int, per: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``per`` items per entry of ``users`` that the user never interacted with."""
+def sample_unseen(users: np.ndarray, seen_keys: np.ndarray, num_items: int, per: int,
+                  rng: np.random.Generator, draw=None, tries: int = 20
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``per`` items per entry of ``users`` that the user has no pair with in ``seen_keys``
+    (keys of :func:`_pair_keys`), drawn by ``draw(users) -> items`` (default: uniform over
+    all items); collisions are redrawn up to ``tries`` times. Returns (users, items, ok): ``ok``
+    is False where a collision remained (rare unless a user saw most of what ``draw``
+    offers)."""
     users = np.repeat(users, per)
-    items = rng.integers(0, num_items, len(users))
+    if draw is None:
+        def draw(u):
+            return rng.integers(0, num_items, len(u))
+    items = draw(users)
     seen = np.sort(seen_keys)
-    for _ in range(20):  # resample the collisions (rare unless a user saw most items)
+
+    def collides() -> np.ndarray:
         keys = _pair_keys(users, items, num_items)
         pos = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
-        bad = seen[pos] == keys if len(seen) else np.zeros(len(keys), bool)
+        return seen[pos] == keys if len(seen) else np.zeros(len(keys), bool)
+
+    for _ in range(tries):  # resample the collisions
+        bad = collides()
         if not bad.any():
             break
-        items[bad] = rng.integers(0, num_items, int(bad.sum()))
-    return users, items
+        items[bad] = draw(users[bad])
+    return users, items, ~collides()
 
 
 def _parts(users, items, time, split, num_items: int) -> np.ndarray:
@@ -243,8 +255,8 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
         kind, per, base = "implicit", config.negatives_per_positive, np.ones(len(users), bool)
     part = _parts(users, items, time, split, num_items)
     neg_src = np.flatnonzero(base)
-    neg_u, neg_i = _sample_unseen(users[neg_src], seen_keys, num_items, per, rng) if per else (
-        np.zeros(0, np.int64), np.zeros(0, np.int64))
+    neg_u, neg_i, _ = sample_unseen(users[neg_src], seen_keys, num_items, per, rng) if per else (
+        np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     m = len(neg_u)
     counts["sampled_negatives"] = m
     out = ExampleSet(

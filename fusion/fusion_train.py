@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fusion.examples import ExampleConfig, ExampleSet, RelevanceSet
+from fusion.examples import ExampleConfig, ExampleSet, RelevanceSet, sample_unseen
 from fusion.features import FeatureTables
 from fusion.loss_balancing import make_balancer
 from fusion.metrics import funnel_aucs, search_ndcg
@@ -325,19 +325,11 @@ def with_candidate_negatives(train: ExampleSet, tables: FeatureTables, per: int,
         u = torch.from_numpy(users[s: s + chunk]).to(tables.item_gnn.device)
         top[s: s + chunk] = torch.topk(tables.user_gnn[u] @ tables.item_gnn.T, depth, dim=1).indices.cpu().numpy()
     src = np.repeat(src, per)
-    u = train.user[src]
-    item = np.empty(len(src), np.int64)
-    todo = np.arange(len(src))
-    for _ in range(10):  # resample the products the user has a logged example with
-        item[todo] = top[row_of[u[todo]], rng.integers(0, depth, len(todo))]
-        keys = u[todo] * n_items + item[todo]
-        pos = np.searchsorted(logged, keys).clip(0, len(logged) - 1)
-        todo = todo[logged[pos] == keys]
-        if not len(todo):
-            break
-    keep = np.ones(len(src), bool)
-    keep[todo] = False  # users whose whole top-N is logged: no candidate negative
-    src, u, item = src[keep], u[keep], item[keep]
+    # per negative: a uniform pick from its user's top-N; products with a logged example redrawn
+    u, item, ok = sample_unseen(train.user[src], logged, n_items, 1, rng,
+                                draw=lambda uu: top[row_of[uu], rng.integers(0, depth, len(uu))],
+                                tries=9)  # 10 draws in all
+    src, u, item = src[ok], u[ok], item[ok]  # users whose whole top-N is logged: no candidate negative
     zeros = np.zeros(len(src), np.float32)
     return ExampleSet(np.concatenate([train.user, u]), np.concatenate([train.item, item]),
                       np.concatenate([train.time, train.time[src]]), np.concatenate([train.click, zeros]),

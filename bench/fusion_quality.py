@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusion.comparison import markdown  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
-from fusion.planted import MEAN_QUANTITY, model_lists, planted_value  # noqa: E402
+from fusion.planted import fused_list, model_lists, planted_value  # noqa: E402
 from fusion.planted import markdown as planted_markdown  # noqa: E402
 from fusion.pipeline import train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
@@ -59,35 +59,19 @@ def run(dataset, root: Path, config) -> tuple[dict, Path, float]:
     return out["fusion"], run_dir, time.perf_counter() - start
 
 
-def tradeoff(run_dir: Path, dataset, out: Path, n_users: int = 300) -> str:
+def tradeoff(engine: Engine, truth, out: Path, n_users: int = 300) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from loaders.synthetic import ground_truth
-
-    truth = ground_truth(dataset)
-    engine = Engine.open(run_dir)
-    users = list(engine.user_index[:n_users])
-    u_idx = truth.user_index(users)
-    price = dataset.items.set_index("item_id")["price"]
+    users = np.arange(n_users)
     sweeps = [("ctr only", {"ctr": 1.0})] + [(f"value {w:g}", {"ctr": 1.0, "cvr": 1.0, "value": w})
                                                for w in (0, 0.25, 0.5, 1, 2, 4)]
-    rows, points = [], []
-    for name, weights in sweeps:
-        lists = engine.recommend_batch(users, k=10, weights=weights)
-        clicks = value = 0.0
-        for u, recs in zip(u_idx, lists):
-            ids = [r.item_id for r in recs]
-            i = truth.item_index(ids)
-            pc = truth.p_click(np.full(len(i), u), i)
-            pb = truth.p_buy(np.full(len(i), u), i)
-            clicks += pc.sum()
-            value += (pc * pb * price.reindex(ids).to_numpy() * MEAN_QUANTITY).sum()
-        clicks, value = clicks / len(users), value / len(users)
-        points.append((name, clicks, value))
-        rows.append(f"| {name} | {clicks:.3f} | {value:.2f} |")
+    worth = planted_value(truth, engine, {name: fused_list(engine, users, 10, weights) for name, weights in sweeps},
+                          users)
+    points = [(name, m["clicks"], m["value"]) for name, m in worth.items()]
+    rows = [f"| {name} | {clicks:.3f} | {value:.2f} |" for name, clicks, value in points]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.plot([p[1] for p in points[1:]], [p[2] for p in points[1:]], "o-", label="ctr·cvr·value^w")
     ax.plot([points[0][1]], [points[0][2]], "s", label="ctr only")
@@ -130,11 +114,11 @@ def main() -> int:
             truth = ground_truth(synthetic)
             print("\n## planted truth: what each top-10 would earn if shown (synthetic, all users)\n")
             print(planted_markdown(planted_value(truth, engine, model_lists(engine, users, 10), users)))
-            value = planted_value(truth, engine, {"fused, value weight 1": model_lists(
-                engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})["fused"]}, users)
+            value = planted_value(truth, engine, {"fused, value weight 1": fused_list(
+                engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})}, users)
             print(planted_markdown(value).splitlines()[-1])
             print(f"\n## trade-off (synthetic, 300 users) -> {Path(args.out) / 'fusion_tradeoff.png'}\n")
-            print(tradeoff(run_dir, synthetic, Path(args.out)), flush=True)
+            print(tradeoff(engine, truth, Path(args.out)), flush=True)
         if not args.skip_gift_cards:
             from loaders import load
 

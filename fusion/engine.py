@@ -227,6 +227,14 @@ class Engine:
             out.append(row)
         return out
 
+    def mask_seen(self, scores: torch.Tensor, users) -> torch.Tensor:
+        """Set ``scores`` [B, I] to -inf, in place, at the products each row's user (index
+        of :attr:`user_index`, -1 = unknown) already has a pair with; returns ``scores``."""
+        for r, u in enumerate(np.asarray(users).tolist()):
+            if u >= 0 and len(self.seen[u]):
+                scores[r, torch.from_numpy(self.seen[u])] = -torch.inf
+        return scores
+
     def _candidates(self, users: torch.Tensor, exclude_seen: bool, allowed: torch.Tensor | None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """GNN top-N per known user, popularity top-N for unknown (-1) users."""
@@ -239,9 +247,7 @@ class Engine:
         if allowed is not None:
             scores = scores.masked_fill(~allowed, -torch.inf)
         if exclude_seen:
-            for r, u in enumerate(users.tolist()):
-                if u >= 0 and len(self.seen[u]):
-                    scores[r, torch.from_numpy(self.seen[u])] = -torch.inf
+            self.mask_seen(scores, users)
         top = torch.topk(scores, min(self.candidates, n_items), dim=1)
         return top.indices, torch.isfinite(top.values)
 

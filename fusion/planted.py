@@ -28,11 +28,13 @@ MEAN_QUANTITY = 0.75 * 1 + 0.18 * 2 + 0.07 * 3
 
 def _top_k(scores: torch.Tensor, engine, users: np.ndarray, k: int) -> np.ndarray:
     """Product indices [B, k] of the best ``scores`` [B, I], the users' seen products excluded."""
-    scores = scores.clone()
-    for r, u in enumerate(users):
-        if len(engine.seen[u]):
-            scores[r, torch.from_numpy(engine.seen[u])] = -torch.inf
-    return torch.topk(scores, k, dim=1).indices.numpy()
+    return torch.topk(engine.mask_seen(scores.clone(), users), k, dim=1).indices.numpy()
+
+
+def fused_list(engine, users: np.ndarray, k: int = 10, weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Product indices [B, k] of the Engine's recommendations (``weights``) for its user rows ``users``."""
+    recs = engine.recommend_batch(list(engine.user_index[users]), k=k, weights=weights)
+    return np.array([engine.catalogue.index.get_indexer([r.item_id for r in row]) for row in recs])
 
 
 def model_lists(engine, users: np.ndarray, k: int = 10, weights: Mapping[str, float] | None = None
@@ -40,13 +42,11 @@ def model_lists(engine, users: np.ndarray, k: int = 10, weights: Mapping[str, fl
     """Top-``k`` product indices [B, k] per model for the Engine's user rows ``users``."""
     t = engine.tables
     u = torch.from_numpy(users)
-    fused = engine.recommend_batch(list(engine.user_index[users]), k=k, weights=weights)
-    index = engine.catalogue.index
     return {
         "popularity": _top_k(engine.popularity.expand(len(users), -1), engine, users, k),
         "gnn": _top_k(t.user_gnn[u] @ t.item_gnn.T, engine, users, k),
         "text": _top_k(t.user_text[u] @ t.item_text.T, engine, users, k),
-        "fused": np.array([index.get_indexer([r.item_id for r in recs]) for recs in fused]),
+        "fused": fused_list(engine, users, k, weights),
     }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fusion.cli import main
-from fusion.engine import Engine, Recommendation
+from fusion.engine import CATEGORY_CACHE, Engine, Recommendation
 from fusion.fusion_train import FusionConfig
 from fusion.pipeline import RunConfig, TextStageConfig, train_all
 from fusion.product_text import product_texts
@@ -87,7 +87,7 @@ def engine(run):
 def test_fused_top10_is_truly_worth_most_under_the_planted_truth(run, engine):
     """Counterfactual: the planted P(click) and P(purchase | click) of every top-10 --
     what each model's list would earn if the shop showed it (fusion.planted)."""
-    from fusion.planted import model_lists, planted_value
+    from fusion.planted import fused_list, model_lists, planted_value
     from loaders.synthetic import ground_truth
 
     *_, dataset = run
@@ -97,8 +97,8 @@ def test_fused_top10_is_truly_worth_most_under_the_planted_truth(run, engine):
     print(table)
     for name in ("popularity", "gnn", "text"):
         assert table["fused"]["purchases"] > table[name]["purchases"], table
-    by_value = planted_value(truth, engine, {"fused": model_lists(engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})[
-        "fused"]}, users)["fused"]
+    by_value = planted_value(truth, engine, {"fused": fused_list(engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})},
+                             users)["fused"]
     print(by_value)
     assert by_value["value"] > 1.2 * max(m["value"] for m in table.values()), (by_value, table)
 
@@ -129,11 +129,9 @@ def test_weights_filters_and_cold_start(engine):
     in_cat = engine.recommend(user, k=5, filters={"category": category})
     assert in_cat and all(any(p.startswith(category) for p in engine.catalogue.categories[
         engine.catalogue.index.get_loc(r.item_id)]) for r in in_cat)
-    from fusion import engine as engine_module
-
-    for n in range(engine_module.CATEGORY_CACHE + 5):  # made-up categories: filtered to nothing
+    for n in range(CATEGORY_CACHE + 5):  # made-up categories: filtered to nothing
         assert engine.recommend(user, k=5, filters={"category": f"no such category {n}"}) == []
-    assert len(engine._category_masks) == engine_module.CATEGORY_CACHE  # bounded: the key is user input
+    assert len(engine._category_masks) == CATEGORY_CACHE  # bounded: the key is user input
     cold = engine.recommend("never-seen-user", k=5)
     assert len(cold) == 5
     with pytest.raises(ValueError, match="unknown objective"):

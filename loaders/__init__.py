@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from loaders.dataset import EVENTS, TABLES, Dataset, DatasetError, make_table
-from loaders.report import LoadError, LoadReport, Reject
+from loaders.dataset import EVENTS, TABLES, Dataset, make_table
+from loaders.errors import ConfigError, DatasetError, KgrecError, LoadError
+from loaders.report import LoadReport, Reject
 
 #: source name -> module implementing ``read``
 SOURCES: dict[str, str] = {
@@ -30,12 +31,12 @@ def load(source: str, path: str | Path | None = None, *, strict: bool = True, **
     ``strict=False`` keeps going and lists rejects in ``dataset.report``.
     """
     if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+        raise ConfigError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     module = importlib.import_module(SOURCES[source])
     dataset = module.read(path, strict=strict, **options)
     dataset.report.check()
     return dataset.validate()
 
 
-__all__ = ["EVENTS", "TABLES", "Dataset", "DatasetError", "LoadError", "LoadReport", "Reject",
-           "SOURCES", "load", "make_table"]
+__all__ = ["EVENTS", "TABLES", "ConfigError", "Dataset", "DatasetError", "KgrecError", "LoadError", "LoadReport",
+           "Reject", "SOURCES", "load", "make_table"]

@@ -47,8 +47,10 @@ from typing import Callable
 import pandas as pd
 
 from loaders.dataset import KEYS, Dataset, make_table
-from loaders.jsonl import FieldError, int_field, iter_records, number_field, require
-from loaders.report import LoadError, LoadReport
+from loaders.errors import FieldError
+from loaders.jsonl import int_field, iter_records, number_field, require
+from loaders.errors import LoadError
+from loaders.report import LoadReport
 from loaders.text import category_path, clean_lines, clean_text, parse_price
 
 RAW_FILES = ("<Category>_5.json.gz", "meta_<Category>.json.gz")

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from loaders.amazon2018 import Layout, read_amazon
 from loaders.dataset import Dataset
-from loaders.jsonl import FieldError, int_field, is_missing, number_field, require
+from loaders.errors import FieldError
+from loaders.jsonl import int_field, is_missing, number_field, require
 from loaders.text import category_path, clean_lines, clean_text, parse_price
 
 RAW_FILES = ("<Category>.jsonl.gz", "meta_<Category>.jsonl.gz")

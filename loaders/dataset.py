@@ -37,6 +37,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from loaders.errors import DatasetError
 from loaders.report import LoadReport
 
 EVENTS: tuple[str, ...] = ("impression", "view", "click", "cart", "purchase", "rating", "review")
@@ -114,10 +115,6 @@ KEYS: dict[str, tuple[str, ...]] = {
     "item_entities": ("item_id", "entity_id"),
     "judgements": ("query", "item_id"),
 }
-
-
-class DatasetError(ValueError):
-    """A Dataset breaks the canonical schema; the message names table and column."""
 
 
 def isin(values: pd.Series, universe) -> np.ndarray:

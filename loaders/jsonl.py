@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
+from loaders.errors import FieldError
 from loaders.report import LoadReport
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -111,14 +112,6 @@ def to_int(value: object) -> int | None:
     if v is None or v != int(v):
         return None
     return int(v)
-
-
-class FieldError(Exception):
-    """A record's field is missing or unusable; the reader turns it into an error reject."""
-
-    def __init__(self, field: str, reason: str, value: object = ""):
-        super().__init__(f"field '{field}': {reason}")
-        self.field, self.reason, self.value = field, reason, value
 
 
 def require(record: dict, fields: tuple[str, ...]) -> None:

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from loaders.dataset import Dataset, make_table
-from loaders.report import LoadError, LoadReport
+from loaders.errors import LoadError
+from loaders.report import LoadReport
 from loaders.tabular import Checker, read_delimited
 
 RAW_FILES = ("train.txt", "test.txt", "user_list.txt", "item_list.txt", "kg_final.txt",

@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from loaders.dataset import Dataset, make_table
-from loaders.report import LoadError, LoadReport
+from loaders.errors import LoadError
+from loaders.report import LoadReport
 from loaders.tabular import Checker, read_delimited
 
 RAW_FILES = ("<name>.inter", "<name>.item", "<name>.user", "<name>.kg", "<name>.link")

@@ -21,15 +21,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class LoadError(ValueError):
-    """Bad input, with the file, line and field that are wrong."""
-
-    def __init__(self, file: str, line: int | None, field: str | None, reason: str):
-        self.file, self.line, self.field, self.reason = str(file), line, field, reason
-        where = self.file + (f", line {line}" if line is not None else "")
-        what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}: {what}{reason}")
+from loaders.errors import LoadError
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from loaders.dataset import EVENTS, KEYS, LINK_RELATIONS, TABLES, Dataset, isin, make_table
-from loaders.report import LoadError, LoadReport
+from loaders.errors import ConfigError, LoadError
+from loaders.report import LoadReport
 from loaders.text import parse_price
 
 RAW_FILES = ("interactions.csv", "items.csv", "users.csv", "reviews.csv", "item_links.csv",
@@ -194,22 +195,22 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
 def parse_mapping(text: str) -> dict[str, dict[str, str]]:
     """``"interactions.user_id=customer,items.title=name"`` -> nested mapping.
 
-    A column without a table prefix belongs to ``interactions``. Raises ValueError for
+    A column without a table prefix belongs to ``interactions``. Raises ConfigError (a ValueError) for
     malformed pairs, unknown tables or unknown canonical columns.
     """
     out: dict[str, dict[str, str]] = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         if "=" not in part:
-            raise ValueError(f"mapping {part!r}: expected table.column=source_column")
+            raise ConfigError(f"mapping {part!r}: expected table.column=source_column")
         target, source = (x.strip() for x in part.split("=", 1))
         table, _, column = target.rpartition(".")
         table = table or "interactions"
         if table not in TABLES:
-            raise ValueError(f"mapping {part!r}: unknown table {table!r}")
+            raise ConfigError(f"mapping {part!r}: unknown table {table!r}")
         if column not in {c.name for c in TABLES[table]}:
-            raise ValueError(f"mapping {part!r}: table {table!r} has no column {column!r}")
+            raise ConfigError(f"mapping {part!r}: table {table!r} has no column {column!r}")
         if not source:
-            raise ValueError(f"mapping {part!r}: empty source column")
+            raise ConfigError(f"mapping {part!r}: empty source column")
         out.setdefault(table, {})[column] = source
     return out
 
@@ -240,7 +241,7 @@ def find_tables(path: str | Path | None, tables: dict | None) -> dict[str, Path]
             raise LoadError(str(path), None, None, "no such file or folder")
     for table, file in (tables or {}).items():
         if table not in TABLES:
-            raise ValueError(f"tables: unknown table {table!r}")
+            raise ConfigError(f"tables: unknown table {table!r}")
         files[table] = Path(file)
     if "interactions" not in files:
         raise LoadError(str(path), None, None,
@@ -361,7 +362,7 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     mapping = mapping or {}
     for table in mapping:
         if table not in TABLES:
-            raise ValueError(f"mapping: unknown table {table!r}")
+            raise ConfigError(f"mapping: unknown table {table!r}")
     files = find_tables(path, tables)
     report = LoadReport(strict=strict)
     known: dict[str, pd.Index | None] = {"items": None, "users": None}

@@ -8,6 +8,7 @@ import pytest
 
 import loaders
 from loaders.dataset import CATEGORY_SEP, LINK_RELATIONS
+from loaders.errors import ConfigError
 from loaders.synthetic import (
     SyntheticConfig,
     SyntheticTruth,
@@ -15,8 +16,8 @@ from loaders.synthetic import (
     generate,
     ground_truth,
     read,
+    slug,
 )
-from loaders.synthetic import _slug
 
 CONFIG = SyntheticConfig(n_users=400, n_items=150, n_interactions=30_000, n_queries=30, seed=7)
 
@@ -64,7 +65,7 @@ def test_load_through_registry_with_string_options():
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(TypeError, match="unknown synthetic option"):
+    with pytest.raises(ConfigError, match="unknown synthetic option"):
         read(None, n_userz=10)
     with pytest.raises(ValueError, match="n_items must be >= n_subcategories"):
         SyntheticConfig(n_items=10, n_subcategories=24)
@@ -287,7 +288,7 @@ def test_knowledge_graph_carries_subcategory_signal(ds, truth):
     used_for = ds.triples[ds.triples["relation"] == "used_for"]
     preferred = set(zip(used_for["head"], used_for["tail"]))
     i = truth.item_index(mat["item_id"])
-    subs = ["subcategory:" + _slug(truth.subcategory_names[s]) for s in truth.item_subcategory[i]]
+    subs = ["subcategory:" + slug(truth.subcategory_names[s]) for s in truth.item_subcategory[i]]
     hit = np.mean([(m, s) in preferred for m, s in zip(mat["entity_id"], subs)])
     assert hit > 0.7
 

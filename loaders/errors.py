@@ -1,0 +1,44 @@
+"""The base of every error kgrec raises on purpose, and the errors of reading data.
+
+Every deliberate error of kgrec is a :class:`KgrecError`, so a caller (the ``kgrec``
+command line, a service) can tell "the input or the setting is wrong, here is what to
+do" from a bug. Each subclass keeps the built-in class it refines as a second base
+(``ValueError``, ``KeyError``, ``FileNotFoundError`` …), so ``except ValueError`` still
+catches what it caught before.
+
+The base lives here, in the lowest layer (``kg`` and ``fusion`` build on ``loaders``);
+:mod:`kg.errors` re-exports it beside the errors of the graph, the run folder and serving.
+"""
+
+from __future__ import annotations
+
+
+class KgrecError(Exception):
+    """Base of every error kgrec raises on purpose; the message says what to do."""
+
+
+class ConfigError(KgrecError, ValueError):
+    """A setting, option or argument that is not valid; the message names it."""
+
+
+class LoadError(KgrecError, ValueError):
+    """Bad input, with the file, line and field that are wrong."""
+
+    def __init__(self, file: str, line: int | None, field: str | None, reason: str):
+        self.file, self.line, self.field, self.reason = str(file), line, field, reason
+        where = self.file + (f", line {line}" if line is not None else "")
+        what = f"field '{field}': " if field else ""
+        super().__init__(f"{where}: {what}{reason}")
+
+
+class DatasetError(KgrecError, ValueError):
+    """A Dataset breaks the canonical schema; the message names table and column."""
+
+
+class FieldError(KgrecError):
+    """A record's field is missing or unusable; a reader turns it into a :class:`LoadError`
+    (strict) or a reject (lenient), with the file and line it knows."""
+
+    def __init__(self, field: str, reason: str, value: object = ""):
+        super().__init__(f"field '{field}': {reason}")
+        self.field, self.reason, self.value = field, reason, value

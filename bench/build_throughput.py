@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.schema import EVENT_TYPES  # noqa: E402
-from kg.store import StoreConfig, open_store  # noqa: E402
+from kg.stores import StoreConfig, open_store  # noqa: E402
 from loaders import load  # noqa: E402
 
 REFERENCE_MERGE = (

@@ -5,7 +5,7 @@ store -- from random inputs of realistic shape: ``--items`` products (default 10
 ``--users`` users (default 20,000), GNN vectors of dim 64, unit-normalised text vectors
 of dim 384 (MiniLM-L6's), standardised side features (``len(ITEM_SIDE)`` per product,
 ``len(USER_SIDE)`` per user; 70% of users with a text profile), a freshly initialised
-fusion model (``make_model(tables, FusionConfig())``, eval mode), synthetic titles,
+fusion model (``FusionModel.for_tables(tables, **FusionConfig().model_kwargs())``, eval mode), synthetic titles,
 prices (5% unknown), brands and category paths, ~20 random ``seen`` products per user
 and a random popularity vector. Latency does not depend on the weights' or vectors'
 values (every request does the same tensor work whatever they are), so the numbers
@@ -27,7 +27,7 @@ Reference in the same run (``--ref-queries`` requests each; the ratio column is 
 reference's p50 over ours, > 1 = ours faster): **brute-force fused scoring of every
 product** for the request -- ``Scorer(model, tables).matrix(user, arange(items), weights)``
 (for search with the query vector as the query row), seen products / filters masked
-with the same masks (``Engine._allowed``), then ``topk``; no candidate generation and no
+with the same masks (``Engine.filter_mask``), then ``topk``; no candidate generation and no
 result objects. ``similar`` has no cheaper-than-brute-force reference: the Engine itself
 scans every product (two mat-vecs over the GNN and text tables); its reference is the same
 two mat-vecs + topk in bare torch, so that ratio is the Engine's per-call overhead (id
@@ -86,11 +86,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def build_engine(n_items: int, n_users: int, seed: int):
+def build_engine(n_items: int, n_users: int, seed: int, encoder=None):
     """An Engine over random inputs of realistic shape (see the module docstring)."""
-    from fusion.engine import Engine, _Catalogue
-    from fusion.features import ITEM_SIDE, USER_SIDE, FeatureTables
-    from fusion.fusion_train import FusionConfig, make_model
+    from fusion.engine import Catalogue, Engine
+    from fusion.ranking.config import FusionConfig
+    from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
+    from fusion.ranking.model import FusionModel
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -103,7 +104,7 @@ def build_engine(n_items: int, n_users: int, seed: int):
     tables = FeatureTables(user_gnn=torch.randn(n_users, GNN_DIM) * 0.1, item_gnn=torch.randn(n_items, GNN_DIM) * 0.1,
                            item_text=norm(torch.randn(n_items, TEXT_DIM), dim=-1), user_text=user_text,
                            user_side=user_side, item_side=torch.randn(n_items, len(ITEM_SIDE)))
-    model = make_model(tables, FusionConfig()).eval()
+    model = FusionModel.for_tables(tables, **FusionConfig().model_kwargs()).eval()
 
     leaves = [f"{top} > {top.split()[0]} sub{a} > leaf{b}" for top in TOP for a in range(5) for b in range(4)]
     leaf = rng.integers(0, len(leaves), n_items)
@@ -118,11 +119,11 @@ def build_engine(n_items: int, n_users: int, seed: int):
     prices[rng.random(n_items) < 0.05] = np.nan
     ids = np.array([f"i{i:07d}" for i in range(n_items)], dtype=object)
     users = np.array([f"u{u:07d}" for u in range(n_users)], dtype=object)
-    catalogue = _Catalogue(ids, titles, prices, brands, categories)
+    catalogue = Catalogue(ids, titles, prices, brands, categories)
     seen = [np.unique(rng.integers(0, n_items, rng.poisson(SEEN_PER_USER))) for _ in range(n_users)]
     popularity = torch.rand(n_items)
-    engine = Engine(Path("<in-memory>"), model, tables, users, catalogue, seen, popularity,
-                    candidates=FusionConfig().candidates)
+    engine = Engine(model, tables, users, catalogue, seen, popularity, candidates=FusionConfig().candidates,
+                    encoder=encoder)
     return engine, leaves
 
 
@@ -188,18 +189,18 @@ def main() -> None:
         print(f"# warning: other processes keep {busy:.1f} of {os.cpu_count()} CPUs busy -- with {args.threads} "
               "torch threads every parallel op then waits for a descheduled thread and small requests get up "
               "to 50x slower; rerun on an idle machine or with --threads 1", file=sys.stderr, flush=True)
-    from fusion.fusion_train import Scorer
-    from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
-    from fusion.text_encoder import TextEncoder
+    from fusion.ranking.scorer import Scorer
+    from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
+    from fusion.text.encoder import TextEncoder
 
     run_load = OtherLoad()
+    t = time.perf_counter()
+    encoder = TextEncoder.from_pretrained()
+    t_encoder = time.perf_counter() - t
     start = time.perf_counter()
-    engine, leaves = build_engine(args.items, args.users, args.seed)
+    engine, leaves = build_engine(args.items, args.users, args.seed, encoder)
     t_build = time.perf_counter() - start
     rss_build = rss_mb()
-    t = time.perf_counter()
-    engine._encoder = TextEncoder.from_pretrained()
-    t_encoder = time.perf_counter() - t
     print(f"# built {engine!r} in {t_build:.1f}s, encoder loaded in {t_encoder:.1f}s", file=sys.stderr, flush=True)
 
     rng = np.random.default_rng(args.seed + 1)
@@ -228,12 +229,12 @@ def main() -> None:
 
     def brute_recommend(filters):
         def run(uid):
-            u = engine._user(uid)
+            u = int(engine.user_rows([uid])[0])
             with torch.no_grad():
                 score = scorer.matrix(torch.tensor([u]), all_items, RECOMMEND_WEIGHTS)[0]
             if u >= 0 and len(engine.seen[u]):
                 score[torch.from_numpy(engine.seen[u])] = -torch.inf
-            allowed = engine._allowed(filters)
+            allowed = engine.filter_mask(filters)
             if allowed is not None:
                 score = score.masked_fill(~allowed, -torch.inf)
             return torch.topk(score, K)
@@ -242,15 +243,15 @@ def main() -> None:
     def brute_search(with_user):
         def run(a):
             query, uid = a
-            qv = engine._encode([query])
-            u = engine._user(uid) if with_user else -1
+            qv = engine.encode_queries([query])
+            u = int(engine.user_rows([uid])[0]) if with_user else -1
             s = Scorer(engine.model, tables, qv)
             with torch.no_grad():
                 score = s.matrix(torch.tensor([u]), all_items, SEARCH_WEIGHTS, queries=torch.tensor([0]))[0]
             return torch.topk(score, K)
         return run
 
-    gnn_n = engine._gnn_items
+    gnn_n = engine.item_gnn_unit
 
     def brute_similar(item_id):
         i = int(cat.index.get_indexer([item_id])[0])
@@ -286,7 +287,7 @@ def main() -> None:
     # ---------------------------------------------------------------- where the time goes
     steps_n = min(n_q, 50)
     users_t = torch.from_numpy(engine.user_index.get_indexer(pick_users(steps_n)))
-    cands, valid = engine._candidates(users_t[:1], True, None)
+    cands, valid = engine.gnn_candidates(users_t[:1], True, None)
     steps = {}
 
     def mean_ms(fn, a):
@@ -295,34 +296,34 @@ def main() -> None:
 
     first = TOP[1]  # a category no request has used yet: the mask is built now (the Engine may cache it)
     t = time.perf_counter()
-    engine._allowed({"category": first})
-    steps[f"_allowed(category={first}), first request"] = (time.perf_counter() - t) * 1e3
-    for label, filters in (("_allowed(max_price)", {"max_price": max_price}), ("_allowed(brand)", {"brand": brand}),
-                           (f"_allowed(category={category})", {"category": category}),
-                           ("_allowed(category=<leaf>)", {"category": leaves[0].split(" > ")[-1]})):
-        steps[label] = mean_ms(lambda _: engine._allowed(filters), list(range(steps_n)))
-    steps["_candidates(1 user, exclude seen)"] = mean_ms(lambda u: engine._candidates(u[None], True, None),
+    engine.filter_mask({"category": first})
+    steps[f"filter_mask(category={first}), first request"] = (time.perf_counter() - t) * 1e3
+    for label, filters in (("filter_mask(max_price)", {"max_price": max_price}), ("filter_mask(brand)", {"brand": brand}),
+                           (f"filter_mask(category={category})", {"category": category}),
+                           ("filter_mask(category=<leaf>)", {"category": leaves[0].split(" > ")[-1]})):
+        steps[label] = mean_ms(lambda _: engine.filter_mask(filters), list(range(steps_n)))
+    steps["gnn_candidates(1 user, exclude seen)"] = mean_ms(lambda u: engine.gnn_candidates(u[None], True, None),
                                                           list(users_t))
-    steps["_candidates(1 user, no exclusion)"] = mean_ms(lambda u: engine._candidates(u[None], False, None),
+    steps["gnn_candidates(1 user, no exclusion)"] = mean_ms(lambda u: engine.gnn_candidates(u[None], False, None),
                                                           list(users_t))
-    from fusion.scoring import check_weights
+    from fusion.ranking.scoring import check_weights
 
     w = check_weights(None, RECOMMEND_WEIGHTS)
-    steps[f"_results(1 user x {cands.shape[1]} candidates, k={K})"] = mean_ms(
-        lambda u: engine._results(u[None], cands, valid, w, K), list(users_t))
+    steps[f"rerank(1 user x {cands.shape[1]} candidates, k={K})"] = mean_ms(
+        lambda u: engine.rerank(u[None], cands, valid, w, K), list(users_t))
     b_users = users_t.repeat(256 // len(users_t) + 1)[:256]
     ids256 = pick_users(256)
-    steps["256 x Engine._user(id) (one id at a time)"] = mean_ms(lambda _: [engine._user(u) for u in ids256],
-                                                                list(range(5)))
+    steps["256 x Engine.user_rows([id]) (one id at a time)"] = mean_ms(
+        lambda _: [engine.user_rows([u]) for u in ids256], list(range(5)))
     steps["user_index.get_indexer(256 ids) (vectorised)"] = mean_ms(
         lambda _: engine.user_index.get_indexer(pd.Index(ids256, dtype=object)), list(range(5)))
-    steps["_candidates(256 users, exclude seen)"] = mean_ms(lambda _: engine._candidates(b_users, True, None),
+    steps["gnn_candidates(256 users, exclude seen)"] = mean_ms(lambda _: engine.gnn_candidates(b_users, True, None),
                                                              list(range(5)))
-    steps["_candidates(256 users, no exclusion)"] = mean_ms(lambda _: engine._candidates(b_users, False, None),
+    steps["gnn_candidates(256 users, no exclusion)"] = mean_ms(lambda _: engine.gnn_candidates(b_users, False, None),
                                                             list(range(5)))
-    b_c, b_v = engine._candidates(b_users, True, None)
-    steps[f"_results(256 users x {b_c.shape[1]} candidates, k={K})"] = mean_ms(
-        lambda _: engine._results(b_users, b_c, b_v, w, K), list(range(5)))
+    b_c, b_v = engine.gnn_candidates(b_users, True, None)
+    steps[f"rerank(256 users x {b_c.shape[1]} candidates, k={K})"] = mean_ms(
+        lambda _: engine.rerank(b_users, b_c, b_v, w, K), list(range(5)))
     n_rows = b_c.numel()
 
     @torch.no_grad()
@@ -330,7 +331,7 @@ def main() -> None:
         return scorer.logits(b_users.repeat_interleave(b_c.shape[1]), b_c.reshape(-1))
 
     steps[f"  of which Scorer.logits({n_rows:,} rows, the model)"] = mean_ms(logits_only, list(range(5)))
-    steps["encode(query) (MiniLM-L6)"] = mean_ms(lambda q: engine._encode([q]), pick_queries(steps_n))
+    steps["encode_queries([query]) (MiniLM-L6)"] = mean_ms(lambda q: engine.encode_queries([q]), pick_queries(steps_n))
 
     rss_serving = rss_mb()
 

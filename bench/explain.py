@@ -30,7 +30,7 @@ from kg import queries as q  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.explain import Embeddings, explain  # noqa: E402
 from kg.pipeline import GnnRunConfig, train_gnn  # noqa: E402
-from kg.store import StoreConfig, open_store  # noqa: E402
+from kg.stores import StoreConfig, open_store  # noqa: E402
 from kg.train import TrainConfig  # noqa: E402
 from loaders import load  # noqa: E402
 

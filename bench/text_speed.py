@@ -1,6 +1,6 @@
 """Text encoding speed on this CPU: texts/s and peak memory of the text encoder.
 
-Texts are the product texts (:func:`fusion.product_text.product_texts`) of the Amazon
+Texts are the product texts (:func:`fusion.text.texts.product_texts`) of the Amazon
 2018 Gift Cards catalogue (mixed lengths: 21-1000 characters), else of the synthetic
 catalogue, repeated to ``--texts``. Every variant runs in its own process (so peak RSS
 is its own) with ``--threads`` torch threads, the default MiniLM-L6 checkpoint and the
@@ -44,7 +44,7 @@ MAX_LENGTH = 256
 
 def _texts(n: int, data: Path) -> tuple[list[str], str]:
     import loaders
-    from fusion.product_text import product_texts
+    from fusion.text.texts import product_texts
 
     if data.exists():
         items, name = loaders.load("amazon2018", data).items, "amazon2018-gift-cards"
@@ -61,7 +61,7 @@ def _rss_mb() -> float:
 def run_variant(variant: str, texts: list[str], naive_texts: int) -> dict:
     import torch
 
-    from fusion.text_encoder import TextEncoder, default_checkpoint
+    from fusion.text.encoder import TextEncoder, default_checkpoint
 
     path = str(default_checkpoint())
     out: dict = {"variant": variant}
@@ -70,7 +70,7 @@ def run_variant(variant: str, texts: list[str], naive_texts: int) -> dict:
         out["rss_load_mb"] = _rss_mb()
         encoder.encode(texts[:16], 16)  # warm-up
         if variant == "kgrec cache":
-            from fusion.text_index import EmbeddingCache
+            from fusion.text.index import EmbeddingCache
 
             with tempfile.TemporaryDirectory() as tmp:
                 cache = EmbeddingCache(tmp)

@@ -14,7 +14,12 @@
 
 The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
 and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
-embedded store at ``--db`` (default ``.kgrec/graph``).
+embedded store at ``--db`` (default ``.kgrec/graph``). Commands that read a trained run
+(``recommend --explain``, ``explain --run``) use the graph the run was trained on
+(``run.json`` remembers it) unless ``--db`` or ``--neo4j-uri`` names another.
+
+Every deliberate error (:class:`kg.errors.KgrecError`) is printed as one line and the
+command exits with 2.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import os
 import sys
 from pathlib import Path
 
-from kg.store import StoreConfig, open_store
-from loaders import SOURCES, DatasetError, LoadError
+from kg.errors import InvalidRequestError, KgrecError
+from kg.run_dir import RunDir
+from kg.stores import StoreConfig, open_store
+from loaders import SOURCES
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -45,10 +52,13 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="embedded store directory (default: $KGREC_STORE or .kgrec/graph)")
 
 
-def _store(args: argparse.Namespace, read_only: bool = False, **kwargs):
+def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = None, **kwargs):
     """The store the arguments name; ``read_only`` opens the embedded store read-only,
-    so several readers (torchrun ranks, explain) can share it."""
-    config = StoreConfig.from_env(uri=args.neo4j_uri, path=args.db)
+    so several readers (torchrun ranks, explain) can share it. With ``run`` (a run
+    folder) and neither ``--db`` nor ``--neo4j-uri``, the store that run was trained on."""
+    location = RunDir(run).store_location() if run and not (args.db or args.neo4j_uri) else None
+    config = StoreConfig.from_location(location) if location else StoreConfig.from_env(uri=args.neo4j_uri,
+                                                                                         path=args.db)
     if read_only and config.kind == "embedded":
         kwargs["read_only"] = True
     return config, open_store(config, **kwargs)
@@ -95,8 +105,8 @@ def _run_config(args: argparse.Namespace):
     """RunConfig from the train options (the run folder's run.json as the base)."""
     from dataclasses import replace
 
-    from fusion.fusion_train import FusionConfig
     from fusion.pipeline import RunConfig, TextStageConfig
+    from fusion.ranking.config import FusionConfig
     from kg.train import TrainConfig
 
     base = RunConfig.load(args.run) if args.stage in ("text", "fusion") else RunConfig()
@@ -123,8 +133,8 @@ def _run_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fusion.comparison import markdown
     from fusion.pipeline import STAGES, train_all
+    from fusion.ranking.comparison import markdown
 
     config = _run_config(args)
     stages = STAGES if args.stage == "all" else (args.stage,)
@@ -139,7 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    store_config, store = _store(args, read_only=True)
+    # a later stage continues a run: on the graph it was trained on, unless --db/--neo4j-uri says otherwise
+    store_config, store = _store(args, read_only=True, run=args.run if args.stage in ("text", "fusion") else None)
     rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
     try:
         if rank0:
@@ -153,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             else:
                 out = train_all(store, args.run, config, stages=stages, progress=not args.no_progress)
         if rank0 and out.get("gnn"):
-            print(Path(args.run, "report.md").read_text().rstrip())
+            print(RunDir(args.run).report.read_text().rstrip())
         if rank0 and "text" in out:
             print(f"text stage: {out['text']}")
         if "fusion" in out:
@@ -175,18 +186,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from kg.explain import Embeddings, UnknownIdError, explain
+    from kg.explain import Embeddings, explain
 
     embeddings = None
     if args.run:
-        embeddings = Embeddings.from_npz(Path(args.run) / "embeddings.npz")
-    _, store = _store(args, read_only=True)
+        run = RunDir(args.run)
+        embeddings = Embeddings.from_npz(run.need(run.embeddings, "gnn"))
+    _, store = _store(args, read_only=True, run=args.run)
     with store:
-        try:
-            result = explain(store, args.user, args.item, args.max_paths, embeddings)
-        except UnknownIdError as exc:
-            print(f"kgrec explain: error: {exc}", file=sys.stderr)
-            return 2
+        result = explain(store, args.user, args.item, args.max_paths, embeddings)
     print(f"why {args.item} for {args.user}: {result.sentence}")
     for path in result.paths:
         chain = " ".join(f"({n.label} {n.name or n.id})" + (f" -[{r}]-" if r else "")
@@ -209,7 +217,7 @@ def _weights(text: str | None) -> dict[str, float] | None:
         try:
             out[key.strip()] = float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--weights: expected name=number, got {part!r}") from None
+            raise InvalidRequestError(f"--weights: expected name=number, got {part!r}", "weights") from None
     return out
 
 
@@ -226,13 +234,20 @@ def _print_results(results) -> None:
 
 
 def _engine(args: argparse.Namespace, need_store: bool = False):
+    """The Engine of ``--run``; with ``need_store`` and an explicit ``--db``/``--neo4j-uri``,
+    explanations read that store (else the one the run remembers, opened by the Engine)."""
     from fusion.engine import Engine
 
     store = None
-    if need_store:
+    if need_store and (args.db or args.neo4j_uri):
         _, store = _store(args, read_only=True)
         store.connect()
-    return Engine.open(args.run, store=store)
+    try:
+        return Engine.open(args.run, store=store)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -241,9 +256,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         results = engine.recommend(args.user, k=args.k, weights=_weights(args.weights),
                                    exclude_seen=not args.include_seen, filters=_filters(args), explain=args.explain)
     finally:
-        if engine.store is not None:
+        engine.close()
+        if engine.store is not None:  # one passed in by _engine
             engine.store.close()
-    cold = " (unknown user: cold start)" if engine._user(args.user) < 0 else ""
+    cold = "" if engine.knows_user(args.user) else " (unknown user: cold start)"
     print(f"top {args.k} for user {args.user}{cold}:")
     _print_results(results)
     return 0
@@ -259,14 +275,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from kg.explain import UnknownIdError
-
     engine = _engine(args)
-    try:
-        results = engine.similar(args.item, k=args.k, filters=_filters(args))
-    except UnknownIdError as exc:
-        print(f"kgrec similar: error: {exc}", file=sys.stderr)
-        return 2
+    results = engine.similar(args.item, k=args.k, filters=_filters(args))
     print(f"products like {args.item}:")
     _print_results(results)
     return 0
@@ -384,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LoadError, DatasetError, ConnectionError, FileNotFoundError, ValueError) as exc:
+    except KgrecError as exc:
         print(f"kgrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

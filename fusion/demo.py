@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fusion.fusion_train import FusionConfig
+from fusion.ranking.config import FusionConfig
 from fusion.pipeline import RunConfig, TextStageConfig, train_all
-from fusion.text_finetune import TextTrainConfig
+from fusion.text.finetune import TextTrainConfig
 from kg.pipeline import GnnRunConfig
 from kg.train import TrainConfig
 
@@ -36,10 +36,10 @@ def _stage(title: str) -> float:
 
 def run_demo(run_dir: str | Path = "runs/demo", *, db: str | Path = ".kgrec/demo", users: int = 2000,
              quick: bool = False, progress: bool = True) -> int:
-    from fusion.comparison import markdown
+    from fusion.ranking.comparison import markdown
     from fusion.engine import Engine
     from kg.build import BuildConfig, build_graph
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
     from loaders.synthetic import SyntheticConfig, generate
 
     start = time.perf_counter()

@@ -19,22 +19,31 @@ How a request is answered:
    search: the top ``candidates`` products by text cosine to the query, merged with the
    user's GNN candidates when a known user searches.
 2. **Re-ranking** -- the fusion model scores every candidate for every objective
-   (:mod:`fusion.scoring`: ctr, cvr, ctcvr, value, relevance); the ranking score is the
+   (:mod:`fusion.ranking.scoring`: ctr, cvr, ctcvr, value, relevance); the ranking score is the
    weighted geometric mean with the request's ``weights`` (default: purchase
    probability for recommend, relevance x purchase for search).
 
 Unknown users never raise (cold start: no user features, popularity and text
 candidates); unknown items in :meth:`similar` / :meth:`explain` raise
-:class:`kg.explain.UnknownIdError`. The engine only reads after :meth:`open`, so one
-instance may serve many threads (the text encoder is guarded by a lock).
+:class:`kg.errors.UnknownIdError`, malformed requests (unknown weights or filters, an
+empty query) :class:`kg.errors.InvalidRequestError`. The engine only reads after
+:meth:`open`, so one instance may serve many threads (the text encoder is guarded by a
+lock).
+
+Serving needs no training code: :meth:`Engine.open` composes the components' own
+loaders -- :meth:`FusionModel.load <fusion.ranking.model.FusionModel.load>`,
+:meth:`FeatureTables.load <fusion.ranking.features.FeatureTables.load>`, the id maps of
+the graph export, the catalogue, the split (for the products each user has seen) and,
+on the first search, :func:`fusion.text.encoder.load_run_encoder`. Explanations read the
+graph the run was trained on (``run.json`` remembers it; a ``store`` passed to
+:meth:`open` wins), opened read-only on the first :meth:`explain`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -42,10 +51,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusion.features import ITEM_SIDE, FeatureTables
-from fusion.fusion_train import FusionConfig, Scorer, make_model
-from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
-from kg.explain import UnknownIdError
+from fusion.ranking.config import FusionConfig
+from fusion.ranking.features import ITEM_SIDE, FeatureTables
+from fusion.ranking.model import FusionModel
+from fusion.ranking.scorer import Scorer
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
+from kg.errors import InvalidRequestError, RunFolderError, StoreError, UnknownIdError
+from kg.export import GraphExport
+from kg.run_dir import RunDir
+from kg.split import Split
 
 FILTER_KEYS = ("category", "brand", "min_price", "max_price")
 CATEGORY_CACHE = 256  #: category filter masks kept (least recently used dropped first)
@@ -69,7 +83,9 @@ class Recommendation:
 
 
 @dataclass
-class _Catalogue:
+class Catalogue:
+    """What serving shows of the products, row ``i`` = product index ``i`` of the run."""
+
     ids: np.ndarray            # str [I], export order
     titles: np.ndarray         # str [I]
     prices: np.ndarray         # float [I], NaN unknown
@@ -80,14 +96,40 @@ class _Catalogue:
     def __post_init__(self):
         self.index = pd.Index(self.ids)
 
+    @classmethod
+    def from_items(cls, items: pd.DataFrame, product_ids: np.ndarray) -> Catalogue:
+        """From a canonical ``items`` table (``item_id``, ``title``, ``price``, ``brand``,
+        ``categories``), in the order of ``product_ids`` (missing rows: empty fields)."""
+        products = np.asarray(product_ids, dtype=object)
+        rows = items.set_index("item_id").reindex(pd.Index(products, dtype=object))
+        return cls(products, rows["title"].fillna("").to_numpy(dtype=object), rows["price"].to_numpy(dtype=float),
+                   rows["brand"].fillna("").to_numpy(dtype=object),
+                   [list(c) if c is not None else [] for c in rows["categories"]])
+
+
+def seen_items(split: Split) -> list[np.ndarray]:
+    """Per user index, the product indices of all their train, valid and test pairs."""
+    u = np.concatenate([split.train[0], split.valid[0], split.test[0]])
+    i = np.concatenate([split.train[1], split.valid[1], split.test[1]])
+    order = np.argsort(u, kind="stable")
+    bounds = np.searchsorted(u[order], np.arange(split.num_users + 1))
+    return [i[order][bounds[k]: bounds[k + 1]] for k in range(split.num_users)]
+
 
 class Engine:
-    """Serve a run folder (see the module docstring). Use :meth:`open`."""
+    """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
+    its parts (a fusion model, its feature tables, the user ids of the tables' rows, a
+    :class:`Catalogue`, each user's seen products, a popularity score per product).
 
-    def __init__(self, run_dir: Path, model, tables: FeatureTables, users: np.ndarray,
-                 catalogue: _Catalogue, seen: list[np.ndarray], popularity: torch.Tensor, *,
-                 candidates: int = 100, store=None) -> None:
-        self.run_dir = run_dir
+    ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
+    the first search when not given; ``store`` (an open GraphStore, for explanations)
+    is opened from ``run``'s record on the first explanation when not given.
+    """
+
+    def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
+                 seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
+                 run: RunDir | None = None, encoder=None) -> None:
+        self.run = run
         self.model = model
         self.tables = tables
         self.scorer = Scorer(model, tables)
@@ -97,80 +139,95 @@ class Engine:
         self.popularity = popularity
         self.candidates = candidates
         self.store = store
-        self._encoder = None
+        self._own_store = False
+        self._encoder = encoder
         self._lock = threading.Lock()
-        self._gnn_items = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
+        #: unit-length GNN item vectors [I, dg] (the GNN half of :meth:`similar`)
+        self.item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
         self._explain_embeddings = None
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, run_dir: str | Path, *, store=None, candidates: int | None = None) -> Engine:
-        """Load a finished run folder. ``store`` (an open GraphStore) is needed only for
-        explanations; ``candidates`` overrides the run's re-ranking depth."""
-        run_dir = Path(run_dir)
-        fusion_dir = run_dir / "fusion"
-        if not (fusion_dir / "model.pt").exists():
-            raise FileNotFoundError(f"{run_dir} has no trained fusion model (fusion/model.pt); "
-                                    "run `kgrec train` first")
-        config = FusionConfig.from_dict(json.loads((fusion_dir / "fusion_config.json").read_text()))
-        tables = FeatureTables.load(fusion_dir / "tables.pt")
-        model = make_model(tables, config)
-        model.load_state_dict(torch.load(fusion_dir / "model.pt", weights_only=True))
-        model.eval()
-        maps = json.loads((run_dir / "graph" / "id_maps.json").read_text())["id_maps"]
-        users = np.asarray(maps["user"], dtype=object)
-        products = np.asarray(maps["product"], dtype=object)
-        items = pd.read_parquet(run_dir / "catalogue" / "items.parquet").set_index("item_id")
-        items = items.reindex(pd.Index(products, dtype=object))
-        catalogue = _Catalogue(products, items["title"].fillna("").to_numpy(dtype=object),
-                               items["price"].to_numpy(dtype=float), items["brand"].fillna("").to_numpy(dtype=object),
-                               [list(c) if c is not None else [] for c in items["categories"]])
-        z = np.load(run_dir / "split.npz")
-        u = np.concatenate([z["train_u"], z["valid_u"], z["test_u"]])
-        i = np.concatenate([z["train_i"], z["valid_i"], z["test_i"]])
-        order = np.argsort(u, kind="stable")
-        bounds = np.searchsorted(u[order], np.arange(len(users) + 1))
-        seen = [i[order][bounds[k]: bounds[k + 1]] for k in range(len(users))]
+        """Load a finished run folder. ``store`` (an open GraphStore) overrides the graph
+        the run remembers, for explanations; ``candidates`` overrides the run's
+        re-ranking depth."""
+        run = RunDir(run_dir)
+        model = FusionModel.load(run.need(run.fusion_model, "fusion"))
+        tables = FeatureTables.load(run.need(run.fusion_tables, "fusion"))
+        config = FusionConfig.from_dict(run.config().get("fusion", {}))
+        id_maps, _ = GraphExport.read_id_maps(run.need(run.graph, "gnn"))
+        catalogue = Catalogue.from_items(pd.read_parquet(run.need(run.catalogue_items, "text")), id_maps["product"])
         popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
-        return cls(run_dir, model, tables, users, catalogue, seen, popularity,
-                   candidates=candidates or config.candidates, store=store)
+        return cls(model, tables, id_maps["user"], catalogue, seen_items(run.load_split()), popularity,
+                   candidates=candidates or config.candidates, store=store, run=run)
+
+    def close(self) -> None:
+        """Close the graph store if this engine opened it (the one a caller passed stays open)."""
+        if self._own_store and self.store is not None:
+            self.store.close()
+            self.store, self._own_store = None, False
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
-        return (f"Engine({str(self.run_dir)!r}, users={len(self.user_index):,}, "
+        where = str(self.run.path) if self.run is not None else "<in memory>"
+        return (f"Engine({where!r}, users={len(self.user_index):,}, "
                 f"items={len(self.catalogue.ids):,}, candidates={self.candidates})")
 
     @property
     def encoder(self):
+        """The text encoder of the run (loaded on first use)."""
         with self._lock:
             if self._encoder is None:
-                from fusion.pipeline import load_encoder
+                from fusion.text.encoder import load_run_encoder
 
-                self._encoder = load_encoder(self.run_dir)
+                if self.run is None:
+                    raise RunFolderError("this Engine has no run folder to load a text encoder from; "
+                                         "build it with Engine(..., encoder=...)")
+                self._encoder = load_run_encoder(self.run)
             return self._encoder
 
-    def _encode(self, texts: list[str]) -> torch.Tensor:
+    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
+        """Query embeddings [len(texts), dt] (unit length) from the run's text encoder."""
         encoder = self.encoder
         with self._lock:  # tokenizers are not safe to share between threads
-            return encoder.encode(texts)
+            return encoder.encode(list(texts))
 
-    # ------------------------------------------------------------------ helpers
-    def _user(self, user_id) -> int:
-        return int(self.user_index.get_indexer([user_id])[0]) if user_id is not None else -1
+    @property
+    def cached_categories(self) -> int:
+        """How many category filter masks are cached (at most ``CATEGORY_CACHE``)."""
+        return len(self._category_masks)
 
-    def _item(self, item_id) -> int:
+    # ------------------------------------------------------------------ building blocks
+    def user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
+        """int64 [n]: each user's row in the tables, -1 for an unknown (cold-start) user."""
+        return self.user_index.get_indexer(pd.Index(list(user_ids), dtype=object)).astype(np.int64)
+
+    def knows_user(self, user_id: str) -> bool:
+        """Whether ``user_id`` has a row (False: answered by the cold-start path)."""
+        return user_id is not None and bool(self.user_rows([user_id])[0] >= 0)
+
+    def item_row(self, item_id: str) -> int:
+        """The product's row; :class:`UnknownIdError` when it is not a product of this run."""
         pos = int(self.catalogue.index.get_indexer([item_id])[0])
         if pos < 0:
             raise UnknownIdError(f"unknown item id {item_id!r}: not a product of this run")
         return pos
 
-    def _allowed(self, filters: Mapping[str, Any] | None) -> torch.Tensor | None:
+    def filter_mask(self, filters: Mapping[str, Any] | None) -> torch.Tensor | None:
         """bool [I] of products passing ``filters`` (None = all)."""
         if not filters:
             return None
         unknown = set(filters) - set(FILTER_KEYS)
         if unknown:
-            raise ValueError(f"unknown filters {sorted(unknown)}; use {', '.join(FILTER_KEYS)}")
+            raise InvalidRequestError(f"unknown filters {sorted(unknown)}; use {', '.join(FILTER_KEYS)}",
+                                      "filters")
         c = self.catalogue
         ok = np.ones(len(c.ids), bool)
         if filters.get("category"):
@@ -200,8 +257,8 @@ class Engine:
                     self._category_masks.popitem(last=False)
         return mask
 
-    def _results(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights,
-                 k: int, query_text: torch.Tensor | None = None) -> list[list[Recommendation]]:
+    def rerank(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights,
+               k: int, query_text: torch.Tensor | None = None) -> list[list[Recommendation]]:
         """Score candidate matrix ``cands`` [B, N] (``valid`` [B, N] masks padding) and keep
         the top ``k`` per row."""
         b, n = cands.shape
@@ -235,9 +292,10 @@ class Engine:
                 scores[r, torch.from_numpy(self.seen[u])] = -torch.inf
         return scores
 
-    def _candidates(self, users: torch.Tensor, exclude_seen: bool, allowed: torch.Tensor | None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """GNN top-N per known user, popularity top-N for unknown (-1) users."""
+    def gnn_candidates(self, users: torch.Tensor, exclude_seen: bool, allowed: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(product rows [B, N], valid [B, N]): the GNN top-``candidates`` per known user
+        row, popularity top-N for unknown (-1) users; seen and filtered products excluded."""
         t = self.tables
         n_items = t.num_items
         scores = t.user_gnn[users.clamp(min=0)] @ t.item_gnn.T                   # [B, I]
@@ -269,13 +327,12 @@ class Engine:
                         ) -> list[list[Recommendation]]:
         """:meth:`recommend` for many users, scored in batches (offline scoring)."""
         weights = check_weights(weights, RECOMMEND_WEIGHTS)
-        allowed = self._allowed(filters)
+        allowed = self.filter_mask(filters)
         out: list[list[Recommendation]] = []
         for s in range(0, len(user_ids), batch_size):
-            chunk = list(user_ids[s: s + batch_size])
-            users = torch.from_numpy(self.user_index.get_indexer(pd.Index(chunk, dtype=object)).astype(np.int64))
-            cands, valid = self._candidates(users, exclude_seen, allowed)
-            out += self._results(users, cands, valid, weights, k)
+            users = torch.from_numpy(self.user_rows(user_ids[s: s + batch_size]))
+            cands, valid = self.gnn_candidates(users, exclude_seen, allowed)
+            out += self.rerank(users, cands, valid, weights, k)
         if explain:
             for uid, recs in zip(user_ids, out):
                 recs[:] = [self._with_explanation(uid, r, max_paths) for r in recs]
@@ -287,31 +344,31 @@ class Engine:
         """Top ``k`` products for a text query, personalised when ``user_id`` is known."""
         weights = check_weights(weights, SEARCH_WEIGHTS)
         if not str(query).strip():
-            raise ValueError("search: the query is empty")
-        allowed = self._allowed(filters)
-        qv = self._encode([str(query)])                                           # [1, dt]
+            raise InvalidRequestError("search: the query is empty", "query")
+        allowed = self.filter_mask(filters)
+        qv = self.encode_queries([str(query)])                                    # [1, dt]
         text = (qv @ self.tables.item_text.T)[0]
         if allowed is not None:
             text = text.masked_fill(~allowed, -torch.inf)
         top = torch.topk(text, min(self.candidates, len(text)))
         cands = top.indices[torch.isfinite(top.values)]
-        user = torch.tensor([self._user(user_id)])
-        if user_id is not None and int(user[0]) >= 0:
-            gnn, ok = self._candidates(user, False, allowed)
+        user = torch.from_numpy(self.user_rows([user_id])) if user_id is not None else torch.tensor([-1])
+        if int(user[0]) >= 0:
+            gnn, ok = self.gnn_candidates(user, False, allowed)
             cands = torch.unique(torch.cat([cands, gnn[0][ok[0]]]))
-        return self._results(user, cands[None], torch.ones(1, len(cands), dtype=torch.bool), weights, k,
+        return self.rerank(user, cands[None], torch.ones(1, len(cands), dtype=torch.bool), weights, k,
                              query_text=qv)[0]
 
     def similar(self, item_id: str, k: int = 10, filters: Mapping[str, Any] | None = None
                 ) -> list[Recommendation]:
         """Products most like ``item_id``: mean of the GNN and text cosine similarities
         (``objectives`` holds both)."""
-        i = self._item(item_id)
-        g = self._gnn_items @ self._gnn_items[i]
+        i = self.item_row(item_id)
+        g = self.item_gnn_unit @ self.item_gnn_unit[i]
         t = self.tables.item_text @ self.tables.item_text[i]
         score = (g + t) / 2
         score[i] = -torch.inf
-        allowed = self._allowed(filters)
+        allowed = self.filter_mask(filters)
         if allowed is not None:
             score = score.masked_fill(~allowed, -torch.inf)
         top = torch.topk(score, min(k, len(score)))
@@ -320,19 +377,34 @@ class Engine:
                                None if np.isnan(c.prices[j]) else float(c.prices[j]))
                 for s, j in zip(top.values.tolist(), top.indices.tolist()) if s != -np.inf]
 
+    def graph(self):
+        """The graph store explanations read: the one given to :meth:`open`, else the one
+        the run was trained on (``run.json``), opened read-only on first use."""
+        with self._lock:
+            if self.store is None:
+                from kg.stores import StoreConfig, open_store
+
+                location = self.run.store_location() if self.run is not None else None
+                if not location:
+                    raise StoreError("explanations read the graph, and this run does not say which one: "
+                                     "open the engine with Engine.open(run_dir, store=...)")
+                config = StoreConfig.from_location(location)
+                store = open_store(config, **({"read_only": True} if config.kind == "embedded" else {}))
+                self.store, self._own_store = store.connect(), True
+            return self.store
+
     def explain(self, user_id: str, item_id: str, max_paths: int = 5):
         """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`)."""
         from kg.explain import Embeddings, explain
 
-        if self.store is None:
-            raise ValueError("explanations read the graph: open the engine with Engine.open(run_dir, store=...)")
+        store = self.graph()
         if self._explain_embeddings is None:
-            self._explain_embeddings = Embeddings.from_npz(self.run_dir / "embeddings.npz")
-        return explain(self.store, user_id, item_id, max_paths, self._explain_embeddings)
+            if self.run is None:
+                raise RunFolderError("explanations rank paths with the run's embeddings: this Engine has no run folder")
+            self._explain_embeddings = Embeddings.from_npz(self.run.need(self.run.embeddings, "gnn"))
+        return explain(store, user_id, item_id, max_paths, self._explain_embeddings)
 
     def _with_explanation(self, user_id: str, rec: Recommendation, max_paths: int) -> Recommendation:
-        from dataclasses import replace
-
         try:
             why = self.explain(user_id, rec.item_id, max_paths)
         except UnknownIdError:  # a cold-start user is not in the graph

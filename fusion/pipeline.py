@@ -1,19 +1,13 @@
 """All training stages in order -- graph encoder, text encoder, fusion -- into one run folder.
 
-::
+The folder's layout is :mod:`kg.run_dir`'s; ``run.json`` holds :class:`RunConfig` (every
+stage's settings, written first) and the store the run was trained on. The stages:
 
-    run_dir/
-      run.json              RunConfig (all stages), written first
-      config.json … model.pt, embeddings.npz, graph/, split.npz   the GNN stage (kg.pipeline)
-      catalogue/items.parquet    the products read from the store (titles, prices, …)
-      text/encoder/         the fine-tuned text encoder (HF directory), or
-      text/encoder.json     the checkpoint used as is (no fine-tuning)
-      text/items/           product text embeddings (fusion.text_index.Embeddings)
-      text/users/           user text profiles
-      text/queries/         embeddings of the judged queries
-      fusion/               fusion_config.json, checkpoint.pt, fusion_history.json,
-                            model.pt (best), tables.pt (feature tables), examples.json
-      comparison.json, comparison.md   the table popularity / GNN / text / fused (test)
+* ``gnn`` -- :func:`kg.pipeline.train_gnn`: export, split, graph encoder, embeddings;
+* ``text`` -- :func:`run_text_stage`: the catalogue read from the store, the text encoder
+  fine-tuned (or used as is), product / user-profile / judged-query embeddings;
+* ``fusion`` -- :func:`run_fusion_stage`: examples and feature tables, the fusion model
+  (and the CVR-on-clicks baseline), the comparison table.
 
 :func:`train_all` runs every stage (``stages`` picks some); a stage reads what the earlier
 ones wrote, so ``--stage fusion`` can be re-run alone.
@@ -21,8 +15,6 @@ ones wrote, so ``--stage fusion`` can be re-run alone.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +23,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusion.examples import ExampleConfig, build_examples, build_relevance, query_parts
-from fusion.features import FeatureTables, aligned, build_tables, side_features
-from fusion.fusion_train import FusionConfig, FusionData, train_fusion
-from fusion.text_finetune import TextTrainConfig
+from fusion.ranking.config import FusionConfig
+from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, query_parts
+from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
+from fusion.ranking.train import FusionData, train_fusion
+from fusion.text.finetune import TextTrainConfig
 from kg.config import checked_fields
+from kg.errors import ConfigError, DataError
+from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
-from kg.train import _atomic_save
-
-STAGES = ("gnn", "text", "fusion")
+from kg.run_dir import STAGES, RunDir, save_parquet, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -84,22 +77,16 @@ class RunConfig:
                    fusion=FusionConfig.from_dict(values.get("fusion", {})),
                    baselines=values.get("baselines", True))
 
-    def save(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "run.json.tmp"
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, run_dir / "run.json")
+    def save(self, run_dir: str | Path) -> None:
+        """Write every stage's section of ``run.json`` (other sections, e.g. the store, stay)."""
+        RunDir(run_dir).update_config(**self.to_dict())
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunConfig:
-        path = Path(run_dir) / "run.json"
-        return cls.from_dict(json.loads(path.read_text())) if path.exists() else cls()
-
-
-def _need(path: Path, stage: str) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run the {stage} stage first (kgrec train --stage {stage})")
-    return path
+        """The configuration in ``run.json`` (defaults for a new folder)."""
+        values = RunDir(run_dir).config()
+        values.pop("store", None)
+        return cls.from_dict(values)
 
 
 # ------------------------------------------------------------------------------ text
@@ -114,45 +101,29 @@ def train_queries(judgements: pd.DataFrame, config: ExampleConfig) -> pd.DataFra
     return judgements[judgements["query"].astype(str).isin(keep)].reset_index(drop=True)
 
 
-def load_encoder(run_dir: str | Path):
-    """The run's text encoder (fine-tuned directory, or the checkpoint it recorded)."""
-    from fusion.text_encoder import TextEncoder
-
-    text = Path(run_dir) / "text"
-    if (text / "encoder").is_dir():
-        return TextEncoder.from_pretrained(text / "encoder")
-    record = json.loads(_need(text / "encoder.json", "text").read_text())
-    return TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
-
-
 def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Read the catalogue, fine-tune the encoder (optional), embed products, reviews,
     user profiles and judged queries."""
-    from fusion.text_encoder import TextEncoder, resolve_checkpoint
-    from fusion.text_finetune import run_finetune
-    from fusion.text_index import Embeddings, embed_items, embed_reviews, user_profiles
+    from fusion.text.encoder import TextEncoder, resolve_checkpoint, save_run_record
+    from fusion.text.finetune import run_finetune
+    from fusion.text.index import Embeddings, embed_items, embed_reviews, user_profiles
     from kg.catalogue import read_catalogue
-    from kg.export import GraphExport
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     catalogue = read_catalogue(store)
-    (run_dir / "catalogue").mkdir(parents=True, exist_ok=True)
-    catalogue.items.to_parquet(run_dir / "catalogue" / "items.parquet")
-    catalogue.judgements.to_parquet(run_dir / "catalogue" / "judgements.parquet")
+    save_parquet(catalogue.items, run.catalogue_items)
+    save_parquet(catalogue.judgements, run.judgements)
     judged = np.sort(catalogue.judgements["query"].astype(str).unique())
     stage = config.text
-    text_dir = run_dir / "text"
-    text_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     if stage.finetune and (len(catalogue.reviews) or len(catalogue.judgements)):
         catalogue.judgements = train_queries(catalogue.judgements, config.fusion.examples)
-        result = run_finetune(catalogue, stage.train, text_dir / "encoder", progress=progress)
+        result = run_finetune(catalogue, stage.train, run.text_encoder, progress=progress)
         encoder = result.encoder
         summary = {"before": result.before, "after": result.after}
     else:
         path = resolve_checkpoint(stage.train.checkpoint)
-        (text_dir / "encoder.json").write_text(json.dumps({"checkpoint": str(path),
-                                                           "max_length": stage.train.max_length}))
+        save_run_record(run, path, stage.train.max_length)
         encoder = TextEncoder.from_pretrained(path, max_length=stage.train.max_length)
     encoder.eval()
     with torch.no_grad():
@@ -160,8 +131,8 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
                             text_config=stage.train.text)
         reviews = embed_reviews(encoder, catalogue.reviews, batch_size=stage.embed_batch_size,
                                 text_config=stage.train.text)
-        export = GraphExport.load(_need(run_dir / "graph", "gnn"))
-        train = _train_purchases(run_dir, export)
+        export = GraphExport.load(run.need(run.graph, "gnn"))
+        train = _train_purchases(run, export)
         # profiles see only training-pair reviews: a review of a held-out purchase names it
         pairs = pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
         own = pd.MultiIndex.from_frame(catalogue.reviews[["user_id", "item_id"]]).isin(pairs)
@@ -169,22 +140,19 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
         queries = Embeddings(np.asarray(judged, dtype=object),
                              encoder.encode(list(judged), stage.embed_batch_size) if len(judged)
                              else torch.zeros(0, items.vectors.shape[1]))
-    items.save(text_dir / "items")
-    profiles.save(text_dir / "users")
-    queries.save(text_dir / "queries")
+    items.save(run.text_items)
+    profiles.save(run.text_users)
+    queries.save(run.text_queries)
     summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),
                     "queries": len(queries)})
-    (text_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run.text_summary, summary)
     return summary
 
 
-def _train_purchases(run_dir: Path, export) -> pd.DataFrame:
+def _train_purchases(run: RunDir, export: GraphExport) -> pd.DataFrame:
     """Training positives of the GNN split as an interactions-like frame (user profiles
     must not see held-out purchases)."""
-    from kg.pipeline import _load_split
-
-    split = _load_split(_need(run_dir / "split.npz", "gnn"))
-    users, items = split.train
+    users, items = run.load_split().train
     return pd.DataFrame({"user_id": export.id_maps["user"][users], "item_id": export.id_maps["product"][items],
                          "event": "purchase"})
 
@@ -193,43 +161,36 @@ def _train_purchases(run_dir: Path, export) -> pd.DataFrame:
 
 def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -> FusionData:
     """Examples, relevance pairs and feature tables from the GNN and text stages' output."""
-    from fusion.text_index import Embeddings
-    from kg.export import GraphExport
-    from kg.pipeline import _load_split
+    from fusion.text.index import Embeddings
 
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     config = config or ExampleConfig()
-    export = GraphExport.load(_need(run_dir / "graph", "gnn"))
-    split = _load_split(run_dir / "split.npz")
+    export = GraphExport.load(run.need(run.graph, "gnn"))
+    split = run.load_split()
     products, users = export.id_maps["product"], export.id_maps["user"]
-    items = pd.read_parquet(_need(run_dir / "catalogue" / "items.parquet", "text"))
+    items = pd.read_parquet(run.need(run.catalogue_items, "text"))
     prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
     examples = build_examples(export.data, split, prices, config)
-    gnn = np.load(_need(run_dir / "embeddings.npz", "gnn"), allow_pickle=False)
+    gnn = np.load(run.need(run.embeddings, "gnn"), allow_pickle=False)
     user_gnn, _ = aligned(users, gnn["user_ids"], torch.from_numpy(gnn["user"]))
     item_gnn, _ = aligned(products, gnn["item_ids"], torch.from_numpy(gnn["item"]))
-    text_items = Embeddings.load(_need(run_dir / "text" / "items", "text"))
-    text_users = Embeddings.load(run_dir / "text" / "users")
+    text_items = Embeddings.load(run.need(run.text_items, "text"))
+    text_users = Embeddings.load(run.need(run.text_users, "text"))
     item_text, _ = aligned(products, text_items.ids, text_items.vectors)
     user_text, has_profile = aligned(users, text_users.ids, text_users.vectors)
     item_side, user_side = side_features(items, products, len(users), examples)
     tables = build_tables(user_gnn=user_gnn, item_gnn=item_gnn, item_text=item_text, user_text=user_text,
                           has_profile=has_profile, item_side=item_side, user_side=user_side)
     tables = scale_gnn(tables, examples)
-    queries = Embeddings.load(run_dir / "text" / "queries")
+    queries = Embeddings.load(run.need(run.text_queries, "text"))
     relevance, query_vectors = None, None
     if len(queries):
-        judgements = _judgements_of(run_dir)
+        judgements = pd.read_parquet(run.need(run.judgements, "text"))
         relevance = build_relevance(judgements, lambda ids: export.index_of("product", ids), config)
         query_vectors, found = aligned(relevance.queries, queries.ids, queries.vectors)
         if not found.all():
-            raise ValueError("text stage is stale: judged queries without embeddings; re-run --stage text")
+            raise DataError("text stage is stale: judged queries without embeddings; re-run --stage text")
     return FusionData(tables, examples, split, relevance, query_vectors)
-
-
-def _judgements_of(run_dir: Path) -> pd.DataFrame:
-    path = run_dir / "catalogue" / "judgements.parquet"
-    return pd.read_parquet(_need(path, "text"))
 
 
 def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int = 0) -> FeatureTables:
@@ -249,16 +210,15 @@ def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int =
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
-    from fusion.comparison import compare, markdown
+    from fusion.ranking.comparison import compare, markdown
 
-    run_dir = Path(run_dir)
-    data = load_fusion_data(run_dir, config.fusion.examples)
-    out = run_dir / "fusion"
-    result = train_fusion(data, config.fusion, out_dir=out, progress=progress)
-    _atomic_save(result.model.state_dict(), out / "model.pt")
-    result.tables.save(out / "tables.pt")
-    (out / "examples.json").write_text(json.dumps({"kind": data.examples.kind, "counts": data.examples.counts,
-                                                   "parts": data.examples.summary()}, indent=2))
+    run = RunDir(run_dir)
+    data = load_fusion_data(run, config.fusion.examples)
+    result = train_fusion(data, config.fusion, run=run, progress=progress)
+    result.model.save(run.fusion_model)
+    result.tables.save(run.fusion_tables)
+    write_json(run.fusion_examples, {"kind": data.examples.kind, "counts": data.examples.counts,
+                                     "parts": data.examples.summary()})
     naive = None
     if config.baselines:
         from dataclasses import replace
@@ -266,8 +226,8 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
         naive = train_fusion(data, replace(config.fusion, esmm=False), progress=False).model
     data.tables = result.tables
     results = compare(data, result.model, naive, config.fusion.candidates)
-    (run_dir / "comparison.json").write_text(json.dumps(results, indent=2))
-    (run_dir / "comparison.md").write_text(markdown(results) + "\n")
+    write_json(run.comparison_json, results)
+    write_text(run.comparison_md, markdown(results) + "\n")
     return results
 
 
@@ -279,10 +239,11 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
 
     unknown = set(stages) - set(STAGES)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)} ({', '.join(STAGES)})")
-    run_dir = Path(run_dir)
+        raise ConfigError(f"unknown stages {sorted(unknown)} ({', '.join(STAGES)})")
+    run = RunDir(run_dir)
     config = config or RunConfig()
-    config.save(run_dir)
+    config.save(run.path)
+    run.update_config(store=store.location())
     out: dict = {}
     if "gnn" in stages:
         out["gnn"] = train_gnn(store, run_dir, config.gnn, progress=progress).metrics

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from kg.rows import fingerprint, graph_rows
-from kg.store import GraphStore
+from kg.stores import GraphStore
 from loaders.dataset import Dataset
 
 

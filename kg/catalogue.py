@@ -19,7 +19,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.schema import PRODUCT, REVIEW, rel_spec
-from kg.store import GraphStore
+from kg.stores import GraphStore
 from loaders.dataset import Dataset, make_table
 
 

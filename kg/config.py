@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from kg.errors import ConfigError
+
 
 def checked_fields(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` unchanged, after checking every key is a field of dataclass ``cls``."""
     unknown = set(values) - {f.name for f in fields(cls)}
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+        raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}")
     return values
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kg import queries as q
+from kg.errors import UnknownIdError
 from kg.schema import NODE_BY_LABEL, REL_BY_TYPE
 
 #: interaction types a path may start with, the verb used in sentences, and how much
@@ -50,13 +51,6 @@ WEIGHTS: dict[str, float] = {
 LINK_PHRASES = {"ALSO_BOUGHT": "customers who bought it also bought this",
                 "ALSO_VIEWED": "customers who viewed it also viewed this",
                 "BOUGHT_TOGETHER": "it is often bought together with this"}
-
-
-class UnknownIdError(KeyError):
-    """A user or item id that is not in the graph."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -135,7 +129,7 @@ def explain(store, user_id: str, item_id: str, max_paths: int = 5,
             embeddings: Embeddings | None = None) -> Explanation:
     """The best ``max_paths`` knowledge-graph paths from a user to an item.
 
-    Raises :class:`UnknownIdError` for an id not in the graph; returns an
+    Raises :class:`kg.errors.UnknownIdError` for an id not in the graph; returns an
     :class:`Explanation` with no paths (and a ``reason``) when nothing connects them.
     """
     _name(store, "User", user_id)
@@ -201,8 +195,7 @@ def explain(store, user_id: str, item_id: str, max_paths: int = 5,
 
 
 def _fallback(store, user_id: str, item_id: str, user: PathNode, item: PathNode) -> KGPath | None:
-    query = q.NEO4J_EXPLAIN_FALLBACK if store.kind == "neo4j" else q.EMBEDDED_EXPLAIN_FALLBACK
-    rows = store.run(query, {"user": user_id, "item": item_id}).to_dict("records")
+    rows = store.run(q.EXPLAIN_FALLBACK[store.dialect], {"user": user_id, "item": item_id}).to_dict("records")
     if not rows:
         return None
     labels, ids, types = rows[0]["labels"], rows[0]["ids"], rows[0]["types"]

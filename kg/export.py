@@ -21,14 +21,14 @@ sorted, so the same graph always gives the same indices (on either store).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kg.run_dir import save_torch, write_text
 from kg.schema import EVENT_TYPES, RELS
-from kg.store import GraphStore
+from kg.stores import GraphStore
 
 NODE_TYPES: dict[str, str] = {  # store label -> PyG node type
     "User": "user", "Product": "product", "Brand": "brand", "Category": "category", "Entity": "entity",
@@ -116,11 +116,10 @@ class GraphExport:
         import torch
 
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic(folder / "graph.pt", lambda p: torch.save(self.data, p))
+        save_torch(self.data, folder / "graph.pt")
         maps = {"id_maps": {t: list(map(str, ids)) for t, ids in self.id_maps.items()},
                 "relations": self.relations}
-        _atomic(folder / "id_maps.json", lambda p: Path(p).write_text(json.dumps(maps)))
+        write_text(folder / "id_maps.json", json.dumps(maps))
         return folder
 
     @classmethod
@@ -129,15 +128,15 @@ class GraphExport:
 
         folder = Path(folder)
         data = torch.load(folder / "graph.pt", weights_only=False)
-        maps = json.loads((folder / "id_maps.json").read_text())
-        ids = {t: np.asarray(v, dtype=object) for t, v in maps["id_maps"].items()}
-        return cls(data, ids, maps["relations"])
+        ids, relations = cls.read_id_maps(folder)
+        return cls(data, ids, relations)
 
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    @staticmethod
+    def read_id_maps(folder: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Only the id maps (node type -> sorted ids) and relation names of a saved export:
+        what serving needs, without loading the graph itself."""
+        maps = json.loads((Path(folder) / "id_maps.json").read_text())
+        return {t: np.asarray(v, dtype=object) for t, v in maps["id_maps"].items()}, maps["relations"]
 
 
 def export_graph(store: GraphStore) -> GraphExport:

@@ -1,33 +1,30 @@
 """The graph-encoder stage end to end: store -> export -> split -> train -> run folder.
 
-A *run folder* holds everything needed to use or re-evaluate the result::
+It fills the GNN part of a run folder (:mod:`kg.run_dir` owns the layout): the ``gnn``
+section of ``run.json`` (:class:`GnnRunConfig`) and the store the graph came from,
+written first; ``graph/`` (the HeteroData export and its id maps), ``split.npz``,
+``checkpoints/``, ``model.pt`` (the best state_dict), ``embeddings.npz`` (user / item
+embeddings, float32, with their ids), ``metrics.json`` and ``report.md`` (test metrics
+of the model and of the popularity baseline).
 
-    run_dir/
-      config.json        GnnRunConfig (split + TrainConfig), written first
-      graph/             the HeteroData export and its id maps (kg.export)
-      split.npz          train / valid / test index pairs
-      checkpoints/       training checkpoints (resumable)
-      model.pt           the best model's state_dict
-      embeddings.npz     user / item embeddings (float32) and their ids
-      metrics.json       test metrics of the model and of the popularity baseline
-      report.md          the same as a markdown table
-
-:func:`train_gnn` makes one; :func:`evaluate_run` re-scores one.
+:func:`train_gnn` makes one; :func:`open_run` loads one; :func:`evaluate_run` re-scores one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from kg.config import checked_fields
+from kg.errors import RunFolderError
 from kg.evaluation import evaluate, markdown_table, popularity_scores
 from kg.export import GraphExport, export_graph
+from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
 from kg.split import Split, split_interactions
-from kg.store import GraphStore
+from kg.stores import GraphStore
 from kg.train import TrainConfig, build_model, evaluate_model, train
 
 
@@ -50,7 +47,7 @@ class GnnRunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> GnnRunConfig:
-        values = dict(values)
+        values = dict(checked_fields(cls, values))
         values["train"] = TrainConfig.from_dict(values.get("train", {}))
         if values.get("positive_types"):
             values["positive_types"] = tuple(values["positive_types"])
@@ -77,12 +74,6 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _split(export: GraphExport, config: GnnRunConfig) -> Split:
     method = config.split
     if method == "auto":
@@ -92,18 +83,6 @@ def _split(export: GraphExport, config: GnnRunConfig) -> Split:
                 method = "given"
     return split_interactions(export.data, method, config.positive_types, config.valid_fraction,
                               config.test_fraction, seed=config.train.seed)
-
-
-def _save_split(split: Split, path: Path) -> None:
-    np.savez(path, sizes=np.array([split.num_users, split.num_items]),
-             train_u=split.train[0], train_i=split.train[1], valid_u=split.valid[0],
-             valid_i=split.valid[1], test_u=split.test[0], test_i=split.test[1])
-
-
-def _load_split(path: Path) -> Split:
-    z = np.load(path)
-    return Split(int(z["sizes"][0]), int(z["sizes"][1]), (z["train_u"], z["train_i"]),
-                 (z["valid_u"], z["valid_i"]), (z["test_u"], z["test_i"]))
 
 
 def _metrics(model, split: Split, config: GnnRunConfig) -> dict[str, dict[str, float]]:
@@ -120,56 +99,52 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     import torch
 
     config = config or GnnRunConfig()
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     writer = _rank() == 0
     if writer:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2))
-    if resume and (run_dir / "graph" / "graph.pt").exists():
-        export, split = GraphExport.load(run_dir / "graph"), _load_split(run_dir / "split.npz")
+        run.update_config(gnn=config.to_dict(), store=store.location())
+    if resume and (run.graph / "graph.pt").exists():
+        export, split = GraphExport.load(run.graph), run.load_split()
     else:
         export = export_graph(store)  # every rank reads the same graph and makes the same split
         split = _split(export, config)
         if writer:
-            export.save(run_dir / "graph")
-            _save_split(split, run_dir / "split.npz")
+            export.save(run.graph)
+            run.save_split(split)
     model = build_model(config.train, export, split)
-    result = train(model, split, config.train, checkpoint_dir=run_dir / "checkpoints",
-                   resume=resume, progress=progress)
+    result = train(model, split, config.train, checkpoint_dir=run.checkpoints, resume=resume, progress=progress)
     model = result.model
     if _rank() != 0:  # under torchrun only rank 0 holds the best model and writes the run
-        return GnnRun(run_dir, config, export, split, model, {})
-    tmp = run_dir / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, run_dir / "model.pt")
+        return GnnRun(run.path, config, export, split, model, {})
+    save_torch(model.state_dict(), run.gnn_model)
     with torch.no_grad():
         model.eval()
         users, items = (e.detach().cpu().numpy().astype(np.float32) for e in model.embeddings())
-    np.savez(run_dir / "embeddings.npz", user=users, item=items,
+    save_npz(run.embeddings, user=users, item=items,
              user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
     metrics = _metrics(model, split, config)
-    run = GnnRun(run_dir, config, export, split, model, metrics)
-    _write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    _write(run_dir / "report.md", run.report() + "\n")
+    gnn_run = GnnRun(run.path, config, export, split, model, metrics)
+    write_json(run.metrics, metrics)
+    write_text(run.report, gnn_run.report() + "\n")
     if config.write_embeddings and hasattr(store, "write_vectors"):
         store.write_vectors("Product", export.id_maps["product"], items)
-    return run
+    return gnn_run
 
 
 def open_run(run_dir: str | Path) -> GnnRun:
     """Load a finished run folder (model rebuilt and its weights restored)."""
     import torch
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
-        raise FileNotFoundError(f"{run_dir} is not a finished GNN run (no model.pt); run `kgrec train` first")
-    config = GnnRunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    export, split = GraphExport.load(run_dir / "graph"), _load_split(run_dir / "split.npz")
+    run = RunDir(run_dir)
+    if not run.gnn_model.exists():
+        raise RunFolderError(f"{run.path} is not a finished GNN run (no model.pt); run `kgrec train` first")
+    config = GnnRunConfig.from_dict(run.config().get("gnn", {}))
+    export, split = GraphExport.load(run.graph), run.load_split()
     model = build_model(config.train, export, split)
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    model.load_state_dict(torch.load(run.gnn_model, weights_only=True))
     model.eval()
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-    return GnnRun(run_dir, config, export, split, model, metrics)
+    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
+    return GnnRun(run.path, config, export, split, model, metrics)
 
 
 def evaluate_run(run_dir: str | Path) -> GnnRun:

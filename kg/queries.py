@@ -12,7 +12,11 @@ unchanged on both.
 
 from __future__ import annotations
 
-from kg.schema import EMBEDDING_PROP, NodeSpec, RelSpec, quote
+from kg.schema import (CATEGORY, EMBEDDING_PROP, ENTITY, META, PRODUCT, USER, NodeSpec, RelSpec, quote,
+                       rel_spec)
+
+_USER, _PRODUCT, _ENTITY, _CATEGORY = (quote(s.label) for s in (USER, PRODUCT, ENTITY, CATEGORY))
+_TITLE = quote(PRODUCT.name_prop)
 
 # ---------------------------------------------------------------- Neo4j (write)
 
@@ -80,13 +84,14 @@ NEO4J_VECTOR_NEIGHBOURS = (
 #: same query: ``$same_category`` (shares a category), ``$min_price`` / ``$max_price``
 #: (null = no bound). ``$candidates`` nearest neighbours are fetched, then filtered to ``$k``.
 NEO4J_SIMILAR_ITEMS = (
-    "MATCH (src:`Product` {id: $item}) WHERE src.embedding IS NOT NULL "
-    "CALL db.index.vector.queryNodes($index, $candidates, src.embedding) YIELD node, score "
+    f"MATCH (src:{_PRODUCT} {{id: $item}}) WHERE src.{quote(EMBEDDING_PROP)} IS NOT NULL "
+    f"CALL db.index.vector.queryNodes($index, $candidates, src.{quote(EMBEDDING_PROP)}) YIELD node, score "
     "WITH src, node, score WHERE node.id <> $item "
     "AND ($min_price IS NULL OR node.price >= $min_price) "
     "AND ($max_price IS NULL OR node.price <= $max_price) "
-    "AND (NOT $same_category OR EXISTS { (src)-[:`IN_CATEGORY`]->(:`Category`)<-[:`IN_CATEGORY`]-(node) }) "
-    "RETURN node.id AS id, node.title AS title, node.price AS price, score "
+    f"AND (NOT $same_category OR EXISTS {{ (src)-[:{quote(rel_spec('IN_CATEGORY').type)}]->(:{_CATEGORY})"
+    f"<-[:{quote(rel_spec('IN_CATEGORY').type)}]-(node) }}) "
+    f"RETURN node.id AS id, node.{_TITLE} AS title, node.price AS price, score "
     "ORDER BY score DESC, id LIMIT $k"
 )
 
@@ -234,8 +239,8 @@ def node_name_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)} {{id: $id}}) RETURN n.{quote(spec.name_prop)} AS name"
 
 
-META_READ = "MATCH (m:KgrecMeta {id: $key}) RETURN m.value AS value"
-META_WRITE = "MERGE (m:KgrecMeta {id: $key}) SET m.value = $value"
+META_READ = f"MATCH (m:{quote(META.label)} {{id: $key}}) RETURN m.value AS value"
+META_WRITE = f"MERGE (m:{quote(META.label)} {{id: $key}}) SET m.value = $value"
 
 
 # ------------------------------------------------------------- explanations (both)
@@ -243,9 +248,11 @@ META_WRITE = "MERGE (m:KgrecMeta {id: $key}) SET m.value = $value"
 # (relationship type ``via``), to the recommended item ``i``. Each returns the
 # product ``p`` (id, name), the time of the user's interaction, and the middle nodes.
 
-_USER_VIA = "MATCH (u:`User` {{id: $user}})-[r:{via}]->(p:`Product`)"
+_USER_VIA = f"MATCH (u:{_USER} {{{{id: $user}}}})-[r:{{via}}]->(p:{_PRODUCT})"
 _NOT_ITEM = "WHERE p.id <> $item"
 _ORDER = "ORDER BY ts DESC, p_id{extra} LIMIT $limit"
+_ITEM = f"(i:{_PRODUCT} {{id: $item}})"
+_P_FIELDS = f"p.id AS p_id, p.{_TITLE} AS p_name, r.ts AS ts"
 
 
 def _via(via: RelSpec) -> str:
@@ -254,16 +261,16 @@ def _via(via: RelSpec) -> str:
 
 def explain_direct_query(via: RelSpec) -> str:
     """The user already interacted with the item itself."""
-    return (f"MATCH (u:`User` {{id: $user}})-[r:{quote(via.type)}]->(p:`Product` {{id: $item}}) "
-            "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts ORDER BY ts DESC LIMIT $limit")
+    return (f"MATCH (u:{_USER} {{id: $user}})-[r:{quote(via.type)}]->(p:{_PRODUCT} {{id: $item}}) "
+            f"RETURN {_P_FIELDS} ORDER BY ts DESC LIMIT $limit")
 
 
 def explain_shared_node_query(via: RelSpec, link: RelSpec, middle: NodeSpec) -> str:
     """user -via-> p -link-> (m) <-link- item: same brand / category / entity."""
     return (
         f"{_via(via)}-[:{quote(link.type)}]->(m:{quote(middle.label)})<-[:{quote(link.type)}]-"
-        f"(i:`Product` {{id: $item}}) {_NOT_ITEM} "
-        f"RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts, m.id AS m_id, "
+        f"{_ITEM} {_NOT_ITEM} "
+        f"RETURN {_P_FIELDS}, m.id AS m_id, "
         f"m.{quote(middle.name_prop)} AS m_name " + _ORDER.format(extra=", m_id")
     )
 
@@ -271,19 +278,17 @@ def explain_shared_node_query(via: RelSpec, link: RelSpec, middle: NodeSpec) -> 
 def explain_item_link_query(via: RelSpec, link: RelSpec, outgoing: bool) -> str:
     """user -via-> p -[also_bought …]- item (either direction)."""
     arrow = f"-[:{quote(link.type)}]->" if outgoing else f"<-[:{quote(link.type)}]-"
-    return (
-        f"{_via(via)}{arrow}(i:`Product` {{id: $item}}) {_NOT_ITEM} "
-        "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts " + _ORDER.format(extra="")
-    )
+    return f"{_via(via)}{arrow}{_ITEM} {_NOT_ITEM} RETURN {_P_FIELDS} " + _ORDER.format(extra="")
 
 
 def explain_related_entities_query(via: RelSpec, outgoing: bool) -> str:
     """user -via-> p -LINKED_TO-> e1 -RELATED- e2 <-LINKED_TO- item."""
-    arrow = "-[k:`RELATED`]->" if outgoing else "<-[k:`RELATED`]-"
+    related, linked = quote(rel_spec("RELATED").type), quote(rel_spec("LINKED_TO").type)
+    arrow = f"-[k:{related}]->" if outgoing else f"<-[k:{related}]-"
     return (
-        f"{_via(via)}-[:`LINKED_TO`]->(m:`Entity`){arrow}(n:`Entity`)<-[:`LINKED_TO`]-"
-        f"(i:`Product` {{id: $item}}) {_NOT_ITEM} AND m.id <> n.id "
-        "RETURN p.id AS p_id, p.title AS p_name, r.ts AS ts, m.id AS m_id, m.id AS m_name, "
+        f"{_via(via)}-[:{linked}]->(m:{_ENTITY}){arrow}(n:{_ENTITY})<-[:{linked}]-"
+        f"{_ITEM} {_NOT_ITEM} AND m.id <> n.id "
+        f"RETURN {_P_FIELDS}, m.id AS m_id, m.id AS m_name, "
         "k.relation AS relation, n.id AS n_id " + _ORDER.format(extra=", m_id, relation, n_id")
     )
 
@@ -292,22 +297,25 @@ def explain_co_interaction_query(via: RelSpec) -> str:
     """user -via-> p <-via- other users -via-> item: how many did both."""
     t = quote(via.type)
     return (
-        f"{_via(via)}<-[:{t}]-(v:`User`)-[:{t}]->(i:`Product` {{id: $item}}) "
+        f"{_via(via)}<-[:{t}]-(v:{_USER})-[:{t}]->{_ITEM} "
         f"{_NOT_ITEM} AND v.id <> $user "
-        "WITH p.id AS p_id, p.title AS p_name, r.ts AS ts, count(DISTINCT v) AS n "
+        f"WITH p.id AS p_id, p.{_TITLE} AS p_name, r.ts AS ts, count(DISTINCT v) AS n "
         "RETURN p_id, p_name, ts, n ORDER BY n DESC, ts DESC, p_id LIMIT $limit"
     )
 
 
-#: bounded variable-length fallback (dialects differ): node labels and ids, relationship types
-NEO4J_EXPLAIN_FALLBACK = (
-    "MATCH p = shortestPath((u:`User` {id: $user})-[*..4]-(i:`Product` {id: $item})) "
-    "RETURN [n IN nodes(p) | labels(n)[0]] AS labels, [n IN nodes(p) | n.id] AS ids, "
-    "[r IN relationships(p) | type(r)] AS types LIMIT 1"
-)
-EMBEDDED_EXPLAIN_FALLBACK = (
-    "MATCH p = (u:`User` {id: $user})-[* SHORTEST 1..4]-(i:`Product` {id: $item}) "
-    "RETURN list_transform(nodes(p), x -> label(x)) AS labels, "
-    "list_transform(nodes(p), x -> x.id) AS ids, "
-    "list_transform(rels(p), x -> label(x)) AS types LIMIT 1"
-)
+#: bounded variable-length fallback, by Cypher dialect (``GraphStore.dialect``): node
+#: labels and ids, relationship types of the shortest path of at most 4 hops
+EXPLAIN_FALLBACK: dict[str, str] = {
+    "neo4j": (
+        f"MATCH p = shortestPath((u:{_USER} {{id: $user}})-[*..4]-{_ITEM}) "
+        "RETURN [n IN nodes(p) | labels(n)[0]] AS labels, [n IN nodes(p) | n.id] AS ids, "
+        "[r IN relationships(p) | type(r)] AS types LIMIT 1"
+    ),
+    "kuzu": (
+        f"MATCH p = (u:{_USER} {{id: $user}})-[* SHORTEST 1..4]-{_ITEM} "
+        "RETURN list_transform(nodes(p), x -> label(x)) AS labels, "
+        "list_transform(nodes(p), x -> x.id) AS ids, "
+        "list_transform(rels(p), x -> label(x)) AS types LIMIT 1"
+    ),
+}

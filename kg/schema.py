@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kg.errors import ConfigError
+
 #: bump when the schema changes incompatibly (part of the build fingerprint)
 SCHEMA_VERSION = 1
 
@@ -122,20 +124,20 @@ def node_spec(label: str) -> NodeSpec:
     try:
         return NODE_BY_LABEL[label]
     except KeyError:
-        raise ValueError(f"unknown node label {label!r}; the schema has {sorted(NODE_BY_LABEL)}") from None
+        raise ConfigError(f"unknown node label {label!r}; the schema has {sorted(NODE_BY_LABEL)}") from None
 
 
 def rel_spec(rel_type: str) -> RelSpec:
     try:
         return REL_BY_TYPE[rel_type]
     except KeyError:
-        raise ValueError(f"unknown relationship type {rel_type!r}; the schema has {sorted(REL_BY_TYPE)}") from None
+        raise ConfigError(f"unknown relationship type {rel_type!r}; the schema has {sorted(REL_BY_TYPE)}") from None
 
 
 def quote(name: str) -> str:
     """Backtick-quote a label/type/property name that comes from this schema."""
     if name not in _KNOWN_NAMES:
-        raise ValueError(f"{name!r} is not a name from the kgrec schema")
+        raise ConfigError(f"{name!r} is not a name from the kgrec schema")
     return f"`{name}`"
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kg.errors import ConfigError, DataError
+
 POSITIVE_TYPES = ("purchased", "rated", "reviewed")  # default positives
 FALLBACK_TYPES = ("added_to_cart", "clicked", "viewed")  # used when none of the above exist
 
@@ -44,7 +46,7 @@ def positives(data, types: tuple[str, ...] | None = None):
     if not chosen and types is None:
         chosen = [t for t in FALLBACK_TYPES if t in present]
     if not chosen:
-        raise ValueError(f"no interactions of types {types or POSITIVE_TYPES} in the graph (it has {present})")
+        raise DataError(f"no interactions of types {types or POSITIVE_TYPES} in the graph (it has {present})")
     parts = [data["user", t, "product"] for t in chosen]
     users = np.concatenate([p.edge_index[0].numpy() for p in parts])
     items = np.concatenate([p.edge_index[1].numpy() for p in parts])
@@ -82,12 +84,12 @@ def split_interactions(data, method: str = "leave_last_out", types: tuple[str, .
         part[time > cut_test] = 2
     elif method == "given":
         if not (given == 2).any():
-            raise ValueError("method 'given' needs a source split (interactions with split='test')")
+            raise DataError("method 'given' needs a source split (interactions with split='test')")
         part[given == 2] = 2
         train = np.flatnonzero(part == 0)
         rng = np.random.default_rng(seed)
         part[rng.choice(train, size=int(len(train) * valid_fraction), replace=False)] = 1
     else:
-        raise ValueError(f"unknown split method {method!r} (leave_last_out, time, given)")
+        raise ConfigError(f"unknown split method {method!r} (leave_last_out, time, given)")
     pick = lambda k: (users[part == k], items[part == k])  # noqa: E731
     return Split(n_users, n_items, pick(0), pick(1), pick(2))

@@ -66,7 +66,7 @@ def neo4j_uri() -> str:
 
 def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest, **kwargs):
     """A connected, empty store of ``kind``; closed after the test."""
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
 
     if kind == "neo4j":
         config = StoreConfig(kind="neo4j", uri=request.getfixturevalue("neo4j_uri"))

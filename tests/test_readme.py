@@ -50,7 +50,7 @@ def test_readme_has_commands():
 
 def test_every_readme_command_runs(tmp_path, neo4j_uri, request):
     shared = request.getfixturevalue("gift_cards_dir").parents[1]  # ../shared, skip/fail rules apply
-    from kg.store_neo4j import Neo4jStore
+    from kg.stores.neo4j import Neo4jStore
 
     with Neo4jStore(neo4j_uri) as store:
         store.clear()

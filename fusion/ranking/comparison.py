@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fusion.fusion_train import FusionData, evaluate_fusion
-from fusion.metrics import funnel_aucs, search_ndcg
+from fusion.ranking.train import FusionData, evaluate_fusion
+from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from kg.evaluation import evaluate
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")

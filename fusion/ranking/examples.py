@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from kg.config import checked_fields
+from kg.errors import DataError
 
 ENGAGEMENT_TYPES = ("viewed", "clicked", "added_to_cart", "purchased", "rated", "reviewed")
 RATING_TYPES = ("rated", "reviewed")
@@ -198,7 +199,7 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
     price = np.nan_to_num(np.asarray(prices, dtype=np.float64), nan=0.0)
     engaged = [e for e in (_edges(data, r) for r in ENGAGEMENT_TYPES + ("shown",)) if e is not None]
     if not engaged:
-        raise ValueError("the graph has no user-product interactions to derive examples from")
+        raise DataError("the graph has no user-product interactions to derive examples from")
     seen_keys = np.unique(np.concatenate([_pair_keys(e[0], e[1], num_items) for e in engaged]))
     shown = _edges(data, "shown")
     counts: dict[str, object] = {}
@@ -301,7 +302,7 @@ def build_relevance(judgements: pd.DataFrame, item_index, config: ExampleConfig 
     items = np.asarray(item_index(judgements["item_id"].to_numpy(dtype=object)), dtype=np.int64)
     if (items < 0).any():
         bad = judgements["item_id"].to_numpy()[items < 0][0]
-        raise ValueError(f"judgements: item_id {bad!r} is not a product of the graph")
+        raise DataError(f"judgements: item_id {bad!r} is not a product of the graph")
     codes, queries = pd.factorize(judgements["query"].astype(str), sort=True)
     grade = judgements["relevance"].to_numpy(dtype=np.float32)
     top = max(float(grade.max()), 1.0) if len(grade) else 1.0

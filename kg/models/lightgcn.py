@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kg.models import bpr_loss
+from kg.models.base import bpr_loss
 from kg.sparse import propagate
 
 

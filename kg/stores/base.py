@@ -1,8 +1,9 @@
-"""The narrow ``GraphStore`` interface and how to open one.
+"""The narrow ``GraphStore`` interface and what both stores share.
 
-Two implementations: :class:`kg.store_neo4j.Neo4jStore` (production) and
-:class:`kg.store_embedded.EmbeddedStore` (in-process, on disk, the default when
-no Neo4j server is configured). Constructors do no I/O; :meth:`connect` does.
+Two implementations: :class:`kg.stores.neo4j.Neo4jStore` (production) and
+:class:`kg.stores.embedded.EmbeddedStore` (in-process, on disk, the default when
+no Neo4j server is configured); :func:`kg.stores.open_store` picks one.
+Constructors do no I/O; :meth:`connect` does.
 
 Write side: nodes and relationships arrive as DataFrames whose columns are
 ``id`` + the label's properties (nodes) or ``src``, ``dst`` + the type's
@@ -13,17 +14,13 @@ time; changed properties are updated in place.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
-
-class ReadOnlyError(PermissionError):
-    """A write statement sent through ``cypher()`` without ``write=True``."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +66,19 @@ class WriteResult:
 
 @runtime_checkable
 class GraphStore(Protocol):
-    """What the rest of kgrec needs from a graph database."""
+    """What the rest of kgrec needs from a graph database.
+
+    ``kind`` names the store (``"neo4j"`` | ``"embedded"``), ``dialect`` the Cypher it
+    speaks (``"neo4j"`` | ``"kuzu"``): the few queries whose syntax differs (e.g. the
+    bounded shortest path of :mod:`kg.explain`) are chosen by it. ``run`` executes one
+    statement of kgrec's own (the queries of :mod:`kg.queries`) and returns its rows;
+    ``cypher`` is the guarded entry point for user-written Cypher. ``location`` says
+    where the graph lives without any secret (saved with a run, so the run can find
+    its graph again; :meth:`kg.stores.StoreConfig.from_location` reopens it).
+    """
 
     kind: str
+    dialect: str
 
     def connect(self) -> GraphStore: ...
     def close(self) -> None: ...
@@ -85,53 +92,27 @@ class GraphStore(Protocol):
     def node_ids(self, label: str) -> np.ndarray: ...
     def export_edges(self, rel_type: str, props: tuple[str, ...] = ()) -> EdgeIndex: ...
     def read_meta(self, key: str) -> str | None: ...
+    def run(self, query: str, params: dict | None = None) -> pd.DataFrame: ...
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame: ...
+    def location(self) -> dict[str, str]: ...
     def write_meta(self, key: str, value: str) -> None: ...
     def clear(self) -> None: ...
     def __enter__(self) -> GraphStore: ...
     def __exit__(self, *exc: object) -> None: ...
 
 
-@dataclass(frozen=True)
-class StoreConfig:
-    """Where the graph lives. ``password`` is never printed (repr=False)."""
-
-    kind: str = "embedded"  # "embedded" | "neo4j"
-    path: str = ".kgrec/graph"  # embedded store directory
-    uri: str = ""
-    user: str = "neo4j"
-    password: str = field(default="", repr=False)
-    database: str = "neo4j"
-
-    @classmethod
-    def from_env(cls, uri: str | None = None, path: str | None = None) -> StoreConfig:
-        """Neo4j when ``uri`` or ``NEO4J_URI`` is set, else the embedded store at ``path``."""
-        uri = uri or os.environ.get("NEO4J_URI", "")
-        if uri:
-            return cls(
-                kind="neo4j", uri=uri,
-                user=os.environ.get("NEO4J_USER", "neo4j"),
-                password=os.environ.get("NEO4J_PASSWORD", ""),
-                database=os.environ.get("NEO4J_DATABASE", "neo4j"),
-            )
-        return cls(kind="embedded", path=path or os.environ.get("KGREC_STORE", ".kgrec/graph"))
-
-    def describe(self) -> str:
-        return f"neo4j {self.uri} (database {self.database})" if self.kind == "neo4j" else f"embedded {self.path}"
-
-
-def open_store(config: StoreConfig | None = None, **kwargs) -> GraphStore:
-    """Create (not yet connected) the store ``config`` describes."""
-    config = config or StoreConfig.from_env()
-    if config.kind == "neo4j":
-        from kg.store_neo4j import Neo4jStore
-
-        return Neo4jStore(config.uri, config.user, config.password, config.database, **kwargs)
-    if config.kind == "embedded":
-        from kg.store_embedded import EmbeddedStore
-
-        return EmbeddedStore(Path(config.path), **kwargs)
-    raise ValueError(f"unknown store kind {config.kind!r} (embedded or neo4j)")
+def redact_uri(uri: str) -> str:
+    """``uri`` without any ``user:password@`` part (safe to print or save)."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable uri>"
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def index_arrays(

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from kg import queries as q
+from kg.errors import ReadOnlyError, StoreError, StoreNotFoundError
 from kg.schema import ALL_NODES, RELS, node_spec, rel_spec
-from kg.store import CypherStore, ReadOnlyError, EdgeIndex, WriteResult, index_arrays, pending_rows
+from kg.stores.base import CypherStore, EdgeIndex, WriteResult, index_arrays, pending_rows
 
 
 class EmbeddedStore(CypherStore):
-    """A :class:`~kg.store.GraphStore` in a local directory (created on connect).
+    """A :class:`~kg.stores.GraphStore` in a local directory (created on connect).
 
     Args:
         path: directory of the database.
@@ -29,6 +30,7 @@ class EmbeddedStore(CypherStore):
     """
 
     kind = "embedded"
+    dialect = "kuzu"
 
     def __init__(self, path: str | Path, batch_size: int = 500_000, read_only: bool = False):
         self.path = Path(path)
@@ -40,13 +42,17 @@ class EmbeddedStore(CypherStore):
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r})"
 
+    def location(self) -> dict[str, str]:
+        """The database directory, absolute."""
+        return {"kind": self.kind, "path": str(self.path.resolve())}
+
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> EmbeddedStore:
         import ladybug
 
         if self._conn is None:
             if self.read_only and not self.path.exists():
-                raise FileNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
+                raise StoreNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = ladybug.Database(str(self.path), read_only=self.read_only)
             self._conn = ladybug.Connection(self._db)
@@ -61,7 +67,7 @@ class EmbeddedStore(CypherStore):
     @property
     def conn(self):
         if self._conn is None:
-            raise RuntimeError(f"{self!r} is not connected; call connect() first")
+            raise StoreError(f"{self!r} is not connected; call connect() first")
         return self._conn
 
     def run(self, query: str, params: dict | None = None) -> pd.DataFrame:

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from kg import queries as q
+from kg.errors import ReadOnlyError, StoreError, StoreUnavailableError
 from kg.schema import ALL_NODES, node_spec, rel_spec
-from kg.store import CypherStore, EdgeIndex, ReadOnlyError, WriteResult, index_arrays, pending_rows
+from kg.stores.base import CypherStore, EdgeIndex, WriteResult, index_arrays, pending_rows, redact_uri
 
 
 class Neo4jStore(CypherStore):
-    """A :class:`~kg.store.GraphStore` on a Neo4j server.
+    """A :class:`~kg.stores.GraphStore` on a Neo4j server.
 
     Args:
         uri: e.g. ``bolt://127.0.0.1:7687`` or ``neo4j+s://…`` (Aura).
@@ -29,6 +30,7 @@ class Neo4jStore(CypherStore):
     """
 
     kind = "neo4j"
+    dialect = "neo4j"
 
     def __init__(self, uri: str, user: str = "neo4j", password: str = "", database: str = "neo4j",
                  batch_size: int = 10_000):
@@ -38,7 +40,11 @@ class Neo4jStore(CypherStore):
         self._driver = None
 
     def __repr__(self) -> str:  # never the password
-        return f"Neo4jStore({self.uri!r}, user={self.user!r}, database={self.database!r})"
+        return f"Neo4jStore({redact_uri(self.uri)!r}, user={self.user!r}, database={self.database!r})"
+
+    def location(self) -> dict[str, str]:
+        """Server, user and database (no password, none inside the URI either)."""
+        return {"kind": self.kind, "uri": redact_uri(self.uri), "user": self.user, "database": self.database}
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> Neo4jStore:
@@ -54,7 +60,7 @@ class Neo4jStore(CypherStore):
             except Exception as exc:
                 self._driver.close()
                 self._driver = None
-                raise ConnectionError(f"cannot reach Neo4j at {self.uri}: {exc}") from exc
+                raise StoreUnavailableError(f"cannot reach Neo4j at {redact_uri(self.uri)}: {exc}") from exc
         return self
 
     def close(self) -> None:
@@ -65,7 +71,7 @@ class Neo4jStore(CypherStore):
     @property
     def driver(self):
         if self._driver is None:
-            raise RuntimeError(f"{self!r} is not connected; call connect() first")
+            raise StoreError(f"{self!r} is not connected; call connect() first")
         return self._driver
 
     def run(self, query: str, params: dict | None = None, write: bool = False) -> pd.DataFrame:

@@ -82,7 +82,7 @@ def test_path_is_required_for_file_sources(capsys):
 
 @pytest.mark.neo4j
 def test_build_into_neo4j_by_uri(neo4j_uri, tmp_path, capsys):
-    from kg.store_neo4j import Neo4jStore
+    from kg.stores.neo4j import Neo4jStore
 
     with Neo4jStore(neo4j_uri) as store:
         store.clear()
@@ -97,7 +97,7 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
     db = str(tmp_path / "graph")
     assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress"]) == 0
     capsys.readouterr()
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
 
     with open_store(StoreConfig(path=db)) as store:
         pair = store.cypher("MATCH (u:User)-[:PURCHASED]->(:Product)-[:ALSO_BOUGHT]->(i:Product) "

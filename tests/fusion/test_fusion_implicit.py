@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-from fusion.fusion_train import FusionConfig
+from fusion.ranking.config import FusionConfig
 from fusion.pipeline import RunConfig, TextStageConfig, train_all
-from fusion.product_text import product_texts
-from fusion.text_encoder import random_checkpoint
-from fusion.text_finetune import TextTrainConfig
+from fusion.text.texts import product_texts
+from fusion.text.encoder import random_checkpoint
+from fusion.text.finetune import TextTrainConfig
 from kg.build import BuildConfig, build_graph
 from kg.pipeline import GnnRunConfig
-from kg.store import StoreConfig, open_store
+from kg.stores import StoreConfig, open_store
 from kg.train import TrainConfig
 from loaders import load
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
-from fusion.examples import ExampleConfig, ExampleSet, build_examples, build_relevance
-from fusion.features import FeatureTables
-from fusion.fusion_train import _losses, relevance_batch, with_candidate_negatives
-from fusion.loss_balancing import make_balancer
-from fusion.metrics import auc, search_ndcg
-from fusion.model import TASKS, FusionModel
-from fusion.scoring import check_weights, objectives, ranking_score
+from fusion.ranking.examples import ExampleConfig, ExampleSet, build_examples, build_relevance
+from fusion.ranking.features import FeatureTables
+from fusion.ranking.train import relevance_batch, task_losses, with_candidate_negatives
+from fusion.ranking.loss_balancing import make_balancer
+from fusion.ranking.metrics import auc, search_ndcg
+from fusion.ranking.model import TASKS, FusionModel
+from fusion.ranking.scoring import check_weights, objectives, ranking_score
 from kg.split import Split
 
 
@@ -140,12 +140,12 @@ def test_esmm_trains_cvr_on_every_impression_and_the_baseline_on_clicks_only():
     conv = torch.tensor([1.0, 0.0, 0.0, 0.0])
     value = torch.tensor([7.0, 0.0, 0.0, 0.0])
     for esmm, unclicked_grad in ((True, True), (False, False)):
-        losses = _losses(logits, click, conv, value, esmm)
+        losses = task_losses(logits, click, conv, value, esmm)
         (grad,) = torch.autograd.grad(losses["cvr"], logits["cvr"])
         assert bool((grad[1:3] != 0).any()) == unclicked_grad
         assert set(losses) == {"ctr", "cvr", "value"}
     # ESMM: the CTCVR probability of 0.25 for logits 0, 0
-    losses = _losses(logits, click, conv, value, True)
+    losses = task_losses(logits, click, conv, value, True)
     assert losses["cvr"].item() == pytest.approx(-(math.log(0.25) + 3 * math.log(0.75)) / 4, rel=1e-5)
 
 

@@ -11,15 +11,15 @@ import pytest
 
 from fusion.cli import main
 from fusion.engine import CATEGORY_CACHE, Engine, Recommendation
-from fusion.fusion_train import FusionConfig
+from fusion.ranking.config import FusionConfig
 from fusion.pipeline import RunConfig, TextStageConfig, train_all
-from fusion.product_text import product_texts
-from fusion.text_encoder import random_checkpoint
-from fusion.text_finetune import TextTrainConfig
+from fusion.text.texts import product_texts
+from fusion.text.encoder import random_checkpoint
+from fusion.text.finetune import TextTrainConfig
 from kg.build import BuildConfig, build_graph
-from kg.explain import UnknownIdError
+from kg.errors import UnknownIdError
 from kg.pipeline import GnnRunConfig
-from kg.store import StoreConfig, open_store
+from kg.stores import StoreConfig, open_store
 from kg.train import TrainConfig
 from loaders.synthetic import SyntheticConfig, generate
 
@@ -44,7 +44,7 @@ def run(tmp_path_factory):
         fusion=FusionConfig(epochs=12))
     with open_store(StoreConfig(kind="embedded", path=db), read_only=True) as store:
         out = train_all(store, run_dir, config)
-    from fusion.comparison import markdown
+    from fusion.ranking.comparison import markdown
 
     print(markdown(out["fusion"]))
     return run_dir, db, out["fusion"], dataset
@@ -67,8 +67,8 @@ def test_fused_model_is_best_at_predicting_purchases_and_clicks(run):
 def test_run_folder_holds_every_stage(run):
     run_dir, *_ = run
     for path in ("run.json", "model.pt", "embeddings.npz", "text/encoder", "text/items", "text/users",
-                 "catalogue/items.parquet", "fusion/model.pt", "fusion/tables.pt", "fusion/fusion_history.json",
-                 "fusion/examples.json", "comparison.md"):
+                 "catalogue/items.parquet", "fusion/model/config.json", "fusion/model/model.pt", "fusion/tables.pt",
+                 "fusion/history.json", "fusion/examples.json", "comparison.md"):
         assert (run_dir / path).exists(), path
     config = RunConfig.load(run_dir)
     assert config.fusion.epochs == 12 and config.gnn.train.model == "kgrec"
@@ -86,8 +86,8 @@ def engine(run):
 
 def test_fused_top10_is_truly_worth_most_under_the_planted_truth(run, engine):
     """Counterfactual: the planted P(click) and P(purchase | click) of every top-10 --
-    what each model's list would earn if the shop showed it (fusion.planted)."""
-    from fusion.planted import fused_list, model_lists, planted_value
+    what each model's list would earn if the shop showed it (fusion.ranking.planted)."""
+    from fusion.ranking.planted import fused_list, model_lists, planted_value
     from loaders.synthetic import ground_truth
 
     *_, dataset = run
@@ -131,7 +131,7 @@ def test_weights_filters_and_cold_start(engine):
         engine.catalogue.index.get_loc(r.item_id)]) for r in in_cat)
     for n in range(CATEGORY_CACHE + 5):  # made-up categories: filtered to nothing
         assert engine.recommend(user, k=5, filters={"category": f"no such category {n}"}) == []
-    assert len(engine._category_masks) == CATEGORY_CACHE  # bounded: the key is user input
+    assert engine.cached_categories == CATEGORY_CACHE  # bounded: the key is user input
     cold = engine.recommend("never-seen-user", k=5)
     assert len(cold) == 5
     with pytest.raises(ValueError, match="unknown objective"):
@@ -204,6 +204,14 @@ def test_cli_reruns_the_fusion_stage_and_queries(run, capsys):
     assert main(["recommend", "--run", str(run_dir), "--db", db, "--user", user, "--explain",
                  "--weights", "ctr=1,cvr=1,value=1", "--max-price", "100"]) == 0
     assert "why:" in capsys.readouterr().out
+    # the run remembers its graph: no --db needed; an explicit --db still wins
+    assert main(["recommend", "--run", str(run_dir), "--user", user, "-k", "3", "--explain"]) == 0
+    assert "why:" in capsys.readouterr().out
+    assert main(["explain", "--run", str(run_dir), "--user", user, "--item", Engine.open(run_dir).catalogue.ids[0]]) == 0
+    assert f"for {user}:" in capsys.readouterr().out
+    assert main(["recommend", "--run", str(run_dir), "--db", str(run_dir / "no-graph"), "--user", user,
+                 "--explain"]) == 2
+    assert "no graph at" in capsys.readouterr().err
     assert main(["search", "--run", str(run_dir), "--query", "headphones", "--user", user]) == 0
     assert " 10. " in capsys.readouterr().out
     assert main(["similar", "--run", str(run_dir), "--item", "nope"]) == 2

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fusion.text_encoder import (SETTINGS_FILE, CheckpointError, EncoderSettings, TextEncoder,
+from fusion.text.encoder import (SETTINGS_FILE, CheckpointError, EncoderSettings, TextEncoder,
                                  default_checkpoint, random_checkpoint, resolve_checkpoint)
 
 TEXTS = [

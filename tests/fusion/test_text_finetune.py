@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import loaders
-from fusion.product_text import (ProductTextConfig, product_text, product_texts, pseudo_queries,
+from fusion.text.texts import (ProductTextConfig, product_text, product_texts, pseudo_queries,
                                  review_text, review_texts, truncate)
-from fusion.text_encoder import TextEncoder, random_checkpoint
-from fusion.text_finetune import (TRAIN_FILE, InfoNCELoss, TextTrainConfig, build_pairs, finetune,
+from fusion.text.encoder import TextEncoder, random_checkpoint
+from fusion.text.finetune import (TRAIN_FILE, InfoNCELoss, TextTrainConfig, build_pairs, finetune,
                                   load_train_record, review_retrieval, run_finetune, split_reviews)
 
 

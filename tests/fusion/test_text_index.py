@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import loaders
-from fusion.product_text import product_texts, review_texts
-from fusion.text_encoder import TextEncoder, random_checkpoint
-from fusion.text_index import (EmbeddingCache, Embeddings, ExactIndex, IVFIndex, TextSearch, build_index,
+from fusion.text.texts import product_texts, review_texts
+from fusion.text.encoder import TextEncoder, random_checkpoint
+from fusion.text.index import (EmbeddingCache, Embeddings, ExactIndex, IVFIndex, TextSearch, build_index,
                                embed_items, embed_reviews, load_index, retrieval_metrics, user_profiles)
 
 

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from kg.build import BuildConfig, build_graph
-from kg.explain import Explanation, UnknownIdError, explain
+from kg.errors import UnknownIdError
+from kg.explain import Explanation, explain
 from kg.explain_graph import draw_png, explanation_graph, neighbourhood_graph
-from kg.store import ReadOnlyError
+from kg.stores import ReadOnlyError
 from loaders import load
 
 QUIET = BuildConfig(progress=False)
@@ -92,7 +93,7 @@ def _pairs(ds, n=15, seed=0):
 @pytest.mark.slow
 @pytest.mark.parametrize("source,fixture", [("amazon2018", "gift_cards_dir"), ("recbole", "ml100k_dir")])
 def test_explanations_match_on_both_stores(source, fixture, request, neo4j_uri, tmp_path):
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
 
     ds = load(source, request.getfixturevalue(fixture))
     stores = [open_store(StoreConfig(kind="embedded", path=str(tmp_path / "g"))).connect(),

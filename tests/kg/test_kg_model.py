@@ -165,7 +165,7 @@ def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     from kg.evaluation import evaluate, popularity_scores
     from kg.export import export_graph
     from kg.split import split_interactions
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
     from kg.train import TrainConfig, build_model, train
 
     seed = 0

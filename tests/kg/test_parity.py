@@ -19,7 +19,7 @@ FULL_RERUN = BuildConfig(progress=False, resume=False)
 
 @pytest.fixture
 def both_stores(request, tmp_path):
-    from kg.store import StoreConfig, open_store
+    from kg.stores import StoreConfig, open_store
 
     uri = request.getfixturevalue("neo4j_uri")
     neo = open_store(StoreConfig(kind="neo4j", uri=uri)).connect()

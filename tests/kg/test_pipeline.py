@@ -25,10 +25,12 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path):
     build_graph(shop, store, BuildConfig(progress=False))
     run = train_gnn(store, tmp_path / "run", GnnRunConfig(train=FAST), progress=False)
     folder = tmp_path / "run"
-    for name in ("config.json", "graph/graph.pt", "graph/id_maps.json", "split.npz", "model.pt",
+    for name in ("run.json", "graph/graph.pt", "graph/id_maps.json", "split.npz", "model.pt",
                  "embeddings.npz", "metrics.json", "report.md"):
         assert (folder / name).exists(), name
-    assert json.loads((folder / "config.json").read_text())["train"]["epochs"] == 3
+    recorded = json.loads((folder / "run.json").read_text())
+    assert recorded["gnn"]["train"]["epochs"] == 3
+    assert recorded["store"] == store.location() and recorded["store"]["kind"] == store.kind  # where the graph is
     emb = np.load(folder / "embeddings.npz")
     assert emb["item"].shape == (120, 16) and emb["user"].shape == (200, 16)
     assert sorted(emb["item_ids"]) == list(emb["item_ids"])  # the id map order
@@ -46,7 +48,7 @@ def test_open_run_needs_a_finished_run(tmp_path):
 
 @pytest.mark.neo4j
 def test_item_embeddings_go_back_to_neo4j_with_a_vector_index(shop, neo4j_uri, tmp_path):
-    from kg.store_neo4j import Neo4jStore
+    from kg.stores.neo4j import Neo4jStore
 
     with Neo4jStore(neo4j_uri) as store:
         store.clear()
@@ -63,7 +65,7 @@ def test_item_embeddings_go_back_to_neo4j_with_a_vector_index(shop, neo4j_uri, t
 
 @pytest.mark.neo4j
 def test_similar_items_by_vector_index_with_graph_filters(shop, neo4j_uri, tmp_path):
-    from kg.store_neo4j import Neo4jStore
+    from kg.stores.neo4j import Neo4jStore
 
     with Neo4jStore(neo4j_uri) as store:
         store.clear()

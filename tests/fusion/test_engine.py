@@ -1,0 +1,222 @@
+"""The Engine's behaviour on a tiny run folder made in seconds -- no training.
+
+The folder holds what ``kgrec train`` would leave for serving, made of random parts: a
+small synthetic shop built into an embedded store (so explanations have a real graph),
+its export's id maps and split, the catalogue read back from the store, random feature
+tables, a freshly initialised tiny fusion model, a tiny random BERT as the text encoder
+and random GNN embeddings. Every component is written by its own ``save`` and read back by
+:meth:`Engine.open`, as in a trained run.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from fusion.engine import CATEGORY_CACHE, Engine, Recommendation
+from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
+from fusion.ranking.model import FusionModel
+from fusion.text.encoder import random_checkpoint
+from kg.build import BuildConfig, build_graph
+from kg.catalogue import read_catalogue
+from kg.errors import InvalidRequestError, RunFolderError, UnknownIdError
+from kg.export import export_graph
+from kg.run_dir import RunDir, save_npz, save_parquet
+from kg.split import split_interactions
+from kg.stores import StoreConfig, open_store
+from loaders.synthetic import SyntheticConfig, generate
+
+GNN_DIM, TEXT_DIM = 8, 16
+
+
+def make_tiny_run(root, seed: int = 0) -> tuple[RunDir, object]:
+    """A serving-ready run folder over a 60-user / 40-product synthetic shop; returns
+    (run, dataset). The store it was built into is recorded in ``run.json``."""
+    dataset = generate(SyntheticConfig(n_users=60, n_items=40, n_interactions=3_000, n_queries=5, seed=seed))
+    with open_store(StoreConfig(kind="embedded", path=str(root / "graph"))) as store:
+        build_graph(dataset, store, BuildConfig(progress=False))
+        export = export_graph(store)
+        items = read_catalogue(store).items
+        location = store.location()
+    run = RunDir(root / "run")
+    run.update_config(store=location, fusion={"candidates": 20})
+    export.save(run.graph)
+    split = split_interactions(export.data, "leave_last_out")
+    run.save_split(split)
+    save_parquet(items, run.catalogue_items)
+    n_users, n_items = len(export.id_maps["user"]), len(export.id_maps["product"])
+    g = torch.Generator().manual_seed(seed)
+    norm = torch.nn.functional.normalize
+    tables = FeatureTables(torch.randn(n_users, GNN_DIM, generator=g), torch.randn(n_items, GNN_DIM, generator=g),
+                           norm(torch.randn(n_items, TEXT_DIM, generator=g), dim=-1),
+                           norm(torch.randn(n_users, TEXT_DIM, generator=g), dim=-1),
+                           torch.randn(n_users, len(USER_SIDE), generator=g),
+                           torch.randn(n_items, len(ITEM_SIDE), generator=g))
+    tables.save(run.fusion_tables)
+    torch.manual_seed(seed)
+    FusionModel.for_tables(tables, hidden=16, text_proj=8, tower=8).save(run.fusion_model)
+    texts = list(items["title"].fillna("")) + ["headphones", "a gift"]
+    random_checkpoint(run.text_encoder, texts, hidden_size=TEXT_DIM, num_layers=1, num_heads=2,
+                      intermediate_size=32, max_length=32)
+    save_npz(run.embeddings, user=tables.user_gnn.numpy(), item=tables.item_gnn.numpy(),
+             user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
+    return run, dataset
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("engine"))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_run):
+    run, _ = tiny_run
+    with Engine.open(run.path) as engine:
+        yield engine
+
+
+def test_open_composes_the_components(engine, tiny_run):
+    run, dataset = tiny_run
+    assert engine.candidates == 20  # from the fusion section of run.json
+    assert len(engine.user_index) == 60 and len(engine.catalogue.ids) == 40
+    assert sorted(engine.catalogue.ids) == sorted(dataset.items["item_id"])
+    assert engine.model.config["hidden"] == 16 and not engine.model.training
+    assert "Engine(" in repr(engine) and str(run.path) in repr(engine)
+
+
+def test_recommend_is_typed_ranked_and_skips_seen(engine):
+    row = next(u for u in range(len(engine.user_index)) if len(engine.seen[u]))
+    user = engine.user_index[row]
+    recs = engine.recommend(user, k=7)
+    assert len(recs) == 7 and all(isinstance(r, Recommendation) for r in recs)
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+    assert set(recs[0].objectives) == {"ctr", "cvr", "ctcvr", "value", "relevance"}
+    for r in recs:  # default weights: the score is log P(click) + log P(purchase | click)
+        assert r.score == pytest.approx(math.log(r.objectives["ctr"]) + math.log(r.objectives["cvr"]), abs=1e-4)
+        assert r.objectives["ctcvr"] == pytest.approx(r.objectives["ctr"] * r.objectives["cvr"])
+    seen = set(engine.catalogue.ids[engine.seen[row]])
+    assert not seen & {r.item_id for r in recs}
+    everything = engine.recommend(user, k=40, exclude_seen=False)
+    assert seen & {r.item_id for r in everything}
+
+
+def test_weights_set_the_ranking_score(engine):
+    user = engine.user_index[5]
+    by_value = engine.recommend(user, k=10, weights={"value": 1})
+    values = [r.objectives["value"] for r in by_value]
+    assert values == sorted(values, reverse=True)
+    assert all(r.score == pytest.approx(math.log1p(r.objectives["value"]), abs=1e-4) for r in by_value)
+    by_clicks = engine.recommend(user, k=10, weights={"ctr": 1})
+    assert [r.objectives["ctr"] for r in by_clicks] == sorted((r.objectives["ctr"] for r in by_clicks), reverse=True)
+    with pytest.raises(InvalidRequestError, match="unknown objective weights") as err:
+        engine.recommend(user, weights={"margin": 1})
+    assert err.value.field == "weights"
+
+
+def test_filters(engine):
+    user, c = engine.user_index[7], engine.catalogue
+    price = float(np.nanmedian(c.prices))
+    cheap = engine.recommend(user, k=40, filters={"max_price": price})
+    assert cheap and all(r.price is not None and r.price <= price for r in cheap)
+    dear = engine.recommend(user, k=40, filters={"min_price": price})
+    assert dear and all(r.price is not None and r.price >= price for r in dear)
+    brand = c.brands[0]
+    branded = engine.recommend(user, k=40, filters={"brand": brand}, exclude_seen=False)
+    assert branded and {c.brands[c.index.get_loc(r.item_id)] for r in branded} == {brand}
+    path = c.categories[0][0]
+    top, leaf = path.split(" > ")[0], path.split(" > ")[-1]
+    for want in (top, leaf, path):
+        got = engine.recommend(user, k=40, filters={"category": want}, exclude_seen=False)
+        assert got and all(any(want in p.split(" > ") or p == want for p in c.categories[c.index.get_loc(r.item_id)])
+                           for r in got), want
+    with pytest.raises(InvalidRequestError, match="unknown filters") as err:
+        engine.recommend(user, filters={"colour": "red"})
+    assert err.value.field == "filters"
+
+
+def test_category_mask_cache_is_bounded(engine):
+    user = engine.user_index[0]
+    for n in range(CATEGORY_CACHE + 5):  # made-up categories: nothing passes, and the cache stays bounded
+        assert engine.recommend(user, k=5, filters={"category": f"no such category {n}"}) == []
+    assert engine.cached_categories == CATEGORY_CACHE
+
+
+def test_cold_start_and_batch(engine):
+    cold = engine.recommend("a-new-visitor", k=5)
+    assert len(cold) == 5 and not engine.knows_user("a-new-visitor")
+    popular = engine.popularity.argsort(descending=True)[:20].tolist()  # cold candidates: the most popular
+    assert {engine.catalogue.index.get_loc(r.item_id) for r in cold} <= set(popular)
+    users = list(engine.user_index[:25]) + ["a-new-visitor"]
+    batch = engine.recommend_batch(users, k=5, batch_size=7)
+    assert [[r.item_id for r in rs] for rs in batch] == [[r.item_id for r in engine.recommend(u, k=5)]
+                                                         for u in users]
+
+
+def test_search_and_similar(engine):
+    hits = engine.search("headphones", k=10)
+    assert len(hits) == 10 and [r.score for r in hits] == sorted((r.score for r in hits), reverse=True)
+    assert all(0 < r.objectives["relevance"] < 1 for r in hits)
+    user = engine.user_index[3]
+    assert len(engine.search("headphones", user_id=user, k=5)) == 5
+    assert len(engine.search("headphones", user_id="nobody", k=5)) == 5
+    brand = engine.catalogue.brands[engine.catalogue.index.get_loc(hits[0].item_id)]
+    assert {r.item_id for r in engine.search("headphones", k=5, filters={"brand": brand})} <= set(
+        engine.catalogue.ids[engine.catalogue.brands == brand])
+    with pytest.raises(InvalidRequestError, match="empty"):
+        engine.search("   ")
+    item = engine.catalogue.ids[0]
+    similar = engine.similar(item, k=5)
+    assert len(similar) == 5 and item not in {r.item_id for r in similar}
+    for r in similar:  # the mean of the GNN and text cosines
+        assert r.score == pytest.approx((r.objectives["gnn"] + r.objectives["text"]) / 2, abs=1e-5)
+    with pytest.raises(UnknownIdError, match="unknown item id 'no-such-item'"):
+        engine.similar("no-such-item")
+
+
+def test_explanations_find_the_runs_graph(engine):
+    """Engine.open got no store: explanations open the one run.json names, read-only."""
+    user = next(u for u in engine.user_index if engine.knows_user(u))
+    explained = engine.recommend(user, k=3, explain=True)
+    assert all(r.explanation is not None and r.explanation.sentence for r in explained)
+    assert engine.recommend("a-new-visitor", k=2, explain=True)[0].explanation is None
+    why = engine.explain(user, explained[0].item_id)
+    assert why.paths and why.user_id == user
+    with pytest.raises(UnknownIdError):
+        engine.explain(user, "no-such-item")
+
+
+def test_many_threads_answer_like_one(engine):
+    users = list(engine.user_index[:24])
+    expected = {u: [r.item_id for r in engine.recommend(u, k=5)] for u in users}
+    expected_search = [r.item_id for r in engine.search("a gift", k=5)]
+    got, errors = {}, []
+
+    def work(chunk):
+        try:
+            for u in chunk:
+                got[u] = [r.item_id for r in engine.recommend(u, k=5)]
+                assert [r.item_id for r in engine.search("a gift", k=5)] == expected_search
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(users[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == expected
+
+
+def test_open_names_the_missing_stage(tmp_path, tiny_run):
+    with pytest.raises(RunFolderError, match="run the fusion stage first"):
+        Engine.open(tmp_path / "empty-run")
+    run, _ = tiny_run
+    partial = RunDir(tmp_path / "partial")
+    FusionModel.load(run.fusion_model).save(partial.fusion_model)
+    FeatureTables.load(run.fusion_tables).save(partial.fusion_tables)
+    with pytest.raises(RunFolderError, match="run the gnn stage first"):
+        Engine.open(partial.path)

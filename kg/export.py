@@ -113,8 +113,6 @@ class GraphExport:
 
     def save(self, folder: str | Path) -> Path:
         """``graph.pt`` (the HeteroData) and ``id_maps.json``, each written atomically."""
-        import torch
-
         folder = Path(folder)
         save_torch(self.data, folder / "graph.pt")
         maps = {"id_maps": {t: list(map(str, ids)) for t, ids in self.id_maps.items()},

@@ -12,28 +12,40 @@ one of the two files as ``path`` and the other is found next to it):
 
 Mapping:
 
-* items: ``item_id`` = asin; ``title``, ``brand`` = cleaned text (tags stripped,
-  entities decoded, see :mod:`loaders.text`); ``description`` = the cleaned
+* items: ``item_id`` = asin; ``title``, ``brand`` = cleaned text (tags stripped, also
+  a cut-off tag fragment such as ``<span class="a-size-medium"``; entities decoded, see
+  :mod:`loaders.text`); a title with no letter or digit left falls back to
+  ``"<brand> — <leaf category>"``, else the brand, else the description's first words,
+  else the leaf category, else the asin (:func:`loaders.text.fallback_title`; counted
+  in ``report.titles_fallback``, titles that held markup in ``report.titles_cleaned``);
+  ``description`` = the cleaned
   ``description`` list joined with newlines; ``features`` = cleaned ``feature`` list;
   ``categories`` = ``[category_path(category)]`` (consecutive duplicate levels collapsed,
   scraped junk levels cut, ``[]`` when empty); ``price`` = ``parse_price(price)``
   (``"$12.99"`` -> 12.99, a range -> its low end, else NaN). ``main_cat`` is not used.
+* id-only items: a product that has reviews but no metadata line (common in real
+  categories) is kept with its reviews, as an item with only ``item_id`` (empty title,
+  no categories, NaN price …). Not a reject: ``report.products_without_metadata`` counts
+  such products and ``report.reviews_without_metadata`` their kept reviews.
 * item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name).
-  A target outside the metadata, a self-link or a repeated link is a *filtered* reject,
-  counted under the pseudo-file ``"<meta file>#also_buy"`` (resp. ``#also_view``).
+  A target outside the items (metadata and id-only), a self-link or a repeated link is a
+  *filtered* reject, counted under the pseudo-file ``"<meta file>#also_buy"`` (resp.
+  ``#also_view``).
 * reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{unixReviewTime}"`` (a second review
   with the same key but another text or rating gets ``"#2"``, ``"#3"`` … appended), ``rating`` =
   ``overall``, ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
-  ``unixReviewTime`` (0 when absent).
+  ``unixReviewTime`` (0 when absent; a whole number of seconds in the accepted range of
+  :mod:`loaders.dataset`, 1970-01-01 to before 2200-01-01 UTC).
 * interactions: one ``review`` event per kept review, ``value`` = ``overall`` (two reviews
   of one item by one user on one day make one interaction, the first).
 * users: the reviewers of kept reviews; ``name`` = their first non-empty ``reviewerName``.
 
-Rejects (file, 1-based line, field): errors -- bad JSON, truncated gzip, a missing
-``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall`` or
-non-integer ``unixReviewTime``, a review of an asin absent from the metadata; filtered --
-a second meta line for an asin, or a review repeating an earlier one exactly (same user,
-item, time, text, summary and rating); the first is kept and the reason names its line.
+Rejects (file, 1-based line, field): errors -- bad JSON (also nested too deeply), not
+UTF-8, a truncated gzip or a ``.gz`` that is not gzip (see :mod:`loaders.jsonl`), a
+missing ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall``,
+a non-integer or out-of-range ``unixReviewTime``; filtered -- a second meta line for an
+asin, or a review repeating an earlier one exactly (same user, item, time, text, summary
+and rating); the first is kept and the reason names its line.
 
 The reading machinery (:func:`read_amazon`) is shared with :mod:`loaders.amazon2023`.
 """
@@ -47,11 +59,11 @@ from typing import Callable
 import pandas as pd
 
 from loaders.dataset import KEYS, Dataset, make_table
-from loaders.errors import FieldError
-from loaders.jsonl import int_field, iter_records, number_field, require
-from loaders.errors import LoadError
+from loaders.errors import FieldError, LoadError
+from loaders.jsonl import iter_records, number_field, require, timestamp_field
 from loaders.report import LoadReport
-from loaders.text import category_path, clean_lines, clean_text, parse_price
+from loaders.text import category_path, clean_lines, clean_text, fallback_title, has_markup, is_meaningful, \
+    parse_price
 
 RAW_FILES = ("<Category>_5.json.gz", "meta_<Category>.json.gz")
 
@@ -70,6 +82,7 @@ class Layout:
     meta_globs: tuple[str, ...]
     item_field: str                 # raw field holding the item id (for messages)
     suffixes: tuple[str, ...]       # stripped from the reviews file name -> category
+    title_field: str = "title"      # raw meta field holding the product title
 
 
 LAYOUT = Layout("amazon2018", ("*_5.json.gz", "*_5.json", "*.json.gz", "*.json"),
@@ -93,7 +106,7 @@ def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
 def parse_review(rec: dict) -> dict:
     require(rec, ("reviewerID", "asin"))
     rating = number_field(rec, "overall")
-    ts = int_field(rec, "unixReviewTime")
+    ts = timestamp_field(rec, "unixReviewTime")
     user, item = str(rec["reviewerID"]).strip(), str(rec["asin"]).strip()
     return {
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item,
@@ -163,10 +176,13 @@ def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
                 parse_item: ItemParser, parse_review: ReviewParser) -> Dataset:
     reviews_file, meta_file = find_files(layout, path, reviews, meta)
     report = LoadReport(strict=strict)
-    items, links = _read_meta(meta_file, report, parse_item, layout.item_field)
+    items, links = _read_meta(meta_file, report, parse_item, layout)
     catalogue = {row["item_id"] for row in items}
-    item_links = _links(meta_file, report, links, catalogue)
-    rows = _read_reviews(reviews_file, meta_file, report, parse_review, catalogue, layout.item_field)
+    rows, id_only = _read_reviews(reviews_file, report, parse_review, catalogue)
+    report.products_without_metadata = len(id_only)
+    report.reviews_without_metadata = sum(id_only.values())
+    items.extend({"item_id": iid} for iid in id_only)
+    item_links = _links(meta_file, report, links, catalogue | set(id_only))
     report.check()
 
     review_table = make_table("reviews", pd.DataFrame(rows, columns=[
@@ -188,10 +204,12 @@ def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
         reviews=review_table, item_links=make_table("item_links", item_links), report=report)
 
 
-def _read_meta(file: Path, report: LoadReport, parse: ItemParser, id_field: str):
+def _read_meta(file: Path, report: LoadReport, parse: ItemParser, layout: Layout):
+    """Items and their raw links from the meta file; titles cleaned or fallen back (counted)."""
     items: list[dict] = []
     links: list[tuple[str, str, object, int]] = []  # (src, relation, targets, line)
     first: dict[str, int] = {}
+    id_field = layout.item_field
     for line, rec in iter_records(file, report):
         try:
             row, rels = parse(rec)
@@ -204,6 +222,11 @@ def _read_meta(file: Path, report: LoadReport, parse: ItemParser, id_field: str)
                           f"{first[iid]}, that one is kept", iid, error=False)
             continue
         first[iid] = line
+        if has_markup(rec.get(layout.title_field)):
+            report.titles_cleaned += 1
+        if not is_meaningful(row["title"]):
+            row["title"] = fallback_title(iid, row["brand"], row["categories"], row["description"])
+            report.titles_fallback += 1
         items.append(row)
         report.keep(file)
         links.extend((iid, rel, targets, line) for rel, targets in rels.items() if targets is not None)
@@ -238,19 +261,18 @@ def _links(meta_file: Path, report: LoadReport, links, catalogue: set[str]) -> l
     return out
 
 
-def _read_reviews(file: Path, meta_file: Path, report: LoadReport, parse: ReviewParser,
-                  catalogue: set[str], item_field: str) -> list[dict]:
+def _read_reviews(file: Path, report: LoadReport, parse: ReviewParser,
+                  catalogue: set[str]) -> tuple[list[dict], dict[str, int]]:
+    """The kept review rows, and the products outside ``catalogue`` (no metadata) that
+    they review, each with its number of kept reviews (in order of first review)."""
     rows: list[dict] = []
+    id_only: dict[str, int] = {}
     first: dict[str, tuple[int, dict]] = {}
     for line, rec in iter_records(file, report):
         try:
             row = parse(rec)
         except FieldError as exc:
             report.reject(file, line, exc.field, exc.reason, exc.value)
-            continue
-        if row["item_id"] not in catalogue:
-            report.reject(file, line, item_field,
-                          f"unknown item: {row['item_id']!r} is not in {meta_file.name}", row["item_id"])
             continue
         rid = row["review_id"]
         if rid in first:
@@ -265,6 +287,8 @@ def _read_reviews(file: Path, meta_file: Path, report: LoadReport, parse: Review
                 n += 1
             rid = row["review_id"] = f"{rid}#{n}"
         first[rid] = (line, row)
+        if row["item_id"] not in catalogue:
+            id_only[row["item_id"]] = id_only.get(row["item_id"], 0) + 1
         rows.append(row)
         report.keep(file)
-    return rows
+    return rows, id_only

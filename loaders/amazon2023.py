@@ -18,10 +18,16 @@ into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absen
   (a number, ``"$12.99"``, a range -> low end; null or other text -> NaN); ``features``
   = cleaned ``features``. ``average_rating``, ``rating_number``, the rest of
   ``details``, images and videos are not used.
+  As in 2018, a title with nothing meaningful left after cleaning falls back to
+  ``"<brand> — <leaf category>"`` / brand / description's first words / leaf / id.
+* id-only items: a product with reviews but no metadata line is kept, with its reviews,
+  as an item with only ``item_id`` (counted in ``report.products_without_metadata`` and
+  ``report.reviews_without_metadata``, as in 2018).
 * item_links: ``bought_together`` entries, relation ``bought_together`` (targets outside
-  the metadata, self-links and repeats are filtered rejects, as in 2018).
+  the items, self-links and repeats are filtered rejects, as in 2018).
 * reviews: ``review_id`` = ``f"{user_id}|{parent_asin}|{timestamp // 1000}"``,
-  ``rating``, ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000.
+  ``rating``, ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000 (a whole
+  number of ms; the seconds in the accepted range of :mod:`loaders.dataset`).
 * interactions: one ``review`` event per kept review, ``value`` = ``rating``.
 * users: the reviewers of kept reviews (``name`` = "": the release has no names).
 
@@ -36,7 +42,7 @@ from pathlib import Path
 from loaders.amazon2018 import Layout, read_amazon
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
-from loaders.jsonl import int_field, is_missing, number_field, require
+from loaders.jsonl import is_missing, number_field, require, timestamp_field
 from loaders.text import category_path, clean_lines, clean_text, parse_price
 
 RAW_FILES = ("<Category>.jsonl.gz", "meta_<Category>.jsonl.gz")
@@ -71,10 +77,8 @@ def parse_review(rec: dict) -> dict:
     if is_missing(rec.get(item_field)):
         raise FieldError("parent_asin", "missing required field (and no asin)", "")
     rating = number_field(rec, "rating")
-    ms = int_field(rec, "timestamp")
-    if ms < 0:
-        raise FieldError("timestamp", f"negative timestamp: {ms}", ms)
-    user, item, ts = str(rec["user_id"]).strip(), str(rec[item_field]).strip(), ms // 1000
+    ts = timestamp_field(rec, "timestamp", per_second=1000)
+    user, item = str(rec["user_id"]).strip(), str(rec[item_field]).strip()
     return {
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item, "rating": rating,
         "summary": rec.get("title") if isinstance(rec.get("title"), str) else "",

@@ -8,6 +8,20 @@ A :class:`Dataset` holds eight pandas DataFrames with fixed columns and dtypes
 * ``int64``   -- timestamps are Unix seconds; ``0`` means unknown.
 * ``list``    -- an object column holding a Python ``list[str]`` per row.
 
+Accepted values, checked by every reader (a value outside is an error reject naming
+file, line and field, never stored) and again by :meth:`Dataset.validate`:
+
+* a **timestamp** (``interactions.timestamp``, ``reviews.timestamp``) is a whole number
+  of Unix seconds with ``MIN_TIMESTAMP <= t < MAX_TIMESTAMP``, i.e. from 1970-01-01
+  (``0`` = unknown) to before 2200-01-01 00:00 UTC. Readers reject a non-integral number
+  of seconds ("not an integer"); sub-second parts are dropped only where the unit is
+  finer than a second (milliseconds, an ISO datetime with a fraction) or where the
+  format declares the timestamp a float (RecBole's ``timestamp:float``, floored).
+* a **price** (``items.price``) is finite and ``>= 0``, or NaN (unknown). An Amazon price
+  string that is not a price (scraped HTML, ``"free"``) is NaN; ``inf`` is never stored.
+
+:func:`timestamps_ok` and :func:`prices_ok` are these rules, vectorised, for all readers.
+
 Tables (key columns first):
 
 ============  ==================================================================
@@ -43,6 +57,32 @@ from loaders.report import LoadReport
 EVENTS: tuple[str, ...] = ("impression", "view", "click", "cart", "purchase", "rating", "review")
 LINK_RELATIONS: tuple[str, ...] = ("also_buy", "also_view", "bought_together")
 CATEGORY_SEP = " > "
+
+#: the first accepted timestamp: 1970-01-01 00:00 UTC (``0`` also means "unknown")
+MIN_TIMESTAMP = 0
+#: the first timestamp *not* accepted: 2200-01-01 00:00 UTC
+MAX_TIMESTAMP = 7_258_118_400
+#: the reject reason for a timestamp outside [MIN_TIMESTAMP, MAX_TIMESTAMP)
+TIMESTAMP_RANGE = "timestamp out of range: not Unix seconds from 1970-01-01 to before 2200-01-01 UTC"
+#: the lowest accepted price (prices must also be finite; NaN = unknown is allowed)
+MIN_PRICE = 0.0
+#: the reject reason for a price that is infinite or negative
+PRICE_RANGE = "price out of range: not a finite number >= 0"
+
+
+def timestamps_ok(seconds) -> np.ndarray:
+    """Bool array: which ``seconds`` (numbers, a scalar or array-like) are accepted
+    timestamps, ``MIN_TIMESTAMP <= t < MAX_TIMESTAMP``; NaN and ``inf`` are not."""
+    t = np.asarray(seconds, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return (t >= MIN_TIMESTAMP) & (t < MAX_TIMESTAMP)
+
+
+def prices_ok(prices) -> np.ndarray:
+    """Bool array: which ``prices`` are accepted -- finite and ``>= MIN_PRICE``, or NaN."""
+    p = np.asarray(prices, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return np.isnan(p) | (np.isfinite(p) & (p >= MIN_PRICE))
 
 
 @dataclass(frozen=True)
@@ -237,7 +277,10 @@ class Dataset:
             ("interactions", "event", tables["interactions"]["event"].isin(EVENTS), "unknown event"),
             ("item_links", "relation", tables["item_links"]["relation"].isin(LINK_RELATIONS), "unknown relation"),
             ("judgements", "relevance", tables["judgements"]["relevance"] >= 0, "negative relevance"),
-            ("items", "price", ~(tables["items"]["price"] < 0), "negative price"),
+            ("items", "price", prices_ok(tables["items"]["price"]), "price not finite and >= 0"),
+            ("interactions", "timestamp", timestamps_ok(tables["interactions"]["timestamp"]),
+             "timestamp out of range"),
+            ("reviews", "timestamp", timestamps_ok(tables["reviews"]["timestamp"]), "timestamp out of range"),
         ]
         users = tables["users"]["user_id"]
         items = tables["items"]["item_id"]

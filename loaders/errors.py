@@ -22,13 +22,24 @@ class ConfigError(KgrecError, ValueError):
 
 
 class LoadError(KgrecError, ValueError):
-    """Bad input, with the file, line and field that are wrong."""
+    """Bad input, with the file, line and field that are wrong.
 
-    def __init__(self, file: str, line: int | None, field: str | None, reason: str):
+    ``hint`` (optional) is appended to the message in parentheses: what the user can do,
+    e.g. that a lenient load would skip such records (see :data:`LENIENT_HINT`). It is kept
+    apart from ``reason``, which stays the plain description of the problem.
+    """
+
+    def __init__(self, file: str, line: int | None, field: str | None, reason: str,
+                 hint: str = ""):
         self.file, self.line, self.field, self.reason = str(file), line, field, reason
+        self.hint = hint
         where = self.file + (f", line {line}" if line is not None else "")
         what = f"field '{field}': " if field else ""
-        super().__init__(f"{where}: {what}{reason}")
+        super().__init__(f"{where}: {what}{reason}" + (f" ({hint})" if hint else ""))
+
+
+#: appended to a strict-mode LoadError for a record that a lenient load would have skipped
+LENIENT_HINT = "run with --lenient (strict=False) to skip such records and get a reject report"
 
 
 class DatasetError(KgrecError, ValueError):

@@ -2,59 +2,51 @@
 
 :func:`iter_records` yields ``(line_no, record)`` for every line that is a JSON object;
 the caller must then ``report.keep`` or ``report.reject`` each one. Lines that are
-not (bad JSON, not UTF-8, not an object) are rejected here as errors. A gzip file that
-ends early or is corrupt (``EOFError`` / ``gzip.BadGzipFile`` / ``zlib.error``) becomes
-one error reject for the lost tail, naming the last good line: in strict mode that is a
-:class:`~loaders.report.LoadError`. Blank lines are not records and are not counted.
+not (bad JSON, JSON nested deeper than Python can parse, not UTF-8, not an object) are
+rejected here as errors. Compression is decided by content (:mod:`loaders.files`): a
+``.json.gz`` that is plain text is one error reject (strict: :class:`LoadError`; lenient:
+read as plain text). A gzip file that ends early or is corrupt (``EOFError`` /
+``gzip.BadGzipFile`` / ``zlib.error``) becomes one error reject for the lost tail, naming
+the last good line. Blank lines are not records and are not counted. A string holding a
+lone UTF-16 surrogate (a JSON ``"\\ud83d"`` escape without its pair: half of a broken
+emoji) cannot be stored as text; it becomes U+FFFD, the Unicode replacement character.
 
 Field helpers: :func:`to_number` / :func:`to_int` return ``None`` for a bad value;
-:func:`require`, :func:`number_field` and :func:`int_field` raise :class:`FieldError`
-(field name, reason, value), which a reader turns into an error reject for that line.
+:func:`require`, :func:`number_field`, :func:`int_field` and :func:`timestamp_field`
+raise :class:`FieldError` (field name, reason, value), which a reader turns into an
+error reject for that line.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
-import zlib
+import re
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
+from loaders.dataset import TIMESTAMP_RANGE, timestamps_ok
 from loaders.errors import FieldError
+from loaders.files import GZIP_ERRORS, open_binary, reject_lost_tail
 from loaders.report import LoadReport
 
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-def open_binary(path: str | Path) -> IO[bytes]:
-    """Open ``path`` for reading bytes, decompressing when it is gzip (by magic bytes)."""
-    path = Path(path)
-    with path.open("rb") as fh:
-        magic = fh.read(2)
-    if magic == _GZIP_MAGIC or path.suffix == ".gz":
-        return gzip.open(path, "rb")
-    return path.open("rb")
+#: a JSON \\uD800-\\uDFFF escape: the line may hold a lone surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 def iter_records(path: str | Path, report: LoadReport) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_no, record)`` (1-based line numbers) for each JSON object line."""
     file = str(path)
     line_no = 0
-    with open_binary(path) as fh:
+    with open_binary(path, report) as fh:
         lines = iter(fh)
         while True:
             try:
                 raw = next(lines)
             except StopIteration:
                 return
-            except (EOFError, OSError, zlib.error) as exc:
-                report.read(file)
-                report.reject(
-                    file, line_no + 1, None,
-                    f"truncated or corrupt gzip stream: everything after line {line_no} "
-                    f"(the last good line) is lost ({type(exc).__name__}: {exc})",
-                )
+            except GZIP_ERRORS as exc:
+                reject_lost_tail(report, file, line_no, exc)
                 return
             line_no += 1
             if not raw.strip():
@@ -63,7 +55,8 @@ def iter_records(path: str | Path, report: LoadReport) -> Iterator[tuple[int, di
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                report.reject(file, line_no, None, f"not valid UTF-8 ({exc.reason})", raw[:200])
+                report.reject(file, line_no, None, f"not valid UTF-8: {exc.reason} at byte {exc.start}",
+                              raw[:200])
                 continue
             try:
                 record = json.loads(text)
@@ -71,11 +64,30 @@ def iter_records(path: str | Path, report: LoadReport) -> Iterator[tuple[int, di
                 report.reject(file, line_no, None,
                               f"malformed JSON: {exc.msg} at column {exc.colno}", text.strip())
                 continue
+            except RecursionError:
+                report.reject(file, line_no, None,
+                              "JSON nested too deeply: more levels than Python can parse", text[:200])
+                continue
+            except ValueError as exc:  # e.g. an integer of more than 4300 digits
+                report.reject(file, line_no, None, f"malformed JSON: {exc}", text[:200])
+                continue
             if not isinstance(record, dict):
                 report.reject(file, line_no, None,
                               f"not a JSON object but {type(record).__name__}", text.strip())
                 continue
+            if _SURROGATE_ESCAPE.search(text):
+                record = _without_lone_surrogates(record)
             yield line_no, record
+
+
+def _without_lone_surrogates(record: dict) -> dict:
+    """``record`` with every lone surrogate in its strings replaced by U+FFFD."""
+    dumped = json.dumps(record, ensure_ascii=False)
+    try:
+        dumped.encode("utf-8")
+        return record
+    except UnicodeEncodeError:
+        return json.loads(dumped.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
 
 
 def is_missing(value: object) -> bool:
@@ -94,14 +106,14 @@ def to_number(value: object) -> float | None:
     """A finite float from a number or numeric string; ``None`` otherwise (bools too)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        v = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, (int, float)):
+            v = float(value)
+        elif isinstance(value, str):
             v = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):  # not numeric; an int beyond float range
         return None
     return v if math.isfinite(v) else None
 
@@ -143,3 +155,25 @@ def int_field(record: dict, name: str, *, default: int = 0) -> int:
     if v is None:
         raise FieldError(name, f"not an integer: {value!r}", value)
     return v
+
+
+def timestamp_field(record: dict, name: str, *, per_second: int = 1) -> int:
+    """``record[name]`` as Unix seconds: a whole number in units of ``1 / per_second``
+    seconds (``per_second=1000`` for milliseconds, floored to the second); 0 when missing.
+
+    Raises :class:`FieldError` when it is not an integer or the seconds are outside
+    [MIN_TIMESTAMP, MAX_TIMESTAMP) (see :mod:`loaders.dataset`).
+    """
+    value = record.get(name)
+    if is_missing(value):
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        v = value  # exact, however large
+    else:
+        v = to_int(value)
+        if v is None:
+            raise FieldError(name, f"not an integer: {value!r}", value)
+    seconds = v // per_second
+    if not timestamps_ok(seconds if abs(seconds) < 2**63 else math.inf):
+        raise FieldError(name, f"{TIMESTAMP_RANGE}: {value!r}", value)
+    return seconds

@@ -24,7 +24,9 @@ users/items come from the interaction ids.
 Records and rejects: every (user, item) pair and every triple is one record, every list
 row one record. Errors: a non-integer token; an id absent from an existing list file.
 Filtered: a pair repeated within a file or present in both files (the ``train`` copy is
-kept), a repeated triple or list id. Line numbers are 1-based physical lines.
+kept), a repeated triple or list id. Line numbers are 1-based physical lines. Bytes that
+are not UTF-8 make a token that is not an integer (an error for that pair or triple); in
+a list file, the row is an error reject ("not valid UTF-8").
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import pandas as pd
 
 from loaders.dataset import Dataset, make_table
 from loaders.errors import LoadError
+from loaders.files import bad_utf8_lines
 from loaders.report import LoadReport
 from loaders.tabular import Checker, read_delimited
 
@@ -51,7 +54,7 @@ def _pairs(file: Path, report: LoadReport, split: str) -> Checker:
     All tokens are converted in one numpy call; only when that fails are the bad tokens
     found (vectorised) and rejected -- a bad user token rejects every pair of its line.
     """
-    with file.open(encoding="utf-8") as fh:
+    with file.open(encoding="utf-8", errors="replace") as fh:  # bad bytes -> U+FFFD -> not an int
         per_line = [line.split() for line in fh]
     counts = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
     flat = list(chain.from_iterable(per_line))
@@ -83,13 +86,16 @@ def _pairs(file: Path, report: LoadReport, split: str) -> Checker:
 
 def _id_list(file: Path, report: LoadReport) -> pd.DataFrame:
     """``org_id remap_id [freebase_id]`` rows (header skipped) -> DataFrame(org, remap)."""
-    with file.open(encoding="utf-8") as fh:
+    with file.open(encoding="utf-8", errors="replace") as fh:
         rows = [(n, line.split()) for n, line in enumerate(fh, 1) if line.strip()]
     rows = rows[1:]  # header
     df = pd.DataFrame({"org": [r[1][0] for r in rows],
                        "remap": [r[1][1] if len(r[1]) > 1 else "" for r in rows]})
     report.read(file, len(df))
     chk = Checker(report, file, df, np.array([r[0] for r in rows], dtype=np.int64))
+    bad = bad_utf8_lines(file.read_bytes())
+    if bad:
+        chk.reject(np.isin(chk.lines, bad), "org_id", "not valid UTF-8: bytes that are not UTF-8 text")
     num = pd.to_numeric(df["remap"], errors="coerce")
     chk.reject((num.isna() | (num % 1 != 0)).to_numpy(), "remap_id", "not an integer id")
     chk.df["remap"] = num.fillna(-1).astype(np.int64)

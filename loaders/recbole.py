@@ -10,15 +10,19 @@ Mapping (field names are RecBole's defaults; override with ``user_field=``,
 
 * ``.inter`` -> interactions: ``user_id``, ``item_id``; with a ``rating`` column the
   event is ``rating`` and ``value`` = rating, else the event is ``click`` and value 1;
-  ``timestamp`` = int(float) (0 when absent/empty). Empty ids, non-numeric ratings or
-  timestamps are errors; an id missing from an *existing* ``.item`` / ``.user`` file is
-  an error (when the file is absent, items/users are made from the ids in ``.inter``).
+  ``timestamp`` = floor of the number (RecBole types it ``float``, so a fraction of a
+  second is accepted and dropped; 0 when absent/empty). Empty ids, non-numeric ratings
+  or timestamps, non-finite numbers and timestamps outside [MIN_TIMESTAMP, MAX_TIMESTAMP)
+  (:mod:`loaders.dataset`) are errors; an id missing from an *existing* ``.item`` /
+  ``.user`` file is an error (when the file is absent, items/users are made from the ids
+  in ``.inter``).
 * ``.item`` -> items: ``title`` = the first of ``movie_title``, ``title``, ``item_name``,
   else the first other ``token_seq`` column; ``categories`` = the ``class`` / ``genre`` /
   ``genres`` / ``categories`` / ``category`` tokens split on ``seq_sep`` (a space), each
   token a one-level path (ml-100k: ``"Animation Children's Comedy"`` -> three paths;
   its ``unknown`` genre flag is dropped, leaving ``[]``);
-  ``brand`` and ``price`` from columns of those names; ``release_year`` (or ``year``) goes
+  ``brand`` and ``price`` from columns of those names (a price must be finite and
+  ``>= 0``, else an error); ``release_year`` (or ``year``) goes
   into ``description`` as ``"Released 1995"`` so that text search can use it. Other
   columns are ignored.
 * ``.user`` -> users: ``user_id``; ``name`` from a ``name``/``user_name`` column, else ""
@@ -37,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loaders.dataset import Dataset, make_table
+from loaders.dataset import PRICE_RANGE, TIMESTAMP_RANGE, Dataset, make_table, prices_ok, timestamps_ok
 from loaders.errors import LoadError
 from loaders.report import LoadReport
 from loaders.tabular import Checker, read_delimited
@@ -87,7 +91,9 @@ def _items(file: Path, report: LoadReport, item_field: str, seq_sep: str) -> pd.
     if "brand" in df:
         out["brand"] = df["brand"]
     if "price" in df:
-        out["price"] = chk.number("price")
+        price = chk.number("price")
+        chk.reject(~prices_ok(price), "price", PRICE_RANGE)
+        out["price"] = price
     chk.df = out
     chk.duplicates(["item_id"], "item id")
     return make_table("items", chk.finish())
@@ -115,8 +121,10 @@ def _interactions(file: Path, report: LoadReport, fields: dict[str, str],
         out["event"], out["value"] = "rating", chk.number(rf)
     else:
         out["event"], out["value"] = "click", 1.0
-    ts = chk.number(tf, default=0.0) if tf in df else pd.Series(0.0, index=df.index)
-    out["timestamp"] = np.floor(ts.fillna(0)).astype("int64")
+    ts = np.floor(chk.number(tf, default=0.0).fillna(0)) if tf in df else pd.Series(0.0, index=df.index)
+    if tf in df:
+        chk.reject(~timestamps_ok(ts), tf, TIMESTAMP_RANGE)
+    out["timestamp"] = ts.where(chk.alive, 0).astype("int64")
     if items is not None:
         chk.unknown(itf, items["item_id"], "item (not in the .item file)")
     if users is not None:

@@ -13,6 +13,16 @@ Two kinds of rejects:
 * **filtered** -- well-formed records that are left out on purpose (a second
   copy of an id already read, an ``also_buy`` link to a product outside the
   catalogue). They never raise, but they are counted and reported just the same.
+
+A reason is written ``"<kind>"`` or ``"<kind>: <detail>"`` (``"duplicate review: same as
+line 12, that one is kept"``). The detail (line numbers, values) stays in each
+:class:`Reject` and in the CSV of :meth:`LoadReport.write_rejects`; :meth:`LoadReport.reasons`
+and :meth:`LoadReport.summary` count per *kind*, so a large file gives a short summary.
+In strict mode the :class:`LoadError` of an error reject ends with :data:`LENIENT_HINT`.
+
+Besides rejects, a report counts what a reader *repaired or completed* (not rejects:
+the records are kept): products reviewed but absent from the metadata (kept as id-only
+items), titles cleaned of HTML markup, and titles replaced by a fallback display name.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loaders.errors import LoadError
+from loaders.errors import LENIENT_HINT, LoadError
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,27 @@ class Reject:
     reason: str
     value: str = ""
     error: bool = True  # False for a deliberate filter (duplicate, out-of-catalogue link)
+
+    @property
+    def kind(self) -> str:
+        """The reason without its record-specific detail (see :func:`reason_kind`)."""
+        return reason_kind(self.reason)
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a reason: the text before its first ``": "`` (the whole reason if none)."""
+    return reason.split(": ", 1)[0].strip()
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """``str(value)`` cut to ``limit`` characters and safe to write as UTF-8 (a lone
+    surrogate, e.g. from a JSON ``"\\ud83d"`` escape, becomes the text ``\\ud83d``)."""
+    text = str(value)[:limit]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 @dataclass
@@ -51,6 +82,14 @@ class LoadReport:
     strict: bool = True
     files: dict[str, FileCount] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
+    #: products that have reviews but no metadata line; kept as id-only items
+    products_without_metadata: int = 0
+    #: kept reviews of those products
+    reviews_without_metadata: int = 0
+    #: product titles that held HTML markup (tags, an unclosed tag fragment) and were cleaned
+    titles_cleaned: int = 0
+    #: product titles with nothing meaningful (after cleaning) replaced by a fallback name
+    titles_fallback: int = 0
 
     def _file(self, file: str | Path) -> FileCount:
         key = str(file)
@@ -73,13 +112,19 @@ class LoadReport:
         value: object = "",
         *,
         error: bool = True,
+        account: str | Path | None = None,
     ) -> None:
-        """Record a rejected record; in strict mode an *error* raises instead."""
+        """Record a rejected record; in strict mode an *error* raises instead.
+
+        The strict-mode :class:`LoadError` ends with :data:`LENIENT_HINT`, since a lenient
+        load would have skipped the record. ``account`` is the file whose counts the reject
+        goes to when that is not ``file`` itself (a pseudo-record such as a file's wrong
+        compression, counted apart from the file's lines).
+        """
         if error and self.strict:
-            raise LoadError(str(file), line, field, reason)
-        text = str(value)
-        self.rejects.append(Reject(str(file), line, field, reason, text[:200], error))
-        self._file(file).rejected += 1
+            raise LoadError(str(file), line, field, reason, hint=LENIENT_HINT)
+        self.rejects.append(Reject(str(file), line, field, reason, printable(value), error))
+        self._file(file if account is None else account).rejected += 1
 
     @property
     def total_read(self) -> int:
@@ -94,11 +139,24 @@ class LoadReport:
         return sum(f.rejected for f in self.files.values())
 
     def reasons(self) -> dict[str, int]:
-        """How many records were rejected for each reason."""
+        """How many records were rejected for each kind of reason (:attr:`Reject.kind`),
+        most frequent first; the per-record detail is in :attr:`rejects`."""
         out: dict[str, int] = {}
         for r in self.rejects:
-            out[r.reason] = out.get(r.reason, 0) + 1
-        return out
+            out[r.kind] = out.get(r.kind, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def notes(self) -> dict[str, int]:
+        """The non-zero counts of records kept after a repair or completion (not rejects),
+        by a readable label: products without metadata, cleaned and fallen-back titles."""
+        labels = {
+            "products without metadata (kept as id-only items)": self.products_without_metadata,
+            "reviews of products without metadata (kept)": self.reviews_without_metadata,
+            "titles cleaned of HTML markup": self.titles_cleaned,
+            "titles replaced by a fallback name (brand — category, description or id)":
+                self.titles_fallback,
+        }
+        return {label: n for label, n in labels.items() if n}
 
     def check(self) -> None:
         """Raise if any file's counts do not add up (a bug in a reader)."""
@@ -115,25 +173,37 @@ class LoadReport:
             mine.kept += f.kept
             mine.rejected += f.rejected
         self.rejects.extend(other.rejects)
+        for name in ("products_without_metadata", "reviews_without_metadata", "titles_cleaned",
+                     "titles_fallback"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def write_rejects(self, path: str | Path) -> Path:
-        """Write the reject report as CSV (file, line, field, reason, value, error)."""
+        """Write the reject report as CSV (file, line, field, reason, value, error, kind),
+        one row per rejected record with its full reason."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
-            w.writerow(["file", "line", "field", "reason", "value", "error"])
+            w.writerow(["file", "line", "field", "reason", "value", "error", "kind"])
             for r in self.rejects:
                 w.writerow([r.file, r.line if r.line is not None else "", r.field or "",
-                            r.reason, r.value, int(r.error)])
+                            printable(r.reason, 1000), r.value, int(r.error), r.kind])
         return path
 
-    def summary(self) -> str:
-        """A small table: one line per file, then the reject reasons."""
+    def summary(self, rejects_path: str | Path | None = None) -> str:
+        """A small table: one line per file, one line per *kind* of reject reason with its
+        count (``(filtered)`` when none of them is an error), the notes (:meth:`notes`), and,
+        when there are rejects, where their rows are (``rejects_path`` if given)."""
         lines = [f"{'file':<50} {'read':>10} {'kept':>10} {'rejected':>10}"]
         for f in self.files.values():
             name = f.file if len(f.file) <= 50 else "…" + f.file[-49:]
             lines.append(f"{name:<50} {f.read:>10,} {f.kept:>10,} {f.rejected:>10,}")
-        for reason, n in sorted(self.reasons().items(), key=lambda kv: -kv[1]):
-            lines.append(f"  rejected {n:,}: {reason}")
+        errors = {r.kind for r in self.rejects if r.error}
+        for kind, n in self.reasons().items():
+            lines.append(f"  rejected {n:,}: {kind}" + ("" if kind in errors else " (filtered)"))
+        for label, n in self.notes().items():
+            lines.append(f"  {label}: {n:,}")
+        if self.rejects:
+            where = str(rejects_path) if rejects_path else "the reject CSV (LoadReport.write_rejects)"
+            lines.append(f"  each rejected row, with its line, field and value, is in {where}")
         return "\n".join(lines)

@@ -13,9 +13,14 @@ Other columns are ignored. Field rules (all vectorised):
 * ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error.
 * ``interactions.event`` -- lower-cased, empty or absent -> ``"purchase"``; not in EVENTS -> error.
 * ``value`` -- number, empty -> 1; ``rating`` -- number, empty -> NaN; bad -> error.
-* ``timestamp`` -- Unix seconds (numbers >= 1e11 are taken as milliseconds) or an ISO
-  date/datetime (UTC unless an offset is given); empty -> 0; unparsable -> error.
-* ``price`` -- a number or ``"$12.99"`` / ``"$10 - $20"`` (low end); empty -> NaN.
+* ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
+  floored to the second) or an ISO date/datetime (UTC unless an offset is given; a
+  fraction of a second is dropped); a Parquet datetime column likewise; empty -> 0.
+  Errors: unparsable, not finite (``inf``), a non-integral number (``1.5``: "not an
+  integer"), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP) (:mod:`loaders.dataset`:
+  1970-01-01 to before 2200-01-01 UTC -- so ``1e300`` or ``9.2e21`` are rejected).
+* ``price`` -- a number or ``"$12.99"`` / ``"$10 - $20"`` (low end); empty -> NaN; not a
+  price, infinite (``inf``, ``1e309``) or negative -> error.
 * ``categories`` -- paths separated by ``"|"``, each already ``" > "``-joined;
   ``features`` -- separated by ``"|"``; in Parquet a list column is taken as is.
 * ``reviews.review_id`` -- when absent or empty: ``f"{user_id}|{item_id}|{timestamp}"``.
@@ -28,12 +33,19 @@ from the ids used elsewhere. Rows repeating a key (:data:`loaders.dataset.KEYS`)
 filtered rejects (the first is kept). Line numbers: CSV line = row index + 2 (header
 is line 1; quoted fields spanning lines are not accounted for); Parquet: row index + 1.
 
+Files (:mod:`loaders.files`): compression is decided by content, so a ``.csv.gz`` that
+is plain text is an error reject (strict: LoadError; lenient: read as plain text); a
+broken gzip stream keeps the complete lines before the break and rejects the lost tail.
+A row holding bytes that are not UTF-8 is an error reject naming its line and field
+(its cells would hold U+FFFD); the other rows are read as usual.
+
 :class:`Checker` and :func:`read_delimited` are shared with :mod:`loaders.recbole`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 import warnings
 from pathlib import Path
@@ -41,8 +53,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loaders.dataset import EVENTS, KEYS, LINK_RELATIONS, TABLES, Dataset, isin, make_table
+from loaders.dataset import (EVENTS, KEYS, LINK_RELATIONS, PRICE_RANGE, TABLES, TIMESTAMP_RANGE, Dataset,
+                             isin, make_table, prices_ok, timestamps_ok)
 from loaders.errors import ConfigError, LoadError
+from loaders.files import bad_utf8_lines, read_bytes, reject_lost_tail
 from loaders.report import LoadReport
 from loaders.text import parse_price
 
@@ -51,6 +65,10 @@ RAW_FILES = ("interactions.csv", "items.csv", "users.csv", "reviews.csv", "item_
 EXTENSIONS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 LIST_SEP = "|"
 _SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
+#: what a decoder puts for bytes that are not UTF-8
+REPLACEMENT = "\ufffd"
+#: numbers at least this large (in absolute value) are milliseconds, not seconds
+MS_THRESHOLD = 1e11
 
 # ----------------------------------------------------------------------------- shared
 
@@ -58,21 +76,30 @@ _SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
 def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
                    quoting: int = csv.QUOTE_MINIMAL,
                    names: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
-    """Read a delimited text file, every cell a string (``""`` if empty).
+    """Read a delimited text file (plain or gzip), every cell a string (``""`` if empty).
 
     The first line is the header unless ``names`` are given. Returns the rows and their
     1-based line numbers. Counts every non-blank data line as read; lines with too many
-    fields become error rejects here; blank lines are skipped.
+    fields and rows with bytes that are not UTF-8 become error rejects here; blank lines
+    are skipped; a broken gzip stream is read up to its last complete line and the lost
+    tail is one error reject.
     """
+    data, broken = read_bytes(file, report)
+    bad_lines = bad_utf8_lines(data)
+    if bad_lines and bad_lines[0] == 1 and not names:
+        raise LoadError(str(file), 1, None, "the header line is not valid UTF-8")
+    if broken is not None and not data.strip():
+        raise LoadError(str(file), 1, None, f"truncated or corrupt gzip stream: nothing could be read "
+                        f"({type(broken).__name__}: {broken})")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = pd.read_csv(file, sep=sep, dtype=str, quoting=quoting, keep_default_na=False,
-                             skip_blank_lines=False, on_bad_lines="warn",
-                             header=None if names else "infer", names=names)
+            df = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, quoting=quoting, keep_default_na=False,
+                             skip_blank_lines=False, on_bad_lines="warn", encoding="utf-8",
+                             encoding_errors="replace", header=None if names else "infer", names=names)
     except pd.errors.EmptyDataError:
         raise LoadError(str(file), None, None, "empty file (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except pd.errors.ParserError as exc:
         raise LoadError(str(file), None, None, f"unreadable: {exc}") from None
     bad: list[tuple[int, str]] = []
     for w in caught:
@@ -85,8 +112,26 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
     df, lines = df[~blank].reset_index(drop=True), lines[~blank]
     report.read(file, len(df) + len(bad))
     for n, why in sorted(bad):
-        report.reject(file, n, None, f"wrong number of fields ({why})")
+        report.reject(file, n, None, f"wrong number of fields: {why}")
+    if bad_lines:
+        df, lines = _reject_bad_utf8(file, report, df, lines)
+    if broken is not None:
+        reject_lost_tail(report, file, data.count(b"\n"), broken)
     return df, lines
+
+
+def _reject_bad_utf8(file: str | Path, report: LoadReport, df: pd.DataFrame,
+                     lines: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Reject (and drop) the rows with a cell holding U+FFFD, i.e. bytes that were not UTF-8."""
+    hit = pd.DataFrame({c: df[c].str.contains(REPLACEMENT, regex=False) for c in df.columns})
+    rows = np.flatnonzero(hit.any(axis=1).to_numpy())
+    for i in rows:
+        col = hit.columns[int(np.argmax(hit.iloc[i].to_numpy()))]
+        report.reject(file, int(lines[i]), str(col), "not valid UTF-8: bytes that are not UTF-8 text",
+                      df.iloc[i][col])
+    keep = np.ones(len(df), dtype=bool)
+    keep[rows] = False
+    return df[keep].reset_index(drop=True), lines[keep]
 
 
 class Checker:
@@ -168,25 +213,40 @@ class Checker:
 
 
 def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Series:
-    """Unix seconds from numbers (>= 1e11 -> ms) or ISO datetimes; empty -> 0."""
+    """Unix seconds from numbers (>= 1e11 -> ms) or ISO datetimes; empty -> 0.
+
+    Error rejects: not a number or ISO date, not finite, not an integer (a number of
+    seconds or milliseconds with a fraction), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP).
+    Rejected rows get 0 (they are dropped by :meth:`Checker.finish`).
+    """
     s = chk.df[col]
+    name = field or col
     if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s):
         dt = s.dt.tz_localize("UTC") if getattr(s.dt, "tz", None) is None else s
-        secs = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        return secs.fillna(0).astype("int64")
-    num = chk.number(col, default=0.0, field=field) if pd.api.types.is_numeric_dtype(s) else None
-    if num is None:
+        secs = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
+        chk.reject(secs.notna().to_numpy() & ~timestamps_ok(secs), name, TIMESTAMP_RANGE, s)
+        return secs.where(chk.alive, 0).fillna(0).astype("int64")
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        num = s.astype("float64")
+        iso = np.zeros(len(s), dtype=bool)
+        chk.reject(num.notna().to_numpy() & ~np.isfinite(num.to_numpy()), name, "not a finite number", s)
+    else:
         text = s.astype(str).str.strip()
-        num = pd.to_numeric(text, errors="coerce")
-        other = num.isna() & (text != "")
-        if other.any():
-            dt = pd.to_datetime(text[other], utc=True, errors="coerce", format="ISO8601")
-            num[other] = (dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-            chk.reject(num.isna().to_numpy() & other.to_numpy(), field or col,
-                       "not a Unix time or ISO date")
-        num = num.fillna(0)
-    num = num.where(num.abs() < 1e11, num // 1000)
-    return num.fillna(0).astype("int64")
+        num = pd.to_numeric(text, errors="coerce").astype("float64")
+        iso = (num.isna() & (text != "")).to_numpy()
+        if iso.any():
+            dt = pd.to_datetime(text[iso], utc=True, errors="coerce", format="ISO8601")
+            num[iso] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
+            chk.reject(num.isna().to_numpy() & iso, name, "not a Unix time or ISO date", s)
+        chk.reject(~np.isfinite(num.fillna(0).to_numpy()), name, "not a finite number", s)
+    values = num.fillna(0).to_numpy()
+    with np.errstate(invalid="ignore"):
+        chk.reject(~iso & np.isfinite(values) & (values % 1 != 0), name,
+                   "not an integer: Unix seconds (or milliseconds) must be whole", s)
+        ms = np.abs(values) >= MS_THRESHOLD
+        secs = np.where(ms, np.floor(values / 1000), values)
+    chk.reject(~timestamps_ok(secs), name, TIMESTAMP_RANGE, s)
+    return pd.Series(np.where(chk.alive, secs, 0).astype("int64"), index=s.index)
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -253,7 +313,10 @@ def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray
     if not file.is_file():
         raise LoadError(str(file), None, None, "no such file")
     if file.suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(file)
+        try:
+            df = pd.read_parquet(file)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise LoadError(str(file), None, None, f"unreadable Parquet file: {exc}") from None
         report.read(file, len(df))
         return df, np.arange(1, len(df) + 1)
     sep = "\t" if ".tsv" in file.suffixes else ","
@@ -340,18 +403,22 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
 
 
 def _prices(chk: Checker, field: str) -> pd.Series:
+    """``price`` as floats: numbers, ``"$12.99"``, a range's low end; empty -> NaN.
+
+    Error rejects: not a price, infinite (``inf``, ``1e309``) or negative
+    (:func:`loaders.dataset.prices_ok`)."""
     s = chk.df["price"]
-    if pd.api.types.is_numeric_dtype(s):
-        num = chk.number("price", field=field)
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        num = s.astype("float64")
     else:
         text = s.astype(str).str.strip()
-        num = pd.to_numeric(text, errors="coerce")
+        num = pd.to_numeric(text, errors="coerce").astype("float64")
         other = num.isna() & (text != "")
         if other.any():
             num[other] = text[other].map(parse_price)
-            chk.reject((num.isna() & other).to_numpy(), field, "not a price")
-    chk.reject((num < 0).to_numpy(), field, "negative price")
-    return num.astype("float64")
+            chk.reject((num.isna() & other).to_numpy(), field, "not a price", s)
+    chk.reject(~prices_ok(num), field, PRICE_RANGE, s)
+    return num.where(chk.alive, np.nan).astype("float64")
 
 
 def read(path: str | Path | None = None, *, strict: bool = True,

@@ -1,10 +1,17 @@
-"""Small text helpers shared by the loaders: HTML clean-up, prices, category paths.
+"""Small text helpers shared by the loaders: HTML clean-up, titles, prices, category paths.
 
-* :func:`clean_text` -- strip HTML tags, decode entities (``html.unescape``), squeeze
-  whitespace; anything that is not a string (``None``, a number …) becomes ``""``.
+* :func:`clean_text` -- strip HTML tags (also a tag cut off at either end of the text,
+  such as ``<span class="a-size-medium a-color-secondary"``, and whole ``<script>`` /
+  ``<style>`` elements), decode entities (``html.unescape``), squeeze whitespace;
+  anything that is not a string (``None``, a number …) becomes ``""``.
+* :func:`has_markup` -- whether a text holds such markup (what :func:`clean_text` removes).
+* :func:`is_meaningful` / :func:`fallback_title` -- a title with no letter or digit left
+  is replaced by a display name: ``"<brand> — <leaf category>"``, else the brand, else the
+  description's first :data:`FALLBACK_WORDS` words, else the leaf category, else the id.
 * :func:`clean_lines` -- a list (or a lone string) of texts, cleaned, empties dropped.
 * :func:`parse_price` -- ``"$1,250.00"`` -> 1250.0, ``"$10.00 - $20.00"`` -> 10.0 (the low
-  end), a number -> itself, anything else (``""``, ``None``, scraped HTML) -> NaN.
+  end), a number -> itself, anything else (``""``, ``None``, scraped HTML, a number too
+  large to be finite) -> NaN. Never negative, never infinite.
 * :func:`category_path` -- one category path from a list of levels, root first, with
   consecutive duplicate levels collapsed and scraped junk cut off (see there).
 """
@@ -19,33 +26,90 @@ from loaders.dataset import CATEGORY_SEP
 
 _BREAK = re.compile(r"<\s*/?\s*(br|p|div|li|ul|ol|tr|h\d)\b[^<>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<\s*[/!]?[A-Za-z][^<>]*>")
+_SCRIPT = re.compile(r"<\s*(script|style)\b[^<>]*>.*?(?:<\s*/\s*\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+#: the HTML elements whose start may be left unclosed at the end of a scraped text
+_TAG_NAMES = ("a|abbr|b|big|blockquote|body|br|button|center|code|div|em|font|form|h[1-6]|head|hr|html|"
+              "i|iframe|img|input|label|li|link|meta|noscript|ol|option|p|pre|script|section|select|"
+              "small|span|strong|style|sub|sup|table|tbody|td|th|thead|tr|u|ul")
+_ATTRS = r"""(?:\s+[\w:.-]+(?:\s*=\s*(?:"[^"]*"?|'[^']*'?|[^\s"'<>]*))?)*\s*/?"""
+#: ``<span class="a-size-medium"`` at the end: a start tag whose ``>`` was cut off
+_UNCLOSED = re.compile(rf"<\s*/?\s*(?:{_TAG_NAMES})(?:{_ATTRS})$", re.IGNORECASE)
+#: ``class="a-size-medium">`` at the start: the rest of a tag whose ``<`` was cut off
+_CUT_START = re.compile(r"""^\s*(?:[\w:.-]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*')\s*)+/?>""")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _NEWLINES = re.compile(r"\s*\n\s*")
 _PRICE = re.compile(r"^\$?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*-\s*\$?\s*(?:\d[\d,]*(?:\.\d+)?))?$")
 
 #: a category level longer than this is scraped text, not a category name
 MAX_CATEGORY_LEVEL = 60
+#: how many words of the description a fallback title takes
+FALLBACK_WORDS = 8
+#: between brand and category in a fallback title
+FALLBACK_SEP = " — "
 
 
 def clean_text(value: object, *, multiline: bool = False) -> str:
     """Plain text from a possibly HTML-laden value; ``""`` for non-strings.
 
-    Tags are removed (block tags such as ``<br>``, ``<p>``, ``<div>``, ``<li>`` become a
-    line break when ``multiline``, else a space), then entities are decoded, then runs of
-    whitespace are squeezed.
+    ``<script>`` and ``<style>`` elements go with their content; tags are removed (block
+    tags such as ``<br>``, ``<p>``, ``<div>``, ``<li>`` become a line break when
+    ``multiline``, else a space), as is a start tag cut off at the end of the text
+    (``… <span class="a-size-medium"``) or a tag's tail at its start (``class="x">…``);
+    then entities are decoded, then runs of whitespace are squeezed.
     """
     if not isinstance(value, str) or not value:
         return ""
     text = value
     if "<" in text:
+        text = _SCRIPT.sub(" ", text)
         text = _BREAK.sub("\n" if multiline else " ", text)
         text = _TAG.sub("", text)
+        text = _UNCLOSED.sub("", text)
+    if ">" in text:
+        text = _CUT_START.sub("", text)
     if "&" in text:
         text = html.unescape(text)
     text = _SPACES.sub(" ", text)
     if multiline:
         return _NEWLINES.sub("\n", text).strip()
     return " ".join(text.split())
+
+
+def has_markup(value: object) -> bool:
+    """Whether ``value`` is a string holding HTML markup that :func:`clean_text` removes
+    (a tag, a cut-off tag at either end, a script or style element); entities alone are not."""
+    if not isinstance(value, str) or ("<" not in value and ">" not in value):
+        return False
+    return bool(_TAG.search(value) or _UNCLOSED.search(value) or _CUT_START.search(value))
+
+
+def is_meaningful(text: str) -> bool:
+    """Whether a (cleaned) text has at least one letter or digit."""
+    return any(ch.isalnum() for ch in text)
+
+
+def fallback_title(item_id: str, brand: str = "", categories: list[str] | None = None,
+                   description: str = "") -> str:
+    """A display name for a product whose title is empty or only markup.
+
+    ``"<brand> — <leaf category>"`` when both are known (``"Acme — Gift Cards"``; the leaf
+    is the last level of the first category path), else the brand, else the first
+    :data:`FALLBACK_WORDS` words of the description (``"…"`` when cut), else the leaf
+    category, else ``item_id``. Each part must be meaningful (:func:`is_meaningful`).
+    """
+    leaf = ""
+    if categories:
+        leaf = categories[0].split(CATEGORY_SEP)[-1].strip()
+    brand = brand if is_meaningful(brand) else ""
+    leaf = leaf if is_meaningful(leaf) else ""
+    if brand and leaf:
+        return f"{brand}{FALLBACK_SEP}{leaf}"
+    if brand:
+        return brand
+    words = description.split()
+    if is_meaningful(" ".join(words[:FALLBACK_WORDS])):
+        return " ".join(words[:FALLBACK_WORDS]) + ("…" if len(words) > FALLBACK_WORDS else "")
+    return leaf or item_id
 
 
 def clean_lines(values: object) -> list[str]:
@@ -74,7 +138,8 @@ def parse_price(value: object) -> float:
     m = _PRICE.match(value.strip())
     if not m:
         return math.nan
-    return float(m.group(1).replace(",", ""))
+    v = float(m.group(1).replace(",", ""))
+    return v if math.isfinite(v) else math.nan  # 400 digits make inf: not a price
 
 
 def _is_junk_level(level: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import math
@@ -12,7 +13,7 @@ import pytest
 
 import loaders
 from loaders.report import LoadError
-from loaders.text import category_path, clean_lines, clean_text, parse_price
+from loaders.text import category_path, clean_lines, clean_text, fallback_title, has_markup, is_meaningful, parse_price
 
 _CACHE: dict[str, loaders.Dataset] = {}
 
@@ -203,3 +204,144 @@ def test_clean_text():
     assert clean_text("Size < 5 and > 2") == "Size < 5 and > 2"
     assert clean_text("<p>one</p><p>two</p>", multiline=True) == "one\ntwo"
     assert clean_lines(["a", "", None, "<br>"]) == ["a"]
+
+
+# ------------------------------------------------------------------ a category nobody here wrote
+
+CAT_META = [
+    {"asin": "M1", "title": "Acme Restaurant Gift Card", "brand": "Acme", "category": ["Gift Cards", "Restaurants"],
+     "description": ["Good at every Acme."], "also_buy": ["NOMETA1", "B0GONE"], "price": "$25.00"},
+    {"asin": "M2", "title": 'Starbucks Card <span class="a-size-medium a-color-secondary"',
+     "brand": "Starbucks", "category": ["Gift Cards"]},
+    {"asin": "M3", "title": '<div class="a-row"><span class="a-size-base a-color-secondary"></span></div>',
+     "brand": "Acme", "category": ["Gift Cards", "Gift Cards"]},
+    {"asin": "M4", "title": '<span class="a-size-medium a-color-secondary"', "brand": "", "category": [],
+     "description": ["<p>A lovely card for every occasion, with free shipping and no fees at all.</p>"]},
+    {"asin": "M5", "brand": "", "category": []},
+    {"asin": "M1", "title": "Acme again"},  # a second meta line for M1 (filtered)
+]
+
+
+def _cat_reviews(n_duplicates: int) -> list:
+    base = {"overall": 5.0, "verified": True, "reviewText": "Nice", "summary": "Five Stars"}
+    reviews = [
+        {**base, "reviewerID": "U1", "asin": "M1", "unixReviewTime": 1529193600, "reviewerName": "Ann"},
+        {**base, "reviewerID": "U2", "asin": "M2", "unixReviewTime": 1529193601},
+        {**base, "reviewerID": "U1", "asin": "NOMETA1", "unixReviewTime": 1529193602},
+        {**base, "reviewerID": "U2", "asin": "NOMETA1", "unixReviewTime": 1529193603},
+        {**base, "reviewerID": "U3", "asin": "NOMETA2", "unixReviewTime": 1529193604},
+        {**base, "reviewerID": "U3", "asin": "M4", "unixReviewTime": 1529193605},
+    ]
+    return reviews + [dict(reviews[0]) for _ in range(n_duplicates)] + [dict(reviews[4])]
+
+
+def test_real_world_category(tmp_path):
+    _write(tmp_path / "meta_Toys_and_Games.json.gz", CAT_META)
+    _write(tmp_path / "Toys_and_Games_5.json.gz", _cat_reviews(40))
+    ds = loaders.load("amazon2018", tmp_path)  # strict: nothing here is an error
+    rep = ds.report
+    assert not any(r.error for r in rep.rejects)
+    assert rep.total_read == rep.total_kept + rep.total_rejected
+
+    # reviews of products without metadata are kept; the products are id-only items
+    items = ds.items.set_index("item_id")
+    assert list(items.index) == ["M1", "M2", "M3", "M4", "M5", "NOMETA1", "NOMETA2"]
+    assert (rep.products_without_metadata, rep.reviews_without_metadata) == (2, 3)
+    for iid in ("NOMETA1", "NOMETA2"):
+        row = items.loc[iid]
+        assert (row["title"], row["brand"], row["description"], row["categories"]) == ("", "", "", [])
+        assert math.isnan(row["price"])
+    assert (ds.reviews["item_id"] == "NOMETA1").sum() == 2 and (ds.interactions["item_id"] == "NOMETA2").sum() == 1
+    # a link to a product known only from its reviews is kept; one to an unknown product is not
+    assert ds.item_links.values.tolist() == [["M1", "NOMETA1", "also_buy"]]
+
+    # titles: markup cleaned, meaningless ones fall back
+    titles = items["title"].to_dict()
+    assert titles["M1"] == "Acme Restaurant Gift Card"
+    assert titles["M2"] == "Starbucks Card"                                # unclosed tag fragment removed
+    assert titles["M3"] == "Acme — Gift Cards"                             # only markup: brand — leaf category
+    assert titles["M4"] == "A lovely card for every occasion, with free…"  # only markup: the description's words
+    assert titles["M5"] == "M5"                                            # nothing at all: the id
+    assert (rep.titles_cleaned, rep.titles_fallback) == (3, 3)
+
+    # rejects: full detail per record, one summary line per kind
+    assert rep.reasons() == {"duplicate review": 41, "duplicate asin": 1, "link target not in the catalogue": 1}
+    dups = [r for r in rep.rejects if r.kind == "duplicate review"]
+    assert [r.line for r in dups] == list(range(7, 48))
+    assert all(r.reason == "duplicate review: same as line 1, that one is kept" for r in dups[:-1])
+    assert dups[-1].reason == "duplicate review: same as line 5, that one is kept"
+    summary = rep.summary()
+    reject_lines = [line for line in summary.splitlines() if line.strip().startswith("rejected")]
+    assert reject_lines == ["  rejected 41: duplicate review (filtered)", "  rejected 1: duplicate asin (filtered)",
+                            "  rejected 1: link target not in the catalogue (filtered)"]
+    assert "  products without metadata (kept as id-only items): 2" in summary
+    assert "  reviews of products without metadata (kept): 3" in summary
+    assert "  titles cleaned of HTML markup: 3" in summary
+    assert "titles replaced by a fallback name (brand — category, description or id): 3" in summary
+    assert "is in the reject CSV" in summary
+    assert "is in out/rejects.csv" in rep.summary(rejects_path="out/rejects.csv")
+    assert len(summary.splitlines()) == 1 + 3 + 3 + 4 + 1  # header, 3 files, kinds, notes, hint
+    rows = list(csv.DictReader(rep.write_rejects(tmp_path / "rejects.csv").open(encoding="utf-8")))
+    last_dup = [r for r in rows if r["kind"] == "duplicate review"][-1]
+    assert len(rows) == 43 and last_dup["line"] == "47" and "same as line 5" in last_dup["reason"]
+
+    lenient = loaders.load("amazon2018", tmp_path, strict=False)
+    assert lenient.sizes() == ds.sizes() and lenient.report.reasons() == rep.reasons()
+
+
+def test_gift_cards_report_notes(gift_cards):
+    rep = gift_cards.report
+    # every reviewed product has metadata; no title is markup or meaningless
+    assert (rep.products_without_metadata, rep.reviews_without_metadata) == (0, 0)
+    assert (rep.titles_cleaned, rep.titles_fallback) == (0, 0)
+    assert rep.notes() == {}
+    assert rep.summary().splitlines()[-2:] == [
+        "  rejected 43,111: link target not in the catalogue (filtered)",
+        "  each rejected row, with its line, field and value, is in the reject CSV (LoadReport.write_rejects)"]
+    # <style> and <script> elements scraped into three features are dropped with their content
+    features = gift_cards.items["features"].explode().dropna()
+    assert not features.str.contains("text-decoration|P.when\\(", regex=True).any()
+    assert (features == "Average Customer Review:\n4.6 out of 5 stars\n9 customer reviews").sum() == 1
+
+
+def test_lone_surrogate_becomes_replacement_character(tmp_path):
+    _write(tmp_path / "meta_Toy.json", [{"asin": "B1", "title": "Card"}])
+    (tmp_path / "Toy_5.json").write_text(
+        '{"overall": 5, "reviewerID": "U1", "asin": "B1", "reviewText": "love it \\ud83d", "summary": "ok \\ud83d\\ude00"}\n',
+        encoding="utf-8")
+    ds = loaders.load("amazon2018", tmp_path)
+    assert ds.reviews["text"].iloc[0] == "love it \ufffd"
+    assert ds.reviews["summary"].iloc[0] == "ok \U0001f600"  # a proper pair stays the emoji
+
+
+@pytest.mark.parametrize("raw, clean, markup", [
+    ('<span class="a-size-medium a-color-secondary"', "", True),
+    ('Starbucks Card <span class="a-size-medium a-color-secondary"', "Starbucks Card", True),
+    ('<div class="a"><span>Amazon Gift</span></div>', "Amazon Gift", True),
+    ('class="a-size-medium">Real Title', "Real Title", True),
+    ("<style>.a{color:red}</style>Title<script>var x = 1;</script>", "Title", True),
+    ("<span", "", True),
+    ("Size < 5 and > 2", "Size < 5 and > 2", False),
+    ("I love it <3", "I love it <3", False),
+    ('12" > 10"', '12" > 10"', False),
+    ("Dave &amp; Buster&#39;s", "Dave & Buster's", False),
+])
+def test_clean_text_markup(raw, clean, markup):
+    assert clean_text(raw) == clean
+    assert has_markup(raw) is markup
+
+
+def test_fallback_title():
+    assert fallback_title("B1", "Acme", ["Gift Cards > Restaurants"], "ignored") == "Acme — Restaurants"
+    assert fallback_title("B1", "Acme", [], "A card") == "Acme"
+    assert fallback_title("B1", "", [], "one two three four five six seven eight nine") == \
+        "one two three four five six seven eight…"
+    assert fallback_title("B1", "", [], "short text") == "short text"
+    assert fallback_title("B1", "", ["Gift Cards"], "") == "Gift Cards"
+    assert fallback_title("B1", "--", [], " . ") == "B1"
+    assert is_meaningful("Ü") and not is_meaningful(" - … ")
+
+
+def test_parse_price_never_infinite():
+    assert math.isnan(parse_price("9" * 400)) and math.isnan(parse_price(float("inf")))
+    assert math.isnan(parse_price(1e309)) and math.isnan(parse_price(-0.5))

@@ -149,7 +149,7 @@ def test_rejects_strict_and_lenient(tmp_path):
     extra_reviews = [
         first,
         {**first, "timestamp": 1_600_000_000_500},                        # same review again -> duplicate
-        _review("U2", "B0UNKNOWN1", 1_600_000_000_000, rng),              # not in meta -> error
+        _review("U2", "B0UNKNOWN1", 1_600_000_000_000, rng),              # not in meta -> id-only item
         _review("U3", "B0P0000001", 1_600_000_000_000, rng, rating="five"),  # error
     ]
     extra_meta = [_meta("B0P0000003", rng, title="dup")]                 # duplicate parent_asin
@@ -157,15 +157,56 @@ def test_rejects_strict_and_lenient(tmp_path):
     n = sum(1 for _ in gzip.open(reviews_file, "rt"))
     with pytest.raises(LoadError) as exc:
         loaders.load("amazon2023", tmp_path)
-    assert exc.value.line == n - 1 and exc.value.field == "parent_asin"
-    assert "All_Beauty.jsonl.gz" in str(exc.value) and "unknown item" in str(exc.value)
+    assert exc.value.line == n and exc.value.field == "rating"
+    assert "All_Beauty.jsonl.gz" in str(exc.value) and "not a number" in str(exc.value)
+    assert "--lenient" in str(exc.value)
 
     ds = loaders.load("amazon2023", tmp_path, strict=False)
     got = {(Path(r.file).name, r.line, r.field, r.error) for r in ds.report.rejects}
     assert ("All_Beauty.jsonl.gz", n - 2, "review_id", False) in got
-    assert ("All_Beauty.jsonl.gz", n - 1, "parent_asin", True) in got
     assert ("All_Beauty.jsonl.gz", n, "rating", True) in got
     assert ("meta_All_Beauty.jsonl.gz", 21, "parent_asin", False) in got
+    assert not [r for r in ds.report.rejects if r.line == n - 1 and r.file == str(reviews_file)]
     assert ds.items.set_index("item_id").loc["B0P0000003", "title"] != "dup"
     rep = ds.report
     assert rep.total_read == rep.total_kept + rep.total_rejected
+    # the review of a product without metadata is kept, the product an id-only item
+    assert (rep.products_without_metadata, rep.reviews_without_metadata) == (1, 1)
+    unknown = ds.items.set_index("item_id").loc["B0UNKNOWN1"]
+    assert (unknown["title"], unknown["brand"], unknown["categories"]) == ("", "", [])
+    assert "B0UNKNOWN1" in set(ds.reviews["item_id"]) and "B0UNKNOWN1" in set(ds.interactions["item_id"])
+
+
+def test_products_without_metadata_strict(tmp_path):
+    rng = random.Random(3)
+    extra = [_review("U9", "B0NOMETA01", 1_600_000_000_000, rng), _review("U8", "B0NOMETA01", 1_600_000_100_000, rng),
+             _review("U9", "B0NOMETA02", 1_600_000_200_000, rng)]
+    write_category(tmp_path, extra_reviews=extra)
+    ds = loaders.load("amazon2023", tmp_path)  # strict: not an error
+    rep = ds.report
+    assert (rep.products_without_metadata, rep.reviews_without_metadata) == (2, 3)
+    assert len(ds.items) == 22 and set(ds.items["item_id"].iloc[-2:]) == {"B0NOMETA01", "B0NOMETA02"}
+    assert "products without metadata (kept as id-only items): 2" in rep.summary()
+    assert not rep.rejects or not any(r.error for r in rep.rejects)
+
+
+@pytest.mark.parametrize("ms, reason", [(10**23, "timestamp out of range"), (-5000, "timestamp out of range"),
+                                        ("soon", "not an integer"), (1.6e12 + 0.5, "not an integer")])
+def test_bad_timestamps(tmp_path, ms, reason):
+    rng = random.Random(4)
+    reviews_file, _ = write_category(tmp_path, extra_reviews=[_review("U7", "B0P0000001", ms, rng)])
+    n = sum(1 for _ in gzip.open(reviews_file, "rt"))
+    with pytest.raises(LoadError, match=rf"All_Beauty\.jsonl\.gz, line {n}: field 'timestamp': {reason}"):
+        loaders.load("amazon2023", tmp_path)
+    ds = loaders.load("amazon2023", tmp_path, strict=False)
+    (bad,) = [r for r in ds.report.rejects if r.error]
+    assert (bad.line, bad.field, bad.kind) == (n, "timestamp", reason)
+    assert len(ds.reviews) == n - 1 and "U7" not in set(ds.reviews["user_id"])
+
+
+def test_prices_never_infinite(tmp_path):
+    rng = random.Random(5)
+    write_category(tmp_path, extra_meta=[_meta("B0PINF0001", rng, price="$" + "9" * 400),
+                                         _meta("B0PINF0002", rng, price=float("inf"))])
+    items = loaders.load("amazon2023", tmp_path).items.set_index("item_id")
+    assert math.isnan(items.loc["B0PINF0001", "price"]) and math.isnan(items.loc["B0PINF0002", "price"])

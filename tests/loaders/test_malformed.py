@@ -3,9 +3,10 @@
 Each case writes a few lines of the real format into ``tmp_path`` (inline, so these
 tests need no shared data) with one defect, and states where the defect is: the file,
 the 1-based line, the field and a piece of the reason. Strict mode must raise a
-:class:`LoadError` naming them (or, for a *filtered* reject such as a duplicate id, load
-fine and still report it); lenient mode must list the reject, keep the counts balanced
-and write it to the reject CSV.
+:class:`LoadError` naming them and saying that a lenient load would skip the record (or,
+for a *filtered* reject such as a duplicate id, load fine and still report it); lenient
+mode must list the reject, keep the counts balanced, keep the good rows (``keeps``) and
+write it to the reject CSV.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import loaders
+from loaders.dataset import MAX_TIMESTAMP
 from loaders.report import LoadError
 
 # ------------------------------------------------------------------ real-format lines
@@ -55,12 +59,14 @@ CSV_ITEMS = ["item_id,title,price", "i1,Mug,$12.99", "i2,Tea,4.5"]
 
 
 def _lines(path: Path, lines: list, *, gz: bool = False) -> Path:
-    text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
+    """Write ``lines`` (str, bytes or a record to dump as JSON), one per line."""
+    data = b"".join((x if isinstance(x, bytes) else (x if isinstance(x, str) else json.dumps(x)).encode("utf-8"))
+                    + b"\n" for x in lines)
     if gz:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
+        with gzip.open(path, "wb") as fh:
+            fh.write(data)
     else:
-        path.write_text(text, encoding="utf-8")
+        path.write_bytes(data)
     return path
 
 
@@ -80,9 +86,11 @@ class Case:
     reason: str               # a piece of the reason
     error: bool = True        # False: a filtered reject (strict mode does not raise)
     options: dict = field(default_factory=dict)
+    keeps: tuple[str, int] | None = None  # lenient: (table, rows) -- the good rows are kept
 
 
 def _amazon2018(tmp, reviews=REVIEWS_2018, meta=META_2018, gz=True) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     ext = ".json.gz" if gz else ".json"
     _lines(tmp / f"Gift_Cards_5{ext}", reviews, gz=gz)
     _lines(tmp / f"meta_Gift_Cards{ext}", meta, gz=gz)
@@ -90,6 +98,7 @@ def _amazon2018(tmp, reviews=REVIEWS_2018, meta=META_2018, gz=True) -> Path:
 
 
 def _amazon2023(tmp, reviews=REVIEWS_2023, meta=META_2023, gz=False) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
     ext = ".jsonl.gz" if gz else ".jsonl"
     _lines(tmp / f"All_Beauty{ext}", reviews, gz=gz)
     _lines(tmp / f"meta_All_Beauty{ext}", meta, gz=gz)
@@ -108,10 +117,25 @@ def _kgat(tmp, train=("0 0 1", "1 2"), test=("0 2", "1 0")) -> Path:
     return tmp
 
 
-def _csv(tmp, inter=CSV_INTER, items=CSV_ITEMS) -> Path:
-    _lines(tmp / "interactions.csv", inter)
+def _csv(tmp, inter=CSV_INTER, items=CSV_ITEMS, ext=".csv") -> Path:
+    _lines(tmp / f"interactions{ext}", inter)
     _lines(tmp / "items.csv", items)
     return tmp
+
+
+def _parquet(tmp, **columns) -> Path:
+    """interactions.parquet of three good rows, the last one changed by ``columns``."""
+    df = pd.DataFrame({"user_id": ["u1", "u2", "u2"], "item_id": ["i1", "i2", "i1"],
+                       "timestamp": [1614592800.0, 1614592801.0, 1614592802.0]})
+    for col, value in columns.items():
+        df.loc[2, col] = value
+    df.to_parquet(tmp / "interactions.parquet")
+    return tmp
+
+
+def _deep(depth: int = 200_000) -> str:
+    """One JSON line nested ``depth`` levels deep (valid JSON, too deep for Python)."""
+    return '{"overall": 5.0, "reviewerID": "A1", "asin": "B004LLIKVU", "style": ' + "[" * depth + "]" * depth + "}"
 
 
 def _with(records: list, i: int, **change) -> list:
@@ -188,13 +212,7 @@ CASES = {
     "csv-duplicate-item": lambda t: Case(
         "csv", _csv(t, items=CSV_ITEMS + ["i1,Mug again,1"]), "items.csv", 4, "item_id", "first seen on line 2",
         error=False),
-    # unknown item id in an interaction
-    "amazon2018-unknown-item": lambda t: Case(
-        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 1, asin="B0NOTINMETA")),
-        "Gift_Cards_5.json.gz", 2, "asin", "unknown item"),
-    "amazon2023-unknown-item": lambda t: Case(
-        "amazon2023", _amazon2023(t, reviews=_with(REVIEWS_2023, 2, parent_asin="B0NOTINMETA")),
-        "All_Beauty.jsonl", 3, "parent_asin", "unknown item"),
+    # unknown item id in an interaction (Amazon: a product without metadata is kept, see below)
     "recbole-unknown-item": lambda t: Case(
         "recbole", _recbole(t, inter=RB_INTER + ["196\t999\t2\t881250950"]),
         "ml-100k.inter", 5, "item_id", "unknown item"),
@@ -203,7 +221,117 @@ CASES = {
     "csv-unknown-item": lambda t: Case(
         "csv", _csv(t, inter=CSV_INTER[:3] + ["u2,i3,view,1,1614592801"]),
         "interactions.csv", 4, "item_id", "unknown item"),
+    # a .gz that is plain text: strict stops; lenient reads the text (every row kept)
+    "csv-gz-plain-text": lambda t: Case(
+        "csv", _csv(t, ext=".csv.gz"), "interactions.csv.gz", 1, None, "not gzip-compressed",
+        keeps=("interactions", 3)),
+    "amazon2018-gz-plain-text": lambda t: Case(
+        "amazon2018", _amazon2018(t, gz=False).joinpath("Gift_Cards_5.json").rename(t / "Gift_Cards_5.json.gz").parent,
+        "Gift_Cards_5.json.gz", 1, None, "not gzip-compressed", keeps=("reviews", 3)),
+    "csv-truncated-gzip": lambda t: Case(
+        "csv", _truncate(_lines(t / "interactions.csv.gz", CSV_INTER[:1] + [f"u{i},i{i},view,1,{1614592800 + i}" for i in range(3000)],
+                                gz=True), 0.5).parent,
+        "interactions.csv.gz", None, None, "truncated or corrupt gzip"),
+    # JSON nested 200,000 levels deep (Python's parser would raise RecursionError)
+    "amazon2018-deep-json": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=[REVIEWS_2018[0], _deep(), REVIEWS_2018[2]]),
+        "Gift_Cards_5.json.gz", 2, None, "nested too deeply", keeps=("reviews", 2)),
+    "amazon2023-deep-json": lambda t: Case(
+        "amazon2023", _amazon2023(t, meta=[META_2023[0], "[" * 200_000 + "]" * 200_000, META_2023[1]]),
+        "meta_All_Beauty.jsonl", 2, None, "nested too deeply", keeps=("items", 2)),
+    "amazon2018-huge-int": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=[REVIEWS_2018[0], '{"overall": ' + "9" * 5000 + "}"]),
+        "Gift_Cards_5.json.gz", 2, None, "malformed JSON", keeps=("reviews", 1)),
+    # timestamps out of range / not integral
+    "amazon2018-time-1e20": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 1, unixReviewTime=1e20)),
+        "Gift_Cards_5.json.gz", 2, "unixReviewTime", "timestamp out of range", keeps=("reviews", 2)),
+    "amazon2018-time-1e19": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 2, unixReviewTime=10**19)),
+        "Gift_Cards_5.json.gz", 3, "unixReviewTime", "timestamp out of range", keeps=("reviews", 2)),
+    "amazon2018-time-negative": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 0, unixReviewTime=-86400)),
+        "Gift_Cards_5.json.gz", 1, "unixReviewTime", "timestamp out of range", keeps=("reviews", 2)),
+    "amazon2018-time-fraction": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 0, unixReviewTime=1529193600.5)),
+        "Gift_Cards_5.json.gz", 1, "unixReviewTime", "not an integer", keeps=("reviews", 2)),
+    "amazon2023-time-1e20": lambda t: Case(
+        "amazon2023", _amazon2023(t, reviews=_with(REVIEWS_2023, 1, timestamp=1e20 * 1000)),
+        "All_Beauty.jsonl", 2, "timestamp", "timestamp out of range", keeps=("reviews", 2)),
+    "csv-timestamp-1e300": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:2] + ["u2,i2,rating,4,1e300"] + CSV_INTER[3:]),
+        "interactions.csv", 3, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "csv-timestamp-9.2e21": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:2] + ["u2,i2,rating,4,9.2e21"] + CSV_INTER[3:]),
+        "interactions.csv", 3, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "csv-timestamp-inf": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:2] + ["u2,i2,rating,4,inf"] + CSV_INTER[3:]),
+        "interactions.csv", 3, "timestamp", "not a finite number", keeps=("interactions", 2)),
+    "csv-timestamp-1.5": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:2] + ["u2,i2,rating,4,1.5"] + CSV_INTER[3:]),
+        "interactions.csv", 3, "timestamp", "not an integer", keeps=("interactions", 2)),
+    "csv-timestamp-1e13-ms": lambda t: Case(  # milliseconds in the year 2286
+        "csv", _csv(t, inter=CSV_INTER[:3] + ["u2,i1,view,1,10000000000000"]),
+        "interactions.csv", 4, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "csv-timestamp-1900": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:3] + ["u2,i1,view,1,1900-01-01"]),
+        "interactions.csv", 4, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "csv-timestamp-mapped": lambda t: Case(  # the field is named as in the source file
+        "csv", _csv(t, inter=["user_id,item_id,ts"] + ["u1,i1,1614592800", "u2,i2,1e300", "u2,i1,1614592801"]),
+        "interactions.csv", 3, "ts", "timestamp out of range", options={"mapping": "timestamp=ts"},
+        keeps=("interactions", 2)),
+    "parquet-timestamp-1e300": lambda t: Case(
+        "csv", _parquet(t, timestamp=1e300), "interactions.parquet", 3, "timestamp", "timestamp out of range",
+        keeps=("interactions", 2)),
+    "parquet-timestamp-inf": lambda t: Case(
+        "csv", _parquet(t, timestamp=math.inf), "interactions.parquet", 3, "timestamp", "not a finite number",
+        keeps=("interactions", 2)),
+    "parquet-timestamp-1.5": lambda t: Case(
+        "csv", _parquet(t, timestamp=1.5), "interactions.parquet", 3, "timestamp", "not an integer",
+        keeps=("interactions", 2)),
+    "recbole-timestamp-1e300": lambda t: Case(
+        "recbole", _recbole(t, inter=RB_INTER[:2] + ["186\t302\t3\t1e300"] + RB_INTER[3:]),
+        "ml-100k.inter", 3, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "recbole-timestamp-inf": lambda t: Case(
+        "recbole", _recbole(t, inter=RB_INTER[:2] + ["186\t302\t3\tinf"] + RB_INTER[3:]),
+        "ml-100k.inter", 3, "timestamp", "not a number", keeps=("interactions", 2)),
+    # prices: never infinite, never negative
+    "csv-price-inf": lambda t: Case(
+        "csv", _csv(t, items=CSV_ITEMS + ["i3,Pot,inf"]), "items.csv", 4, "price", "price out of range",
+        keeps=("items", 2)),
+    "csv-price-1e309": lambda t: Case(
+        "csv", _csv(t, items=CSV_ITEMS + ["i3,Pot,1e309"]), "items.csv", 4, "price", "price out of range",
+        keeps=("items", 2)),
+    "csv-price-negative": lambda t: Case(
+        "csv", _csv(t, items=CSV_ITEMS + ["i3,Pot,-4.5"]), "items.csv", 4, "price", "price out of range",
+        keeps=("items", 2)),
+    "recbole-price-negative": lambda t: Case(
+        "recbole", _recbole(t, item=[RB_ITEM[0] + "\tprice:float", RB_ITEM[1] + "\t9.5", RB_ITEM[2] + "\t-1"]),
+        "ml-100k.item", 3, "price", "price out of range"),
+    # bytes that are not UTF-8: the row (strict: the error) names its line
+    "csv-bad-utf8": lambda t: Case(
+        "csv", _csv(t, items=CSV_ITEMS + [b"i3,Caf\xe9 cup,3"]), "items.csv", 4, "title", "not valid UTF-8",
+        keeps=("items", 2)),
+    "csv-bad-utf8-interactions": lambda t: Case(
+        "csv", _csv(t, inter=CSV_INTER[:2] + [b"u\xff2,i2,rating,4,1614592800"] + CSV_INTER[3:]),
+        "interactions.csv", 3, "user_id", "not valid UTF-8", keeps=("interactions", 2)),
+    "recbole-bad-utf8": lambda t: Case(
+        "recbole", _recbole(t, item=RB_ITEM + [b"303\tCaf\xe9\t1997\tDrama"]), "ml-100k.item", 4,
+        "movie_title:token_seq", "not valid UTF-8", keeps=("items", 2)),  # the header's column name
+    "kgat-bad-utf8": lambda t: Case(
+        "kgat", _kgat_bad_utf8(t), "item_list.txt", 4, "org_id",
+        "not valid UTF-8", keeps=("items", 2)),
+    "amazon2018-bad-utf8": lambda t: Case(
+        "amazon2018", _amazon2018(t, reviews=[REVIEWS_2018[0], json.dumps(REVIEWS_2018[1]).encode().replace(b"daughter", b"daught\xe9r"),
+                                              REVIEWS_2018[2]]),
+        "Gift_Cards_5.json.gz", 2, None, "not valid UTF-8", keeps=("reviews", 2)),
 }
+
+
+def _kgat_bad_utf8(tmp) -> Path:
+    _kgat(tmp, train=("0 0 1",), test=("1 0",))
+    _lines(tmp / "item_list.txt", KG_ITEMS[:3] + [b"03855\xff254X 2 m.0b6fj"])
+    return tmp
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -233,6 +361,7 @@ def test_strict(case: Case):
         assert err.line == case.line and f", line {case.line}:" in msg
     else:  # truncation: the reject is the line after the last good one, named in the message
         assert f"everything after line {err.line - 1} (the last good line)" in msg
+    assert msg.endswith("(run with --lenient (strict=False) to skip such records and get a reject report)")
 
 
 def test_lenient(case: Case, tmp_path):
@@ -249,6 +378,9 @@ def test_lenient(case: Case, tmp_path):
     assert len(rows) == len(rep.rejects)
     assert any(Path(r["file"]).name == case.file and r["field"] == (case.field or "")
                and case.reason in r["reason"] and r["error"] == str(int(case.error)) for r in rows)
+    if case.keeps:
+        table, n = case.keeps
+        assert len(getattr(ds, table)) == n
 
 
 def test_truncated_gzip_keeps_the_good_lines(tmp_path):
@@ -267,3 +399,27 @@ def test_not_gzip_at_all(tmp_path):
     (path / "Gift_Cards_5.json.gz").write_bytes(b"\x1f\x8bthis is not gzip data")
     with pytest.raises(LoadError, match=r"Gift_Cards_5\.json\.gz, line 1: truncated or corrupt gzip"):
         loaders.load("amazon2018", path)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_amazon_products_without_metadata_are_kept(tmp_path, strict):
+    """Not a reject, not an error: the review is kept and the product becomes an id-only item."""
+    for source, path, item in [
+        ("amazon2018", _amazon2018(tmp_path / "a", reviews=_with(REVIEWS_2018, 1, asin="B0NOTINMETA")), "B0NOTINMETA"),
+        ("amazon2023", _amazon2023(tmp_path / "b", reviews=_with(REVIEWS_2023, 2, parent_asin="B0NOTINMETA")),
+         "B0NOTINMETA"),
+    ]:
+        ds = loaders.load(source, path, strict=strict)
+        rep = ds.report
+        assert (rep.products_without_metadata, rep.reviews_without_metadata) == (1, 1)
+        assert ds.items["item_id"].iloc[-1] == item and ds.items["title"].iloc[-1] == ""
+        assert len(ds.reviews) == 3 and (ds.reviews["item_id"] == item).sum() == 1
+        assert not any(r.error for r in rep.rejects)
+        assert rep.total_read == rep.total_kept + rep.total_rejected
+
+
+def test_timestamp_bounds_are_exclusive_at_the_top(tmp_path):
+    inter = ["user_id,item_id,timestamp", "u1,i1,0", f"u1,i2,{MAX_TIMESTAMP - 1}", f"u2,i1,{MAX_TIMESTAMP}"]
+    ds = loaders.load("csv", _csv(tmp_path, inter=inter), strict=False)
+    assert ds.interactions["timestamp"].tolist() == [0, MAX_TIMESTAMP - 1]
+    assert [(r.line, r.kind) for r in ds.report.rejects] == [(4, "timestamp out of range")]

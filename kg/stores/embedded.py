@@ -54,9 +54,29 @@ class EmbeddedStore(CypherStore):
             if self.read_only and not self.path.exists():
                 raise StoreNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = ladybug.Database(str(self.path), read_only=self.read_only)
+            try:
+                self._db = ladybug.Database(str(self.path), read_only=self.read_only)
+            except RuntimeError as exc:
+                if not (self.read_only and "recovery is pending" in str(exc)):
+                    raise
+                self._recover()
+                self._db = ladybug.Database(str(self.path), read_only=True)
             self._conn = ladybug.Connection(self._db)
         return self
+
+    def _recover(self) -> None:
+        """Finish the recovery of a database whose writer was killed during a checkpoint:
+        ladybug opens such a file read-only only after one read-write open has replayed
+        its log. That open fails while another process still writes it -- then say so."""
+        import ladybug
+
+        try:
+            ladybug.Database(str(self.path)).close()
+        except RuntimeError as exc:
+            raise StoreError(
+                f"the embedded graph at {self.path} needs recovery (its writer stopped during a checkpoint) "
+                f"and cannot be opened for it now ({str(exc).splitlines()[0]}); when no other kgrec process "
+                f"writes it, run `kgrec stats --db {self.path}` again") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -75,19 +95,40 @@ class EmbeddedStore(CypherStore):
         return self.conn.execute(query, params or {}).get_as_df()
 
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
-        """Run any Cypher; read-only (a read-only transaction) unless ``write=True``."""
+        """Run user Cypher; read-only unless ``write=True`` (see :mod:`kg.stores.guard`).
+
+        Read-only: the statement check of :func:`kg.stores.guard.check_read_only`, then one
+        prepared statement (ladybug prepares exactly one) in a ``READ ONLY`` transaction
+        that is always rolled back. A write raises :class:`~kg.errors.ReadOnlyError`."""
         if write:
             return self.run(query, params)
-        self.conn.execute("BEGIN TRANSACTION READ ONLY")
+        import warnings
+
+        from kg.stores.guard import check_read_only
+
+        check_read_only(query)
+
+        def prepared(statement: str, values: dict | None = None):
+            # a PreparedStatement, not a string: conn.execute(str) without parameters runs
+            # every ';'-separated statement (COMMIT; …), a prepared one refuses a second
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # ladybug: "prepare is deprecated"
+                ps = self.conn.prepare(statement)
+            return self.conn.execute(ps, values or {})
+
+        prepared("BEGIN TRANSACTION READ ONLY")
         try:
-            return self.run(query, params)
+            return prepared(query, params).get_as_df()
         except RuntimeError as exc:
-            if "read-only transaction" in str(exc):
+            message = str(exc)
+            if "read-only transaction" in message:
                 raise ReadOnlyError(f"this query writes; pass write=True to allow it: {exc}") from exc
+            if "multiple statements" in message:
+                raise ReadOnlyError(f"read-only cypher() runs exactly one statement: {exc}") from exc
             raise
         finally:
             try:
-                self.conn.execute("ROLLBACK")
+                prepared("ROLLBACK")
             except RuntimeError:  # a failed statement has already ended the transaction
                 pass
 

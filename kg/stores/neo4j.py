@@ -23,7 +23,10 @@ class Neo4jStore(CypherStore):
     """A :class:`~kg.stores.GraphStore` on a Neo4j server.
 
     Args:
-        uri: e.g. ``bolt://127.0.0.1:7687`` or ``neo4j+s://…`` (Aura).
+        uri: e.g. ``bolt://127.0.0.1:7687`` or ``neo4j+s://…`` (Aura). Credentials inside
+            it (``bolt://user:password@host``) are taken out of it -- the driver refuses
+            them, and a URI is printed in messages -- and used when ``user``/``password``
+            are not given; no message ever shows the password.
         user, password: credentials; an empty password connects without auth.
         database: database name (Community Edition has only ``neo4j``).
         batch_size: rows per write transaction (default: 10,000).
@@ -34,17 +37,28 @@ class Neo4jStore(CypherStore):
 
     def __init__(self, uri: str, user: str = "neo4j", password: str = "", database: str = "neo4j",
                  batch_size: int = 10_000):
-        self.uri, self.user, self.database = uri, user, database
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            parts = urlsplit(uri)
+            inline_user, inline_password = parts.username, parts.password
+        except ValueError:
+            inline_user = inline_password = None
+        if inline_user and user == "neo4j":
+            user = unquote(inline_user)
+        if inline_password and not password:
+            password = unquote(inline_password)
+        self.uri, self.user, self.database = redact_uri(uri), user, database
         self._password = password
         self.batch_size = batch_size
         self._driver = None
 
     def __repr__(self) -> str:  # never the password
-        return f"Neo4jStore({redact_uri(self.uri)!r}, user={self.user!r}, database={self.database!r})"
+        return f"Neo4jStore({self.uri!r}, user={self.user!r}, database={self.database!r})"
 
     def location(self) -> dict[str, str]:
         """Server, user and database (no password, none inside the URI either)."""
-        return {"kind": self.kind, "uri": redact_uri(self.uri), "user": self.user, "database": self.database}
+        return {"kind": self.kind, "uri": self.uri, "user": self.user, "database": self.database}
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> Neo4jStore:
@@ -52,15 +66,17 @@ class Neo4jStore(CypherStore):
 
         if self._driver is None:
             auth = (self.user, self._password) if self._password else None
-            self._driver = neo4j.GraphDatabase.driver(
-                self.uri, auth=auth, notifications_min_severity="OFF"
-            )
             try:
+                self._driver = neo4j.GraphDatabase.driver(self.uri, auth=auth, notifications_min_severity="OFF")
                 self._driver.verify_connectivity()
-            except Exception as exc:
-                self._driver.close()
+            except Exception as exc:  # noqa: BLE001 - any failure: one line, host only, no password
+                if self._driver is not None:
+                    self._driver.close()
                 self._driver = None
-                raise StoreUnavailableError(f"cannot reach Neo4j at {redact_uri(self.uri)}: {exc}") from exc
+                detail = " ".join(str(exc).split())[:400] or type(exc).__name__
+                if self._password:
+                    detail = detail.replace(self._password, "***")
+                raise StoreUnavailableError(f"cannot reach Neo4j at {self.uri}: {detail}") from None
         return self
 
     def close(self) -> None:
@@ -85,11 +101,18 @@ class Neo4jStore(CypherStore):
         return pd.DataFrame([r.values() for r in records], columns=keys)
 
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
-        """Run any Cypher; in a read transaction (writes refused) unless ``write=True``."""
+        """Run user Cypher; read-only unless ``write=True`` (see :mod:`kg.stores.guard`).
+
+        Read-only: the statement check of :func:`kg.stores.guard.check_read_only`, then a
+        managed read transaction in a READ access-mode session (the server refuses any
+        write). A write raises :class:`~kg.errors.ReadOnlyError`."""
         import neo4j
+
+        from kg.stores.guard import check_read_only
 
         if write:
             return self.run(query, params, write=True)
+        check_read_only(query)
 
         def read(tx):
             result = tx.run(query, params)

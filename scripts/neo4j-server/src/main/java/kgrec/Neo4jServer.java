@@ -6,6 +6,11 @@
  *   bolt://127.0.0.1:PORT (or neo4j://), no authentication, HTTP/HTTPS off.
  * Memory is bounded for small machines: 512 MiB page cache (off-heap), 1 GiB for
  * all transactions together; run the JVM with -Xmx1g (see ../neo4j-server).
+ * Cypher cannot reach the server's files or network: LOAD CSV file:/// URLs are off
+ * (dbms.security.allow_csv_import_from_file_urls=false, import root confined to
+ * HOME_DIR/import should it ever be turned on) and every IP address is blocked for
+ * http(s)/ftp URLs (internal.dbms.cypher_ip_blocklist); kgrec never loads files
+ * through Cypher (see kg/stores/guard.py for the read-only cypher() guard).
  *
  * Usage: java -cp target/classes:target/lib/* kgrec.Neo4jServer [HOME_DIR [PORT]]
  *   HOME_DIR defaults to $KGREC_NEO4J_HOME or ./.neo4j-data; PORT to $KGREC_NEO4J_PORT or 7687.
@@ -15,7 +20,9 @@
  */
 package kgrec;
 
+import inet.ipaddr.IPAddressString;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
@@ -45,6 +52,11 @@ public final class Neo4jServer {
                 .setConfig(GraphDatabaseSettings.udc_enabled, false)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, ByteUnit.mebiBytes(512))
                 .setConfig(GraphDatabaseSettings.memory_transaction_global_max_size, ByteUnit.gibiBytes(1))
+                // no server-side file or network access from Cypher (LOAD CSV)
+                .setConfig(GraphDatabaseSettings.allow_file_urls, false)
+                .setConfig(GraphDatabaseSettings.load_csv_file_url_root, homeDir.resolve("import"))
+                .setConfig(GraphDatabaseInternalSettings.cypher_ip_blocklist,
+                        List.of(new IPAddressString("0.0.0.0/0"), new IPAddressString("::/0")))
                 // internal: Bolt's Netty loops otherwise idle 5 s on shutdown before exiting
                 .setConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
                 .build();

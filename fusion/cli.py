@@ -5,6 +5,7 @@
     kgrec stats
     kgrec train --stage gnn --model kgrec --run runs/ml100k   # graph encoder only
     kgrec evaluate --run runs/ml100k
+    kgrec verify --run runs/ml100k                      # every file as the manifest recorded it
     kgrec explain --user 196 --item 50 --run runs/ml100k --png why.png
     kgrec train --run runs/shop                         # all stages: gnn, text, fusion
     kgrec recommend --run runs/shop --user u00042 --weights ctr=1,cvr=1,value=1
@@ -77,7 +78,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"kgrec build: --path is required for --source {args.source}", file=sys.stderr)
         return 2
     dataset = load(args.source, args.path, strict=not args.lenient, **options)
-    print(dataset.report.summary())
+    print(dataset.report.summary(rejects_path=args.rejects))
     if dataset.report.rejects:
         path = dataset.report.write_rejects(args.rejects)
         print(f"reject report: {path} ({len(dataset.report.rejects):,} rows)")
@@ -85,7 +86,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"building into {config.describe()}")
     with store:
         report = build_graph(dataset, store, BuildConfig(progress=not args.no_progress, force=args.force))
-    print(report.table())
+    print(report.table(reasons=False))  # the reasons are in the load summary above
     if args.report_json:
         Path(args.report_json).write_text(report.to_json())
     return 0
@@ -176,6 +177,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    run = RunDir(args.run)
+    checked = run.verify()
+    print(f"{run.path}: ok, {checked} files as the manifest recorded them")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kg.pipeline import evaluate_run
 
@@ -191,7 +199,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     embeddings = None
     if args.run:
         run = RunDir(args.run)
-        embeddings = Embeddings.from_npz(run.need(run.embeddings, "gnn"))
+        run.need(run.embeddings, "gnn")
+        run.verify(("gnn",))
+        with run.reading(run.embeddings, "gnn"):
+            embeddings = Embeddings.from_npz(run.embeddings)
     _, store = _store(args, read_only=True, run=args.run)
     with store:
         result = explain(store, args.user, args.item, args.max_paths, embeddings)
@@ -347,6 +358,10 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a run folder on its test split")
     e.add_argument("--run", default="runs/latest")
     e.set_defaults(func=cmd_evaluate)
+
+    v = sub.add_parser("verify", help="check a run folder against its manifest (size and SHA-256 of every file)")
+    v.add_argument("--run", default="runs/latest")
+    v.set_defaults(func=cmd_verify)
 
     x = sub.add_parser("explain", help="why an item suits a user: paths in the knowledge graph")
     x.add_argument("--user", required=True)

@@ -56,13 +56,16 @@ from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
-from kg.errors import InvalidRequestError, RunFolderError, StoreError, UnknownIdError
+from kg.errors import IntegrityError, InvalidRequestError, RunFolderError, StoreError, UnknownIdError
 from kg.export import GraphExport
 from kg.run_dir import RunDir
 from kg.split import Split
 
 FILTER_KEYS = ("category", "brand", "min_price", "max_price")
 CATEGORY_CACHE = 256  #: category filter masks kept (least recently used dropped first)
+#: longest search query accepted (characters; longer: InvalidRequestError) -- the text encoder
+#: tokenizes a whole query before truncating it, and one 10 MB query held it for seconds
+MAX_QUERY_CHARS = 1_000
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,16 @@ class Catalogue:
     @classmethod
     def from_items(cls, items: pd.DataFrame, product_ids: np.ndarray) -> Catalogue:
         """From a canonical ``items`` table (``item_id``, ``title``, ``price``, ``brand``,
-        ``categories``), in the order of ``product_ids`` (missing rows: empty fields)."""
+        ``categories``), in the order of ``product_ids`` (missing rows: empty fields). A
+        product without a title (an id-only product: reviewed, but without metadata) is
+        shown by its id."""
         products = np.asarray(product_ids, dtype=object)
         rows = items.set_index("item_id").reindex(pd.Index(products, dtype=object))
-        return cls(products, rows["title"].fillna("").to_numpy(dtype=object), rows["price"].to_numpy(dtype=float),
+        titles = rows["title"].fillna("").astype(str).str.strip()
+        titles = titles.where(titles != "", pd.Series(products, index=titles.index, dtype=object))
+        return cls(products, titles.to_numpy(dtype=object), rows["price"].to_numpy(dtype=float),
                    rows["brand"].fillna("").to_numpy(dtype=object),
-                   [list(c) if c is not None else [] for c in rows["categories"]])
+                   [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in rows["categories"]])
 
 
 def seen_items(split: Split) -> list[np.ndarray]:
@@ -154,13 +161,27 @@ class Engine:
         the run remembers, for explanations; ``candidates`` overrides the run's
         re-ranking depth."""
         run = RunDir(run_dir)
-        model = FusionModel.load(run.need(run.fusion_model, "fusion"))
-        tables = FeatureTables.load(run.need(run.fusion_tables, "fusion"))
+        for path, stage in ((run.fusion_model, "fusion"), (run.fusion_tables, "fusion"), (run.graph, "gnn"),
+                            (run.catalogue_items, "text")):
+            run.need(path, stage)
+        run.verify()  # every file as the manifest recorded it, before anything is parsed
+        with run.reading(run.fusion_model, "fusion"):
+            model = FusionModel.load(run.fusion_model)
+        with run.reading(run.fusion_tables, "fusion"):
+            tables = FeatureTables.load(run.fusion_tables)
         config = FusionConfig.from_dict(run.config().get("fusion", {}))
-        id_maps, _ = GraphExport.read_id_maps(run.need(run.graph, "gnn"))
-        catalogue = Catalogue.from_items(pd.read_parquet(run.need(run.catalogue_items, "text")), id_maps["product"])
+        with run.reading(run.graph, "gnn"):
+            id_maps, _ = GraphExport.read_id_maps(run.graph)
+            seen = seen_items(run.load_split())
+        with run.reading(run.catalogue_items, "text"):
+            catalogue = Catalogue.from_items(pd.read_parquet(run.catalogue_items), id_maps["product"])
+        if (len(catalogue.ids), len(id_maps["user"])) != (tables.num_items, tables.num_users):
+            raise IntegrityError(f"{run.fusion_tables} holds {tables.num_items} products / {tables.num_users} users, "
+                                 f"the graph export {len(catalogue.ids)} / {len(id_maps['user'])}: the stages are "
+                                 f"out of step; retrain the fusion stage (kgrec train --stage fusion --run {run.path})",
+                                 str(run.fusion_tables), "fusion")
         popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
-        return cls(model, tables, id_maps["user"], catalogue, seen_items(run.load_split()), popularity,
+        return cls(model, tables, id_maps["user"], catalogue, seen, popularity,
                    candidates=candidates or config.candidates, store=store, run=run)
 
     def close(self) -> None:
@@ -190,7 +211,8 @@ class Engine:
                 if self.run is None:
                     raise RunFolderError("this Engine has no run folder to load a text encoder from; "
                                          "build it with Engine(..., encoder=...)")
-                self._encoder = load_run_encoder(self.run)
+                with self.run.reading(self.run.text, "text"):
+                    self._encoder = load_run_encoder(self.run)
             return self._encoder
 
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
@@ -345,6 +367,9 @@ class Engine:
         weights = check_weights(weights, SEARCH_WEIGHTS)
         if not str(query).strip():
             raise InvalidRequestError("search: the query is empty", "query")
+        if len(str(query)) > MAX_QUERY_CHARS:
+            raise InvalidRequestError(f"search: the query has {len(str(query)):,} characters; at most "
+                                      f"{MAX_QUERY_CHARS:,} are accepted", "query")
         allowed = self.filter_mask(filters)
         qv = self.encode_queries([str(query)])                                    # [1, dt]
         text = (qv @ self.tables.item_text.T)[0]
@@ -401,7 +426,8 @@ class Engine:
         if self._explain_embeddings is None:
             if self.run is None:
                 raise RunFolderError("explanations rank paths with the run's embeddings: this Engine has no run folder")
-            self._explain_embeddings = Embeddings.from_npz(self.run.need(self.run.embeddings, "gnn"))
+            with self.run.reading(self.run.embeddings, "gnn"):
+                self._explain_embeddings = Embeddings.from_npz(self.run.need(self.run.embeddings, "gnn"))
         return explain(store, user_id, item_id, max_paths, self._explain_embeddings)
 
     def _with_explanation(self, user_id: str, rec: Recommendation, max_paths: int) -> Recommendation:

@@ -110,6 +110,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     from kg.catalogue import read_catalogue
 
     run = RunDir(run_dir)
+    run.verify(("gnn",))
     catalogue = read_catalogue(store)
     save_parquet(catalogue.items, run.catalogue_items)
     save_parquet(catalogue.judgements, run.judgements)
@@ -122,9 +123,9 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
         encoder = result.encoder
         summary = {"before": result.before, "after": result.after}
     else:
-        path = resolve_checkpoint(stage.train.checkpoint)
-        save_run_record(run, path, stage.train.max_length)
-        encoder = TextEncoder.from_pretrained(path, max_length=stage.train.max_length)
+        encoder = TextEncoder.from_pretrained(resolve_checkpoint(stage.train.checkpoint),
+                                              max_length=stage.train.max_length)
+        save_run_record(run, encoder, stage.train.max_length)
     encoder.eval()
     with torch.no_grad():
         items = embed_items(encoder, catalogue.items, batch_size=stage.embed_batch_size, progress=progress,
@@ -146,6 +147,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),
                     "queries": len(queries)})
     write_json(run.text_summary, summary)
+    run.write_manifest()
     return summary
 
 
@@ -165,7 +167,10 @@ def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -
 
     run = RunDir(run_dir)
     config = config or ExampleConfig()
-    export = GraphExport.load(run.need(run.graph, "gnn"))
+    run.need(run.graph, "gnn")
+    run.need(run.text_items, "text")
+    run.verify(("gnn", "text"))
+    export = GraphExport.load(run.graph)
     split = run.load_split()
     products, users = export.id_maps["product"], export.id_maps["user"]
     items = pd.read_parquet(run.need(run.catalogue_items, "text"))
@@ -228,6 +233,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     results = compare(data, result.model, naive, config.fusion.candidates)
     write_json(run.comparison_json, results)
     write_text(run.comparison_md, markdown(results) + "\n")
+    run.write_manifest()
     return results
 
 

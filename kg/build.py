@@ -1,21 +1,33 @@
 """Dataset -> GraphStore: batched, idempotent, resumable, with a report.
 
 :func:`build_graph` writes every node label, then every relationship type
-(:func:`kg.rows.graph_rows`), through the store's idempotent upserts. Progress is
-kept in the store itself (a ``KgrecMeta`` node keyed by the dataset's content
-fingerprint): after each batch the rows done so far are recorded, so a build
-that was interrupted resumes where it stopped, and a finished build of the same
-data skips straight to the report. Because every write is a MERGE (Neo4j) or an
-anti-joined COPY (embedded), redoing a batch never duplicates anything.
+(:func:`kg.rows.graph_rows`), through the store's idempotent upserts: each upsert
+first anti-joins its rows against what the store holds and writes only the rows that
+are missing (and updates the ones whose properties changed). That is also how a build
+resumes: an interrupted build -- killed at any moment, of new data or of data partly
+built before -- is simply run again; every step hands *all* its rows to the store, and
+the anti-join finds exactly the ones the crash left out, wherever they are in the step.
+(Resuming from a row offset would be wrong: rows already stored are scattered through
+a step of incremental data, not its first N.)
+
+Bookkeeping lives in the store (a ``KgrecMeta`` node keyed by the dataset's content
+fingerprint): progress after each batch, for the report, and ``finished`` once every
+step is written, so a finished build of the same data skips straight to the report
+("nothing new"). :func:`store_digest` summarises what a store holds (counts and a
+checksum per label and relationship type), to compare two builds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from kg.rows import fingerprint, graph_rows
+from kg.schema import NODES, RELS
 from kg.stores import GraphStore
 from loaders.dataset import Dataset
 
@@ -25,8 +37,8 @@ class BuildConfig:
     """Options of one build (saved in the store with its report)."""
 
     progress: bool = True  # progress bars on stderr
-    resume: bool = True  # skip the batches a previous run of the same data finished
-    force: bool = False  # rewrite everything even if the same data was built before
+    resume: bool = True  # skip a build of the same data that finished before ("nothing new")
+    force: bool = False  # hand every row to the store even if the same data was built before
 
 
 @dataclass
@@ -35,8 +47,9 @@ class StepReport:
     name: str
     rows: int  # distinct rows given to the store
     created: int  # nodes/relationships that did not exist before
-    skipped: int  # rows skipped because a previous run had finished them
+    skipped: int  # rows already in the store, unchanged (a rebuild, or an interrupted build resumed)
     seconds: float
+    updated: int = 0  # rows already stored whose properties changed
 
 
 @dataclass
@@ -50,18 +63,24 @@ class BuildReport:
     rows_kept: int = 0
     rows_rejected: int = 0
     reject_reasons: dict[str, int] = field(default_factory=dict)
-    resumed: bool = False
+    resumed: bool = False  # an interrupted build of the same data was completed
+    up_to_date: bool = False  # the same data was built before, completely: nothing was written
     seconds: float = 0.0
 
     @property
     def created(self) -> int:
         return sum(s.created for s in self.steps)
 
+    @property
+    def updated(self) -> int:
+        return sum(s.updated for s in self.steps)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
-    def table(self) -> str:
-        """The final report: counts per label/type, what this run created, rejects, time."""
+    def table(self, reasons: bool = True) -> str:
+        """The final report: counts per label/type, what this run created, rejects (one line
+        per kind of reason unless ``reasons=False``: the load summary printed them), time."""
         by_name = {s.name: s for s in self.steps}
         lines = [f"graph build of '{self.dataset}' into {self.store} (fingerprint {self.fingerprint})",
                  f"{'label / type':<18} {'in graph':>12} {'created now':>12} {'seconds':>8}"]
@@ -70,10 +89,17 @@ class BuildReport:
                 s = by_name.get(name)
                 lines.append(f"{name:<18} {n:>12,} {(s.created if s else 0):>12,} {(s.seconds if s else 0):>8.1f}")
         lines.append(f"rows read {self.rows_read:,} = kept {self.rows_kept:,} + rejected {self.rows_rejected:,}")
-        for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]):
+        for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]) if reasons else ():
             lines.append(f"  rejected {n:,}: {reason}")
-        state = " (resumed)" if self.resumed else ""
-        lines.append(f"created {self.created:,} nodes+relationships in {self.seconds:.1f} s{state}")
+        if self.up_to_date:
+            lines.append(f"nothing new: this data was built into the store before ({self.seconds:.1f} s; "
+                         "--force hands every row to the store again)")
+        elif self.created == 0 and not self.updated:
+            lines.append(f"nothing new: every row is in the store already ({self.seconds:.1f} s)")
+        else:
+            state = " (an interrupted build of this data, completed)" if self.resumed else ""
+            changed = f", updated {self.updated:,}" if self.updated else ""
+            lines.append(f"created {self.created:,} nodes+relationships{changed} in {self.seconds:.1f} s{state}")
         return "\n".join(lines)
 
 
@@ -82,7 +108,7 @@ def _progress_key(fp: str) -> str:
 
 
 def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None = None) -> BuildReport:
-    """Write ``dataset`` into a connected ``store``; safe to run again or after a crash."""
+    """Write ``dataset`` into a connected ``store``; safe to run again, or after a crash."""
     from tqdm.auto import tqdm
 
     config = config or BuildConfig()
@@ -93,33 +119,31 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     store.ensure_schema()
 
     key = _progress_key(fp)
-    saved = store.read_meta(key) if config.resume and not config.force else None
-    done: dict[str, int] = json.loads(saved)["done"] if saved else {}
-    report.resumed = bool(done)
+    saved = json.loads(store.read_meta(key) or "null") if not config.force else None
+    report.up_to_date = bool(saved and saved.get("finished") and config.resume)
+    report.resumed = bool(saved and not saved.get("finished"))
+    done: dict[str, int] = {}
 
-    steps = graph_rows(dataset)
-    for step in steps:
-        already = min(done.get(step.name, 0), len(step.rows))
-        todo = step.rows.iloc[already:]
+    for step in ([] if report.up_to_date else graph_rows(dataset)):
         t = time.perf_counter()
-        bar = tqdm(total=len(step.rows), initial=already, desc=f"{step.kind} {step.name}",
-                   unit="row", disable=not config.progress, leave=False)
-        progress_rows = [already]
+        bar = tqdm(total=len(step.rows), desc=f"{step.kind} {step.name}", unit="row",
+                   disable=not config.progress, leave=False)
 
         def advance(n: int, step_name: str = step.name) -> None:
             bar.update(n)
-            progress_rows[0] += n
-            done[step_name] = progress_rows[0]
+            done[step_name] = done.get(step_name, 0) + n
             store.write_meta(key, json.dumps({"done": done, "finished": False}))
 
         upsert = store.upsert_nodes if step.kind == "node" else store.upsert_rels
-        result = upsert(step.name, todo, progress=advance) if len(todo) else None
+        # every row, always: the store's anti-join writes only what it lacks (see the module docstring)
+        result = upsert(step.name, step.rows, progress=advance) if len(step.rows) else None
         bar.close()
-        done[step.name] = len(step.rows)
-        report.steps.append(StepReport(step.kind, step.name, len(step.rows),
-                                       result.created if result else 0, already,
-                                       round(time.perf_counter() - t, 3)))
-    store.write_meta(key, json.dumps({"done": done, "finished": True}))
+        created, updated = (result.created, result.updated or 0) if result else (0, 0)
+        rows = result.rows if result else 0
+        report.steps.append(StepReport(step.kind, step.name, rows, created, rows - created - updated,
+                                       round(time.perf_counter() - t, 3), updated))
+    if not report.up_to_date:
+        store.write_meta(key, json.dumps({"done": done, "finished": True}))
 
     report.counts = store.counts()
     rep = dataset.report
@@ -128,3 +152,22 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     report.seconds = round(time.perf_counter() - t0, 3)
     store.write_meta("last_build", json.dumps({"config": asdict(config), "report": asdict(report)}))
     return report
+
+
+def store_digest(store: GraphStore) -> dict[str, tuple[int, str]]:
+    """``{label or type: (count, sha256)}`` of everything a store holds: the sorted ids of
+    every label, and every relationship type's edges (endpoint ids and all properties)
+    sorted. Two stores with equal digests hold the same graph (whatever their kind)."""
+    out: dict[str, tuple[int, str]] = {}
+    for spec in NODES:
+        ids = np.sort(store.node_ids(spec.label).astype(str))
+        out[spec.label] = (len(ids), hashlib.sha256("\n".join(ids).encode()).hexdigest())
+    for spec in RELS:
+        props = tuple(p.name for p in spec.props)
+        edges = store.export_edges(spec.type, props)
+        cols = [edges.src_ids[edges.src_index].astype(str), edges.dst_ids[edges.dst_index].astype(str)]
+        cols += [np.asarray(["" if v is None or v != v else str(v) for v in edges.props[p]], dtype=object)
+                 for p in props]
+        rows = sorted("\t".join(r) for r in zip(*cols)) if len(cols[0]) else []
+        out[spec.type] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+    return out

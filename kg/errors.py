@@ -10,6 +10,7 @@
     ├── InvalidRequestError(ValueError)          a request to the Engine is malformed (``field``)
     ├── UnknownIdError(KeyError)                 a user or item id that is not in the graph / run
     ├── RunFolderError(FileNotFoundError)        a run folder lacks a stage's output
+    ├── IntegrityError(ValueError)               a run file differs from its manifest, or is unreadable
     ├── CheckpointError(FileNotFoundError)       a text-encoder checkpoint is missing or unusable
     └── StoreError                               the graph store
         ├── StoreUnavailableError(ConnectionError)   the Neo4j server cannot be reached
@@ -48,6 +49,15 @@ class RunFolderError(KgrecError, FileNotFoundError):
     """A run folder lacks what a command needs; the message names the stage to run."""
 
 
+class IntegrityError(KgrecError, ValueError):
+    """A file of a run folder is missing, changed or unreadable (checked against the run's
+    ``manifest.json``); ``path`` is the file, ``stage`` the training stage that makes it."""
+
+    def __init__(self, message: str, path: str = "", stage: str = ""):
+        super().__init__(message)
+        self.path, self.stage = path, stage
+
+
 class CheckpointError(KgrecError, FileNotFoundError):
     """A text-encoder checkpoint that cannot be found or used."""
 
@@ -69,5 +79,5 @@ class ReadOnlyError(StoreError, PermissionError):
 
 
 __all__ = ["KgrecError", "ConfigError", "LoadError", "DatasetError", "FieldError", "DataError",
-           "InvalidRequestError", "UnknownIdError", "RunFolderError", "CheckpointError", "StoreError",
-           "StoreUnavailableError", "StoreNotFoundError", "ReadOnlyError"]
+           "InvalidRequestError", "UnknownIdError", "RunFolderError", "IntegrityError", "CheckpointError",
+           "StoreError", "StoreUnavailableError", "StoreNotFoundError", "ReadOnlyError"]

@@ -104,7 +104,8 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     if writer:
         run.update_config(gnn=config.to_dict(), store=store.location())
     if resume and (run.graph / "graph.pt").exists():
-        export, split = GraphExport.load(run.graph), run.load_split()
+        with run.reading(run.graph, "gnn"):
+            export, split = GraphExport.load(run.graph), run.load_split()
     else:
         export = export_graph(store)  # every rank reads the same graph and makes the same split
         split = _split(export, config)
@@ -128,6 +129,7 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     write_text(run.report, gnn_run.report() + "\n")
     if config.write_embeddings and hasattr(store, "write_vectors"):
         store.write_vectors("Product", export.id_maps["product"], items)
+    run.write_manifest()
     return gnn_run
 
 
@@ -138,12 +140,16 @@ def open_run(run_dir: str | Path) -> GnnRun:
     run = RunDir(run_dir)
     if not run.gnn_model.exists():
         raise RunFolderError(f"{run.path} is not a finished GNN run (no model.pt); run `kgrec train` first")
+    run.verify(("gnn",))
     config = GnnRunConfig.from_dict(run.config().get("gnn", {}))
-    export, split = GraphExport.load(run.graph), run.load_split()
+    with run.reading(run.graph, "gnn"):
+        export, split = GraphExport.load(run.graph), run.load_split()
     model = build_model(config.train, export, split)
-    model.load_state_dict(torch.load(run.gnn_model, weights_only=True))
+    with run.reading(run.gnn_model, "gnn"):
+        model.load_state_dict(torch.load(run.gnn_model, weights_only=True))
     model.eval()
-    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
+    with run.reading(run.metrics, "gnn"):
+        metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
     return GnnRun(run.path, config, export, split, model, metrics)
 
 

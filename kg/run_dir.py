@@ -17,17 +17,26 @@ A *run folder* holds everything ``kgrec train`` produced, one stage after the ot
       fusion/               model/ (the fusion model: its config + weights), tables.pt
                             (feature tables), checkpoint.pt, history.json, examples.json
       comparison.json, comparison.md   the popularity / GNN / text / fused table (fusion)
+      manifest.json         size and SHA-256 of every other file, written last by each stage
 
 Every other module asks :class:`RunDir` for a path instead of spelling it, and writes
 files through the atomic helpers below (a temporary file or folder, then a rename), so
 a crash never leaves a half-written file under its final name. :meth:`RunDir.need`
 turns a missing stage output into one clear :class:`~kg.errors.RunFolderError`
 naming the stage to run.
+
+**Integrity.** Each stage ends by rewriting ``manifest.json`` (:meth:`RunDir.write_manifest`:
+the size and SHA-256 of every file, written atomically, last). Whatever reads a run first
+checks it (:meth:`RunDir.verify`): a file that is missing, of another size or another
+hash than recorded, or a run without a manifest (older, or its training never finished)
+is one :class:`~kg.errors.IntegrityError` naming the file and the stage to retrain --
+never a silently different answer, never a traceback from deep inside a loader.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -37,10 +46,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from kg.errors import RunFolderError
+from kg.errors import IntegrityError, RunFolderError
 from kg.split import Split
 
 STAGES = ("gnn", "text", "fusion")
+MANIFEST = "manifest.json"
+#: first path part -> the stage that writes it (anything else: the gnn stage)
+_STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
+             "comparison.md": "fusion", "run.json": "all"}
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -201,7 +214,11 @@ class RunDir:
         """The run's configuration (``run.json``), ``{}`` for a new folder."""
         if not self.config_file.exists():
             return {}
-        return json.loads(self.config_file.read_text())
+        try:
+            return json.loads(self.config_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise IntegrityError(f"{self.config_file} is unreadable ({exc}); retrain the run "
+                                 f"(kgrec train --run {self.path})", str(self.config_file), "all") from None
 
     def update_config(self, **sections: Any) -> None:
         """Set top-level sections of ``run.json`` (e.g. ``gnn=…``, ``store=…``), keeping the others."""
@@ -211,6 +228,86 @@ class RunDir:
     def store_location(self) -> dict[str, str] | None:
         """Where the graph this run was trained on lives (``GraphStore.location()``), if recorded."""
         return self.config().get("store")
+
+    # ------------------------------------------------------------ integrity
+    @staticmethod
+    def stage_of(relpath: str) -> str:
+        """The training stage that writes the file ``relpath`` (relative to the run folder)."""
+        return _STAGE_OF.get(Path(relpath).parts[0], "gnn")
+
+    def files(self) -> list[str]:
+        """Every file of the run (relative POSIX paths, sorted), without the manifest and
+        without hidden temporary files of an unfinished write."""
+        if not self.path.is_dir():
+            return []
+        out = []
+        for p in self.path.rglob("*"):
+            rel = p.relative_to(self.path)
+            if p.is_file() and rel.as_posix() != MANIFEST and not any(x.startswith(".") for x in rel.parts):
+                out.append(rel.as_posix())
+        return sorted(out)
+
+    def write_manifest(self) -> Path:
+        """Record the size and SHA-256 of every file (the last write of each stage)."""
+        entries = {rel: {"size": (self.path / rel).stat().st_size, "sha256": _sha256(self.path / rel)}
+                   for rel in self.files()}
+        return write_json(self.path / MANIFEST, {"version": 1, "files": entries})
+
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """``{relative path: {"size", "sha256"}}`` as recorded (IntegrityError when absent or unreadable)."""
+        path = self.path / MANIFEST
+        if not path.exists():
+            if not self.path.exists():
+                raise RunFolderError(f"no run folder at {self.path}; train one first (kgrec train --run {self.path})")
+            raise IntegrityError(f"{path} is missing: {self.path} was written by an older kgrec or its "
+                                 f"training did not finish; retrain it (kgrec train --run {self.path})",
+                                 str(path), "all")
+        try:
+            files = json.loads(path.read_text())["files"]
+            return {str(k): {"size": int(v["size"]), "sha256": str(v["sha256"])} for k, v in files.items()}
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(f"{path} is unreadable ({type(exc).__name__}); retrain the run "
+                                 f"(kgrec train --run {self.path})", str(path), "all") from None
+
+    def verify(self, stages: tuple[str, ...] | None = None) -> int:
+        """Check the files of ``stages`` (default: all) against the manifest; returns how
+        many were checked. The first missing, resized, changed or unreadable file raises an
+        :class:`IntegrityError` that names it and the stage to retrain."""
+        checked = 0
+        for rel, want in self.manifest().items():
+            stage = self.stage_of(rel)
+            if stages is not None and stage not in stages and stage != "all":
+                continue
+            path = self.path / rel
+            redo = ("retrain the run (kgrec train --run {run})" if stage == "all" else
+                    "retrain the {stage} stage (kgrec train --stage {stage} --run {run})").format(
+                stage=stage, run=self.path)
+            try:
+                size = path.stat().st_size
+                problem = None if size == want["size"] else f"{size:,} bytes, the manifest says {want['size']:,}"
+                if problem is None and _sha256(path) != want["sha256"]:
+                    problem = "its content changed (SHA-256 differs from the manifest)"
+            except FileNotFoundError:
+                problem = "the file is missing"
+            except OSError as exc:
+                problem = f"it cannot be read ({exc.strerror or exc})"
+            if problem:
+                raise IntegrityError(f"{path}: {problem}; {redo}", str(path), stage)
+            checked += 1
+        return checked
+
+    @contextlib.contextmanager
+    def reading(self, path: Path, stage: str) -> Iterator[None]:
+        """Turn any failure to parse ``path`` (a file or folder of stage ``stage``) into one
+        :class:`IntegrityError` naming it (a file the manifest could not vouch for)."""
+        try:
+            yield
+        except (IntegrityError, RunFolderError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any parser's error: say which file, not where in the parser
+            raise IntegrityError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); retrain "
+                                 f"the {stage} stage (kgrec train --stage {stage} --run {self.path})",
+                                 str(path), stage) from exc
 
     # ------------------------------------------------------------ split
     def save_split(self, split: Split) -> None:
@@ -222,3 +319,11 @@ class RunDir:
         z = np.load(self.need(self.split_file, "gnn"), allow_pickle=False)
         return Split(int(z["sizes"][0]), int(z["sizes"][1]), (z["train_u"], z["train_i"]),
                      (z["valid_u"], z["valid_i"]), (z["test_u"], z["test_i"]))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

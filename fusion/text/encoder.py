@@ -176,8 +176,13 @@ class TextEncoder(nn.Module):
             with _quiet():
                 model = AutoModel.from_pretrained(str(path), local_files_only=True)
                 tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load the text encoder from {path}: {exc}") from exc
+        if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+            # transformers builds an empty-vocabulary tokenizer when tokenizer.json / vocab.txt are
+            # gone: every text would encode as [UNK]
+            raise CheckpointError(f"text encoder checkpoint {path} has no tokenizer vocabulary "
+                                  "(tokenizer.json / vocab.txt missing)")
         limit = getattr(model.config, "max_position_embeddings", None)
         settings = EncoderSettings.from_dict(values)
         if limit and settings.max_length > limit:
@@ -313,18 +318,27 @@ class TextEncoder(nn.Module):
         return out
 
 
-def save_run_record(run: RunDir, checkpoint: str | os.PathLike, max_length: int | None) -> None:
-    """Record in a run folder that its text stage used ``checkpoint`` as it is (no fine-tuning)."""
-    write_json(run.text_encoder_record, {"checkpoint": str(checkpoint), "max_length": max_length})
+def save_run_record(run: RunDir, encoder: TextEncoder, max_length: int | None) -> None:
+    """Record in a run folder that its text stage used ``encoder``'s checkpoint as it is
+    (no fine-tuning), with the encoder's fingerprint: the checkpoint lives outside the run."""
+    write_json(run.text_encoder_record, {"checkpoint": encoder.source, "max_length": max_length,
+                                         "fingerprint": encoder.fingerprint()})
 
 
 def load_run_encoder(run: RunDir) -> TextEncoder:
     """A run's text encoder: its fine-tuned directory (``text/encoder/``), or the checkpoint
-    its text stage recorded it used as it is (:func:`save_run_record`)."""
+    its text stage recorded it used as it is (:func:`save_run_record`), which must still be
+    the same weights (its fingerprint) -- else a :class:`CheckpointError`."""
     if run.text_encoder.is_dir():
         return TextEncoder.from_pretrained(run.text_encoder)
     record = json.loads(run.need(run.text_encoder_record, "text").read_text())
-    return TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
+    encoder = TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
+    if record.get("fingerprint") and encoder.fingerprint() != record["fingerprint"]:
+        raise CheckpointError(f"the text encoder checkpoint {record['checkpoint']} changed since the run was "
+                              f"trained (fingerprint {encoder.fingerprint()}, the run recorded "
+                              f"{record['fingerprint']}); retrain the text stage (kgrec train --stage text "
+                              f"--run {run.path})")
+    return encoder
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")

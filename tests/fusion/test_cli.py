@@ -24,8 +24,11 @@ def test_build_then_stats_on_the_embedded_store(tmp_path, capsys):
     users = next(line for line in stats.splitlines() if line.startswith("User "))
     assert users.split()[-1] == "60"
 
+    assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress"]) == 0
+    assert "nothing new: this data was built into the store before" in capsys.readouterr().out
     assert main(["build", "--source", "synthetic", *SMALL, "--db", db, "--no-progress", "--force"]) == 0
-    assert "created 0 nodes+relationships" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing new: every row is in the store already" in out and "resumed" not in out
 
 
 def _shop(tmp_path):

@@ -1,11 +1,9 @@
 """The Engine's behaviour on a tiny run folder made in seconds -- no training.
 
-The folder holds what ``kgrec train`` would leave for serving, made of random parts: a
-small synthetic shop built into an embedded store (so explanations have a real graph),
-its export's id maps and split, the catalogue read back from the store, random feature
-tables, a freshly initialised tiny fusion model, a tiny random BERT as the text encoder
-and random GNN embeddings. Every component is written by its own ``save`` and read back by
-:meth:`Engine.open`, as in a trained run.
+:func:`fusion.tiny_run.make_tiny_run` writes what ``kgrec train`` would leave for serving,
+made of random parts (a small synthetic shop in an embedded store, random feature tables,
+a fresh tiny fusion model, a tiny random BERT), each by its own ``save``; the Engine reads
+it back with :meth:`Engine.open`, as a trained run.
 """
 
 from __future__ import annotations
@@ -15,57 +13,13 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
-from fusion.engine import CATEGORY_CACHE, Engine, Recommendation
-from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
+from fusion.engine import CATEGORY_CACHE, MAX_QUERY_CHARS, Engine, Recommendation
+from fusion.ranking.features import FeatureTables
 from fusion.ranking.model import FusionModel
-from fusion.text.encoder import random_checkpoint
-from kg.build import BuildConfig, build_graph
-from kg.catalogue import read_catalogue
+from fusion.tiny_run import make_tiny_run
 from kg.errors import InvalidRequestError, RunFolderError, UnknownIdError
-from kg.export import export_graph
-from kg.run_dir import RunDir, save_npz, save_parquet
-from kg.split import split_interactions
-from kg.stores import StoreConfig, open_store
-from loaders.synthetic import SyntheticConfig, generate
-
-GNN_DIM, TEXT_DIM = 8, 16
-
-
-def make_tiny_run(root, seed: int = 0) -> tuple[RunDir, object]:
-    """A serving-ready run folder over a 60-user / 40-product synthetic shop; returns
-    (run, dataset). The store it was built into is recorded in ``run.json``."""
-    dataset = generate(SyntheticConfig(n_users=60, n_items=40, n_interactions=3_000, n_queries=5, seed=seed))
-    with open_store(StoreConfig(kind="embedded", path=str(root / "graph"))) as store:
-        build_graph(dataset, store, BuildConfig(progress=False))
-        export = export_graph(store)
-        items = read_catalogue(store).items
-        location = store.location()
-    run = RunDir(root / "run")
-    run.update_config(store=location, fusion={"candidates": 20})
-    export.save(run.graph)
-    split = split_interactions(export.data, "leave_last_out")
-    run.save_split(split)
-    save_parquet(items, run.catalogue_items)
-    n_users, n_items = len(export.id_maps["user"]), len(export.id_maps["product"])
-    g = torch.Generator().manual_seed(seed)
-    norm = torch.nn.functional.normalize
-    tables = FeatureTables(torch.randn(n_users, GNN_DIM, generator=g), torch.randn(n_items, GNN_DIM, generator=g),
-                           norm(torch.randn(n_items, TEXT_DIM, generator=g), dim=-1),
-                           norm(torch.randn(n_users, TEXT_DIM, generator=g), dim=-1),
-                           torch.randn(n_users, len(USER_SIDE), generator=g),
-                           torch.randn(n_items, len(ITEM_SIDE), generator=g))
-    tables.save(run.fusion_tables)
-    torch.manual_seed(seed)
-    FusionModel.for_tables(tables, hidden=16, text_proj=8, tower=8).save(run.fusion_model)
-    texts = list(items["title"].fillna("")) + ["headphones", "a gift"]
-    random_checkpoint(run.text_encoder, texts, hidden_size=TEXT_DIM, num_layers=1, num_heads=2,
-                      intermediate_size=32, max_length=32)
-    save_npz(run.embeddings, user=tables.user_gnn.numpy(), item=tables.item_gnn.numpy(),
-             user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
-    return run, dataset
-
+from kg.run_dir import RunDir
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
@@ -168,6 +122,10 @@ def test_search_and_similar(engine):
         engine.catalogue.ids[engine.catalogue.brands == brand])
     with pytest.raises(InvalidRequestError, match="empty"):
         engine.search("   ")
+    assert len(engine.search("gift " * (MAX_QUERY_CHARS // 5), k=3)) == 3
+    with pytest.raises(InvalidRequestError, match="at most 1,000") as err:
+        engine.search("x" * 10_000_000)
+    assert err.value.field == "query"
     item = engine.catalogue.ids[0]
     similar = engine.similar(item, k=5)
     assert len(similar) == 5 and item not in {r.item_id for r in similar}

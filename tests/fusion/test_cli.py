@@ -118,3 +118,37 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
 def test_stats_of_a_missing_graph_says_so(tmp_path, capsys):
     assert main(["stats", "--db", str(tmp_path / "nothing")]) == 2
     assert "no graph at" in capsys.readouterr().err
+
+
+def test_build_of_a_real_world_amazon_category(tmp_path, capsys):
+    """A category whose reviews name products without a metadata line and whose titles are
+    markup: the strict default build succeeds, keeps those products, and logs one line per
+    kind of reason (not one per duplicate)."""
+    import gzip
+    import json
+
+    meta = [{"asin": "M1", "title": "Acme Card", "brand": "Acme", "category": ["Gift Cards"]},
+            {"asin": "M2", "title": '<span class="a-size-medium a-color-secondary"', "brand": "Acme",
+             "category": ["Gift Cards", "Restaurants"]}]
+    review = {"overall": 5.0, "reviewText": "Nice", "summary": "Five Stars"}
+    reviews = [{**review, "reviewerID": f"U{u}", "asin": a, "unixReviewTime": 1529193600 + u}
+               for u, a in enumerate(["M1", "M2", "NOMETA", "NOMETA"])]
+    reviews += [dict(reviews[0]) for _ in range(30)]  # exact duplicates: filtered, counted once
+    for name, rows in (("meta_Gift_Cards.json.gz", meta), ("Gift_Cards_5.json.gz", reviews)):
+        with gzip.open(tmp_path / name, "wt") as f:
+            f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+    db = str(tmp_path / "graph")
+    assert main(["build", "--source", "amazon2018", "--path", str(tmp_path), "--db", db, "--no-progress",
+                 "--rejects", str(tmp_path / "rejects.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "products without metadata (kept as id-only items): 1" in out
+    assert "rejected 30: duplicate review (filtered)" in out and out.count("duplicate review") == 1
+    assert len(out.splitlines()) < 40
+    assert main(["stats", "--db", db]) == 0
+    products = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Product "))
+    assert products.split()[-1] == "3"
+    from kg.stores import StoreConfig, open_store
+
+    with open_store(StoreConfig(path=db), read_only=True) as store:
+        titles = dict(store.cypher("MATCH (p:Product) RETURN p.id AS id, p.title AS title").values.tolist())
+    assert titles["M2"] == "Acme — Restaurants" and titles["NOMETA"] in ("", None)

@@ -1,8 +1,8 @@
 """Why was this item recommended? Paths through the knowledge graph, found by Cypher.
 
-:func:`explain` runs named meta-path templates (:mod:`kg.queries`, ``explain_*``)
-on either store, from the user through a product they interacted with to the
-recommended item:
+:func:`explain` (one item) and :func:`explain_many` (a whole recommendation list) look
+for named meta-path templates on either store, from the user through a product they
+interacted with to the recommended item:
 
 =================  ============================================================
 ``direct``         the user already interacted with the item
@@ -25,17 +25,31 @@ where ``e`` are the trained embeddings (user, the product on the path, the item)
 when given; without embeddings the agreement term is 1/2. Ties are broken by
 recency, then ids, so both stores return the same list. The list shows the best
 path of each template first (variety), then the remaining paths by score.
+
+**One query.** Every template of every interaction type the store holds is one branch
+of a single statement (:func:`kg.queries.explain_query`: ``CALL (u, i) { … UNION ALL … }``
+per item on Neo4j, a ``UNION ALL`` of anchored branches on the embedded store), asked
+for all items of a list at once (``$items``) -- one round trip per explanation or per
+recommendation list, where the first implementation ran ``store.counts()`` (~24
+queries), two name lookups and 13 template queries per interaction type. Each branch
+reads its :data:`PATHS_PER_TEMPLATE` most recent rows (largest counts first for
+``co_interaction``); the ranking by score comes after, in Python, so the best path
+does not depend on ``max_paths``. Which relationship types the store holds (hence which
+branches exist) is read once per store and build, see :func:`explain_plan`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+import threading
+import weakref
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from kg import queries as q
 from kg.errors import UnknownIdError
-from kg.schema import NODE_BY_LABEL, REL_BY_TYPE
+from kg.schema import REL_BY_TYPE, RELS
 
 #: interaction types a path may start with, the verb used in sentences, and how much
 #: such an interaction says about the user's taste
@@ -107,77 +121,189 @@ class Embeddings:
         return 0.5 * (1.0 + 0.5 * (float(u @ p) + float(p @ i)))
 
 
-def _name(store, label: str, node_id: str) -> str:
-    """The node's display name; :class:`UnknownIdError` when there is no such node."""
-    rows = store.run(q.node_name_query(NODE_BY_LABEL[label]), {"id": node_id})
-    if rows.empty:
-        kind = "user" if label == "User" else "item"
-        raise UnknownIdError(f"unknown {kind} id {node_id!r}: no (:{label}) with that id in the graph")
-    return str(rows["name"].iloc[0] or node_id)
+#: rows read per template branch (and item): the most recent interactions first (the
+#: largest counts first for ``co_interaction``). Fixed, not ``max_paths``: the best path of
+#: a pair is then the same whatever ``max_paths`` is (the ranking by score happens after).
+PATHS_PER_TEMPLATE = 20
+#: the store's record of its last build (kg.build writes it at the end of every build)
+BUILD_RECORD = "last_build"
 
 
-def _present_types(store) -> list[str]:
-    counts = store.counts()
-    return [t for t in VERBS if counts.get(t, 0) > 0]
+@dataclass(frozen=True)
+class ExplainPlan:
+    """What a store can explain with: the relationship types it holds (of those the
+    templates walk), the interaction types paths start from (in :data:`VERBS` order),
+    and the query branches (:func:`kg.queries.explain_branches`). ``build`` is the store's
+    build record the plan was read with (None: the store has none)."""
+
+    build: str | None
+    present: frozenset[str]
+    interactions: tuple[str, ...]
+    branches: tuple[q.ExplainBranch, ...]
 
 
-def _rows(store, query: str, user: str, item: str, limit: int):
-    return store.run(query, {"user": user, "item": item, "limit": limit}).to_dict("records")
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> ExplainPlan
+_PLANS_LOCK = threading.Lock()
+
+
+def explain_plan(store, refresh: bool = False) -> ExplainPlan:
+    """The store's :class:`ExplainPlan`, computed once per store and build.
+
+    Which relationship types a store holds changes only when something writes to it,
+    and every build (:func:`kg.build.build_graph`) ends by writing the ``last_build``
+    record, whose JSON holds the build's timing and counts. So the plan is read with one
+    query (:func:`kg.queries.explain_presence_query`: the record and an ``EXISTS`` per
+    relationship type, replacing the ~24 count queries of ``store.counts()``) and kept
+    per store object (weakly: it goes with the store), keyed by that record; the
+    explanation query itself compares the record with the key (``$build``, column
+    ``fresh``), so a build in any process is noticed by the next explanation without an
+    extra round trip, and the plan is read again. A store without a build record (written
+    by upserts only) is not cached: its plan is read on every call.
+    """
+    plan = None if refresh else _cached_plan(store)
+    if plan is not None:
+        return plan
+    rels = [s for s in RELS if s.type in _WALKED]
+    row = store.run(q.explain_presence_query(rels), {"meta": BUILD_RECORD}).to_dict("records")[0]
+    present = frozenset(s.type for k, s in enumerate(rels) if bool(row[f"t{k}"]))
+    build = row["build"] if isinstance(row["build"], str) else None
+    interactions = tuple(t for t in VERBS if t in present)
+    branches = q.explain_branches([REL_BY_TYPE[t] for t in interactions], present)
+    plan = ExplainPlan(build, present, interactions, branches)
+    if build is not None:
+        try:
+            with _PLANS_LOCK:
+                _PLANS[store] = plan
+        except TypeError:  # a store object that cannot be weakly referenced: not cached
+            pass
+    return plan
+
+
+def _cached_plan(store) -> ExplainPlan | None:
+    try:
+        with _PLANS_LOCK:
+            return _PLANS.get(store)
+    except TypeError:
+        return None
+
+
+def interaction_types(store) -> tuple[str, ...]:
+    """The interaction types the store holds that paths start from (cached per build)."""
+    return explain_plan(store).interactions
+
+
+def _records(frame) -> list[dict]:
+    """Rows as dicts, a missing value (None, or NaN: ladybug's DataFrames hold nulls as NaN)
+    as None. A plain loop: pandas' ``where`` + ``to_dict`` took longer than the query."""
+    columns = list(frame.columns)
+    return [{c: None if v is None or (isinstance(v, float) and v != v) else v for c, v in zip(columns, row)}
+            for row in frame.itertuples(index=False, name=None)]
+
+
+def _query_rows(store, plan: ExplainPlan, user_id: str, items: list[str]) -> list[dict]:
+    params = {"user": user_id, "items": items, "fetch": PATHS_PER_TEMPLATE, "meta": BUILD_RECORD,
+              "build": plan.build or ""}
+    if store.dialect == "kuzu":
+        params.update(q.explain_item_params(items))
+    return _records(store.run(explain_statement(store.dialect, plan.branches, len(items)), params))
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(dialect: str, branches: tuple[q.ExplainBranch, ...], n_items: int) -> str:
+    return q.explain_query(dialect, branches, n_items)
+
+
+def explain_statement(dialect: str, branches: tuple[q.ExplainBranch, ...], n_items: int = 1) -> str:
+    """:func:`kg.queries.explain_query`, built once per (dialect, branches, number of items);
+    Neo4j's statement does not depend on the number of items (one cached plan on the server)."""
+    return _statement(dialect, branches, n_items if dialect == "kuzu" else 1)
+
+
+def _order_key(template: str, row: dict) -> tuple:
+    """The order of :data:`kg.queries.EXPLAIN_ORDER`, as Neo4j sorts (nulls first when descending)."""
+    key: list = []
+    for column, descending in q.EXPLAIN_ORDER[template]:
+        v = row[column]
+        key.append((v is not None, -float(v) if v is not None else 0.0) if descending
+                   else (v is None, "" if v is None else str(v)))
+    return tuple(key)
 
 
 def explain(store, user_id: str, item_id: str, max_paths: int = 5,
             embeddings: Embeddings | None = None) -> Explanation:
-    """The best ``max_paths`` knowledge-graph paths from a user to an item.
+    """The best ``max_paths`` knowledge-graph paths from a user to an item (one query).
 
     Raises :class:`kg.errors.UnknownIdError` for an id not in the graph; returns an
     :class:`Explanation` with no paths (and a ``reason``) when nothing connects them.
     """
-    _name(store, "User", user_id)
-    item = PathNode("Product", item_id, _name(store, "Product", item_id))
-    user = PathNode("User", user_id, "you")
+    return explain_many(store, user_id, [item_id], max_paths, embeddings)[0]
+
+
+def explain_many(store, user_id: str, item_ids, max_paths: int = 5, embeddings: Embeddings | None = None,
+                 *, strict: bool = True) -> list[Explanation | None]:
+    """:func:`explain` for a whole list of items of one user, in one query
+    (``UNWIND $items``; plus one bounded shortest-path query per item that no template
+    connects). Returns one :class:`Explanation` per item, in order.
+
+    Raises :class:`kg.errors.UnknownIdError` for an unknown user, and for an unknown item
+    when ``strict`` (else that item's place holds None).
+    """
+    items = [str(i) for i in item_ids]
+    unique = list(dict.fromkeys(items))
+    if not unique:
+        return []
+    plan = _cached_plan(store)
+    cached = plan is not None
+    if plan is None:
+        plan = explain_plan(store, refresh=True)
+    rows = _query_rows(store, plan, user_id, unique)
+    heads = {r["item"]: r for r in rows if int(r["branch"]) == 0}
+    if cached and not all(bool(h["fresh"]) for h in heads.values()):  # a build wrote since: read again
+        plan = explain_plan(store, refresh=True)
+        rows = _query_rows(store, plan, user_id, unique)
+        heads = {r["item"]: r for r in rows if int(r["branch"]) == 0}
+    if not any(bool(h["user_found"]) for h in heads.values()):
+        raise UnknownIdError(f"unknown user id {user_id!r}: no (:User) with that id in the graph")
+    by_item: dict[str, list[dict]] = {i: [] for i in unique}
+    for r in rows:
+        if int(r["branch"]) > 0:
+            by_item[r["item"]].append(r)
     emb = embeddings or Embeddings()
+    answers: dict[str, Explanation | None] = {}
+    for item_id in unique:
+        head = heads.get(item_id)
+        if head is None or head["p_id"] is None:
+            if strict:
+                raise UnknownIdError(f"unknown item id {item_id!r}: no (:Product) with that id in the graph")
+            answers[item_id] = None
+            continue
+        item = PathNode("Product", item_id, str(head["p_name"] or item_id))
+        answers[item_id] = _explanation(store, user_id, item, plan.branches, by_item[item_id], max_paths, emb)
+    return [answers[i] for i in items]
+
+
+def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainBranch, ...], rows: list[dict],
+                 max_paths: int, emb: Embeddings) -> Explanation:
+    """Score one item's path rows and keep the best ``max_paths`` (variety first)."""
+    user = PathNode("User", user_id, "you")
     found: list[tuple[float, int, str, KGPath]] = []  # (score, ts, tie, path)
-
-    def add(template: str, via_type: str, row: dict, middle: list[PathNode], rels: list[str], sentence: str):
-        product = PathNode("Product", str(row["p_id"]), str(row["p_name"] or row["p_id"]))
-        nodes = (user, product, *middle, item) if template != "direct" else (user, item)
-        score = WEIGHTS[template] * VERBS[via_type][1] * emb.agreement(user_id, product.id, item_id)
-        path = KGPath(template, tuple(nodes), tuple([via_type, *rels]), round(score, 6), sentence)
-        found.append((score, int(row.get("ts") or 0), "|".join(n.id for n in nodes) + template, path))
-
-    for via in _present_types(store):
-        spec, verb = REL_BY_TYPE[via], VERBS[via][0]
-        for row in _rows(store, q.explain_direct_query(spec), user_id, item_id, 1):
-            add("direct", via, row, [], [], f"You {verb} {item.name} before.")
-        for template, link, label, phrase in (("same_brand", "HAS_BRAND", "Brand", "also by"),
-                                              ("same_category", "IN_CATEGORY", "Category", "also in"),
-                                              ("same_entity", "LINKED_TO", "Entity", "which shares")):
-            query = q.explain_shared_node_query(spec, REL_BY_TYPE[link], NODE_BY_LABEL[label])
-            for row in _rows(store, query, user_id, item_id, max_paths):
-                m = PathNode(label, str(row["m_id"]), str(row["m_name"] or row["m_id"]))
-                add(template, via, row, [m], [link, link],
-                    f"Recommended because you {verb} {row['p_name']}, {phrase} {m.name}.")
-        for link, phrase in LINK_PHRASES.items():
-            for outgoing in (True, False):
-                query = q.explain_item_link_query(spec, REL_BY_TYPE[link], outgoing)
-                for row in _rows(store, query, user_id, item_id, max_paths):
-                    add("item_link", via, row, [], [link],
-                        f"Recommended because you {verb} {row['p_name']}, and {phrase}.")
-        for outgoing in (True, False):
-            for row in _rows(store, q.explain_related_entities_query(spec, outgoing), user_id, item_id, max_paths):
-                m, n = PathNode("Entity", str(row["m_id"]), str(row["m_id"])), PathNode("Entity", str(row["n_id"]), str(row["n_id"]))
-                add("related_entity", via, row, [m, n], ["LINKED_TO", "RELATED", "LINKED_TO"],
-                    f"Recommended because you {verb} {row['p_name']}, linked to {m.name}, "
-                    f"which is related ({row['relation']}) to {n.name}, linked to this item.")
-        for row in _rows(store, q.explain_co_interaction_query(spec), user_id, item_id, max_paths):
-            add("co_interaction", via, row, [PathNode("User", f"{int(row['n'])} customers", "")], [via, via],
-                f"Recommended because {int(row['n'])} customers who {verb} {row['p_name']} also {verb} this.")
-
+    kept: dict[int, list[dict]] = {}
+    for r in rows:
+        kept.setdefault(int(r["branch"]), []).append(r)
+    for k, branch in enumerate(branches, 1):  # branch order = the order the first implementation ran them
+        template, via = branch.template, branch.via.type
+        limit = 1 if template == "direct" else PATHS_PER_TEMPLATE
+        for row in sorted(kept.get(k, []), key=lambda r: _order_key(template, r))[:limit]:
+            path = _path(branch, row, user, item)
+            product = path.nodes[1] if template != "direct" else item
+            score = WEIGHTS[template] * VERBS[via][1] * emb.agreement(user_id, product.id, item.id)
+            path = replace(path, score=round(score, 6))
+            found.append((score, int(row["ts"] or 0), "|".join(n.id for n in path.nodes) + template, path))
     if not found:
-        fallback = _fallback(store, user_id, item_id, user, item)
+        fallback = _fallback(store, user_id, item.id, user, item)
         if fallback is None:
-            return Explanation(user_id, item_id, (), "no path of at most 4 hops connects this user and item")
-        return Explanation(user_id, item_id, (fallback,))
+            return Explanation(user_id, item.id, (), "no path of at most 4 hops connects this user and item")
+        return Explanation(user_id, item.id, (fallback,))
     found.sort(key=lambda f: (-f[0], -f[1], f[2]))
     unique, seen = [], set()
     for _, _, tie, path in found:
@@ -191,7 +317,45 @@ def explain(store, user_id: str, item_id: str, max_paths: int = 5,
             templates.add(path.template)
             firsts.append(path)
     rest = [p for p in unique if p not in firsts]
-    return Explanation(user_id, item_id, tuple((firsts + rest)[:max_paths]))
+    return Explanation(user_id, item.id, tuple((firsts + rest)[:max_paths]))
+
+
+def customers(n: int) -> str:
+    """``1 customer``, ``2 customers``."""
+    return f"{n} customer" + ("" if n == 1 else "s")
+
+
+def _path(branch: q.ExplainBranch, row: dict, user: PathNode, item: PathNode) -> KGPath:
+    """The path and sentence of one row of a branch (score filled in by the caller)."""
+    template, via = branch.template, branch.via.type
+    verb = VERBS[via][0]
+    if template == "direct":
+        return KGPath(template, (user, item), (via,), 0.0, f"You {verb} {item.name} before.")
+    product = PathNode("Product", str(row["p_id"]), str(row["p_name"] or row["p_id"]))
+    if template in _MIDDLE_LABELS:
+        link, label = branch.link.type, _MIDDLE_LABELS[template]
+        m = PathNode(label, str(row["m_id"]), str(row["m_name"] or row["m_id"]))
+        phrase = {"same_brand": "also by", "same_category": "also in", "same_entity": "which shares"}[template]
+        return KGPath(template, (user, product, m, item), (via, link, link), 0.0,
+                      f"Recommended because you {verb} {product.name}, {phrase} {m.name}.")
+    if template == "item_link":
+        return KGPath(template, (user, product, item), (via, branch.link.type), 0.0,
+                      f"Recommended because you {verb} {product.name}, and {LINK_PHRASES[branch.link.type]}.")
+    if template == "related_entity":
+        m, n = (PathNode("Entity", str(row[c]), str(row[c])) for c in ("m_id", "n_id"))
+        return KGPath(template, (user, product, m, n, item), (via, "LINKED_TO", "RELATED", "LINKED_TO"), 0.0,
+                      f"Recommended because you {verb} {product.name}, linked to {m.name}, "
+                      f"which is related ({row['relation']}) to {n.name}, linked to this item.")
+    if template == "co_interaction":
+        who = customers(int(row["n"]))
+        return KGPath(template, (user, product, PathNode("User", who, ""), item), (via, via, via), 0.0,
+                      f"Recommended because {who} who {verb} {product.name} also {verb} this.")
+    raise ValueError(f"unknown explanation template {template!r}")
+
+
+_MIDDLE_LABELS = {"same_brand": "Brand", "same_category": "Category", "same_entity": "Entity"}
+#: relationship types the templates walk (whether a store holds them decides the branches)
+_WALKED = frozenset(VERBS) | {"HAS_BRAND", "IN_CATEGORY", "LINKED_TO", "RELATED", *LINK_PHRASES}
 
 
 def _fallback(store, user_id: str, item_id: str, user: PathNode, item: PathNode) -> KGPath | None:

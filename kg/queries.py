@@ -50,6 +50,64 @@ def neo4j_merge_rels_query(spec: RelSpec) -> str:
     return query + (f" SET {sets}" if sets else "")
 
 
+def neo4j_column_params(columns: list[str]) -> dict[str, str]:
+    """Parameter name of each column for the column-wise write queries below: ``$c0``,
+    ``$c1`` … in column order (one list per column, row ``i`` at index ``i``)."""
+    return {c: f"c{k}" for k, c in enumerate(columns)}
+
+
+def neo4j_create_nodes_query(spec: NodeSpec) -> str:
+    """Create nodes that are known not to exist (the anti-join said so; the unique
+    constraint refuses a duplicate). Parameters: one list per column of ``id`` + the
+    properties of ``spec`` (:func:`neo4j_column_params`); a null property is not stored."""
+    cols = ["id"] + [p.name for p in spec.props]
+    par = neo4j_column_params(cols)
+    props = ", ".join(f"{quote(c) if c != 'id' else 'id'}: ${par[c]}[i]" for c in cols)
+    return f"UNWIND range(0, size($c0) - 1) AS i CREATE (n:{quote(spec.label)} {{{props}}})"
+
+
+def neo4j_update_nodes_query(spec: NodeSpec) -> str:
+    """Set the properties of existing nodes (rows whose values changed); same parameters
+    as :func:`neo4j_create_nodes_query`. A null removes the property."""
+    cols = ["id"] + [p.name for p in spec.props]
+    par = neo4j_column_params(cols)
+    sets = ", ".join(f"n.{quote(p.name)} = ${par[p.name]}[i]" for p in spec.props)
+    return f"UNWIND range(0, size($c0) - 1) AS i MATCH (n:{quote(spec.label)} {{id: $c0[i]}}) SET {sets}"
+
+
+def neo4j_create_rels_query(spec: RelSpec) -> str:
+    """Create relationships that are known not to exist. Each endpoint is looked up once per
+    batch by its unique id: ``$src_ids`` / ``$dst_ids`` are the batch's distinct endpoint
+    ids, ``$s[i]`` / ``$d[i]`` the position of row ``i``'s endpoints in them, and the
+    properties of ``spec`` come as one list per column (``$c2`` … after ``src``, ``dst``:
+    :func:`neo4j_column_params`). A row whose endpoint does not exist creates nothing
+    (as a ``MATCH`` would)."""
+    cols = ["src", "dst"] + [p.name for p in spec.props]
+    par = neo4j_column_params(cols)
+    props = ", ".join(f"{quote(p.name)}: ${par[p.name]}[i]" for p in spec.props)
+    return (
+        f"CALL () {{ UNWIND $src_ids AS k OPTIONAL MATCH (n:{quote(spec.src)} {{id: k}}) RETURN collect([n]) AS a_ }} "
+        f"CALL () {{ UNWIND $dst_ids AS k OPTIONAL MATCH (n:{quote(spec.dst)} {{id: k}}) RETURN collect([n]) AS b_ }} "
+        "UNWIND range(0, size($s) - 1) AS i "
+        "WITH a_[$s[i]][0] AS a, b_[$d[i]][0] AS b, i WHERE a IS NOT NULL AND b IS NOT NULL "
+        f"CREATE (a)-[:{quote(spec.type)}{(' {' + props + '}') if props else ''}]->(b)"
+    )
+
+
+def neo4j_update_rels_query(spec: RelSpec) -> str:
+    """Set the non-key properties of existing relationships (rows whose values changed);
+    parameters: one list per column of ``src``, ``dst`` + props (``$c0``, ``$c1`` …)."""
+    cols = ["src", "dst"] + [p.name for p in spec.props]
+    par = neo4j_column_params(cols)
+    cond = " AND ".join(f"e.{quote(k)} = ${par[k]}[i]" for k in spec.key)
+    sets = ", ".join(f"e.{quote(p.name)} = ${par[p.name]}[i]" for p in spec.props if p.name not in spec.key)
+    return (
+        f"UNWIND range(0, size($c0) - 1) AS i "
+        f"MATCH (a:{quote(spec.src)} {{id: $c0[i]}})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)} {{id: $c1[i]}})"
+        f"{(' WHERE ' + cond) if cond else ''} SET {sets}"
+    )
+
+
 def neo4j_set_vectors_query(spec: NodeSpec) -> str:
     """``$rows``: maps ``{id, v}``; stores ``v`` as a float32 vector property."""
     return (
@@ -120,6 +178,9 @@ def neo4j_rel_rows_query(spec: RelSpec) -> str:
             f"RETURN collect([{cols}]) AS rows")
 
 
+#: relationships first, in transactions of a bounded size: a DETACH DELETE of 10,000 nodes can
+#: take millions of relationships with it, past the server's transaction memory limit
+NEO4J_DELETE_RELS = "MATCH ()-[e]->() CALL (e) { DELETE e } IN TRANSACTIONS OF 50000 ROWS"
 NEO4J_DELETE_ALL = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
 
 # ------------------------------------------------------- embedded store (DDL, write)
@@ -245,8 +306,246 @@ META_WRITE = f"MERGE (m:{quote(META.label)} {{id: $key}}) SET m.value = $value"
 
 # ------------------------------------------------------------- explanations (both)
 # Meta-path templates from a user, through a product ``p`` the user interacted with
-# (relationship type ``via``), to the recommended item ``i``. Each returns the
-# product ``p`` (id, name), the time of the user's interaction, and the middle nodes.
+# (relationship type ``via``), to the recommended item ``i``.
+#
+# :func:`explain_query` asks for all of them in one statement (what kg.explain runs);
+# the ``explain_*_query`` builders after it are the first implementation, one round trip
+# per template, direction and interaction type, kept as the reference that
+# bench/explain.py times the single query against (and that tests/kg/test_readonly.py
+# runs through the read-only guard).
+
+from dataclasses import dataclass  # noqa: E402 -- the imports of this section only
+from typing import Collection, Sequence  # noqa: E402
+
+from kg.schema import NODE_BY_LABEL  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ExplainBranch:
+    """One meta-path template for one interaction type: one ``UNION ALL`` branch of
+    :func:`explain_query`.
+
+    ``template`` is one of :data:`EXPLAIN_TEMPLATES`; ``via`` the user's interaction with
+    the product on the path; ``link`` the relationship the template goes through
+    (``HAS_BRAND`` / ``IN_CATEGORY`` / ``LINKED_TO`` for the shared-node templates, the item
+    link type for ``item_link``, ``RELATED`` for ``related_entity``; None for ``direct`` and
+    ``co_interaction``); ``outgoing`` its direction where the pattern allows both."""
+
+    template: str
+    via: RelSpec
+    link: RelSpec | None = None
+    outgoing: bool = True
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The relationship types the pattern walks: without one of them it matches nothing."""
+        extra = {"same_entity": ("LINKED_TO",), "related_entity": ("LINKED_TO", "RELATED")}.get(self.template)
+        return (self.via.type,) + (extra or ((self.link.type,) if self.link is not None else ()))
+
+
+#: the templates, in the order their branches run for each interaction type
+EXPLAIN_TEMPLATES = ("direct", "same_brand", "same_category", "same_entity", "item_link", "related_entity",
+                     "co_interaction")
+_SHARED_LINKS = {"same_brand": "HAS_BRAND", "same_category": "IN_CATEGORY", "same_entity": "LINKED_TO"}
+_ITEM_LINKS = ("ALSO_BOUGHT", "ALSO_VIEWED", "BOUGHT_TOGETHER")
+
+#: every column of :func:`explain_query`, in order, and its type (the embedded store's
+#: ``UNION ALL`` wants typed nulls). ``branch`` 0 is the head row of an item (``p_id`` /
+#: ``p_name``: the item's id and title, null when there is no such product); branch
+#: ``b > 0`` is a path row of ``explain_branches(...)[b - 1]``. ``user_found`` and
+#: ``fresh`` (the store's ``last_build`` record equals ``$build``) are read off head rows.
+EXPLAIN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("item", "STRING"), ("user_found", "BOOL"), ("fresh", "BOOL"), ("branch", "INT64"), ("p_id", "STRING"),
+    ("p_name", "STRING"), ("ts", "INT64"), ("m_id", "STRING"), ("m_name", "STRING"), ("relation", "STRING"),
+    ("n_id", "STRING"), ("n", "INT64"),
+)
+
+
+def explain_branches(vias: Sequence[RelSpec], present: Collection[str]) -> tuple[ExplainBranch, ...]:
+    """Every template of every interaction type in ``vias`` (in that order) whose
+    relationship types are all in ``present`` -- the branches of :func:`explain_query`,
+    in the order the first implementation ran its queries."""
+    branches = []
+    for via in vias:
+        for template in EXPLAIN_TEMPLATES:
+            if template in _SHARED_LINKS:
+                candidates = [ExplainBranch(template, via, rel_spec(_SHARED_LINKS[template]))]
+            elif template == "item_link":
+                candidates = [ExplainBranch(template, via, rel_spec(t), outgoing) for t in _ITEM_LINKS
+                              for outgoing in (True, False)]
+            elif template == "related_entity":
+                candidates = [ExplainBranch(template, via, rel_spec("RELATED"), outgoing)
+                              for outgoing in (True, False)]
+            else:
+                candidates = [ExplainBranch(template, via)]
+            branches += [b for b in candidates if set(b.needs) <= set(present)]
+    return tuple(branches)
+
+
+#: how the rows of each template's branch are ordered before its limit (column, descending):
+#: the most recent interaction first (the largest count first for ``co_interaction``),
+#: then ids. Every order is total, so the rows kept never depend on the store.
+EXPLAIN_ORDER: dict[str, tuple[tuple[str, bool], ...]] = {
+    "direct": (("ts", True),),
+    **{t: (("ts", True), ("p_id", False), ("m_id", False)) for t in _SHARED_LINKS},
+    "item_link": (("ts", True), ("p_id", False)),
+    "related_entity": (("ts", True), ("p_id", False), ("m_id", False), ("relation", False), ("n_id", False)),
+    "co_interaction": (("n", True), ("ts", True), ("p_id", False)),
+}
+
+
+def _explain_groups(branches: Sequence[ExplainBranch]) -> list[list[tuple[int, ExplainBranch]]]:
+    """The branches (numbered from 1) as the parts of the ``UNION``: one each, except that
+    the ``item_link`` branches of one interaction type and direction share one part
+    (``-[l:ALSO_BOUGHT|ALSO_VIEWED]->``: one expansion instead of one per link type)."""
+    groups: dict[object, list[tuple[int, ExplainBranch]]] = {}
+    for k, b in enumerate(branches, 1):
+        key = ("item_link", b.via.type, b.outgoing) if b.template == "item_link" else k
+        groups.setdefault(key, []).append((k, b))
+    return list(groups.values())
+
+
+def _type_name(spec: RelSpec) -> str:
+    """A relationship type of the schema as a Cypher string literal (checked by ``quote``)."""
+    quote(spec.type)
+    return f"'{spec.type}'"
+
+
+def _explain_branch(group: Sequence[tuple[int, ExplainBranch]], u: str, i: str, item_filter: str,
+                    neo4j: bool) -> tuple[str, dict[str, str]]:
+    """(MATCH … WHERE … [WITH …], {column: expression}) of one part (see
+    :func:`_explain_groups`); column ``branch`` says which branch a row belongs to. ``u`` and
+    ``i`` are the user and item node patterns, ``item_filter`` a condition on ``i`` ("" when
+    ``i`` is bound already); the item's id is column ``item``. Path rows always carry the
+    product ``p`` and the time ``ts`` of the user's interaction with it (``direct``: only
+    ``ts`` -- ladybug 0.22 crashes on a ``UNION ALL`` branch that returns one expression
+    twice, ``i.id AS item, i.id AS p_id``, under ``ORDER BY … LIMIT``).
+
+    On Neo4j nodes are told apart by identity (no property read), and ``co_interaction``
+    joins the item's co-users with those of the user's products by hash (``USING JOIN
+    ON v``: with user and item bound by ``CALL``, the planner otherwise re-expanded the
+    user's products once per co-user of the item -- 26,000 db hits instead of 600 for one
+    Gift Cards pair) and counts them per product and interaction node."""
+    k, b = group[0]
+    t = quote(b.via.type)
+    p_fields = {"branch": str(k), "item": "i.id", "p_id": "p.id", "p_name": f"p.{_TITLE}", "ts": "r.ts"}
+    user_via = f"MATCH {u}-[r:{t}]->(p:{_PRODUCT})"
+    differ = (lambda a, b: f"{a} <> {b}") if neo4j else (lambda a, b: f"{a}.id <> {b}.id")  # noqa: E731
+    where = " AND ".join(c for c in (item_filter, differ("p", "i")) if c)
+    if b.template == "direct":
+        return (f"MATCH {u}-[r:{t}]->{i}" + (f" WHERE {item_filter}" if item_filter else ""),
+                {"branch": str(k), "item": "i.id", "ts": "r.ts"})  # p is i: its id and title are on the head row
+    if b.template in _SHARED_LINKS:
+        link, middle = quote(b.link.type), NODE_BY_LABEL[b.link.dst]
+        return (f"{user_via}-[:{link}]->(m:{quote(middle.label)})<-[:{link}]-{i} WHERE {where}",
+                {**p_fields, "m_id": "m.id", "m_name": f"m.{quote(middle.name_prop)}"})
+    if b.template == "item_link":
+        links = "|".join(quote(br.link.type) for _, br in group)
+        arrow = f"-[l:{links}]->" if b.outgoing else f"<-[l:{links}]-"
+        if len(group) > 1:
+            kind = "type(l)" if neo4j else "label(l)"
+            p_fields["branch"] = (f"CASE {kind} " + " ".join(f"WHEN {_type_name(br.link)} THEN {kb}"
+                                                          for kb, br in group) + " END")
+        return f"{user_via}{arrow}{i} WHERE {where}", p_fields
+    if b.template == "related_entity":
+        related, linked = quote(b.link.type), quote(rel_spec("LINKED_TO").type)
+        arrow = f"-[k:{related}]->" if b.outgoing else f"<-[k:{related}]-"
+        return (f"{user_via}-[:{linked}]->(m:{_ENTITY}){arrow}(m2:{_ENTITY})<-[:{linked}]-{i} "
+                f"WHERE {where} AND {differ('m', 'm2')}",
+                {**p_fields, "m_id": "m.id", "m_name": "m.id", "relation": "k.relation", "n_id": "m2.id"})
+    if b.template == "co_interaction":  # how many other users did both: distinct users, repeat buys count once
+        co = f"{user_via}<-[:{t}]-(v:{_USER})-[:{t}]->{i}"
+        if neo4j:  # grouped by the nodes, not their properties: 21,000 db hits instead of 54,000 (ml-100k)
+            return (f"{co} USING JOIN ON v WHERE {where} AND {differ('v', 'u')} WITH p, r, count(DISTINCT v) AS n",
+                    {**p_fields, "n": "n"})
+        return (f"{co} WHERE {where} AND {differ('v', 'u')} "
+                f"WITH i.id AS item, p.id AS p_id, p.{_TITLE} AS p_name, r.ts AS ts, count(DISTINCT v) AS n",
+                {"branch": str(k), "item": "item", "p_id": "p_id", "p_name": "p_name", "ts": "ts", "n": "n"})
+    raise ValueError(f"unknown explanation template {b.template!r}")
+
+
+def _explain_return(fields: dict[str, str], names: Sequence[str], typed_nulls: bool) -> str:
+    columns = dict(EXPLAIN_COLUMNS)
+    null = (lambda c: f"CAST(NULL AS {columns[c]})") if typed_nulls else (lambda c: "null")
+    return "RETURN " + ", ".join(f"{fields[c] if c in fields else null(c)} AS {c}" for c in names)
+
+
+def explain_item_params(items: Sequence[str]) -> dict[str, str]:
+    """``{"item0": items[0], …}``: the items one by one, for :func:`explain_query`."""
+    return {f"item{k}": item for k, item in enumerate(items)}
+
+
+def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int = 1) -> str:
+    """All explanation paths from ``$user`` to every product of ``$items`` in one statement.
+
+    Parameters: ``$user``, ``$items`` (a list of ``n_items`` distinct product ids; the
+    embedded store's query also takes them one by one, :func:`explain_item_params`),
+    ``$fetch`` (rows kept per branch and item, the most recent first -- the largest counts
+    first for ``co_interaction``; ``direct`` keeps 1), ``$meta`` (the key of the build
+    record) and ``$build`` (the record the caller's cache was made from: column ``fresh``
+    says whether it still is the store's). Columns: :data:`EXPLAIN_COLUMNS`; one head row
+    per item, then the rows of each branch.
+
+    ``dialect`` "neo4j": ``UNWIND $items``, then per item one ``CALL (u, i) { … UNION ALL … }``
+    whose branches each have their own ``ORDER BY … LIMIT``, so the limits hold per item
+    (the shared ``item_link`` parts have none: their rows, the user's products linked to
+    the item, are cut by the caller); ``n_items`` does not change the statement.
+
+    "kuzu" (the embedded store has no ``CALL`` subquery): a top-level ``UNION ALL``. Its
+    branches anchor the user by id and the items by ``i.id IN $items`` -- one branch for
+    all items -- except ``co_interaction``, which gets one branch per item anchored by
+    ``{id: $item<k>}``: ladybug plans that one as a lookup at both ends, but with ``IN``
+    it expanded every co-rater's products first (ml-100k: 53 ms against 10 ms for one
+    item; ``UNWIND`` + ``{id: item}`` was slower still, for every branch). The branches
+    have no ``LIMIT``: one would count the rows of all items together, and ladybug 0.22
+    runs ``ORDER BY … LIMIT`` branches of a ``UNION`` several times slower (and crashed
+    on some), so the caller keeps the first ``$fetch`` rows of each (item, branch)
+    itself, in the order the Neo4j branches sort by (:data:`EXPLAIN_ORDER`).
+    """
+    names = [c for c, _ in EXPLAIN_COLUMNS]
+    if dialect == "neo4j":
+        inner = [c for c in names if c not in ("item", "user_found", "fresh")]
+        parts = [_explain_return({"branch": "0", "p_id": "i.id", "p_name": f"i.{_TITLE}"}, inner, False)]
+        for group in _explain_groups(branches):
+            match, fields = _explain_branch(group, "(u)", "(i)", "", True)
+            template = group[0][1].template
+            order = ", ".join(c + (" DESC" if desc else "") for c, desc in EXPLAIN_ORDER[template])
+            limit = "1" if template == "direct" else "$fetch"
+            parts.append(f"{match} {_explain_return(fields, inner, False)}"
+                         + (f" ORDER BY {order} LIMIT {limit}" if len(group) == 1 else ""))
+        return (f"OPTIONAL MATCH (u:{_USER} {{id: $user}}) "
+                f"OPTIONAL MATCH (meta:{quote(META.label)} {{id: $meta}}) "
+                "WITH u, coalesce(meta.value, '') = $build AS fresh "
+                f"UNWIND $items AS item OPTIONAL MATCH (i:{_PRODUCT} {{id: item}}) "
+                "CALL (u, i) { " + " UNION ALL ".join(parts) + " } "
+                f"RETURN item, u IS NOT NULL AS user_found, fresh, {', '.join(inner)}")
+    if dialect == "kuzu":
+        user = f"(u:{_USER} {{id: $user}})"
+        parts = [f"OPTIONAL MATCH {user} OPTIONAL MATCH (meta:{quote(META.label)} {{id: $meta}}) "
+                 f"UNWIND $items AS item OPTIONAL MATCH (i:{_PRODUCT} {{id: item}}) "
+                 + _explain_return({"item": "item", "user_found": "u.id IS NOT NULL",
+                                    "fresh": "coalesce(meta.value, '') = $build", "branch": "0", "p_id": "i.id",
+                                    "p_name": f"i.{_TITLE}"}, names, True)]
+        for group in _explain_groups(branches):
+            anchors = ([(f"(i:{_PRODUCT} {{id: $item{j}}})", "") for j in range(n_items)]
+                       if group[0][1].template == "co_interaction" else [(f"(i:{_PRODUCT})", "i.id IN $items")])
+            for item, item_filter in anchors:
+                match, fields = _explain_branch(group, user, item, item_filter, False)
+                parts.append(f"{match} {_explain_return(fields, names, True)}")
+        return " UNION ALL ".join(parts)
+    raise ValueError(f"no explanation query for the Cypher dialect {dialect!r}")
+
+
+def explain_presence_query(types: Sequence[RelSpec]) -> str:
+    """The build record ``$meta`` (column ``build``, null when none) and, in columns
+    ``t0``, ``t1`` …, whether the store holds at least one relationship of each of
+    ``types`` (an ``EXISTS`` each: the first match answers it). Portable."""
+    exists = ", ".join(f"EXISTS {{ MATCH (:{quote(s.src)})-[:{quote(s.type)}]->(:{quote(s.dst)}) }} AS t{k}"
+                       for k, s in enumerate(types))
+    return f"OPTIONAL MATCH (meta:{quote(META.label)} {{id: $meta}}) RETURN meta.value AS build, {exists}"
+
+
+# one template, direction and interaction type per query (the first implementation; see above)
 
 _USER_VIA = f"MATCH (u:{_USER} {{{{id: $user}}}})-[r:{{via}}]->(p:{_PRODUCT})"
 _NOT_ITEM = "WHERE p.id <> $item"

@@ -153,31 +153,86 @@ def index_arrays(
 
 
 
+def key_codes(frames: list[pd.DataFrame], key: list[str]) -> list[np.ndarray]:
+    """One int64 code per row of each frame: two rows (of any of the frames) have the same
+    code exactly when their ``key`` columns are equal (missing equals missing). Vectorised:
+    one ``factorize`` per key column over all frames, the columns' codes combined pairwise."""
+    sizes = [len(f) for f in frames]
+    combined: np.ndarray | None = None
+    for col in key:
+        values = pd.concat([f[col] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0][col]
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        codes = codes.astype(np.int64, copy=False)
+        if combined is None:
+            combined = codes
+        else:  # < n**2: no int64 overflow below 3e9 rows; factorize again to keep codes < n
+            combined = pd.factorize(combined * max(len(uniques), 1) + codes)[0].astype(np.int64, copy=False)
+    if combined is None:
+        combined = np.zeros(sum(sizes), dtype=np.int64)
+    bounds = np.cumsum([0] + sizes)
+    return [combined[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _cast_like(stored: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``stored`` with the dtypes of ``rows`` where the values allow it (a column that does
+    not cast, e.g. nulls read back into an integer column, is compared as it is)."""
+    out = {}
+    for c in stored.columns:
+        if c in rows.columns and stored[c].dtype != rows[c].dtype:
+            try:
+                out[c] = stored[c].astype(rows[c].dtype)
+            except (TypeError, ValueError):
+                pass
+    return stored.assign(**out) if out else stored
+
+
+def distinct_pending(rows: pd.DataFrame, stored: pd.DataFrame, key: list[str],
+                     props: list[str]) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """The distinct rows of ``rows`` by ``key`` (the last of duplicates wins) and what an
+    idempotent upsert of them still has to write: (``distinct``, ``fresh``: bool
+    [len(distinct)], keys not stored yet; ``changed``: rows of ``distinct`` whose key is
+    stored but whose ``props`` differ). One factorisation of the keys serves both the
+    de-duplication and the anti-join; an empty store costs no join at all."""
+    stored = _cast_like(stored, rows)
+    if stored.empty:
+        codes = key_codes([rows], key)[0]
+        keep = ~pd.Series(codes).duplicated(keep="last").to_numpy()
+        distinct = rows if keep.all() else rows[keep]
+        return distinct, np.ones(len(distinct), dtype=bool), distinct.iloc[:0]
+    row_codes, stored_codes = key_codes([rows, stored], key)
+    keep = ~pd.Series(row_codes).duplicated(keep="last").to_numpy()
+    if not keep.all():
+        rows, row_codes = rows[keep], row_codes[keep]
+    # code -> position of the first stored row with that key (-1: not stored)
+    n_codes = int(max(row_codes.max(initial=-1), stored_codes.max(initial=-1))) + 1
+    first = np.full(n_codes, -1, dtype=np.int64)
+    once = ~pd.Series(stored_codes).duplicated().to_numpy()
+    first[stored_codes[once]] = np.flatnonzero(once)
+    match = first[row_codes]
+    fresh = match < 0
+    if not props or fresh.all():
+        return rows, fresh, rows.iloc[:0]
+    old = np.flatnonzero(~fresh)
+    diff = np.zeros(len(old), dtype=bool)
+    for p in props:
+        new = rows[p].iloc[old].reset_index(drop=True)
+        before = stored[p].iloc[match[old]].reset_index(drop=True)
+        same = ((new == before) | (new.isna() & before.isna())).fillna(False)
+        diff |= ~same.to_numpy(dtype=bool)
+    return rows, fresh, rows.iloc[old[diff]]
+
+
 def pending_rows(rows: pd.DataFrame, stored: pd.DataFrame, key: list[str],
                  props: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    """What an idempotent upsert still has to write, vectorised.
+    """What an idempotent upsert still has to write, vectorised (``rows`` distinct by ``key``).
 
     Returns (``fresh``: bool [len(rows)], rows whose key is not stored yet;
     ``changed``: the rows whose key is stored but whose ``props`` differ).
     """
-    from loaders.dataset import isin
-
-    stored = stored.astype({c: rows[c].dtype for c in stored.columns if c in rows.columns})
-    if len(key) == 1:
-        fresh = ~isin(rows[key[0]], stored[key[0]])
-    else:
-        merged = rows[key].merge(stored[key].drop_duplicates().assign(_stored=True), on=key, how="left")
-        fresh = merged["_stored"].isna().to_numpy()
-    old = rows[~fresh]
-    if old.empty or not props:
-        return fresh, rows.iloc[:0]
-    both = old.merge(stored, on=key, how="inner", suffixes=("", "_old"))
-    diff = np.zeros(len(both), dtype=bool)
-    for p in props:
-        new, before = both[p], both[f"{p}_old"]
-        same = (new == before) | (new.isna() & before.isna())
-        diff |= ~same.to_numpy(dtype=bool)
-    return fresh, both.loc[diff, rows.columns]
+    distinct, fresh, changed = distinct_pending(rows, stored, key, props)
+    if len(distinct) != len(rows):
+        raise ValueError("pending_rows needs rows that are distinct by their key; see distinct_pending")
+    return fresh, changed
 
 
 def _sortable(values) -> np.ndarray:

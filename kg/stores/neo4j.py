@@ -1,9 +1,19 @@
 """The Neo4j graph store (neo4j Python driver 6.x).
 
-Unique constraints first, then batched ``UNWIND $rows AS r MERGE …`` in managed
-write transactions (``session.execute_write``), one transaction per batch.
-Values only ever travel as parameters; labels and types come from
-:mod:`kg.schema`. Reads use ``driver.execute_query(…, routing_=READ)``.
+Unique constraints first. Writes: an anti-join against what the store holds
+(:func:`kg.stores.base.distinct_pending`) splits the rows into new ones -- written with
+``CREATE``, no ``MERGE``: nothing to look for -- and stored ones whose properties
+changed (``MATCH … SET``); the rest is skipped. Relationships find their endpoints by
+the constraint-backed ``id``, each distinct endpoint once per batch. Rows travel as one
+list per column (``UNWIND range(0, size($c0) - 1) AS i … $c0[i]``), cheaper to build and
+to send than one map per row, in managed write transactions of ``batch_size`` rows
+(``execute_query``: retried on transient errors). Values only ever travel as parameters;
+labels and types come from :mod:`kg.schema`. Reads use ``driver.execute_query(…,
+routing_=READ)``.
+
+A first build of millions of rows into an empty database goes faster through Neo4j's
+offline importer: :func:`offline_import` (``neo4j-admin database import full``, the
+server stopped), then :func:`finish_import`.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import pandas as pd
 from kg import queries as q
 from kg.errors import ReadOnlyError, StoreError, StoreUnavailableError
 from kg.schema import ALL_NODES, node_spec, rel_spec
-from kg.stores.base import CypherStore, EdgeIndex, WriteResult, index_arrays, pending_rows, redact_uri
+from kg.stores.base import CypherStore, EdgeIndex, WriteResult, distinct_pending, index_arrays, redact_uri
 
 
 class Neo4jStore(CypherStore):
@@ -133,42 +143,104 @@ class Neo4jStore(CypherStore):
         self.run("CALL db.awaitIndexes(300)", write=True)
 
     # ---------------------------------------------------------------------- write
-    def _write_batches(self, query: str, rows: pd.DataFrame, created_counter: str,
-                       progress: Callable[[int], None] | None) -> int:
-        created = 0
-        with self.driver.session(database=self.database) as session:
-            for start in range(0, len(rows), self.batch_size):
-                batch = _param_rows(rows.iloc[start : start + self.batch_size])
-                counters = session.execute_write(lambda tx: tx.run(query, rows=batch).consume().counters)
-                created += getattr(counters, created_counter)
-                if progress:
-                    progress(len(batch))
-        return created
+    #: write transactions in flight at once, each in its own session (threads). 1 by default:
+    #: on the measured 2-core machine a second writer gained nothing, and relationship writes
+    #: that share endpoint nodes wait on each other's locks or deadlock (a deadlock is a
+    #: transient error, and the managed transaction is retried). Progress is always
+    #: reported in commit order, from the calling thread.
+    write_workers: int = 1
+
+    def _write_batches(self, query: str, rows: pd.DataFrame, params: Callable[[pd.DataFrame], dict],
+                       created_counter: str, progress: Callable[[int], None] | None,
+                       tally: list[int] | None = None) -> int:
+        """Run ``query`` once per ``batch_size`` rows, each batch in its own managed write
+        transaction (``execute_query``: retried on transient errors such as deadlocks), and
+        report each batch to ``progress`` after its commit. Returns the entities created
+        (and adds each batch's to ``tally[0]`` as it commits, for a caller that recovers
+        from an error half-way)."""
+        import neo4j
+
+        tally = [0] if tally is None else tally
+
+        def one(start: int) -> tuple[int, int]:
+            batch = rows.iloc[start : start + self.batch_size]
+            summary = self.driver.execute_query(query, params(batch), database_=self.database,
+                                                routing_=neo4j.RoutingControl.WRITE).summary
+            return getattr(summary.counters, created_counter), len(batch)
+
+        def done(n: int, size: int) -> None:
+            tally[0] += n
+            if progress:
+                progress(size)
+
+        starts = range(0, len(rows), self.batch_size)
+        before = tally[0]
+        if self.write_workers <= 1 or len(starts) < 2:
+            for start in starts:
+                done(*one(start))
+            return tally[0] - before
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(self.write_workers, thread_name_prefix="kgrec-neo4j-write")
+        pending: deque = deque()
+        try:
+            for start in starts:
+                pending.append(pool.submit(one, start))
+                if len(pending) > self.write_workers:  # one batch queued behind the running ones
+                    done(*pending.popleft().result())
+            while pending:
+                done(*pending.popleft().result())
+        finally:  # on an error: no new batch starts; the ones running finish (commit or fail)
+            pool.shutdown(wait=True, cancel_futures=True)
+        return tally[0] - before
 
     def upsert_nodes(self, label: str, rows: pd.DataFrame,
                      progress: Callable[[int], None] | None = None) -> WriteResult:
+        """New ids: ``CREATE`` (the anti-join knows they are new; the unique constraint would
+        refuse a duplicate); stored ids whose properties changed: ``MATCH … SET``."""
         spec = node_spec(label)
         cols = ["id"] + [p.name for p in spec.props]
-        rows = rows[cols].drop_duplicates("id", keep="last")
-        fresh, changed = pending_rows(rows, self._stored(q.neo4j_node_rows_query(spec), cols), ["id"], cols[1:])
-        todo = pd.concat([rows[fresh], changed])
-        if progress and len(todo) < len(rows):
-            progress(len(rows) - len(todo))
-        created = self._write_batches(q.neo4j_merge_nodes_query(spec), todo, "nodes_created", progress)
+        rows, fresh, changed = distinct_pending(rows[cols], self._stored(q.neo4j_node_rows_query(spec), cols),
+                                                ["id"], cols[1:])
+        new = rows if fresh.all() else rows[fresh]
+        if progress and len(new) + len(changed) < len(rows):
+            progress(len(rows) - len(new) - len(changed))
+        as_columns = lambda batch: _column_params(batch, cols)  # noqa: E731
+        tally = [0]
+        try:
+            created = self._write_batches(q.neo4j_create_nodes_query(spec), new, as_columns, "nodes_created",
+                                          progress, tally)
+        except neo4j_constraint_error():  # another writer created some of these ids meanwhile: MERGE the rest
+            created = tally[0] + self._write_batches(q.neo4j_merge_nodes_query(spec), self._missing_nodes(spec, new),
+                                                     _param_rows, "nodes_created", progress)
+        if len(changed) and spec.props:
+            self._write_batches(q.neo4j_update_nodes_query(spec), changed, as_columns, "properties_set", progress)
         return WriteResult(len(rows), created, len(changed))
+
+    def _missing_nodes(self, spec, rows: pd.DataFrame) -> pd.DataFrame:
+        cols = list(rows.columns)
+        _, fresh, _ = distinct_pending(rows, self._stored(q.neo4j_node_rows_query(spec), cols), ["id"], [])
+        return rows[fresh]
 
     def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
                     progress: Callable[[int], None] | None = None) -> WriteResult:
+        """New keys: ``CREATE`` between endpoints looked up once per batch by their unique id;
+        stored keys whose properties changed: ``MATCH … SET``."""
         spec = rel_spec(rel_type)
         cols = ["src", "dst"] + [p.name for p in spec.props]
         key = ["src", "dst", *spec.key]
-        rows = rows[cols].drop_duplicates(key, keep="last")
         props = [p.name for p in spec.props if p.name not in spec.key]
-        fresh, changed = pending_rows(rows, self._stored(q.neo4j_rel_rows_query(spec), cols), key, props)
-        todo = pd.concat([rows[fresh], changed])
-        if progress and len(todo) < len(rows):
-            progress(len(rows) - len(todo))
-        created = self._write_batches(q.neo4j_merge_rels_query(spec), todo, "relationships_created", progress)
+        rows, fresh, changed = distinct_pending(rows[cols], self._stored(q.neo4j_rel_rows_query(spec), cols),
+                                                key, props)
+        new = rows if fresh.all() else rows[fresh]
+        if progress and len(new) + len(changed) < len(rows):
+            progress(len(rows) - len(new) - len(changed))
+        created = self._write_batches(q.neo4j_create_rels_query(spec), new, lambda b: _rel_params(b, cols),
+                                      "relationships_created", progress)
+        if len(changed) and props:
+            self._write_batches(q.neo4j_update_rels_query(spec), changed, lambda b: _column_params(b, cols),
+                                "properties_set", progress)
         return WriteResult(len(rows), created, len(changed))
 
     def _stored(self, query: str, columns: list[str]) -> pd.DataFrame:
@@ -214,6 +286,7 @@ class Neo4jStore(CypherStore):
     def clear(self) -> None:
         """Delete every node and relationship, and kgrec's vector indexes."""
         with self.driver.session(database=self.database) as session:
+            session.run(q.NEO4J_DELETE_RELS).consume()
             session.run(q.NEO4J_DELETE_ALL).consume()
         for name in self.run(q.NEO4J_KGREC_VECTOR_INDEXES)["name"]:
             if q.is_kgrec_index_name(name):
@@ -242,6 +315,38 @@ class Neo4jStore(CypherStore):
         return EdgeIndex(spec.type, s_ids, d_ids, s_idx, d_idx, extra)
 
 
-def _param_rows(frame: pd.DataFrame) -> list[dict]:
-    """Rows as Cypher parameter maps with plain Python values; NaN becomes null."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+def _param_rows(frame: pd.DataFrame) -> dict:
+    """``$rows``: the rows as Cypher parameter maps with plain Python values; NaN becomes null
+    (the ``MERGE`` queries; the ``CREATE`` path sends one list per column instead)."""
+    return {"rows": frame.astype(object).where(frame.notna(), None).to_dict("records")}
+
+
+def _plain_list(values: pd.Series | pd.Index | np.ndarray) -> list:
+    """Values as a list of plain Python values, missing ones (NaN, NA, None) as None."""
+    values = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if values.hasnans:
+        return values.astype(object).where(values.notna(), None).tolist()
+    return values.tolist()
+
+
+def _column_params(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    """One list per column, named as :func:`kg.queries.neo4j_column_params` says: much
+    cheaper to build and to send than one map per row (no ``to_dict("records")``)."""
+    return {name: _plain_list(frame[c]) for c, name in q.neo4j_column_params(columns).items()}
+
+
+def _rel_params(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    """:func:`_column_params` of the properties, plus the batch's distinct endpoints
+    (``$src_ids``, ``$dst_ids``) and each row's position in them (``$s``, ``$d``)."""
+    names = q.neo4j_column_params(columns)
+    out = {names[c]: _plain_list(frame[c]) for c in columns[2:]}
+    for col, ids, pos in (("src", "src_ids", "s"), ("dst", "dst_ids", "d")):
+        codes, uniques = pd.factorize(frame[col], use_na_sentinel=False)
+        out[ids], out[pos] = _plain_list(pd.Series(uniques, dtype=object)), codes.tolist()
+    return out
+
+
+def neo4j_constraint_error() -> type[Exception]:
+    import neo4j
+
+    return neo4j.exceptions.ConstraintError

@@ -41,7 +41,8 @@ def test_unknown_ids_and_no_path(store, tiny):
         explain(store, "ghost", "p1")
     with pytest.raises(UnknownIdError, match="unknown item id 'nothing'"):
         explain(store, "u1", "nothing")
-    lonely = pd.DataFrame({"id": ["p9"], "title": ["Lonely"], "description": [""], "price": [1.0], "features": [""]})
+    lonely = pd.DataFrame({"id": ["p9"], "title": ["Lonely"], "description": [""], "price": [1.0], "features": [""],
+                           "available": [1]})
     store.upsert_nodes("Product", lonely)
     e = explain(store, "u1", "p9")
     assert isinstance(e, Explanation) and e.paths == () and "no path" in e.reason
@@ -112,3 +113,120 @@ def test_explanations_match_on_both_stores(source, fixture, request, neo4j_uri, 
         stores[1].clear()
         for s in stores:
             s.close()
+
+
+# ------------------------------------------------------------- one query per explanation
+
+
+def _brand_shop():
+    """u1 bought six Acme products (a1 first, a6 last) and nothing else; the item is Acme's
+    ``t``. u2 bought a1 and t; u2 and u3 bought a2 and t (co-customers: 1 via a1, 2 via a2)."""
+    from loaders.dataset import Dataset, make_table
+
+    ds = Dataset(name="brand-shop")
+    ds.users = make_table("users", [{"user_id": u, "name": u} for u in ("u1", "u2", "u3")])
+    ds.items = make_table("items", [{"item_id": i, "title": i.upper(), "brand": "Acme"}
+                                    for i in ("a1", "a2", "a3", "a4", "a5", "a6", "t")])
+    rows = [{"user_id": "u1", "item_id": f"a{k}", "event": "purchase", "value": 1, "timestamp": 100 * k}
+            for k in range(1, 7)]
+    rows += [{"user_id": u, "item_id": i, "event": "purchase", "value": 1, "timestamp": ts}
+             for u, i, ts in (("u2", "a1", 50), ("u2", "t", 60), ("u2", "a2", 70), ("u3", "a2", 80),
+                              ("u3", "t", 90))]
+    ds.interactions = make_table("interactions", rows)
+    return ds.validate()
+
+
+def _favouring_a1():
+    """Embeddings under which a1 agrees best with u1 and t (agreement 1 against 0.5)."""
+    import numpy as np
+
+    from kg.explain import Embeddings
+
+    e0, e1 = np.eye(2)
+    return Embeddings({"u1": e0}, {"t": e0, "a1": e0, **{f"a{k}": e1 for k in range(2, 7)}})
+
+
+def test_best_path_does_not_depend_on_max_paths(store):
+    """Each template reads a fixed number of rows (not max_paths): the best path is found
+    even when it is not among the most recent, and is the same for every max_paths."""
+    build_graph(_brand_shop(), store, QUIET)
+    emb = _favouring_a1()
+    firsts = [explain(store, "u1", "t", max_paths=k, embeddings=emb).paths[0] for k in (1, 3, 5)]
+    assert firsts[0] == firsts[1] == firsts[2]
+    assert firsts[0].template == "same_brand" and [n.id for n in firsts[0].nodes] == ["u1", "a1", "Acme", "t"]
+    assert firsts[0].score == 0.8  # brand 0.8 x purchase 1.0 x agreement 1.0
+    assert [len(explain(store, "u1", "t", max_paths=k, embeddings=emb).paths) for k in (1, 3, 5)] == [1, 3, 5]
+
+
+def test_counts_read_naturally(store):
+    build_graph(_brand_shop(), store, QUIET)
+    co = {p.nodes[1].id: p for p in explain(store, "u1", "t", max_paths=20).paths if p.template == "co_interaction"}
+    assert co["a1"].sentence == "Recommended because 1 customer who bought A1 also bought this."
+    assert co["a2"].sentence == "Recommended because 2 customers who bought A2 also bought this."
+    assert co["a1"].nodes[2].id == "1 customer" and co["a2"].nodes[2].id == "2 customers"
+
+
+def _count_runs(store, monkeypatch) -> list[str]:
+    """Every statement ``store`` runs from now on (and ``counts()`` forbidden)."""
+    seen: list[str] = []
+    run = store.run
+
+    def counting(query, params=None, *args, **kwargs):
+        seen.append(query)
+        return run(query, params, *args, **kwargs)
+
+    def no_counts():
+        raise AssertionError("explanations must not count the graph")
+
+    monkeypatch.setattr(store, "run", counting)
+    monkeypatch.setattr(store, "counts", no_counts)
+    return seen
+
+
+def test_one_query_per_explanation_and_per_list(store, tiny, monkeypatch):
+    from kg.explain import explain_many, interaction_types
+
+    build_graph(tiny, store, QUIET)
+    assert interaction_types(store) == ("PURCHASED", "RATED", "CLICKED")
+    seen = _count_runs(store, monkeypatch)
+    explain(store, "u1", "p2")
+    assert len(seen) == 1  # the present types were cached by the call above
+    explain_many(store, "u1", ["p2", "p1", "p2"])
+    assert len(seen) == 2  # a whole list: one query
+    explain(store, "u1", "p3")  # no template matches: plus the bounded shortest path
+    assert len(seen) == 4
+
+
+def test_explain_many_answers_like_explain(store, tiny):
+    from kg.explain import explain_many
+
+    build_graph(tiny, store, QUIET)
+    items = ["p2", "p1", "p3", "p2"]
+    assert explain_many(store, "u1", items, max_paths=3) == [explain(store, "u1", i, max_paths=3) for i in items]
+    assert explain_many(store, "u1", []) == []
+    assert explain_many(store, "u1", ["p2", "nothing"], strict=False)[1] is None
+    with pytest.raises(UnknownIdError, match="unknown item id 'nothing'"):
+        explain_many(store, "u1", ["p2", "nothing"])
+    with pytest.raises(UnknownIdError, match="unknown user id 'ghost'"):
+        explain_many(store, "ghost", ["p2"], strict=False)
+
+
+def test_present_types_follow_a_build(store, tiny, monkeypatch):
+    """The types are cached per build record: a new build (here one that adds views) is
+    noticed by the next explanation itself -- a stale record costs one re-read, once."""
+    from kg.explain import interaction_types
+
+    build_graph(tiny, store, QUIET)
+    assert "VIEWED" not in interaction_types(store)
+    assert "direct" not in {p.template for p in explain(store, "u1", "p3").paths}
+    from loaders.dataset import make_table
+
+    tiny.interactions = make_table("interactions", pd.concat([tiny.interactions, make_table("interactions", [
+        {"user_id": "u1", "item_id": "p3", "event": "view", "value": 1, "timestamp": 300}])], ignore_index=True))
+    build_graph(tiny.validate(), store, QUIET)
+    seen = _count_runs(store, monkeypatch)
+    assert explain(store, "u1", "p3").paths[0].sentence == "You viewed Teapot before."
+    assert len(seen) == 3  # stale: the explanation query, the types, the explanation query again
+    assert "VIEWED" in interaction_types(store)
+    explain(store, "u1", "p3")
+    assert len(seen) == 4  # and then one query again

@@ -63,3 +63,36 @@ def test_ml100k_parity(ml100k_dir, both_stores):
     counts = _assert_parity(ds, both_stores, [("RATED", ("ts",)), ("RELATED", ("relation",)), ("LINKED_TO", ())])
     assert counts["RATED"] == 100_000 and counts["User"] == 943 and counts["Product"] == 1682
     assert counts["LINKED_TO"] == len(ds.item_entities) and counts["RELATED"] == len(ds.triples)
+
+
+def _random_embeddings(ds, dim: int = 8, seed: int = 0):
+    """Unit vectors for every user and item: paths then differ in score within a template."""
+    from kg.explain import Embeddings
+
+    rng = np.random.default_rng(seed)
+    unit = lambda: (lambda v: v / np.linalg.norm(v))(rng.standard_normal(dim))  # noqa: E731
+    return Embeddings({u: unit() for u in sorted(ds.users["user_id"])},
+                      {i: unit() for i in sorted(ds.items["item_id"])})
+
+
+def test_gift_cards_explanation_lists_match(gift_cards_dir, both_stores):
+    """explain_many (one query per list) gives the same explanations on both stores, the same
+    as explaining one item at a time, and a top reason that does not depend on max_paths."""
+    from kg.explain import explain, explain_many
+
+    ds = load("amazon2018", gift_cards_dir)
+    for s in both_stores:
+        build_graph(ds, s, QUIET)
+    emb = _random_embeddings(ds)
+    users = ds.interactions["user_id"].value_counts().index[:6].tolist()  # the most active: many paths each
+    items = ds.interactions["item_id"].value_counts().index[:10].tolist()
+    with_paths = 0
+    for user in users:
+        lists = [explain_many(s, user, items, 5, emb) for s in both_stores]
+        assert lists[0] == lists[1], user
+        assert lists[0] == [explain(both_stores[0], user, i, 5, emb) for i in items], user
+        for k in (1, 3):
+            assert [e.paths[:1] for e in explain_many(both_stores[1], user, items, k, emb)] == \
+                [e.paths[:1] for e in lists[0]], (user, k)
+        with_paths += sum(bool(e.paths) for e in lists[0])
+    assert with_paths >= 50

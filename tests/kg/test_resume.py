@@ -123,8 +123,8 @@ def test_killed_builds_resume_to_the_clean_result(target, incremental):
         again = build(kind, at, "all")
         got = digest(kind, at)
         assert got == expected, (how, when, {k: (got[k], expected[k]) for k in got if got[k] != expected[k]})
-        if killed == {}:
-            assert again["resumed"] or again["created"] > 0
+        if killed == {}:  # (a kill from outside may land after the build finished: then nothing is left)
+            assert again["resumed"] or again["created"] > 0 or (how == "at" and again["up_to_date"])
         if kind == "neo4j":
             continue
         rerun = build(kind, at, "all")  # a finished build of the same data writes nothing

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import sys
 from pathlib import Path
@@ -90,6 +91,47 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.report_json:
         Path(args.report_json).write_text(report.to_json())
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from kg.build import BuildConfig
+    from kg.ingest import ingest
+    from loaders import load
+
+    options = dict(args.option or [])
+    if args.map:
+        from loaders.tabular import parse_mapping
+
+        options["mapping"] = parse_mapping(args.map)
+    delta = load(args.source, args.path, strict=not args.lenient, **options)
+    print(delta.report.summary(rejects_path=args.rejects))
+    if delta.report.rejects:
+        print(f"reject report: {delta.report.write_rejects(args.rejects)} ({len(delta.report.rejects):,} rows)")
+    config, store = _store(args, run=args.run)
+    print(f"ingesting into {config.describe()}")
+    with store:
+        report = ingest(store, delta, BuildConfig(progress=not args.no_progress))
+    print(report.table())
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from fusion.update import update_run
+
+    _, store = _store(args, run=args.run)
+    with store:
+        report = update_run(store, args.run)
+    print(report.line())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fusion.service import serve
+
+    if args.db or args.neo4j_uri:
+        config, _ = _store(args)
+        os.environ["KGREC_SERVE_STORE"] = json.dumps(config.location())
+    return serve(args.run, host=args.host, port=args.port, workers=args.workers)
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -327,6 +369,31 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--report-json", help="also write the build report as JSON here")
     _add_store_args(b)
     b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("ingest", help="add new or changed rows (events, users, products, reviews) to the graph")
+    i.add_argument("--source", required=True, choices=sorted(SOURCES))
+    i.add_argument("--path", required=True, help="file or folder of the delta (the source's format)")
+    i.add_argument("-o", "--option", type=_option, action="append", metavar="KEY=VALUE")
+    i.add_argument("--map", help="csv column mapping, as for build")
+    i.add_argument("--lenient", action="store_true", help="keep going on bad rows and write a reject report")
+    i.add_argument("--rejects", default="rejects.csv")
+    i.add_argument("--run", help="a run folder: ingest into the graph it was trained on")
+    i.add_argument("--no-progress", action="store_true")
+    _add_store_args(i)
+    i.set_defaults(func=cmd_ingest)
+
+    u = sub.add_parser("update", help="bring a trained run up to date with its graph (fold-in; a new run version)")
+    u.add_argument("--run", default="runs/latest")
+    _add_store_args(u)
+    u.set_defaults(func=cmd_update)
+
+    w = sub.add_parser("serve", help="the HTTP service over a run folder (FastAPI; docs at /docs)")
+    w.add_argument("--run", default="runs/latest")
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=8000)
+    w.add_argument("--workers", type=int, default=1, help="processes serving the run (Neo4j for more than one)")
+    _add_store_args(w)
+    w.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("train", help="train the stages (graph encoder, text encoder, fusion) on the graph in the store")
     t.add_argument("--stage", default="all", choices=["all", "gnn", "text", "fusion"],

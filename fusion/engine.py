@@ -41,11 +41,13 @@ graph the run was trained on (``run.json`` remembers it; a ``store`` passed to
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -61,11 +63,13 @@ from kg.export import GraphExport
 from kg.run_dir import RunDir
 from kg.split import Split
 
-FILTER_KEYS = ("category", "brand", "min_price", "max_price")
+FILTER_KEYS = ("category", "brand", "min_price", "max_price", "include_unavailable")
 CATEGORY_CACHE = 256  #: category filter masks kept (least recently used dropped first)
 #: longest search query accepted (characters; longer: InvalidRequestError) -- the text encoder
 #: tokenizes a whole query before truncating it, and one 10 MB query held it for seconds
 MAX_QUERY_CHARS = 1_000
+#: catalogues of at least this many products answer ``similar`` through an IVF index
+SIMILAR_IVF_MIN = 50_000
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,13 @@ class Catalogue:
     prices: np.ndarray         # float [I], NaN unknown
     brands: np.ndarray         # str [I]
     categories: list           # list[list[str]] [I]
+    available: np.ndarray | None = None  # bool [I]: on sale (None: all); withdrawn ones are never served
     index: pd.Index = field(init=False)
 
     def __post_init__(self):
         self.index = pd.Index(self.ids)
+        if self.available is None:
+            self.available = np.ones(len(self.ids), bool)
 
     @classmethod
     def from_items(cls, items: pd.DataFrame, product_ids: np.ndarray) -> Catalogue:
@@ -109,9 +116,11 @@ class Catalogue:
         rows = items.set_index("item_id").reindex(pd.Index(products, dtype=object))
         titles = rows["title"].fillna("").astype(str).str.strip()
         titles = titles.where(titles != "", pd.Series(products, index=titles.index, dtype=object))
+        available = (rows["available"].fillna(1).to_numpy() != 0) if "available" in rows else None
         return cls(products, titles.to_numpy(dtype=object), rows["price"].to_numpy(dtype=float),
                    rows["brand"].fillna("").to_numpy(dtype=object),
-                   [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in rows["categories"]])
+                   [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in rows["categories"]],
+                   available)
 
 
 def seen_items(split: Split) -> list[np.ndarray]:
@@ -123,20 +132,16 @@ def seen_items(split: Split) -> list[np.ndarray]:
     return [i[order][bounds[k]: bounds[k + 1]] for k in range(split.num_users)]
 
 
-class Engine:
-    """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
-    its parts (a fusion model, its feature tables, the user ids of the tables' rows, a
-    :class:`Catalogue`, each user's seen products, a popularity score per product).
-
-    ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
-    the first search when not given; ``store`` (an open GraphStore, for explanations)
-    is opened from ``run``'s record on the first explanation when not given.
-    """
+class EngineVersion:
+    """One version of a run as serving holds it in memory (read-only once built): the fusion
+    model and its feature tables, the users and products (with what each user has seen),
+    and the per-version building blocks of a request. :class:`Engine` serves one at a time
+    and swaps to a newer one on :meth:`Engine.reload`; a request holds the version it
+    started with to its end."""
 
     def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
-                 seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
-                 run: RunDir | None = None, encoder=None) -> None:
-        self.run = run
+                 seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100,
+                 run: RunDir | None = None, name: str | None = None) -> None:
         self.model = model
         self.tables = tables
         self.scorer = Scorer(model, tables)
@@ -145,28 +150,28 @@ class Engine:
         self.seen = seen
         self.popularity = popularity
         self.candidates = candidates
-        self.store = store
-        self._own_store = False
-        self._encoder = encoder
-        self._lock = threading.Lock()
+        self.run = run            #: where its files are (a RunVersion over the trained run, or the run)
+        self.name = name          #: the version's name, None for the trained run itself
         #: unit-length GNN item vectors [I, dg] (the GNN half of :meth:`similar`)
         self.item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
-        self._explain_embeddings = None
+        self.explain_embeddings = None
+        self._similar_index = None
+        self._lock = threading.Lock()
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
-    # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, run_dir: str | Path, *, store=None, candidates: int | None = None) -> Engine:
-        """Load a finished run folder. ``store`` (an open GraphStore) overrides the graph
-        the run remembers, for explanations; ``candidates`` overrides the run's
-        re-ranking depth."""
-        run = RunDir(run_dir)
+    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | None = None
+             ) -> EngineVersion:
+        """The serving parts of ``run`` (a run folder, or a :class:`kg.run_dir.RunVersion`),
+        each checked against its manifest and read by its own loader; ``model``: one already
+        loaded (versions share the trained fusion model)."""
         for path, stage in ((run.fusion_model, "fusion"), (run.fusion_tables, "fusion"), (run.graph, "gnn"),
                             (run.catalogue_items, "text")):
             run.need(path, stage)
         run.verify()  # every file as the manifest recorded it, before anything is parsed
-        with run.reading(run.fusion_model, "fusion"):
-            model = FusionModel.load(run.fusion_model)
+        if model is None:
+            with run.reading(run.fusion_model, "fusion"):
+                model = FusionModel.load(run.fusion_model)
         with run.reading(run.fusion_tables, "fusion"):
             tables = FeatureTables.load(run.fusion_tables)
         config = FusionConfig.from_dict(run.config().get("fusion", {}))
@@ -181,49 +186,12 @@ class Engine:
                                  f"out of step; retrain the fusion stage (kgrec train --stage fusion --run {run.path})",
                                  str(run.fusion_tables), "fusion")
         popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
+        name = getattr(run, "name", None)
         return cls(model, tables, id_maps["user"], catalogue, seen, popularity,
-                   candidates=candidates or config.candidates, store=store, run=run)
-
-    def close(self) -> None:
-        """Close the graph store if this engine opened it (the one a caller passed stays open)."""
-        if self._own_store and self.store is not None:
-            self.store.close()
-            self.store, self._own_store = None, False
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = str(self.run.path) if self.run is not None else "<in memory>"
-        return (f"Engine({where!r}, users={len(self.user_index):,}, "
-                f"items={len(self.catalogue.ids):,}, candidates={self.candidates})")
-
-    @property
-    def encoder(self):
-        """The text encoder of the run (loaded on first use)."""
-        with self._lock:
-            if self._encoder is None:
-                from fusion.text.encoder import load_run_encoder
-
-                if self.run is None:
-                    raise RunFolderError("this Engine has no run folder to load a text encoder from; "
-                                         "build it with Engine(..., encoder=...)")
-                with self.run.reading(self.run.text, "text"):
-                    self._encoder = load_run_encoder(self.run)
-            return self._encoder
-
-    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
-        """Query embeddings [len(texts), dt] (unit length) from the run's text encoder."""
-        encoder = self.encoder
-        with self._lock:  # tokenizers are not safe to share between threads
-            return encoder.encode(list(texts))
+                   candidates=candidates or config.candidates, run=run, name=name)
 
     @property
     def cached_categories(self) -> int:
-        """How many category filter masks are cached (at most ``CATEGORY_CACHE``)."""
         return len(self._category_masks)
 
     # ------------------------------------------------------------------ building blocks
@@ -235,6 +203,10 @@ class Engine:
         """Whether ``user_id`` has a row (False: answered by the cold-start path)."""
         return user_id is not None and bool(self.user_rows([user_id])[0] >= 0)
 
+    def knows_item(self, item_id: str) -> bool:
+        """Whether ``item_id`` is a product of this version."""
+        return bool(self.catalogue.index.get_indexer([item_id])[0] >= 0)
+
     def item_row(self, item_id: str) -> int:
         """The product's row; :class:`UnknownIdError` when it is not a product of this run."""
         pos = int(self.catalogue.index.get_indexer([item_id])[0])
@@ -243,15 +215,20 @@ class Engine:
         return pos
 
     def filter_mask(self, filters: Mapping[str, Any] | None) -> torch.Tensor | None:
-        """bool [I] of products passing ``filters`` (None = all)."""
-        if not filters:
+        """bool [I] of products passing ``filters`` (None = all); withdrawn products
+        (``available == 0``) never pass unless ``include_unavailable`` is true."""
+        c = self.catalogue
+        everything_on_sale = bool(c.available.all())
+        if not filters and everything_on_sale:
             return None
+        filters = dict(filters or {})
         unknown = set(filters) - set(FILTER_KEYS)
         if unknown:
             raise InvalidRequestError(f"unknown filters {sorted(unknown)}; use {', '.join(FILTER_KEYS)}",
                                       "filters")
-        c = self.catalogue
-        ok = np.ones(len(c.ids), bool)
+        ok = np.ones(len(c.ids), bool) if filters.pop("include_unavailable", False) else c.available.copy()
+        if not filters and ok.all():
+            return None
         if filters.get("category"):
             ok &= self._category_mask(str(filters["category"]))
         if filters.get("brand"):
@@ -331,6 +308,221 @@ class Engine:
         top = torch.topk(scores, min(self.candidates, n_items), dim=1)
         return top.indices, torch.isfinite(top.values)
 
+    @property
+    def similar_vectors(self) -> torch.Tensor:
+        """[I, dg + dt]: ``[gnn unit vector, text vector] / sqrt(2)`` per product (the inner
+        product of two rows is the mean of their GNN and text cosines)."""
+        return self.similar_index().vectors
+
+    def similar_index(self):
+        """The index :meth:`similar` searches (exact below :data:`SIMILAR_IVF_MIN` products)."""
+        with self._lock:
+            if self._similar_index is None:
+                from fusion.text.index import ExactIndex, IVFIndex
+
+                vectors = torch.cat([self.item_gnn_unit, self.tables.item_text], 1) / math.sqrt(2)
+                ids = self.catalogue.ids
+                self._similar_index = (IVFIndex(vectors, ids, n_probe=None) if len(ids) >= SIMILAR_IVF_MIN
+                                       else ExactIndex(vectors, ids))
+            return self._similar_index
+
+
+class Engine:
+    """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
+    its parts (a fusion model, its feature tables, the user ids of the tables' rows, a
+    :class:`Catalogue`, each user's seen products, a popularity score per product).
+
+    ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
+    the first search when not given; ``store`` (an open GraphStore, for explanations)
+    is opened from ``run``'s record on the first explanation when not given.
+
+    The run's newest version (written by :func:`fusion.update.update_run`) is what it
+    serves; :meth:`reload` swaps to a newer one while other threads keep serving -- every
+    request runs on the version it started with (:class:`EngineVersion`).
+    """
+
+    def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
+                 seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
+                 run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
+                 location: dict | None = None) -> None:
+        self.run = run
+        self.location = location or (run.store_location() if run is not None else None)
+        self.current = version or EngineVersion(model, tables, users, catalogue, seen, popularity,
+                                                candidates=candidates, run=run)
+        self.store = store
+        self._own_store = False
+        self._retired: list = []               # own stores replaced by a reload, closed once unused
+        self._store_users: dict[int, int] = {}  # id(store) -> requests using it now
+        self._encoder = encoder
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._seen_pointer = self._pointer()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, run_dir: str | Path, *, store=None, location: dict | None = None,
+             candidates: int | None = None) -> Engine:
+        """Load a finished run folder (its newest version). ``store`` (an open GraphStore),
+        or ``location`` (a ``GraphStore.location()`` record, opened when needed), overrides
+        the graph the run remembers; ``candidates`` overrides the run's re-ranking depth."""
+        run = RunDir(run_dir)
+        version = EngineVersion.load(run.serving(), candidates=candidates)
+        v = version
+        return cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
+                   store=store, run=run, version=version, location=location)
+
+    def _pointer(self):
+        """What names the run's current version on disk (``CURRENT``'s mtime and size)."""
+        if self.run is None:
+            return None
+        try:
+            st = (self.run.path / "CURRENT").stat()
+            return st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            return None
+
+    def reload(self) -> bool:
+        """Swap to the run's newest version if it is not the one served; returns whether it
+        swapped. Requests already running finish on their version; the explanation store
+        this engine opened itself is reopened on the next explanation (a fresh snapshot)."""
+        if self.run is None:
+            return False
+        with self._reload_lock:
+            self._seen_pointer = self._pointer()
+            serving = self.run.serving()
+            name = getattr(serving, "name", None)
+            if name == self.current.name:
+                return False
+            same_model = self.current.run is not None and serving.fusion_model == self.current.run.fusion_model
+            fresh = EngineVersion.load(serving, candidates=self.current.candidates,
+                                       model=self.current.model if same_model else None)
+            self.current = fresh  # one reference assignment: atomic for the threads reading it
+            if self._own_store:  # the next explanation opens a fresh view; this one closes when unused
+                with self._lock:
+                    old, self.store, self._own_store = self.store, None, False
+                    if old is not None:
+                        self._retired.append(old)
+                    self._close_retired()
+            return True
+
+    def reload_if_newer(self) -> bool:
+        """:meth:`reload` when ``CURRENT`` changed on disk since the last look (a ``stat``:
+        cheap enough before every request; how several serving processes follow updates)."""
+        if self.run is None or self._pointer() == self._seen_pointer:
+            return False
+        return self.reload()
+
+    @property
+    def version(self) -> str | None:
+        """The name of the version served (None: the trained run itself)."""
+        return self.current.name
+
+    def close(self) -> None:
+        """Close the graph store if this engine opened it (the one a caller passed stays open)."""
+        if self._own_store and self.store is not None:
+            self._retired.append(self.store)
+            self.store, self._own_store = None, False
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        for old in [s for s in self._retired if not self._store_users.get(id(s))]:
+            old.close()
+            self._retired.remove(old)
+
+    @contextlib.contextmanager
+    def _using_graph(self) -> Iterator:
+        """The explanation store, counted as in use while the block runs (a reload retires
+        the store it replaces only when no request still reads it)."""
+        store = self.graph()
+        with self._lock:
+            self._store_users[id(store)] = self._store_users.get(id(store), 0) + 1
+        try:
+            yield store
+        finally:
+            with self._lock:
+                self._store_users[id(store)] -= 1
+                if not self._store_users[id(store)]:
+                    del self._store_users[id(store)]
+                self._close_retired()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.run.path) if self.run is not None else "<in memory>"
+        return (f"Engine({where!r}, users={len(self.user_index):,}, items={len(self.catalogue.ids):,}, "
+                f"candidates={self.candidates}, version={self.version!r})")
+
+    # the served version's parts and building blocks (see EngineVersion)
+    model = property(lambda self: self.current.model)
+    tables = property(lambda self: self.current.tables)
+    scorer = property(lambda self: self.current.scorer)
+    user_index = property(lambda self: self.current.user_index)
+    catalogue = property(lambda self: self.current.catalogue)
+    seen = property(lambda self: self.current.seen)
+    popularity = property(lambda self: self.current.popularity)
+    candidates = property(lambda self: self.current.candidates)
+    item_gnn_unit = property(lambda self: self.current.item_gnn_unit)
+    cached_categories = property(lambda self: self.current.cached_categories)
+    similar_vectors = property(lambda self: self.current.similar_vectors)
+
+    def user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
+        return self.current.user_rows(user_ids)
+
+    def knows_user(self, user_id: str) -> bool:
+        return self.current.knows_user(user_id)
+
+    def knows_item(self, item_id: str) -> bool:
+        return self.current.knows_item(item_id)
+
+    def item_row(self, item_id: str) -> int:
+        return self.current.item_row(item_id)
+
+    def filter_mask(self, filters: Mapping[str, Any] | None) -> torch.Tensor | None:
+        return self.current.filter_mask(filters)
+
+    def rerank(self, users: torch.Tensor, cands: torch.Tensor, valid: torch.Tensor, weights, k: int,
+               query_text: torch.Tensor | None = None) -> list[list[Recommendation]]:
+        return self.current.rerank(users, cands, valid, weights, k, query_text)
+
+    def mask_seen(self, scores: torch.Tensor, users) -> torch.Tensor:
+        return self.current.mask_seen(scores, users)
+
+    def gnn_candidates(self, users: torch.Tensor, exclude_seen: bool, allowed: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.current.gnn_candidates(users, exclude_seen, allowed)
+
+    def similar_index(self):
+        return self.current.similar_index()
+
+    # ------------------------------------------------------------------ text and graph
+    @property
+    def encoder(self):
+        """The text encoder of the run (loaded on first use)."""
+        with self._lock:
+            if self._encoder is None:
+                from fusion.text.encoder import load_run_encoder
+
+                if self.run is None:
+                    raise RunFolderError("this Engine has no run folder to load a text encoder from; "
+                                         "build it with Engine(..., encoder=...)")
+                with self.run.reading(self.run.text, "text"):
+                    self._encoder = load_run_encoder(self.run)
+            return self._encoder
+
+    def loaded_encoder(self):
+        """The text encoder if it is loaded already, else None (never loads it)."""
+        return self._encoder
+
+    def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
+        """Query embeddings [len(texts), dt] (unit length) from the run's text encoder."""
+        encoder = self.encoder
+        with self._lock:  # tokenizers are not safe to share between threads
+            return encoder.encode(list(texts))
+
     # ------------------------------------------------------------------ API
     def recommend(self, user_id: str, k: int = 10, weights: Mapping[str, float] | None = None,
                   exclude_seen: bool = True, filters: Mapping[str, Any] | None = None,
@@ -348,16 +540,17 @@ class Engine:
                         explain: bool = False, max_paths: int = 3, batch_size: int = 256
                         ) -> list[list[Recommendation]]:
         """:meth:`recommend` for many users, scored in batches (offline scoring)."""
+        v = self.current  # this request's version, to its end
         weights = check_weights(weights, RECOMMEND_WEIGHTS)
-        allowed = self.filter_mask(filters)
+        allowed = v.filter_mask(filters)
         out: list[list[Recommendation]] = []
         for s in range(0, len(user_ids), batch_size):
-            users = torch.from_numpy(self.user_rows(user_ids[s: s + batch_size]))
-            cands, valid = self.gnn_candidates(users, exclude_seen, allowed)
-            out += self.rerank(users, cands, valid, weights, k)
-        if explain:
+            users = torch.from_numpy(v.user_rows(user_ids[s: s + batch_size]))
+            cands, valid = v.gnn_candidates(users, exclude_seen, allowed)
+            out += v.rerank(users, cands, valid, weights, k)
+        if explain:  # one explanation query per user, for the whole list
             for uid, recs in zip(user_ids, out):
-                recs[:] = [self._with_explanation(uid, r, max_paths) for r in recs]
+                recs[:] = self._with_explanation(uid, recs, max_paths, v)
         return out
 
     def search(self, query: str, user_id: str | None = None, k: int = 10,
@@ -370,37 +563,75 @@ class Engine:
         if len(str(query)) > MAX_QUERY_CHARS:
             raise InvalidRequestError(f"search: the query has {len(str(query)):,} characters; at most "
                                       f"{MAX_QUERY_CHARS:,} are accepted", "query")
-        allowed = self.filter_mask(filters)
+        v = self.current
+        allowed = v.filter_mask(filters)
         qv = self.encode_queries([str(query)])                                    # [1, dt]
-        text = (qv @ self.tables.item_text.T)[0]
+        text = (qv @ v.tables.item_text.T)[0]
         if allowed is not None:
             text = text.masked_fill(~allowed, -torch.inf)
-        top = torch.topk(text, min(self.candidates, len(text)))
+        top = torch.topk(text, min(v.candidates, len(text)))
         cands = top.indices[torch.isfinite(top.values)]
-        user = torch.from_numpy(self.user_rows([user_id])) if user_id is not None else torch.tensor([-1])
+        user = torch.from_numpy(v.user_rows([user_id])) if user_id is not None else torch.tensor([-1])
         if int(user[0]) >= 0:
-            gnn, ok = self.gnn_candidates(user, False, allowed)
+            gnn, ok = v.gnn_candidates(user, False, allowed)
             cands = torch.unique(torch.cat([cands, gnn[0][ok[0]]]))
-        return self.rerank(user, cands[None], torch.ones(1, len(cands), dtype=torch.bool), weights, k,
-                             query_text=qv)[0]
+        return v.rerank(user, cands[None], torch.ones(1, len(cands), dtype=torch.bool), weights, k,
+                        query_text=qv)[0]
 
     def similar(self, item_id: str, k: int = 10, filters: Mapping[str, Any] | None = None
                 ) -> list[Recommendation]:
         """Products most like ``item_id``: mean of the GNN and text cosine similarities
-        (``objectives`` holds both)."""
-        i = self.item_row(item_id)
-        g = self.item_gnn_unit @ self.item_gnn_unit[i]
-        t = self.tables.item_text @ self.tables.item_text[i]
-        score = (g + t) / 2
-        score[i] = -torch.inf
-        allowed = self.filter_mask(filters)
-        if allowed is not None:
-            score = score.masked_fill(~allowed, -torch.inf)
-        top = torch.topk(score, min(k, len(score)))
-        c = self.catalogue
-        return [Recommendation(str(c.ids[j]), str(c.titles[j]), float(s), {"gnn": float(g[j]), "text": float(t[j])},
+        (``objectives`` holds both).
+
+        The mean of two cosines is one inner product of the concatenated unit vectors
+        :math:`c_i = [g_i, t_i] / \\sqrt 2` (:attr:`similar_vectors`), so one scan answers it;
+        catalogues of at least :data:`SIMILAR_IVF_MIN` products are searched through an
+        inverted-file index over :math:`c` instead (:class:`fusion.text.index.IVFIndex`,
+        built on the first call; its recall against the exact scan is reported by
+        ``bench/engine_latency.py``). With filters the index's candidates are filtered, and
+        an exact scan answers when too few pass."""
+        v = self.current
+        i = v.item_row(item_id)
+        allowed = v.filter_mask(filters)
+        index = v.similar_index()
+        query = index.vectors[i][None]                                            # [1, dg + dt]
+        top_s, top_j = torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        if getattr(index, "kind", "exact") == "ivf":
+            s_, j_ = index.search(query, max(4 * (k + 1), 64) if allowed is not None else k + 1)
+            keep = (j_[0] >= 0) & (j_[0] != i)
+            if allowed is not None:
+                keep &= allowed[j_[0].clamp(min=0)]
+            top_s, top_j = s_[0][keep][:k], j_[0][keep][:k]
+        if len(top_j) < min(k, len(index.vectors) - 1):                           # exact (or too few after filters)
+            score = index.vectors @ index.vectors[i]
+            score[i] = -torch.inf
+            if allowed is not None:
+                score = score.masked_fill(~allowed, -torch.inf)
+            top = torch.topk(score, min(k, len(score)))
+            finite = torch.isfinite(top.values)
+            top_s, top_j = top.values[finite], top.indices[finite]
+        g = v.item_gnn_unit[top_j] @ v.item_gnn_unit[i]
+        t = v.tables.item_text[top_j] @ v.tables.item_text[i]
+        c = v.catalogue
+        return [Recommendation(str(c.ids[j]), str(c.titles[j]), float(sc), {"gnn": float(gg), "text": float(tt)},
                                None if np.isnan(c.prices[j]) else float(c.prices[j]))
-                for s, j in zip(top.values.tolist(), top.indices.tolist()) if s != -np.inf]
+                for sc, j, gg, tt in zip(top_s.tolist(), top_j.tolist(), g.tolist(), t.tolist())]
+
+    @contextlib.contextmanager
+    def writable_graph(self) -> Iterator:
+        """The run's graph store opened for writing while the block runs (the updater's
+        ingest): the store given to :meth:`open` if there is one, else the one the run
+        remembers; the engine's own read-only view is reopened afterwards (:meth:`reload`)."""
+        from kg.stores import StoreConfig, open_store
+
+        if self.store is not None and not self._own_store:
+            yield self.store
+            return
+        if not self.location:
+            raise StoreError("this run does not say which graph store it was trained on: open the engine with "
+                             "Engine.open(run_dir, store=...)")
+        with open_store(StoreConfig.from_location(self.location)) as store:
+            yield store
 
     def graph(self):
         """The graph store explanations read: the one given to :meth:`open`, else the one
@@ -409,30 +640,44 @@ class Engine:
             if self.store is None:
                 from kg.stores import StoreConfig, open_store
 
-                location = self.run.store_location() if self.run is not None else None
-                if not location:
+                if not self.location:
                     raise StoreError("explanations read the graph, and this run does not say which one: "
                                      "open the engine with Engine.open(run_dir, store=...)")
-                config = StoreConfig.from_location(location)
+                config = StoreConfig.from_location(self.location)
                 store = open_store(config, **({"read_only": True} if config.kind == "embedded" else {}))
                 self.store, self._own_store = store.connect(), True
             return self.store
 
     def explain(self, user_id: str, item_id: str, max_paths: int = 5):
-        """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`)."""
-        from kg.explain import Embeddings, explain
+        """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`, one
+        query); :class:`kg.errors.UnknownIdError` for a user or item not in the graph."""
+        return self.explain_many(user_id, [item_id], max_paths)[0]
 
-        store = self.graph()
-        if self._explain_embeddings is None:
-            if self.run is None:
+    def explain_many(self, user_id: str, item_ids: Sequence[str], max_paths: int = 5, *, strict: bool = True) -> list:
+        """:meth:`explain` for several items of one user in one query
+        (:func:`kg.explain.explain_many`): a list of explanations in the order of
+        ``item_ids``. An unknown user raises :class:`kg.errors.UnknownIdError`; so does an
+        unknown item when ``strict``, else its place holds None."""
+        return self._explain_many(user_id, item_ids, max_paths, strict, self.current)
+
+    def _explain_many(self, user_id: str, item_ids: Sequence[str], max_paths: int, strict: bool,
+                      v: EngineVersion) -> list:
+        from kg.explain import Embeddings, explain_many
+
+        if v.explain_embeddings is None:
+            if v.run is None:
                 raise RunFolderError("explanations rank paths with the run's embeddings: this Engine has no run folder")
-            with self.run.reading(self.run.embeddings, "gnn"):
-                self._explain_embeddings = Embeddings.from_npz(self.run.need(self.run.embeddings, "gnn"))
-        return explain(store, user_id, item_id, max_paths, self._explain_embeddings)
+            with v.run.reading(v.run.embeddings, "gnn"):
+                v.explain_embeddings = Embeddings.from_npz(v.run.need(v.run.embeddings, "gnn"))
+        with self._using_graph() as store:
+            return explain_many(store, user_id, item_ids, max_paths, v.explain_embeddings, strict=strict)
 
-    def _with_explanation(self, user_id: str, rec: Recommendation, max_paths: int) -> Recommendation:
+    def _with_explanation(self, user_id: str, recs: list[Recommendation], max_paths: int,
+                          v: EngineVersion) -> list[Recommendation]:
+        """``recs`` with their explanations, all from one query; None for a user the graph
+        does not know (cold start) and for an item it lacks."""
         try:
-            why = self.explain(user_id, rec.item_id, max_paths)
+            whys = self._explain_many(user_id, [r.item_id for r in recs], max_paths, False, v)
         except UnknownIdError:  # a cold-start user is not in the graph
-            why = None
-        return replace(rec, explanation=why)
+            whys = [None] * len(recs)
+        return [replace(r, explanation=why) for r, why in zip(recs, whys)]

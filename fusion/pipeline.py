@@ -28,6 +28,7 @@ from fusion.ranking.examples import ExampleConfig, build_examples, build_relevan
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, train_fusion
 from fusion.text.finetune import TextTrainConfig
+from kg.build import store_version
 from kg.config import checked_fields
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
@@ -86,6 +87,7 @@ class RunConfig:
         """The configuration in ``run.json`` (defaults for a new folder)."""
         values = RunDir(run_dir).config()
         values.pop("store", None)
+        values.pop("store_version", None)
         return cls.from_dict(values)
 
 
@@ -249,7 +251,7 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
     run = RunDir(run_dir)
     config = config or RunConfig()
     config.save(run.path)
-    run.update_config(store=store.location())
+    run.update_config(store=store.location(), store_version=store_version(store).to_dict())
     out: dict = {}
     if "gnn" in stages:
         out["gnn"] = train_gnn(store, run_dir, config.gnn, progress=progress).metrics

@@ -18,7 +18,7 @@ import torch
 from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.text.encoder import random_checkpoint
-from kg.build import BuildConfig, build_graph
+from kg.build import BuildConfig, build_graph, store_version
 from kg.catalogue import read_catalogue
 from kg.export import export_graph
 from kg.run_dir import RunDir, save_npz, save_parquet
@@ -39,9 +39,9 @@ def make_tiny_run(root: str | Path, seed: int = 0) -> tuple[RunDir, Dataset]:
         build_graph(dataset, store, BuildConfig(progress=False))
         export = export_graph(store)
         items = read_catalogue(store).items
-        location = store.location()
+        location, version = store.location(), store_version(store)
     run = RunDir(root / "run")
-    run.update_config(store=location, fusion={"candidates": 20})
+    run.update_config(store=location, store_version=version.to_dict(), fusion={"candidates": 20})
     export.save(run.graph)
     split = split_interactions(export.data, "leave_last_out")
     run.save_split(split)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -39,6 +40,40 @@ class BuildConfig:
     progress: bool = True  # progress bars on stderr
     resume: bool = True  # skip a build of the same data that finished before ("nothing new")
     force: bool = False  # hand every row to the store even if the same data was built before
+
+
+SEQUENCE_KEY = "sequence"
+STORE_ID_KEY = "store_id"
+
+
+@dataclass(frozen=True)
+class StoreVersion:
+    """Which graph, at which point: the store's identity (made on its first build) and its
+    sequence number (one more for every build or ingest that wrote something)."""
+
+    store_id: str
+    sequence: int
+
+    def to_dict(self) -> dict:
+        return {"store_id": self.store_id, "sequence": self.sequence}
+
+
+def store_version(store: GraphStore) -> StoreVersion:
+    """The store's identity and sequence number (``("", 0)`` for a store never built)."""
+    return StoreVersion(store.read_meta(STORE_ID_KEY) or "", int(store.read_meta(SEQUENCE_KEY) or 0))
+
+
+def advance(store: GraphStore, what: dict) -> StoreVersion:
+    """Record one more write to the store (``what``: its summary) and return the new
+    version; gives the store its identity on the first."""
+    now = store_version(store)
+    store_id = now.store_id or uuid.uuid4().hex
+    if not now.store_id:
+        store.write_meta(STORE_ID_KEY, store_id)
+    sequence = now.sequence + 1
+    store.write_meta(f"write:{sequence}", json.dumps({**what, "at": int(time.time())}))
+    store.write_meta(SEQUENCE_KEY, str(sequence))
+    return StoreVersion(store_id, sequence)
 
 
 @dataclass
@@ -66,6 +101,7 @@ class BuildReport:
     resumed: bool = False  # an interrupted build of the same data was completed
     up_to_date: bool = False  # the same data was built before, completely: nothing was written
     seconds: float = 0.0
+    version: StoreVersion | None = None  # the store's identity and sequence number after the build
 
     @property
     def created(self) -> int:
@@ -103,22 +139,28 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _progress_key(fp: str) -> str:
+def progress_key(fp: str) -> str:
+    """The meta key of a build's bookkeeping (by the dataset's fingerprint)."""
     return f"build:{fp}"
 
 
-def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None = None) -> BuildReport:
-    """Write ``dataset`` into a connected ``store``; safe to run again, or after a crash."""
+def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None = None, *,
+                known_users=None, known_items=None) -> BuildReport:
+    """Write ``dataset`` into a connected ``store``; safe to run again, or after a crash.
+
+    ``known_users`` / ``known_items``: ids the store holds already, which the dataset's
+    rows may refer to without listing them (a delta: :func:`kg.ingest.ingest`). A build
+    that writes anything advances the store's sequence number (:func:`advance`)."""
     from tqdm.auto import tqdm
 
     config = config or BuildConfig()
     t0 = time.perf_counter()
-    dataset.validate()
+    dataset.validate(known_users, known_items)
     fp = fingerprint(dataset)
     report = BuildReport(dataset.name, getattr(store, "kind", "store"), fp)
     store.ensure_schema()
 
-    key = _progress_key(fp)
+    key = progress_key(fp)
     saved = json.loads(store.read_meta(key) or "null") if not config.force else None
     report.up_to_date = bool(saved and saved.get("finished") and config.resume)
     report.resumed = bool(saved and not saved.get("finished"))
@@ -129,14 +171,14 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
         bar = tqdm(total=len(step.rows), desc=f"{step.kind} {step.name}", unit="row",
                    disable=not config.progress, leave=False)
 
-        def advance(n: int, step_name: str = step.name) -> None:
+        def progressed(n: int, step_name: str = step.name) -> None:
             bar.update(n)
             done[step_name] = done.get(step_name, 0) + n
             store.write_meta(key, json.dumps({"done": done, "finished": False}))
 
         upsert = store.upsert_nodes if step.kind == "node" else store.upsert_rels
         # every row, always: the store's anti-join writes only what it lacks (see the module docstring)
-        result = upsert(step.name, step.rows, progress=advance) if len(step.rows) else None
+        result = upsert(step.name, step.rows, progress=progressed) if len(step.rows) else None
         bar.close()
         created, updated = (result.created, result.updated or 0) if result else (0, 0)
         rows = result.rows if result else 0
@@ -145,6 +187,11 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     if not report.up_to_date:
         store.write_meta(key, json.dumps({"done": done, "finished": True}))
 
+    if report.created or report.updated or not store_version(store).store_id:
+        report.version = advance(store, {"dataset": dataset.name, "fingerprint": fp, "created": report.created,
+                                         "updated": report.updated})
+    else:
+        report.version = store_version(store)
     report.counts = store.counts()
     rep = dataset.report
     report.rows_read, report.rows_kept, report.rows_rejected = rep.total_read, rep.total_kept, rep.total_rejected

@@ -42,6 +42,8 @@ def read_items(store: GraphStore) -> pd.DataFrame:
         "categories": cats.reindex(ids).to_numpy(),
         "price": pd.to_numeric(products["price"], errors="coerce").to_numpy(dtype=float),
         "features": [s.split("\n") if s else [] for s in features],
+        # a product stored before the flag existed is on sale
+        "available": pd.to_numeric(products["available"], errors="coerce").fillna(1).to_numpy(dtype=np.int64),
     })
 
 

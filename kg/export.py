@@ -115,10 +115,14 @@ class GraphExport:
         """``graph.pt`` (the HeteroData) and ``id_maps.json``, each written atomically."""
         folder = Path(folder)
         save_torch(self.data, folder / "graph.pt")
-        maps = {"id_maps": {t: list(map(str, ids)) for t, ids in self.id_maps.items()},
-                "relations": self.relations}
-        write_text(folder / "id_maps.json", json.dumps(maps))
+        self.write_id_maps(folder, self.id_maps, self.relations)
         return folder
+
+    @staticmethod
+    def write_id_maps(folder: str | Path, id_maps: dict[str, np.ndarray], relations: list[str]) -> Path:
+        """Only ``id_maps.json`` (what serving reads; a run version writes no graph)."""
+        maps = {"id_maps": {t: list(map(str, ids)) for t, ids in id_maps.items()}, "relations": list(relations)}
+        return write_text(Path(folder) / "id_maps.json", json.dumps(maps))
 
     @classmethod
     def load(cls, folder: str | Path) -> GraphExport:

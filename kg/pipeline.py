@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kg.build import store_version
 from kg.config import checked_fields
 from kg.errors import RunFolderError
 from kg.evaluation import evaluate, markdown_table, popularity_scores
@@ -102,7 +103,7 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     run = RunDir(run_dir)
     writer = _rank() == 0
     if writer:
-        run.update_config(gnn=config.to_dict(), store=store.location())
+        run.update_config(gnn=config.to_dict(), store=store.location(), store_version=store_version(store).to_dict())
     if resume and (run.graph / "graph.pt").exists():
         with run.reading(run.graph, "gnn"):
             export, split = GraphExport.load(run.graph), run.load_split()

@@ -71,7 +71,7 @@ def graph_rows(ds: Dataset) -> list[Step]:
         _frame("node", "User", {"id": ds.users["user_id"], "name": ds.users["name"]}),
         _frame("node", "Product", {
             "id": items["item_id"], "title": items["title"], "description": items["description"],
-            "price": items["price"], "features": items["features"].map("\n".join),
+            "price": items["price"], "features": items["features"].map("\n".join), "available": items["available"],
         }),
         _frame("node", "Brand", {"id": brands, "name": brands}),
         _frame("node", "Category", cat_nodes),

@@ -172,35 +172,76 @@ class RunDir:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
+    def at(self, relpath: str) -> Path:
+        """The path of ``relpath`` in this run (a :class:`RunVersion` may hold its own copy)."""
+        return self.path / relpath
+
     # run-level
-    config_file = property(lambda self: self.path / "run.json")
+    config_file = property(lambda self: self.at("run.json"))
     # gnn stage
-    graph = property(lambda self: self.path / "graph")
-    split_file = property(lambda self: self.path / "split.npz")
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    gnn_model = property(lambda self: self.path / "model.pt")
-    embeddings = property(lambda self: self.path / "embeddings.npz")
-    metrics = property(lambda self: self.path / "metrics.json")
-    report = property(lambda self: self.path / "report.md")
+    graph = property(lambda self: self.at("graph"))
+    split_file = property(lambda self: self.at("split.npz"))
+    checkpoints = property(lambda self: self.at("checkpoints"))
+    gnn_model = property(lambda self: self.at("model.pt"))
+    embeddings = property(lambda self: self.at("embeddings.npz"))
+    metrics = property(lambda self: self.at("metrics.json"))
+    report = property(lambda self: self.at("report.md"))
     # text stage
-    catalogue_items = property(lambda self: self.path / "catalogue" / "items.parquet")
-    judgements = property(lambda self: self.path / "catalogue" / "judgements.parquet")
-    text = property(lambda self: self.path / "text")
-    text_encoder = property(lambda self: self.path / "text" / "encoder")
-    text_encoder_record = property(lambda self: self.path / "text" / "encoder.json")
-    text_items = property(lambda self: self.path / "text" / "items")
-    text_users = property(lambda self: self.path / "text" / "users")
-    text_queries = property(lambda self: self.path / "text" / "queries")
-    text_summary = property(lambda self: self.path / "text" / "summary.json")
+    catalogue_items = property(lambda self: self.at("catalogue/items.parquet"))
+    judgements = property(lambda self: self.at("catalogue/judgements.parquet"))
+    text = property(lambda self: self.at("text"))
+    text_encoder = property(lambda self: self.at("text/encoder"))
+    text_encoder_record = property(lambda self: self.at("text/encoder.json"))
+    text_items = property(lambda self: self.at("text/items"))
+    text_users = property(lambda self: self.at("text/users"))
+    text_queries = property(lambda self: self.at("text/queries"))
+    text_summary = property(lambda self: self.at("text/summary.json"))
     # fusion stage
-    fusion = property(lambda self: self.path / "fusion")
-    fusion_model = property(lambda self: self.path / "fusion" / "model")
-    fusion_tables = property(lambda self: self.path / "fusion" / "tables.pt")
-    fusion_checkpoint = property(lambda self: self.path / "fusion" / "checkpoint.pt")
-    fusion_history = property(lambda self: self.path / "fusion" / "history.json")
-    fusion_examples = property(lambda self: self.path / "fusion" / "examples.json")
-    comparison_json = property(lambda self: self.path / "comparison.json")
-    comparison_md = property(lambda self: self.path / "comparison.md")
+    fusion = property(lambda self: self.at("fusion"))
+    fusion_model = property(lambda self: self.at("fusion/model"))
+    fusion_tables = property(lambda self: self.at("fusion/tables.pt"))
+    fusion_checkpoint = property(lambda self: self.at("fusion/checkpoint.pt"))
+    fusion_history = property(lambda self: self.at("fusion/history.json"))
+    fusion_examples = property(lambda self: self.at("fusion/examples.json"))
+    comparison_json = property(lambda self: self.at("comparison.json"))
+    comparison_md = property(lambda self: self.at("comparison.md"))
+
+    # ------------------------------------------------------------ versions
+    @property
+    def versions(self) -> Path:
+        return self.path / "versions"
+
+    def current_version(self) -> str | None:
+        """The name of the version serving reads (``CURRENT``), ``None`` for the trained run itself."""
+        current = self.path / "CURRENT"
+        if not current.exists():
+            return None
+        name = current.read_text().strip()
+        return name if name and (self.versions / name).is_dir() else None
+
+    def serving(self) -> RunDir:
+        """The run as serving sees it: the current version over the trained run."""
+        name = self.current_version()
+        return RunVersion(self.path, self.versions / name) if name else self
+
+    @contextlib.contextmanager
+    def new_version(self, record: dict[str, Any], keep: int = 3) -> Iterator[RunDir]:
+        """``with run.new_version({...}) as v: <write the changed serving files into v>`` --
+        on success the folder becomes ``versions/<n>`` (with ``version.json`` = ``record``
+        plus its number and parent, and its own manifest), ``CURRENT`` names it (one atomic
+        rename: readers see the old version or the new one, never a half-written one) and
+        all but the last ``keep`` versions are deleted. Files a version does not write are
+        read from the trained run (:meth:`RunVersion.at`)."""
+        parent = self.current_version()
+        number = 1 + max([int(d.name[1:]) for d in self.versions.glob("v*") if d.name[1:].isdigit()] or [0])
+        name = f"v{number:06d}"
+        with atomic_directory(self.versions / name) as tmp:
+            yield RunDir(tmp)
+            write_json(tmp / "version.json", {**record, "version": name, "parent": parent})
+            RunDir(tmp).write_manifest()
+        write_text(self.path / "CURRENT", name + "\n")
+        for old in sorted(d for d in self.versions.glob("v*") if d.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
 
     def need(self, path: Path, stage: str) -> Path:
         """``path`` if it exists, else a :class:`RunFolderError` naming the stage that makes it."""
@@ -327,3 +368,31 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class RunVersion(RunDir):
+    """A run seen through one of its versions (:meth:`RunDir.new_version`): a path that the
+    version holds resolves into the version folder, any other into the trained run."""
+
+    def __init__(self, path: str | os.PathLike, version: str | os.PathLike) -> None:
+        super().__init__(path)
+        self.version_path = Path(version)
+
+    def __repr__(self) -> str:
+        return f"RunVersion({str(self.path)!r}, {self.version_path.name!r})"
+
+    @property
+    def name(self) -> str:
+        return self.version_path.name
+
+    def at(self, relpath: str) -> Path:
+        mine = self.version_path / relpath
+        return mine if mine.exists() else self.path / relpath
+
+    def record(self) -> dict[str, Any]:
+        """The version's ``version.json``."""
+        return json.loads((self.version_path / "version.json").read_text())
+
+    def verify(self, stages: tuple[str, ...] | None = None) -> int:
+        """The trained run's files and the version's own, each against its manifest."""
+        return RunDir(self.path).verify(stages) + RunDir(self.version_path).verify(stages)

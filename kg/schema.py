@@ -59,9 +59,9 @@ S, D, I = "STRING", "DOUBLE", "INT64"
 USER = NodeSpec("User", (Prop("name", S),), "name", "a shopper")
 PRODUCT = NodeSpec(
     "Product",
-    (Prop("title", S), Prop("description", S), Prop("price", D), Prop("features", S)),
+    (Prop("title", S), Prop("description", S), Prop("price", D), Prop("features", S), Prop("available", I)),
     "title",
-    "a catalogue item; features joined by newlines, price null when unknown",
+    "a catalogue item; features joined by newlines, price null when unknown; available 1 on sale, 0 withdrawn",
 )
 BRAND = NodeSpec("Brand", (Prop("name", S),), "name", "brand or store; id is the name")
 CATEGORY = NodeSpec(

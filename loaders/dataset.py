@@ -90,6 +90,7 @@ class Column:
     name: str
     dtype: str  # "str" | "float64" | "int64" | "list"
     doc: str
+    default: object = None  # the value of a missing column (None: '' / NaN / 0 / [] by dtype)
 
 
 TABLES: dict[str, tuple[Column, ...]] = {
@@ -105,6 +106,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("categories", "list", "category paths, root first, joined by ' > '"),
         Column("price", "float64", "unit price, NaN if unknown"),
         Column("features", "list", "bullet-point features"),
+        Column("available", "int64", "1: on sale; 0: withdrawn (never recommended or found unless asked for)", 1),
     ),
     "interactions": (
         Column("user_id", "str", "user id (in users)"),
@@ -174,7 +176,7 @@ def _coerce(col: Column, values: pd.Series) -> pd.Series:
     if col.dtype == "float64":
         return pd.to_numeric(values, errors="raise").astype("float64")
     if col.dtype == "int64":
-        return pd.to_numeric(values, errors="raise").fillna(0).astype("int64")
+        return pd.to_numeric(values, errors="raise").fillna(col.default or 0).astype("int64")
     # list columns: keep lists, turn missing into []
     return values.map(lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else [])
 
@@ -202,6 +204,8 @@ def make_table(name: str, data: pd.DataFrame | dict | Iterable[dict] | None = No
                 out[col.name] = _coerce(col, frame[col.name].reset_index(drop=True))
             except (ValueError, TypeError) as exc:
                 raise DatasetError(f"table '{name}', column '{col.name}': {exc}") from exc
+        elif col.default is not None:
+            out[col.name] = _coerce(col, pd.Series([col.default] * n))
         elif col.dtype == "str":
             out[col.name] = pd.Series([""] * n, dtype=str)
         elif col.dtype == "float64":
@@ -239,8 +243,11 @@ class Dataset:
     def sizes(self) -> dict[str, int]:
         return {name: len(df) for name, df in self.tables().items()}
 
-    def problems(self) -> list[str]:
-        """Everything that breaks the schema, each naming table, column and a row."""
+    def problems(self, known_users=None, known_items=None) -> list[str]:
+        """Everything that breaks the schema, each naming table, column and a row.
+
+        ``known_users`` / ``known_items``: ids that exist elsewhere (a delta's rows may
+        refer to the users and products a graph store holds already)."""
         out: list[str] = []
         tables = self.tables()
         for name, cols in TABLES.items():
@@ -278,12 +285,19 @@ class Dataset:
             ("item_links", "relation", tables["item_links"]["relation"].isin(LINK_RELATIONS), "unknown relation"),
             ("judgements", "relevance", tables["judgements"]["relevance"] >= 0, "negative relevance"),
             ("items", "price", prices_ok(tables["items"]["price"]), "price not finite and >= 0"),
+            ("items", "available", tables["items"]["available"].isin([0, 1]), "available must be 1 or 0"),
             ("interactions", "timestamp", timestamps_ok(tables["interactions"]["timestamp"]),
              "timestamp out of range"),
             ("reviews", "timestamp", timestamps_ok(tables["reviews"]["timestamp"]), "timestamp out of range"),
         ]
         users = tables["users"]["user_id"]
         items = tables["items"]["item_id"]
+        if known_users is not None and len(known_users):
+            users = pd.concat([users, pd.Series(np.asarray(known_users, dtype=object), dtype=users.dtype)],
+                              ignore_index=True).rename("user_id")
+        if known_items is not None and len(known_items):
+            items = pd.concat([items, pd.Series(np.asarray(known_items, dtype=object), dtype=items.dtype)],
+                              ignore_index=True).rename("item_id")
         for name, col, universe in [
             ("interactions", "user_id", users), ("interactions", "item_id", items),
             ("reviews", "user_id", users), ("reviews", "item_id", items),
@@ -299,9 +313,10 @@ class Dataset:
                 out.append(f"table '{name}', column '{col}', row {row}: {what}: {value!r} ({int(bad.sum())} rows)")
         return out
 
-    def validate(self) -> Dataset:
-        """Raise :class:`DatasetError` listing every problem; return self when clean."""
-        problems = self.problems()
+    def validate(self, known_users=None, known_items=None) -> Dataset:
+        """Raise :class:`DatasetError` listing every problem; return self when clean
+        (``known_*``: see :meth:`problems`)."""
+        problems = self.problems(known_users, known_items)
         if problems:
             raise DatasetError(f"dataset '{self.name}' is invalid:\n  " + "\n  ".join(problems))
         return self

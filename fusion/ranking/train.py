@@ -248,21 +248,23 @@ def scalar_stats(tables: FeatureTables, train: ExampleSet, rel, rel_rows, query_
 
 
 def train_fusion(data: FusionData, config: FusionConfig | None = None, *, run: RunDir | None = None,
-                 progress: bool = False) -> FusionResult:
+                 progress: bool = False, init: FusionModel | None = None) -> FusionResult:
     """Train on ``data.examples`` (train part) and the train queries; keep the best state
     on the validation mix. With a ``run`` folder, each epoch writes its checkpoint
-    (``run.fusion_checkpoint``) and the history so far (``run.fusion_history``), atomically."""
+    (``run.fusion_checkpoint``) and the history so far (``run.fusion_history``), atomically.
+    ``init``: a trained model to continue from (a warm start; same architecture)."""
     config = config or FusionConfig()
     old_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _train(data, config, run, progress)
+        return _train(data, config, run, progress, init)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress: bool) -> FusionResult:
+def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress: bool,
+           init: FusionModel | None = None) -> FusionResult:
     from tqdm.auto import tqdm
 
     torch.manual_seed(config.seed)
@@ -274,6 +276,8 @@ def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress:
                                nn.Parameter(tables.item_text.clone()), tables.user_text, tables.user_side,
                                tables.item_side)
     model = FusionModel.for_tables(tables, **config.model_kwargs()).to(device)
+    if init is not None:  # a warm start: continue from the trained weights
+        model.load_state_dict(init.state_dict())
     balancer = make_balancer(config.balancing, TASKS, config.task_weights, device)
     groups = [{"params": list(model.parameters()) + balancer.trainable(), "lr": config.lr}]
     if config.end_to_end:

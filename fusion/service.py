@@ -1,0 +1,326 @@
+"""The HTTP service over one run folder: ``kgrec serve``.
+
+FastAPI + uvicorn; pydantic models for every request and response; OpenAPI docs at
+``/docs``. Routes (Gorse-like):
+
+=================================  ============================================================
+``GET  /recommend/{user_id}``      top ``k`` products (``weights``, ``category``, ``brand``,
+                                   ``min_price``, ``max_price``, ``include_seen``, ``explain``)
+``GET  /search``                   ``q`` (at most 1,000 characters), ``user_id``, ``k``, filters
+``GET  /similar/{item_id}``        products like a product
+``GET  /explain/{user_id}/{item}`` knowledge-graph paths (needs the run's graph store)
+``POST /events``                   a batch of interactions (the canonical schema: user_id,
+                                   item_id, event, value, timestamp); answers accepted /
+                                   rejected counts, a reason per rejected event, the time taken
+``POST /admin/reload``             swap to the run's newest version now
+``GET  /health/live``              the process answers
+``GET  /health/ready``             a run is loaded (503 before)
+=================================  ============================================================
+
+Accepted events are written, durably and atomically, to the run's inbox
+(:class:`fusion.update.EventInbox`) before the answer; the updater (a thread of the
+serving process, :class:`fusion.update.Updater`) appends them to the graph store and folds
+the affected users in (:func:`fusion.update.update_run`) as a new version of the run, which
+the Engine swaps to without failing a request (:meth:`fusion.engine.Engine.reload`); the
+service also checks for a newer version before each request (a ``stat`` of ``CURRENT``),
+so several workers serving one run folder follow each other's updates.
+
+Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
+range, an empty or too long query, malformed events) is a 422 naming the field, an
+unknown item a 404. With ``KGREC_API_KEY`` set, every route but the health probes needs
+the header ``X-API-Key``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
+
+MAX_K = 1_000
+MAX_EVENTS = 10_000  #: events per POST /events
+
+
+# ------------------------------------------------------------------ response / request models
+
+class PathNodeOut(BaseModel):
+    label: str
+    id: str
+    name: str
+
+
+class PathOut(BaseModel):
+    template: str
+    nodes: list[PathNodeOut]
+    rel_types: list[str]
+    score: float
+    sentence: str
+
+
+class ExplanationOut(BaseModel):
+    user_id: str
+    item_id: str
+    sentence: str
+    score: float
+    paths: list[PathOut]
+
+
+class RecommendationOut(BaseModel):
+    item_id: str
+    title: str
+    score: float = Field(description="ranking score (log scale; higher is better)")
+    price: float | None = None
+    objectives: dict[str, float] = Field(description="ctr, cvr, ctcvr, value, relevance (or gnn, text for similar)")
+    explanation: ExplanationOut | None = None
+
+
+class ResultsOut(BaseModel):
+    results: list[RecommendationOut]
+    version: str | None = Field(description="the run version that answered (None: the trained run)")
+    cold_start: bool = False
+    took_ms: float
+
+
+class EventIn(BaseModel):
+    """One interaction, in the canonical interactions schema (``loaders.dataset``)."""
+
+    user_id: str = Field(min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=200)
+    event: str = Field(description="impression | view | click | cart | purchase | rating | review")
+    value: float = 1.0
+    timestamp: int | None = Field(default=None, description="Unix seconds; default: now")
+
+
+class EventsIn(BaseModel):
+    events: list[EventIn] = Field(max_length=MAX_EVENTS)
+
+
+class RejectOut(BaseModel):
+    index: int
+    field: str | None
+    reason: str
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    rejected: int
+    rejects: list[RejectOut]
+    took_ms: float
+
+
+class ReloadOut(BaseModel):
+    version: str | None
+    swapped: bool
+
+
+# ------------------------------------------------------------------ the app
+
+def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, updater: bool = False,
+               poll_seconds: float = 0.5) -> FastAPI:
+    """The service over ``run_dir``. ``location``: the graph store for explanations and
+    events (a ``GraphStore.location()`` record; default: the one the run remembers);
+    ``updater``: also run the events updater as a thread of this process (``kgrec serve``
+    runs it as a process of its own instead: :func:`serve`)."""
+    from fusion.engine import Engine
+    from fusion.update import EventInbox, Updater
+
+    app = FastAPI(title="kgrec", description="Knowledge-graph search and recommendation over a trained run.",
+                  version="1")
+    state: dict[str, Any] = {"engine": None, "updater": None}
+    api_key = os.environ.get("KGREC_API_KEY", "")
+    events_inbox = EventInbox(run_dir) if inbox else None
+    lock = threading.Lock()
+
+    def engine() -> Engine:
+        e = state["engine"]
+        if e is None:
+            raise HTTPException(503, "the run is not loaded yet")
+        e.reload_if_newer()
+        return e
+
+    def authorised(x_api_key: str | None = Header(default=None)) -> None:
+        if api_key and not hmac.compare_digest(x_api_key or "", api_key):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    @app.on_event("startup")
+    def load() -> None:
+        with lock:
+            state["engine"] = Engine.open(run_dir, location=location)
+            if updater and events_inbox is not None:
+                state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
+                                           location=location)
+                state["updater"].start()
+
+    @app.on_event("shutdown")
+    def unload() -> None:
+        if state["updater"] is not None:
+            state["updater"].stop()
+        if state["engine"] is not None:
+            state["engine"].close()
+
+    @app.exception_handler(InvalidRequestError)
+    def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+
+    @app.exception_handler(UnknownIdError)
+    def unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StoreError)
+    def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(KgrecError)
+    def kgrec_error(_: Request, exc: KgrecError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    # ---------------------------------------------------------------- health
+    @app.get("/health/live")
+    def live() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    def ready() -> JSONResponse:
+        e = state["engine"]
+        if e is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "ready", "version": e.version, "users": len(e.user_index),
+                             "items": len(e.catalogue.ids)})
+
+    # ---------------------------------------------------------------- queries
+    def filters(category, brand, min_price, max_price) -> dict:
+        return {k: v for k, v in (("category", category), ("brand", brand), ("min_price", min_price),
+                                  ("max_price", max_price)) if v is not None}
+
+    @app.get("/recommend/{user_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                  weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
+                  category: str | None = None, brand: str | None = None,
+                  min_price: float | None = None, max_price: float | None = None,
+                  include_seen: bool = False, explain: bool = False) -> ResultsOut:
+        t = time.perf_counter()
+        e = engine()
+        recs = e.recommend(user_id, k=k, weights=parse_weights(weights), exclude_seen=not include_seen,
+                           filters=filters(category, brand, min_price, max_price) or None, explain=explain)
+        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, cold_start=not e.knows_user(user_id),
+                          took_ms=(time.perf_counter() - t) * 1e3)
+
+    @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
+               weights: str | None = None, category: str | None = None, brand: str | None = None,
+               min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+        t = time.perf_counter()
+        e = engine()
+        recs = e.search(q, user_id=user_id, k=k, weights=parse_weights(weights),
+                        filters=filters(category, brand, min_price, max_price) or None)
+        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version,
+                          cold_start=user_id is not None and not e.knows_user(user_id),
+                          took_ms=(time.perf_counter() - t) * 1e3)
+
+    @app.get("/similar/{item_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                category: str | None = None, brand: str | None = None,
+                min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+        t = time.perf_counter()
+        e = engine()
+        recs = e.similar(item_id, k=k, filters=filters(category, brand, min_price, max_price) or None)
+        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, took_ms=(time.perf_counter() - t) * 1e3)
+
+    @app.get("/explain/{user_id}/{item_id}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
+    def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
+                max_paths: int = Query(5, ge=1, le=50)) -> ExplanationOut:
+        return explanation_out(engine().explain(user_id, item_id, max_paths))
+
+    # ---------------------------------------------------------------- writes
+    @app.post("/events", response_model=EventsOut, dependencies=[Depends(authorised)])
+    def events(batch: EventsIn) -> EventsOut:
+        t = time.perf_counter()
+        if events_inbox is None:
+            raise HTTPException(503, "this service takes no events (no inbox)")
+        e = engine()
+        accepted, rejects = events_inbox.put([ev.model_dump() for ev in batch.events], e)
+        return EventsOut(accepted=accepted, rejected=len(rejects),
+                         rejects=[RejectOut(index=i, field=f, reason=r) for i, f, r in rejects],
+                         took_ms=(time.perf_counter() - t) * 1e3)
+
+    @app.post("/admin/reload", response_model=ReloadOut, dependencies=[Depends(authorised)])
+    def reload() -> ReloadOut:
+        e = state["engine"]
+        if e is None:
+            raise HTTPException(503, "the run is not loaded yet")
+        swapped = e.reload()
+        return ReloadOut(version=e.version, swapped=swapped)
+
+    return app
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``ctr=1,cvr=2`` -> ``{"ctr": 1.0, "cvr": 2.0}`` (InvalidRequestError naming ``weights``)."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise InvalidRequestError(f"weights: expected name=number, got {part!r}", "weights") from None
+        if not sep:
+            raise InvalidRequestError(f"weights: expected name=number, got {part!r}", "weights")
+    return out
+
+
+def explanation_out(why) -> ExplanationOut:
+    return ExplanationOut(user_id=why.user_id, item_id=why.item_id, sentence=why.sentence, score=why.score,
+                          paths=[PathOut(template=p.template, nodes=[PathNodeOut(label=n.label, id=n.id, name=n.name)
+                                                                     for n in p.nodes],
+                                         rel_types=list(p.rel_types), score=p.score, sentence=p.sentence)
+                                 for p in why.paths])
+
+
+def rec_out(r) -> RecommendationOut:
+    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, price=r.price,
+                             objectives=r.objectives,
+                             explanation=explanation_out(r.explanation) if r.explanation is not None else None)
+
+
+def app_from_env() -> FastAPI:
+    """The app each ``kgrec serve`` worker runs (its settings from the environment the
+    command set: ``KGREC_SERVE_RUN``, ``KGREC_SERVE_STORE`` -- a store location as JSON)."""
+    import json
+
+    run = os.environ["KGREC_SERVE_RUN"]
+    location = json.loads(os.environ["KGREC_SERVE_STORE"]) if os.environ.get("KGREC_SERVE_STORE") else None
+    return create_app(run, location=location)
+
+
+def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
+    """Run the service (uvicorn, ``workers`` processes) and the events updater (a process of
+    its own, :func:`fusion.update.main`) until interrupted."""
+    import subprocess
+    import sys
+
+    import uvicorn
+
+    from kg.run_dir import RunDir
+
+    run = RunDir(run_dir)
+    run.need(run.fusion_model, "fusion")
+    os.environ["KGREC_SERVE_RUN"] = str(run.path)
+    updater = subprocess.Popen([sys.executable, "-m", "fusion.update", str(run.path),
+                                os.environ.get("KGREC_SERVE_STORE", "")])
+    try:
+        uvicorn.run("fusion.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level=os.environ.get("KGREC_SERVE_LOG", "warning"))
+    finally:
+        updater.terminate()
+        updater.wait(timeout=60)
+    return 0

@@ -1,0 +1,165 @@
+"""Keeping a run fresh: delta ingest, fold-in updates as run versions, Engine.reload.
+
+On a tiny run folder (:func:`fusion.tiny_run.make_tiny_run`: random parts, a real graph
+store): events of a new user and of a known user are ingested, the run updated, and the
+Engine reloaded -- the new user is known and gets recommendations from their history,
+the known user's vector moves, a new product is recommendable, searchable and similar,
+a withdrawn product is never served, and an update against a store rebuilt from scratch
+is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from fusion.engine import Engine
+from fusion.text.texts import product_texts
+from fusion.tiny_run import make_tiny_run
+from fusion.update import calibrate, update_run
+from kg.build import BuildConfig, build_graph, store_version
+from kg.errors import DataError
+from kg.ingest import ingest
+from kg.run_dir import RunDir
+from kg.stores import StoreConfig, open_store
+from loaders.dataset import Dataset, make_table
+
+QUIET = BuildConfig(progress=False)
+
+
+def events(rows) -> Dataset:
+    return Dataset(name="delta", interactions=make_table("interactions", rows))
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    run, dataset = make_tiny_run(tmp_path)
+    return run, dataset, StoreConfig.from_location(run.store_location())
+
+
+def test_calibrated_readout_recovers_a_linear_map():
+    g = np.random.default_rng(0)
+    import torch
+
+    x = torch.from_numpy(g.normal(size=(500, 8))).float()
+    w = torch.from_numpy(g.normal(size=(8, 8))).float()
+    assert torch.allclose(calibrate(x, x @ w, ridge=1e-8), w, atol=1e-3)
+
+
+def test_ingest_adds_events_and_new_users_and_advances_the_sequence(tiny):
+    run, dataset, config = tiny
+    item = dataset.items["item_id"].iloc[0]
+    with open_store(config) as store:
+        before = store_version(store)
+        counts = store.counts()
+        report = ingest(store, events([
+            {"user_id": "newbie", "item_id": item, "event": "purchase", "timestamp": 1_700_000_000},
+            {"user_id": "newbie", "item_id": "no-such-product", "event": "purchase", "timestamp": 1_700_000_001}]),
+            QUIET)
+        after = store.counts()
+        assert report.new_users == 1 and report.rejected == {
+            "interactions: unknown product (ingest its catalogue row first)": 1}
+        assert after["User"] == counts["User"] + 1 and after["PURCHASED"] == counts["PURCHASED"] + 1
+        assert report.version.sequence == before.sequence + 1 and report.version.store_id == before.store_id
+        # the same delta again writes nothing and does not advance the sequence
+        again = ingest(store, events([{"user_id": "newbie", "item_id": item, "event": "purchase",
+                                       "timestamp": 1_700_000_000}]), QUIET)
+        assert again.build.created == 0 and again.version == report.version
+        # id-only rows of known products (a loader given only events lists them) change nothing
+        title = store.cypher("MATCH (p:Product {id: $id}) RETURN p.title AS t", id=item)["t"].iloc[0]
+        ingest(store, Dataset(name="ids", items=make_table("items", {"item_id": [item]})), QUIET)
+        assert store.cypher("MATCH (p:Product {id: $id}) RETURN p.title AS t", id=item)["t"].iloc[0] == title
+
+
+def test_update_folds_in_users_and_products_as_a_new_version(tiny):
+    run, dataset, config = tiny
+    engine = Engine.open(run.path)
+    items = list(engine.catalogue.ids[:6])
+    known = engine.user_index[3]
+    before_known = engine.tables.user_gnn[3].clone()
+    new_item = {"item_id": "brand-new", "title": "Zentro Elite headphones X-1", "brand": dataset.items["brand"].iloc[0],
+                "categories": list(dataset.items["categories"].iloc[0]), "price": 42.0}
+    delta = Dataset(name="delta", items=make_table("items", [new_item]), interactions=make_table("interactions", [
+        {"user_id": "newbie", "item_id": i, "event": "purchase", "timestamp": 1_700_000_000 + n}
+        for n, i in enumerate(items[:3])] + [
+        {"user_id": known, "item_id": i, "event": "purchase", "timestamp": 1_700_000_100 + n}
+        for n, i in enumerate(items[3:6])]))
+    with open_store(config) as store:
+        ingest(store, delta, QUIET)
+        report = update_run(store, run.path)
+    assert report.version == "v000001" and (report.users_added, report.users_updated, report.products_added) == (1, 1, 1)
+    assert RunDir(run.path).current_version() == "v000001"
+    assert not engine.knows_user("newbie") and engine.reload() and engine.version == "v000001"
+    assert engine.knows_user("newbie") and engine.knows_item("brand-new")
+    row = engine.user_rows(["newbie"])[0]
+    assert engine.tables.user_gnn[row].abs().sum() > 0          # a real vector, not the cold-start path
+    assert not np.allclose(engine.tables.user_gnn[engine.user_rows([known])[0]], before_known)
+    assert [r.item_id for r in engine.recommend("newbie", k=5)]   # from its history, seen items excluded
+    assert not set(items[:3]) & {r.item_id for r in engine.recommend("newbie", k=5)}
+    # the new product: recommendable, searchable and similar at once
+    wide = Engine.open(run.path, candidates=1_000)  # every product a candidate: the new one too
+    assert "brand-new" in {r.item_id for r in wide.recommend("newbie", k=41, exclude_seen=False)}
+    assert wide.tables.item_gnn[wide.item_row("brand-new")].abs().sum() > 0  # from its KG neighbourhood
+    text = product_texts(make_table("items", [new_item])).iloc[0]  # its text embedding is in the tables:
+    assert "brand-new" in {r.item_id for r in engine.search(text, k=engine.candidates)}  # the query's nearest
+    assert len(engine.similar("brand-new", k=3)) == 3
+    # nothing new: no version
+    with open_store(config) as store:
+        assert update_run(store, run.path).version is None
+    Engine.open(run.path).close()  # a fresh Engine opens the newest version, manifest-checked
+
+
+def test_withdrawn_products_are_never_served(tiny):
+    run, dataset, config = tiny
+    engine = Engine.open(run.path)
+    user = engine.user_index[0]
+    top = engine.recommend(user, k=1)[0].item_id
+    row = dataset.items[dataset.items["item_id"] == top].iloc[0].to_dict()
+    with open_store(config) as store:
+        ingest(store, Dataset(name="withdraw", items=make_table("items", [{**row, "available": 0}])), QUIET)
+        update_run(store, run.path)
+    engine.reload()
+    assert top not in {r.item_id for r in engine.recommend(user, k=40)}
+    assert top not in {r.item_id for r in engine.similar(engine.catalogue.ids[1], k=40)}
+    assert top in {r.item_id for r in engine.recommend(user, k=40, filters={"include_unavailable": True})}
+
+
+def test_reload_does_not_disturb_requests_in_flight(tiny):
+    run, dataset, config = tiny
+    engine = Engine.open(run.path)
+    users = list(engine.user_index[:20])
+    errors, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                for u in users:
+                    assert len(engine.recommend(u, k=5)) == 5
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(3)]
+    for t in threads:
+        t.start()
+    items = list(engine.catalogue.ids[:4])
+    for n in range(3):  # three updates and reloads while the threads serve
+        with open_store(config) as store:
+            ingest(store, events([{"user_id": f"late{n}", "item_id": items[n], "event": "purchase",
+                                   "timestamp": 1_700_000_000 + n}]), QUIET)
+            update_run(store, run.path)
+        assert engine.reload()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and engine.version == "v000003"
+
+
+def test_an_update_against_a_rebuilt_store_is_refused(tiny):
+    run, dataset, config = tiny
+    with open_store(config) as store:
+        store.clear()  # rebuilt from scratch: a new store identity
+        build_graph(dataset, store, QUIET)
+        with pytest.raises(DataError, match="rebuilt from scratch"):
+            update_run(store, run.path)

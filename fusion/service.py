@@ -33,6 +33,7 @@ the header ``X-API-Key``.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import threading
@@ -132,12 +133,26 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     from fusion.engine import Engine
     from fusion.update import EventInbox, Updater
 
-    app = FastAPI(title="kgrec", description="Knowledge-graph search and recommendation over a trained run.",
-                  version="1")
     state: dict[str, Any] = {"engine": None, "updater": None}
     api_key = os.environ.get("KGREC_API_KEY", "")
     events_inbox = EventInbox(run_dir) if inbox else None
     lock = threading.Lock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        with lock:
+            state["engine"] = Engine.open(run_dir, location=location)
+            if updater and events_inbox is not None:
+                state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
+                                           location=location)
+                state["updater"].start()
+        yield
+        if state["updater"] is not None:
+            state["updater"].stop()
+        state["engine"].close()
+
+    app = FastAPI(title="kgrec", description="Knowledge-graph search and recommendation over a trained run.",
+                  version="1", lifespan=lifespan)
 
     def engine() -> Engine:
         e = state["engine"]
@@ -149,22 +164,6 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     def authorised(x_api_key: str | None = Header(default=None)) -> None:
         if api_key and not hmac.compare_digest(x_api_key or "", api_key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
-
-    @app.on_event("startup")
-    def load() -> None:
-        with lock:
-            state["engine"] = Engine.open(run_dir, location=location)
-            if updater and events_inbox is not None:
-                state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
-                                           location=location)
-                state["updater"].start()
-
-    @app.on_event("shutdown")
-    def unload() -> None:
-        if state["updater"] is not None:
-            state["updater"].stop()
-        if state["engine"] is not None:
-            state["engine"].close()
 
     @app.exception_handler(InvalidRequestError)
     def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:

@@ -1,8 +1,10 @@
 """Every command the README shows is run here, in order, so the guide cannot rot.
 
 ``bash`` blocks: each ``kgrec …`` command (also inside ``a && b`` chains, with any
-``NAME=value`` prefix) runs as a subprocess; ``scripts/test`` is what CI runs
-itself, and the venv/pip set-up is the CI's own install, so both are skipped.
+``NAME=value`` prefix) runs as a subprocess; one ending in `` &`` (``kgrec serve``) runs
+in the background -- the next steps wait until its ``--port`` answers ``/health/ready``
+-- and is stopped at the end; ``scripts/test`` is what CI runs itself, and the venv/pip
+set-up is the CI's own install, so both are skipped.
 ``python`` blocks run as scripts. Everything runs in a scratch folder beside a
 link to ``../shared``, so the README's relative paths work and nothing is written
 into the repository. Neo4j commands go to the test server.
@@ -60,7 +62,24 @@ def test_every_readme_command_runs(tmp_path, neo4j_uri, request):
     (work / "examples").symlink_to(REPO / "examples")
     env = {**os.environ, "PYTHONPATH": str(REPO), "NEO4J_URI": ""}
     env.pop("NEO4J_URI")
+    background: list[subprocess.Popen] = []
+    try:
+        run_steps(work, env, neo4j_uri, background)
+    finally:
+        for proc in background:
+            proc.terminate()
+            proc.wait(timeout=60)
+    with Neo4jStore(neo4j_uri) as store:
+        store.clear()
+
+
+def run_steps(work: Path, env: dict, neo4j_uri: str, background: list) -> None:
+    import time
+    import urllib.request
+
     for kind, text in readme_steps():
+        in_background = kind == "cmd" and text.endswith("&")
+        text = text.rstrip("&").strip() if in_background else text
         if kind == "python":
             argv, step_env = [sys.executable, "-c", text], env
         else:
@@ -75,7 +94,18 @@ def test_every_readme_command_runs(tmp_path, neo4j_uri, request):
                 continue  # benchmarks take minutes; they are run by hand (README table)
             else:
                 argv = words
+        if in_background:
+            proc = subprocess.Popen(argv, cwd=work, env=step_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+            background.append(proc)
+            port = words[words.index("--port") + 1] if "--port" in words else "8000"
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
+                        break
+                except OSError:
+                    assert proc.poll() is None, f"README step failed: {text}\n{proc.stderr.read()[-3000:]}"
+                    time.sleep(0.5)
+            continue
         done = subprocess.run(argv, cwd=work, env=step_env, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"README step failed: {text}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    with Neo4jStore(neo4j_uri) as store:
-        store.clear()

@@ -265,6 +265,17 @@ class RunDir:
         """Set top-level sections of ``run.json`` (e.g. ``gnn=…``, ``store=…``), keeping the others."""
         values = {**self.config(), **sections}
         write_json(self.config_file, values)
+        self._vouch_for(self.config_file)
+
+    def _vouch_for(self, path: Path) -> None:
+        """Record ``path``'s new size and hash in an existing manifest (the other entries
+        stay as they were, so a file changed behind kgrec's back is still caught)."""
+        manifest = self.path / MANIFEST
+        if not manifest.exists():
+            return
+        files = {**self.manifest()}
+        files[path.relative_to(self.path).as_posix()] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        write_json(manifest, {"version": 1, "files": files})
 
     def store_location(self) -> dict[str, str] | None:
         """Where the graph this run was trained on lives (``GraphStore.location()``), if recorded."""

@@ -87,3 +87,18 @@ def test_verify_command_checks_a_run_without_serving_it(tiny, tmp_path, capsys):
     with pytest.raises(IntegrityError) as info:
         RunDir(copy).verify()
     assert info.value.stage == "fusion"
+
+
+def test_a_new_configuration_is_vouched_for_but_other_damage_is_still_caught(tiny, tmp_path):
+    """Retraining one stage with new settings rewrites ``run.json``; the manifest follows
+    that write (the next stage's check passes) and still catches any other changed file."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny.path, copy)
+    run = RunDir(copy)
+    run.update_config(fusion={**run.config().get("fusion", {}), "epochs": 2})
+    assert run.verify() == len(run.files())
+    corrupt(copy / "fusion" / "tables.pt", "garbled", random.Random(2))
+    run.update_config(fusion={**run.config().get("fusion", {}), "epochs": 3})
+    with pytest.raises(IntegrityError) as info:
+        run.verify()
+    assert "fusion/tables.pt" in str(info.value)

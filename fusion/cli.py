@@ -148,8 +148,9 @@ def _run_config(args: argparse.Namespace):
     """RunConfig from the train options (the run folder's run.json as the base)."""
     from dataclasses import replace
 
-    from fusion.pipeline import RunConfig, TextStageConfig
+    from fusion.pipeline import RunConfig
     from fusion.ranking.config import FusionConfig
+    from fusion.text.finetune import TextTrainConfig
     from kg.train import TrainConfig
 
     base = RunConfig.load(args.run) if args.stage in ("text", "fusion") else RunConfig()
@@ -169,8 +170,8 @@ def _run_config(args: argparse.Namespace):
         text_train["checkpoint"] = args.text_checkpoint
     if args.text_steps is not None:
         text_train["max_steps"] = args.text_steps
-    text = TextStageConfig(finetune=base.text.finetune and not args.no_finetune,
-                           embed_batch_size=base.text.embed_batch_size, train=text_train)
+    text = replace(base.text, finetune=base.text.finetune and not args.no_finetune,
+                   train=TextTrainConfig.from_dict(text_train))
     fusion = FusionConfig.from_dict({**base.fusion.to_dict(), **dict(args.fusion_set or [])})
     return RunConfig(gnn=gnn, text=text, fusion=fusion, baselines=base.baselines and not args.no_baselines)
 

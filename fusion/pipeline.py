@@ -42,6 +42,7 @@ class TextStageConfig:
 
     finetune: bool = True
     embed_batch_size: int = 64
+    measure_before: bool = False  #: held-out retrieval of the untrained checkpoint too (one more catalogue pass)
     train: TextTrainConfig = field(default_factory=TextTrainConfig)
 
     def __post_init__(self):
@@ -50,7 +51,7 @@ class TextStageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"finetune": self.finetune, "embed_batch_size": self.embed_batch_size,
-                "train": self.train.to_dict()}
+                "measure_before": self.measure_before, "train": self.train.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TextStageConfig:
@@ -108,7 +109,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     user profiles and judged queries."""
     from fusion.text.encoder import TextEncoder, resolve_checkpoint, save_run_record
     from fusion.text.finetune import run_finetune
-    from fusion.text.index import Embeddings, embed_items, embed_reviews, user_profiles
+    from fusion.text.index import Embeddings, MemoryCache, embed_items, embed_reviews, user_profiles
     from kg.catalogue import read_catalogue
 
     run = RunDir(run_dir)
@@ -119,9 +120,11 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     judged = np.sort(catalogue.judgements["query"].astype(str).unique())
     stage = config.text
     summary: dict[str, Any] = {}
+    memo = MemoryCache()  # each distinct text is encoded once by the trained encoder
     if stage.finetune and (len(catalogue.reviews) or len(catalogue.judgements)):
         catalogue.judgements = train_queries(catalogue.judgements, config.fusion.examples)
-        result = run_finetune(catalogue, stage.train, run.text_encoder, progress=progress)
+        result = run_finetune(catalogue, stage.train, run.text_encoder, progress=progress, cache=memo,
+                              evaluate=True if stage.measure_before else "after")
         encoder = result.encoder
         summary = {"before": result.before, "after": result.after}
     else:
@@ -130,10 +133,13 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
         save_run_record(run, encoder, stage.train.max_length)
     encoder.eval()
     with torch.no_grad():
+        if progress:
+            print(f"text: embedding {len(catalogue.items):,} products and {len(catalogue.reviews):,} reviews",
+                  flush=True)
         items = embed_items(encoder, catalogue.items, batch_size=stage.embed_batch_size, progress=progress,
-                            text_config=stage.train.text)
+                            text_config=stage.train.text, cache=memo)
         reviews = embed_reviews(encoder, catalogue.reviews, batch_size=stage.embed_batch_size,
-                                text_config=stage.train.text)
+                                text_config=stage.train.text, cache=memo, progress=progress)
         export = GraphExport.load(run.need(run.graph, "gnn"))
         train = _train_purchases(run, export)
         # profiles see only training-pair reviews: a review of a held-out purchase names it
@@ -141,7 +147,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
         own = pd.MultiIndex.from_frame(catalogue.reviews[["user_id", "item_id"]]).isin(pairs)
         profiles = user_profiles(reviews, catalogue.reviews[own], items, train)
         queries = Embeddings(np.asarray(judged, dtype=object),
-                             encoder.encode(list(judged), stage.embed_batch_size) if len(judged)
+                             memo.encode(encoder, list(judged), stage.embed_batch_size) if len(judged)
                              else torch.zeros(0, items.vectors.shape[1]))
     items.save(run.text_items)
     profiles.save(run.text_users)

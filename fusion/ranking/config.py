@@ -42,7 +42,7 @@ class FusionConfig:
     embedding_lr: float = 1e-3
     seed: int = 0
     device: str = "auto"
-    threads: int | None = None
+    threads: int | str | None = "auto"   #: torch CPU threads ("auto": the cores free now; None: as is)
     examples: ExampleConfig = field(default_factory=ExampleConfig)
 
     def __post_init__(self):

@@ -47,9 +47,10 @@ from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.model import TASKS, FusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
-from kg.config import resolve_device
+from kg.config import resolve_device, torch_threads
 from kg.errors import DataError
 from kg.evaluation import evaluate
+from kg.progress import time_left
 from kg.run_dir import RunDir, save_torch, write_json
 
 
@@ -254,13 +255,8 @@ def train_fusion(data: FusionData, config: FusionConfig | None = None, *, run: R
     (``run.fusion_checkpoint``) and the history so far (``run.fusion_history``), atomically.
     ``init``: a trained model to continue from (a warm start; same architecture)."""
     config = config or FusionConfig()
-    old_threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _train(data, config, run, progress, init)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress: bool,
@@ -336,8 +332,9 @@ def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress:
                **{f"w_{t}": w for t, w in balancer.weights().items()}, "seconds": time.perf_counter() - start}
         history.append(row)
         if progress:
-            print(f"fusion epoch {epoch}: valid mix {mix:.4f} "
-                  + " ".join(f"{k} {v:.4f}" for k, v in valid.items()))
+            print(f"fusion epoch {epoch}/{config.epochs}: valid mix {mix:.4f} "
+                  + " ".join(f"{k} {v:.4f}" for k, v in valid.items())
+                  + f"; {time_left(time.perf_counter() - start, epoch, config.epochs - epoch)}", flush=True)
         if mix > best:
             best, best_epoch, best_valid, bad = mix, epoch, valid, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

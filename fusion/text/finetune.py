@@ -40,7 +40,6 @@ and ``text_train.json`` (this config, the temperature, the loss history, metrics
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -55,7 +54,7 @@ from torch import nn
 
 from fusion.text.texts import ProductTextConfig, product_texts, pseudo_queries, review_texts
 from fusion.text.index import retrieval_metrics
-from kg.config import checked_fields, resolve_device
+from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 
 TRAIN_FILE = "text_train.json"
@@ -67,7 +66,7 @@ class TextTrainConfig:
 
     checkpoint: str | None = None      #: local HF directory to start from (None: MiniLM-L6)
     max_length: int = 128              #: tokens per product text
-    anchor_max_length: int = 96        #: tokens per review / query text
+    anchor_max_length: int = 64        #: tokens per review / query text
     epochs: int = 1
     batch_size: int = 32               #: anchors per step
     lr: float = 3e-5
@@ -83,12 +82,12 @@ class TextTrainConfig:
     min_relevance: int = 2             #: judged items at or above this grade are positives
     pseudo_queries_per_item: int = 2   #: for items without a positive judgement (0: none)
     max_pairs_per_epoch: int | None = None  #: sample at most this many pairs per epoch
-    max_steps: int | None = None       #: stop after this many optimiser steps
+    max_steps: int | str | None = "auto"  #: stop after this many optimiser steps; "auto": see steps_for; None: all
     eval_batch_size: int = 64
     seed: int = 0
     device: str = "auto"               #: "auto" (cuda if available) | "cpu" | "cuda[:n]"
     amp: bool = True                   #: mixed precision on CUDA (ignored on CPU)
-    threads: int | None = None         #: torch CPU threads during the run (None: as is)
+    threads: int | str | None = "auto"  #: torch CPU threads during the run ("auto": the cores free now; None: as is)
     text: ProductTextConfig = field(default_factory=ProductTextConfig)
 
     def __post_init__(self):
@@ -98,6 +97,8 @@ class TextTrainConfig:
             raise ConfigError("temperature must be > 0")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (in-batch negatives)")
+        if not (self.max_steps in (None, "auto") or (isinstance(self.max_steps, int) and self.max_steps > 0)):
+            raise ConfigError(f"max_steps must be a positive number, 'auto' or None, not {self.max_steps!r}")
         if isinstance(self.text, dict):
             object.__setattr__(self, "text", ProductTextConfig.from_dict(self.text))
 
@@ -110,6 +111,17 @@ class TextTrainConfig:
 
     def resolved_device(self) -> torch.device:
         return resolve_device(self.device)
+
+    def steps_for(self, epoch_steps: int) -> int:
+        """Optimiser steps of a run whose epochs have ``epoch_steps`` steps: ``max_steps`` as
+        given, or with ``"auto"`` a tenth of an epoch but at least 60 (and at most the
+        epochs asked for): a small shop's text is learnt in ~60 steps of 32 pairs (what the
+        fusion figures of the README use), a large one gets more, none pays a whole CPU epoch
+        (a 6,500-pair shop took 40 minutes)."""
+        total = self.epochs * epoch_steps
+        if self.max_steps == "auto":
+            return min(total, max(60, epoch_steps // 10))
+        return total if self.max_steps is None else min(total, int(self.max_steps))
 
 
 # ---------------------------------------------------------------------------- pairs
@@ -274,18 +286,6 @@ def _warmup_linear(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """``torch.set_num_threads(n)`` inside the block only (``None``: unchanged)."""
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def finetune(encoder, pairs: TextPairs, config: TextTrainConfig, *, out_dir: str | Path | None = None,
              progress: bool = False, on_epoch: Callable[[int], dict] | None = None) -> TextTrainResult:
     """Fine-tune ``encoder`` in place on ``pairs`` (see the module docstring).
@@ -310,9 +310,7 @@ def _finetune(encoder, pairs, config, out_dir, progress, on_epoch) -> TextTrainR
     optimizer = _optimizer(encoder, loss_fn, config)
     per_epoch = min(len(pairs), config.max_pairs_per_epoch or len(pairs))
     steps_per_epoch = math.ceil(per_epoch / config.batch_size)
-    total = config.epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
+    total = config.steps_for(steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_linear(total, int(round(config.warmup_ratio * total))))
     use_amp = config.amp and device.type == "cuda"
@@ -402,38 +400,48 @@ def load_train_record(directory: str | Path) -> tuple[TextTrainConfig, dict]:
 @torch.no_grad()
 def review_retrieval(encoder, items: pd.DataFrame, reviews: pd.DataFrame, *, batch_size: int = 64,
                      text_config: ProductTextConfig | None = None, ks=(1, 10),
-                     item_vectors: torch.Tensor | None = None) -> dict[str, float]:
+                     item_vectors: torch.Tensor | None = None, cache=None) -> dict[str, float]:
     """Review -> product retrieval over the whole catalogue: Recall@K and MRR.
 
     Each review's text is a query whose single target is its product; reviews with an
     empty text are skipped. ``item_vectors`` (rows aligned with ``items``) skips
-    re-encoding the catalogue.
+    re-encoding the catalogue; ``cache`` (a :class:`fusion.text.index.MemoryCache` or
+    :class:`~fusion.text.index.EmbeddingCache`) encodes each distinct text once and keeps
+    the vectors for the caller's own embedding passes.
     """
+    def encode(values: list[str]) -> torch.Tensor:
+        return encoder.encode(values, batch_size) if cache is None else cache.encode(encoder, values, batch_size)
+
     texts = review_texts(reviews, text_config)
     keep = np.array(texts.str.len() > 0, dtype=bool)
     targets = pd.Index(items["item_id"]).get_indexer(reviews["item_id"])
     keep &= targets >= 0
     if item_vectors is None:
-        item_vectors = encoder.encode(product_texts(items, text_config).tolist(), batch_size)
-    queries = encoder.encode(texts[keep].tolist(), batch_size)
+        item_vectors = encode(product_texts(items, text_config).tolist())
+    queries = encode(texts[keep].tolist())
     return retrieval_metrics(queries, item_vectors, torch.from_numpy(targets[keep]), ks)
 
 
 def run_finetune(dataset, config: TextTrainConfig | None = None, out_dir: str | Path | None = None, *,
-                 encoder=None, evaluate: bool = True, progress: bool = False) -> TextTrainResult:
+                 encoder=None, evaluate: bool | str = True, cache=None,
+                 progress: bool = False) -> TextTrainResult:
     """Split reviews, build pairs, measure, fine-tune, measure again, save.
 
     ``dataset`` is a canonical :class:`loaders.Dataset`; ``encoder`` defaults to
     ``TextEncoder.from_pretrained(config.checkpoint)``. The held-out review -> product
     metrics before and after training are in ``result.before`` / ``result.after`` and in
-    ``out_dir/text_train.json``.
+    ``out_dir/text_train.json``. ``evaluate``: ``True`` measures both, ``"after"`` only the
+    trained encoder (one pass over the catalogue less), ``False`` neither. ``cache`` (see
+    :func:`review_retrieval`) keeps the after-measure's vectors for the caller.
     """
     config = config or TextTrainConfig()
+    if evaluate not in (True, False, "after"):
+        raise ConfigError(f"evaluate must be True, False or 'after', not {evaluate!r}")
     with torch_threads(config.threads):
-        return _run_finetune(dataset, config, out_dir, encoder, evaluate, progress)
+        return _run_finetune(dataset, config, out_dir, encoder, evaluate, cache, progress)
 
 
-def _run_finetune(dataset, config, out_dir, encoder, evaluate, progress) -> TextTrainResult:
+def _run_finetune(dataset, config, out_dir, encoder, evaluate, cache, progress) -> TextTrainResult:
     from fusion.text.encoder import TextEncoder
 
     if encoder is None:
@@ -441,16 +449,19 @@ def _run_finetune(dataset, config, out_dir, encoder, evaluate, progress) -> Text
     train_reviews, heldout = split_reviews(dataset.reviews, config.heldout_fraction, config.seed)
     pairs = build_pairs(dataset.items, train_reviews, dataset.judgements, config)
 
-    def measure() -> dict[str, float]:
-        if not evaluate or not len(heldout):
+    def measure(when: str) -> dict[str, float]:
+        if not evaluate or (evaluate == "after" and when == "before") or not len(heldout):
             return {}
+        if progress:
+            print(f"text: held-out review -> product retrieval {when} fine-tuning "
+                  f"({len(heldout):,} reviews, {len(dataset.items):,} products)", flush=True)
         return review_retrieval(encoder, dataset.items, heldout, batch_size=config.eval_batch_size,
-                                text_config=config.text)
+                                text_config=config.text, cache=cache if when == "after" else None)
 
     encoder.settings = type(encoder.settings)(**{**encoder.settings.to_dict(), "max_length": config.max_length})
-    before = measure()
+    before = measure("before")
     result = finetune(encoder, pairs, config, out_dir=out_dir, progress=progress)  # a checkpoint per epoch
-    result.before, result.after = before, measure()
+    result.before, result.after = before, measure("after")
     if out_dir is not None:
         save_checkpoint(encoder, out_dir, config, result.history, result.temperature,
                         {"before": result.before, "after": result.after, "pairs": result.pairs,

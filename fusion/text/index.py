@@ -20,6 +20,8 @@ fine-tuned encoder never reads a stale vector; a re-run encodes only texts whose
 new, and writes them as one more shard (atomically, :func:`kg.run_dir.save_npz`: concurrent or
 interrupted jobs never leave a torn shard).
 
+In memory (:class:`MemoryCache`): the same interface for one job, without the disk.
+
 Retrieval: :class:`ExactIndex` scores queries against all items with one matrix
 product per query block (``[Q, d] @ [d, N]``, then ``topk``) -- exact, and on a CPU fine
 up to about a million items (1M x 384 float32 = 1.5 GB). :class:`IVFIndex` is the
@@ -143,6 +145,32 @@ class EmbeddingCache:
             write_json(about, {"source": getattr(encoder, "source", ""), "dim": encoder.dim,
                                "settings": encoder.settings.to_dict()})
         save_npz(folder / f"shard-{time.time_ns():020d}-{os.getpid()}.npz", keys=keys, vectors=vectors)
+
+
+class MemoryCache:
+    """Text embeddings in memory for one job, keyed by (encoder fingerprint, text): the
+    same :meth:`encode` as :class:`EmbeddingCache` without the disk. The text stage of a
+    training run shares one between the held-out measurement and its embedding passes, so
+    every distinct text is encoded once (duplicate reviews such as "Great" included)."""
+
+    def __init__(self) -> None:
+        self._vectors: dict[str, dict[str, torch.Tensor]] = {}
+        self.last = CacheStats()
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._vectors.values())
+
+    def encode(self, encoder, texts: Sequence[str], batch_size: int = 64, *,
+               progress: bool = False) -> torch.Tensor:
+        """Embeddings of ``texts`` (FloatTensor [N, d]), encoding only texts not seen yet."""
+        start = time.perf_counter()
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        known = self._vectors.setdefault(encoder.fingerprint(), {})
+        new = list(dict.fromkeys(t for t in texts if t not in known))
+        if new:
+            known.update(zip(new, encoder.encode(new, batch_size, progress=progress)))
+        self.last = CacheStats(hits=len(texts) - len(new), misses=len(new), seconds=time.perf_counter() - start)
+        return torch.stack([known[t] for t in texts]) if texts else torch.empty(0, encoder.dim)
 
 
 # ---------------------------------------------------------------------------- embedding jobs

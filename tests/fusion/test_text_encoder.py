@@ -113,3 +113,97 @@ def test_minilm_encodes_offline_and_ranks_related_texts_closer():
     assert e.shape == (3, 384) and encoder.settings.max_length == 32
     assert e[0] @ e[1] > e[0] @ e[2] + 0.1
     assert "layers=6" in repr(encoder)
+
+
+# ---------------------------------------------------------------------------- batching and precision
+
+MIXED = TEXTS + ["gift", TEXTS[4][:90], "", TEXTS[0], "deep bass " * 20, None, "a lid"]
+
+
+def test_length_sorted_encoding_equals_one_by_one(encoder):
+    one_by_one = torch.cat([encoder.encode([t]) for t in MIXED])
+    for batch_size in (1, 2, 3, 7, 64):
+        sorted_ = encoder.encode(MIXED, batch_size=batch_size)
+        unsorted = encoder.encode(MIXED, batch_size=batch_size, sort_by_length=False)
+        assert torch.allclose(sorted_, one_by_one, atol=1e-5, rtol=0)    # same vectors, same order
+        assert torch.allclose(unsorted, one_by_one, atol=1e-5, rtol=0)
+    assert torch.equal(one_by_one[8], one_by_one[0])                      # a repeated text: the same row
+    assert torch.equal(one_by_one[10], one_by_one[7])                     # None is encoded as ""
+
+
+def test_sorted_batches_pad_less(encoder, monkeypatch):
+    shapes = []
+    tokenize = encoder.tokenize
+
+    def spy(texts, max_length=None):
+        batch = tokenize(texts, max_length)
+        shapes.append(tuple(batch["input_ids"].shape))
+        return batch
+
+    monkeypatch.setattr(encoder, "tokenize", spy)
+    encoder.encode(MIXED, batch_size=3)
+    sorted_cells, sorted_shapes = sum(b * t for b, t in shapes), list(shapes)
+    shapes.clear()
+    encoder.encode(MIXED, batch_size=3, sort_by_length=False)
+    assert sorted_cells < sum(b * t for b, t in shapes)
+    lengths = sorted(encoder.token_lengths([t if isinstance(t, str) else "" for t in MIXED]), reverse=True)
+    assert [t for _, t in sorted_shapes] == [max(lengths[i: i + 3]) for i in range(0, len(lengths), 3)]
+
+
+def _cosine(a, b):
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+
+
+def test_int8_encoder_keeps_cosine_to_fp32_and_says_so(encoder, tiny_dir, tmp_path):
+    fp32 = encoder.encode(MIXED)
+    fp = encoder.fingerprint()
+    q = encoder.quantize("int8")
+    cos = _cosine(q.encode(MIXED), fp32)
+    assert cos.min() >= 0.99, cos
+    assert q.precision == "int8" and "precision=int8" in repr(q) and "precision" not in repr(encoder)
+    assert not any(type(m) is torch.nn.Linear for m in q.model.modules())
+    # the fp32 encoder is untouched: same Linear layers, same vectors, same fingerprint
+    assert any(type(m) is torch.nn.Linear for m in encoder.model.modules())
+    assert torch.equal(encoder.encode(MIXED), fp32) and encoder.fingerprint() == fp
+    # its own fingerprint (an embedding cache never mixes int8 and fp32 vectors), the same on every load
+    assert q.fingerprint() != fp and len(q.fingerprint()) == 16
+    assert TextEncoder.from_pretrained(tiny_dir, precision="int8").fingerprint() == q.fingerprint()
+    assert q.quantize("int8") is q
+    with pytest.raises(ValueError, match="cannot be saved"):
+        q.save(tmp_path / "q")
+    with pytest.raises(ValueError, match="inference only"):
+        q.embed(TEXTS[:2])
+
+
+def test_bf16_encoder_keeps_cosine_to_fp32_and_says_so(encoder):
+    b = encoder.quantize("bf16")
+    assert _cosine(b.encode(MIXED), encoder.encode(MIXED)).min() >= 0.99
+    assert b.encode(MIXED).dtype == torch.float32
+    assert "precision=bf16" in repr(b)
+    assert len({b.fingerprint(), encoder.fingerprint(), encoder.quantize("int8").fingerprint()}) == 3
+    with pytest.raises(ValueError, match="already bf16"):
+        b.quantize("int8")
+
+
+def test_precision_is_checked(tiny_dir):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TextEncoder.from_pretrained(tiny_dir, precision="fp16")
+    with pytest.raises(ValueError, match="CPU only"):
+        TextEncoder.from_pretrained(tiny_dir, precision="int8", device="meta")
+    enc = TextEncoder.from_pretrained(tiny_dir, precision="fp32")
+    assert enc.precision == "fp32" and enc.quantize("fp32") is enc
+    with pytest.raises(ValueError, match="batch_size"):
+        enc.encode(TEXTS, batch_size=0)
+
+
+def test_embedding_cache_keeps_int8_and_fp32_vectors_apart(encoder, tmp_path):
+    from fusion.text.index import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    fp32 = cache.encode(encoder, TEXTS)
+    q = encoder.quantize("int8")
+    int8 = cache.encode(q, TEXTS)
+    assert cache.last.misses == len(TEXTS) and cache.last.hits == 0       # nothing read from the fp32 shards
+    assert torch.allclose(int8, q.encode(TEXTS), atol=1e-6)
+    assert torch.allclose(cache.encode(encoder, TEXTS), fp32) and cache.last.hits == len(TEXTS)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted([encoder.fingerprint(), q.fingerprint()])

@@ -70,6 +70,10 @@ CATEGORY_CACHE = 256  #: category filter masks kept (least recently used dropped
 MAX_QUERY_CHARS = 1_000
 #: catalogues of at least this many products answer ``similar`` through an IVF index
 SIMILAR_IVF_MIN = 50_000
+#: catalogues of at least this many products take ``search``'s text candidates from an IVF index
+SEARCH_IVF_MIN = 50_000
+#: query embeddings kept by :meth:`Engine.encode_queries` (least recently used dropped first)
+QUERY_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ class EngineVersion:
         self.item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
         self.explain_embeddings = None
         self._similar_index = None
+        self._search_index = None
         self._lock = threading.Lock()
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
@@ -326,6 +331,39 @@ class EngineVersion:
                                        else ExactIndex(vectors, ids))
             return self._similar_index
 
+    def search_index(self):
+        """The index :meth:`Engine.search` takes its text candidates from: exact below
+        :data:`SEARCH_IVF_MIN` products, else an IVF index over the item text vectors."""
+        with self._lock:
+            if self._search_index is None:
+                from fusion.text.index import ExactIndex, IVFIndex
+
+                vectors, ids = self.tables.item_text, self.catalogue.ids
+                self._search_index = (IVFIndex(vectors, ids, n_probe=None) if len(ids) >= SEARCH_IVF_MIN
+                                      else ExactIndex(vectors, ids))
+            return self._search_index
+
+    def text_candidates(self, query: torch.Tensor, n: int, allowed: torch.Tensor | None) -> torch.Tensor:
+        """Rows of the (at most) ``n`` products whose text is closest to ``query`` [1, dt]
+        among the ``allowed`` ones: from the IVF index of :meth:`search_index` when it has
+        one and it finds ``n`` allowed products (else as many as are allowed), otherwise
+        from an exact scan."""
+        index = self.search_index()
+        n = min(n, len(self.catalogue.ids))
+        if getattr(index, "kind", "exact") == "ivf":
+            scores, rows = index.search(query, n if allowed is None else 4 * n)
+            keep = rows[0] >= 0
+            if allowed is not None:
+                keep &= allowed[rows[0].clamp(min=0)]
+            wanted = n if allowed is None else min(n, int(allowed.sum()))
+            if int(keep.sum()) >= wanted:
+                return rows[0][keep][:n]
+        text = (query @ self.tables.item_text.T)[0]
+        if allowed is not None:
+            text = text.masked_fill(~allowed, -torch.inf)
+        top = torch.topk(text, n)
+        return top.indices[torch.isfinite(top.values)]
+
 
 class Engine:
     """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
@@ -354,6 +392,7 @@ class Engine:
         self._retired: list = []               # own stores replaced by a reload, closed once unused
         self._store_users: dict[int, int] = {}  # id(store) -> requests using it now
         self._encoder = encoder
+        self._queries: OrderedDict[str, torch.Tensor] = OrderedDict()  # LRU of query embeddings
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._seen_pointer = self._pointer()
@@ -518,10 +557,21 @@ class Engine:
         return self._encoder
 
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
-        """Query embeddings [len(texts), dt] (unit length) from the run's text encoder."""
+        """Query embeddings [len(texts), dt] (unit length) from the run's text encoder; the
+        last :data:`QUERY_CACHE` distinct queries are kept (a shop's popular queries repeat)."""
         encoder = self.encoder
+        texts = [str(t) for t in texts]
         with self._lock:  # tokenizers are not safe to share between threads
-            return encoder.encode(list(texts))
+            missing = list(dict.fromkeys(t for t in texts if t not in self._queries))
+            if missing:
+                for t, row in zip(missing, encoder.encode(missing)):
+                    self._queries[t] = row.clone()  # not a view that keeps the whole batch alive
+            for t in texts:
+                self._queries.move_to_end(t)
+            out = torch.stack([self._queries[t] for t in texts]) if texts else encoder.encode([])
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+            return out
 
     # ------------------------------------------------------------------ API
     def recommend(self, user_id: str, k: int = 10, weights: Mapping[str, float] | None = None,
@@ -566,11 +616,7 @@ class Engine:
         v = self.current
         allowed = v.filter_mask(filters)
         qv = self.encode_queries([str(query)])                                    # [1, dt]
-        text = (qv @ v.tables.item_text.T)[0]
-        if allowed is not None:
-            text = text.masked_fill(~allowed, -torch.inf)
-        top = torch.topk(text, min(v.candidates, len(text)))
-        cands = top.indices[torch.isfinite(top.values)]
+        cands = v.text_candidates(qv, v.candidates, allowed)
         user = torch.from_numpy(v.user_rows([user_id])) if user_id is not None else torch.tensor([-1])
         if int(user[0]) >= 0:
             gnn, ok = v.gnn_candidates(user, False, allowed)

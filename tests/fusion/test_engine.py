@@ -178,3 +178,43 @@ def test_open_names_the_missing_stage(tmp_path, tiny_run):
     FeatureTables.load(run.fusion_tables).save(partial.fusion_tables)
     with pytest.raises(RunFolderError, match="run the gnn stage first"):
         Engine.open(partial.path)
+
+
+def test_search_through_an_ivf_index_answers_like_the_exact_scan(tiny_run, engine, monkeypatch):
+    """A large catalogue takes search's text candidates from an IVF index; probing every
+    list it is exact, and a filter that its probed lists cannot fill falls back to the scan."""
+    import fusion.engine as engine_module
+
+    run, _ = tiny_run
+    queries = ["headphones", "a gift for my son", "wireless speaker"]
+    brand = engine.catalogue.brands[0]
+    want = [[r.item_id for r in engine.search(q, k=10)] for q in queries]
+    want_brand = [r.item_id for r in engine.search(queries[0], k=5, filters={"brand": brand})]
+    monkeypatch.setattr(engine_module, "SEARCH_IVF_MIN", 1)
+    with Engine.open(run.path) as big:
+        index = big.current.search_index()
+        assert index.kind == "ivf"
+        index.n_probe = index.n_lists
+        assert [[r.item_id for r in big.search(q, k=10)] for q in queries] == want
+        index.n_probe = 1  # one list: too few products of the brand -> the exact scan answers
+        assert [r.item_id for r in big.search(queries[0], k=5, filters={"brand": brand})] == want_brand
+
+
+def test_query_embeddings_are_cached_and_bounded(tiny_run, monkeypatch):
+    import fusion.engine as engine_module
+
+    run, _ = tiny_run
+    monkeypatch.setattr(engine_module, "QUERY_CACHE", 3)
+    with Engine.open(run.path) as fresh:
+        encoder, encoded = fresh.encoder, []
+        encode = encoder.encode
+        monkeypatch.setattr(encoder, "encode", lambda texts, *a, **kw: encoded.extend(texts) or encode(texts, *a, **kw))
+        first = fresh.encode_queries(["headphones", "tea", "headphones"])
+        assert encoded == ["headphones", "tea"] and first.shape[0] == 3
+        assert (first[0] == first[2]).all()
+        again = fresh.encode_queries(["tea"])
+        assert encoded == ["headphones", "tea"] and (again[0] == first[1]).all()
+        fresh.encode_queries(["a", "b"])             # 4 distinct queries: the least recent ("headphones") goes
+        fresh.encode_queries(["headphones"])
+        assert encoded == ["headphones", "tea", "a", "b", "headphones"]
+        assert (fresh.encode_queries(["headphones"]) == encode(["headphones"])).all()

@@ -339,8 +339,10 @@ class EngineVersion:
                 from fusion.text.index import ExactIndex, IVFIndex
 
                 vectors, ids = self.tables.item_text, self.catalogue.ids
-                self._search_index = (IVFIndex(vectors, ids, n_probe=None) if len(ids) >= SEARCH_IVF_MIN
-                                      else ExactIndex(vectors, ids))
+                n_lists = int(round(math.sqrt(len(ids))))
+                # an eighth of the lists: a query's text candidates spread wider than a product's neighbours
+                self._search_index = (IVFIndex(vectors, ids, n_lists=n_lists, n_probe=max(1, n_lists // 8))
+                                      if len(ids) >= SEARCH_IVF_MIN else ExactIndex(vectors, ids))
             return self._search_index
 
     def text_candidates(self, query: torch.Tensor, n: int, allowed: torch.Tensor | None) -> torch.Tensor:

@@ -296,6 +296,11 @@ def app_from_env() -> FastAPI:
     command set: ``KGREC_SERVE_RUN``, ``KGREC_SERVE_STORE`` -- a store location as JSON)."""
     import json
 
+    import torch
+
+    # requests already run in parallel (uvicorn's thread pool, one per request): torch's own
+    # intra-op threads on top of them only oversubscribe the cores (KGREC_SERVE_TORCH_THREADS)
+    torch.set_num_threads(int(os.environ.get("KGREC_SERVE_TORCH_THREADS", "1")))
     run = os.environ["KGREC_SERVE_RUN"]
     location = json.loads(os.environ["KGREC_SERVE_STORE"]) if os.environ.get("KGREC_SERVE_STORE") else None
     return create_app(run, location=location)

@@ -462,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     location = json.loads(argv[1]) if len(argv) > 1 and argv[1] else None
     os.nice(10)
+    import torch
+
+    torch.set_num_threads(1)  # a background job beside the service: one core at most
     updater = Updater(argv[0], location=location)
     updater.start()
     parent = os.getppid()

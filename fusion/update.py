@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ import pandas as pd
 import torch
 
 from kg.errors import DataError
+from loaders.errors import DatasetError, LoadError
 from kg.run_dir import RunDir, save_npz, save_parquet
 
 UPDATE_SECTION = "store_version"  #: run.json / version.json: {"store_id", "sequence"} trained / updated at
@@ -374,11 +376,25 @@ class EventInbox:
         return sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []
 
     def read(self, batches: list[Path]):
-        """The batches as one delta Dataset (interactions only)."""
-        from loaders.dataset import Dataset, make_table
+        """The batches as one delta Dataset (interactions only). An event posted again (the
+        same user, product, event and second: a client's retry) is one event, the last
+        posted values kept -- the graph holds one relationship per such key."""
+        from loaders.dataset import KEYS, Dataset, make_table
 
         frame = pd.concat([pd.read_parquet(b) for b in batches], ignore_index=True) if batches else pd.DataFrame()
+        if len(frame):
+            frame = frame.drop_duplicates(list(KEYS["interactions"]), keep="last").reset_index(drop=True)
         return Dataset(name="events", interactions=make_table("interactions", frame))
+
+    def reject(self, batch: Path, reason: str) -> Path:
+        """Move a batch the store refuses to ``inbox/rejected/`` beside a ``.txt`` of the
+        reason, so it no longer blocks the batches after it (nothing is deleted)."""
+        folder = self.folder / "rejected"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{batch.stem}.txt").write_text(reason + "\n")
+        target = folder / batch.name
+        batch.replace(target)
+        return target
 
     def done(self, batches: list[Path]) -> None:
         for b in batches:
@@ -421,10 +437,30 @@ class Updater(threading.Thread):
                         self.stopping.wait(self.min_interval)  # let the next batch gather
                     self.error = None
                 except Exception as exc:  # noqa: BLE001 - keep serving; the batch stays in the inbox
-                    self.error = f"{type(exc).__name__}: {exc}"
+                    error = f"{type(exc).__name__}: {exc}"
+                    if error != self.error:  # said once, not every poll
+                        print(f"kgrec updater: {self.run_dir.path}: {error} (the batches stay in the inbox; "
+                              f"retrying)", file=sys.stderr, flush=True)
+                    self.error = error
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
                 self.stopping.wait(self.poll)
+
+    def set_aside_refused(self, store, batches: list[Path]) -> list[Path]:
+        """Ingest each batch alone; move the ones the store refuses to the inbox's
+        ``rejected/`` folder (with the reason, said on stderr). Returns the ingested ones."""
+        from kg.build import BuildConfig
+        from kg.ingest import ingest
+
+        ingested = []
+        for batch in batches:
+            try:
+                ingest(store, self.inbox.read([batch]), BuildConfig(progress=False))
+                ingested.append(batch)
+            except (DatasetError, LoadError) as exc:
+                where = self.inbox.reject(batch, str(exc))
+                print(f"kgrec updater: {batch.name} refused, moved to {where}: {exc}", file=sys.stderr, flush=True)
+        return ingested
 
     def step(self) -> UpdateReport | None:
         """One round: every pending batch into the store, one update, one reload."""
@@ -441,7 +477,12 @@ class Updater(threading.Thread):
         if location is None:
             raise DataError(f"{self.run_dir.path} does not say which graph store it was trained on")
         with open_store(StoreConfig.from_location(location)) as store:
-            ingest(store, delta, BuildConfig(progress=False))
+            try:
+                ingest(store, delta, BuildConfig(progress=False))
+            except (DatasetError, LoadError):  # some batch is refused: each alone, the refused ones set aside
+                batches = self.set_aside_refused(store, batches)
+                if not batches:
+                    return None
             if self.encoder is None:
                 from fusion.text.encoder import load_run_encoder
 

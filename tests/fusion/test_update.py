@@ -163,3 +163,32 @@ def test_an_update_against_a_rebuilt_store_is_refused(tiny):
         build_graph(dataset, store, QUIET)
         with pytest.raises(DataError, match="rebuilt from scratch"):
             update_run(store, run.path)
+
+
+def test_a_retried_event_and_a_refused_batch_never_block_the_updater(tiny, capsys):
+    """The same event posted twice (a client's retry, in two batches) is one event; a batch
+    the store refuses is set aside in ``inbox/rejected/`` with its reason, and the batches
+    after it are still ingested and folded in."""
+    import pandas as pd
+
+    from fusion.update import EventInbox, Updater
+    from kg.run_dir import save_parquet
+
+    run, dataset, config = tiny
+    user, item = "retrying-shopper", str(dataset.items["item_id"].iloc[0])
+    inbox = EventInbox(run.path)
+    event = {"user_id": user, "item_id": item, "event": "purchase", "value": 1.0, "timestamp": 1_700_000_000}
+    assert inbox.put([event])[0] == 1 and inbox.put([event])[0] == 1
+    bad = inbox.folder / "00000000000000000001-000000.parquet"          # sorts first: before the good ones
+    save_parquet(pd.DataFrame([{**event, "user_id": "x", "timestamp": 10**15}]), bad)  # far out of range
+    later = {**event, "item_id": str(dataset.items["item_id"].iloc[1]), "timestamp": 1_700_000_100}
+    assert inbox.put([later])[0] == 1
+    report = Updater(run.path).step()
+    assert report is not None and inbox.pending() == []
+    assert (inbox.folder / "rejected" / bad.name).exists()
+    assert "timestamp" in (inbox.folder / "rejected" / f"{bad.stem}.txt").read_text()
+    assert bad.name in capsys.readouterr().err
+    with open_store(config) as store:
+        got = store.cypher("MATCH (u:User {id: $u})-[r:PURCHASED]->(p:Product) RETURN p.id AS item, r.ts AS ts",
+                           u=user)
+    assert sorted(got["item"]) == sorted([item, later["item_id"]])          # the retried purchase once

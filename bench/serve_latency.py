@@ -163,6 +163,11 @@ async def main_async(args) -> int:
     for name in ("recommend", "search", "similar", "explain", "events"):
         v = times.get(name, [])
         print(f"| {name} | {len(v)} | {statistics.median(v) if v else float('nan'):.1f} | {percentile(v, 99):.1f} |")
+    inbox = Path(args.run) / "inbox"
+    pending = len(list(inbox.glob("*.parquet"))) if inbox.is_dir() else 0
+    refused = len(list((inbox / "rejected").glob("*.parquet"))) if (inbox / "rejected").is_dir() else 0
+    print(f"\nevent batches still in the inbox when the server stopped: {pending} (refused and set aside: "
+          f"{refused}); the updater folds the rest in while the service runs")
     print(f"\nfailed requests: {len(failures)}")
     for f in failures[:20]:
         print(f"- {f}")

@@ -47,6 +47,7 @@ def test_module(relpath: str):
     """A test file of the repository, loaded as a module (its scenarios are reused here)."""
     spec = importlib.util.spec_from_file_location(Path(relpath).stem, REPO / relpath)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
     spec.loader.exec_module(module)
     return module
 

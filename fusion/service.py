@@ -322,9 +322,9 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 
     updater = subprocess.Popen([sys.executable, "-m", "fusion.update", str(run.path),
                                 os.environ.get("KGREC_SERVE_STORE", "")])
     try:
-        # keep-alive 30 s, not uvicorn's 5: while a worker loads a new run version its event loop
-        # can stall for seconds, and a client's next request on an idle-timed-out connection
-        # then fails in transit (bench/serve_latency.py saw 4 of 10,000 with the default)
+        # keep-alive 30 s, not uvicorn's 5: with the default, bench/serve_latency.py saw 4 of
+        # 10,000 requests fail in transit (a closed keep-alive connection, likely while a worker
+        # was busy loading a new run version); with 30 s, none
         uvicorn.run("fusion.service:app_from_env", factory=True, host=host, port=port, workers=workers,
                     timeout_keep_alive=30,
                     log_level=os.environ.get("KGREC_SERVE_LOG", "warning"))

@@ -110,7 +110,7 @@ def guard(kind: str, root: Path, uri: str) -> tuple[int, int, list[str]]:
         build_graph(generate(SyntheticConfig(n_users=50, n_items=30, n_interactions=1_000, n_queries=3)), store,
                     BuildConfig(progress=False))
         result = run_attack_suite(store, root / f"attacks-{kind}")
-    return result.blocked, result.total, list(result.passed)
+    return len(result.blocked), result.total, list(result.passed)
 
 
 def corruptions(root: Path) -> tuple[int, int, list[str]]:

@@ -32,7 +32,7 @@ import os
 import sys
 from pathlib import Path
 
-from kg.errors import InvalidRequestError, KgrecError
+from kg.errors import KgrecError
 from kg.run_dir import RunDir
 from kg.stores import StoreConfig, open_store
 from loaders import SOURCES
@@ -261,20 +261,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(text: str | None) -> dict[str, float] | None:
-    """``ctr=1,cvr=2,value=0.5`` -> dict."""
-    if not text:
-        return None
-    out = {}
-    for part in text.split(","):
-        key, _, value = part.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise InvalidRequestError(f"--weights: expected name=number, got {part!r}", "weights") from None
-    return out
-
-
 def _filters(args: argparse.Namespace) -> dict:
     return {k: v for k, v in (("category", args.category), ("brand", args.brand),
                               ("min_price", args.min_price), ("max_price", args.max_price)) if v is not None}
@@ -307,7 +293,9 @@ def _engine(args: argparse.Namespace, need_store: bool = False):
 def cmd_recommend(args: argparse.Namespace) -> int:
     engine = _engine(args, need_store=args.explain)
     try:
-        results = engine.recommend(args.user, k=args.k, weights=_weights(args.weights),
+        from fusion.ranking.scoring import parse_weights
+
+        results = engine.recommend(args.user, k=args.k, weights=parse_weights(args.weights),
                                    exclude_seen=not args.include_seen, filters=_filters(args), explain=args.explain)
     finally:
         engine.close()
@@ -321,7 +309,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    results = engine.search(args.query, user_id=args.user, k=args.k, weights=_weights(args.weights),
+    from fusion.ranking.scoring import parse_weights
+
+    results = engine.search(args.query, user_id=args.user, k=args.k, weights=parse_weights(args.weights),
                             filters=_filters(args))
     print(f"top {args.k} for {args.query!r}" + (f" (user {args.user})" if args.user else "") + ":")
     _print_results(results)

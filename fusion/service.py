@@ -44,6 +44,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
 
 MAX_K = 1_000
@@ -259,22 +260,6 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         return ReloadOut(version=e.version, swapped=swapped)
 
     return app
-
-
-def parse_weights(text: str | None) -> dict[str, float] | None:
-    """``ctr=1,cvr=2`` -> ``{"ctr": 1.0, "cvr": 2.0}`` (InvalidRequestError naming ``weights``)."""
-    if not text:
-        return None
-    out = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            raise InvalidRequestError(f"weights: expected name=number, got {part!r}", "weights") from None
-        if not sep:
-            raise InvalidRequestError(f"weights: expected name=number, got {part!r}", "weights")
-    return out
 
 
 def explanation_out(why) -> ExplanationOut:

@@ -45,6 +45,21 @@ def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, flo
     return {k: float(v) for k, v in weights.items()}
 
 
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``ctr=1,cvr=2`` -> ``{"ctr": 1.0, "cvr": 2.0}`` (the CLI's ``--weights`` and the
+    service's ``weights`` parameter; InvalidRequestError naming ``weights``)."""
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:  # also a part without "=": its value is ""
+            raise InvalidRequestError(f"weights: expected name=number, got {part!r}", "weights") from None
+    return out
+
+
 def objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-objective scores from the model's logits (the table above)."""
     ctr, cvr = torch.sigmoid(logits["ctr"]), torch.sigmoid(logits["cvr"])

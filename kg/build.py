@@ -26,10 +26,11 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from kg.rows import fingerprint, graph_rows
-from kg.schema import NODES, RELS
-from kg.stores import GraphStore
+from kg.schema import ALL_RELS, CO_COUNTED, NODES, REL_BY_TYPE, co_type
+from kg.stores import EdgeIndex, GraphStore
 from loaders.dataset import Dataset
 
 
@@ -40,6 +41,9 @@ class BuildConfig:
     progress: bool = True  # progress bars on stderr
     resume: bool = True  # skip a build of the same data that finished before ("nothing new")
     force: bool = False  # hand every row to the store even if the same data was built before
+    # keep the co-interaction counts (CO_<type>) current: explanations read them instead of
+    # counting co-customers live (update_co_counts); off, those types are counted live
+    co_counts: bool = True
 
 
 SEQUENCE_KEY = "sequence"
@@ -78,7 +82,7 @@ def advance(store: GraphStore, what: dict) -> StoreVersion:
 
 @dataclass
 class StepReport:
-    kind: str  # "node" | "rel"
+    kind: str  # "node" | "rel" | "derived" (co-interaction counts, kept by the build)
     name: str
     rows: int  # distinct rows given to the store
     created: int  # nodes/relationships that did not exist before
@@ -124,6 +128,9 @@ class BuildReport:
             if n or name in by_name:
                 s = by_name.get(name)
                 lines.append(f"{name:<18} {n:>12,} {(s.created if s else 0):>12,} {(s.seconds if s else 0):>8.1f}")
+        for s in self.steps:
+            if s.kind == "derived":  # not in counts: derived relationships (co-interaction counts)
+                lines.append(f"{s.name:<18} {s.rows:>12,} {s.created:>12,} {s.seconds:>8.1f}")
         lines.append(f"rows read {self.rows_read:,} = kept {self.rows_kept:,} + rejected {self.rows_rejected:,}")
         for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]) if reasons else ():
             lines.append(f"  rejected {n:,}: {reason}")
@@ -165,8 +172,10 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     report.up_to_date = bool(saved and saved.get("finished") and config.resume)
     report.resumed = bool(saved and not saved.get("finished"))
     done: dict[str, int] = {}
+    steps = [] if report.up_to_date else graph_rows(dataset)
+    counted, pending = _plan_co_counts(store, steps, config.co_counts)
 
-    for step in ([] if report.up_to_date else graph_rows(dataset)):
+    for step in steps:
         t = time.perf_counter()
         bar = tqdm(total=len(step.rows), desc=f"{step.kind} {step.name}", unit="row",
                    disable=not config.progress, leave=False)
@@ -184,6 +193,9 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
         rows = result.rows if result else 0
         report.steps.append(StepReport(step.kind, step.name, rows, created, rows - created - updated,
                                        round(time.perf_counter() - t, 3), updated))
+    report.steps += update_co_counts(store, pending, config.progress)
+    if pending:
+        store.write_meta(CO_COUNTS_RECORD, json.dumps(sorted(counted | set(pending))))
     if not report.up_to_date:
         store.write_meta(key, json.dumps({"done": done, "finished": True}))
 
@@ -201,6 +213,72 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     return report
 
 
+#: the store's record of the interaction types whose co-interaction counts are complete (a
+#: JSON list): only for those do explanations read ``CO_<type>`` instead of counting live
+CO_COUNTS_RECORD = "co_counts"
+
+
+def parse_co_counts(value: str | None) -> set[str]:
+    """The interaction types of a ``co_counts`` record (none for a missing or unreadable one:
+    explanations then count live, which is slower but never wrong)."""
+    try:
+        types = json.loads(value) if value else []
+    except ValueError:
+        return set()
+    return {t for t in types if t in CO_COUNTED} if isinstance(types, list) else set()
+
+
+def _plan_co_counts(store: GraphStore, steps, keep: bool) -> tuple[set[str], dict[str, object]]:
+    """Which co-interaction counts this build must bring up to date, recorded before it writes.
+
+    Returns (the types whose counts stay complete, ``{type: products to recompute, None = all}``).
+    A type this build writes interactions of loses its place in the record until its counts
+    are recomputed after the writes (:func:`update_co_counts`) -- so a build killed in between
+    leaves explanations counting live, never reading stale counts, and the next build
+    recomputes that type whole. Only the products this build's rows touch are recomputed
+    when the type was complete before: a new interaction of ``(u, p)`` changes only pairs
+    that contain ``p``. A type the store holds interactions of but no complete counts
+    (a store built before counts were kept, or with ``co_counts`` off) is computed whole."""
+    from kg import queries as q
+
+    specs = [REL_BY_TYPE[t] for t in CO_COUNTED]
+    row = store.run(q.explain_presence_query(specs), {"meta": "last_build", "co": CO_COUNTS_RECORD}
+                    ).to_dict("records")[0]
+    complete = parse_co_counts(row["co_counts"] if isinstance(row["co_counts"], str) else None)
+    written = {s.name: s.rows["dst"] for s in steps if s.kind == "rel" and s.name in CO_COUNTED and len(s.rows)}
+    if not keep:
+        pending: dict[str, object] = {}
+    else:
+        pending = {t: (items if t in complete else None) for t, items in written.items()}
+        pending.update({t: None for k, t in enumerate(CO_COUNTED)
+                        if t not in complete and t not in pending and bool(row[f"t{k}"])})
+    counted = complete - set(written) - set(pending)
+    if counted != complete:
+        store.write_meta(CO_COUNTS_RECORD, json.dumps(sorted(counted)))
+    return counted, pending
+
+
+def update_co_counts(store: GraphStore, pending: dict[str, object], progress: bool = False) -> list[StepReport]:
+    """Recompute the co-interaction counts ``CO_<type>`` of each type in ``pending`` for the
+    products given (None: all) from the interactions the store holds, and upsert them (new
+    pairs created, changed counts updated, the rest skipped: idempotent). One step report
+    each, of kind ``"derived"``."""
+    from tqdm.auto import tqdm
+
+    reports = []
+    for rel_type, items in pending.items():
+        t = time.perf_counter()
+        rows = co_count_rows(store.export_edges(rel_type), items)
+        bar = tqdm(total=len(rows), desc=f"derived {co_type(rel_type)}", unit="row", disable=not progress,
+                   leave=False)
+        result = store.upsert_rels(co_type(rel_type), rows, progress=bar.update) if len(rows) else None
+        bar.close()
+        created, updated = (result.created, result.updated or 0) if result else (0, 0)
+        reports.append(StepReport("derived", co_type(rel_type), len(rows), created, len(rows) - created - updated,
+                                  round(time.perf_counter() - t, 3), updated))
+    return reports
+
+
 def store_digest(store: GraphStore) -> dict[str, tuple[int, str]]:
     """``{label or type: (count, sha256)}`` of everything a store holds: the sorted ids of
     every label, and every relationship type's edges (endpoint ids and all properties)
@@ -209,7 +287,7 @@ def store_digest(store: GraphStore) -> dict[str, tuple[int, str]]:
     for spec in NODES:
         ids = np.sort(store.node_ids(spec.label).astype(str))
         out[spec.label] = (len(ids), hashlib.sha256("\n".join(ids).encode()).hexdigest())
-    for spec in RELS:
+    for spec in ALL_RELS:  # the derived co-interaction counts too: they must match a clean build
         props = tuple(p.name for p in spec.props)
         edges = store.export_edges(spec.type, props)
         cols = [edges.src_ids[edges.src_index].astype(str), edges.dst_ids[edges.dst_index].astype(str)]
@@ -218,3 +296,41 @@ def store_digest(store: GraphStore) -> dict[str, tuple[int, str]]:
         rows = sorted("\t".join(r) for r in zip(*cols)) if len(cols[0]) else []
         out[spec.type] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
     return out
+
+
+def co_count_rows(edges: EdgeIndex, items=None) -> pd.DataFrame:
+    """Co-interaction counts of one interaction type (``edges``: its ``(:User)->(:Product)``
+    relationships): ``src``, ``dst``, ``n`` -- for every pair of distinct products that at
+    least one user interacted with both, how many distinct users did (repeat interactions
+    count once), once per unordered pair with ``src < dst``. ``items``: only the pairs with
+    at least one product among them (None: all pairs).
+
+    One sparse product :math:`C = M^\\top M` of the binary user × product matrix ``M``
+    (only the rows of ``items`` when given), the diagonal dropped."""
+    import scipy.sparse as sp
+
+    n_users, n_items = len(edges.src_ids), len(edges.dst_ids)
+    m = sp.csr_matrix((np.ones(edges.num_edges, dtype=np.int32), (edges.src_index, edges.dst_index)),
+                      shape=(n_users, n_items))
+    m.data[:] = 1  # repeat interactions (summed by the constructor) count once
+    m = m.tocsc()
+    if items is None:
+        rows_of = np.arange(n_items)
+    else:
+        wanted = np.asarray(pd.unique(pd.Series(np.asarray(items, dtype=object)).astype(str)), dtype=object)
+        pos = np.searchsorted(edges.dst_ids, wanted)
+        pos = pos[(pos < n_items) & (edges.dst_ids[np.minimum(pos, n_items - 1)] == wanted)] if n_items else pos[:0]
+        rows_of = np.unique(pos)
+    c = (m[:, rows_of].T.tocsr() @ m).tocoo()  # [len(rows_of), n_items]
+    a, b, n = rows_of[c.row], c.col, c.data
+    if items is None:
+        keep = a < b  # dst_ids are sorted: index order is id order
+    else:
+        touched = np.zeros(n_items, dtype=bool)
+        touched[rows_of] = True
+        keep = (a < b) | ((a > b) & ~touched[b])  # a pair of two touched products: once
+    a, b, n = a[keep], b[keep], n[keep]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((hi, lo))
+    return pd.DataFrame({"src": edges.dst_ids[lo[order]], "dst": edges.dst_ids[hi[order]],
+                         "n": n[order].astype(np.int64)})

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from kg import queries as q
+from kg.build import CO_COUNTS_RECORD, parse_co_counts
 from kg.errors import UnknownIdError
 from kg.schema import REL_BY_TYPE, RELS
 
@@ -140,6 +141,7 @@ class ExplainPlan:
     present: frozenset[str]
     interactions: tuple[str, ...]
     branches: tuple[q.ExplainBranch, ...]
+    counted: frozenset[str] = frozenset()  # interaction types whose co-interaction counts are complete
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> ExplainPlan
@@ -164,12 +166,14 @@ def explain_plan(store, refresh: bool = False) -> ExplainPlan:
     if plan is not None:
         return plan
     rels = [s for s in RELS if s.type in _WALKED]
-    row = store.run(q.explain_presence_query(rels), {"meta": BUILD_RECORD}).to_dict("records")[0]
+    row = store.run(q.explain_presence_query(rels), {"meta": BUILD_RECORD, "co": CO_COUNTS_RECORD}
+                    ).to_dict("records")[0]
     present = frozenset(s.type for k, s in enumerate(rels) if bool(row[f"t{k}"]))
     build = row["build"] if isinstance(row["build"], str) else None
+    counted = frozenset(parse_co_counts(row["co_counts"] if isinstance(row["co_counts"], str) else None))
     interactions = tuple(t for t in VERBS if t in present)
-    branches = q.explain_branches([REL_BY_TYPE[t] for t in interactions], present)
-    plan = ExplainPlan(build, present, interactions, branches)
+    branches = q.explain_branches([REL_BY_TYPE[t] for t in interactions], present, counted)
+    plan = ExplainPlan(build, present, interactions, branches, counted)
     if build is not None:
         try:
             with _PLANS_LOCK:
@@ -290,10 +294,16 @@ def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainB
     kept: dict[int, list[dict]] = {}
     for r in rows:
         kept.setdefault(int(r["branch"]), []).append(r)
+    # the user's own interactions with the item, by type (a "direct" row): a count of
+    # co-customers read from the build's counts includes the user, then
+    done = {b.via.type for k, b in enumerate(branches, 1) if b.template == "direct" and kept.get(k)}
     for k, branch in enumerate(branches, 1):  # branch order = the order the first implementation ran them
         template, via = branch.template, branch.via.type
         limit = 1 if template == "direct" else PATHS_PER_TEMPLATE
-        for row in sorted(kept.get(k, []), key=lambda r: _order_key(template, r))[:limit]:
+        candidates = kept.get(k, [])
+        if template == "co_interaction" and branch.link is not None and via in done:
+            candidates = [{**r, "n": int(r["n"]) - 1} for r in candidates if int(r["n"]) > 1]
+        for row in sorted(candidates, key=lambda r: _order_key(template, r))[:limit]:
             path = _path(branch, row, user, item)
             product = path.nodes[1] if template != "direct" else item
             score = WEIGHTS[template] * VERBS[via][1] * emb.agreement(user_id, product.id, item.id)

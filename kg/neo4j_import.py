@@ -3,7 +3,8 @@
 ``neo4j-admin database import full`` reads CSV files straight into a new database,
 skipping transactions: :func:`import_files` writes exactly the rows
 :func:`kg.build.build_graph` would write (one CSV per label and relationship type, plus
-the build's bookkeeping so a later build of the same data says "nothing new"),
+the build's bookkeeping so a later build of the same data says "nothing new", and the
+co-interaction counts the build keeps, computed here),
 :func:`offline_import` runs the importer (the server stopped; the local test server's
 ``scripts/neo4j-server/neo4j-server admin`` runs it from the same Maven jars), and
 :func:`finish_import` -- with the server started again -- creates the constraints and the
@@ -13,10 +14,11 @@ builds up to a few million rows, go through :func:`kg.build.build_graph`.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from kg.errors import StoreError
-from kg.schema import ALL_NODES, node_spec, rel_spec
+from kg.schema import ALL_NODES, CO_RELS, node_spec, rel_spec
 from kg.stores.neo4j import Neo4jStore
 
 #: CSV header type of each schema property type (neo4j-admin database import)
@@ -59,9 +61,10 @@ def import_files(dataset, directory) -> tuple[list[str], dict[str, int], dict[st
     import json
     from pathlib import Path
 
-    from kg.build import progress_key
+    from kg.build import CO_COUNTS_RECORD, co_count_rows, progress_key
     from kg.rows import fingerprint, graph_rows
-    from kg.schema import META, NODES, RELS
+    from kg.schema import CO_COUNTED, META, NODES, RELS, co_type
+    from kg.stores import EdgeIndex
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -70,6 +73,7 @@ def import_files(dataset, directory) -> tuple[list[str], dict[str, int], dict[st
     counts = {s.label: 0 for s in NODES} | {s.type: 0 for s in RELS}
     ids: dict[str, pd.Series] = {}
     done: dict[str, int] = {}
+    counted: list[str] = []
 
     def nodes_file(label: str, frame: pd.DataFrame, props) -> None:
         path = directory / f"nodes-{label}.csv"
@@ -106,8 +110,21 @@ def import_files(dataset, directory) -> tuple[list[str], dict[str, int], dict[st
             multiline.append(str(path))
         args.append(f"--relationships={spec.type}={path}")
         counts[spec.type] = len(rows)
+        if spec.type in CO_COUNTED:  # the build's co-interaction counts, imported with the rest
+            co = co_type(spec.type)
+            users, user_index = np.unique(rows["src"].to_numpy(dtype=object).astype(str), return_inverse=True)
+            items, item_index = np.unique(rows["dst"].to_numpy(dtype=object).astype(str), return_inverse=True)
+            pairs = co_count_rows(EdgeIndex(spec.type, users, items, user_index, item_index))
+            counted.append(spec.type)
+            done[co] = counts[co] = len(pairs)
+            if len(pairs):
+                path = directory / f"rels-{co}.csv"
+                _write_csv(path, [":START_ID(Product)", ":END_ID(Product)", "n:long"],
+                           [pairs["src"], pairs["dst"], pairs["n"]], ["STRING", "STRING", "INT64"])
+                args.append(f"--relationships={co}={path}")
     record = json.dumps({"done": done, "finished": True})
-    nodes_file(META.label, pd.DataFrame({"id": [progress_key(fingerprint(dataset))], "value": [record]}), META.props)
+    nodes_file(META.label, pd.DataFrame({"id": [progress_key(fingerprint(dataset)), CO_COUNTS_RECORD],
+                                         "value": [record, json.dumps(sorted(counted))]}), META.props)
     if multiline:
         args += ["--multiline-fields-format=v2", f"--multiline-fields={','.join(multiline)}"]
     return args, counts, done
@@ -156,9 +173,11 @@ def offline_import(dataset, admin: list[str], *, database: str = "neo4j", workdi
                              f"{(proc.stdout + proc.stderr)[-4000:]}")
     report = BuildReport(dataset.name, "neo4j (offline import)", fingerprint(dataset))
     labels = {s.label for s in ALL_NODES}
+    derived = {s.type for s in CO_RELS}
     for name, n in given.items():
-        report.steps.append(StepReport("node" if name in labels else "rel", name, n, counts[name], 0, 0.0))
-    report.counts = counts
+        kind = "node" if name in labels else "derived" if name in derived else "rel"
+        report.steps.append(StepReport(kind, name, n, counts[name], 0, 0.0))
+    report.counts = {name: n for name, n in counts.items() if name not in derived}
     rep = dataset.report
     report.rows_read, report.rows_kept, report.rows_rejected = rep.total_read, rep.total_kept, rep.total_rejected
     report.reject_reasons = rep.reasons()

@@ -328,8 +328,10 @@ class ExplainBranch:
     ``template`` is one of :data:`EXPLAIN_TEMPLATES`; ``via`` the user's interaction with
     the product on the path; ``link`` the relationship the template goes through
     (``HAS_BRAND`` / ``IN_CATEGORY`` / ``LINKED_TO`` for the shared-node templates, the item
-    link type for ``item_link``, ``RELATED`` for ``related_entity``; None for ``direct`` and
-    ``co_interaction``); ``outgoing`` its direction where the pattern allows both."""
+    link type for ``item_link``, ``RELATED`` for ``related_entity``, the co-interaction
+    counts ``CO_<via>`` for ``co_interaction`` when the store keeps them complete -- None:
+    counted live from the interactions --; None for ``direct``); ``outgoing`` its direction
+    where the pattern allows both."""
 
     template: str
     via: RelSpec
@@ -338,7 +340,11 @@ class ExplainBranch:
 
     @property
     def needs(self) -> tuple[str, ...]:
-        """The relationship types the pattern walks: without one of them it matches nothing."""
+        """The relationship types the pattern walks: without one of them it matches nothing.
+        (``co_interaction`` through the build's counts needs only ``via``: when every pair
+        has one co-customer at most, there are no counts, and no path either.)"""
+        if self.template == "co_interaction":
+            return (self.via.type,)
         extra = {"same_entity": ("LINKED_TO",), "related_entity": ("LINKED_TO", "RELATED")}.get(self.template)
         return (self.via.type,) + (extra or ((self.link.type,) if self.link is not None else ()))
 
@@ -361,10 +367,15 @@ EXPLAIN_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def explain_branches(vias: Sequence[RelSpec], present: Collection[str]) -> tuple[ExplainBranch, ...]:
+def explain_branches(vias: Sequence[RelSpec], present: Collection[str],
+                     counted: Collection[str] = ()) -> tuple[ExplainBranch, ...]:
     """Every template of every interaction type in ``vias`` (in that order) whose
     relationship types are all in ``present`` -- the branches of :func:`explain_query`,
-    in the order the first implementation ran its queries."""
+    in the order the first implementation ran its queries. ``co_interaction`` of an
+    interaction type in ``counted`` (the store's co-interaction counts of that type are
+    complete: :func:`kg.build.co_counts_complete`) reads them; else it counts live."""
+    from kg.schema import co_type
+
     branches = []
     for via in vias:
         for template in EXPLAIN_TEMPLATES:
@@ -376,6 +387,8 @@ def explain_branches(vias: Sequence[RelSpec], present: Collection[str]) -> tuple
             elif template == "related_entity":
                 candidates = [ExplainBranch(template, via, rel_spec("RELATED"), outgoing)
                               for outgoing in (True, False)]
+            elif template == "co_interaction" and via.type in counted:
+                candidates = [ExplainBranch(template, via, rel_spec(co_type(via.type)))]
             else:
                 candidates = [ExplainBranch(template, via)]
             branches += [b for b in candidates if set(b.needs) <= set(present)]
@@ -453,6 +466,12 @@ def _explain_branch(group: Sequence[tuple[int, ExplainBranch]], u: str, i: str, 
         return (f"{user_via}-[:{linked}]->(m:{_ENTITY}){arrow}(m2:{_ENTITY})<-[:{linked}]-{i} "
                 f"WHERE {where} AND {differ('m', 'm2')}",
                 {**p_fields, "m_id": "m.id", "m_name": "m.id", "relation": "k.relation", "n_id": "m2.id"})
+    if b.template == "co_interaction" and b.link is not None:  # the build's counts (see explain_query)
+        co = quote(b.link.type)
+        if neo4j:  # from the item's counted pairs, joined with the user's products by hash
+            return f"MATCH (u)-[r:{t}]->(p)-[c:{co}]-(i) USING JOIN ON p", {**p_fields, "n": "c.n"}
+        return (f"{user_via}-[c:{co}]-{i}" + (f" WHERE {item_filter}" if item_filter else ""),
+                {**p_fields, "n": "c.n"})
     if b.template == "co_interaction":  # how many other users did both: distinct users, repeat buys count once
         co = f"{user_via}<-[:{t}]-(v:{_USER})-[:{t}]->{i}"
         if neo4j:  # grouped by the nodes, not their properties: 21,000 db hits instead of 54,000 (ml-100k)
@@ -537,12 +556,15 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
 
 
 def explain_presence_query(types: Sequence[RelSpec]) -> str:
-    """The build record ``$meta`` (column ``build``, null when none) and, in columns
-    ``t0``, ``t1`` …, whether the store holds at least one relationship of each of
+    """The build record ``$meta`` (column ``build``, null when none), the record of
+    complete co-interaction counts ``$co`` (column ``co_counts``, null when none) and, in
+    columns ``t0``, ``t1`` …, whether the store holds at least one relationship of each of
     ``types`` (an ``EXISTS`` each: the first match answers it). Portable."""
     exists = ", ".join(f"EXISTS {{ MATCH (:{quote(s.src)})-[:{quote(s.type)}]->(:{quote(s.dst)}) }} AS t{k}"
                        for k, s in enumerate(types))
-    return f"OPTIONAL MATCH (meta:{quote(META.label)} {{id: $meta}}) RETURN meta.value AS build, {exists}"
+    meta = quote(META.label)
+    return (f"OPTIONAL MATCH (meta:{meta} {{id: $meta}}) OPTIONAL MATCH (co:{meta} {{id: $co}}) "
+            f"RETURN meta.value AS build, co.value AS co_counts, {exists}")
 
 
 # one template, direction and interaction type per query (the first implementation; see above)

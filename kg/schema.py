@@ -116,8 +116,30 @@ RELS: tuple[RelSpec, ...] = tuple(
     RelSpec("RELEVANT", "Query", "Product", (Prop("grade", I),), (), "graded search judgement"),
 )
 
+#: interaction types whose co-interaction counts the build keeps (every interaction but
+#: ``SHOWN``: the ones an explanation's ``co_interaction`` template walks)
+CO_COUNTED: tuple[str, ...] = tuple(t for t in EVENT_TYPES.values() if t != "SHOWN")
+
+
+def co_type(interaction: str) -> str:
+    """The derived relationship type holding the co-interaction counts of ``interaction``."""
+    return f"CO_{interaction}"
+
+
+#: derived relationships, not data: ``(:Product)-[:CO_PURCHASED {n}]->(:Product)`` holds how
+#: many distinct users PURCHASED both products (n >= 1), once per unordered pair (``src``
+#: id < ``dst`` id; read it undirected). :func:`kg.build.build_graph` keeps them current
+#: from the interactions it writes (:func:`kg.build.update_co_counts`); they are not
+#: exported to the GNN, nor counted by ``store.counts()``.
+CO_RELS: tuple[RelSpec, ...] = tuple(
+    RelSpec(co_type(t), "Product", "Product", (Prop("n", I),), (),
+            f"derived: distinct users with a {t} of both products") for t in CO_COUNTED
+)
+#: every relationship type a store holds tables / relationships of
+ALL_RELS: tuple[RelSpec, ...] = RELS + CO_RELS
+
 NODE_BY_LABEL: dict[str, NodeSpec] = {n.label: n for n in ALL_NODES}
-REL_BY_TYPE: dict[str, RelSpec] = {r.type: r for r in RELS}
+REL_BY_TYPE: dict[str, RelSpec] = {r.type: r for r in ALL_RELS}
 
 
 def node_spec(label: str) -> NodeSpec:
@@ -147,8 +169,8 @@ EMBEDDING_PROP = "embedding"
 _KNOWN_NAMES = (
     {EMBEDDING_PROP}
     | {n.label for n in ALL_NODES}
-    | {r.type for r in RELS}
+    | {r.type for r in ALL_RELS}
     | {"id"}
     | {p.name for n in ALL_NODES for p in n.props}
-    | {p.name for r in RELS for p in r.props}
+    | {p.name for r in ALL_RELS for p in r.props}
 )

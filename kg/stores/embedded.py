@@ -18,7 +18,7 @@ import pandas as pd
 
 from kg import queries as q
 from kg.errors import ReadOnlyError, StoreError, StoreNotFoundError
-from kg.schema import ALL_NODES, RELS, node_spec, rel_spec
+from kg.schema import ALL_NODES, ALL_RELS, node_spec, rel_spec
 from kg.stores.base import CypherStore, EdgeIndex, WriteResult, distinct_pending, index_arrays
 
 
@@ -140,7 +140,7 @@ class EmbeddedStore(CypherStore):
     def ensure_schema(self) -> None:
         for spec in ALL_NODES:
             self.conn.execute(q.embedded_node_table_query(spec))
-        for spec in RELS:
+        for spec in ALL_RELS:
             self.conn.execute(q.embedded_rel_table_query(spec))
 
     # ---------------------------------------------------------------------- write

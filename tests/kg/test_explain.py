@@ -230,3 +230,111 @@ def test_present_types_follow_a_build(store, tiny, monkeypatch):
     assert "VIEWED" in interaction_types(store)
     explain(store, "u1", "p3")
     assert len(seen) == 4  # and then one query again
+
+
+# ------------------------------------------------------- co-interaction counts of the build
+
+
+def _co_shop(n_users=40, n_items=12, n=400, seed=5):
+    """Random purchases and ratings, with repeats: many co-customers per pair."""
+    import numpy as np
+
+    from loaders.dataset import Dataset, make_table
+
+    rng = np.random.default_rng(seed)
+    ds = Dataset(name=f"co-shop-{seed}")
+    ds.users = make_table("users", [{"user_id": f"u{k}", "name": f"U{k}"} for k in range(n_users)])
+    ds.items = make_table("items", [{"item_id": f"i{k}", "title": f"Item {k}"} for k in range(n_items)])
+    rows = {(f"u{rng.integers(n_users)}", f"i{rng.integers(n_items)}", str(rng.choice(["purchase", "rating"])),
+             int(rng.integers(1, 50))) for _ in range(n)}
+    ds.interactions = make_table("interactions", [
+        {"user_id": u, "item_id": i, "event": e, "value": 1, "timestamp": t} for u, i, e, t in sorted(rows)])
+    return ds.validate()
+
+
+def _live_answers(store, pairs):
+    """The explanations with the co-interaction counts ignored (counted live), then the
+    store's record put back."""
+    from kg.build import CO_COUNTS_RECORD
+    from kg.explain import explain_plan
+
+    record = store.read_meta(CO_COUNTS_RECORD)
+    store.write_meta(CO_COUNTS_RECORD, "[]")
+    assert not explain_plan(store, refresh=True).counted
+    try:
+        return [explain(store, u, i, max_paths=20) for u, i in pairs]
+    finally:
+        store.write_meta(CO_COUNTS_RECORD, record)
+        explain_plan(store, refresh=True)
+
+
+def test_co_count_rows_match_a_plain_count():
+    import numpy as np
+
+    from kg.build import co_count_rows
+    from kg.stores import EdgeIndex
+
+    rng = np.random.default_rng(0)
+    users, items = np.array([f"u{k}" for k in range(30)], dtype=object), np.array(sorted(f"i{k}" for k in range(15)),
+                                                                                  dtype=object)
+    src, dst = rng.integers(0, 30, 300), rng.integers(0, 15, 300)  # repeats included
+    edges = EdgeIndex("PURCHASED", users, items, src, dst)
+    bought = {}
+    for u, i in zip(src, dst):
+        bought.setdefault(items[i], set()).add(u)
+    want = {(a, b): len(bought[a] & bought[b]) for a in bought for b in bought if a < b and bought[a] & bought[b]}
+    got = co_count_rows(edges)
+    assert dict(zip(zip(got["src"], got["dst"]), got["n"])) == want
+    assert (got["src"] < got["dst"]).all()
+    some = ["i3", "i7", "nothing"]
+    part = co_count_rows(edges, some)
+    assert dict(zip(zip(part["src"], part["dst"]), part["n"])) == {k: v for k, v in want.items()
+                                                                   if k[0] in some or k[1] in some}
+
+
+def test_co_counts_answer_as_counting_live(store):
+    """The co-interaction paths read from the build's counts are the live count's: same
+    paths, counts, scores and order -- also for items the user bought (the user is not
+    their own co-customer) -- and an ingest of new events keeps them so."""
+    from kg.build import CO_COUNTS_RECORD
+    from kg.explain import explain_plan
+    from kg.ingest import ingest
+    from loaders.dataset import Dataset, make_table
+
+    ds = _co_shop()
+    build_graph(ds, store, QUIET)
+    assert explain_plan(store).counted == {"PURCHASED", "RATED"}
+    pairs = [(f"u{u}", f"i{i}") for u in range(0, 40, 3) for i in range(0, 12, 2)]
+    counted = [explain(store, u, i, max_paths=20) for u, i in pairs]
+    assert sum(p.template == "co_interaction" for e in counted for p in e.paths) > 100
+    assert any(p.template == "direct" for e in counted for p in e.paths)  # pairs the user bought too
+    assert counted == _live_answers(store, pairs)
+
+    delta = Dataset(name="more")
+    delta.interactions = make_table("interactions", [
+        {"user_id": u, "item_id": i, "event": "purchase", "value": 1, "timestamp": 99}
+        for u, i in (("u0", "i0"), ("u3", "i0"), ("u3", "i2"), ("new", "i0"), ("new", "i2"), ("new", "i11"))])
+    ingest(store, delta, QUIET)
+    pairs += [("new", "i4"), ("u1", "i11")]
+    after = [explain(store, u, i, max_paths=20) for u, i in pairs]
+    assert after != counted[: len(after)]
+    assert after == _live_answers(store, pairs)
+    assert store.read_meta(CO_COUNTS_RECORD) == '["PURCHASED", "RATED"]'
+
+
+def test_a_store_without_counts_gets_them_from_the_next_build(store):
+    """A build with ``co_counts=False`` leaves the types to live counting; the next build --
+    even one with nothing new to write -- computes them whole."""
+    from kg.build import BuildConfig as Config
+    from kg.explain import explain_plan
+
+    ds = _co_shop(seed=6)
+    build_graph(ds, store, Config(progress=False, co_counts=False))
+    assert explain_plan(store).counted == frozenset()
+    assert not any(store.export_edges(t).num_edges for t in ("CO_PURCHASED", "CO_RATED"))
+    pairs = [(f"u{u}", f"i{i}") for u in range(0, 40, 5) for i in range(0, 12, 3)]
+    live = [explain(store, u, i, max_paths=20) for u, i in pairs]
+    report = build_graph(ds, store, QUIET)
+    assert report.up_to_date and {s.name for s in report.steps} == {"CO_PURCHASED", "CO_RATED"}
+    assert [explain(store, u, i, max_paths=20) for u, i in pairs] == live
+    assert explain_plan(store).counted == {"PURCHASED", "RATED"}  # the explanations noticed the build

@@ -161,8 +161,14 @@ def test_offline_import_builds_what_a_build_builds(tmp_path, tiny):
     env = {"KGREC_NEO4J_HOME": str(home), "KGREC_NEO4J_PORT": str(port), "KGREC_NEO4J_HEAP": "512m",
            "KGREC_NEO4J_ADMIN_HEAP": "512m"}
     tiny.items.loc[tiny.items["item_id"] == "p2", "title"] = 'Blue "Navy" Mug,\nsecond line'  # quoting, newlines
+    from loaders.dataset import make_table
+
+    tiny.interactions = make_table("interactions", pd.concat([tiny.interactions, make_table("interactions", [
+        {"user_id": "u2", "item_id": "p1", "event": "purchase", "value": 1, "timestamp": 160}])], ignore_index=True))
     report = offline_import(tiny, [str(SERVER), "admin"], max_off_heap_memory="256M", env=env)
-    assert report.counts["PURCHASED"] == 3 and report.counts["User"] == 3
+    assert report.counts["PURCHASED"] == 4 and report.counts["User"] == 3
+    assert {s.name: s.created for s in report.steps if s.kind == "derived"} == {"CO_PURCHASED": 1, "CO_RATED": 0,
+                                                                               "CO_CLICKED": 0}
     with open_store(StoreConfig(kind="embedded", path=str(tmp_path / "g"))) as emb:
         build_graph(tiny, emb, QUIET)
         want = store_digest(emb)
@@ -170,7 +176,8 @@ def test_offline_import_builds_what_a_build_builds(tmp_path, tiny):
     try:
         with open_store(StoreConfig(kind="neo4j", uri=f"bolt://127.0.0.1:{port}")) as neo:
             finish_import(neo, report)
-            assert store_digest(neo) == want
+            assert store_digest(neo) == want  # the co-interaction counts too: (p1, p2) by u2
+            assert neo.export_edges("CO_PURCHASED").num_edges == 1
             assert build_graph(tiny, neo, QUIET).up_to_date  # the import left the build record
             again = build_graph(tiny, neo, BuildConfig(progress=False, resume=False))
             assert again.created == 0 and again.updated == 0  # every property as a build writes it

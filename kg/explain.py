@@ -196,20 +196,18 @@ def interaction_types(store) -> tuple[str, ...]:
     return explain_plan(store).interactions
 
 
-def _records(frame) -> list[dict]:
-    """Rows as dicts, a missing value (None, or NaN: ladybug's DataFrames hold nulls as NaN)
-    as None. A plain loop: pandas' ``where`` + ``to_dict`` took longer than the query."""
-    columns = list(frame.columns)
-    return [{c: None if v is None or (isinstance(v, float) and v != v) else v for c, v in zip(columns, row)}
-            for row in frame.itertuples(index=False, name=None)]
-
-
 def _query_rows(store, plan: ExplainPlan, user_id: str, items: list[str]) -> list[dict]:
-    params = {"user": user_id, "items": items, "fetch": PATHS_PER_TEMPLATE, "meta": BUILD_RECORD,
-              "build": plan.build or ""}
-    if store.dialect == "kuzu":
+    params = {"user": user_id, "items": items, "meta": BUILD_RECORD, "build": plan.build or ""}
+    if store.dialect == "kuzu":  # no LIMIT there (see kg.queries.explain_query), the items one by one
         params.update(q.explain_item_params(items))
-    return _records(store.run(explain_statement(store.dialect, plan.branches, len(items)), params))
+    else:
+        params["fetch"] = PATHS_PER_TEMPLATE
+    records = store.records(explain_statement(store.dialect, plan.branches, len(items)), params)
+    if store.dialect == "kuzu":
+        return records
+    columns = q.EXPLAIN_ROW_COLUMNS  # one record per item, its rows as lists
+    return [{"item": r["item"], "user_found": r["user_found"], "fresh": r["fresh"], **dict(zip(columns, row))}
+            for r in records for row in r["rows"]]
 
 
 @functools.lru_cache(maxsize=256)
@@ -288,27 +286,30 @@ def explain_many(store, user_id: str, item_ids, max_paths: int = 5, embeddings: 
 
 def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainBranch, ...], rows: list[dict],
                  max_paths: int, emb: Embeddings) -> Explanation:
-    """Score one item's path rows and keep the best ``max_paths`` (variety first)."""
+    """Score one item's path rows and keep the best ``max_paths`` (variety first). Rows are
+    scored and ranked as they are; only the paths kept become :class:`KGPath` objects."""
     user = PathNode("User", user_id, "you")
-    found: list[tuple[float, int, str, KGPath]] = []  # (score, ts, tie, path)
+    found: list[tuple[float, int, str, int, dict]] = []  # (score, ts, tie, branch number, row)
     kept: dict[int, list[dict]] = {}
     for r in rows:
         kept.setdefault(int(r["branch"]), []).append(r)
     # the user's own interactions with the item, by type (a "direct" row): a count of
     # co-customers read from the build's counts includes the user, then
     done = {b.via.type for k, b in enumerate(branches, 1) if b.template == "direct" and kept.get(k)}
+    agreement: dict[str, float] = {}  # by the product on the path
     for k, branch in enumerate(branches, 1):  # branch order = the order the first implementation ran them
         template, via = branch.template, branch.via.type
         limit = 1 if template == "direct" else PATHS_PER_TEMPLATE
         candidates = kept.get(k, [])
         if template == "co_interaction" and branch.link is not None and via in done:
             candidates = [{**r, "n": int(r["n"]) - 1} for r in candidates if int(r["n"]) > 1]
+        weight = WEIGHTS[template] * VERBS[via][1]
         for row in sorted(candidates, key=lambda r: _order_key(template, r))[:limit]:
-            path = _path(branch, row, user, item)
-            product = path.nodes[1] if template != "direct" else item
-            score = WEIGHTS[template] * VERBS[via][1] * emb.agreement(user_id, product.id, item.id)
-            path = replace(path, score=round(score, 6))
-            found.append((score, int(row["ts"] or 0), "|".join(n.id for n in path.nodes) + template, path))
+            product = item.id if template == "direct" else str(row["p_id"])
+            if product not in agreement:
+                agreement[product] = emb.agreement(user_id, product, item.id)
+            found.append((weight * agreement[product], int(row["ts"] or 0), _tie(template, row, user_id, item.id),
+                          k, row))
     if not found:
         fallback = _fallback(store, user_id, item.id, user, item)
         if fallback is None:
@@ -316,18 +317,36 @@ def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainB
         return Explanation(user_id, item.id, (fallback,))
     found.sort(key=lambda f: (-f[0], -f[1], f[2]))
     unique, seen = [], set()
-    for _, _, tie, path in found:
-        if tie not in seen:
-            seen.add(tie)
-            unique.append(path)
+    for f in found:
+        if f[2] not in seen:
+            seen.add(f[2])
+            unique.append(f)
     # variety first: the best path of each template, then the rest, each part by score
-    firsts, templates = [], set()
-    for path in unique:
-        if path.template not in templates:
-            templates.add(path.template)
-            firsts.append(path)
-    rest = [p for p in unique if p not in firsts]
-    return Explanation(user_id, item.id, tuple((firsts + rest)[:max_paths]))
+    first, templates = [], set()
+    for n, f in enumerate(unique):
+        if branches[f[3] - 1].template not in templates:
+            templates.add(branches[f[3] - 1].template)
+            first.append(n)
+    chosen = [unique[n] for n in first] + [f for n, f in enumerate(unique) if n not in set(first)]
+    return Explanation(user_id, item.id, tuple(
+        replace(_path(branches[k - 1], row, user, item), score=round(score, 6))
+        for score, _, _, k, row in chosen[:max_paths]))
+
+
+def _tie(template: str, row: dict, user_id: str, item_id: str) -> str:
+    """The ids of the nodes of a row's path, joined, and its template (what tells two paths
+    apart: :func:`_path` builds the nodes from the same columns)."""
+    if template == "direct":
+        ids: tuple[str, ...] = (user_id, item_id)
+    elif template in _MIDDLE_LABELS:
+        ids = (user_id, str(row["p_id"]), str(row["m_id"]), item_id)
+    elif template == "item_link":
+        ids = (user_id, str(row["p_id"]), item_id)
+    elif template == "related_entity":
+        ids = (user_id, str(row["p_id"]), str(row["m_id"]), str(row["n_id"]), item_id)
+    else:  # co_interaction: the count is the third node
+        ids = (user_id, str(row["p_id"]), customers(int(row["n"])), item_id)
+    return "|".join(ids) + template
 
 
 def customers(n: int) -> str:

@@ -367,6 +367,10 @@ EXPLAIN_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
+#: the columns of each entry of ``rows`` in the Neo4j explanation query's records
+EXPLAIN_ROW_COLUMNS: tuple[str, ...] = tuple(c for c, _ in EXPLAIN_COLUMNS if c not in ("item", "user_found", "fresh"))
+
+
 def explain_branches(vias: Sequence[RelSpec], present: Collection[str],
                      counted: Collection[str] = ()) -> tuple[ExplainBranch, ...]:
     """Every template of every interaction type in ``vias`` (in that order) whose
@@ -450,8 +454,11 @@ def _explain_branch(group: Sequence[tuple[int, ExplainBranch]], u: str, i: str, 
                 {"branch": str(k), "item": "i.id", "ts": "r.ts"})  # p is i: its id and title are on the head row
     if b.template in _SHARED_LINKS:
         link, middle = quote(b.link.type), NODE_BY_LABEL[b.link.dst]
-        return (f"{user_via}-[:{link}]->(m:{quote(middle.label)})<-[:{link}]-{i} WHERE {where}",
-                {**p_fields, "m_id": "m.id", "m_name": f"m.{quote(middle.name_prop)}"})
+        fields = {**p_fields, "m_id": "m.id", "m_name": f"m.{quote(middle.name_prop)}"}
+        if neo4j:  # the item's few brands / categories first: never expand a brand's (many) products
+            return (f"WITH u, i, [(i)-[:{link}]->(x:{quote(middle.label)}) | x] AS ms "
+                    f"{user_via}-[:{link}]->(m:{quote(middle.label)}) WHERE m IN ms AND {where}", fields)
+        return f"{user_via}-[:{link}]->(m:{quote(middle.label)})<-[:{link}]-{i} WHERE {where}", fields
     if b.template == "item_link":
         links = "|".join(quote(br.link.type) for _, br in group)
         arrow = f"-[l:{links}]->" if b.outgoing else f"<-[l:{links}]-"
@@ -503,7 +510,10 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
     first for ``co_interaction``; ``direct`` keeps 1), ``$meta`` (the key of the build
     record) and ``$build`` (the record the caller's cache was made from: column ``fresh``
     says whether it still is the store's). Columns: :data:`EXPLAIN_COLUMNS`; one head row
-    per item, then the rows of each branch.
+    per item, then the rows of each branch -- on Neo4j one record per item, ``item``,
+    ``user_found``, ``fresh`` and ``rows``: the item's rows as lists of the other columns,
+    in order (:data:`EXPLAIN_ROW_COLUMNS`): one Bolt record per path row cost more on the
+    client than the query did on the server.
 
     ``dialect`` "neo4j": ``UNWIND $items``, then per item one ``CALL (u, i) { … UNION ALL … }``
     whose branches each have their own ``ORDER BY … LIMIT``, so the limits hold per item
@@ -523,7 +533,7 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
     """
     names = [c for c, _ in EXPLAIN_COLUMNS]
     if dialect == "neo4j":
-        inner = [c for c in names if c not in ("item", "user_found", "fresh")]
+        inner = list(EXPLAIN_ROW_COLUMNS)
         parts = [_explain_return({"branch": "0", "p_id": "i.id", "p_name": f"i.{_TITLE}"}, inner, False)]
         for group in _explain_groups(branches):
             match, fields = _explain_branch(group, "(u)", "(i)", "", True)
@@ -537,7 +547,7 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
                 "WITH u, coalesce(meta.value, '') = $build AS fresh "
                 f"UNWIND $items AS item OPTIONAL MATCH (i:{_PRODUCT} {{id: item}}) "
                 "CALL (u, i) { " + " UNION ALL ".join(parts) + " } "
-                f"RETURN item, u IS NOT NULL AS user_found, fresh, {', '.join(inner)}")
+                f"RETURN item, u IS NOT NULL AS user_found, fresh, collect([{', '.join(inner)}]) AS rows")
     if dialect == "kuzu":
         user = f"(u:{_USER} {{id: $user}})"
         parts = [f"OPTIONAL MATCH {user} OPTIONAL MATCH (meta:{quote(META.label)} {{id: $meta}}) "

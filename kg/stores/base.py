@@ -93,6 +93,7 @@ class GraphStore(Protocol):
     def export_edges(self, rel_type: str, props: tuple[str, ...] = ()) -> EdgeIndex: ...
     def read_meta(self, key: str) -> str | None: ...
     def run(self, query: str, params: dict | None = None) -> pd.DataFrame: ...
+    def records(self, query: str, params: dict | None = None) -> list[dict]: ...
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame: ...
     def location(self) -> dict[str, str]: ...
     def write_meta(self, key: str, value: str) -> None: ...
@@ -251,6 +252,15 @@ class CypherStore:
 
     def run(self, query: str, params: dict | None = None) -> pd.DataFrame:  # pragma: no cover
         raise NotImplementedError
+
+    def records(self, query: str, params: dict | None = None) -> list[dict]:
+        """:meth:`run`'s rows as plain dicts, a missing value as None (the stores answer
+        this without building a DataFrame: for the small results of a serving query, the
+        DataFrame cost more than the query)."""
+        frame = self.run(query, params)
+        columns = list(frame.columns)
+        return [{c: None if v is None or (isinstance(v, float) and v != v) else v for c, v in zip(columns, row)}
+                for row in frame.itertuples(index=False, name=None)]
 
     def connect(self):  # pragma: no cover
         raise NotImplementedError

@@ -96,6 +96,12 @@ class EmbeddedStore(CypherStore):
         """Run Cypher and return the result as a DataFrame."""
         return self.conn.execute(query, params or {}).get_as_df()
 
+    def records(self, query: str, params: dict | None = None) -> list[dict]:
+        """Run Cypher and return the rows as dicts (nulls as None), without a DataFrame."""
+        result = self.conn.execute(query, params or {})
+        columns = result.get_column_names()
+        return [dict(zip(columns, row)) for row in result.get_all()]
+
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
         """Run user Cypher; read-only unless ``write=True`` (see :mod:`kg.stores.guard`).
 

@@ -110,6 +110,14 @@ class Neo4jStore(CypherStore):
         )
         return pd.DataFrame([r.values() for r in records], columns=keys)
 
+    def records(self, query: str, params: dict | None = None) -> list[dict]:
+        """Run one read statement and return its rows as dicts, without a DataFrame."""
+        import neo4j
+
+        records, _, keys = self.driver.execute_query(query, params or {}, database_=self.database,
+                                                     routing_=neo4j.RoutingControl.READ)
+        return [dict(zip(keys, r.values())) for r in records]
+
     def cypher(self, query: str, write: bool = False, **params) -> pd.DataFrame:
         """Run user Cypher; read-only unless ``write=True`` (see :mod:`kg.stores.guard`).
 

@@ -21,8 +21,10 @@ def test_recommend_batch_explains_each_list_in_one_query(engine, monkeypatch):
     engine.recommend(users[0], k=2, explain=True)  # opens the graph, caches its relationship types
     store = engine.graph()
     statements: list[str] = []
-    run = store.run
-    monkeypatch.setattr(store, "run", lambda query, params=None: statements.append(query) or run(query, params))
+    for name in ("run", "records"):  # every statement the store runs, whichever way it answers
+        method = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda query, params=None, method=method: statements.append(query)
+                            or method(query, params))
     lists = engine.recommend_batch(users + ["a-new-visitor"], k=5, explain=True)
     explanation_queries = [s for s in statements if "UNION ALL" in s]
     assert len(explanation_queries) == 4  # one per list (the visitor's finds no such user in the graph)

@@ -169,16 +169,18 @@ def test_counts_read_naturally(store):
 def _count_runs(store, monkeypatch) -> list[str]:
     """Every statement ``store`` runs from now on (and ``counts()`` forbidden)."""
     seen: list[str] = []
-    run = store.run
 
-    def counting(query, params=None, *args, **kwargs):
-        seen.append(query)
-        return run(query, params, *args, **kwargs)
+    def counting(method):
+        def run(query, params=None, *args, **kwargs):
+            seen.append(query)
+            return method(query, params, *args, **kwargs)
+        return run
 
     def no_counts():
         raise AssertionError("explanations must not count the graph")
 
-    monkeypatch.setattr(store, "run", counting)
+    monkeypatch.setattr(store, "run", counting(store.run))
+    monkeypatch.setattr(store, "records", counting(store.records))
     monkeypatch.setattr(store, "counts", no_counts)
     return seen
 

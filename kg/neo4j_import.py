@@ -61,7 +61,7 @@ def import_files(dataset, directory) -> tuple[list[str], dict[str, int], dict[st
     import json
     from pathlib import Path
 
-    from kg.build import CO_COUNTS_RECORD, co_count_rows, progress_key
+    from kg.build import CO_COUNTS_RECORD, kept_co_counts, progress_key
     from kg.rows import fingerprint, graph_rows
     from kg.schema import CO_COUNTED, META, NODES, RELS, co_type
     from kg.stores import EdgeIndex
@@ -114,7 +114,9 @@ def import_files(dataset, directory) -> tuple[list[str], dict[str, int], dict[st
             co = co_type(spec.type)
             users, user_index = np.unique(rows["src"].to_numpy(dtype=object).astype(str), return_inverse=True)
             items, item_index = np.unique(rows["dst"].to_numpy(dtype=object).astype(str), return_inverse=True)
-            pairs = co_count_rows(EdgeIndex(spec.type, users, items, user_index, item_index))
+            pairs = kept_co_counts(EdgeIndex(spec.type, users, items, user_index, item_index))
+            if pairs is None:  # not worth keeping: explanations count these live
+                continue
             counted.append(spec.type)
             done[co] = counts[co] = len(pairs)
             if len(pairs):

@@ -294,6 +294,30 @@ def test_co_count_rows_match_a_plain_count():
                                                                    if k[0] in some or k[1] in some}
 
 
+def test_co_counts_are_kept_where_they_pay():
+    """Kept when counting live reads many relationships per explanation (users and products
+    with hundreds of interactions) or when they are few; not for many pairs that are cheap
+    to count live."""
+    import numpy as np
+
+    from kg.build import kept_co_counts
+    from kg.stores import EdgeIndex
+
+    rng = np.random.default_rng(1)
+
+    def edges(n_users, n_items, per_user):
+        src = np.repeat(np.arange(n_users), per_user)
+        dst = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+        return EdgeIndex("RATED", np.array([f"u{k:04d}" for k in range(n_users)], dtype=object),
+                         np.array([f"i{k:04d}" for k in range(n_items)], dtype=object), src, dst)
+
+    dense = kept_co_counts(edges(300, 100, 60))  # ~10,800 relationships read per explanation
+    assert dense is not None and len(dense) == 100 * 99 // 2
+    assert kept_co_counts(edges(200, 400, 15)) is None  # ~15,000 pairs for 3,000 rows, ~100 reads
+    few = kept_co_counts(edges(50, 400, 2))  # 50 pairs
+    assert few is not None and len(few) == 50
+
+
 def test_co_counts_answer_as_counting_live(store):
     """The co-interaction paths read from the build's counts are the live count's: same
     paths, counts, scores and order -- also for items the user bought (the user is not

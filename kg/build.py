@@ -158,8 +158,6 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     ``known_users`` / ``known_items``: ids the store holds already, which the dataset's
     rows may refer to without listing them (a delta: :func:`kg.ingest.ingest`). A build
     that writes anything advances the store's sequence number (:func:`advance`)."""
-    from tqdm.auto import tqdm
-
     config = config or BuildConfig()
     t0 = time.perf_counter()
     dataset.validate(known_users, known_items)
@@ -174,27 +172,10 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     done: dict[str, int] = {}
     steps = [] if report.up_to_date else graph_rows(dataset)
     counted, pending = _plan_co_counts(store, steps, config.co_counts)
-
-    for step in steps:
-        t = time.perf_counter()
-        bar = tqdm(total=len(step.rows), desc=f"{step.kind} {step.name}", unit="row",
-                   disable=not config.progress, leave=False)
-
-        def progressed(n: int, step_name: str = step.name) -> None:
-            bar.update(n)
-            done[step_name] = done.get(step_name, 0) + n
-            store.write_meta(key, json.dumps({"done": done, "finished": False}))
-
-        upsert = store.upsert_nodes if step.kind == "node" else store.upsert_rels
-        # every row, always: the store's anti-join writes only what it lacks (see the module docstring)
-        result = upsert(step.name, step.rows, progress=progressed) if len(step.rows) else None
-        bar.close()
-        created, updated = (result.created, result.updated or 0) if result else (0, 0)
-        rows = result.rows if result else 0
-        report.steps.append(StepReport(step.kind, step.name, rows, created, rows - created - updated,
-                                       round(time.perf_counter() - t, 3), updated))
-    steps, completed = update_co_counts(store, pending, config.progress)
-    report.steps += steps
+    with store.bulk_writes():
+        _write_steps(store, steps, key, done, report, config)
+        steps_co, completed = update_co_counts(store, pending, config.progress)
+    report.steps += steps_co
     if completed:
         store.write_meta(CO_COUNTS_RECORD, json.dumps(sorted(counted | completed)))
     if not report.up_to_date:
@@ -316,6 +297,32 @@ def update_co_counts(store: GraphStore, pending: dict[str, object],
                                   round(time.perf_counter() - t, 3), updated))
         completed.add(rel_type)
     return reports, completed
+
+
+def _write_steps(store: GraphStore, steps, key: str, done: dict[str, int], report: BuildReport,
+                 config: BuildConfig) -> None:
+    """Every step's rows through the store's idempotent upserts, the progress recorded in
+    the store after each batch (``done``), a :class:`StepReport` each."""
+    from tqdm.auto import tqdm
+
+    for step in steps:
+        t = time.perf_counter()
+        bar = tqdm(total=len(step.rows), desc=f"{step.kind} {step.name}", unit="row",
+                   disable=not config.progress, leave=False)
+
+        def progressed(n: int, step_name: str = step.name) -> None:
+            bar.update(n)
+            done[step_name] = done.get(step_name, 0) + n
+            store.write_meta(key, json.dumps({"done": done, "finished": False}))
+
+        upsert = store.upsert_nodes if step.kind == "node" else store.upsert_rels
+        # every row, always: the store's anti-join writes only what it lacks (see the module docstring)
+        result = upsert(step.name, step.rows, progress=progressed) if len(step.rows) else None
+        bar.close()
+        created, updated = (result.created, result.updated or 0) if result else (0, 0)
+        rows = result.rows if result else 0
+        report.steps.append(StepReport(step.kind, step.name, rows, created, rows - created - updated,
+                                       round(time.perf_counter() - t, 3), updated))
 
 
 def store_digest(store: GraphStore) -> dict[str, tuple[int, str]]:

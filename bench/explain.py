@@ -17,6 +17,9 @@ times ``recommend(user, k=10, explain=True)`` -- new: one ``explain_many`` query
 list; old: the recommendation plus the reference explanation of each of its items.
 
 Prints, per store and data set, the share of pairs with a path, p50/p99 latency, the
+CPU time of one explanation ("new CPU ms": this process's median per explanation, plus,
+on Neo4j with ``--neo4j-home``, the server's mean -- on a shared machine a steadier
+figure than wall time, which waits for the CPU), the load average, the
 old/new ratio, whether both stores gave the same new explanations, and whether the new
 explanations equal the reference's when the reference fetches as many rows per template
 as the new query (:data:`kg.explain.PATHS_PER_TEMPLATE`): same paths, scores and order;
@@ -27,6 +30,7 @@ store and data set for scripts::
     explain p50_ms=<x> p99_ms=<y> store=<kind> data=<name>
 
     python bench/explain.py                         # Gift Cards and ml-100k-kg
+    python bench/explain.py --neo4j-uri bolt://127.0.0.1:7687 --neo4j-home .neo4j-data   # + server CPU
     python bench/explain.py --pairs 30 --stores embedded --sets gift-cards
 """
 
@@ -214,13 +218,28 @@ def ms(values: list[float], pct: float) -> float:
 # ------------------------------------------------------------------ measuring
 
 
-def time_pairs(fn, pairs) -> tuple[list[float], list]:
+def time_pairs(fn, pairs, cpu: list[float] | None = None) -> tuple[list[float], list]:
+    """Wall seconds of ``fn(user, item)`` per pair, and the answers; ``cpu`` collects this
+    process's CPU seconds (all its threads: the embedded store's too) per pair."""
     times, answers = [], []
     for user, item in pairs:
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         answers.append(fn(user, item))
         times.append(time.perf_counter() - t)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
     return times, answers
+
+
+def server_cpu(home: str | None) -> float:
+    """CPU seconds so far of the Neo4j test server whose home is ``home`` (scripts/neo4j-server
+    keeps its pid there); nan when unknown."""
+    try:
+        pid = int(Path(home, "server.pid").read_text())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (TypeError, OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def time_recommend(engine, store, users: list[str], emb: Embeddings) -> tuple[list[float], list[float]]:
@@ -245,6 +264,8 @@ def main() -> None:
     p.add_argument("--stores", default="embedded,neo4j")
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--neo4j-uri", default=os.environ.get("KGREC_TEST_NEO4J_URI", "bolt://127.0.0.1:7687"))
+    p.add_argument("--neo4j-home", default=os.environ.get("KGREC_NEO4J_HOME"),
+                   help="home of the scripts/neo4j-server instance at --neo4j-uri: its CPU time is reported too")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch threads for the ranking (1: the fusion model's tensors are tiny, and on a "
@@ -256,10 +277,11 @@ def main() -> None:
     from fusion.engine import Engine
 
     print(f"start: {load_line()}; torch threads while timing: {args.torch_threads}", flush=True)
-    lines = ["| data | store | pairs | with a path | old p50 ms | old p99 ms | new p50 ms | new p99 ms | p50 ratio "
+    lines = ["| data | store | pairs | with a path | old p50 ms | old p99 ms | new p50 ms | new p99 ms "
+             "| new CPU ms | p50 ratio "
              "| recommend k=10 explain: old p50 ms | new p50 ms | ratio | same on both stores "
-             "| same as reference | top reason differs from old (max_paths rows) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
+             "| same as reference | top reason differs from old (max_paths rows) | load average |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     script: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
@@ -287,7 +309,10 @@ def main() -> None:
             for kind, store in stores.items():
                 explain(store, *pairs[0], MAX_PATHS, emb)  # warm: the plan cache, the server's query plans
                 reference_explain(store, *pairs[0], MAX_PATHS, emb)
-                new_t, new_a = time_pairs(lambda u, i: explain(store, u, i, MAX_PATHS, emb), pairs)
+                cpu: list[float] = []
+                server0 = server_cpu(args.neo4j_home) if kind == "neo4j" else 0.0
+                new_t, new_a = time_pairs(lambda u, i: explain(store, u, i, MAX_PATHS, emb), pairs, cpu)
+                server = (server_cpu(args.neo4j_home) - server0) / len(pairs) if kind == "neo4j" else 0.0
                 old_t, old_a = time_pairs(lambda u, i: reference_explain(store, u, i, MAX_PATHS, emb), pairs)
                 same_fetch = [reference_explain(store, u, i, MAX_PATHS, emb, fetch=PATHS_PER_TEMPLATE)
                               for u, i in pairs]
@@ -302,11 +327,14 @@ def main() -> None:
                 both = "—" if kind == first_kind else ("yes" if new_a == answers[first_kind] else "no")
                 n50, o50 = statistics.median(new_t) * 1e3, statistics.median(old_t) * 1e3
                 r50, ro50 = statistics.median(rec_new) * 1e3, statistics.median(rec_old) * 1e3
+                cpu_ms = statistics.median(cpu) * 1e3 + (server * 1e3 if server == server else float("nan"))
                 lines.append(f"| {name} | {kind} | {len(pairs)} | {found / len(pairs):.0%} | {o50:.0f} | "
-                             f"{ms(old_t, 99):.0f} | {n50:.1f} | {ms(new_t, 99):.1f} | {o50 / n50:.0f}× | "
+                             f"{ms(old_t, 99):.0f} | {n50:.1f} | {ms(new_t, 99):.1f} | {cpu_ms:.1f} | "
+                             f"{o50 / n50:.0f}× | "
                              f"{ro50:.0f} | {r50:.1f} | {ro50 / r50:.0f}× | {both} | {same_ref}/{len(pairs)} "
                              f"| {top_differs} |")
                 script.append(f"explain p50_ms={n50:.2f} p99_ms={ms(new_t, 99):.2f} store={kind} data={name}")
+                lines[-1] += f" {load_line().split(' on ')[0].replace('load average ', '')} |"
                 print(lines[-1], flush=True)
                 print(script[-1], flush=True)
             for kind, store in stores.items():

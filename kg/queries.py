@@ -526,7 +526,9 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
     all items -- except ``co_interaction``, which gets one branch per item anchored by
     ``{id: $item<k>}``: ladybug plans that one as a lookup at both ends, but with ``IN``
     it expanded every co-rater's products first (ml-100k: 53 ms against 10 ms for one
-    item; ``UNWIND`` + ``{id: item}`` was slower still, for every branch). The branches
+    item; ``UNWIND`` + ``{id: item}`` was slower still, for every branch). A single item
+    anchors every branch so (``IN`` scans the whole product table in each branch: 12.6
+    against 10.5 ms of CPU per ml-100k-kg explanation, 12.5 against 8.0 on Gift Cards). The branches
     have no ``LIMIT``: one would count the rows of all items together, and ladybug 0.22
     runs ``ORDER BY … LIMIT`` branches of a ``UNION`` several times slower (and crashed
     on some), so the caller keeps the first ``$fetch`` rows of each (item, branch)
@@ -574,7 +576,8 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
                                     "p_name": f"i.{_TITLE}"}, names, True)]
         for group in _explain_groups(branches):
             anchors = ([(f"(i:{_PRODUCT} {{id: $item{j}}})", "") for j in range(n_items)]
-                       if group[0][1].template == "co_interaction" else [(f"(i:{_PRODUCT})", "i.id IN $items")])
+                       if group[0][1].template == "co_interaction" or n_items == 1
+                       else [(f"(i:{_PRODUCT})", "i.id IN $items")])
             for item, item_filter in anchors:
                 match, fields = _explain_branch(group, user, item, item_filter, False)
                 parts.append(f"{match} {_explain_return(fields, names, True)}")

@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kg import queries as q  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.schema import EVENT_TYPES, node_spec, rel_spec  # noqa: E402
-from kg.stores import WriteResult  # noqa: E402
+from kg.stores import CypherStore, WriteResult  # noqa: E402
 from kg.stores.embedded import EmbeddedStore  # noqa: E402
 from kg.neo4j_import import finish_import, offline_import
 from kg.stores.neo4j import Neo4jStore  # noqa: E402
@@ -131,7 +131,11 @@ class LegacyNeo4jStore(Neo4jStore):
 
 class LegacyEmbeddedStore(EmbeddedStore):
     """The embedded store with the write path before: pandas frames into ``COPY``,
-    ``drop_duplicates`` and a ``merge`` anti-join over ``get_as_df`` reads."""
+    ``drop_duplicates`` and a ``merge`` anti-join over ``get_as_df`` reads, and a checkpoint
+    after every ``COPY`` (no :meth:`~kg.stores.embedded.EmbeddedStore.bulk_writes`)."""
+
+    def bulk_writes(self):
+        return CypherStore.bulk_writes(self)
 
     def _legacy_copy(self, table, frame, progress) -> None:
         for start in range(0, len(frame), self.batch_size):

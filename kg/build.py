@@ -265,10 +265,11 @@ def kept_co_counts(edges: EdgeIndex) -> pd.DataFrame | None:
     user_degree = np.bincount(users, minlength=len(edges.src_ids)).astype(np.float64)
     work = np.bincount(users, weights=item_degree[items]).sum() / max(int((user_degree > 0).sum()), 1)
     bound = float((user_degree * (user_degree - 1) / 2).sum())  # pairs, at most
-    if bound > CO_COUNT_MAX_PAIRS:
-        return None
+    cheap = CO_COUNT_CHEAP * edges.num_edges
+    if bound > CO_COUNT_MAX_PAIRS or (work < CO_COUNT_MIN_WORK and bound > 4 * cheap):
+        return None  # not counted at all: the product costs in proportion to the bound
     rows = co_count_rows(edges)
-    return rows if work >= CO_COUNT_MIN_WORK or len(rows) <= CO_COUNT_CHEAP * edges.num_edges else None
+    return rows if work >= CO_COUNT_MIN_WORK or len(rows) <= cheap else None
 
 
 def update_co_counts(store: GraphStore, pending: dict[str, object],
@@ -290,7 +291,10 @@ def update_co_counts(store: GraphStore, pending: dict[str, object],
             continue
         bar = tqdm(total=len(rows), desc=f"derived {co_type(rel_type)}", unit="row", disable=not progress,
                    leave=False)
-        result = store.upsert_rels(co_type(rel_type), rows, progress=bar.update) if len(rows) else None
+        # a recomputation for some products: its rows all touch them, and so need the stored ones to
+        touching = None if items is None else sorted({str(i) for i in items})
+        result = store.upsert_rels(co_type(rel_type), rows, progress=bar.update, touching=touching) \
+            if len(rows) else None
         bar.close()
         created, updated = (result.created, result.updated or 0) if result else (0, 0)
         reports.append(StepReport("derived", co_type(rel_type), len(rows), created, len(rows) - created - updated,

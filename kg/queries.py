@@ -171,11 +171,17 @@ def neo4j_node_rows_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)}) RETURN collect([{cols}]) AS rows"
 
 
-def neo4j_rel_rows_query(spec: RelSpec) -> str:
-    """Every relationship of a type as one list of ``[src, dst, props…]`` rows."""
+def neo4j_rel_rows_query(spec: RelSpec, touching: bool = False) -> str:
+    """Every relationship of a type as one list of ``[src, dst, props…]`` rows; ``touching``:
+    only those with an endpoint whose id is in ``$ids``, found from those endpoints (looked
+    up by id: never a scan of the type)."""
     cols = ", ".join(["a.id", "b.id"] + [f"e.{quote(p.name)}" for p in spec.props])
-    return (f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
-            f"RETURN collect([{cols}]) AS rows")
+    src, rel, dst = quote(spec.src), quote(spec.type), quote(spec.dst)
+    if touching:
+        return (f"CALL () {{ UNWIND $ids AS k MATCH (a:{src} {{id: k}})-[e:{rel}]->(b:{dst}) RETURN e, a, b "
+                f"UNION UNWIND $ids AS k MATCH (a:{src})-[e:{rel}]->(b:{dst} {{id: k}}) RETURN e, a, b }} "
+                f"RETURN collect([{cols}]) AS rows")
+    return f"MATCH (a:{src})-[e:{rel}]->(b:{dst}) RETURN collect([{cols}]) AS rows"
 
 
 #: relationships first, in transactions of a bounded size: a DETACH DELETE of 10,000 nodes can
@@ -271,11 +277,13 @@ def node_props_query(spec: NodeSpec) -> str:
     return f"MATCH (n:{quote(spec.label)}) RETURN n.id AS id{cols}"
 
 
-def rel_rows_query(spec: RelSpec) -> str:
-    """Every relationship of a type: ``src``, ``dst`` and its properties."""
+def rel_rows_query(spec: RelSpec, touching: bool = False) -> str:
+    """Every relationship of a type: ``src``, ``dst`` and its properties; ``touching``: only
+    those with an endpoint whose id is in ``$ids``."""
     cols = "".join(f", e.{quote(p.name)} AS {quote(p.name)}" for p in spec.props)
+    where = " WHERE a.id IN $ids OR b.id IN $ids" if touching else ""
     return (
-        f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+        f"MATCH (a:{quote(spec.src)})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}){where} "
         f"RETURN a.id AS src, b.id AS dst{cols}"
     )
 

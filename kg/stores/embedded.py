@@ -167,10 +167,10 @@ class EmbeddedStore(CypherStore):
             self.conn.execute(q.embedded_rel_table_query(spec))
 
     # ---------------------------------------------------------------------- write
-    def _stored(self, query: str) -> pd.DataFrame:
+    def _stored(self, query: str, params: dict | None = None) -> pd.DataFrame:
         """What a label or type holds already, through Arrow (several times faster than
         ``get_as_df`` for the million-row reads of an incremental build)."""
-        return self._arrow(query).to_pandas()
+        return self._arrow(query, params).to_pandas()
 
     def _copy(self, table: str, frame: pd.DataFrame, progress: Callable[[int], None] | None) -> None:
         """``COPY`` ``frame`` in statements of ``batch_size`` rows, each handed over as an Arrow
@@ -190,8 +190,9 @@ class EmbeddedStore(CypherStore):
                 progress(chunk.num_rows)
 
     def _upsert(self, table: str, rows: pd.DataFrame, stored_query: str, key: list[str], props: list[str],
-                update_query: str, progress: Callable[[int], None] | None) -> WriteResult:
-        rows, fresh, changed = distinct_pending(rows, self._stored(stored_query), key, props)
+                update_query: str, progress: Callable[[int], None] | None,
+                stored_params: dict | None = None) -> WriteResult:
+        rows, fresh, changed = distinct_pending(rows, self._stored(stored_query, stored_params), key, props)
         if progress and not fresh.all():
             progress(int((~fresh).sum()))
         self._copy(table, rows if fresh.all() else rows[fresh], progress)
@@ -207,12 +208,17 @@ class EmbeddedStore(CypherStore):
                             q.embedded_update_nodes_query(spec), progress)
 
     def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
-                    progress: Callable[[int], None] | None = None) -> WriteResult:
+                    progress: Callable[[int], None] | None = None, *,
+                    touching: list[str] | None = None) -> WriteResult:
+        """``touching``: every row has an endpoint among these ids, so the anti-join reads only
+        the stored relationships that do (the derived co-interaction counts of a few products)."""
         spec = rel_spec(rel_type)
         key = ["src", "dst", *spec.key]
         props = [p.name for p in spec.props if p.name not in spec.key]
-        return self._upsert(spec.type, rows[["src", "dst"] + [p.name for p in spec.props]], q.rel_rows_query(spec),
-                            key, props, q.embedded_update_rels_query(spec), progress)
+        stored = (q.rel_rows_query(spec, touching=True), {"ids": list(touching)}) if touching is not None \
+            else (q.rel_rows_query(spec), None)
+        return self._upsert(spec.type, rows[["src", "dst"] + [p.name for p in spec.props]], stored[0],
+                            key, props, q.embedded_update_rels_query(spec), progress, stored[1])
 
     def write_meta(self, key: str, value: str) -> None:
         self.conn.execute(q.META_WRITE, {"key": key, "value": value})

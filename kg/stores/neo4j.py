@@ -232,15 +232,19 @@ class Neo4jStore(CypherStore):
         return rows[fresh]
 
     def upsert_rels(self, rel_type: str, rows: pd.DataFrame,
-                    progress: Callable[[int], None] | None = None) -> WriteResult:
+                    progress: Callable[[int], None] | None = None, *,
+                    touching: list[str] | None = None) -> WriteResult:
         """New keys: ``CREATE`` between endpoints looked up once per batch by their unique id;
-        stored keys whose properties changed: ``MATCH … SET``."""
+        stored keys whose properties changed: ``MATCH … SET``. ``touching``: every row has an
+        endpoint among these ids, so the anti-join reads only the stored relationships that
+        do (found from those endpoints)."""
         spec = rel_spec(rel_type)
         cols = ["src", "dst"] + [p.name for p in spec.props]
         key = ["src", "dst", *spec.key]
         props = [p.name for p in spec.props if p.name not in spec.key]
-        rows, fresh, changed = distinct_pending(rows[cols], self._stored(q.neo4j_rel_rows_query(spec), cols),
-                                                key, props)
+        stored = (self._stored(q.neo4j_rel_rows_query(spec, touching=True), cols, {"ids": list(touching)})
+                  if touching is not None else self._stored(q.neo4j_rel_rows_query(spec), cols))
+        rows, fresh, changed = distinct_pending(rows[cols], stored, key, props)
         new = rows if fresh.all() else rows[fresh]
         if progress and len(new) + len(changed) < len(rows):
             progress(len(rows) - len(new) - len(changed))
@@ -251,9 +255,9 @@ class Neo4jStore(CypherStore):
                                 "properties_set", progress)
         return WriteResult(len(rows), created, len(changed))
 
-    def _stored(self, query: str, columns: list[str]) -> pd.DataFrame:
+    def _stored(self, query: str, columns: list[str], params: dict | None = None) -> pd.DataFrame:
         """What is stored already, fetched as one list of rows (fast in the driver)."""
-        rows = self.run(query)["rows"].iloc[0]
+        rows = self.run(query, params)["rows"].iloc[0]
         return pd.DataFrame(rows, columns=columns)
 
     def write_vectors(self, label: str, ids, vectors: np.ndarray, index: bool = True) -> int:

@@ -115,7 +115,7 @@ class LegacyNeo4jStore(Neo4jStore):
         created = self._legacy_write(q.neo4j_merge_nodes_query(spec), todo, "nodes_created", progress)
         return WriteResult(len(rows), created, len(changed))
 
-    def upsert_rels(self, rel_type, rows, progress=None) -> WriteResult:
+    def upsert_rels(self, rel_type, rows, progress=None, *, touching=None) -> WriteResult:  # reads all
         spec = rel_spec(rel_type)
         cols = ["src", "dst"] + [p.name for p in spec.props]
         key = ["src", "dst", *spec.key]
@@ -157,7 +157,7 @@ class LegacyEmbeddedStore(EmbeddedStore):
             self.conn.execute(q.embedded_update_nodes_query(spec), {"df": changed.reset_index(drop=True)})
         return WriteResult(len(rows), int(fresh.sum()), len(changed))
 
-    def upsert_rels(self, rel_type, rows, progress=None) -> WriteResult:
+    def upsert_rels(self, rel_type, rows, progress=None, *, touching=None) -> WriteResult:  # reads all
         spec = rel_spec(rel_type)
         key = ["src", "dst", *spec.key]
         props = [p.name for p in spec.props if p.name not in spec.key]

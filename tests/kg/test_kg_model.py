@@ -9,7 +9,8 @@ import torch
 
 from kg.export import KnowledgeTriples
 from kg.models import Recommender
-from kg.models.kg_model import KGModel
+from kg.models.base import Contrastive
+from kg.models.kg_model import KGModel, shuffle_tails
 from kg.sparse import normalized_adjacency
 
 U, I, D = 12, 9, 8
@@ -204,3 +205,44 @@ def test_without_triples_with_kg_is_lightgcn():
     loss, _ = m.loss(users[:4], torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), l2=1e-4)
     loss.backward()
     assert m.user_emb.grad.abs().sum() > 0
+
+
+def test_shuffled_kg_keeps_every_degree_and_changes_the_tails():
+    triples = toy_triples()
+    shuffled = shuffle_tails(triples, seed=3)
+    h, r, t = triples.head, triples.relation, triples.tail
+    assert torch.equal(shuffled.head, h) and torch.equal(shuffled.relation, r)
+    assert shuffled.num_entities == triples.num_entities and shuffled.relation_names == triples.relation_names
+    for rel in r.unique():  # per relation: each tail entity keeps its in-degree, each head its out-degree
+        mask = r == rel
+        assert torch.equal(torch.sort(shuffled.tail[mask]).values, torch.sort(t[mask]).values)
+    assert not torch.equal(shuffled.tail, t)  # the content is random
+    assert torch.equal(shuffle_tails(triples, seed=3).tail, shuffled.tail)  # seeded
+    model = make(shuffle_kg=True, shuffle_seed=3)
+    assert "shuffle_kg=True" in repr(model)
+    # the model built on the shuffled KG equals the one given the shuffled triples
+    same = make(triples=shuffled)
+    assert torch.allclose(model.score(torch.arange(U)), same.score(torch.arange(U)), atol=1e-6)
+
+
+def test_knowledge_view_term_is_one_way():
+    """kg_weight adds InfoNCE(k_i, sg(x_i)) over the batch's distinct positives; its gradient
+    moves only the knowledge branch (never the users' embeddings: the fusion runs one way)."""
+    spec = Contrastive(mode="none", kg_weight=0.5, temperature=0.2)
+    with_kv, plain = make(contrastive=spec), make()
+    users, pos, neg = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 1]), torch.tensor([5, 6, 7, 8])
+    loss, parts = with_kv.loss(users, pos, neg)
+    base, _ = plain.loss(users, pos, neg)
+    with torch.no_grad():
+        k = with_kv.knowledge()
+        x = with_kv.propagated()[U:]
+    items = torch.tensor([0, 1, 2])
+    a, b = torch.nn.functional.normalize(k[items], dim=1), torch.nn.functional.normalize(x[items], dim=1)
+    sim = torch.exp(a @ b.T / 0.2)
+    kv = (-torch.log(sim.diagonal() / sim.sum(1))).mean()
+    assert parts["kv"] == pytest.approx(float(kv), rel=1e-5)
+    torch.testing.assert_close(loss.detach(), base.detach() + 0.5 * kv, rtol=1e-5, atol=1e-6)
+    (loss - base.detach()).backward()
+    base.backward()
+    torch.testing.assert_close(with_kv.user_emb.grad, plain.user_emb.grad)  # no CF gradient from the term
+    assert not torch.allclose(with_kv.relation_emb.grad, plain.relation_emb.grad)  # the KG branch moves

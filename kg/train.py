@@ -97,7 +97,7 @@ class TrainConfig:
     cl_eps: float = 0.2                #: noise norm added per propagation layer
     cl_temperature: float = 0.15       #: tau
     cl_layer: int = 1                  #: l*, the layer xsimgcl contrasts with the layer mean
-    cl_max_nodes: int = 4096           #: at most this many users / items per InfoNCE (cost ~ n^2 d)
+    cl_max_nodes: int = 2048           #: at most this many users / items per InfoNCE (cost ~ n^2 d)
     kg_view_weight: float = 0.0        #: kgrec: weight of the knowledge-view InfoNCE (k_i vs sg(x_i)); 0 = off
 
     def __post_init__(self):

@@ -123,7 +123,7 @@ class Contrastive:
     eps: float = 0.2           #: noise norm per layer
     temperature: float = 0.15  #: tau
     layer: int = 1             #: l*, the contrasted layer of xsimgcl
-    max_nodes: int = 4096      #: at most this many users / items per InfoNCE
+    max_nodes: int = 2048      #: at most this many users / items per InfoNCE
     kg_weight: float = 0.0     #: weight of the knowledge-view term (KG model)
 
     def __post_init__(self):

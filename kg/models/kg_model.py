@@ -81,7 +81,23 @@ from torch import nn
 from kg.models.base import Contrastive, bpr_loss, contrast_nodes, graph_contrast, info_nce, noisy_views
 from kg.sparse import normalized_adjacency, propagate
 
-__all__ = ["KGModel", "shuffle_tails"]
+__all__ = ["KGModel", "shuffle_tails", "merged_links"]
+
+LINK_RELATION = "linked_to"  #: the item -> external entity relation of kg.export.knowledge_triples
+
+
+def merged_links(head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor, link: int, num_entities: int,
+                 num_items: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triples with every 1:1 ``link`` (item ``i`` -> entity ``e``, each the only link of
+    both) collapsed: ``e`` is replaced by ``i`` everywhere and the link triple dropped."""
+    is_link = (rel == link) & (head < num_items)
+    lh, lt = head[is_link], tail[is_link]
+    one = (torch.bincount(lh, minlength=num_entities)[lh] == 1) & (torch.bincount(lt, minlength=num_entities)[lt] == 1)
+    remap = torch.arange(num_entities)
+    remap[lt[one]] = lh[one]
+    head, tail = remap[head], remap[tail]
+    keep = head != tail  # the merged links became self-loops
+    return head[keep], rel[keep], tail[keep]
 
 
 def shuffle_tails(triples, seed: int = 0):
@@ -126,6 +142,9 @@ class KGModel(nn.Module):
         use_kg: ``False`` ignores ``triples`` entirely (the LightGCN ablation).
         shuffle_kg: replace the triples by :func:`shuffle_tails` (seed ``shuffle_seed``):
             the shuffled-KG ablation, same degrees, random tails.
+        merge_links: an item and the one external entity it is ``linked_to`` (1:1) become one
+            node (KGAT's convention, item ``i`` = entity ``i``), so the entity's own triples
+            (a film's director, actors, genres) are one hop from the item instead of two.
         contrastive: :class:`kg.models.base.Contrastive` (default: none).
 
     Shapes: :meth:`embeddings` -> (users [U, d], items [I, d]); :meth:`score` users [B]
@@ -139,6 +158,7 @@ class KGModel(nn.Module):
                  heads: int = 1, kg_weight: float = 1.0, kg_dropout: float = 0.0,
                  kg_loss_weight: float = 0.0, kg_batch: int = 4096,
                  use_kg: bool = True, shuffle_kg: bool = False, shuffle_seed: int = 0,
+                 merge_links: bool = False,
                  contrastive: Contrastive | None = None):
         super().__init__()
         if embedding_dim % heads:
@@ -147,7 +167,7 @@ class KGModel(nn.Module):
         self.embedding_dim, self.num_layers, self.kg_layers, self.heads = embedding_dim, num_layers, kg_layers, heads
         self.kg_weight, self.kg_dropout = kg_weight, kg_dropout
         self.kg_loss_weight, self.kg_batch, self.use_kg = kg_loss_weight, kg_batch, use_kg
-        self.shuffle_kg = bool(shuffle_kg)
+        self.shuffle_kg, self.merge_links = bool(shuffle_kg), bool(merge_links)
         self.contrastive = contrastive if contrastive is not None and (contrastive.noisy or contrastive.kg_weight) \
             else None
 
@@ -167,6 +187,9 @@ class KGModel(nn.Module):
             h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
             num_entities, num_relations = max(int(triples.num_entities), self.num_items), int(triples.num_relations)
             self.relation_names = list(triples.relation_names)
+            if merge_links and LINK_RELATION in self.relation_names:
+                h, r, t = merged_links(h, r, t, self.relation_names.index(LINK_RELATION), num_entities,
+                                       self.num_items)
         else:  # the ablation / no KG: the triples are never read
             h = r = t = empty
             num_entities, num_relations = self.num_items, 0
@@ -357,7 +380,7 @@ class KGModel(nn.Module):
                 f"num_relations={self.num_relations}, triples={self.kg_head.numel() // 2}, "
                 f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
                 f"kg_layers={self.kg_layers}, heads={self.heads}, use_kg={self.use_kg}"
-                + (", shuffle_kg=True" if self.shuffle_kg else "")
+                + (", shuffle_kg=True" if self.shuffle_kg else "") + (", merge_links=True" if self.merge_links else "")
                 + (f", contrastive={self.contrastive.mode}" if self.contrastive else ""))
 
 

@@ -10,7 +10,7 @@ import torch
 from kg.export import KnowledgeTriples
 from kg.models import Recommender
 from kg.models.base import Contrastive
-from kg.models.kg_model import KGModel, shuffle_tails
+from kg.models.kg_model import KGModel, merged_links, shuffle_tails
 from kg.sparse import normalized_adjacency
 
 U, I, D = 12, 9, 8
@@ -246,3 +246,18 @@ def test_knowledge_view_term_is_one_way():
     base.backward()
     torch.testing.assert_close(with_kv.user_emb.grad, plain.user_emb.grad)  # no CF gradient from the term
     assert not torch.allclose(with_kv.relation_emb.grad, plain.relation_emb.grad)  # the KG branch moves
+
+
+def test_merge_links_puts_a_linked_entitys_triples_on_the_item():
+    """Only 1:1 links merge (items 2 -> 16 and 3 -> 17; 14 and 15 are shared by two items)."""
+    t = toy_triples()
+    h, r, tail = merged_links(t.head, t.relation, t.tail, t.relation_names.index("linked_to"), t.num_entities, I)
+    got = set(zip(h.tolist(), r.tolist(), tail.tolist()))
+    assert (15, 4, 2) in got and (2, 4, 3) in got and (14, 3, 15) in got  # 16 -> item 2, 17 -> item 3
+    assert not {16, 17} & set(h.tolist() + tail.tolist())
+    assert (2, 2, 16) not in got and (0, 2, 14) in got and len(h) == len(t.head) - 2
+    model = make(merge_links=True)
+    assert model.num_triples == len(t.head) - 2
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    loss.backward()
+    assert model.entity_emb.grad[16:18].abs().sum() == 0  # the merged entities are no longer used

@@ -11,6 +11,10 @@ markdown table of seconds per epoch and peak memory, with ratios to ours:
   adjacency built once, one autograd Function for the 3-layer propagation whose backward
   is the same propagation, embedding_bag SpMM kernel, vectorised negative sampling with
   positive rejection);
+* ``ours-xsimgcl`` / ``ours-simgcl`` -- the same with ``TrainConfig(contrastive=...)``
+  at its defaults (:class:`kg.models.base.Contrastive`: XSimGCL's one noisy propagation
+  plus InfoNCE over at most 2,048 users and 2,048 items a batch; SimGCL's two noisy
+  propagations): the cost of the contrastive term, as a ratio to ``ours``;
 * ``pyg-stock`` -- ``torch_geometric.nn.models.LightGCN`` the way PyG's
   ``examples/lightgcn.py`` uses it: ``edge_index`` [2, 2E] message passing (``gcn_norm``
   recomputed by every ``LGConv`` call), ``model(edge_index, edge_label_index)`` and
@@ -64,7 +68,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "amazon-book-kgat"
-VARIANTS = ("ours", "pyg-stock", "pyg-csr", "pyg-csr-prenorm")
+VARIANTS = ("ours", "ours-xsimgcl", "ours-simgcl", "pyg-stock", "pyg-csr", "pyg-csr-prenorm")
 
 
 def maxrss_mb() -> float:
@@ -93,20 +97,22 @@ def run_variant(variant: str, args) -> dict:
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(n_train, generator=gen)
 
-    if variant == "ours":
+    if variant.startswith("ours"):
         from kg.models import LightGCN
         from kg.sparse import normalized_adjacency
-        from kg.train import PairSet, sample_negatives
+        from kg.train import PairSet, TrainConfig, adam, sample_negatives
 
-        model = LightGCN(U, I, normalized_adjacency(split.train[0], split.train[1], U, I), 64, 3)
-        from kg.train import adam
-
+        mode = variant.partition("-")[2] or "none"
+        spec = TrainConfig(contrastive=mode).contrastive_spec()
+        model = LightGCN(U, I, normalized_adjacency(split.train[0], split.train[1], U, I), 64, 3, contrastive=spec)
         positives = PairSet(split.train[0], split.train[1], I)
         opt = adam(model, 1e-3)
+        k = args.negatives
 
         def step(idx):
             u, p = users[idx], items[idx]
-            n = sample_negatives(u, (1,), positives, gen)[:, 0]
+            n = sample_negatives(u, (k,), positives, gen)
+            n = n[:, 0] if k == 1 else n
             opt.zero_grad(set_to_none=True)
             loss, _ = model.loss(u, p, n, l2=1e-4)
             loss.backward()
@@ -147,10 +153,12 @@ def run_variant(variant: str, args) -> dict:
     base = maxrss_mb()
     batches = [perm[i * args.batch_size:(i + 1) * args.batch_size] for i in range(args.batches + 1)]
     step(batches[0])  # warm-up
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     losses = [step(b) for b in batches[1:]]
     sec = (time.perf_counter() - t) / args.batches
+    cpu = (time.process_time() - c) / args.batches
     return {"variant": variant, "sec_per_batch": sec, "sec_per_epoch": sec * steps_per_epoch,
+            "cpu_per_batch": cpu, "load": os.getloadavg()[0],
             "steps_per_epoch": steps_per_epoch, "rss_setup_mb": base, "rss_peak_mb": maxrss_mb(),
             "first_loss": losses[0], "last_loss": losses[-1]}
 
@@ -159,7 +167,8 @@ def speed(args) -> None:
     results = {}
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--variant", variant, "--batches", str(args.batches),
-               "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--data", args.data]
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--data", args.data,
+               "--negatives", str(args.negatives)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
         if proc.returncode != 0:
             print(f"{variant} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -169,18 +178,20 @@ def speed(args) -> None:
         print(f"# {variant}: {r['sec_per_batch']:.3f} s/batch, {r['rss_peak_mb']:.0f} MB peak", file=sys.stderr,
               flush=True)
     ours = results.get("ours")
-    print(f"\namazon-book-kgat, batch {args.batch_size}, dim 64, 3 layers, {args.threads} threads; "
+    print(f"\namazon-book-kgat, batch {args.batch_size}, {args.negatives} negative(s), dim 64, 3 layers, "
+          f"{args.threads} threads; "
           f"{args.batches} timed batches (after 1 warm-up) extrapolated to an epoch of "
           f"{next(iter(results.values()))['steps_per_epoch'] if results else '?'} batches; "
           "peak RSS of a fresh process per variant.\n")
-    print("| variant | s/batch | s/epoch (extrapolated) | epoch time / ours | peak RSS MB | "
-          "training delta MB | loss first→last |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| variant | s/batch | CPU s/batch | s/epoch (extrapolated) | epoch time / ours | CPU / ours | "
+          "peak RSS MB | training delta MB | loss first→last | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for name, r in results.items():
         ratio = r["sec_per_epoch"] / ours["sec_per_epoch"] if ours else float("nan")
-        print(f"| {name} | {r['sec_per_batch']:.3f} | {r['sec_per_epoch']:.1f} | {ratio:.1f}× | "
-              f"{r['rss_peak_mb']:.0f} | {r['rss_peak_mb'] - r['rss_setup_mb']:.0f} | "
-              f"{r['first_loss']:.4f}→{r['last_loss']:.4f} |")
+        cpu_ratio = r["cpu_per_batch"] / ours["cpu_per_batch"] if ours else float("nan")
+        print(f"| {name} | {r['sec_per_batch']:.3f} | {r['cpu_per_batch']:.3f} | {r['sec_per_epoch']:.1f} | "
+              f"{ratio:.2f}× | {cpu_ratio:.2f}× | {r['rss_peak_mb']:.0f} | {r['rss_peak_mb'] - r['rss_setup_mb']:.0f} | "
+              f"{r['first_loss']:.4f}→{r['last_loss']:.4f} | {r['load']:.1f} |")
 
 
 def time_to_quality(args) -> None:

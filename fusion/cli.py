@@ -163,6 +163,7 @@ def _run_config(args: argparse.Namespace):
     if args.layers is not None:
         train_options["num_layers"] = args.layers
     gnn = replace(base.gnn, split=args.split or base.gnn.split,
+                  split_file=str(Path(args.split_file).resolve()) if args.split_file else base.gnn.split_file,
                   write_embeddings=args.write_embeddings or base.gnn.write_embeddings,
                   train=TrainConfig.from_dict(train_options))
     text_train = base.text.train.to_dict()
@@ -233,6 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = evaluate_run(args.run)
     print(f"test metrics of {args.run} ({run.split.sizes()['test']:,} held-out pairs)")
     print(run.report())
+    print(run.protocol())
     return 0
 
 
@@ -397,7 +399,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--split", choices=["auto", "leave_last_out", "time", "given"], help="(default: auto)")
+    t.add_argument("--split", choices=["auto", "leave_last_out", "time", "given"],
+                   help="(default: auto: the source's own train/valid/test when it has one, else leave_last_out)")
+    t.add_argument("--split-file", help="the split as given: a folder with one file per part (x.train.tsv, "
+                                        "x.valid.tsv, x.test.tsv; RecBole's <name>.train.inter …) or one file "
+                                        "with user_id, item_id, split columns (raw ids)")
     t.add_argument("--set", type=_option, action="append", metavar="KEY=VALUE",
                    help="any TrainConfig field, e.g. --set patience=10 (repeatable)")
     t.add_argument("--text-checkpoint", help="text stage: local HF directory to start from (default: MiniLM-L6)")

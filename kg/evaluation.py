@@ -1,8 +1,8 @@
 """The evaluation harness: full ranking over all items, seen items excluded.
 
-For every user with at least one held-out item, the model scores *all* items;
-items the user interacted with in training (and validation, when evaluating on
-test) are removed; the top ``max(ks)`` are compared with the held-out set T_u:
+For every user with at least one held-out item, the model scores *all* items (or
+the given ``candidates``, e.g. the items of a RecBole data set); items the user
+interacted with in training (and validation, when evaluating on test) are removed; the top ``max(ks)`` are compared with the held-out set T_u:
 
 .. math::
     \\text{Recall@K} = \\frac{|\\text{top}_K \\cap T_u|}{|T_u|}, \\qquad
@@ -46,7 +46,7 @@ def _rows(indptr: np.ndarray, cols: np.ndarray, batch: np.ndarray) -> tuple[torc
 def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
              heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
              ks: Sequence[int] = (10, 20), batch_size: int = 4096,
-             device: str | torch.device = "cpu") -> dict[str, float]:
+             device: str | torch.device = "cpu", candidates: np.ndarray | None = None) -> dict[str, float]:
     """Metrics of ``score_fn`` on the ``heldout`` (users, items) pairs.
 
     Args:
@@ -54,6 +54,8 @@ def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
         heldout: (users [N], items [N]) int arrays, the pairs to find.
         seen: pairs to exclude from the ranking (train; plus valid when testing).
         ks: cut-offs; metrics are named ``recall@10``, ``ndcg@10``, ``hit@10``, ``mrr@10``.
+        candidates: the item indices that may be ranked (``None``: all); the others are
+            excluded like seen items (RecBole's protocol ranks the data set's items only).
     Returns:
         dict metric name -> mean over users with held-out items (plus ``users``).
     """
@@ -66,12 +68,19 @@ def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
     users = np.flatnonzero(np.diff(t_ptr) > 0)
     discount = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
     ideal = torch.cumsum(discount, 0)
+    excluded = None
+    if candidates is not None:
+        excluded = torch.ones(num_items, dtype=torch.bool)
+        excluded[torch.as_tensor(np.asarray(candidates, dtype=np.int64))] = False
+        excluded = excluded.to(device) if excluded.any() else None
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hit", "mrr")}
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         scores = score_fn(torch.from_numpy(batch).to(device)).float()
         r, c = _rows(s_ptr, s_col, batch)
         scores[r.to(device), c.to(device)] = -torch.inf
+        if excluded is not None:
+            scores[:, excluded] = -torch.inf
         top = torch.topk(scores, kmax, dim=1).indices.cpu()  # [B, kmax]
         truth = torch.zeros(len(batch), num_items, dtype=torch.bool)
         r, c = _rows(t_ptr, t_col, batch)

@@ -10,7 +10,7 @@ Python) and assembles a ``HeteroData``:
 * edge types ``(src, rel_type.lower(), dst)``, e.g. ``('user', 'purchased', 'product')``,
   each with ``edge_index`` (LongTensor [2, E]); interaction types also carry
   ``time`` (LongTensor [E], Unix seconds), ``value`` (FloatTensor [E]) and
-  ``split`` (LongTensor [E]: 0 = none, 1 = train, 2 = test, from the source);
+  ``split`` (LongTensor [E]: 0 = none, 1 = train, 2 = test, 3 = valid, from the source);
   ``('entity', 'related', 'entity')`` carries ``relation`` (LongTensor [E]) indexing
   :attr:`GraphExport.relations`.
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kg.errors import DataError
 from kg.run_dir import save_torch, write_text
 from kg.schema import EVENT_TYPES, RELS
 from kg.stores import GraphStore
@@ -34,7 +35,7 @@ NODE_TYPES: dict[str, str] = {  # store label -> PyG node type
     "User": "user", "Product": "product", "Brand": "brand", "Category": "category", "Entity": "entity",
 }
 INTERACTION_TYPES = tuple(EVENT_TYPES.values())
-SPLIT_CODES = {"": 0, "train": 1, "test": 2}
+SPLIT_CODES = {"": 0, "train": 1, "test": 2, "valid": 3}
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,11 @@ def export_graph(store: GraphStore) -> GraphExport:
             store_.time = torch.from_numpy(np.asarray(edges.props["ts"], dtype=np.int64))
             store_.value = torch.from_numpy(np.asarray(edges.props["value"], dtype=np.float32))
             names, codes = _unique_map(edges.props["split"])
-            lookup = np.array([SPLIT_CODES.get(n, 0) for n in names], dtype=np.int64)
+            unknown = [str(n) for n in names if n not in SPLIT_CODES]
+            if unknown:  # never read as "no split": a given part would silently become train
+                raise DataError(f"{spec.type} relationships carry split {unknown[0]!r} "
+                                f"(known: {', '.join(k for k in SPLIT_CODES if k)})")
+            lookup = np.array([SPLIT_CODES[n] for n in names], dtype=np.int64)
             store_.split = torch.from_numpy(lookup[codes])
         elif spec.type == "RELATED":
             names, codes = _unique_map(edges.props["relation"])

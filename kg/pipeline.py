@@ -24,7 +24,7 @@ from kg.errors import RunFolderError
 from kg.evaluation import evaluate, markdown_table, popularity_scores
 from kg.export import GraphExport, export_graph
 from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
-from kg.split import Split, split_interactions
+from kg.split import Split, split_from_file, split_interactions
 from kg.stores import GraphStore
 from kg.train import TrainConfig, build_model, evaluate_model, train
 
@@ -34,14 +34,16 @@ class GnnRunConfig:
     """How to split the interactions and train the graph encoder."""
 
     split: str = "auto"  # "auto" (the source's split if it has one, else leave_last_out) | "leave_last_out" | "time" | "given"
-    valid_fraction: float = 0.1  # "time"/"given": share of validation pairs
+    valid_fraction: float = 0.1  # "time"; "given" when the source has no valid part: share of validation pairs
+    split_file: str | None = None  # a split file/folder (kg.split.read_split_file): overrides ``split``
     test_fraction: float = 0.1  # "time": share of test pairs
     positive_types: tuple[str, ...] | None = None  # e.g. ("purchased",); None: purchased/rated/reviewed
     write_embeddings: bool = False  # Neo4j only: item embeddings + vector index back into the graph
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in ("split", "valid_fraction", "test_fraction", "write_embeddings")}
+        out = {k: getattr(self, k) for k in ("split", "valid_fraction", "test_fraction", "split_file",
+                                             "write_embeddings")}
         out["positive_types"] = list(self.positive_types) if self.positive_types else None
         out["train"] = self.train.to_dict()
         return out
@@ -68,6 +70,17 @@ class GnnRun:
         return markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks
                                              for m in ("recall", "ndcg")])
 
+    def protocol(self) -> str:
+        """One line: where the split came from and what is ranked and masked."""
+        sizes = self.split.sizes()
+        where = (f"split file {self.config.split_file}" if self.config.split_file
+                 else f"split {self.config.split}")
+        ranked = (f"{len(self.split.items):,} items ranked (the split's)" if self.split.items is not None
+                  else f"all {self.split.num_items:,} items ranked")
+        left = f", {self.split.left_out:,} positives in no part" if self.split.left_out else ""
+        return (f"{where}: {sizes['train']:,} train / {sizes['valid']:,} valid / {sizes['test']:,} test pairs"
+                f"{left}; {ranked}; train + valid items masked for test")
+
 
 def _rank() -> int:
     import torch.distributed as dist
@@ -76,6 +89,8 @@ def _rank() -> int:
 
 
 def _split(export: GraphExport, config: GnnRunConfig) -> Split:
+    if config.split_file:
+        return split_from_file(export.data, export.id_maps, config.split_file, config.positive_types)
     method = config.split
     if method == "auto":
         method = "leave_last_out"
@@ -89,7 +104,7 @@ def _split(export: GraphExport, config: GnnRunConfig) -> Split:
 def _metrics(model, split: Split, config: GnnRunConfig) -> dict[str, dict[str, float]]:
     device = config.train.resolved_device()
     pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
-                   split.test, [split.train, split.valid], ks=config.train.ks)
+                   split.test, [split.train, split.valid], ks=config.train.ks, candidates=split.items)
     ours = evaluate_model(model, split, "test", ks=config.train.ks, device=device)
     return {"popularity": pop, config.train.model: ours}
 
@@ -127,7 +142,7 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     metrics = _metrics(model, split, config)
     gnn_run = GnnRun(run.path, config, export, split, model, metrics)
     write_json(run.metrics, metrics)
-    write_text(run.report, gnn_run.report() + "\n")
+    write_text(run.report, gnn_run.report() + "\n\n" + gnn_run.protocol() + "\n")
     if config.write_embeddings and hasattr(store, "write_vectors"):
         store.write_vectors("Product", export.id_maps["product"], items)
     run.write_manifest()

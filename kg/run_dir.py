@@ -363,14 +363,18 @@ class RunDir:
 
     # ------------------------------------------------------------ split
     def save_split(self, split: Split) -> None:
+        extra = {} if split.items is None else {"items": np.asarray(split.items, dtype=np.int64)}
         save_npz(self.split_file, sizes=np.array([split.num_users, split.num_items]),
                  train_u=split.train[0], train_i=split.train[1], valid_u=split.valid[0],
-                 valid_i=split.valid[1], test_u=split.test[0], test_i=split.test[1])
+                 valid_i=split.valid[1], test_u=split.test[0], test_i=split.test[1],
+                 left_out=np.array(split.left_out), **extra)
 
     def load_split(self) -> Split:
         z = np.load(self.need(self.split_file, "gnn"), allow_pickle=False)
         return Split(int(z["sizes"][0]), int(z["sizes"][1]), (z["train_u"], z["train_i"]),
-                     (z["valid_u"], z["valid_i"]), (z["test_u"], z["test_i"]))
+                     (z["valid_u"], z["valid_i"]), (z["test_u"], z["test_i"]),
+                     items=z["items"] if "items" in z.files else None,
+                     left_out=int(z["left_out"]) if "left_out" in z.files else 0)
 
 
 def _sha256(path: Path) -> str:

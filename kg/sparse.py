@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["normalized_adjacency", "sparse_mm", "SymmetricSpMM", "spmm", "LayerMeanPropagation",
-           "propagate"]
+           "propagate", "add_uniform_noise_", "NoisyPropagation", "noisy_propagate"]
 
 
 def normalized_adjacency(users, items, num_users: int, num_items: int, *,
@@ -170,6 +170,85 @@ class LayerMeanPropagation(torch.autograd.Function):
 def propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
     """LightGCN's layer mean of ``x`` [N, d] over ``num_layers`` propagations by ``adj``."""
     return LayerMeanPropagation.apply(adj, x, num_layers)
+
+
+def add_uniform_noise_(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """SimGCL's perturbation, in place: ``x += eps * sign(x) * normalize(U)``, ``U ~ U(0, 1)^d``
+    per row (so every row moves by exactly ``eps`` in L2, within its own orthant).
+
+    ``copysign(U, x)`` is ``sign(x) * U`` because ``U >= 0`` (a zero entry of ``x`` gets
+    ``+U`` instead of 0, a measure-zero difference). Drawn from the global torch RNG.
+    """
+    noise = torch.rand_like(x)
+    noise.mul_(eps / noise.norm(dim=1, keepdim=True).clamp_min_(1e-12))
+    return x.add_(torch.copysign(noise, x))
+
+
+class NoisyPropagation(torch.autograd.Function):
+    r"""XSimGCL's perturbed propagation: the layer mean *and* one layer, in one pass.
+
+    .. math::
+        E^{(0)} = X, \qquad E^{(k)} = \hat A E^{(k-1)} + \Delta^{(k)}, \qquad
+        \Delta^{(k)} = \epsilon\, \operatorname{sign}(\hat A E^{(k-1)}) \odot
+                       \frac{U^{(k)}}{\lVert U^{(k)} \rVert_{\text{row}}}, \quad
+        U^{(k)} \sim \mathcal U(0, 1)^{N \times d},
+
+    returns ``(E, E^{(l*)})`` with :math:`E = \frac{1}{L+1} \sum_{k=0}^{L} E^{(k)}`.
+    :math:`\Delta^{(k)}` has zero derivative (``sign`` is piecewise constant, ``U`` is
+    independent of ``X``), so :math:`E^{(k)} = \hat A^k X + \text{const}` and the backward is
+
+    .. math::
+        \frac{\partial \mathcal L}{\partial X} = \frac{1}{L+1} \sum_{k=0}^{L} \hat A^k G_E
+            + \hat A^{l^*} G_{l^*},
+
+    computed Horner-style as :math:`h_L = c G_E + [l^*{=}L] G_{l^*}`,
+    :math:`h_k = \hat A h_{k+1} + c G_E + [l^*{=}k] G_{l^*}`: ``L`` SpMMs, like the noiseless
+    :class:`LayerMeanPropagation` (so the contrastive view costs no extra propagation).
+    Shapes: ``adj`` sparse CSR ``[N, N]`` (symmetric), ``x`` ``[N, d]`` -> two ``[N, d]``;
+    ``view_layer`` in ``0 .. L``.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor, num_layers: int, eps: float, view_layer: int):
+        if not 0 <= view_layer <= num_layers:
+            raise ValueError(f"view_layer={view_layer} must be within 0..{num_layers}")
+        ctx.adj, ctx.num_layers, ctx.view_layer = adj, num_layers, view_layer
+        out = x.clone()
+        view = x.clone() if view_layer == 0 else None
+        cur = x
+        for k in range(1, num_layers + 1):
+            cur = sparse_mm(adj, cur)
+            if eps:
+                add_uniform_noise_(cur, eps)
+            out += cur
+            if k == view_layer:
+                view = cur.clone()
+        out /= num_layers + 1
+        return out, view
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor | None, grad_view: torch.Tensor | None):
+        L, lv = ctx.num_layers, ctx.view_layer
+        g = grad_out.contiguous() / (L + 1) if grad_out is not None else None
+
+        def term(k: int) -> torch.Tensor | None:
+            parts = [t for t in (g, grad_view.contiguous() if grad_view is not None and k == lv else None)
+                     if t is not None]
+            return None if not parts else (parts[0] if len(parts) == 1 else parts[0] + parts[1])
+
+        h = term(L)
+        for k in range(L - 1, -1, -1):
+            if h is not None:
+                h = sparse_mm(ctx.adj, h)
+            t = term(k)
+            h = t if h is None else (h if t is None else h.add_(t))
+        return None, h, None, None, None
+
+
+def noisy_propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int, eps: float,
+                    view_layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(layer mean, layer view_layer)`` of ``x`` under XSimGCL's noise (:class:`NoisyPropagation`)."""
+    return NoisyPropagation.apply(adj, x, num_layers, eps, view_layer)
 
 
 def _benchmark(path: str = "/work/shared/data/amazon-book-kgat", reps: int = 5,

@@ -90,6 +90,15 @@ class TrainConfig:
     device: str = "auto"               #: "auto" (cuda if available) | "cpu" | "cuda[:n]"
     threads: int | str = "auto"        #: torch CPU threads; "auto": the cores free now (kg.config.resolve_threads)
     model_options: dict[str, Any] = field(default_factory=dict)  #: extra model kwargs
+    #: graph contrastive learning (lightgcn, kgrec; kg.models.base.Contrastive has the math):
+    #: "none" (BPR only) | "xsimgcl" (one noisy pass, cross-layer InfoNCE) | "simgcl" (two noisy passes)
+    contrastive: str = "none"
+    cl_weight: float = 0.2             #: lambda, weight of the InfoNCE terms
+    cl_eps: float = 0.2                #: noise norm added per propagation layer
+    cl_temperature: float = 0.15       #: tau
+    cl_layer: int = 1                  #: l*, the layer xsimgcl contrasts with the layer mean
+    cl_max_nodes: int = 2048           #: at most this many users / items per InfoNCE (cost ~ n^2 d)
+    kg_view_weight: float = 0.0        #: kgrec: weight of the knowledge-view InfoNCE (k_i vs sg(x_i)); 0 = off
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -101,6 +110,24 @@ class TrainConfig:
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size > 0):
             raise ConfigError(f"batch_size must be a positive number or 'auto', not {self.batch_size!r}")
+        try:
+            spec = self.contrastive_spec()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if spec is not None and self.model == "bpr_mf":
+            raise ConfigError("contrastive training needs a graph model (lightgcn, kgrec), not bpr_mf")
+        if self.kg_view_weight and self.model != "kgrec":
+            raise ConfigError("kg_view_weight (the knowledge view) needs model 'kgrec'")
+
+    def contrastive_spec(self):
+        """The :class:`kg.models.base.Contrastive` of these settings, or ``None`` when off."""
+        from kg.models.base import Contrastive
+
+        if self.contrastive == "none" and not self.kg_view_weight:
+            return None
+        return Contrastive(mode=self.contrastive, weight=self.cl_weight, eps=self.cl_eps,
+                           temperature=self.cl_temperature, layer=self.cl_layer,
+                           max_nodes=self.cl_max_nodes, kg_weight=self.kg_view_weight)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -238,6 +265,8 @@ def build_model(config: TrainConfig, export_or_sizes, split: Split) -> torch.nn.
 
         return BPRMF(num_users, num_items, config.embedding_dim, **options)
     adjacency = normalized_adjacency(split.train[0], split.train[1], num_users, num_items)
+    if config.contrastive_spec() is not None:
+        options.setdefault("contrastive", config.contrastive_spec())
     if config.model == "lightgcn":
         from kg.models.lightgcn import LightGCN
 
@@ -262,8 +291,9 @@ def evaluate_model(model: torch.nn.Module, split: Split, part: str = "test", ks=
                    batch_size: int = 8192, device: torch.device | str = "cpu") -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``split.valid`` or ``split.test``.
 
-    Seen items: train for ``valid``; train and valid for ``test``. The propagated
-    embeddings are computed once and every user batch is one matrix product.
+    Seen items: train for ``valid``; train and valid for ``test``; only ``split.items``
+    are ranked when the split names its catalogue. The propagated embeddings are computed
+    once and every user batch is one matrix product.
     """
     was_training = model.training
     model.eval()
@@ -274,7 +304,7 @@ def evaluate_model(model: torch.nn.Module, split: Split, part: str = "test", ks=
         heldout = split.valid if part == "valid" else split.test
         seen = [split.train] if part == "valid" else [split.train, split.valid]
         metrics = evaluate(score_fn, split.num_users, split.num_items, heldout, seen, ks=ks,
-                           batch_size=batch_size, device=device)
+                           batch_size=batch_size, device=device, candidates=split.items)
     model.train(was_training)
     return metrics
 
@@ -380,12 +410,13 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
             optimizer.step()
             w = (b - a) / n_train * world
             totals["loss"] += float(loss.detach()) * w
-            for key in ("bpr", "reg"):
-                totals[key] += parts.get(key, 0.0) * w
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value * w
         if world > 1:  # mean over ranks of the shard-weighted sums
-            t = torch.tensor([totals["loss"], totals["bpr"], totals["reg"]], dtype=torch.float64)
+            names = ("loss", "bpr", "reg", "cl", "kv", "kg")  # the same on every rank (a shard may be empty)
+            t = torch.tensor([totals.get(n, 0.0) for n in names], dtype=torch.float64)
             torch.distributed.all_reduce(t)
-            totals = dict(zip(("loss", "bpr", "reg"), (t / world).tolist()))
+            totals = {n: v for n, v in zip(names, (t / world).tolist()) if n in ("loss", "bpr", "reg") or v}
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         record: dict[str, float] = {"epoch": epoch, **totals, "seconds": seconds}

@@ -40,7 +40,8 @@ joined by ``" > "`` (``"Electronics > Audio > Headphones"``); a flat genre is a
 one-level path. ``interactions.event`` is one of :data:`EVENTS`; ``value`` is the
 rating for ``rating``/``review`` events, the quantity for ``purchase`` and ``cart``
 (1 when unknown) and 1 otherwise. ``split`` is ``""`` unless the source ships
-its own split (KGAT's ``train``/``test``).
+its own split (KGAT's ``train``/``test``; any source may give ``train``/``valid``/``test``,
+:data:`SPLITS`; a given ``valid`` part is used as the validation set as given).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from loaders.report import LoadReport
 
 EVENTS: tuple[str, ...] = ("impression", "view", "click", "cart", "purchase", "rating", "review")
 LINK_RELATIONS: tuple[str, ...] = ("also_buy", "also_view", "bought_together")
+SPLITS: tuple[str, ...] = ("", "train", "valid", "test")  #: values of interactions.split
 CATEGORY_SEP = " > "
 
 #: the first accepted timestamp: 1970-01-01 00:00 UTC (``0`` also means "unknown")
@@ -114,7 +116,7 @@ TABLES: dict[str, tuple[Column, ...]] = {
         Column("event", "str", "one of EVENTS"),
         Column("value", "float64", "rating, quantity or 1"),
         Column("timestamp", "int64", "Unix seconds, 0 if unknown"),
-        Column("split", "str", "'' or the source's own split ('train'/'test')"),
+        Column("split", "str", "'' or the source's own split: 'train', 'valid' or 'test'"),
     ),
     "reviews": (
         Column("review_id", "str", "unique review id"),
@@ -282,6 +284,8 @@ class Dataset:
         # value domains and references between tables
         checks = [
             ("interactions", "event", tables["interactions"]["event"].isin(EVENTS), "unknown event"),
+            ("interactions", "split", tables["interactions"]["split"].isin(SPLITS),
+             "unknown split (not '', 'train', 'valid' or 'test')"),
             ("item_links", "relation", tables["item_links"]["relation"].isin(LINK_RELATIONS), "unknown relation"),
             ("judgements", "relevance", tables["judgements"]["relevance"] >= 0, "negative relevance"),
             ("items", "price", prices_ok(tables["items"]["price"]), "price not finite and >= 0"),

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loaders.dataset import (EVENTS, KEYS, LINK_RELATIONS, PRICE_RANGE, TABLES, TIMESTAMP_RANGE, Dataset,
+from loaders.dataset import (EVENTS, KEYS, LINK_RELATIONS, PRICE_RANGE, SPLITS, TABLES, TIMESTAMP_RANGE, Dataset,
                              isin, make_table, prices_ok, timestamps_ok)
 from loaders.errors import ConfigError, LoadError
 from loaders.files import bad_utf8_lines, read_bytes, reject_lost_tail
@@ -366,6 +366,11 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
         chk.reject(~out["event"].isin(EVENTS).to_numpy(), f("event", "event"),
                    f"unknown event (not one of {', '.join(EVENTS)})")
         out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
+        if "split" in out:  # a given split: train / valid (validation, val) / test, else an error
+            sp = out["split"].str.lower().replace({"validation": "valid", "val": "valid"})
+            chk.reject(~sp.isin(SPLITS).to_numpy(), f("split", "split"),
+                       "unknown split (not train, valid or test)")
+            out["split"] = sp
     if table == "reviews" and "rating" in out:
         out["rating"] = chk.number("rating", field=f("rating"))
     if "timestamp" in out:

@@ -7,6 +7,7 @@ users and items puts item ``i`` at node ``U + i``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -82,3 +83,92 @@ def bpr_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, u0: torch.Tensor
     reg = 0.5 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum() / n0.shape[1]) / batch
     loss = bpr + l2 * reg
     return loss, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+
+
+CONTRASTIVE_MODES = ("none", "xsimgcl", "simgcl")
+
+
+@dataclass(frozen=True)
+class Contrastive:
+    r"""Graph contrastive learning settings shared by the graph models (XSimGCL / SimGCL,
+    plus the KG model's knowledge view).
+
+    * ``mode="xsimgcl"`` (Yu et al., "XSimGCL: Towards Extremely Simple Graph Contrastive
+      Learning for Recommendation", TKDE 2023): one propagation with uniform noise of norm
+      ``eps`` added to every layer (:class:`kg.sparse.NoisyPropagation`); the BPR loss uses
+      the noisy layer mean, and InfoNCE contrasts it with the noisy layer ``layer`` (l*,
+      cross-layer) -- no extra propagation.
+    * ``mode="simgcl"`` (Yu et al., "Are Graph Augmentations Necessary?", SIGIR 2022): two
+      independent noisy propagations; BPR on the first, InfoNCE between the two layer
+      means (two propagations a step instead of one).
+    * ``kg_weight > 0`` (KG model only): InfoNCE between each batch item's knowledge view
+      :math:`k_i` and its collaborative view :math:`\mathrm{sg}(x_i)` (stop-gradient), see
+      :class:`kg.models.kg_model.KGModel`.
+
+    The InfoNCE of two views :math:`a, b \in \mathbb R^{n \times d}` of the same ``n``
+    nodes, with cosine similarity and temperature :math:`\tau`:
+
+    .. math::
+        \operatorname{InfoNCE}(a, b) = \frac{1}{n} \sum_{j=1}^{n} -\log
+            \frac{\exp(\cos(a_j, b_j) / \tau)}{\sum_{m=1}^{n} \exp(\cos(a_j, b_m) / \tau)},
+
+    over the distinct users and the distinct items of the batch (positives; at most
+    ``max_nodes`` of each, a seeded random subset -- the ``n × n`` similarity matrix is
+    the term's cost), added as :math:`\lambda\,(\operatorname{InfoNCE}_{users} +
+    \operatorname{InfoNCE}_{items})` with :math:`\lambda` = ``weight``.
+    """
+
+    mode: str = "none"
+    weight: float = 0.2        #: lambda
+    eps: float = 0.2           #: noise norm per layer
+    temperature: float = 0.15  #: tau
+    layer: int = 1             #: l*, the contrasted layer of xsimgcl
+    max_nodes: int = 2048      #: at most this many users / items per InfoNCE
+    kg_weight: float = 0.0     #: weight of the knowledge-view term (KG model)
+
+    def __post_init__(self):
+        if self.mode not in CONTRASTIVE_MODES:
+            raise ValueError(f"unknown contrastive mode {self.mode!r} ({', '.join(CONTRASTIVE_MODES)})")
+        if self.temperature <= 0 or self.eps < 0 or self.max_nodes < 2 or self.layer < 0:
+            raise ValueError(f"bad contrastive settings {self}")
+
+    @property
+    def noisy(self) -> bool:
+        return self.mode != "none"
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE of two views ``a``, ``b`` [n, d] of the same n nodes (the :class:`Contrastive` formula)."""
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logits = a @ b.t() / temperature  # [n, n]; the diagonal holds the positives
+    return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
+
+
+def contrast_nodes(index: torch.Tensor, max_nodes: int) -> torch.Tensor:
+    """The distinct entries of ``index``, at most ``max_nodes`` of them (a random subset, global RNG)."""
+    nodes = torch.unique(index)
+    if nodes.numel() > max_nodes:
+        nodes = nodes[torch.randperm(nodes.numel(), device=nodes.device)[:max_nodes]]
+    return nodes
+
+
+def graph_contrast(out: torch.Tensor, view: torch.Tensor, users: torch.Tensor, items: torch.Tensor,
+                   num_users: int, spec: Contrastive) -> torch.Tensor:
+    """InfoNCE(users) + InfoNCE(items) between two views ``out``, ``view`` [U+I, d] of the
+    graph's nodes, over the batch's distinct ``users`` and positive ``items`` (item ``i`` is
+    row ``U + i``); unweighted (the caller multiplies by ``spec.weight``)."""
+    u = contrast_nodes(users, spec.max_nodes)
+    i = contrast_nodes(items, spec.max_nodes) + num_users
+    return info_nce(out[u], view[u], spec.temperature) + info_nce(out[i], view[i], spec.temperature)
+
+
+def noisy_views(adj: torch.Tensor, ego: torch.Tensor, num_layers: int,
+                spec: Contrastive) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the representation for BPR, the contrasted view), both [N, d], for ``spec.mode``
+    ``xsimgcl`` (one pass: layer mean and layer l*) or ``simgcl`` (two noisy layer means)."""
+    from kg.sparse import noisy_propagate
+
+    if spec.mode == "xsimgcl":
+        return noisy_propagate(adj, ego, num_layers, spec.eps, min(spec.layer, num_layers))
+    return (noisy_propagate(adj, ego, num_layers, spec.eps, 0)[0],
+            noisy_propagate(adj, ego, num_layers, spec.eps, 0)[0])

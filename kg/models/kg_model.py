@@ -47,6 +47,22 @@ their knowledge, so the KG reaches the users too (early fusion):
 with :math:`\hat A = D^{-1/2} A D^{-1/2}` from :func:`kg.sparse.normalized_adjacency`.
 ``use_kg=False`` drops :math:`k` and is exactly LightGCN.
 
+**Contrastive terms** (``contrastive``, :class:`kg.models.base.Contrastive`). ``xsimgcl``
+/ ``simgcl``: the propagation of :math:`x^{(0)}` is perturbed and InfoNCE contrasts two
+noisy views of the batch's users and items, exactly as in :class:`kg.models.LightGCN`.
+``kg_weight > 0``, the knowledge view (KGCL / SimKGCL style): each batch item's
+KG-enhanced view :math:`k_i` (its knowledge aggregation alone) against its interaction
+view :math:`x_{U+i}` (the propagated representation that BPR scores), with the fusion
+running one way -- the interaction view is a stop-gradient target, so the term moves only
+the knowledge branch towards the collaborative signal and the KG cannot pull the
+collaborative embeddings towards itself:
+
+.. math::
+    \mathcal L_{kv} = \operatorname{InfoNCE}\bigl(k_{\mathcal I_B},\ \mathrm{sg}(x_{U+\mathcal I_B})\bigr),
+
+added with weight ``kg_weight``; it costs one ``[n, n]`` similarity matrix, no propagation
+(:math:`k` and :math:`x` are computed for BPR anyway).
+
 **Loss.** BPR with L2 on the batch's rows of :math:`x^{(0)}` (as LightGCN; for items
 this includes their knowledge part), plus
 optionally (``kg_loss_weight > 0``) a TransE-style BPR loss on sampled triples with
@@ -62,10 +78,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kg.models.base import bpr_loss
+from kg.models.base import Contrastive, bpr_loss, contrast_nodes, graph_contrast, info_nce, noisy_views
 from kg.sparse import normalized_adjacency, propagate
 
-__all__ = ["KGModel"]
+__all__ = ["KGModel", "shuffle_tails", "merged_links"]
+
+LINK_RELATION = "linked_to"  #: the item -> external entity relation of kg.export.knowledge_triples
+
+
+def merged_links(head: torch.Tensor, rel: torch.Tensor, tail: torch.Tensor, link: int, num_entities: int,
+                 num_items: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triples with every 1:1 ``link`` (item ``i`` -> entity ``e``, each the only link of
+    both) collapsed: ``e`` is replaced by ``i`` everywhere and the link triple dropped."""
+    is_link = (rel == link) & (head < num_items)
+    lh, lt = head[is_link], tail[is_link]
+    one = (torch.bincount(lh, minlength=num_entities)[lh] == 1) & (torch.bincount(lt, minlength=num_entities)[lt] == 1)
+    remap = torch.arange(num_entities)
+    remap[lt[one]] = lh[one]
+    head, tail = remap[head], remap[tail]
+    keep = head != tail  # the merged links became self-loops
+    return head[keep], rel[keep], tail[keep]
+
+
+def shuffle_tails(triples, seed: int = 0):
+    """The KG ablation of KG4RecEval's kind: every relation's tails randomly permuted among
+    that relation's triples.
+
+    Each head keeps its number of triples per relation and each tail entity its number of
+    incoming triples per relation (all degrees kept), but *which* entity a head links to is
+    random -- so a model that gains as much from the shuffled KG as from the real one gains
+    from the extra parameters and degrees, not from the graph's content. Returns a new
+    :class:`kg.export.KnowledgeTriples` (same entities, relations and order of heads).
+    """
+    from dataclasses import replace
+
+    rel = torch.as_tensor(triples.relation, dtype=torch.long)
+    tail = torch.as_tensor(triples.tail, dtype=torch.long).clone()
+    gen = torch.Generator().manual_seed(seed)
+    key = rel * (rel.numel() + 1) + torch.randperm(rel.numel(), generator=gen)  # random order within a relation
+    order = torch.argsort(key)  # triples grouped by relation, randomly ordered inside each group
+    by_rel = torch.argsort(rel, stable=True)  # the same groups in their original order
+    tail[by_rel] = torch.as_tensor(triples.tail, dtype=torch.long)[order]
+    return replace(triples, tail=tail)
 
 
 class KGModel(nn.Module):
@@ -86,6 +140,12 @@ class KGModel(nn.Module):
         kg_loss_weight: weight of the TransE term (0 = off).  kg_batch: triples sampled
             per step for that term.
         use_kg: ``False`` ignores ``triples`` entirely (the LightGCN ablation).
+        shuffle_kg: replace the triples by :func:`shuffle_tails` (seed ``shuffle_seed``):
+            the shuffled-KG ablation, same degrees, random tails.
+        merge_links: an item and the one external entity it is ``linked_to`` (1:1) become one
+            node (KGAT's convention, item ``i`` = entity ``i``), so the entity's own triples
+            (a film's director, actors, genres) are one hop from the item instead of two.
+        contrastive: :class:`kg.models.base.Contrastive` (default: none).
 
     Shapes: :meth:`embeddings` -> (users [U, d], items [I, d]); :meth:`score` users [B]
     -> [B, I]; :meth:`loss` users, pos [B], neg [B] or [B, n] -> (scalar, dict of floats);
@@ -97,7 +157,9 @@ class KGModel(nn.Module):
                  embedding_dim: int = 64, num_layers: int = 3, *, kg_layers: int = 1,
                  heads: int = 1, kg_weight: float = 1.0, kg_dropout: float = 0.0,
                  kg_loss_weight: float = 0.0, kg_batch: int = 4096,
-                 use_kg: bool = True):
+                 use_kg: bool = True, shuffle_kg: bool = False, shuffle_seed: int = 0,
+                 merge_links: bool = False,
+                 contrastive: Contrastive | None = None):
         super().__init__()
         if embedding_dim % heads:
             raise ValueError(f"heads={heads} must divide embedding_dim={embedding_dim}")
@@ -105,6 +167,9 @@ class KGModel(nn.Module):
         self.embedding_dim, self.num_layers, self.kg_layers, self.heads = embedding_dim, num_layers, kg_layers, heads
         self.kg_weight, self.kg_dropout = kg_weight, kg_dropout
         self.kg_loss_weight, self.kg_batch, self.use_kg = kg_loss_weight, kg_batch, use_kg
+        self.shuffle_kg, self.merge_links = bool(shuffle_kg), bool(merge_links)
+        self.contrastive = contrastive if contrastive is not None and (contrastive.noisy or contrastive.kg_weight) \
+            else None
 
         if adjacency is None:
             raise ValueError("adjacency is required (sparse CSR [U+I, U+I] or (users, items) pairs)")
@@ -117,9 +182,14 @@ class KGModel(nn.Module):
 
         empty = torch.zeros(0, dtype=torch.long)
         if use_kg and triples is not None and len(triples.head):
+            if shuffle_kg:
+                triples = shuffle_tails(triples, shuffle_seed)
             h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
             num_entities, num_relations = max(int(triples.num_entities), self.num_items), int(triples.num_relations)
             self.relation_names = list(triples.relation_names)
+            if merge_links and LINK_RELATION in self.relation_names:
+                h, r, t = merged_links(h, r, t, self.relation_names.index(LINK_RELATION), num_entities,
+                                       self.num_items)
         else:  # the ablation / no KG: the triples are never read
             h = r = t = empty
             num_entities, num_relations = self.num_items, 0
@@ -237,10 +307,16 @@ class KGModel(nn.Module):
 
     def _ego(self) -> torch.Tensor:
         """x^{(0)} [U+I, d]: users, then items enriched by their knowledge."""
+        return self._ego_and_knowledge()[0]
+
+    def _ego_and_knowledge(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x^{(0)} [U+I, d], k [I, d] or None without the KG)."""
         items = self.entity_emb[: self.num_items]
+        k = None
         if self.use_kg:  # a constructor flag, never data
-            items = items + self.kg_weight * self.knowledge()
-        return torch.cat([self.user_emb, items])
+            k = self.knowledge()
+            items = items + self.kg_weight * k
+        return torch.cat([self.user_emb, items]), k
 
     def propagated(self, ego: torch.Tensor | None = None) -> torch.Tensor:
         """x [U+I, d], the LightGCN layer mean of :meth:`_ego` (or of a precomputed ``ego``)."""
@@ -259,15 +335,29 @@ class KGModel(nn.Module):
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
              l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-        """BPR + ``l2`` on x^{(0)} rows (+ TransE KG term); users, pos [B], neg [B] or [B, n]."""
-        ego = self._ego()  # L2 on x^{(0)}: the items' knowledge part is regularised too
-        out = self.propagated(ego)
+        """BPR + ``l2`` on x^{(0)} rows (+ TransE KG term, + contrastive terms); users, pos [B],
+        neg [B] or [B, n]."""
+        ego, k = self._ego_and_knowledge()  # L2 on x^{(0)}: the items' knowledge part is regularised too
+        c = self.contrastive
+        if c is not None and c.noisy:
+            out, view = noisy_views(self.adjacency, ego, self.num_layers, c)
+        else:
+            out, view = self.propagated(ego), None
         b, nshape = len(users), neg.shape
         idx = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
         o, e = out[idx], ego[idx]
         split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
         (u, p, n), (u0, p0, n0) = split(o), split(e)
         total, parts = bpr_loss(u, p, n, u0, p0, n0, l2)
+        if view is not None:
+            cl = graph_contrast(out, view, users, pos, self.num_users, c)
+            total = total + c.weight * cl
+            parts["cl"] = float(cl.detach())
+        if c is not None and c.kg_weight > 0 and k is not None and self.num_triples:
+            items = contrast_nodes(pos, c.max_nodes)
+            kv = info_nce(k[items], out[items + self.num_users].detach(), c.temperature)
+            total = total + c.kg_weight * kv
+            parts["kv"] = float(kv.detach())
         if self.kg_loss_weight > 0 and self.kg_head.numel():
             kg = self.kg_loss()
             total = total + self.kg_loss_weight * kg
@@ -289,7 +379,9 @@ class KGModel(nn.Module):
         return (f"num_users={self.num_users}, num_items={self.num_items}, num_entities={self.num_entities}, "
                 f"num_relations={self.num_relations}, triples={self.kg_head.numel() // 2}, "
                 f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
-                f"kg_layers={self.kg_layers}, heads={self.heads}, use_kg={self.use_kg}")
+                f"kg_layers={self.kg_layers}, heads={self.heads}, use_kg={self.use_kg}"
+                + (", shuffle_kg=True" if self.shuffle_kg else "") + (", merge_links=True" if self.merge_links else "")
+                + (f", contrastive={self.contrastive.mode}" if self.contrastive else ""))
 
 
 class _SpMM(torch.autograd.Function):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kg.models.base import bpr_loss
+from kg.models.base import Contrastive, bpr_loss, graph_contrast, noisy_views
 from kg.sparse import propagate
 
 
@@ -24,7 +24,20 @@ class LightGCN(nn.Module):
         \hat y_{ui} = \mathbf e_u^\top \mathbf e_i .
 
     Training uses BPR with L2 on the ego embeddings of the batch (see
-    :meth:`kg.models.Recommender.loss`). The propagation is one autograd Function
+    :meth:`kg.models.Recommender.loss`). With ``contrastive`` (:class:`kg.models.base.Contrastive`,
+    mode ``xsimgcl`` or ``simgcl``) the training propagation is perturbed and an InfoNCE
+    term is added:
+
+    .. math::
+        \mathcal L = \mathcal L_{BPR}(\tilde{\mathbf E}) + \lambda_2 \mathcal R
+            + \lambda \bigl(\operatorname{InfoNCE}(\tilde{\mathbf E}_{\mathcal U_B},
+              \mathbf V_{\mathcal U_B}) + \operatorname{InfoNCE}(\tilde{\mathbf E}_{\mathcal I_B},
+              \mathbf V_{\mathcal I_B})\bigr),
+
+    with :math:`\tilde{\mathbf E}` the noisy layer mean and :math:`\mathbf V` its noisy
+    layer l* (XSimGCL) or a second noisy layer mean (SimGCL), over the batch's distinct
+    users :math:`\mathcal U_B` and positive items :math:`\mathcal I_B`. Scoring
+    (:meth:`embeddings`) is always noiseless. The propagation is one autograd Function
     (:func:`kg.sparse.propagate`) whose backward is the same propagation of the
     gradient (Â is symmetric), so no layer is stored for backward.
 
@@ -36,6 +49,7 @@ class LightGCN(nn.Module):
         embedding_dim (int): d. (default: :obj:`64`)
         num_layers (int): L. (default: :obj:`3`)
         init_std (float): std of the normal initialisation (LightGCN's code uses 0.1).
+        contrastive (Contrastive, optional): the contrastive term (default: none).
 
     Shapes:
         - **embeddings()**: ``(user [U, d], item [I, d])``
@@ -44,13 +58,17 @@ class LightGCN(nn.Module):
     """
 
     def __init__(self, num_users: int, num_items: int, adjacency: torch.Tensor,
-                 embedding_dim: int = 64, num_layers: int = 3, init_std: float = 0.1):
+                 embedding_dim: int = 64, num_layers: int = 3, init_std: float = 0.1,
+                 contrastive: Contrastive | None = None):
         super().__init__()
         n = num_users + num_items
         if tuple(adjacency.shape) != (n, n):
             raise ValueError(f"adjacency is {tuple(adjacency.shape)}, expected ({n}, {n})")
         self.num_users, self.num_items = num_users, num_items
         self.embedding_dim, self.num_layers = embedding_dim, num_layers
+        if contrastive is not None and contrastive.kg_weight:
+            raise ValueError("the knowledge view (kg_weight) needs the KG model")
+        self.contrastive = contrastive if contrastive is not None and contrastive.noisy else None
         self.embedding = nn.Embedding(n, embedding_dim)  # users 0..U-1, items U..U+I-1
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.adjacency = adjacency  # set via _apply below; sparse CSR is not a state-dict buffer
@@ -70,15 +88,21 @@ class LightGCN(nn.Module):
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
              l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-        out = self.propagated()
         ego = self.embedding.weight
+        c = self.contrastive
+        out, view = noisy_views(self.adjacency, ego, self.num_layers, c) if c else (self.propagated(), None)
         # one gather per table (one [N, d] gradient buffer each instead of three)
         b, nshape = len(users), neg.shape
         idx = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
         o, e = out[idx], ego[idx]
         split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
         (u, p, n), (u0, p0, n0) = split(o), split(e)
-        return bpr_loss(u, p, n, u0, p0, n0, l2)
+        loss, parts = bpr_loss(u, p, n, u0, p0, n0, l2)
+        if view is not None:
+            cl = graph_contrast(out, view, users, pos, self.num_users, c)
+            loss = loss + c.weight * cl
+            parts["cl"] = float(cl.detach())
+        return loss, parts
 
     def score(self, users: torch.Tensor,
               embeddings: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

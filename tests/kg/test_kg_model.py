@@ -9,7 +9,8 @@ import torch
 
 from kg.export import KnowledgeTriples
 from kg.models import Recommender
-from kg.models.kg_model import KGModel
+from kg.models.base import Contrastive
+from kg.models.kg_model import KGModel, merged_links, shuffle_tails
 from kg.sparse import normalized_adjacency
 
 U, I, D = 12, 9, 8
@@ -204,3 +205,59 @@ def test_without_triples_with_kg_is_lightgcn():
     loss, _ = m.loss(users[:4], torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), l2=1e-4)
     loss.backward()
     assert m.user_emb.grad.abs().sum() > 0
+
+
+def test_shuffled_kg_keeps_every_degree_and_changes_the_tails():
+    triples = toy_triples()
+    shuffled = shuffle_tails(triples, seed=3)
+    h, r, t = triples.head, triples.relation, triples.tail
+    assert torch.equal(shuffled.head, h) and torch.equal(shuffled.relation, r)
+    assert shuffled.num_entities == triples.num_entities and shuffled.relation_names == triples.relation_names
+    for rel in r.unique():  # per relation: each tail entity keeps its in-degree, each head its out-degree
+        mask = r == rel
+        assert torch.equal(torch.sort(shuffled.tail[mask]).values, torch.sort(t[mask]).values)
+    assert not torch.equal(shuffled.tail, t)  # the content is random
+    assert torch.equal(shuffle_tails(triples, seed=3).tail, shuffled.tail)  # seeded
+    model = make(shuffle_kg=True, shuffle_seed=3)
+    assert "shuffle_kg=True" in repr(model)
+    # the model built on the shuffled KG equals the one given the shuffled triples
+    same = make(triples=shuffled)
+    assert torch.allclose(model.score(torch.arange(U)), same.score(torch.arange(U)), atol=1e-6)
+
+
+def test_knowledge_view_term_is_one_way():
+    """kg_weight adds InfoNCE(k_i, sg(x_i)) over the batch's distinct positives; its gradient
+    moves only the knowledge branch (never the users' embeddings: the fusion runs one way)."""
+    spec = Contrastive(mode="none", kg_weight=0.5, temperature=0.2)
+    with_kv, plain = make(contrastive=spec), make()
+    users, pos, neg = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 1]), torch.tensor([5, 6, 7, 8])
+    loss, parts = with_kv.loss(users, pos, neg)
+    base, _ = plain.loss(users, pos, neg)
+    with torch.no_grad():
+        k = with_kv.knowledge()
+        x = with_kv.propagated()[U:]
+    items = torch.tensor([0, 1, 2])
+    a, b = torch.nn.functional.normalize(k[items], dim=1), torch.nn.functional.normalize(x[items], dim=1)
+    sim = torch.exp(a @ b.T / 0.2)
+    kv = (-torch.log(sim.diagonal() / sim.sum(1))).mean()
+    assert parts["kv"] == pytest.approx(float(kv), rel=1e-5)
+    torch.testing.assert_close(loss.detach(), base.detach() + 0.5 * kv, rtol=1e-5, atol=1e-6)
+    (loss - base.detach()).backward()
+    base.backward()
+    torch.testing.assert_close(with_kv.user_emb.grad, plain.user_emb.grad)  # no CF gradient from the term
+    assert not torch.allclose(with_kv.relation_emb.grad, plain.relation_emb.grad)  # the KG branch moves
+
+
+def test_merge_links_puts_a_linked_entitys_triples_on_the_item():
+    """Only 1:1 links merge (items 2 -> 16 and 3 -> 17; 14 and 15 are shared by two items)."""
+    t = toy_triples()
+    h, r, tail = merged_links(t.head, t.relation, t.tail, t.relation_names.index("linked_to"), t.num_entities, I)
+    got = set(zip(h.tolist(), r.tolist(), tail.tolist()))
+    assert (15, 4, 2) in got and (2, 4, 3) in got and (14, 3, 15) in got  # 16 -> item 2, 17 -> item 3
+    assert not {16, 17} & set(h.tolist() + tail.tolist())
+    assert (2, 2, 16) not in got and (0, 2, 14) in got and len(h) == len(t.head) - 2
+    model = make(merge_links=True)
+    assert model.num_triples == len(t.head) - 2
+    loss, _ = model.loss(torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([4, 5]))
+    loss.backward()
+    assert model.entity_emb.grad[16:18].abs().sum() == 0  # the merged entities are no longer used

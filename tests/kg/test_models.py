@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kg.models import BPRMF, LightGCN, Recommender
+from kg.models.base import Contrastive
 from kg.sparse import normalized_adjacency
 
 
@@ -95,3 +96,56 @@ def test_lightgcn_moves_adjacency_with_dtype(graph):
     model.double()
     assert model.adjacency.values().dtype == torch.float64
     assert "adjacency" not in model.state_dict()
+
+
+def hand_info_nce(a, b, tau):
+    """-log of the positive's softmax share, cosine similarities over tau (the docstring)."""
+    a = a / a.norm(dim=1, keepdim=True)
+    b = b / b.norm(dim=1, keepdim=True)
+    sim = torch.exp(a @ b.t() / tau)
+    return (-torch.log(sim.diagonal() / sim.sum(1))).mean()
+
+
+def test_xsimgcl_term_is_the_docstring_formula(graph):
+    """Without noise (eps = 0) the loss is BPR + L2 + lambda (InfoNCE(users) + InfoNCE(items))
+    between the layer mean and layer l*, over the batch's distinct users and positives."""
+    users, items, nu, ni = graph
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    spec = Contrastive(mode="xsimgcl", weight=0.3, eps=0.0, temperature=0.2, layer=1)
+    model = LightGCN(nu, ni, adj, embedding_dim=4, num_layers=2, contrastive=spec).double()
+    plain = LightGCN(nu, ni, adj, embedding_dim=4, num_layers=2).double()
+    plain.load_state_dict(model.state_dict())
+    u, p, n = torch.tensor([0, 1, 0]), torch.tensor([2, 3, 2]), torch.tensor([4, 5, 6])
+    loss, parts = model.loss(u, p, n, l2=0.1)
+    base, _ = plain.loss(u, p, n, l2=0.1)
+    ego = model.embedding.weight.detach()
+    layer1 = adj.to_dense() @ ego
+    out = torch.stack([ego, layer1, adj.to_dense() @ layer1]).mean(0)
+    du, di = torch.tensor([0, 1]), torch.tensor([2, 3]) + nu  # distinct users / positive items
+    cl = hand_info_nce(out[du], layer1[du], 0.2) + hand_info_nce(out[di], layer1[di], 0.2)
+    assert parts["cl"] == pytest.approx(float(cl))
+    torch.testing.assert_close(loss.detach(), base.detach() + 0.3 * cl)
+    # scoring never sees the noise nor the term: the same embeddings as plain LightGCN
+    for a, b in zip(model.embeddings(), plain.embeddings()):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mode", ["xsimgcl", "simgcl"])
+def test_contrastive_noise_and_subsampling(graph, mode):
+    users, items, nu, ni = graph
+    adj = normalized_adjacency(users, items, nu, ni)
+    spec = Contrastive(mode=mode, eps=0.2, max_nodes=8)
+    model = LightGCN(nu, ni, adj, embedding_dim=8, num_layers=2, contrastive=spec)
+    u, p = torch.arange(40), torch.arange(40) % ni
+    torch.manual_seed(0)
+    a, parts = model.loss(u, p, (p + 1) % ni)
+    torch.manual_seed(1)
+    b, _ = model.loss(u, p, (p + 1) % ni)
+    assert float(a.detach()) != float(b.detach())  # a fresh noise draw (and anchor subset) each step
+    assert 0 < parts["cl"] < 2 * np.log(8) + 1  # InfoNCE over at most 8 anchors: ~log 8 at random
+    a.backward()
+    assert model.embedding.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        LightGCN(nu, ni, adj, contrastive=Contrastive(mode="xsimgcl", kg_weight=0.1))
+    with pytest.raises(ValueError):
+        Contrastive(mode="sgl")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from kg.sparse import LayerMeanPropagation, SymmetricSpMM, normalized_adjacency, propagate, sparse_mm, spmm
+from kg.sparse import (LayerMeanPropagation, SymmetricSpMM, noisy_propagate, normalized_adjacency, propagate,
+                       sparse_mm, spmm)
 
 
 def dense_adjacency(users, items, num_users, num_items):
@@ -82,3 +83,48 @@ def test_layer_mean_propagation(tiny, layers):
     torch.testing.assert_close(propagate(adj, x, layers), expected)
     assert torch.autograd.gradcheck(lambda t: LayerMeanPropagation.apply(adj, t, layers),
                                     (x.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("view_layer", [0, 1, 3])
+def test_noisy_propagation_without_noise_is_the_layer_mean_and_a_layer(tiny, view_layer):
+    users, items, nu, ni = tiny
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    x = torch.randn(nu + ni, 5, dtype=torch.float64)
+    out, view = noisy_propagate(adj, x, 3, 0.0, view_layer)
+    dense = adj.to_dense()
+    torch.testing.assert_close(out, propagate(adj, x, 3))
+    torch.testing.assert_close(view, torch.linalg.matrix_power(dense, view_layer) @ x)
+
+
+def test_noisy_propagation_adds_eps_noise_in_the_sign_of_each_layer(tiny):
+    users, items, nu, ni = tiny
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    x = torch.randn(nu + ni, 6, dtype=torch.float64)
+    torch.manual_seed(1)
+    _, e1 = noisy_propagate(adj, x, 1, 0.2, 1)
+    clean = adj.to_dense() @ x
+    delta = e1 - clean
+    live = clean.abs().sum(1) > 0  # isolated nodes have a zero layer (sign 0 -> +U, still norm eps)
+    torch.testing.assert_close(delta.norm(dim=1), torch.full((nu + ni,), 0.2, dtype=torch.float64))
+    assert ((delta[live] * clean[live]) >= 0).all()  # the noise keeps every coordinate's sign
+    torch.manual_seed(1)
+    torch.testing.assert_close(noisy_propagate(adj, x, 1, 0.2, 1)[1], e1)  # drawn from the global RNG
+
+
+def test_noisy_propagation_backward_is_the_noiseless_one(tiny):
+    """The noise is constant in x, so d/dx of <w1, E> + <w2, E^(l*)> is
+    1/(L+1) sum_k (A^k)^T w1 + (A^l*)^T w2, whatever noise was drawn."""
+    users, items, nu, ni = tiny
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    a = adj.to_dense()
+    x = torch.randn(nu + ni, 4, dtype=torch.float64, requires_grad=True)
+    w1, w2 = torch.randn(nu + ni, 4, dtype=torch.float64), torch.randn(nu + ni, 4, dtype=torch.float64)
+    for view_layer in (0, 2, 3):
+        out, view = noisy_propagate(adj, x, 3, 0.3, view_layer)
+        (grad,) = torch.autograd.grad((out * w1).sum() + (view * w2).sum(), x)
+        powers = [torch.linalg.matrix_power(a, k) for k in range(4)]
+        expected = sum(p.t() @ w1 for p in powers) / 4 + powers[view_layer].t() @ w2
+        torch.testing.assert_close(grad, expected)
+    out, _ = noisy_propagate(adj, x, 3, 0.3, 1)  # only the mean used: the view's gradient is None
+    (grad,) = torch.autograd.grad((out * w1).sum(), x)
+    torch.testing.assert_close(grad, sum(torch.linalg.matrix_power(a, k).t() @ w1 for k in range(4)) / 4)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from kg.errors import ConfigError
 from kg.evaluation import evaluate, popularity_scores
 from kg.split import Split
 from kg.train import (PairSet, TrainConfig, build_model, sample_negatives, split_from_interactions,
@@ -204,3 +205,35 @@ def test_build_model_kgrec_uses_kg_model(split, monkeypatch):
                      "shape": (n, n), "embedding_dim": 16, "num_layers": 2, "options": {"relation_dim": 8}}
     with pytest.raises(ValueError):
         build_model(config, (split.num_users, split.num_items), split)
+
+
+def test_contrastive_flag_trains_and_its_loss_falls(split):
+    """``contrastive="xsimgcl"`` (one TrainConfig field) adds the logged InfoNCE term; both the
+    total and the term fall, and the model still learns the planted blocks."""
+    # (measured: test Recall@20 0.83 with lambda 0.05; 0.50 with lambda 0.2, whose uniformity
+    # term pushes apart the many same-block users of this 10-block toy; LightGCN 0.88)
+    config = small_config(epochs=10, lr=0.02, num_negatives=4, eval_every=5, contrastive="xsimgcl",
+                          cl_weight=0.05, cl_eps=0.1, cl_temperature=0.2)
+    net = build_model(config, (split.num_users, split.num_items), split)
+    assert net.contrastive is not None and net.contrastive.mode == "xsimgcl"
+    result = train(net, split, config, progress=False)
+    first, last = result.history[0], result.history[-1]
+    assert "cl" in first and last["cl"] < first["cl"] and last["loss"] < first["loss"]
+    pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
+                   split.test, [split.train, split.valid], ks=(20,))
+    assert result.test_metrics["recall@20"] > 4 * pop["recall@20"], (result.test_metrics, pop)
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.contrastive_spec() == config.contrastive_spec()
+
+
+def test_contrastive_settings_are_checked():
+    assert small_config().contrastive_spec() is None  # off by default: BPR only
+    with pytest.raises(ConfigError):
+        small_config(contrastive="sgl")
+    with pytest.raises(ConfigError):
+        small_config(model="bpr_mf", contrastive="xsimgcl")
+    with pytest.raises(ConfigError):
+        small_config(kg_view_weight=0.1)  # the knowledge view needs the KG model
+    with pytest.raises(ConfigError):
+        small_config(contrastive="xsimgcl", cl_temperature=0)
+    assert small_config(model="kgrec", kg_view_weight=0.1).contrastive_spec().mode == "none"

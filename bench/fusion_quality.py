@@ -24,9 +24,9 @@ E[quantity]) of those lists are plotted against each other.
 
 Seeds (``--seeds N``): the GNN and text stages are trained once, the fusion stage with
 seeds 0 .. N-1; the tables show seed 0, and a line per data set gives the fused
-Recall@10 / NDCG@10 of every seed with their mean and standard deviation, beside one
-standard error of the GNN's Recall@10 (binomial, over the test users: each has one
-held-out purchase under leave-last-out).
+Recall@10 / NDCG@10 of every seed with their mean and standard deviation; under each
+table, one standard error of every model's Recall@10 (binomial, over the test users:
+each has one held-out purchase under leave-last-out).
 
 Input ablation (Gift Cards, ``--ablation``): the fusion stage retrained with one part
 taken away at a time -- its text inputs, its side features, its GNN inputs (the GNN
@@ -52,13 +52,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusion.ranking.comparison import markdown  # noqa: E402
+from fusion.ranking.comparison import markdown, recall_note  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
 from fusion.ranking.planted import fused_list, model_lists, planted_value  # noqa: E402
 from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
 from fusion.pipeline import train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
+from kg.run_dir import RunDir  # noqa: E402
 from kg.stores import StoreConfig, open_store  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -87,11 +88,6 @@ ABLATION = (
 )
 
 
-def binomial_se(recall: float, users: float) -> float:
-    """One standard error of a Recall@K over ``users`` with one held-out item each."""
-    return float(np.sqrt(recall * (1 - recall) / max(users, 1)))
-
-
 def mean_sd(values) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
@@ -115,16 +111,11 @@ def fusion_seeds(run_dir: Path, config, seeds: int, first: dict) -> list[dict]:
     return out
 
 
-def seeds_line(name: str, results: dict, per_seed: list[dict], run_dir: Path) -> str:
-    from kg.run_dir import RunDir
-
-    users = len(np.unique(RunDir(run_dir).load_split().test[0]))
-    gnn = results["gnn"]["recall@10"]
+def seeds_line(name: str, per_seed: list[dict]) -> str:
     fused = [m["recall@10"] for m in per_seed]
     return (f"{name}, fused over {len(per_seed)} fusion seeds: Recall@10 "
             + " / ".join(f"{r:.4f}" for r in fused) + f" (mean ± sd {mean_sd(fused)}), NDCG@10 "
-            + mean_sd([m["ndcg@10"] for m in per_seed])
-            + f"; GNN Recall@10 {gnn:.4f}, one standard error {binomial_se(gnn, users):.4f} ({users:.0f} test users)")
+            + mean_sd([m["ndcg@10"] for m in per_seed]))
 
 
 def ablation(run_dir: Path, config, seeds: int) -> str:
@@ -204,7 +195,8 @@ def main() -> int:
             results, run_dir, seconds = run(synthetic, Path(tmp) / "synthetic", config)
             print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
-            print(seeds_line("synthetic", results, fusion_seeds(run_dir, config, args.seeds, results), run_dir))
+            print(recall_note(results, RunDir(run_dir).load_split()))
+            print(seeds_line("synthetic", fusion_seeds(run_dir, config, args.seeds, results)))
             engine = Engine.open(run_dir)
             users = np.arange(len(engine.user_index))
             truth = ground_truth(synthetic)
@@ -224,7 +216,8 @@ def main() -> int:
             results, run_dir, seconds = run(gift, Path(tmp) / "gift", gift_config)
             print(f"\n## Amazon 2018 Gift Cards (reviews only) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
-            print(seeds_line("Gift Cards", results, fusion_seeds(run_dir, gift_config, args.seeds, results), run_dir))
+            print(recall_note(results, RunDir(run_dir).load_split()))
+            print(seeds_line("Gift Cards", fusion_seeds(run_dir, gift_config, args.seeds, results)))
             if args.ablation:
                 print(f"\n## Gift Cards: the fused ranker's inputs, {max(args.seeds, 1)} fusion seeds each "
                       "(test, mean ± sd)\n", flush=True)

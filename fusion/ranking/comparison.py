@@ -78,3 +78,14 @@ def markdown(results: dict[str, dict[str, float]], columns=COLUMNS) -> str:
             cells.append("—" if v != v else f"{v:.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def recall_note(results: dict[str, dict[str, float]], split) -> str:
+    """One line under the table: the test users and one standard error of each model's
+    Recall@10 (binomial: under leave-last-out every test user has one held-out purchase),
+    so a difference can be read against it."""
+    users = len(np.unique(np.asarray(split.test[0])))
+    se = {name: float(np.sqrt(m["recall@10"] * (1 - m["recall@10"]) / max(users, 1)))
+          for name, m in results.items() if "recall@10" in m}
+    return (f"{users:,} test users; one standard error of Recall@10: "
+            + ", ".join(f"{name} {v:.4f}" for name, v in se.items()))

@@ -216,3 +216,11 @@ def test_auc_and_search_ndcg_match_their_definitions():
     dcg = 1 / math.log2(2) + 3 / math.log2(3)
     ideal = 3 / math.log2(2) + 1 / math.log2(3)
     assert got == pytest.approx(dcg / ideal)
+
+
+def test_recall_note_gives_one_standard_error_per_model():
+    from fusion.ranking.comparison import recall_note
+
+    split = _split(users=5, test=([0, 1, 2, 3], [0, 1, 2, 3]))
+    note = recall_note({"gnn": {"recall@10": 0.5}, "text": {"search_ndcg@10": 0.7}}, split)
+    assert note == "4 test users; one standard error of Recall@10: gnn 0.2500"  # sqrt(0.25 / 4)

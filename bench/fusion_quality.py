@@ -22,12 +22,27 @@ the Engine recommends a top-10 to each of 300 users; the *true* expected clicks
 (sum of the planted p_click) and expected order value (sum of p_click x p_buy x price x
 E[quantity]) of those lists are plotted against each other.
 
-    python bench/fusion_quality.py [--skip-gift-cards] [--out bench/out]
+Seeds (``--seeds N``): the GNN and text stages are trained once, the fusion stage with
+seeds 0 .. N-1; the tables show seed 0, and a line per data set gives the fused
+Recall@10 / NDCG@10 of every seed with their mean and standard deviation; under each
+table, one standard error of every model's Recall@10 (binomial, over the test users:
+each has one held-out purchase under leave-last-out).
+
+Input ablation (Gift Cards, ``--ablation``): the fusion stage retrained with one part
+taken away at a time -- its text inputs, its side features, its GNN inputs (the GNN
+still picks the 100 candidates), the candidate negatives -- or changed: fit on the
+training period instead of the validation period (``train_on="auto"`` picks the
+validation period on both data sets: at least 300 conversions there), re-rank all
+products instead of the GNN's top-100; each for every seed, as mean +- standard
+deviation of test Recall@10 and NDCG@10 (:func:`ablation`).
+
+    python bench/fusion_quality.py [--seeds 3] [--ablation] [--skip-gift-cards] [--skip-synthetic] [--out bench/out]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -37,13 +52,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusion.ranking.comparison import markdown  # noqa: E402
+from fusion.ranking.comparison import markdown, recall_note  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
 from fusion.ranking.planted import fused_list, model_lists, planted_value  # noqa: E402
 from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
 from fusion.pipeline import train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
+from kg.run_dir import RunDir  # noqa: E402
 from kg.stores import StoreConfig, open_store  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -57,6 +73,73 @@ def run(dataset, root: Path, config) -> tuple[dict, Path, float]:
     with open_store(StoreConfig(kind="embedded", path=db), read_only=True) as store:
         out = train_all(store, run_dir, config)
     return out["fusion"], run_dir, time.perf_counter() - start
+
+
+#: the input ablation: (row, FusionConfig changes)
+ABLATION = (
+    ("fused (every input)", {}),
+    ("without text inputs", {"without": ("text",)}),
+    ("without side features", {"without": ("side",)}),
+    ("without GNN inputs (GNN candidates kept)", {"without": ("gnn",)}),
+    ("side features only (GNN candidates)", {"without": ("gnn", "text")}),
+    ("without candidate negatives", {"candidate_negatives": 0}),
+    ("fit on the training period instead", {"train_on": "train"}),
+    ("re-rank every product, not the GNN top-100", {"candidates": 0}),
+)
+
+
+def mean_sd(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
+
+
+def fusion_seeds(run_dir: Path, config, seeds: int, first: dict) -> list[dict]:
+    """The test comparison of fusion seeds 0 .. ``seeds``-1 (``first``: seed 0's, already
+    trained); the run folder keeps seed 0's model."""
+    from dataclasses import replace
+
+    from fusion.pipeline import load_fusion_data
+    from fusion.ranking.train import evaluate_fusion, train_fusion
+
+    out = [first["fused"]]
+    data = load_fusion_data(run_dir, config.fusion.examples)
+    for seed in range(1, seeds):
+        fc = replace(config.fusion, seed=seed)
+        result = train_fusion(data, fc)
+        data_seed = replace(data, tables=result.tables)
+        out.append(evaluate_fusion(result.model, data_seed, "test", candidates=fc.candidates))
+    return out
+
+
+def seeds_line(name: str, per_seed: list[dict]) -> str:
+    fused = [m["recall@10"] for m in per_seed]
+    return (f"{name}, fused over {len(per_seed)} fusion seeds: Recall@10 "
+            + " / ".join(f"{r:.4f}" for r in fused) + f" (mean ± sd {mean_sd(fused)}), NDCG@10 "
+            + mean_sd([m["ndcg@10"] for m in per_seed]))
+
+
+def ablation(run_dir: Path, config, seeds: int) -> str:
+    """The input ablation table (module docstring) of a trained run folder, printed row by
+    row as it is measured."""
+    from dataclasses import replace
+
+    from fusion.pipeline import load_fusion_data
+    from fusion.ranking.train import evaluate_fusion, train_fusion
+
+    data = load_fusion_data(run_dir, config.fusion.examples)
+    rows = ["| fused ranker | Recall@10 | NDCG@10 |", "|---|---:|---:|"]
+    print("\n".join(rows), flush=True)
+    for name, changes in ABLATION:
+        metrics = []
+        for seed in range(seeds):
+            fc = replace(config.fusion, seed=seed, **changes)
+            result = train_fusion(data, fc)
+            metrics.append(evaluate_fusion(result.model, replace(data, tables=result.tables), "test",
+                                           candidates=fc.candidates))
+        rows.append(f"| {name} | {mean_sd([m['recall@10'] for m in metrics])} | "
+                    f"{mean_sd([m['ndcg@10'] for m in metrics])} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
 
 
 def tradeoff(engine: Engine, truth, out: Path, n_users: int = 300) -> str:
@@ -93,6 +176,8 @@ def main() -> int:
     p.add_argument("--skip-gift-cards", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--text-steps", type=int, default=60, help="MiniLM fine-tuning steps per data set")
+    p.add_argument("--seeds", type=int, default=1, help="fusion seeds 0 .. N-1 (GNN and text trained once)")
+    p.add_argument("--ablation", action="store_true", help="Gift Cards: the fused ranker's input ablation")
     args = p.parse_args()
     import torch
 
@@ -103,12 +188,15 @@ def main() -> int:
 
     config = demo_config()
     config = replace(config, text=replace(config.text, train=replace(config.text.train, max_steps=args.text_steps)))
+    print(f"load average at the start: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_synthetic:
             synthetic = generate(SyntheticConfig(n_users=2000, n_items=500, n_interactions=100_000, n_queries=150))
             results, run_dir, seconds = run(synthetic, Path(tmp) / "synthetic", config)
             print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
+            print(recall_note(results, RunDir(run_dir).load_split()))
+            print(seeds_line("synthetic", fusion_seeds(run_dir, config, args.seeds, results)))
             engine = Engine.open(run_dir)
             users = np.arange(len(engine.user_index))
             truth = ground_truth(synthetic)
@@ -124,9 +212,17 @@ def main() -> int:
 
             gift = load("amazon2018", str(SHARED / "amazon2018-gift-cards"))
             gnn = replace(config.gnn, train=replace(config.gnn.train, model="lightgcn", lr=0.005))
-            results, _, seconds = run(gift, Path(tmp) / "gift", replace(config, gnn=gnn))
+            gift_config = replace(config, gnn=gnn)
+            results, run_dir, seconds = run(gift, Path(tmp) / "gift", gift_config)
             print(f"\n## Amazon 2018 Gift Cards (reviews only) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
+            print(recall_note(results, RunDir(run_dir).load_split()))
+            print(seeds_line("Gift Cards", fusion_seeds(run_dir, gift_config, args.seeds, results)))
+            if args.ablation:
+                print(f"\n## Gift Cards: the fused ranker's inputs, {max(args.seeds, 1)} fusion seeds each "
+                      "(test, mean ± sd)\n", flush=True)
+                ablation(run_dir, gift_config, max(args.seeds, 1))
+    print(f"load average at the end: {os.getloadavg()}")
     return 0
 
 

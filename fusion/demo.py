@@ -70,8 +70,9 @@ def _stage(title: str) -> float:
 
 def run_demo(run_dir: str | Path = "runs/demo", *, db: str | Path = ".kgrec/demo", users: int = 2000,
              quick: bool = False, progress: bool = True) -> int:
-    from fusion.ranking.comparison import markdown
     from fusion.engine import Engine
+    from fusion.ranking.comparison import markdown, recall_note
+    from kg.run_dir import RunDir
     from kg.build import BuildConfig, build_graph
     from kg.stores import StoreConfig, open_store
     from loaders.synthetic import SyntheticConfig, generate
@@ -93,6 +94,7 @@ def run_demo(run_dir: str | Path = "runs/demo", *, db: str | Path = ".kgrec/demo
 
     _stage("3/5 test metrics (held-out purchases, held-out queries, test impressions)")
     print(markdown(out["fusion"]))
+    print(recall_note(out["fusion"], RunDir(run_dir).load_split()))
 
     _stage("4/5 the Engine")
     with Engine.open(run_dir) as engine:  # explanations open the graph the run remembers

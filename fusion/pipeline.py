@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from fusion.ranking.config import FusionConfig
-from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, query_parts
+from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, held_out_periods, query_parts
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, train_fusion
 from fusion.text.finetune import TextTrainConfig
@@ -118,6 +118,11 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     save_parquet(catalogue.items, run.catalogue_items)
     save_parquet(catalogue.judgements, run.judgements)
     judged = np.sort(catalogue.judgements["query"].astype(str).unique())
+    export = GraphExport.load(run.need(run.graph, "gnn"))
+    split = run.load_split()
+    # the text stage sees the training period only, like the GNN: a review of a held-out
+    # purchase names it, and one written later says what the user went on to like
+    catalogue.reviews = training_reviews(catalogue.reviews, export, split, config.gnn.positive_types)
     stage = config.text
     summary: dict[str, Any] = {}
     memo = MemoryCache()  # each distinct text is encoded once by the trained encoder
@@ -140,9 +145,8 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
                             text_config=stage.train.text, cache=memo)
         reviews = embed_reviews(encoder, catalogue.reviews, batch_size=stage.embed_batch_size,
                                 text_config=stage.train.text, cache=memo, progress=progress)
-        export = GraphExport.load(run.need(run.graph, "gnn"))
-        train = _train_purchases(run, export)
-        # profiles see only training-pair reviews: a review of a held-out purchase names it
+        train = _train_purchases(split, export)
+        # profiles: training-period reviews of training pairs, and the training purchases
         pairs = pd.MultiIndex.from_frame(train[["user_id", "item_id"]])
         own = pd.MultiIndex.from_frame(catalogue.reviews[["user_id", "item_id"]]).isin(pairs)
         profiles = user_profiles(reviews, catalogue.reviews[own], items, train)
@@ -159,10 +163,24 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     return summary
 
 
-def _train_purchases(run: RunDir, export: GraphExport) -> pd.DataFrame:
+def training_reviews(reviews: pd.DataFrame, export: GraphExport, split,
+                     positive_types: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The ``reviews`` of the training period (:class:`fusion.ranking.examples.Periods`:
+    not of a held-out pair, not after the user's first held-out pair); reviews of
+    users or products the export does not know are dropped too."""
+    users = export.index_of("user", reviews["user_id"].to_numpy(dtype=object))
+    items = export.index_of("product", reviews["item_id"].to_numpy(dtype=object))
+    known = (users >= 0) & (items >= 0)
+    part = np.ones(len(reviews), dtype=np.int8)
+    part[known] = held_out_periods(export.data, split, positive_types).part(
+        users[known], items[known], reviews["timestamp"].to_numpy(dtype=np.int64)[known])
+    return reviews[part == 0].reset_index(drop=True)
+
+
+def _train_purchases(split, export: GraphExport) -> pd.DataFrame:
     """Training positives of the GNN split as an interactions-like frame (user profiles
     must not see held-out purchases)."""
-    users, items = run.load_split().train
+    users, items = split.train
     return pd.DataFrame({"user_id": export.id_maps["user"][users], "item_id": export.id_maps["product"][items],
                          "event": "purchase"})
 
@@ -183,7 +201,8 @@ def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -
     products, users = export.id_maps["product"], export.id_maps["user"]
     items = pd.read_parquet(run.need(run.catalogue_items, "text"))
     prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
-    examples = build_examples(export.data, split, prices, config)
+    types = RunConfig.load(run.path).gnn.positive_types  # the split's positives time its periods
+    examples = build_examples(export.data, split, prices, config, types)
     gnn = np.load(run.need(run.embeddings, "gnn"), allow_pickle=False)
     user_gnn, _ = aligned(users, gnn["user_ids"], torch.from_numpy(gnn["user"]))
     item_gnn, _ = aligned(products, gnn["item_ids"], torch.from_numpy(gnn["item"]))

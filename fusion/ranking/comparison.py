@@ -1,6 +1,8 @@
 """The report every fusion run prints: what each part adds.
 
-Rows: ``popularity`` (training conversions), ``gnn`` (user·item dot of the graph
+Rows: ``popularity`` (the number of training pairs of the product: the GNN split's
+train part, the same definition and so the same figures as the popularity row of the
+GNN stage's ``report.md``, :func:`kg.evaluation.popularity_scores`), ``gnn`` (user·item dot of the graph
 encoder), ``text`` (cosine of the user's text profile -- or the query -- and the product
 text), ``fused`` (the fusion model, ESMM) and ``fused, CVR on clicks`` (the same model
 with the CVR head fit on clicked examples only -- the baseline ESMM fixes). Columns:
@@ -17,7 +19,7 @@ import torch
 
 from fusion.ranking.train import FusionData, evaluate_fusion
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
-from kg.evaluation import evaluate
+from kg.evaluation import evaluate, popularity_scores
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")
 
@@ -32,8 +34,9 @@ def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str,
     out.update(funnel_aucs(s, s, s, ex.click, ex.conversion))
     split, n = data.split, data.tables.num_items
     items = torch.arange(n)
+    # ks (10, 20) as report.md: the same top-20 call breaks ties among equal scores the same way
     rec = evaluate(lambda u: pair_score(u.repeat_interleave(n), items.repeat(len(u))).view(len(u), n),
-                   split.num_users, n, split.test, [split.train, split.valid], ks=(10,), batch_size=256)
+                   split.num_users, n, split.test, [split.train, split.valid], ks=(10, 20), batch_size=256)
     out.update({"recall@10": rec["recall@10"], "ndcg@10": rec["ndcg@10"]})
     rel = data.relevance
     if rel is not None and query_score is not None:
@@ -45,9 +48,8 @@ def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str,
 
 def baselines(data: FusionData) -> dict[str, dict[str, float]]:
     t = data.tables
-    train = data.examples.select(0)
-    pop = torch.from_numpy(np.bincount(train.item, train.conversion, t.num_items)).float()
     n = t.num_items
+    pop = popularity_scores(data.split.train, n)(torch.zeros(1, dtype=torch.long))[0]
     results = {
         "popularity": _signal_metrics(lambda u, i: pop[i], data, lambda q: pop.expand(len(q), n)),
         "gnn": _signal_metrics(lambda u, i: (t.user_gnn[u.clamp(min=0)] * t.item_gnn[i]).sum(-1), data),
@@ -76,3 +78,14 @@ def markdown(results: dict[str, dict[str, float]], columns=COLUMNS) -> str:
             cells.append("—" if v != v else f"{v:.4f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def recall_note(results: dict[str, dict[str, float]], split) -> str:
+    """One line under the table: the test users and one standard error of each model's
+    Recall@10 (binomial: under leave-last-out every test user has one held-out purchase),
+    so a difference can be read against it."""
+    users = len(np.unique(np.asarray(split.test[0])))
+    se = {name: float(np.sqrt(m["recall@10"] * (1 - m["recall@10"]) / max(users, 1)))
+          for name, m in results.items() if "recall@10" in m}
+    return (f"{users:,} test users; one standard error of Recall@10: "
+            + ", ".join(f"{name} {v:.4f}" for name, v in se.items()))

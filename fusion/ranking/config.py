@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fusion.ranking.examples import ExampleConfig
-from fusion.ranking.model import TASKS
+from fusion.ranking.model import TASKS, input_groups
 from kg.config import checked_fields
 from kg.errors import ConfigError
 
@@ -25,6 +25,7 @@ class FusionConfig:
     tower: int = 32
     dropout: float = 0.1
     raw_gnn: bool = False                 #: raw GNN vectors as inputs (else only their product)
+    without: tuple[str, ...] = ()         #: input groups left out, an ablation: "gnn", "text", "side"
     candidates: int = 100                 #: recommendation: re-rank the GNN's top-N (0: all products)
     candidate_negatives: int = 4          #: per conversion: negatives drawn from the user's GNN top-N
     lr: float = 2e-3
@@ -48,6 +49,7 @@ class FusionConfig:
     def __post_init__(self):
         if isinstance(self.examples, dict):
             object.__setattr__(self, "examples", ExampleConfig.from_dict(self.examples))
+        object.__setattr__(self, "without", input_groups(self.without))
         if self.train_on not in ("valid", "train", "auto"):
             raise ConfigError(f"train_on must be 'valid', 'train' or 'auto', not {self.train_on!r}")
         if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
@@ -65,4 +67,5 @@ class FusionConfig:
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"text_proj": self.text_proj, "hidden": self.hidden, "num_experts": self.num_experts,
-                "tower": self.tower, "dropout": self.dropout, "raw_gnn": self.raw_gnn}
+                "tower": self.tower, "dropout": self.dropout, "raw_gnn": self.raw_gnn,
+                "without": self.without}

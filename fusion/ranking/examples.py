@@ -33,10 +33,16 @@ any shop that logs what it displayed):
 * ``negatives_per_positive`` sampled negatives per positive pair: products the user never
   interacted with, uniformly, all labels 0, at the positive's time.
 
-**Parts** follow the graph encoder's split, so no stage sees the other's test data:
-an example whose pair is a valid/test pair of the GNN split is valid/test; so is any
-later example of that user (strictly after the user's first valid/test example);
-sampled negatives take their positive's part.
+**Parts** follow the graph encoder's split, so no stage sees the other's test data
+(:class:`Periods`): an event whose pair is a valid/test pair of the GNN split belongs to
+the validation/test period; so does any later event of that user (strictly after the
+user's first valid/test pair, timed as the split times it: by its first positive
+event). An example's part is its event's period,
+and **nothing of a later period changes an earlier period's examples**: clicks and
+purchases count only for an impression (implicit sources: a pair) of their own period;
+sampled negatives take their positive's part and are drawn per part, from that part's
+own random stream, avoiding the pairs the user has events with up to that part (so a
+training negative may be a product the user buys later, as it would be on the day).
 
 **Search relevance** examples come from judgements (``(:Query)-[:RELEVANT {grade}]->``):
 target ``grade / max_grade``; queries are split into train / valid / test by a seeded hash
@@ -134,10 +140,11 @@ def _frame(edges) -> pd.DataFrame:
 
 def _attribute(later: pd.DataFrame, earlier: pd.DataFrame, window: int) -> pd.DataFrame:
     """For each ``later`` event, the row number (column ``row``) of the latest ``earlier``
-    event of the same pair at or before it within ``window`` seconds (-1 if none)."""
+    event of the same pair and period (column ``p``) at or before it within ``window``
+    seconds (-1 if none)."""
     earlier = earlier.assign(row=np.arange(len(earlier)))
-    merged = pd.merge_asof(later.reset_index(drop=True), earlier[["u", "i", "t", "row"]], on="t",
-                           by=["u", "i"], direction="backward", tolerance=window)
+    merged = pd.merge_asof(later.reset_index(drop=True), earlier[["u", "i", "p", "t", "row"]], on="t",
+                           by=["u", "i", "p"], direction="backward", tolerance=window)
     merged["row"] = merged["row"].fillna(-1).astype(np.int64)
     return merged
 
@@ -174,44 +181,88 @@ def sample_unseen(users: np.ndarray, seen_keys: np.ndarray, num_items: int, per:
     return users, items, ~collides()
 
 
-def _parts(users, items, time, split, num_items: int) -> np.ndarray:
-    """Part of each example (module docstring): the pair's GNN part, and every later
-    example of a user from the user's first valid (test) example on."""
-    keys = _pair_keys(users, items, num_items)
-    part = np.zeros(len(users), dtype=np.int8)
-    for code, pairs in ((1, split.valid), (2, split.test)):
-        held = np.isin(keys, _pair_keys(pairs[0], pairs[1], num_items))
-        if not held.any():
-            continue
+@dataclass(frozen=True)
+class Periods:
+    """Each user's held-out periods, from the GNN split: an event belongs to the
+    validation (test) period when its pair is a valid (test) pair of the split, or when
+    it is strictly later than the user's first valid (test) pair -- the time the split
+    knows that pair by, its first positive event (ties stay earlier: day-granular
+    sources). :meth:`part` gives 0 train, 1 valid, 2 test."""
+
+    num_items: int
+    held: tuple[np.ndarray, np.ndarray]  # sorted pair keys of the valid, test pairs
+    cut: tuple[np.ndarray, np.ndarray]   # int64 [U]: time of the first valid, test pair (max int: none)
+
+    def part(self, users, items, time) -> np.ndarray:
+        """int8 [N] period of the events (users [N], items [N], time [N])."""
+        users, time = np.asarray(users, dtype=np.int64), np.asarray(time, dtype=np.int64)
+        keys = _pair_keys(users, items, self.num_items)
+        part = np.zeros(len(users), dtype=np.int8)
+        for code, held, cut in ((1, self.held[0], self.cut[0]), (2, self.held[1], self.cut[1])):
+            part[(time > cut[users]) | np.isin(keys, held)] = code
+        return part
+
+
+def held_out_periods(data, split, positive_types: tuple[str, ...] | None = None) -> Periods:
+    """The :class:`Periods` of an exported graph (``GraphExport.data``) under ``split``.
+    A held-out pair's time is its first event of the split's ``positive_types``
+    (:func:`kg.split.positives`), or, for a pair without one, its first event of any type."""
+    from kg.split import positives
+
+    n = split.num_items
+    events = [e for e in (_edges(data, r) for r in ENGAGEMENT_TYPES + ("shown",)) if e is not None]
+    try:
+        pu, pi, pt, _ = positives(data, positive_types)
+        firsts = [(_pair_keys(pu, pi, n), np.asarray(pt, dtype=np.int64))]
+    except DataError:  # no events of those types: every pair by its first event
+        firsts = []
+    firsts.append((np.concatenate([_pair_keys(e[0], e[1], n) for e in events]) if events else np.zeros(0, np.int64),
+                   np.concatenate([e[2] for e in events]).astype(np.int64) if events else np.zeros(0, np.int64)))
+    helds, cuts = [], []
+    for pairs in (split.valid, split.test):
+        held = np.unique(_pair_keys(pairs[0], pairs[1], n))
+        when = np.full(len(held), np.iinfo(np.int64).max)
+        for keys, time in firsts:  # positive time first; any-type time for pairs still without one
+            m = np.isin(keys, held)
+            first = pd.Series(time[m]).groupby(keys[m]).min()
+            pos = np.searchsorted(held, first.index.to_numpy())
+            unset = when[pos] == np.iinfo(np.int64).max
+            when[pos[unset]] = first.to_numpy()[unset]
         cut = np.full(split.num_users, np.iinfo(np.int64).max)
-        np.minimum.at(cut, users[held], time[held])
-        part[(time > cut[users]) & (part < code)] = code  # strictly later: ties stay (day-granular sources)
-        part[held] = code
-    return part
+        np.minimum.at(cut, held // n, when)
+        helds.append(held)
+        cuts.append(cut)
+    return Periods(n, (helds[0], helds[1]), (cuts[0], cuts[1]))
 
 
-def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None = None) -> ExampleSet:
-    """Examples from an exported graph (``GraphExport.data``), its GNN ``split`` and the
-    product ``prices`` (float [num_products], NaN = unknown)."""
+def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None = None,
+                   positive_types: tuple[str, ...] | None = None) -> ExampleSet:
+    """Examples from an exported graph (``GraphExport.data``), its GNN ``split`` (made
+    from ``positive_types``, :class:`Periods`) and the product ``prices`` (float
+    [num_products], NaN = unknown)."""
     config = config or ExampleConfig()
-    rng = np.random.default_rng(config.seed)
     num_items = split.num_items
     price = np.nan_to_num(np.asarray(prices, dtype=np.float64), nan=0.0)
     engaged = [e for e in (_edges(data, r) for r in ENGAGEMENT_TYPES + ("shown",)) if e is not None]
     if not engaged:
         raise DataError("the graph has no user-product interactions to derive examples from")
-    seen_keys = np.unique(np.concatenate([_pair_keys(e[0], e[1], num_items) for e in engaged]))
+    periods = held_out_periods(data, split, positive_types)
+
+    def frame(edges) -> pd.DataFrame:  # events sorted by time, with their period
+        f = _frame(edges)
+        return f.assign(p=periods.part(f["u"].to_numpy(), f["i"].to_numpy(), f["t"].to_numpy()))
+
     shown = _edges(data, "shown")
     counts: dict[str, object] = {}
     if shown is not None:
-        imp = _frame(shown)
+        imp = frame(shown)
         n = len(imp)
         click = np.zeros(n, np.float32)
         conv = np.zeros(n, np.float32)
         value = np.zeros(n, np.float32)
         clicks = _edges(data, "clicked")
         if clicks is not None:
-            c = _attribute(_frame(clicks), imp, config.funnel_window)
+            c = _attribute(frame(clicks), imp, config.funnel_window)
             hit = c["row"].to_numpy()
             click[hit[hit >= 0]] = 1
             counts["clicks"] = len(c)
@@ -219,31 +270,37 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
             buys = _edges(data, "purchased")
             if buys is not None:
                 c = c[hit >= 0].assign(imp_row=hit[hit >= 0])
-                b = _attribute(_frame(buys), c[["u", "i", "t", "imp_row"]], config.funnel_window)
+                b = _attribute(frame(buys), c[["u", "i", "p", "t", "imp_row"]], config.funnel_window)
                 ok = b["row"].to_numpy() >= 0
                 rows = c["imp_row"].to_numpy()[b["row"].to_numpy()[ok]]
                 conv[rows] = 1
                 np.add.at(value, rows, (b["v"].to_numpy()[ok] * price[b["i"].to_numpy()[ok]]).astype(np.float32))
                 counts["purchases"] = len(b)
                 counts["unattributed_purchases"] = int((~ok).sum())
-        users, items, time = imp["u"].to_numpy(), imp["i"].to_numpy(), imp["t"].to_numpy()
+        users, items, time, part = (imp[k].to_numpy() for k in ("u", "i", "t", "p"))
         counts["impressions"] = n
         kind, per, base = "impressions", config.unshown_negatives, conv > 0
     else:
-        pos = pd.concat([_frame(e) for e in engaged]).sort_values("t", kind="stable")
+        pos = pd.concat([frame(e) for e in engaged]).sort_values("t", kind="stable")
         pos = pos.drop_duplicates(["u", "i"], keep="first")
-        users, items, time = pos["u"].to_numpy(), pos["i"].to_numpy(), pos["t"].to_numpy()
-        keys = _pair_keys(users, items, num_items)
+        users, items, time, part = (pos[k].to_numpy() for k in ("u", "i", "t", "p"))
+        # labels come from events of the example's own period (a later purchase of a pair
+        # first seen in training is no training label): keys of (pair, period)
+        keys = _pair_keys(users, items, num_items) * 3 + part
+
+        def keyed(e) -> pd.DataFrame:
+            f = frame(e)
+            return pd.DataFrame({"k": _pair_keys(f["u"], f["i"], num_items) * 3 + f["p"].to_numpy(), "v": f["v"]})
+
         click = np.ones(len(users), np.float32)
         buys = _edges(data, "purchased")
         ratings = [e for e in (_edges(data, r) for r in RATING_TYPES) if e is not None]
         qty = np.zeros(len(users))
         if buys is not None:
-            b = pd.DataFrame({"k": _pair_keys(buys[0], buys[1], num_items), "v": buys[3]}).groupby("k")["v"].sum()
-            qty = b.reindex(keys).fillna(0).to_numpy()
+            qty = keyed(buys).groupby("k")["v"].sum().reindex(keys).fillna(0).to_numpy()
             counts["rule"] = "purchase"
         elif ratings:
-            r = pd.concat([pd.DataFrame({"k": _pair_keys(e[0], e[1], num_items), "v": e[3]}) for e in ratings])
+            r = pd.concat([keyed(e) for e in ratings])
             best = r.groupby("k")["v"].max().reindex(keys).fillna(0).to_numpy()
             qty = (best >= config.satisfied_rating).astype(float)
             counts["rule"] = f"rating>={config.satisfied_rating:g}"
@@ -254,18 +311,29 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
         value = (qty * price[items]).astype(np.float32)
         counts["positives"] = len(users)
         kind, per, base = "implicit", config.negatives_per_positive, np.ones(len(users), bool)
-    part = _parts(users, items, time, split, num_items)
-    neg_src = np.flatnonzero(base)
-    neg_u, neg_i, _ = sample_unseen(users[neg_src], seen_keys, num_items, per, rng) if per else (
-        np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+    # sampled negatives, period by period: a period's negatives avoid the pairs the user
+    # has events with up to that period, drawn from that period's own random stream -- so
+    # nothing of a later period changes an earlier period's examples
+    event_keys = [(_pair_keys(e[0], e[1], num_items), periods.part(e[0], e[1], e[2])) for e in engaged]
+    neg = [], [], []  # (source rows, users, items)
+    for code in (0, 1, 2):
+        src = np.flatnonzero(base & (part == code))
+        if not per or not len(src):
+            continue
+        seen = np.unique(np.concatenate([k[p <= code] for k, p in event_keys]))
+        u, i, _ = sample_unseen(users[src], seen, num_items, per, np.random.default_rng([config.seed, code]))
+        neg[0].append(np.repeat(src, per))
+        neg[1].append(u)
+        neg[2].append(i)
+    src, neg_u, neg_i = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in neg)
     m = len(neg_u)
     counts["sampled_negatives"] = m
     out = ExampleSet(
         np.concatenate([users, neg_u]).astype(np.int64), np.concatenate([items, neg_i]).astype(np.int64),
-        np.concatenate([time, np.repeat(time[neg_src], per)]).astype(np.int64),
+        np.concatenate([time, time[src]]).astype(np.int64),
         np.concatenate([click, np.zeros(m, np.float32)]), np.concatenate([conv, np.zeros(m, np.float32)]),
         np.concatenate([value, np.zeros(m, np.float32)]),
-        np.concatenate([part, np.repeat(part[neg_src], per)]).astype(np.int8), kind,
+        np.concatenate([part, part[src]]).astype(np.int8), kind,
         np.concatenate([np.zeros(len(users), bool), np.ones(m, bool)]), counts)
     return out
 

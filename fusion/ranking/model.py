@@ -9,10 +9,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from kg.errors import RunFolderError
+from kg.errors import ConfigError, RunFolderError
 from kg.run_dir import atomic_directory
 
 TASKS = ("ctr", "cvr", "value", "relevance")
+INPUT_GROUPS = ("gnn", "text", "side")
+
+
+def input_groups(names) -> tuple[str, ...]:
+    """``names`` (a sequence, or one comma-separated string) checked against :data:`INPUT_GROUPS`."""
+    names = tuple(n.strip() for n in names.split(",") if n.strip()) if isinstance(names, str) else tuple(names)
+    unknown = set(names) - set(INPUT_GROUPS)
+    if unknown:
+        raise ConfigError(f"without: unknown input groups {sorted(unknown)} ({', '.join(INPUT_GROUPS)})")
+    return names
 
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
@@ -47,7 +57,10 @@ class FusionModel(nn.Module):
     are cosines. ``P`` projects them (one shared linear map, ``dt -> text_proj``);
     ``raw_gnn=False`` leaves :math:`u_g, i_g` out of ``x`` (only their product and dot
     enter), which generalises better when the graph has few interactions per user;
-    ``f`` = user side, product side and the flags (has user, has query). With
+    ``f`` = user side, product side and the flags (has user, has query). ``without``
+    names input groups (:data:`INPUT_GROUPS`: ``gnn`` = :math:`u_g, i_g` and so their
+    product and dot, ``text`` = every text vector, ``side`` = ``user_side``, ``item_side``)
+    that read as zeros -- an ablation, to measure what each group adds. With
     ``num_experts = 1`` the gates are constant and this is a shared-bottom model.
     ESMM (Ma et al., 2018): CVR is never fit on clicked samples alone; the loss on
     :math:`p_\text{CTCVR}` over all impressions trains it (see
@@ -67,12 +80,14 @@ class FusionModel(nn.Module):
 
     def __init__(self, gnn_dim: int, text_dim: int, user_side: int, item_side: int, *,
                  text_proj: int = 32, hidden: int = 64, num_experts: int = 4, tower: int = 32,
-                 dropout: float = 0.1, raw_gnn: bool = True) -> None:
+                 dropout: float = 0.1, raw_gnn: bool = True, without: tuple[str, ...] = ()) -> None:
         super().__init__()
+        without = input_groups(without)
         self.config = {"gnn_dim": gnn_dim, "text_dim": text_dim, "user_side": user_side, "item_side": item_side,
                        "text_proj": text_proj, "hidden": hidden, "num_experts": num_experts, "tower": tower,
-                       "dropout": dropout, "raw_gnn": raw_gnn}
+                       "dropout": dropout, "raw_gnn": raw_gnn, "without": list(without)}
         self.raw_gnn = raw_gnn
+        self.without = frozenset(without)
         self.text_proj = nn.Linear(text_dim, text_proj, bias=False)
         in_dim = (3 if raw_gnn else 1) * gnn_dim + 3 * text_proj + 3 + user_side + item_side + 2
         self.input_norm = nn.LayerNorm(in_dim)
@@ -121,6 +136,14 @@ class FusionModel(nn.Module):
 
     def forward(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
                 has_user, has_query) -> dict[str, torch.Tensor]:
+        if self.without:  # an ablation: the left-out groups read as zeros
+            zero = torch.zeros_like
+            if "gnn" in self.without:
+                user_gnn, item_gnn = zero(user_gnn), zero(item_gnn)
+            if "text" in self.without:
+                item_text, user_text, query_text = zero(item_text), zero(user_text), zero(query_text)
+            if "side" in self.without:
+                user_side, item_side = zero(user_side), zero(item_side)
         it, ut, qt = self.text_proj(item_text), self.text_proj(user_text), self.text_proj(query_text)
         product = user_gnn * item_gnn                                            # [B, dg]
         raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),

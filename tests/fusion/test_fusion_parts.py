@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from fusion.ranking.config import FusionConfig
 from fusion.ranking.examples import ExampleConfig, ExampleSet, build_examples, build_relevance
 from fusion.ranking.features import FeatureTables
 from fusion.ranking.train import relevance_batch, task_losses, with_candidate_negatives
@@ -17,6 +18,7 @@ from fusion.ranking.loss_balancing import make_balancer
 from fusion.ranking.metrics import auc, search_ndcg
 from fusion.ranking.model import TASKS, FusionModel
 from fusion.ranking.scoring import check_weights, objectives, ranking_score
+from kg.errors import ConfigError
 from kg.split import Split
 
 
@@ -134,6 +136,25 @@ def test_model_outputs_one_logit_per_task(experts):
     assert set(out) == set(TASKS) and all(v.shape == (6,) for v in out.values())
 
 
+def test_an_input_group_left_out_changes_nothing_when_it_changes(tmp_path):
+    """``without`` (the input ablation of bench/fusion_quality.py --ablation): the left-out
+    group's values do not reach any logit; the other groups still do."""
+    torch.manual_seed(0)
+    model = FusionModel(8, 12, 3, 7, without=("gnn", "side")).eval()
+    x = list(_inputs())
+    base = model(*x)
+    changed = list(x)
+    for k in (0, 1, 5, 6):  # user/item GNN, user/item side
+        changed[k] = x[k] * 3 + 1
+    assert all(torch.equal(base[t], model(*changed)[t]) for t in TASKS)
+    changed[2] = x[2] * 3 + 1  # item text still counts
+    assert not torch.equal(base["ctr"], model(*changed)["ctr"])
+    assert FusionModel.load(model.save(tmp_path / "m")).without == {"gnn", "side"}
+    with pytest.raises(ConfigError, match="unknown input groups"):
+        FusionConfig(without="gnn,price")
+    assert FusionConfig(without="gnn,text").without == ("gnn", "text")
+
+
 def test_esmm_trains_cvr_on_every_impression_and_the_baseline_on_clicks_only():
     logits = {t: torch.zeros(4, requires_grad=True) for t in TASKS}
     click = torch.tensor([1.0, 0.0, 0.0, 1.0])
@@ -195,3 +216,11 @@ def test_auc_and_search_ndcg_match_their_definitions():
     dcg = 1 / math.log2(2) + 3 / math.log2(3)
     ideal = 3 / math.log2(2) + 1 / math.log2(3)
     assert got == pytest.approx(dcg / ideal)
+
+
+def test_recall_note_gives_one_standard_error_per_model():
+    from fusion.ranking.comparison import recall_note
+
+    split = _split(users=5, test=([0, 1, 2, 3], [0, 1, 2, 3]))
+    note = recall_note({"gnn": {"recall@10": 0.5}, "text": {"search_ndcg@10": 0.7}}, split)
+    assert note == "4 test users; one standard error of Recall@10: gnn 0.2500"  # sqrt(0.25 / 4)

@@ -251,9 +251,11 @@ def planted_value(dataset: Dataset, t0: int, t1: int, truth: SyntheticTruth | No
     start = truth.config.start_timestamp
     n_imp = int((dataset.interactions["event"] == "impression").sum())
     a, b = float(t0 - start), float(t1 - start)
-    if not (0 <= a < b <= truth.span + 1):
+    # the last events of a user may fall a little after the span (60 s per impression): a day's grace
+    if not (0 <= a < b <= truth.span + 86400):
         raise ConfigError(f"planted_value: the window ({t0}, {t1}] is not inside the span "
                           f"[{start}, {start + int(truth.span)}]")
+    b = min(b, truth.span)
     purchases = truth.expected_purchases(n_imp, a, b)                         # (U, I)
     qty = truth.expected_quantity()
     units = purchases * qty[:, None]

@@ -1,0 +1,336 @@
+"""The value stage: train customer lifetime value, product potential and brand loyalty on
+the temporal windows, measure them on the test window against their baselines, and write
+the serving tables (predictions for the horizon after the data's last event).
+
+:func:`train_value` does the work on an :class:`~fusion.value.temporal.Activity`;
+:func:`run_value_stage` reads it from a run folder (the GNN stage's graph export, the text
+stage's catalogue, and the GNN and text item vectors when they are there) and writes
+``value/`` (:mod:`kg.run_dir`): ``users.parquet``, ``items.parquet``, ``loyalty.parquet``,
+``brands.parquet`` (what :class:`fusion.value.results.ValueTables` serves), ``models/``
+(each :class:`~fusion.value.fitting.TabularModel` and the PCA projections),
+``summary.json`` (windows, cold start, the test report, training seconds) and
+``report.md``.
+
+Each model is fit on the training cut-offs with early stopping on the validation one, and
+measured on the test one; with ``refit`` (default) the served model is then refit for the
+same number of epochs on every window, the newest included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fusion.value.baselines import bgnbd_gamma_gamma
+from fusion.value.config import ValueConfig
+from fusion.value.features import Projection, Table, fit_projections, stack
+from fusion.value.fitting import TabularModel, fit_tabular
+from fusion.value.loyalty import brand_rates, loyalty_table
+from fusion.value.ltv import cold_start, ltv_table
+from fusion.value.metrics import auc, spearman, top_decile_capture, value_metrics
+from fusion.value.potential import SALES_COLUMNS, potential_table
+from fusion.value.temporal import Activity, Windows, activity_from_export, make_windows
+from fusion.value.ziln import ZILN
+from kg.config import resolve_threads
+from kg.run_dir import RunDir, save_parquet, write_json, write_text
+
+
+@dataclass
+class FittedModel:
+    """One value model as served: the network, its projections, and its test report."""
+
+    model: TabularModel
+    projections: dict[str, Projection]
+    report: dict[str, Any] = field(default_factory=dict)
+    test: Table | None = None                 #: the test table (bench / tests)
+    test_prediction: np.ndarray | None = None  # the model's test prediction (ZILN mean / p_loyal)
+
+    def save(self, folder: Path) -> None:
+        self.model.save(folder)
+        write_text(folder / "projections.json", json.dumps({k: p.to_dict() for k, p in self.projections.items()}))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> FittedModel:
+        folder = Path(folder)
+        proj = json.loads((folder / "projections.json").read_text())
+        return cls(TabularModel.load(folder), {k: Projection.from_dict(v) for k, v in proj.items()})
+
+    def outputs(self, table: Table) -> torch.Tensor:
+        return self.model.outputs(table.project(self.projections))
+
+
+@dataclass
+class ValueResult:
+    """What :func:`train_value` returns: the windows, the three models, the serving tables
+    and the report."""
+
+    windows: Windows
+    ltv: FittedModel
+    potential: FittedModel
+    potential_new: FittedModel | None  #: the model of new products (None: too few to train one)
+    loyalty: FittedModel | None
+    users: pd.DataFrame
+    items: pd.DataFrame
+    pairs: pd.DataFrame
+    brands: pd.DataFrame
+    cold_start: dict[str, float]
+    report: dict[str, Any]
+
+
+def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], config: ValueConfig,
+         blocks: bool = True, drop: tuple[str, ...] = ()) -> tuple[FittedModel, FittedModel]:
+    """(the model fit on ``train`` with early stopping on ``valid``, the served one: refit on
+    ``everything`` for as many epochs, or the same model without ``refit``)."""
+    dims = config.embedding_dims if blocks else 0
+    projections = fit_projections(train, dims)
+    x_train, y_train = stack(train, projections)
+    x_valid, y_valid = stack([valid], projections)
+    columns = [c for c in x_train.columns if c not in drop]
+    common = dict(hidden=config.hidden, layers=config.layers, dropout=config.dropout, lr=config.lr,
+                  weight_decay=config.weight_decay, batch_size=config.batch_size, epochs=config.epochs,
+                  patience=config.patience, seed=config.seed)
+    model = fit_tabular(kind, x_train, y_train, x_valid, y_valid, columns, **common)
+    fitted = FittedModel(model, projections)
+    if not config.refit:
+        return fitted, fitted
+    all_proj = fit_projections(everything, dims)
+    x_all, y_all = stack(everything, all_proj)
+    served = fit_tabular(kind, x_all, y_all, None, None, columns, fixed_epochs=model.info["epochs"],
+                         **common)
+    return fitted, FittedModel(served, all_proj)
+
+
+def _ziln_predict(fitted: FittedModel, table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, p, mu, sigma) of a ZILN model on ``table``."""
+    if not len(table):
+        z = np.zeros(0)
+        return z, z, z, z
+    out = fitted.outputs(table)
+    return (ZILN.mean(out).numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64),
+            out[:, 1].numpy().astype(np.float64), ZILN.sigma(out).numpy().astype(np.float64))
+
+
+def _potential_predict(model: FittedModel, new_model: FittedModel | None, table: Table
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(units, p_sell) per product of ``table``: new products from ``new_model`` when there is one."""
+    units, p, _, _ = _ziln_predict(model, table)
+    new = table.extra["new"].to_numpy()
+    if new_model is not None and new.any():
+        units[new], p[new], _, _ = _ziln_predict(new_model, table.select(new))
+    return units, p
+
+
+def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None = None,
+                config: ValueConfig | None = None, *, progress: bool = False,
+                log: Callable[[str], None] | None = None) -> ValueResult:
+    """Train and measure the three value models on ``activity`` (see the module docstring);
+    ``item_vectors``: optional ``{"gnn": [I, dg], "text": [I, dt]}`` item embeddings."""
+    config = config or ValueConfig()
+    item_vectors = item_vectors or {}
+    say = log or (print if progress else (lambda _msg: None))
+    threads = resolve_threads(config.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    w = make_windows(activity, config.horizon_days, config.test_cutoff, config.train_windows,
+                     config.min_history_days)
+    h = w.horizon
+    say(f"value: horizon {w.horizon_days:g} days; training cut-offs {len(w.train)}, validation and test one "
+        f"horizon apart; {len(activity.purchases):,} purchases ({activity.rule})")
+    report: dict[str, Any] = {"windows": w.to_dict(), "rule": activity.rule, "seconds": {}}
+
+    # ------------------------------------------------------------ lifetime value
+    t0 = time.perf_counter()
+    tables = {c: ltv_table(activity, c, h, item_vectors) for c in (*w.train, w.valid, w.test)}
+    trained, served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()), config)
+    report["seconds"]["ltv"] = round(time.perf_counter() - t0, 2)
+    test = tables[w.test]
+    mean, p, _, _ = _ziln_predict(trained, test)
+    cust = test.extra["customer"].to_numpy()
+    y = test.target
+    ltv_report = {"cohort": int(cust.sum()), "active": int((y[cust] > 0).sum()),
+                  "ours": value_metrics(y[cust], mean[cust], p[cust]),
+                  "last_period_spend": value_metrics(y[cust], test.extra["last_period_spend"].to_numpy()[cust])}
+    if config.clv_baseline:
+        bg = bgnbd_gamma_gamma(activity, w.test, h, test.rows)
+        ltv_report["bgnbd_gamma_gamma"] = value_metrics(y[cust], bg["ltv"].to_numpy()[cust],
+                                                        bg["p_active"].to_numpy()[cust])
+        report["seconds"]["bgnbd_gamma_gamma"] = round(bg.attrs["seconds"], 2)
+    trained.test, trained.test_prediction = test, mean
+    report["ltv"] = ltv_report
+    serve = ltv_table(activity, w.serve, h, item_vectors, target=False)
+    s_mean, s_p, s_mu, s_sigma = _ziln_predict(served, serve)
+    users = pd.DataFrame({"user_id": serve.extra["user_id"], "ltv": s_mean, "p_active": s_p, "mu": s_mu,
+                          "sigma": s_sigma, "customer": serve.extra["customer"],
+                          "last_period_spend": serve.extra["last_period_spend"]})
+    cold = cold_start(activity, [*w.train, w.valid], h)
+    say(f"value: lifetime value {report['seconds']['ltv']:.1f} s; test ({ltv_report['cohort']:,} customers): "
+        f"Gini {ltv_report['ours']['gini']:.3f}, Spearman {ltv_report['ours']['spearman']:.3f}")
+
+    # ------------------------------------------------------------ product potential
+    t0 = time.perf_counter()
+    tables = {c: potential_table(activity, c, h, item_vectors) for c in (*w.train, w.valid, w.test)}
+    p_trained, p_served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()), config)
+    # new products (no sale before the cut-off) have a model of their own: where there are
+    # sales they decide everything, and what tells new products apart gets lost
+    # (trained on every product, without the columns of its own sales history: what the
+    # catalogue, the neighbours and the exposure say a product sells)
+    n_trained, n_served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()),
+                               config, drop=SALES_COLUMNS)
+    report["seconds"]["potential"] = round(time.perf_counter() - t0, 2)
+    test = tables[w.test]
+    units = _potential_predict(p_trained, n_trained, test)[0]
+    pot: dict[str, Any] = {}
+    new = test.extra["new"].to_numpy()
+    for part, m in (("all", np.ones(len(test), bool)), ("new", new)):
+        yt = test.target[m]
+        pot[part] = {"products": int(m.sum()), "selling": int((yt > 0).sum())}
+        for name, pred in (("ours", units), ("last_period_sales", test.extra["last_period_units"].to_numpy()),
+                           ("category_mean", test.extra["category_mean"].to_numpy())):
+            pot[part][name] = {"spearman": spearman(yt, pred[m]), "top_decile_capture": top_decile_capture(yt, pred[m]),
+                               "auc": auc(yt > 0, pred[m])}
+    p_trained.test, p_trained.test_prediction = test, units
+    report["potential"] = pot
+    serve = potential_table(activity, w.serve, h, item_vectors, target=False)
+    s_units, s_p = _potential_predict(p_served, n_served, serve)
+    items = pd.DataFrame({"item_id": serve.extra["item_id"], "units": s_units, "value": s_units * activity.price,
+                          "p_sell": s_p, "new": serve.extra["new"], "last_period_units": serve.extra["last_period_units"]})
+    say(f"value: product potential {report['seconds']['potential']:.1f} s; test Spearman "
+        f"{pot['all']['ours']['spearman']:.3f} (new products {pot['new']['ours']['spearman']:.3f})")
+
+    # ------------------------------------------------------------ brand loyalty
+    t0 = time.perf_counter()
+    tables = {c: loyalty_table(activity, c, h) for c in (*w.train, w.valid, w.test)}
+    l_trained = l_served = None
+    loyal: dict[str, Any] = {"pairs": int(len(tables[w.test]))}
+    enough = [tables[c] for c in w.train if len(tables[c])]
+    if enough and len(np.unique(np.concatenate([t.target for t in enough]))) == 2 and len(tables[w.valid]):
+        l_trained, l_served = _fit("classifier", enough, tables[w.valid],
+                                   [t for t in tables.values() if len(t)], config, blocks=False)
+        test = tables[w.test]
+        if len(test):
+            pred = torch.sigmoid(l_trained.outputs(test)).numpy().astype(np.float64)
+            loyal["ours"] = {"auc": auc(test.target > 0, pred)}
+            loyal["past_share"] = {"auc": auc(test.target > 0, test.extra["past_share"].to_numpy())}
+            loyal["loyal_share"] = float(test.target.mean())
+            l_trained.test, l_trained.test_prediction = test, pred
+    else:
+        loyal["skipped"] = "too few labelled (user, brand) pairs in the training windows"
+    report["seconds"]["loyalty"] = round(time.perf_counter() - t0, 2)
+    report["loyalty"] = loyal
+    serve = loyalty_table(activity, w.serve, h, target=False)
+    if l_served is not None and len(serve):
+        s_loyal = torch.sigmoid(l_served.outputs(serve)).numpy().astype(np.float64)
+    else:  # no model: the past share is the best guess there is
+        s_loyal = serve.extra["past_share"].to_numpy(dtype=np.float64)
+    pairs = pd.DataFrame({"user_id": serve.extra["user_id"], "brand": serve.extra["brand"], "p_loyal": s_loyal,
+                          "past_share": serve.extra["past_share"]})
+    say(f"value: brand loyalty {report['seconds']['loyalty']:.1f} s; test AUC "
+        f"{loyal.get('ours', {}).get('auc', float('nan')):.3f} (past share "
+        f"{loyal.get('past_share', {}).get('auc', float('nan')):.3f})")
+    return ValueResult(w, _with_test(served, trained), _with_test(p_served, p_trained), n_served,
+                       _with_test(l_served, l_trained) if l_served is not None else None,
+                       users, items, pairs, brand_rates(pairs), cold, report)
+
+
+def _with_test(served: FittedModel, trained: FittedModel) -> FittedModel:
+    """The served model carrying the trained one's test table and prediction (for reports)."""
+    served.test, served.test_prediction = trained.test, trained.test_prediction
+    return served
+
+
+# ------------------------------------------------------------------ the run folder stage
+
+def load_activity(run: RunDir) -> tuple[Activity, dict[str, np.ndarray]]:
+    """The activity of a run (graph export + catalogue) and the item vectors it has."""
+    from fusion.ranking.features import aligned
+    from fusion.text.index import Embeddings
+    from kg.export import GraphExport
+
+    run.need(run.graph, "gnn")
+    run.need(run.catalogue_items, "text")
+    with run.reading(run.graph, "gnn"):
+        export = GraphExport.load(run.graph)
+    with run.reading(run.catalogue_items, "text"):
+        items = pd.read_parquet(run.catalogue_items)
+    activity = activity_from_export(export, items)
+    vectors: dict[str, np.ndarray] = {}
+    if run.embeddings.exists():
+        with run.reading(run.embeddings, "gnn"):
+            gnn = np.load(run.embeddings, allow_pickle=False)
+            vec, found = aligned(activity.items, gnn["item_ids"], torch.from_numpy(gnn["item"]))
+        if found.any():
+            vectors["gnn"] = vec.numpy().astype(np.float64)
+    if run.text_items.exists():
+        with run.reading(run.text_items, "text"):
+            text = Embeddings.load(run.text_items)
+            vec, found = aligned(activity.items, text.ids, text.vectors)
+        if found.any():
+            vectors["text"] = vec.numpy().astype(np.float64)
+    return activity, vectors
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The test report as Markdown tables (what ``report.md`` holds)."""
+    w = report["windows"]
+    day = lambda t: pd.Timestamp(int(t), unit="s").strftime("%Y-%m-%d")  # noqa: E731
+    lines = [f"Horizon {w['horizon_days']:g} days; test window {day(w['test'])} .. {day(w['serve'])}; "
+             f"purchases = {report['rule']} events.", ""]
+    ltv = report["ltv"]
+    lines += [f"Lifetime value ({ltv['cohort']:,} customers, {ltv['active']:,} of them active in the test window):", "",
+              "| model | normalized Gini | Spearman | decile MAPE | P(active) AUC |", "|---|---:|---:|---:|---:|"]
+    for name in ("ours", "bgnbd_gamma_gamma", "last_period_spend"):
+        if name in ltv:
+            m = ltv[name]
+            lines.append(f"| {name.replace('_', ' ')} | {m['gini']:.3f} | {m['spearman']:.3f} | "
+                         f"{m['decile_mape']:.3f} | {m['auc']:.3f} |")
+    pot = report["potential"]
+    lines += ["", "Product potential (Spearman / top-decile capture of the units sold):", "",
+              f"| model | all ({pot['all']['products']:,}, {pot['all']['selling']:,} selling) | "
+              f"new ({pot['new']['products']:,}, {pot['new']['selling']:,} selling) |", "|---|---:|---:|"]
+    for name in ("ours", "last_period_sales", "category_mean"):
+        a, n = pot["all"][name], pot["new"][name]
+        lines.append(f"| {name.replace('_', ' ')} | {a['spearman']:.3f} / {a['top_decile_capture']:.3f} | "
+                     f"{n['spearman']:.3f} / {n['top_decile_capture']:.3f} |")
+    loyal = report["loyalty"]
+    lines += ["", f"Brand loyalty ({loyal['pairs']:,} labelled (user, brand) pairs in the test window):", ""]
+    if "ours" in loyal:
+        lines += ["| model | AUC |", "|---|---:|", f"| ours | {loyal['ours']['auc']:.3f} |",
+                  f"| past share | {loyal['past_share']['auc']:.3f} |"]
+    else:
+        lines.append(loyal.get("skipped", "no labelled pairs in the test window"))
+    s = report["seconds"]
+    lines += ["", "Training seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()) + "."]
+    return "\n".join(lines)
+
+
+def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, progress: bool = False) -> dict:
+    """Train the value models on a run's data and write ``value/`` (module docstring);
+    returns the report."""
+    run = RunDir(run_dir)
+    config = config or ValueConfig()
+    run.verify(("gnn", "text"))
+    activity, vectors = load_activity(run)
+    result = train_value(activity, vectors, config, progress=progress)
+    save_parquet(result.users, run.value_users)
+    save_parquet(result.items, run.value_items)
+    save_parquet(result.pairs, run.value_loyalty)
+    save_parquet(result.brands, run.value_brands)
+    result.ltv.save(run.value_models / "ltv")
+    result.potential.save(run.value_models / "potential")
+    if result.potential_new is not None:
+        result.potential_new.save(run.value_models / "potential_new")
+    if result.loyalty is not None:
+        result.loyalty.save(run.value_models / "loyalty")
+    write_json(run.value_summary, {"as_of": int(result.windows.serve), "horizon_days": result.windows.horizon_days,
+                                   "cold_start": result.cold_start, "loyalty_floor": config.loyalty_floor,
+                                   "report": result.report})
+    write_text(run.value_report, report_markdown(result.report) + "\n")
+    run.write_manifest()
+    return result.report

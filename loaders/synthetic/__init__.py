@@ -251,8 +251,9 @@ def planted_value(dataset: Dataset, t0: int, t1: int, truth: SyntheticTruth | No
     start = truth.config.start_timestamp
     n_imp = int((dataset.interactions["event"] == "impression").sum())
     a, b = float(t0 - start), float(t1 - start)
-    # the last events of a user may fall a little after the span (60 s per impression): a day's grace
-    if not (0 <= a < b <= truth.span + 86400):
+    # a user's impressions are 60 s apart on top of their session times, so the last events may
+    # fall a day or two after the span: a week's grace (the planted rates end with the span)
+    if not (0 <= a < b <= truth.span + 7 * 86400):
         raise ConfigError(f"planted_value: the window ({t0}, {t1}] is not inside the span "
                           f"[{start}, {start + int(truth.span)}]")
     b = min(b, truth.span)

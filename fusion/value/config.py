@@ -28,6 +28,7 @@ class ValueConfig:
     hidden: int = 32                     #: width of the hidden layers
     layers: int = 2                      #: hidden layers of each model
     dropout: float = 0.0
+    members: int = 3                     #: MLPs averaged in each ZILN model (an ensemble trained side by side)
     embedding_dims: int = 8              #: PCA dimensions kept of the GNN and text blocks (0: none)
     lr: float = 1e-2
     weight_decay: float = 1e-4
@@ -43,7 +44,7 @@ class ValueConfig:
     def __post_init__(self):
         if self.horizon_days is not None and not self.horizon_days > 0:
             raise ConfigError(f"value: horizon_days must be > 0, not {self.horizon_days!r}")
-        for name in ("train_windows", "hidden", "layers", "batch_size", "epochs"):
+        for name in ("train_windows", "hidden", "layers", "batch_size", "epochs", "members"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"value: {name} must be >= 1, not {getattr(self, name)!r}")
         if not 0 < self.loyalty_floor < 1:

@@ -75,16 +75,28 @@ def user_features(past: Activity, cutoff: int, horizon: int) -> pd.DataFrame:
         "distinct_items": np.log1p(_distinct(p["u"], p["i"], n)),
         "distinct_categories": np.log1p(_distinct(p["u"], pd.Series(past.top_category[p["i"].to_numpy()]), n)),
         "mean_log_price": _mean(p["u"], np.log1p(past.price[p["i"].to_numpy()]), n),
+        "mean_quantity": _mean(p["u"], p["qty"].to_numpy(), n),
         "has_purchase": has_buy.astype(np.float64),
     }
     e_recent = e[e["t"] > cutoff - horizon]
     for k, name in enumerate(KIND_NAMES):
         mine = e_recent[e_recent["kind"] == k]
         f[f"{name}_h1"] = np.log1p(_count(mine["u"], n))
-    f["engagements_total"] = np.log1p(_count(e["u"], n))
+    # what the user looks at tells their price level long before they have bought much
+    looked = e[e["kind"] != ENGAGEMENTS.index("shown")]
+    f["clicked_log_price"] = _mean(looked["u"], np.log1p(past.price[looked["i"].to_numpy()]), n)
+    n_eng = _count(e["u"], n)
+    f["engagements_total"] = np.log1p(n_eng)
     last_eng = _last(e["u"], e["t"], n, "max")
-    f["engagement_recency_days"] = np.log1p(np.where(np.isfinite(last_eng), (cutoff - last_eng) / DAY,
-                                                     np.nan_to_num(tenure)))
+    eng_recency = np.where(np.isfinite(last_eng), (cutoff - last_eng) / DAY, np.nan_to_num(tenure))
+    f["engagement_recency_days"] = np.log1p(eng_recency)
+    # silence measured in expected events (the quantity BG/NBD's P(alive) turns on): how many
+    # purchases / engagements the user's own rate says should have happened since the last one
+    days = np.maximum(np.nan_to_num(tenure), 1.0)
+    f["purchases_missed"] = np.log1p(np.where(has_buy, (cutoff - np.nan_to_num(last_buy)) / DAY, 0.0)
+                                     * f["rate_per_day"])
+    f["engagements_missed"] = np.log1p(eng_recency * n_eng / days)
+    f["spend_per_day"] = np.log1p(spend / days)
     frame = pd.DataFrame(f)
     return frame[known]
 

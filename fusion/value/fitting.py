@@ -71,7 +71,7 @@ class TabularModel:
 def fit_tabular(kind: str, train: pd.DataFrame, y_train: np.ndarray, valid: pd.DataFrame | None,
                 y_valid: np.ndarray | None, columns: list[str], *, hidden: int, layers: int, dropout: float,
                 lr: float, weight_decay: float, batch_size: int, epochs: int, patience: int, seed: int,
-                fixed_epochs: int | None = None) -> TabularModel:
+                members: int = 1, fixed_epochs: int | None = None) -> TabularModel:
     """Train a :class:`TabularModel` of ``kind`` on ``train`` (targets ``y_train``):
     at most ``epochs`` passes in mini-batches, keeping the state with the best validation
     loss and stopping after ``patience`` passes without one; ``fixed_epochs``: exactly
@@ -84,7 +84,7 @@ def fit_tabular(kind: str, train: pd.DataFrame, y_train: np.ndarray, valid: pd.D
     mean = np.array([x[finite[:, j], j].mean() if finite[:, j].any() else 0.0 for j in range(x.shape[1])])
     std = np.array([x[finite[:, j], j].std() if finite[:, j].any() else 1.0 for j in range(x.shape[1])])
     std = np.where(std > 1e-9, std, 1.0)
-    hyper = {"hidden": hidden, "layers": layers, "dropout": dropout}
+    hyper = {"hidden": hidden, "layers": layers, "dropout": dropout, **({"members": members} if members > 1 else {})}
     model = TabularModel(kind, list(columns), mean, std, NETS[kind](len(columns), **hyper), hyper)
     net = model.net
     xt, yt = model.matrix(train), torch.from_numpy(np.asarray(y_train, dtype=np.float32))

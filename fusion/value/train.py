@@ -94,6 +94,7 @@ def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], c
     x_valid, y_valid = stack([valid], projections)
     columns = [c for c in x_train.columns if c not in drop]
     common = dict(hidden=config.hidden, layers=config.layers, dropout=config.dropout, lr=config.lr,
+                  members=config.members if kind == "ziln" else 1,
                   weight_decay=config.weight_decay, batch_size=config.batch_size, epochs=config.epochs,
                   patience=config.patience, seed=config.seed)
     model = fit_tabular(kind, x_train, y_train, x_valid, y_valid, columns, **common)
@@ -114,7 +115,7 @@ def _ziln_predict(fitted: FittedModel, table: Table) -> tuple[np.ndarray, np.nda
         return z, z, z, z
     out = fitted.outputs(table)
     return (ZILN.mean(out).numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64),
-            out[:, 1].numpy().astype(np.float64), ZILN.sigma(out).numpy().astype(np.float64))
+            out[..., 1].mean(dim=-1).numpy().astype(np.float64), ZILN.sigma(out).mean(dim=-1).numpy().astype(np.float64))
 
 
 def _potential_predict(model: FittedModel, new_model: FittedModel | None, table: Table
@@ -165,9 +166,9 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     trained.test, trained.test_prediction = test, mean
     report["ltv"] = ltv_report
     serve = ltv_table(activity, w.serve, h, item_vectors, target=False)
-    s_mean, s_p, s_mu, s_sigma = _ziln_predict(served, serve)
-    users = pd.DataFrame({"user_id": serve.extra["user_id"], "ltv": s_mean, "p_active": s_p, "mu": s_mu,
-                          "sigma": s_sigma, "customer": serve.extra["customer"],
+    s_mean, s_p, _, _ = _ziln_predict(served, serve)
+    users = pd.DataFrame({"user_id": serve.extra["user_id"], "ltv": s_mean, "p_active": s_p,
+                          "customer": serve.extra["customer"],
                           "last_period_spend": serve.extra["last_period_spend"]})
     cold = cold_start(activity, [*w.train, w.valid], h)
     say(f"value: lifetime value {report['seconds']['ltv']:.1f} s; test ({ltv_report['cohort']:,} customers): "

@@ -263,7 +263,8 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
     run = RunDir(run_dir)
     config = config or RunConfig()
     config.save(run.path)
-    run.update_config(store=store.location(), store_version=store_version(store).to_dict())
+    if set(stages) - {"value"}:  # the value stage alone leaves the serving files (and their store version) as they are
+        run.update_config(store=store.location(), store_version=store_version(store).to_dict())
     out: dict = {}
     if "gnn" in stages:
         out["gnn"] = train_gnn(store, run_dir, config.gnn, progress=progress).metrics
@@ -275,7 +276,7 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
         from fusion.value.train import run_value_stage
 
         try:
-            out["value"] = run_value_stage(run_dir, config.value, progress=progress)
+            out["value"] = run_value_stage(run_dir, config.value, store=store, progress=progress)
         except (ConfigError, DataError) as exc:  # data the value models do not fit (no time span ...)
             if tuple(stages) == ("value",):
                 raise

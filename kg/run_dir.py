@@ -53,6 +53,8 @@ from kg.split import Split
 
 STAGES = ("gnn", "text", "fusion", "value")
 MANIFEST = "manifest.json"
+#: first path parts that live operation writes beside a trained run (not any stage's files)
+LIVE_PARTS = ("versions", "CURRENT", "inbox")
 #: first path part -> the stage that writes it (anything else: the gnn stage)
 _STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
              "comparison.md": "fusion", "run.json": "all", "value": "value"}
@@ -299,14 +301,18 @@ class RunDir:
         return _STAGE_OF.get(Path(relpath).parts[0], "gnn")
 
     def files(self) -> list[str]:
-        """Every file of the run (relative POSIX paths, sorted), without the manifest and
-        without hidden temporary files of an unfinished write."""
+        """Every file of the run (relative POSIX paths, sorted), without the manifest, without
+        hidden temporary files of an unfinished write, and without what live operation keeps
+        beside the trained files (:data:`LIVE_PARTS`: run versions with their own manifests,
+        ``CURRENT``, the events inbox) -- a stage retrained after ``kgrec update`` (the value
+        stage, say) must not vouch for files that the next update replaces."""
         if not self.path.is_dir():
             return []
         out = []
         for p in self.path.rglob("*"):
             rel = p.relative_to(self.path)
-            if p.is_file() and rel.as_posix() != MANIFEST and not any(x.startswith(".") for x in rel.parts):
+            if (p.is_file() and rel.as_posix() != MANIFEST and not any(x.startswith(".") for x in rel.parts)
+                    and rel.parts[0] not in LIVE_PARTS):
                 out.append(rel.as_posix())
         return sorted(out)
 

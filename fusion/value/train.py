@@ -108,23 +108,21 @@ def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], c
     return fitted, FittedModel(served, all_proj)
 
 
-def _ziln_predict(fitted: FittedModel, table: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, p, mu, sigma) of a ZILN model on ``table``."""
+def _ziln_predict(fitted: FittedModel, table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """(E[y], P(y > 0)) of a ZILN model per row of ``table``."""
     if not len(table):
-        z = np.zeros(0)
-        return z, z, z, z
+        return np.zeros(0), np.zeros(0)
     out = fitted.outputs(table)
-    return (ZILN.mean(out).numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64),
-            out[..., 1].mean(dim=-1).numpy().astype(np.float64), ZILN.sigma(out).mean(dim=-1).numpy().astype(np.float64))
+    return ZILN.mean(out).numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64)
 
 
 def _potential_predict(model: FittedModel, new_model: FittedModel | None, table: Table
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(units, p_sell) per product of ``table``: new products from ``new_model`` when there is one."""
-    units, p, _, _ = _ziln_predict(model, table)
+    units, p = _ziln_predict(model, table)
     new = table.extra["new"].to_numpy()
     if new_model is not None and new.any():
-        units[new], p[new], _, _ = _ziln_predict(new_model, table.select(new))
+        units[new], p[new] = _ziln_predict(new_model, table.select(new))
     return units, p
 
 
@@ -152,7 +150,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     trained, served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()), config)
     report["seconds"]["ltv"] = round(time.perf_counter() - t0, 2)
     test = tables[w.test]
-    mean, p, _, _ = _ziln_predict(trained, test)
+    mean, p = _ziln_predict(trained, test)
     cust = test.extra["customer"].to_numpy()
     y = test.target
     ltv_report = {"cohort": int(cust.sum()), "active": int((y[cust] > 0).sum()),
@@ -166,7 +164,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     trained.test, trained.test_prediction = test, mean
     report["ltv"] = ltv_report
     serve = ltv_table(activity, w.serve, h, item_vectors, target=False)
-    s_mean, s_p, _, _ = _ziln_predict(served, serve)
+    s_mean, s_p = _ziln_predict(served, serve)
     users = pd.DataFrame({"user_id": serve.extra["user_id"], "ltv": s_mean, "p_active": s_p,
                           "customer": serve.extra["customer"],
                           "last_period_spend": serve.extra["last_period_spend"]})
@@ -248,18 +246,25 @@ def _with_test(served: FittedModel, trained: FittedModel) -> FittedModel:
 
 # ------------------------------------------------------------------ the run folder stage
 
-def load_activity(run: RunDir) -> tuple[Activity, dict[str, np.ndarray]]:
-    """The activity of a run (graph export + catalogue) and the item vectors it has."""
+def load_activity(run: RunDir, store=None) -> tuple[Activity, dict[str, np.ndarray]]:
+    """The activity (from ``store`` when given, else the run's graph export and catalogue)
+    and the item vectors the run has."""
     from fusion.ranking.features import aligned
     from fusion.text.index import Embeddings
     from kg.export import GraphExport
 
-    run.need(run.graph, "gnn")
-    run.need(run.catalogue_items, "text")
-    with run.reading(run.graph, "gnn"):
-        export = GraphExport.load(run.graph)
-    with run.reading(run.catalogue_items, "text"):
-        items = pd.read_parquet(run.catalogue_items)
+    if store is not None:
+        from kg.catalogue import read_items
+        from kg.export import export_graph
+
+        export, items = export_graph(store), read_items(store)
+    else:
+        run.need(run.graph, "gnn")
+        run.need(run.catalogue_items, "text")
+        with run.reading(run.graph, "gnn"):
+            export = GraphExport.load(run.graph)
+        with run.reading(run.catalogue_items, "text"):
+            items = pd.read_parquet(run.catalogue_items)
     activity = activity_from_export(export, items)
     vectors: dict[str, np.ndarray] = {}
     if run.embeddings.exists():
@@ -311,13 +316,18 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, progress: bool = False) -> dict:
-    """Train the value models on a run's data and write ``value/`` (module docstring);
-    returns the report."""
+def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, store=None,
+                    progress: bool = False) -> dict:
+    """Train the value models and write ``value/`` (module docstring); returns the report.
+
+    The events and the catalogue come from ``store`` when one is given (a connected
+    GraphStore: what ``kgrec train`` passes, so a value stage re-run after ``kgrec update``
+    sees the events ingested since), else from the run folder's graph export and catalogue.
+    The item vectors are always the run's (products it never embedded get none)."""
     run = RunDir(run_dir)
     config = config or ValueConfig()
     run.verify(("gnn", "text"))
-    activity, vectors = load_activity(run)
+    activity, vectors = load_activity(run, store)
     result = train_value(activity, vectors, config, progress=progress)
     save_parquet(result.users, run.value_users)
     save_parquet(result.items, run.value_items)

@@ -289,6 +289,18 @@ def test_a_version_without_value_tables_serves_the_trained_runs(tmp_path):
     assert engine.customer_value("u00") == before
     assert engine.knows_user("late-comer") and engine.customer_value("late-comer").cold_start
     assert engine.recommend("late-comer", k=3, weights={"ctr": 1, "cvr": 1, "potential": 1})
+    # the value stage re-run on the updated run (a periodic refresh), then another update:
+    # the trained run's manifest vouches for its own files only, never for a version's
+    with open_store(StoreConfig.from_location(run.store_location()), read_only=True) as store:
+        run_value_stage(run.path, FAST, store=store)  # reads the live graph: the late-comer's purchase too
+    assert not any(k.startswith(("versions/", "inbox/")) or k == "CURRENT" for k in run.manifest())
+    with open_store(StoreConfig.from_location(run.store_location())) as store:
+        ingest(store, Dataset(name="delta2", interactions=make_table("interactions", [
+            {"user_id": "later-still", "item_id": item, "event": "purchase", "timestamp": 1_700_000_100}])),
+            BuildConfig(progress=False))
+        update_run(store, run.path)
+    engine = Engine.open(run.path)  # verifies every file
+    assert engine.knows_user("late-comer") and not engine.customer_value("late-comer").cold_start
 
 
 def test_serving_imports_no_value_training_code():

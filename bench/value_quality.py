@@ -12,8 +12,8 @@ window, each against its baselines:
   Gini of the gain curve, Spearman, decile MAPE, and the AUC of P(active) -- ours (ZILN),
   BG/NBD + Gamma-Gamma (PyMC-Marketing, MAP; ``pip install -e .[clv]``), last-period spend;
 * product potential (units sold over the horizon): Spearman and top-decile capture -- ours,
-  last-period sales, category mean -- for all products and for new ones (no sale before
-  the cut-off);
+  last-period sales, category mean -- for all products, for those seen before the cut-off
+  (any event: the catalogue in play) and for new ones (no sale before the cut-off);
 * brand loyalty: AUC of P(next purchase in the category is the brand) -- ours, past share;
 * the seconds each model trained (and the BG/NBD + Gamma-Gamma fit).
 
@@ -136,23 +136,25 @@ def evaluate(name: str, dataset, root: Path, threads: int, truth=None) -> dict:
     pot = rep["potential"]
     ptest, punits = result.potential.test, result.potential.test_prediction
     print(f"\nProduct potential, units over the horizon: {pot['all']['products']:,} products "
-          f"({pot['all']['selling']:,} selling), {pot['new']['products']:,} new ({pot['new']['selling']:,} selling):\n")
-    cols = "| model | Spearman | top-decile capture | new: Spearman | new: top-decile capture |"
+          f"({pot['all']['selling']:,} selling), {pot['seen']['products']:,} seen before the cut-off "
+          f"({pot['seen']['selling']:,} selling), {pot['new']['products']:,} new ({pot['new']['selling']:,} selling):\n")
+    cols = ("| model | Spearman | top-decile capture | seen: Spearman | seen: top-decile capture | new: Spearman | "
+            "new: top-decile capture |")
     planted_cols = " planted Spearman | new on sale: planted Spearman |" if planted_i is not None else ""
     print(cols + planted_cols)
-    print("|---|---:|---:|---:|---:|" + ("---:|---:|" if planted_i is not None else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if planted_i is not None else ""))
     new = ptest.extra["new"].to_numpy()
     for label, key, pred in (("ours (ZILN)", "ours", punits),
                              ("last-period sales", "last_period_sales", ptest.extra["last_period_units"].to_numpy()),
                              ("category mean", "category_mean", ptest.extra["category_mean"].to_numpy())):
-        a, n = pot["all"][key], pot["new"][key]
+        a, n, v = pot["all"][key], pot["new"][key], pot["seen"][key]
         extra = ""
         if planted_i is not None:
             e = planted_i.loc[ptest.extra["item_id"]]
             units, on_sale = e["expected_units"].to_numpy(), new & e["launched"].to_numpy()
             extra = f" {spearman(units, pred):.3f} | {spearman(units[on_sale], pred[on_sale]):.3f} ({on_sale.sum()}) |"
-        print(f"| {label} | {a['spearman']:.3f} | {a['top_decile_capture']:.3f} | {n['spearman']:.3f} | "
-              f"{n['top_decile_capture']:.3f} |{extra}")
+        print(f"| {label} | {a['spearman']:.3f} | {a['top_decile_capture']:.3f} | {v['spearman']:.3f} | "
+              f"{v['top_decile_capture']:.3f} | {n['spearman']:.3f} | {n['top_decile_capture']:.3f} |{extra}")
     loyal = rep["loyalty"]
     print(f"\nBrand loyalty, {loyal['pairs']:,} labelled (user, brand) pairs in the test window:\n")
     if "ours" in loyal:

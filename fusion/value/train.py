@@ -36,7 +36,7 @@ from fusion.value.loyalty import brand_rates, loyalty_table
 from fusion.value.ltv import cold_start, ltv_table
 from fusion.value.metrics import auc, spearman, top_decile_capture, value_metrics
 from fusion.value.potential import SALES_COLUMNS, potential_table
-from fusion.value.temporal import Activity, Windows, activity_from_export, make_windows
+from fusion.value.temporal import DAY, Activity, Windows, activity_from_export, make_windows
 from fusion.value.ziln import ZILN
 from kg.config import resolve_threads
 from kg.run_dir import RunDir, save_parquet, write_json, write_text
@@ -187,7 +187,10 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     units = _potential_predict(p_trained, n_trained, test)[0]
     pot: dict[str, Any] = {}
     new = test.extra["new"].to_numpy()
-    for part, m in (("all", np.ones(len(test), bool)), ("new", new)):
+    # "seen": products with any event before the cut-off -- the catalogue in play; a product
+    # never seen in years ties at zero with most others, which rank correlations reward
+    seen = test.frame["seen"].to_numpy() > 0
+    for part, m in (("all", np.ones(len(test), bool)), ("seen", seen), ("new", new)):
         yt = test.target[m]
         pot[part] = {"products": int(m.sum()), "selling": int((yt > 0).sum())}
         for name, pred in (("ours", units), ("last_period_sales", test.extra["last_period_units"].to_numpy()),
@@ -297,13 +300,14 @@ def report_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name.replace('_', ' ')} | {m['gini']:.3f} | {m['spearman']:.3f} | "
                          f"{m['decile_mape']:.3f} | {m['auc']:.3f} |")
     pot = report["potential"]
-    lines += ["", "Product potential (Spearman / top-decile capture of the units sold):", "",
-              f"| model | all ({pot['all']['products']:,}, {pot['all']['selling']:,} selling) | "
-              f"new ({pot['new']['products']:,}, {pot['new']['selling']:,} selling) |", "|---|---:|---:|"]
+    lines += ["", "Product potential (Spearman / top-decile capture of the units sold; seen = any event "
+              "before the cut-off, new = no sale before it):", "",
+              "| model | " + " | ".join(f"{part} ({pot[part]['products']:,}, {pot[part]['selling']:,} selling)"
+                                       for part in ("all", "seen", "new")) + " |", "|---|---:|---:|---:|"]
     for name in ("ours", "last_period_sales", "category_mean"):
-        a, n = pot["all"][name], pot["new"][name]
-        lines.append(f"| {name.replace('_', ' ')} | {a['spearman']:.3f} / {a['top_decile_capture']:.3f} | "
-                     f"{n['spearman']:.3f} / {n['top_decile_capture']:.3f} |")
+        lines.append(f"| {name.replace('_', ' ')} | " + " | ".join(
+            f"{pot[part][name]['spearman']:.3f} / {pot[part][name]['top_decile_capture']:.3f}"
+            for part in ("all", "seen", "new")) + " |")
     loyal = report["loyalty"]
     lines += ["", f"Brand loyalty ({loyal['pairs']:,} labelled (user, brand) pairs in the test window):", ""]
     if "ours" in loyal:
@@ -314,6 +318,40 @@ def report_markdown(report: dict[str, Any]) -> str:
     s = report["seconds"]
     lines += ["", "Training seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()) + "."]
     return "\n".join(lines)
+
+
+def refresh_value(run_dir: str | Path, store, out: RunDir) -> int:
+    """Write fresh value tables into ``out`` (e.g. a new run version being written) with the
+    run's trained value models applied to everything in ``store`` now -- no training: the
+    hook for :func:`fusion.update.update_run`, so the users and products an update folds in
+    get their own values. Returns the number of users valued."""
+    run = RunDir(run_dir)
+    run.need(run.value_summary, "value")
+    summary = json.loads(run.value_summary.read_text())
+    models = {name: FittedModel.load(run.value_models / name) for name in ("ltv", "potential", "potential_new", "loyalty")
+              if (run.value_models / name / "config.json").exists()}
+    activity, vectors = load_activity(run, store)
+    h = int(round(float(summary["horizon_days"]) * DAY))
+    serve = int(activity.event_times().max())
+    users_t = ltv_table(activity, serve, h, vectors, target=False)
+    ltv, p_active = _ziln_predict(models["ltv"], users_t)
+    items_t = potential_table(activity, serve, h, vectors, target=False)
+    units, p_sell = _potential_predict(models["potential"], models.get("potential_new"), items_t)
+    pairs_t = loyalty_table(activity, serve, h, target=False)
+    loyal = (torch.sigmoid(models["loyalty"].outputs(pairs_t)).numpy().astype(np.float64)
+             if "loyalty" in models and len(pairs_t) else pairs_t.extra["past_share"].to_numpy(dtype=np.float64))
+    pairs = pd.DataFrame({"user_id": pairs_t.extra["user_id"], "brand": pairs_t.extra["brand"], "p_loyal": loyal,
+                          "past_share": pairs_t.extra["past_share"]})
+    save_parquet(pd.DataFrame({"user_id": users_t.extra["user_id"], "ltv": ltv, "p_active": p_active,
+                               "customer": users_t.extra["customer"],
+                               "last_period_spend": users_t.extra["last_period_spend"]}), out.value_users)
+    save_parquet(pd.DataFrame({"item_id": items_t.extra["item_id"], "units": units, "value": units * activity.price,
+                               "p_sell": p_sell, "new": items_t.extra["new"],
+                               "last_period_units": items_t.extra["last_period_units"]}), out.value_items)
+    save_parquet(pairs, out.value_loyalty)
+    save_parquet(brand_rates(pairs), out.value_brands)
+    write_json(out.value_summary, {**summary, "as_of": serve, "refreshed": True})
+    return len(users_t)
 
 
 def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, store=None,

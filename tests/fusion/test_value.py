@@ -24,7 +24,7 @@ from fusion.value.features import item_features, loyalty_pairs, user_features
 from fusion.value.metrics import auc, decile_mape, decile_table, normalized_gini, spearman, top_decile_capture
 from fusion.value.results import CustomerValue, ProductPotential
 from fusion.value.temporal import DAY, Activity, activity_from_export, make_windows
-from fusion.value.train import run_value_stage
+from fusion.value.train import refresh_value, run_value_stage
 from fusion.value.ziln import ZILN
 from kg.errors import ConfigError, InvalidRequestError, RunFolderError, UnknownIdError
 from kg.export import export_graph
@@ -301,6 +301,29 @@ def test_a_version_without_value_tables_serves_the_trained_runs(tmp_path):
         update_run(store, run.path)
     engine = Engine.open(run.path)  # verifies every file
     assert engine.knows_user("late-comer") and not engine.customer_value("late-comer").cold_start
+    assert engine.customer_value("later-still").cold_start
+
+
+def test_refresh_value_applies_the_trained_models_to_the_graph_now(tmp_path):
+    from kg.build import BuildConfig
+    from kg.ingest import ingest
+    from kg.run_dir import RunDir
+    from loaders.dataset import Dataset, make_table
+
+    run, dataset = make_tiny_run(tmp_path / "tiny")
+    run_value_stage(run.path, FAST)
+    item = dataset.items["item_id"].iloc[1]
+    out = RunDir(tmp_path / "fresh")
+    with open_store(StoreConfig.from_location(run.store_location())) as store:
+        ingest(store, Dataset(name="delta", interactions=make_table("interactions", [
+            {"user_id": "fresh-face", "item_id": item, "event": "purchase", "timestamp": 1_700_000_000}])),
+            BuildConfig(progress=False))
+        users = refresh_value(run.path, store, out)
+    from fusion.value.results import ValueTables
+
+    tables = ValueTables.load(out)
+    assert users == len(tables.users) and not tables.customer("fresh-face").cold_start
+    assert tables.summary["refreshed"] and tables.as_of == "2023-11-14"
 
 
 def test_serving_imports_no_value_training_code():

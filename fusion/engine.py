@@ -57,8 +57,8 @@ from fusion.ranking.config import FusionConfig
 from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
-from fusion.ranking.scoring import (RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, VALUE_OBJECTIVES, check_weights, objectives,
-                                    ranking_score)
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
+from fusion.ranking.scoring import VALUE_OBJECTIVES
 from kg.errors import IntegrityError, InvalidRequestError, RunFolderError, StoreError, UnknownIdError
 from kg.export import GraphExport
 from kg.run_dir import RunDir

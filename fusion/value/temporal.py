@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from kg.errors import ConfigError, DataError
+from loaders.dataset import CATEGORY_SEP
 
 DAY = 86_400
 #: engagement events besides purchases (graph relationship type, lower case)
@@ -127,7 +128,7 @@ def activity_from_export(export, items: pd.DataFrame) -> Activity:
     rows = items.set_index("item_id").reindex(pd.Index(products, dtype=object))
     first = [c[0] if isinstance(c, (list, tuple, np.ndarray)) and len(c) else "" for c in rows["categories"]]
     category, category_names = _codes(first)
-    top, top_names = _codes([str(c).split(" > ")[0] if c else "" for c in first])
+    top, top_names = _codes([str(c).split(CATEGORY_SEP)[0].strip() if c else "" for c in first])
     brand, brand_names = _codes(rows["brand"].to_numpy())
     raw_price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(dtype=np.float64)
     price = fill_prices(raw_price, category)

@@ -249,18 +249,20 @@ def _with_test(served: FittedModel, trained: FittedModel) -> FittedModel:
 
 # ------------------------------------------------------------------ the run folder stage
 
-def load_activity(run: RunDir, store=None) -> tuple[Activity, dict[str, np.ndarray]]:
-    """The activity (from ``store`` when given, else the run's graph export and catalogue)
-    and the item vectors the run has."""
+def load_activity(run: RunDir, store=None, *, export=None, items: pd.DataFrame | None = None
+                  ) -> tuple[Activity, dict[str, np.ndarray]]:
+    """The activity (from ``store`` when given -- or its ``export`` and ``items`` read
+    already --, else the run's graph export and catalogue) and the item vectors the run has."""
     from fusion.ranking.features import aligned
     from fusion.text.index import Embeddings
     from kg.export import GraphExport
 
-    if store is not None:
+    if store is not None or export is not None:
         from kg.catalogue import read_items
         from kg.export import export_graph
 
-        export, items = export_graph(store), read_items(store)
+        export = export if export is not None else export_graph(store)
+        items = items if items is not None else read_items(store)
     else:
         run.need(run.graph, "gnn")
         run.need(run.catalogue_items, "text")
@@ -320,17 +322,18 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def refresh_value(run_dir: str | Path, store, out: RunDir) -> int:
+def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items: pd.DataFrame | None = None) -> int:
     """Write fresh value tables into ``out`` (e.g. a new run version being written) with the
     run's trained value models applied to everything in ``store`` now -- no training: the
     hook for :func:`fusion.update.update_run`, so the users and products an update folds in
-    get their own values. Returns the number of users valued."""
+    get their own values. ``export`` / ``items``: the store's graph export and items table
+    when the caller has read them already. Returns the number of users valued."""
     run = RunDir(run_dir)
     run.need(run.value_summary, "value")
     summary = json.loads(run.value_summary.read_text())
     models = {name: FittedModel.load(run.value_models / name) for name in ("ltv", "potential", "potential_new", "loyalty")
               if (run.value_models / name / "config.json").exists()}
-    activity, vectors = load_activity(run, store)
+    activity, vectors = load_activity(run, store, export=export, items=items)
     h = int(round(float(summary["horizon_days"]) * DAY))
     serve = int(activity.event_times().max())
     users_t = ltv_table(activity, serve, h, vectors, target=False)

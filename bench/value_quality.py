@@ -106,6 +106,7 @@ def evaluate(name: str, dataset, root: Path, threads: int, truth=None) -> dict:
         rep["ltv"]["bgnbd_gamma_gamma"] = value_metrics(y[customers], bg["ltv"].to_numpy()[customers],
                                                         bg["p_active"].to_numpy()[customers])
         rep["seconds"]["bgnbd_gamma_gamma"] = bg.attrs["seconds"]
+        rep["cpu_seconds"]["bgnbd_gamma_gamma"] = bg.attrs["cpu_seconds"]
     planted_u = planted_i = None
     if truth is not None:
         from loaders.synthetic import planted_value
@@ -162,9 +163,10 @@ def evaluate(name: str, dataset, root: Path, threads: int, truth=None) -> dict:
               f"| past share | {loyal['past_share']['auc']:.3f} |")
     else:
         print(loyal.get("skipped", "no labelled pairs"))
-    s = rep["seconds"]
-    print(f"\nTraining seconds: LTV {s['ltv']:.1f}, potential {s['potential']:.1f}, loyalty {s['loyalty']:.1f}"
-          + (f", BG/NBD + Gamma-Gamma fit {s['bgnbd_gamma_gamma']:.1f}" if "bgnbd_gamma_gamma" in s else "")
+    s, c = rep["seconds"], rep["cpu_seconds"]
+    both = lambda k: f"{s[k]:.1f} ({c[k]:.1f} CPU)"  # noqa: E731
+    print(f"\nTraining seconds, wall (CPU): LTV {both('ltv')}, potential {both('potential')}, loyalty {both('loyalty')}"
+          + (f", BG/NBD + Gamma-Gamma fit {both('bgnbd_gamma_gamma')}" if "bgnbd_gamma_gamma" in s else "")
           + f" (the shared stages: GNN {seconds['gnn']:.1f}, MiniLM product embeddings {seconds['text']:.1f}); "
           f"load average {os.getloadavg()[0]:.1f}")
     return {"y": y[customers], "ours": ours[customers], "bg": None if bg is None else bg["ltv"].to_numpy()[customers]}

@@ -142,13 +142,14 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     h = w.horizon
     say(f"value: horizon {w.horizon_days:g} days; training cut-offs {len(w.train)}, validation and test one "
         f"horizon apart; {len(activity.purchases):,} purchases ({activity.rule})")
-    report: dict[str, Any] = {"windows": w.to_dict(), "rule": activity.rule, "seconds": {}}
+    report: dict[str, Any] = {"windows": w.to_dict(), "rule": activity.rule, "seconds": {}, "cpu_seconds": {}}
 
     # ------------------------------------------------------------ lifetime value
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = {c: ltv_table(activity, c, h, item_vectors) for c in (*w.train, w.valid, w.test)}
     trained, served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()), config)
     report["seconds"]["ltv"] = round(time.perf_counter() - t0, 2)
+    report["cpu_seconds"]["ltv"] = round(time.process_time() - c0, 2)
     test = tables[w.test]
     mean, p = _ziln_predict(trained, test)
     cust = test.extra["customer"].to_numpy()
@@ -173,7 +174,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
         f"Gini {ltv_report['ours']['gini']:.3f}, Spearman {ltv_report['ours']['spearman']:.3f}")
 
     # ------------------------------------------------------------ product potential
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = {c: potential_table(activity, c, h, item_vectors) for c in (*w.train, w.valid, w.test)}
     p_trained, p_served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()), config)
     # new products (no sale before the cut-off) have a model of their own: where there are
@@ -183,6 +184,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     n_trained, n_served = _fit("ziln", [tables[c] for c in w.train], tables[w.valid], list(tables.values()),
                                config, drop=SALES_COLUMNS)
     report["seconds"]["potential"] = round(time.perf_counter() - t0, 2)
+    report["cpu_seconds"]["potential"] = round(time.process_time() - c0, 2)
     test = tables[w.test]
     units = _potential_predict(p_trained, n_trained, test)[0]
     pot: dict[str, Any] = {}
@@ -207,7 +209,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
         f"{pot['all']['ours']['spearman']:.3f} (new products {pot['new']['ours']['spearman']:.3f})")
 
     # ------------------------------------------------------------ brand loyalty
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = {c: loyalty_table(activity, c, h) for c in (*w.train, w.valid, w.test)}
     l_trained = l_served = None
     loyal: dict[str, Any] = {"pairs": int(len(tables[w.test]))}
@@ -225,6 +227,7 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     else:
         loyal["skipped"] = "too few labelled (user, brand) pairs in the training windows"
     report["seconds"]["loyalty"] = round(time.perf_counter() - t0, 2)
+    report["cpu_seconds"]["loyalty"] = round(time.process_time() - c0, 2)
     report["loyalty"] = loyal
     serve = loyalty_table(activity, w.serve, h, target=False)
     if l_served is not None and len(serve):

@@ -7,10 +7,11 @@
     kgrec evaluate --run runs/ml100k
     kgrec verify --run runs/ml100k                      # every file as the manifest recorded it
     kgrec explain --user 196 --item 50 --run runs/ml100k --png why.png
-    kgrec train --run runs/shop                         # all stages: gnn, text, fusion
+    kgrec train --run runs/shop                         # all stages: gnn, text, fusion, value
     kgrec recommend --run runs/shop --user u00042 --weights ctr=1,cvr=1,value=1
     kgrec search --run runs/shop --query "wireless headphones" --user u00042
     kgrec similar --run runs/shop --item i00007
+    kgrec value --run runs/shop --by ltv --top 20       # customer value, product potential, loyalty
     kgrec demo                                          # synthetic shop end to end
 
 The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, password
@@ -153,7 +154,7 @@ def _run_config(args: argparse.Namespace):
     from fusion.text.finetune import TextTrainConfig
     from kg.train import TrainConfig
 
-    base = RunConfig.load(args.run) if args.stage in ("text", "fusion") else RunConfig()
+    base = RunConfig.load(args.run) if args.stage in ("text", "fusion", "value") else RunConfig()
     train_options = {**base.gnn.train.to_dict(), **dict(args.set or [])}
     for name in ("model", "epochs", "lr", "batch_size", "seed"):
         if getattr(args, name) is not None:
@@ -174,7 +175,11 @@ def _run_config(args: argparse.Namespace):
     text = replace(base.text, finetune=base.text.finetune and not args.no_finetune,
                    train=TextTrainConfig.from_dict(text_train))
     fusion = FusionConfig.from_dict({**base.fusion.to_dict(), **dict(args.fusion_set or [])})
-    return RunConfig(gnn=gnn, text=text, fusion=fusion, baselines=base.baselines and not args.no_baselines)
+    from fusion.value.config import ValueConfig
+
+    value = ValueConfig.from_dict({**base.value.to_dict(), **dict(args.value_set or [])})
+    return RunConfig(gnn=gnn, text=text, fusion=fusion, baselines=base.baselines and not args.no_baselines,
+                     value=value)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -195,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     # a later stage continues a run: on the graph it was trained on, unless --db/--neo4j-uri says otherwise
-    store_config, store = _store(args, read_only=True, run=args.run if args.stage in ("text", "fusion") else None)
+    store_config, store = _store(args, read_only=True,
+                                 run=args.run if args.stage in ("text", "fusion", "value") else None)
     rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
     try:
         if rank0:
@@ -215,6 +221,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if "fusion" in out:
             print(f"test metrics ({args.run}/comparison.md):")
             print(markdown(out["fusion"]))
+        if "value" in out:
+            if "skipped" in out["value"]:
+                print(f"value stage skipped: {out['value']['skipped']}")
+            else:
+                print(f"value models, test window ({args.run}/value/report.md):")
+                print(RunDir(args.run).value_report.read_text().rstrip())
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -328,6 +340,36 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_value(args: argparse.Namespace) -> int:
+    from fusion.value.results import ValueTables
+
+    run = RunDir(args.run)
+    if not run.path.is_dir():
+        print(f"kgrec value: no run folder at {run.path}", file=sys.stderr)
+        return 2
+    serving = run.serving()
+    serving.verify(("value",))
+    tables = ValueTables.load(serving)
+    if args.user:
+        c = tables.customer(args.user)
+        print(f"user {c.user_id}: expected spend {c.ltv:,.2f} over {c.horizon_days:g} days after {c.as_of}, "
+              f"P(active) {c.p_active:.3f}" + (" (no history: a new customer's value)" if c.cold_start else ""))
+        for b in tables.loyalty(args.user)[:args.top]:
+            print(f"  brand {b.brand}: P(buys it again) {b.p_loyal:.3f}, past share {b.past_share:.3f}")
+        return 0
+    if args.item:
+        p = tables.product(args.item)
+        print(f"product {p.item_id}: expected {p.units:,.2f} units ({p.value:,.2f}) over {p.horizon_days:g} days "
+              f"after {p.as_of}, P(sells) {p.p_sell:.3f}" + (" (new: no sale yet)" if p.new else ""))
+        return 0
+    table = tables.table(args.by).head(args.top)
+    what = {"ltv": "customers by expected spend", "potential": "products by expected units",
+            "loyalty": "brands by repurchase rate"}[args.by]
+    print(f"top {len(table)} {what} over the {tables.horizon_days:g} days after {tables.as_of}:")
+    print(table.to_string(index=False, float_format=lambda x: f"{x:,.3f}", line_width=200))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from fusion.demo import run_demo
 
@@ -389,7 +431,7 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_serve)
 
     t = sub.add_parser("train", help="train the stages (graph encoder, text encoder, fusion) on the graph in the store")
-    t.add_argument("--stage", default="all", choices=["all", "gnn", "text", "fusion"],
+    t.add_argument("--stage", default="all", choices=["all", "gnn", "text", "fusion", "value"],
                    help="which stage to train (default: all, in order)")
     t.add_argument("--run", default="runs/latest", help="run folder to write (default: runs/latest)")
     t.add_argument("--model", choices=["bpr_mf", "lightgcn", "kgrec"], help="model (default: lightgcn)")
@@ -411,6 +453,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-finetune", action="store_true", help="text stage: use the checkpoint as it is")
     t.add_argument("--fusion-set", type=_option, action="append", metavar="KEY=VALUE",
                    help="any FusionConfig field, e.g. --fusion-set balancing=gradnorm (repeatable)")
+    t.add_argument("--value-set", type=_option, action="append", metavar="KEY=VALUE",
+                   help="any ValueConfig field, e.g. --value-set horizon_days=30 (repeatable)")
     t.add_argument("--no-baselines", action="store_true", help="skip the CVR-on-clicks baseline model")
     t.add_argument("--resume", action="store_true", help="--stage gnn: continue the run folder's last checkpoint")
     t.add_argument("--write-embeddings", action="store_true",
@@ -454,6 +498,15 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--item", required=True)
     _add_query_args(m)
     m.set_defaults(func=cmd_similar)
+
+    va = sub.add_parser("value", help="customer lifetime value, product potential, brand loyalty of a run")
+    va.add_argument("--run", default="runs/latest")
+    va.add_argument("--by", choices=["ltv", "potential", "loyalty"], default="ltv",
+                    help="customers by expected spend, products by expected units, or brands by repurchase rate")
+    va.add_argument("--top", type=int, default=20, help="rows to print (default: 20)")
+    va.add_argument("--user", help="one customer's value and brand loyalty")
+    va.add_argument("--item", help="one product's potential")
+    va.set_defaults(func=cmd_value)
 
     d = sub.add_parser("demo", help="synthetic shop end to end: build, train all stages, evaluate, query")
     d.add_argument("--run", default="runs/demo", help="run folder (default: runs/demo)")

@@ -58,6 +58,7 @@ from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
+from fusion.ranking.scoring import VALUE_OBJECTIVES
 from kg.errors import IntegrityError, InvalidRequestError, RunFolderError, StoreError, UnknownIdError
 from kg.export import GraphExport
 from kg.run_dir import RunDir
@@ -271,6 +272,7 @@ class EngineVersion:
         with torch.no_grad():
             qt = None if query_text is None else query_text.repeat_interleave(n, 0)
             logits = self.scorer.logits(users.repeat_interleave(n), cands.reshape(-1), query_text=qt)
+            logits = self.with_value_logits(logits, users.repeat_interleave(n), cands.reshape(-1), weights)
             score = ranking_score(logits, weights).view(b, n).masked_fill(~valid, -torch.inf)
             objs = {name: v.view(b, n) for name, v in objectives(logits).items()}
         top = torch.topk(score, min(k, n), dim=1)
@@ -286,6 +288,53 @@ class EngineVersion:
                                           {name: float(v[r, j]) for name, v in objs.items()},
                                           None if np.isnan(price) else float(price)))
             out.append(row)
+        return out
+
+    # ------------------------------------------------------------------ value objectives
+    def value_tables(self):
+        """This version's :class:`fusion.value.results.ValueTables` (read on first use; a
+        version without its own reads the trained run's, see :mod:`fusion.value.results`)."""
+        with self._lock:
+            cached = getattr(self, "_value", None)
+        if cached is None:
+            from fusion.value.results import ValueTables
+
+            if self.run is None:
+                raise RunFolderError("this Engine has no run folder to read value tables from")
+            cached = ValueTables.load(self.run)
+            with self._lock:
+                self._value = cached
+        return cached
+
+    def value_objectives(self) -> tuple[torch.Tensor, Any]:
+        """(potential logits [I] over this version's products, the loyalty lookup), built once."""
+        with self._lock:
+            built = getattr(self, "_value_objectives", None)
+        if built is None:
+            tables = self.value_tables()
+            built = (tables.potential_logits(self.catalogue.ids),
+                     tables.loyalty_lookup(np.asarray(self.user_index, dtype=object), self.catalogue.brands))
+            with self._lock:
+                self._value_objectives = built
+        return built
+
+    def with_value_logits(self, logits: dict, users: torch.Tensor, items: torch.Tensor, weights) -> dict:
+        """``logits`` plus ``potential`` / ``loyalty`` (rows ``users``, ``items`` [M]) when
+        ``weights`` use them; a run without the value stage cannot serve them (an
+        :class:`InvalidRequestError` naming ``weights``)."""
+        wanted = [k for k in VALUE_OBJECTIVES if weights.get(k)]
+        if not wanted:
+            return logits
+        try:
+            potential, loyalty = self.value_objectives()
+        except RunFolderError as exc:
+            raise InvalidRequestError(f"weights: {', '.join(wanted)} need the value stage, and this run has "
+                                      f"none ({exc})", "weights") from None
+        out = dict(logits)
+        if "potential" in wanted:
+            out["potential"] = potential[items.cpu()].to(logits["ctr"].device)
+        if "loyalty" in wanted:
+            out["loyalty"] = loyalty(users.cpu(), items.cpu()).to(logits["ctr"].device)
         return out
 
     def mask_seen(self, scores: torch.Tensor, users) -> torch.Tensor:
@@ -581,8 +630,8 @@ class Engine:
                   explain: bool = False, max_paths: int = 3) -> list[Recommendation]:
         """Top ``k`` products for ``user_id`` (cold start for an unknown user).
 
-        ``weights``: objective weights (``ctr``, ``cvr``, ``value``, ``relevance``) of the
-        ranking score; ``filters``: ``category`` (a path or a level name), ``brand``,
+        ``weights``: objective weights (``ctr``, ``cvr``, ``value``, ``relevance``, and from
+        the value stage ``potential`` and ``loyalty``) of the ranking score; ``filters``: ``category`` (a path or a level name), ``brand``,
         ``min_price``, ``max_price``; ``explain=True`` attaches knowledge-graph paths
         (needs ``Engine.open(..., store=...)``)."""
         return self.recommend_batch([user_id], k, weights, exclude_seen, filters, explain, max_paths)[0]
@@ -664,6 +713,32 @@ class Engine:
         return [Recommendation(str(c.ids[j]), str(c.titles[j]), float(sc), {"gnn": float(gg), "text": float(tt)},
                                None if np.isnan(c.prices[j]) else float(c.prices[j]))
                 for sc, j, gg, tt in zip(top_s.tolist(), top_j.tolist(), g.tolist(), t.tolist())]
+
+    # ------------------------------------------------------------------ value (fusion.value)
+    def customer_value(self, user_id: str):
+        """The user's expected spend and P(any purchase) over the value horizon
+        (:class:`fusion.value.results.CustomerValue`); a user without history gets the
+        cold-start value, never an error. A version written by ``kgrec update`` without value
+        tables of its own answers from the trained run's."""
+        return self.current.value_tables().customer(user_id)
+
+    def product_potential(self, item_id: str):
+        """The product's expected units, value and P(sells) over the value horizon
+        (:class:`fusion.value.results.ProductPotential`); :class:`UnknownIdError` for an id
+        that is not a product of the served version."""
+        v = self.current
+        return v.value_tables().product(item_id, known=v.knows_item(item_id))
+
+    def brand_loyalty(self, user_id: str) -> list:
+        """The user's brands, most loyal first (:class:`fusion.value.results.BrandLoyalty`);
+        [] for a user without purchases of any brand."""
+        return self.current.value_tables().loyalty(user_id)
+
+    def value_table(self, by: str = "ltv") -> pd.DataFrame:
+        """The whole value table as a DataFrame, best first: ``by="ltv"`` (users: ``ltv``,
+        ``p_active`` …), ``"potential"`` (products: ``units``, ``value``, ``p_sell``, ``new``)
+        or ``"loyalty"`` (brands: ``customers``, ``repurchase_rate``, ``past_share``)."""
+        return self.current.value_tables().table(by)
 
     @contextlib.contextmanager
     def writable_graph(self) -> Iterator:

@@ -1,4 +1,4 @@
-"""All training stages in order -- graph encoder, text encoder, fusion -- into one run folder.
+"""All training stages in order -- graph encoder, text encoder, fusion, value -- into one run folder.
 
 The folder's layout is :mod:`kg.run_dir`'s; ``run.json`` holds :class:`RunConfig` (every
 stage's settings, written first) and the store the run was trained on. The stages:
@@ -7,7 +7,10 @@ stage's settings, written first) and the store the run was trained on. The stage
 * ``text`` -- :func:`run_text_stage`: the catalogue read from the store, the text encoder
   fine-tuned (or used as is), product / user-profile / judged-query embeddings;
 * ``fusion`` -- :func:`run_fusion_stage`: examples and feature tables, the fusion model
-  (and the CVR-on-clicks baseline), the comparison table.
+  (and the CVR-on-clicks baseline), the comparison table;
+* ``value`` -- :func:`fusion.value.train.run_value_stage`: customer lifetime value,
+  product potential and brand loyalty over a horizon, their test report and the serving
+  tables.
 
 :func:`train_all` runs every stage (``stages`` picks some); a stage reads what the earlier
 ones wrote, so ``--stage fusion`` can be re-run alone.
@@ -28,6 +31,7 @@ from fusion.ranking.examples import ExampleConfig, build_examples, build_relevan
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, train_fusion
 from fusion.text.finetune import TextTrainConfig
+from fusion.value.config import ValueConfig
 from kg.build import store_version
 from kg.config import checked_fields
 from kg.errors import ConfigError, DataError
@@ -66,10 +70,11 @@ class RunConfig:
     text: TextStageConfig = field(default_factory=TextStageConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     baselines: bool = True  #: also train the ESMM-less fusion baseline for the report
+    value: ValueConfig = field(default_factory=ValueConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"gnn": self.gnn.to_dict(), "text": self.text.to_dict(), "fusion": self.fusion.to_dict(),
-                "baselines": self.baselines}
+                "baselines": self.baselines, "value": self.value.to_dict()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
@@ -77,7 +82,8 @@ class RunConfig:
         return cls(gnn=GnnRunConfig.from_dict(values.get("gnn", {})),
                    text=TextStageConfig.from_dict(values.get("text", {})),
                    fusion=FusionConfig.from_dict(values.get("fusion", {})),
-                   baselines=values.get("baselines", True))
+                   baselines=values.get("baselines", True),
+                   value=ValueConfig.from_dict(values.get("value", {})))
 
     def save(self, run_dir: str | Path) -> None:
         """Write every stage's section of ``run.json`` (other sections, e.g. the store, stay)."""
@@ -266,8 +272,8 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
 
 def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,
               progress: bool = False) -> dict:
-    """Run ``stages`` (default all three, in order) into ``run_dir``; returns the fusion
-    comparison when the fusion stage ran."""
+    """Run ``stages`` (default all four, in order) into ``run_dir``; returns each stage's
+    result by name (the fusion comparison, the value report, ...)."""
     from kg.pipeline import train_gnn
 
     unknown = set(stages) - set(STAGES)
@@ -276,7 +282,8 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
     run = RunDir(run_dir)
     config = config or RunConfig()
     config.save(run.path)
-    run.update_config(store=store.location(), store_version=store_version(store).to_dict())
+    if set(stages) - {"value"}:  # the value stage alone leaves the serving files (and their store version) as they are
+        run.update_config(store=store.location(), store_version=store_version(store).to_dict())
     out: dict = {}
     if "gnn" in stages:
         out["gnn"] = train_gnn(store, run_dir, config.gnn, progress=progress).metrics
@@ -284,4 +291,15 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
         out["text"] = run_text_stage(store, run_dir, config, progress=progress)
     if "fusion" in stages:
         out["fusion"] = run_fusion_stage(run_dir, config, progress=progress)
+    if "value" in stages:
+        from fusion.value.train import run_value_stage
+
+        try:
+            out["value"] = run_value_stage(run_dir, config.value, store=store, progress=progress)
+        except (ConfigError, DataError) as exc:  # data the value models do not fit (no time span ...)
+            if tuple(stages) == ("value",):
+                raise
+            out["value"] = {"skipped": str(exc)}
+            if progress:
+                print(f"value stage skipped: {exc}", flush=True)
     return out

@@ -17,6 +17,8 @@ A *run folder* holds everything ``kgrec train`` produced, one stage after the ot
       fusion/               model/ (the fusion model: its config + weights), tables.pt
                             (feature tables), checkpoint.pt, history.json, examples.json
       comparison.json, comparison.md   the popularity / GNN / text / fused table (fusion)
+      value/                users / items / loyalty / brands .parquet (predictions over the
+                            horizon after the last event), models/, summary.json, report.md (value)
       manifest.json         size and SHA-256 of every other file, written last by each stage
 
 Every other module asks :class:`RunDir` for a path instead of spelling it, and writes
@@ -49,11 +51,13 @@ import numpy as np
 from kg.errors import IntegrityError, RunFolderError
 from kg.split import Split
 
-STAGES = ("gnn", "text", "fusion")
+STAGES = ("gnn", "text", "fusion", "value")
 MANIFEST = "manifest.json"
+#: first path parts that live operation writes beside a trained run (not any stage's files)
+LIVE_PARTS = ("versions", "CURRENT", "inbox")
 #: first path part -> the stage that writes it (anything else: the gnn stage)
 _STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
-             "comparison.md": "fusion", "run.json": "all"}
+             "comparison.md": "fusion", "run.json": "all", "value": "value"}
 
 
 # ------------------------------------------------------------------ atomic writes
@@ -205,6 +209,15 @@ class RunDir:
     fusion_examples = property(lambda self: self.at("fusion/examples.json"))
     comparison_json = property(lambda self: self.at("comparison.json"))
     comparison_md = property(lambda self: self.at("comparison.md"))
+    # value stage
+    value = property(lambda self: self.at("value"))
+    value_users = property(lambda self: self.at("value/users.parquet"))
+    value_items = property(lambda self: self.at("value/items.parquet"))
+    value_loyalty = property(lambda self: self.at("value/loyalty.parquet"))
+    value_brands = property(lambda self: self.at("value/brands.parquet"))
+    value_models = property(lambda self: self.at("value/models"))
+    value_summary = property(lambda self: self.at("value/summary.json"))
+    value_report = property(lambda self: self.at("value/report.md"))
 
     # ------------------------------------------------------------ versions
     @property
@@ -288,14 +301,18 @@ class RunDir:
         return _STAGE_OF.get(Path(relpath).parts[0], "gnn")
 
     def files(self) -> list[str]:
-        """Every file of the run (relative POSIX paths, sorted), without the manifest and
-        without hidden temporary files of an unfinished write."""
+        """Every file of the run (relative POSIX paths, sorted), without the manifest, without
+        hidden temporary files of an unfinished write, and without what live operation keeps
+        beside the trained files (:data:`LIVE_PARTS`: run versions with their own manifests,
+        ``CURRENT``, the events inbox) -- a stage retrained after ``kgrec update`` (the value
+        stage, say) must not vouch for files that the next update replaces."""
         if not self.path.is_dir():
             return []
         out = []
         for p in self.path.rglob("*"):
             rel = p.relative_to(self.path)
-            if p.is_file() and rel.as_posix() != MANIFEST and not any(x.startswith(".") for x in rel.parts):
+            if (p.is_file() and rel.as_posix() != MANIFEST and not any(x.startswith(".") for x in rel.parts)
+                    and rel.parts[0] not in LIVE_PARTS):
                 out.append(rel.as_posix())
         return sorted(out)
 

@@ -8,7 +8,13 @@ Objectives of a (user, product[, query]) triple:
 ``ctcvr``      P(click and purchase | shown)                     = ctr * cvr
 ``value``      predicted order value given a purchase (currency) = expm1(softplus(z_value))
 ``relevance``  P(relevant to the query)                          = sigma(z_relevance)
+``potential``  P(the product sells in the value horizon)         = sigma(z_potential)
+``loyalty``    P(the user's next purchase there is this brand)   = sigma(z_loyalty)
 =============  ================================================================
+
+``potential`` and ``loyalty`` come from the value stage's tables, not from the fusion
+model (:mod:`fusion.value`: product potential; brand loyalty, a floor for brands the user
+never bought); the Engine adds their logits when a request weights them.
 
 The ranking score is a weighted geometric mean -- the product of the objectives, each
 raised to its weight, reported as its logarithm::
@@ -17,7 +23,8 @@ raised to its weight, reported as its logarithm::
 
 so ``{"ctr": 1, "cvr": 1}`` ranks by purchase probability, ``{"ctr": 1, "cvr": 1,
 "value": 1}`` by expected order value, ``{"ctr": 1}`` by clicks, and a search adds
-``relevance``. Weights are per request (:meth:`fusion.engine.Engine.recommend`).
+``relevance``; ``"potential": 1`` promotes products likely to sell (new arrivals
+included), ``"loyalty": 1`` the user's own brands. Weights are per request (:meth:`fusion.engine.Engine.recommend`).
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from torch.nn import functional as F
 
 from kg.errors import InvalidRequestError
 
-OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance")
-WEIGHTED = ("ctr", "cvr", "value", "relevance")
+OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance", "potential", "loyalty")
+WEIGHTED = ("ctr", "cvr", "value", "relevance", "potential", "loyalty")
+#: objectives from the value stage's tables (:mod:`fusion.value`), not the fusion model
+VALUE_OBJECTIVES = ("potential", "loyalty")
 RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
 SEARCH_WEIGHTS: dict[str, float] = {"relevance": 1.0, "ctr": 0.1, "cvr": 0.1}
 
@@ -63,15 +72,19 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 def objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-objective scores from the model's logits (the table above)."""
     ctr, cvr = torch.sigmoid(logits["ctr"]), torch.sigmoid(logits["cvr"])
-    return {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr, "value": torch.expm1(F.softplus(logits["value"])),
-            "relevance": torch.sigmoid(logits["relevance"])}
+    out = {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr, "value": torch.expm1(F.softplus(logits["value"])),
+           "relevance": torch.sigmoid(logits["relevance"])}
+    out.update({k: torch.sigmoid(logits[k]) for k in VALUE_OBJECTIVES if k in logits})
+    return out
 
 
 def log_objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """log of each weighted objective, computed stably from the logits."""
-    return {"ctr": F.logsigmoid(logits["ctr"]), "cvr": F.logsigmoid(logits["cvr"]),
-            "value": F.softplus(logits["value"]),  # log(1 + value) = softplus(z)
-            "relevance": F.logsigmoid(logits["relevance"])}
+    out = {"ctr": F.logsigmoid(logits["ctr"]), "cvr": F.logsigmoid(logits["cvr"]),
+           "value": F.softplus(logits["value"]),  # log(1 + value) = softplus(z)
+           "relevance": F.logsigmoid(logits["relevance"])}
+    out.update({k: F.logsigmoid(logits[k]) for k in VALUE_OBJECTIVES if k in logits})
+    return out
 
 
 def ranking_score(logits: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:

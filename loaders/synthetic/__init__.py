@@ -91,6 +91,27 @@ years by quality, designer). Reviews: summary ``"<adjective for stars> <noun>"``
 text with a sentiment sentence for the stars, a quality remark, a price remark and
 a taste remark.
 
+Lifecycle (the value truth; every knob 0 by default, and then nothing below happens and
+the tables are exactly those of a config without these knobs). Its draws come from a
+stream of their own, all made whatever the knobs, so one knob never moves another's:
+
+* users join at ``join_u ~ U(0, join_spread * span)`` and churn at ``join_u + life_u``,
+  ``life_u ~ Exp(1) * span / (churn_rate * h_u)``, ``h_u ~ LogNormal(0, 0.5)``; ``w_u``
+  is then a rate: an impression is user ``u``'s with probability proportional to ``w_u``
+  times their active time (join to churn, within the span), and their sessions spread
+  over that time only;
+* spend level ``s_u ~ LogNormal(-spend_sigma^2 / 2, spend_sigma)`` (mean 1): a purchase's
+  quantity is ``1 + Poisson(0.32 * s_u)`` (mean 1.32 as without it);
+* a share ``new_item_share`` of the products launch at a time ``~ U(launch_from, 1) *
+  span``: an impression of a product before its launch is redrawn by popularity among
+  the products on sale, and its funnel drawn anew (so ``len(interactions)`` may differ
+  from ``n_interactions`` by a little);
+* brand affinity is ``psi_u`` above (``brand_weight`` sets how much it sways purchases).
+
+:func:`planted_value` gives the planted value of a time window: per user the expected
+purchases, spend and P(active), whether they are still active, their purchase rate and
+spend level; per product the expected units and value, its launch and its appeal.
+
 Item links: ``also_buy`` = the items most often co-purchased by the same users
 (count >= 2, over each user's first 50 distinct purchases), topped up to
 ``n_also_buy`` with popular items of the complementary subcategory (the next
@@ -136,6 +157,8 @@ Funnel: ``click_taste`` [3.0], ``click_quality`` [0.5], ``click_bias`` [-3.0],
 ``rating_taste`` [1.5], ``rating_quality`` [0.8], ``rating_noise`` [0.6].
 Links: ``n_also_buy`` [5], ``n_also_view`` [5], ``n_bought_together`` [3, per item].
 KG: ``kg`` [True], ``n_materials`` [12], ``n_styles`` [8], ``n_designers`` [20].
+Lifecycle: ``join_spread`` [0], ``churn_rate`` [0], ``spend_sigma`` [0],
+``new_item_share`` [0], ``launch_from`` [0.5].
 Randomness and time: ``seed`` [0], ``start_timestamp`` [1577836800 = 2020-01-01],
 ``time_span_days`` [365].
 
@@ -155,6 +178,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from loaders.dataset import Dataset
 from loaders.errors import ConfigError
@@ -166,7 +190,7 @@ from loaders.synthetic.truth import SyntheticTruth, make_truth
 from loaders.synthetic.vocabulary import slug
 
 __all__ = [
-    "SyntheticConfig", "SyntheticTruth", "generate", "read", "ground_truth", "funnel_expectation",
+    "SyntheticConfig", "SyntheticTruth", "generate", "read", "ground_truth", "funnel_expectation", "planted_value",
     "REPORT_FILE", "slug",
 ]
 
@@ -207,6 +231,53 @@ def ground_truth(source: SyntheticConfig | Dataset) -> SyntheticTruth:
     if config is None:
         raise ConfigError("this Dataset was not made by loaders.synthetic (no synthetic_config)")
     return make_truth(SyntheticConfig.from_dict(config))
+
+
+def planted_value(dataset: Dataset, t0: int, t1: int, truth: SyntheticTruth | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The planted value of the window (t0, t1] (Unix seconds within the span) for a dataset
+    made by :func:`generate`: what a model that knew the latent variables would predict.
+
+    Returns ``(users, items)``. ``users``: ``user_id``, ``expected_purchases``,
+    ``expected_spend`` (sum over products of expected purchases x E[quantity] x price),
+    ``p_active`` (1 - exp(-expected purchases): purchases are close to Poisson),
+    ``alive`` (joined by t0 and not churned by then), ``purchase_rate`` (expected
+    purchases per day while active), ``spend_level`` (s_u), ``churn`` (Unix seconds, inf =
+    never). ``items``: ``item_id``, ``expected_units``, ``expected_value`` (units x
+    price), ``launch`` (Unix seconds), ``launched`` (on sale by t0), ``appeal`` (expected
+    units per day over the whole span when on sale from the start).
+    """
+    truth = truth or ground_truth(dataset)
+    start = truth.config.start_timestamp
+    n_imp = int((dataset.interactions["event"] == "impression").sum())
+    a, b = float(t0 - start), float(t1 - start)
+    # a user's impressions are 60 s apart on top of their session times, so the last events may
+    # fall a day or two after the span: a week's grace (the planted rates end with the span)
+    if not (0 <= a < b <= truth.span + 7 * 86400):
+        raise ConfigError(f"planted_value: the window ({t0}, {t1}] is not inside the span "
+                          f"[{start}, {start + int(truth.span)}]")
+    b = min(b, truth.span)
+    purchases = truth.expected_purchases(n_imp, a, b)                         # (U, I)
+    qty = truth.expected_quantity()
+    units = purchases * qty[:, None]
+    per_user = purchases.sum(axis=1)
+    join, stop = truth.alive()
+    days = np.maximum(stop - join, 1.0) / 86400.0
+    whole = truth.expected_purchases(n_imp, 0.0, truth.span)
+    always_on = (truth.expected_purchases(n_imp, 0.0, truth.span, all_on_sale=True) * qty[:, None]).sum(axis=0)
+    users = pd.DataFrame({
+        "user_id": truth.user_ids.astype(str), "expected_purchases": per_user,
+        "expected_spend": (units * truth.item_price[None, :]).sum(axis=1),
+        "p_active": 1.0 - np.exp(-per_user), "alive": (join <= a) & (truth.user_churn > a),
+        "purchase_rate": whole.sum(axis=1) / days, "spend_level": truth.user_spend,
+        "churn": start + truth.user_churn,
+    })
+    items = pd.DataFrame({
+        "item_id": truth.item_ids.astype(str), "expected_units": units.sum(axis=0),
+        "expected_value": units.sum(axis=0) * truth.item_price, "launch": start + truth.item_launch,
+        "launched": truth.item_launch <= a, "appeal": always_on / (truth.span / 86400.0 or 1.0),
+    })
+    return users, items
 
 
 def funnel_expectation(dataset: Dataset, truth: SyntheticTruth | None = None) -> dict[str, float]:

@@ -14,7 +14,8 @@ def ids(prefix: str, n: int) -> np.ndarray:
 
 def streams(seed: int) -> dict[str, np.random.Generator]:
     """One independent generator per concern (truth, impressions, funnel, ...), all from ``seed``."""
-    names = ["truth", "impressions", "funnel", "time", "text", "links", "queries", "reviews"]
+    # appended names never change the earlier streams (child i of the SeedSequence is fixed)
+    names = ["truth", "impressions", "funnel", "time", "text", "links", "queries", "reviews", "lifecycle"]
     children = np.random.SeedSequence(seed).spawn(len(names))
     return {name: np.random.default_rng(child) for name, child in zip(names, children)}
 

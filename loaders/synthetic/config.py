@@ -58,6 +58,13 @@ class SyntheticConfig:
     n_materials: int = 12
     n_styles: int = 8
     n_designers: int = 20
+    # lifecycle (the value truth; all off by default, and then the tables are exactly those
+    # of a config without these fields: each draw comes from its own "lifecycle" stream)
+    join_spread: float = 0.0     #: users join uniformly within the first join_spread of the span (0: at the start)
+    churn_rate: float = 0.0      #: mean churn hazard per span (0: nobody churns); see the module docstring
+    spend_sigma: float = 0.0     #: sigma of the lognormal spend level that scales each user's extra quantity
+    new_item_share: float = 0.0  #: share of products launched after the start
+    launch_from: float = 0.5     #: new products launch uniformly within [launch_from, 1] of the span
     # randomness and time
     seed: int = 0
     start_timestamp: int = 1_577_836_800  #: 2020-01-01 UTC
@@ -79,7 +86,7 @@ class SyntheticConfig:
         for name in ("n_materials", "n_styles", "n_designers"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1")
         for name in ("brand_focus", "impression_popularity", "impression_targeted", "rating_rate",
-                     "review_share"):
+                     "review_share", "join_spread", "new_item_share", "launch_from"):
             need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
         need(self.impression_popularity + self.impression_targeted <= 1.0,
              "impression_popularity + impression_targeted must be <= 1")
@@ -89,6 +96,12 @@ class SyntheticConfig:
         need(self.price_sigma > 0, "price_sigma must be > 0")
         need(self.activity_sigma >= 0 and self.rating_noise >= 0, "sigmas must be >= 0")
         need(self.time_span_days >= 0, "time_span_days must be >= 0")
+        need(self.churn_rate >= 0 and self.spend_sigma >= 0, "churn_rate and spend_sigma must be >= 0")
+
+    @property
+    def lifecycle(self) -> bool:
+        """Whether any lifecycle knob is on (joins, churn, spend levels or launches)."""
+        return bool(self.join_spread or self.churn_rate or self.spend_sigma or self.new_item_share)
 
     def to_dict(self) -> dict:
         return asdict(self)

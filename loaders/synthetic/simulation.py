@@ -11,7 +11,7 @@ import pandas as pd
 
 from loaders.dataset import CATEGORY_SEP, make_table
 from loaders.synthetic.arrays import group_index, ids
-from loaders.synthetic.truth import SyntheticTruth
+from loaders.synthetic.truth import EXTRA_QUANTITY, SyntheticTruth
 from loaders.synthetic.vocabulary import (
     PRICE_REMARKS,
     PRICE_WORDS,
@@ -112,7 +112,7 @@ def _simulate(truth: SyntheticTruth, streams: dict[str, np.random.Generator]) ->
 
     # -- impressions: user by activity, item by popularity / taste / uniform
     rng = streams["impressions"]
-    user = rng.choice(U, size=n, p=truth.user_activity)
+    user = rng.choice(U, size=n, p=truth.impression_user_weights())
     mode = rng.random(n)
     u1, u2 = rng.random(n), rng.random(n)
     item = np.floor(u1 * I).astype(np.int64)                       # uniform
@@ -132,7 +132,10 @@ def _simulate(truth: SyntheticTruth, streams: dict[str, np.random.Generator]) ->
     bought = clicked & (rng.random(n) < truth.p_buy(user, item, taste))
     uq = rng.random(n)
     quantity = 1 + (uq > 0.75).astype(np.int64) + (uq > 0.93)
-    want_rate = bought & (rng.random(n) < cfg.rating_rate)
+    if cfg.spend_sigma:  # the user's spend level scales the extra quantity: 1 + Poisson(0.32 s_u)
+        quantity = 1 + streams["lifecycle"].poisson(EXTRA_QUANTITY * truth.user_spend[user])
+    rate_draw = rng.random(n) < cfg.rating_rate
+    want_rate = bought & rate_draw
     review = rng.random(n) < cfg.review_share
     noise = rng.standard_normal(n) * cfg.rating_noise
     # only the first purchase of a (user, item) pair may be rated: keeps keys unique
@@ -150,6 +153,7 @@ def _simulate(truth: SyntheticTruth, streams: dict[str, np.random.Generator]) ->
     keep = slice(0, m)
     user, item, taste = user[keep], item[keep], taste[keep]
     clicked, bought, quantity = clicked[keep], bought[keep], quantity[keep]
+    review_draw = review[keep]
     rated, review, noise = rated[keep], review[keep] & rated[keep], noise[keep]
     stars = np.clip(np.round(truth.rating_mean(user, item, taste) + noise), 1, 5)
 
@@ -175,15 +179,58 @@ def _simulate(truth: SyntheticTruth, streams: dict[str, np.random.Generator]) ->
     # room after the last session, so the last one does not always end the span
     total = np.bincount(sess_user, weights=gap, minlength=U)[sess_user] + rng.exponential(1.0, size=n_sessions)
     span = cfg.time_span_days * 86400.0
-    sess_offset = np.floor(span * within / total).astype(np.int64) if n_sessions else np.zeros(0, np.int64)
+    if cfg.join_spread or cfg.churn_rate:  # each user's sessions spread over their active time
+        start, stop = truth.alive()
+        frac = within / total if n_sessions else np.zeros(0)
+        sess_offset = np.floor(start[sess_user] + np.maximum(stop - start, 0.0)[sess_user] * frac).astype(np.int64)
+    else:
+        sess_offset = np.floor(span * within / total).astype(np.int64) if n_sessions else np.zeros(0, np.int64)
     user_start = np.flatnonzero(first_of_user)
     pos_in_user = np.arange(m) - np.repeat(user_start, np.diff(np.append(user_start, m)))
     ts = cfg.start_timestamp + sess_offset[session] + 60 * pos_in_user
     click_ts = ts + rng.integers(1, 30, size=m)
     buy_ts = ts + rng.integers(30, 60, size=m)
     rate_ts = buy_ts + rng.integers(86400, 30 * 86400, size=m)
-    return _Log(user, item, session, ts.astype(np.int64), clicked, bought, quantity, rated, review,
-                stars, click_ts, buy_ts, rate_ts)
+    log = _Log(user, item, session, ts.astype(np.int64), clicked, bought, quantity, rated, review,
+               stars, click_ts, buy_ts, rate_ts)
+    if cfg.new_item_share:
+        _launch(truth, log, rate_draw[keep][order], review_draw[order], noise[order], streams["lifecycle"])
+    return log
+
+
+def _launch(truth: SyntheticTruth, log: _Log, rate_draw: np.ndarray, review_draw: np.ndarray,
+            noise: np.ndarray, rng: np.random.Generator) -> None:
+    """Products are on sale from their launch: an impression of a product before its launch
+    is redrawn by popularity among the products launched by then (rejection, 50 tries,
+    then the most popular product on sale from the start), and its funnel drawn anew
+    (in place; ``rate_draw``, ``review_draw`` and ``noise`` are the rows' rating draws)."""
+    cfg = truth.config
+    I = len(truth.item_ids)
+    at = log.ts - cfg.start_timestamp
+    moved = np.flatnonzero(truth.item_launch[log.item] > at)
+    bad = moved
+    cum = np.cumsum(truth.item_popularity)
+    for _ in range(50):
+        if not len(bad):
+            break
+        log.item[bad] = np.minimum(np.searchsorted(cum, rng.random(len(bad)), side="right"), I - 1)
+        bad = bad[truth.item_launch[log.item[bad]] > at[bad]]
+    if len(bad):
+        old = np.flatnonzero(truth.item_launch == 0)
+        log.item[bad] = old[np.argmax(truth.item_popularity[old])] if len(old) else int(np.argmin(truth.item_launch))
+    u, i = log.user[moved], log.item[moved]
+    taste = truth.taste(u, i)
+    log.clicked[moved] = rng.random(len(moved)) < truth.p_click(u, i, taste)
+    log.bought[moved] = log.clicked[moved] & (rng.random(len(moved)) < truth.p_buy(u, i, taste))
+    log.stars[moved] = np.clip(np.round(truth.rating_mean(u, i, taste) + noise[moved]), 1, 5)
+    # only the first purchase of a (user, item) pair may be rated (keeps keys unique)
+    first = np.zeros(len(log.user), dtype=bool)
+    b_idx = np.flatnonzero(log.bought)
+    if len(b_idx):
+        _, first_pos = np.unique(log.user[b_idx].astype(np.int64) * I + log.item[b_idx], return_index=True)
+        first[b_idx[first_pos]] = True
+    log.rated[:] = rate_draw & log.bought & first
+    log.review[:] = review_draw & log.rated
 
 
 def _interactions_table(truth: SyntheticTruth, log: _Log) -> pd.DataFrame:

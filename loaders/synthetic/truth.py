@@ -21,6 +21,10 @@ from loaders.synthetic.vocabulary import (
 )
 
 
+#: mean extra quantity of a purchase (quantity 1/2/3 with prob. 0.75/0.18/0.07: 1 + 0.32 on average)
+EXTRA_QUANTITY = 0.32
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -62,6 +66,22 @@ class SyntheticTruth:
     category_styles: np.ndarray        # (K, 2) preferred styles
     designer_brand: np.ndarray         # (n_designers,)
     designer_style: np.ndarray         # (n_designers,)
+    # lifecycle (seconds from config.start_timestamp; see the package docstring)
+    user_join: np.ndarray | None = None    # (U,) when the user joins (0 without join_spread)
+    user_churn: np.ndarray | None = None   # (U,) when the user churns (inf: never)
+    user_spend: np.ndarray | None = None   # (U,) spend level s_u (1 without spend_sigma)
+    item_launch: np.ndarray | None = None  # (I,) when the product goes on sale (0: at the start)
+
+    def __post_init__(self) -> None:
+        U, I = len(self.user_ids), len(self.item_ids)
+        if self.user_join is None:
+            self.user_join = np.zeros(U)
+        if self.user_churn is None:
+            self.user_churn = np.full(U, np.inf)
+        if self.user_spend is None:
+            self.user_spend = np.ones(U)
+        if self.item_launch is None:
+            self.item_launch = np.zeros(I)
 
     # -- lookups
     def user_index(self, ids) -> np.ndarray:
@@ -115,6 +135,69 @@ class SyntheticTruth:
         cdf = np.vectorize(lambda x: 0.5 * (1 + erf(x / sqrt(2))))
         # P(stars >= k) for k = 2..5 is P(mu + e >= k - 0.5)
         return 1.0 + sum(1.0 - cdf((k - 0.5 - mu) / sd) for k in range(2, 6))
+
+    # -- lifecycle and the planted value (times are seconds from config.start_timestamp)
+    @property
+    def span(self) -> float:
+        return self.config.time_span_days * 86400.0
+
+    def alive(self) -> tuple[np.ndarray, np.ndarray]:
+        """(start, stop) of each user's active time within the span: join to churn."""
+        return self.user_join, np.minimum(self.user_churn, self.span)
+
+    def impression_user_weights(self) -> np.ndarray:
+        """P(an impression is user u's): activity w_u, times the active time when users
+        join or churn (w_u is then a rate per unit of time)."""
+        if not (self.config.join_spread or self.config.churn_rate):
+            return self.user_activity
+        start, stop = self.alive()
+        w = self.user_activity * np.maximum(stop - start, 0.0)
+        return w / w.sum()
+
+    def expected_quantity(self) -> np.ndarray:
+        """E[quantity of a purchase] per user: 1.32 (1/2/3 with 0.75/0.18/0.07), or
+        ``1 + 0.32 * s_u`` (1 + Poisson) with spend levels."""
+        if self.config.spend_sigma:
+            return 1.0 + EXTRA_QUANTITY * self.user_spend
+        return np.full(len(self.user_ids), 1.0 + EXTRA_QUANTITY)
+
+    def impression_items(self, users, t: float | None) -> np.ndarray:
+        """P(item | an impression of user u at time t), (len(users), I): the popularity /
+        taste / uniform mixture, an impression of a product not yet launched redrawn by
+        popularity among the launched ones (``t=None``: every product on sale)."""
+        c = self.config
+        users = np.asarray(users)
+        I, K = len(self.item_ids), c.n_categories
+        in_cat = np.bincount(self.item_category, minlength=K).astype(np.float64)
+        p = (c.impression_popularity * self.item_popularity[None, :]
+             + c.impression_targeted * self.user_taste[users][:, self.item_category] / in_cat[self.item_category][None, :]
+             + (1 - c.impression_popularity - c.impression_targeted) / I)
+        on = self.item_launch <= (np.inf if t is None else t)
+        if on.all():
+            return p
+        pop_on = np.where(on, self.item_popularity, 0.0)
+        missed = p[:, ~on].sum(axis=1, keepdims=True)
+        return np.where(on[None, :], p, 0.0) + missed * pop_on[None, :] / max(pop_on.sum(), 1e-300)
+
+    def expected_purchases(self, n_impressions: int, t0: float, t1: float, grid: int = 8,
+                           all_on_sale: bool = False) -> np.ndarray:
+        """Expected purchase events of each (user, item) in the window (t0, t1] of the span,
+        (U, I), for a log of ``n_impressions`` impressions: the user's impressions in the
+        window (spread evenly over their active time) x P(item | impression) at ``grid``
+        times of the window x p_click x p_buy (``all_on_sale``: as if every product had been
+        launched at the start)."""
+        U = len(self.user_ids)
+        start, stop = self.alive()
+        overlap = np.clip(np.minimum(stop, t1) - np.maximum(start, t0), 0.0, None)
+        length = np.maximum(stop - start, 1e-9)
+        imps = n_impressions * self.impression_user_weights() * overlap / length          # (U,)
+        users = np.arange(U)
+        items = np.arange(len(self.item_ids))
+        conv = self.p_click(users[:, None], items[None, :]) * self.p_buy(users[:, None], items[None, :])
+        times = t0 + (np.arange(grid) + 0.5) * (t1 - t0) / grid
+        mix = (self.impression_items(users, None) if all_on_sale
+               else sum(self.impression_items(users, t) for t in times) / grid)
+        return imps[:, None] * mix * conv
 
     def p_click_matrix(self, users=None) -> np.ndarray:
         """p_click for the given users (default: all) against every item, (len(users), I)."""
@@ -189,6 +272,19 @@ def make_truth(config: SyntheticConfig) -> SyntheticTruth:
     slot = np.floor(rng.random(I) * np.maximum(d_count[item_brand], 1)).astype(np.int64)
     item_designer = np.where(has, d_order[np.minimum(d_start[item_brand] + slot, D - 1)], -1)
 
+    # lifecycle: its own stream, every draw made whatever the knobs (one knob never moves another's)
+    lc = streams(config.seed)["lifecycle"]
+    span = config.time_span_days * 86400.0
+    join_u, churn_u, spend_z = lc.random(U), lc.exponential(1.0, U), lc.standard_normal(U)
+    hazard_z = lc.lognormal(0.0, 0.5, U)
+    new_u, launch_u = lc.random(I), lc.random(I)
+    join = join_u * config.join_spread * span
+    churn = (join + churn_u * span / (config.churn_rate * hazard_z)) if config.churn_rate else np.full(U, np.inf)
+    s = config.spend_sigma
+    spend = np.exp(s * spend_z - s * s / 2)  # mean 1
+    launch = np.where(new_u < config.new_item_share,
+                      (config.launch_from + (1 - config.launch_from) * launch_u) * span, 0.0)
+
     return SyntheticTruth(
         config=config, user_ids=ids("u", U), item_ids=ids("i", I),
         category_names=cat_names, subcategory_names=sub_names, subcategory_nouns=sub_nouns,
@@ -200,5 +296,6 @@ def make_truth(config: SyntheticConfig) -> SyntheticTruth:
         item_material=item_material, item_style=item_style, item_designer=item_designer,
         subcategory_materials=sub_materials, category_styles=cat_styles,
         designer_brand=designer_brand, designer_style=designer_style,
+        user_join=join, user_churn=churn, user_spend=spend, item_launch=launch,
     )
 

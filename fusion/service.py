@@ -18,12 +18,17 @@ FastAPI + uvicorn; pydantic models for every request and response; OpenAPI docs 
 =================================  ============================================================
 
 Accepted events are written, durably and atomically, to the run's inbox
-(:class:`fusion.update.EventInbox`) before the answer; the updater (a thread of the
-serving process, :class:`fusion.update.Updater`) appends them to the graph store and folds
-the affected users in (:func:`fusion.update.update_run`) as a new version of the run, which
-the Engine swaps to without failing a request (:meth:`fusion.engine.Engine.reload`); the
-service also checks for a newer version before each request (a ``stat`` of ``CURRENT``),
-so several workers serving one run folder follow each other's updates.
+(:class:`fusion.update.EventInbox`) before the answer; the updater (a process of its own
+under ``kgrec serve``, :class:`fusion.update.Updater`) appends them to the graph store and
+folds the affected users in (:func:`fusion.update.update_run`) as a new version of the
+run. Every worker follows the run's versions in a background thread
+(:meth:`fusion.engine.Engine.follow`): a new version is loaded, checked and prepared off
+the request path and swapped in by one reference assignment, so no request waits for a
+load and none fails during a swap.
+
+The hot routes answer with dicts serialised by orjson (:class:`FastJSON`), shaped like
+their documented response models; building and validating a pydantic model per result was
+most of a request's time.
 
 Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
 range, an empty or too long query, malformed events) is a 422 naming the field, an
@@ -40,8 +45,9 @@ import threading
 import time
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from fusion.ranking.scoring import parse_weights
@@ -123,10 +129,22 @@ class ReloadOut(BaseModel):
     swapped: bool
 
 
+class FastJSON(Response):
+    """A JSON answer serialised by orjson from plain dicts and lists. The hot routes build
+    their answer as dicts shaped like their ``response_model`` (which still documents them
+    in OpenAPI): FastAPI passes a returned ``Response`` through as it is, so no pydantic
+    model is built and validated per result (that was most of a request's time)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 # ------------------------------------------------------------------ the app
 
 def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, updater: bool = False,
-               poll_seconds: float = 0.5) -> FastAPI:
+               poll_seconds: float = 0.5, follow_seconds: float = 0.2) -> FastAPI:
     """The service over ``run_dir``. ``location``: the graph store for explanations and
     events (a ``GraphStore.location()`` record; default: the one the run remembers);
     ``updater``: also run the events updater as a thread of this process (``kgrec serve``
@@ -143,6 +161,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     async def lifespan(_: FastAPI):
         with lock:
             state["engine"] = Engine.open(run_dir, location=location)
+            state["engine"].follow(poll_seconds=follow_seconds)
             if updater and events_inbox is not None:
                 state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
                                            location=location)
@@ -159,7 +178,6 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         e = state["engine"]
         if e is None:
             raise HTTPException(503, "the run is not loaded yet")
-        e.reload_if_newer()
         return e
 
     def authorised(x_api_key: str | None = Header(default=None)) -> None:
@@ -205,39 +223,36 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
                   weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
                   category: str | None = None, brand: str | None = None,
                   min_price: float | None = None, max_price: float | None = None,
-                  include_seen: bool = False, explain: bool = False) -> ResultsOut:
+                  include_seen: bool = False, explain: bool = False) -> Response:
         t = time.perf_counter()
         e = engine()
         recs = e.recommend(user_id, k=k, weights=parse_weights(weights), exclude_seen=not include_seen,
                            filters=filters(category, brand, min_price, max_price) or None, explain=explain)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, cold_start=not e.knows_user(user_id),
-                          took_ms=(time.perf_counter() - t) * 1e3)
+        return results_json(recs, e.version, not e.knows_user(user_id), t)
 
     @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
     def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
                weights: str | None = None, category: str | None = None, brand: str | None = None,
-               min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+               min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
         recs = e.search(q, user_id=user_id, k=k, weights=parse_weights(weights),
                         filters=filters(category, brand, min_price, max_price) or None)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version,
-                          cold_start=user_id is not None and not e.knows_user(user_id),
-                          took_ms=(time.perf_counter() - t) * 1e3)
+        return results_json(recs, e.version, user_id is not None and not e.knows_user(user_id), t)
 
     @app.get("/similar/{item_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
     def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
                 category: str | None = None, brand: str | None = None,
-                min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+                min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
         recs = e.similar(item_id, k=k, filters=filters(category, brand, min_price, max_price) or None)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, took_ms=(time.perf_counter() - t) * 1e3)
+        return results_json(recs, e.version, False, t)
 
     @app.get("/explain/{user_id}/{item_id}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
     def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
-                max_paths: int = Query(5, ge=1, le=50)) -> ExplanationOut:
-        return explanation_out(engine().explain(user_id, item_id, max_paths))
+                max_paths: int = Query(5, ge=1, le=50)) -> Response:
+        return FastJSON(explanation_dict(engine().explain(user_id, item_id, max_paths)))
 
     # ---------------------------------------------------------------- writes
     @app.post("/events", response_model=EventsOut, dependencies=[Depends(authorised)])
@@ -262,18 +277,23 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     return app
 
 
-def explanation_out(why) -> ExplanationOut:
-    return ExplanationOut(user_id=why.user_id, item_id=why.item_id, sentence=why.sentence, score=why.score,
-                          paths=[PathOut(template=p.template, nodes=[PathNodeOut(label=n.label, id=n.id, name=n.name)
-                                                                     for n in p.nodes],
-                                         rel_types=list(p.rel_types), score=p.score, sentence=p.sentence)
-                                 for p in why.paths])
+def explanation_dict(why) -> dict:
+    """A :class:`kg.explain.Explanation` as the JSON of :class:`ExplanationOut`."""
+    return {"user_id": why.user_id, "item_id": why.item_id, "sentence": why.sentence, "score": why.score,
+            "paths": [{"template": p.template, "nodes": [{"label": n.label, "id": n.id, "name": n.name} for n in p.nodes],
+                       "rel_types": list(p.rel_types), "score": p.score, "sentence": p.sentence} for p in why.paths]}
 
 
-def rec_out(r) -> RecommendationOut:
-    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, price=r.price,
-                             objectives=r.objectives,
-                             explanation=explanation_out(r.explanation) if r.explanation is not None else None)
+def rec_dict(r) -> dict:
+    """A :class:`fusion.engine.Recommendation` as the JSON of :class:`RecommendationOut`."""
+    return {"item_id": r.item_id, "title": r.title, "score": r.score, "price": r.price, "objectives": r.objectives,
+            "explanation": explanation_dict(r.explanation) if r.explanation is not None else None}
+
+
+def results_json(recs, version: str | None, cold_start: bool, started: float) -> FastJSON:
+    """The JSON of :class:`ResultsOut`."""
+    return FastJSON({"results": [rec_dict(r) for r in recs], "version": version, "cold_start": cold_start,
+                     "took_ms": (time.perf_counter() - started) * 1e3})
 
 
 def app_from_env() -> FastAPI:

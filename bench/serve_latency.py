@@ -61,8 +61,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its descendants alive now (from /proc)."""
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of ``pid`` and its descendants alive now (from /proc):
+    ``updater`` (the ``fusion.update`` process) and ``workers`` (the rest)."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
@@ -74,13 +75,17 @@ def tree_cpu_seconds(pid: int) -> float:
                 continue
             stats[int(entry.name)] = fields
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0.0, [pid]
+    out, todo = {"workers": 0.0, "updater": 0.0}, [pid]
     while todo:
         p = todo.pop()
         if p in stats:
-            total += (int(stats[p][11]) + int(stats[p][12])) / tick
+            try:
+                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+            except OSError:
+                cmd = b""
+            out["updater" if b"fusion.update" in cmd else "workers"] += (int(stats[p][11]) + int(stats[p][12])) / tick
         todo += children.get(p, [])
-    return total
+    return out
 
 
 def own_cpu_seconds() -> float:
@@ -165,7 +170,8 @@ async def phase(kind: str, port: int, plan: list[Request], args, users: list[str
 
 async def wait_ready(port: int, server: subprocess.Popen) -> str | None:
     conn = Connection("127.0.0.1", port)
-    for _ in range(1500):
+    deadline = time.perf_counter() + 900  # a busy machine: importing torch alone can take minutes
+    while time.perf_counter() < deadline:
         try:
             status, body = await conn.send(Request("ready", "GET", "/health/ready"), timeout=5)
             if status == 200:
@@ -215,16 +221,17 @@ async def main_async(args) -> int:
         await wait_ready(port, server)
         warm = make_plan(200, users, items, titles, random.Random(1))  # every worker's first requests
         await closed_loop("127.0.0.1", port, warm, 8)
-        cpu0, own0 = tree_cpu_seconds(server.pid), own_cpu_seconds()
+        cpu0 = tree_cpu_seconds(server.pid)
         wall0 = time.perf_counter()
         summary = []
         for kind in ("throughput", "rate"):
             if kind not in args.phases:
                 continue
             plan = make_plan(args.requests, users, items, titles, rng)
-            own = own_cpu_seconds()
+            own, cpu = own_cpu_seconds(), tree_cpu_seconds(server.pid)
             results, events = await phase(kind, port, plan, args, users, items, rng)
             gen = own_cpu_seconds() - own
+            cpu = {k: v - cpu[k] for k, v in tree_cpu_seconds(server.pid).items()}
             failures += results.failures + events["failures"]
             total = sum(len(v) for v in results.times.values())
             title = ("throughput: closed loop" if kind == "throughput"
@@ -232,9 +239,10 @@ async def main_async(args) -> int:
             lines += table(title, results, events)
             summary.append(f"{title}: {total:,} requests in {results.seconds:.1f} s = {total / results.seconds:.0f} "
                            f"requests/s, {len(results.failures) + len(events['failures'])} failed; {events['posted']} "
-                           f"POST /events ({events['accepted']} events accepted); load generator CPU "
-                           f"{gen / max(total, 1) * 1e3:.2f} ms per request")
-        server_cpu = tree_cpu_seconds(server.pid) - cpu0
+                           f"POST /events ({events['accepted']} events accepted); CPU per request: server "
+                           f"workers {cpu['workers'] / max(total, 1) * 1e3:.2f} ms, load generator "
+                           f"{gen / max(total, 1) * 1e3:.2f} ms; the updater used {cpu['updater']:.0f} CPU s")
+        server_cpu = sum(tree_cpu_seconds(server.pid).values()) - sum(cpu0.values())
         wall = time.perf_counter() - wall0
         # give the updater a moment, then ask which version is served
         conn = Connection("127.0.0.1", port)

@@ -39,6 +39,7 @@ the header ``X-API-Key``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import os
 import threading
@@ -49,12 +50,14 @@ import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
 
 MAX_K = 1_000
 MAX_EVENTS = 10_000  #: events per POST /events
+WORKER_HEALTHCHECK_SECONDS = 120  #: how long a worker may take to answer uvicorn's health ping
 
 
 # ------------------------------------------------------------------ response / request models
@@ -161,6 +164,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     async def lifespan(_: FastAPI):
         with lock:
             state["engine"] = Engine.open(run_dir, location=location)
+            warm_up(state["engine"])
             state["engine"].follow(poll_seconds=follow_seconds)
             if updater and events_inbox is not None:
                 state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
@@ -180,33 +184,33 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
             raise HTTPException(503, "the run is not loaded yet")
         return e
 
-    def authorised(x_api_key: str | None = Header(default=None)) -> None:
+    async def authorised(x_api_key: str | None = Header(default=None)) -> None:
         if api_key and not hmac.compare_digest(x_api_key or "", api_key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     @app.exception_handler(InvalidRequestError)
-    def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
+    async def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
 
     @app.exception_handler(UnknownIdError)
-    def unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+    async def unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(StoreError)
-    def store_error(_: Request, exc: StoreError) -> JSONResponse:
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(KgrecError)
-    def kgrec_error(_: Request, exc: KgrecError) -> JSONResponse:
+    async def kgrec_error(_: Request, exc: KgrecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     # ---------------------------------------------------------------- health
     @app.get("/health/live")
-    def live() -> dict:
+    async def live() -> dict:
         return {"status": "ok"}
 
     @app.get("/health/ready")
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         e = state["engine"]
         if e is None:
             return JSONResponse({"status": "loading"}, status_code=503)
@@ -219,31 +223,35 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
                                   ("max_price", max_price)) if v is not None}
 
     @app.get("/recommend/{user_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
-                  weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
-                  category: str | None = None, brand: str | None = None,
-                  min_price: float | None = None, max_price: float | None = None,
-                  include_seen: bool = False, explain: bool = False) -> Response:
+    async def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                        weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
+                        category: str | None = None, brand: str | None = None,
+                        min_price: float | None = None, max_price: float | None = None,
+                        include_seen: bool = False, explain: bool = False) -> Response:
         t = time.perf_counter()
         e = engine()
-        recs = e.recommend(user_id, k=k, weights=parse_weights(weights), exclude_seen=not include_seen,
-                           filters=filters(category, brand, min_price, max_price) or None, explain=explain)
+        call = functools.partial(e.recommend, user_id, k=k, weights=parse_weights(weights),
+                                 exclude_seen=not include_seen,
+                                 filters=filters(category, brand, min_price, max_price) or None, explain=explain)
+        recs = await run_in_threadpool(call) if explain else call()  # explanations wait for the graph store
         return results_json(recs, e.version, not e.knows_user(user_id), t)
 
     @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
-               weights: str | None = None, category: str | None = None, brand: str | None = None,
-               min_price: float | None = None, max_price: float | None = None) -> Response:
+    async def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
+                     weights: str | None = None, category: str | None = None, brand: str | None = None,
+                     min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
-        recs = e.search(q, user_id=user_id, k=k, weights=parse_weights(weights),
-                        filters=filters(category, brand, min_price, max_price) or None)
+        call = functools.partial(e.search, q, user_id=user_id, k=k, weights=parse_weights(weights),
+                                 filters=filters(category, brand, min_price, max_price) or None)
+        # a query not seen lately is encoded by the text encoder (~10 ms): off the event loop
+        recs = call() if e.has_query(q) else await run_in_threadpool(call)
         return results_json(recs, e.version, user_id is not None and not e.knows_user(user_id), t)
 
     @app.get("/similar/{item_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
-                category: str | None = None, brand: str | None = None,
-                min_price: float | None = None, max_price: float | None = None) -> Response:
+    async def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                      category: str | None = None, brand: str | None = None,
+                      min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
         recs = e.similar(item_id, k=k, filters=filters(category, brand, min_price, max_price) or None)
@@ -252,6 +260,8 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     @app.get("/explain/{user_id}/{item_id}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
     def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
                 max_paths: int = Query(5, ge=1, le=50)) -> Response:
+        # a plain def: FastAPI runs it on its thread pool, so the event loop goes on serving
+        # while the graph store answers (its query releases the GIL)
         return FastJSON(explanation_dict(engine().explain(user_id, item_id, max_paths)))
 
     # ---------------------------------------------------------------- writes
@@ -296,6 +306,17 @@ def results_json(recs, version: str | None, cold_start: bool, started: float) ->
                      "took_ms": (time.perf_counter() - started) * 1e3})
 
 
+def warm_up(engine) -> None:
+    """Load before the first request what the first search / explanation would load (the
+    text encoder, the graph store's read-only view) -- seconds, which a request must not wait."""
+    from kg.errors import RunFolderError
+
+    with contextlib.suppress(RunFolderError, OSError):
+        engine.encode_queries(["warm up"])
+    with contextlib.suppress(StoreError, OSError):
+        engine.graph()
+
+
 def app_from_env() -> FastAPI:
     """The app each ``kgrec serve`` worker runs (its settings from the environment the
     command set: ``KGREC_SERVE_RUN``, ``KGREC_SERVE_STORE`` -- a store location as JSON)."""
@@ -330,8 +351,11 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 
         # keep-alive 30 s, not uvicorn's 5: with the default, bench/serve_latency.py saw 4 of
         # 10,000 requests fail in transit (a closed keep-alive connection, likely while a worker
         # was busy loading a new run version); with 30 s, none
+        # a worker answers uvicorn's health pings from a thread, which starves while the
+        # worker imports torch and loads the run (the import holds the GIL): with the
+        # default 5 s, a busy machine saw every worker killed and restarted, forever
         uvicorn.run("fusion.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    timeout_keep_alive=30,
+                    timeout_keep_alive=30, timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
                     log_level=os.environ.get("KGREC_SERVE_LOG", "warning"))
     finally:
         updater.terminate()

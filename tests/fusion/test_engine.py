@@ -285,3 +285,32 @@ def test_similar_is_pinned_to_the_exact_scan_and_its_ivf_index(tiny_run, engine,
         check(big, one_list=False)
         index.n_probe = 1
         assert check(big, one_list=True) > 0  # some filtered lists were too thin: the exact scan answered
+
+
+def test_search_relevance_comes_from_the_text_match_without_judged_queries(tmp_path):
+    """A run without judged queries has an untrained relevance head: search ranks by the
+    query's text match instead (the best candidate at TEXT_RELEVANCE_TOP). With product text
+    vectors from the run's (tiny random) encoder, a search for a product's title finds that
+    product first for many products; the untrained head found 2 of 40."""
+    import pandas as pd
+    import torch
+
+    from fusion.engine import TEXT_RELEVANCE_TOP, text_relevance_logits
+    from fusion.text.encoder import load_run_encoder
+    from fusion.text.texts import product_texts
+
+    cos = torch.tensor([[0.9, 0.5, 0.1, 0.0]])
+    z = text_relevance_logits(cos, torch.tensor([[True, True, True, False]]))
+    assert float(z[0, 0]) == pytest.approx(TEXT_RELEVANCE_TOP) and z[0, 0] > z[0, 1] > z[0, 2] > z[0, 3]
+    run, _ = make_tiny_run(tmp_path)
+    with Engine.open(run.path) as engine:
+        ids = engine.catalogue.ids
+    items = pd.read_parquet(run.catalogue_items).set_index("item_id").reindex(ids).reset_index()
+    tables = FeatureTables.load(run.fusion_tables)
+    tables.item_text = torch.nn.functional.normalize(load_run_encoder(run).encode(list(product_texts(items))), dim=-1)
+    tables.save(run.fusion_tables)
+    run.write_manifest()
+    with Engine.open(run.path) as engine:
+        assert engine.current.relevance_from_text  # no judgements in the run
+        first = sum(engine.search(str(engine.catalogue.titles[j]), k=3)[0].item_id == ids[j] for j in range(len(ids)))
+    assert first >= 12, first  # 18 of 40 measured (a random 16-dim BERT confuses similar titles)

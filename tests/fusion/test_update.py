@@ -73,8 +73,39 @@ def test_ingest_adds_events_and_new_users_and_advances_the_sequence(tiny):
         assert store.cypher("MATCH (p:Product {id: $id}) RETURN p.title AS t", id=item)["t"].iloc[0] == title
 
 
+def structured_gnn(run: RunDir, dataset: Dataset, seed: int = 0) -> None:
+    """Give the tiny run's random GNN vectors the structure trained ones have -- a product
+    near the others of its brand, a user near what they bought -- in the tables and the
+    embeddings alike, so that a fold-in has something to get right (or wrong)."""
+    import torch
+
+    from fusion.ranking.features import FeatureTables
+    from kg.export import GraphExport
+    from kg.run_dir import save_npz
+
+    g = torch.Generator().manual_seed(seed)
+    tables = FeatureTables.load(run.fusion_tables)
+    maps, _ = GraphExport.read_id_maps(run.graph)
+    brand = dataset.items.set_index("item_id")["brand"].reindex(maps["product"]).fillna("").to_numpy()
+    names, codes = np.unique(brand, return_inverse=True)
+    dim = tables.item_gnn.shape[1]
+    item = 1.5 * torch.randn(len(names), dim, generator=g)[torch.from_numpy(codes)] + torch.randn(len(brand), dim,
+                                                                                                   generator=g)
+    split = run.load_split()
+    hist = np.zeros((tables.num_users, len(brand)), np.float32)
+    hist[split.train[0], split.train[1]] = 1
+    user = torch.from_numpy(hist) @ item / torch.from_numpy(hist.sum(1, keepdims=True).clip(1))
+    user = user + 0.3 * torch.randn(user.shape, generator=g)
+    tables.item_gnn, tables.user_gnn = item, user
+    tables.save(run.fusion_tables)
+    save_npz(run.embeddings, user=user.numpy(), item=item.numpy(), user_ids=maps["user"].astype(str),
+             item_ids=maps["product"].astype(str))
+    run.write_manifest()
+
+
 def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     run, dataset, config = tiny
+    structured_gnn(run, dataset)
     engine = Engine.open(run.path)
     items = list(engine.catalogue.ids[:6])
     known = engine.user_index[3]
@@ -98,13 +129,19 @@ def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     assert not np.allclose(engine.tables.user_gnn[engine.user_rows([known])[0]], before_known)
     assert [r.item_id for r in engine.recommend("newbie", k=5)]   # from its history, seen items excluded
     assert not set(items[:3]) & {r.item_id for r in engine.recommend("newbie", k=5)}
-    # the new product: recommendable, searchable and similar at once
-    wide = Engine.open(run.path, candidates=1_000)  # every product a candidate: the new one too
-    assert "brand-new" in {r.item_id for r in wide.recommend("newbie", k=41, exclude_seen=False)}
-    assert wide.tables.item_gnn[wide.item_row("brand-new")].abs().sum() > 0  # from its KG neighbourhood
+    # the new product, at once: in some user's top 10 (of 41 products, 20 candidates each), in
+    # the top 5 of a search for its title, and among the products most like its nearest one
+    vectors = engine.tables.item_gnn
+    row = engine.item_row("brand-new")
+    trained = np.delete(np.arange(len(vectors)), row)
+    assert vectors[row].norm() == pytest.approx(float(vectors[trained].norm(dim=1).median()), rel=0.25)  # on scale
+    tops = engine.recommend_batch(list(engine.user_index), k=10)
+    assert sum("brand-new" in {r.item_id for r in recs} for recs in tops) >= 1
+    assert "brand-new" in [r.item_id for r in engine.search(new_item["title"], k=5)]
     text = product_texts(make_table("items", [new_item])).iloc[0]  # its text embedding is in the tables:
-    assert "brand-new" in {r.item_id for r in engine.search(text, k=engine.candidates)}  # the query's nearest
-    assert len(engine.similar("brand-new", k=3)) == 3
+    assert engine.search(text, k=1)[0].item_id == "brand-new"      # its own text finds it first
+    nearest = engine.similar("brand-new", k=3)
+    assert len(nearest) == 3 and "brand-new" in {r.item_id for r in engine.similar(nearest[0].item_id, k=10)}
     # nothing new: no version
     with open_store(config) as store:
         assert update_run(store, run.path).version is None

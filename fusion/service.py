@@ -26,9 +26,15 @@ run. Every worker follows the run's versions in a background thread
 the request path and swapped in by one reference assignment, so no request waits for a
 load and none fails during a swap.
 
-The hot routes answer with dicts serialised by orjson (:class:`FastJSON`), shaped like
-their documented response models; building and validating a pydantic model per result was
-most of a request's time.
+How a request runs (measured with ``bench/serve_latency.py``): ``/recommend``,
+``/similar`` and ``/search`` for a query seen lately are ``async`` routes that answer on the
+event loop (a few ms of torch: a hop to the thread pool and back cost more than that, and
+threads of one process only share its GIL); ``/explain``, a recommendation with
+explanations and a search for a new query (the text encoder, ~10 ms) run on the thread
+pool, so the loop goes on serving while the graph store or the encoder works. The routes
+answer with dicts serialised by orjson (:class:`FastJSON`), shaped like their documented
+response models; building and validating a pydantic model per result was most of a
+request's time. ``--workers N`` processes share the port (one per core).
 
 Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
 range, an empty or too long query, malformed events) is a 422 naming the field, an
@@ -58,6 +64,7 @@ from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdErro
 MAX_K = 1_000
 MAX_EVENTS = 10_000  #: events per POST /events
 WORKER_HEALTHCHECK_SECONDS = 120  #: how long a worker may take to answer uvicorn's health ping
+SWITCH_INTERVAL = 0.001  #: seconds a thread holds the GIL before another may take it (Python's default 0.005)
 
 
 # ------------------------------------------------------------------ response / request models
@@ -324,9 +331,15 @@ def app_from_env() -> FastAPI:
 
     import torch
 
-    # requests already run in parallel (uvicorn's thread pool, one per request): torch's own
+    import sys
+
+    # workers (--workers) and the thread pool already run requests in parallel: torch's own
     # intra-op threads on top of them only oversubscribe the cores (KGREC_SERVE_TORCH_THREADS)
     torch.set_num_threads(int(os.environ.get("KGREC_SERVE_TORCH_THREADS", "1")))
+    # the event loop gives the GIL back to a background thread (a reload, an explanation, a
+    # new query's encoding) at every torch op; with Python's 5 ms switch interval each
+    # re-take can wait 5 ms behind it, so a request would pay that many times over
+    sys.setswitchinterval(SWITCH_INTERVAL)
     run = os.environ["KGREC_SERVE_RUN"]
     location = json.loads(os.environ["KGREC_SERVE_STORE"]) if os.environ.get("KGREC_SERVE_STORE") else None
     return create_app(run, location=location)

@@ -229,3 +229,34 @@ def test_a_retried_event_and_a_refused_batch_never_block_the_updater(tiny, capsy
         got = store.cypher("MATCH (u:User {id: $u})-[r:PURCHASED]->(p:Product) RETURN p.id AS item, r.ts AS ts",
                            u=user)
     assert sorted(got["item"]) == sorted([item, later["item_id"]])          # the retried purchase once
+
+
+def test_a_warm_start_is_judged_on_held_out_new_pairs_and_never_worse_than_the_fold_in(tiny):
+    """``update_run(warm_start=E)`` fine-tunes the served vectors from the fold-in on the new
+    pairs (plus a replay of old ones) and keeps the result only if it ranks a held-out slice
+    of the new pairs better than the fold-in by a standard error; the version records why."""
+    from fusion.update import FINE_TUNE_HELD_OUT, FINE_TUNE_MIN_PAIRS
+
+    run, dataset, config = tiny
+    structured_gnn(run, dataset)
+    engine = Engine.open(run.path)
+    items, users = list(engine.catalogue.ids), list(engine.user_index)
+    g = np.random.default_rng(1)
+    rows = [{"user_id": u, "item_id": items[int(j)], "event": "purchase", "timestamp": 1_700_000_000 + n}
+            for n, u in enumerate(users) for j in g.choice(len(items), 2, replace=False)]
+    with open_store(config) as store:
+        ingest(store, events(rows), QUIET)
+        report = update_run(store, run.path, warm_start=3)
+    warm = report.warm_start
+    assert warm["new_pairs"] >= FINE_TUNE_MIN_PAIRS
+    assert warm["held_out_pairs"] == round(warm["new_pairs"] * FINE_TUNE_HELD_OUT)
+    assert set(warm["ndcg@10"]) == {"fold-in", "epoch 1", "epoch 2", "epoch 3"}
+    scores = warm["ndcg@10"]
+    assert warm["chosen"] == "fold-in" or scores[warm["chosen"]] > scores["fold-in"]
+    assert RunDir(run.path).serving().record()["warm_start"] == warm   # version.json says what was kept
+    assert engine.reload() and len(engine.recommend(users[0], k=5)) == 5
+    with open_store(config) as store:  # too few new pairs: no warm start, said so
+        ingest(store, events([{"user_id": users[0], "item_id": items[-1], "event": "purchase",
+                               "timestamp": 1_800_000_000}]), QUIET)
+        few = update_run(store, run.path, warm_start=3).warm_start
+    assert few["chosen"] == "fold-in" and "fewer than" in few["why"]

@@ -10,17 +10,19 @@ start where a model does not know them) for:
 * (a) **stale**: the first run, never updated;
 * (b) **fold-in**: :func:`fusion.update.update_run` after every increment (no training);
 * (c) **fold-in + warm start**: the same with ``warm_start=--warm-epochs`` (the graph encoder
-  and the fusion model continue from their weights for a few epochs);
+  fine-tuned from its weights on the new pairs and a replay of old ones, kept only if it
+  beats the fold-in on a held-out slice of the new pairs: :func:`fusion.update.fine_tune_graph`);
 * (d) **full retrain**: every stage trained again from scratch on all data so far.
 
 Printed: the metrics per step and model, seconds per update, the mean NDCG@10 of (c)
 relative to (d) and its time relative to (d); the time to re-embed one user (the fold-in
-itself, and a whole ``update_run`` after one event); and whether a product first sold in an
-increment appears in ``similar``, in ``search`` for its title and in some user's top-50 after
-one update. A PNG (``--out``) plots NDCG@10 and seconds per step.
+itself, and a whole ``update_run`` after one event); for the products first listed in an
+increment, how many appear in ``similar``, in ``search`` for their title and in some user's
+top-50 after one update; which candidate each warm start kept; the load average (the
+seconds depend on what else runs). A PNG (``--out``) plots NDCG@10 and seconds per step.
 
-Products first seen in an increment enter the catalogue with it (on a real shop a product
-is listed before it sells). Training settings are the same for every model (``--epochs``,
+Products first seen in an increment enter the catalogue with it, with their catalogue row,
+links and entities (on a real shop a product is listed before it sells). Training settings are the same for every model (``--epochs``,
 the text encoder used as it is: fine-tuning is not what this measures).
 
     python bench/live_updates.py                          # synthetic shop and ml-100k-kg
@@ -30,6 +32,7 @@ the text encoder used as it is: fine-tuning is not what this measures).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -85,7 +88,9 @@ def cut(dataset: Dataset, steps: int = 6, start: float = 0.7) -> tuple[Dataset, 
         deltas.append(Dataset(name=f"delta-{len(deltas) + 1}", interactions=ev, reviews=window(dataset.reviews, a, b),
                               items=items[items["item_id"].isin(new)].reset_index(drop=True),
                               item_links=dataset.item_links[dataset.item_links["src_item"].isin(new)
-                                                            & dataset.item_links["dst_item"].isin(known)].reset_index(drop=True)))
+                                                            & dataset.item_links["dst_item"].isin(known)].reset_index(drop=True),
+                              item_entities=dataset.item_entities[dataset.item_entities["item_id"].isin(new)]
+                              .reset_index(drop=True)))
     return base, deltas
 
 
@@ -160,8 +165,9 @@ def replay(name: str, dataset: Dataset, root: Path, args) -> dict:
             report_b = update_run(store, root / f"{name}-b")
             rows[-1]["b_seconds"] = time.perf_counter() - t
             t = time.perf_counter()
-            update_run(store, root / f"{name}-c", warm_start=args.warm_epochs)
+            report_c = update_run(store, root / f"{name}-c", warm_start=args.warm_epochs)
             rows[-1]["c_seconds"] = time.perf_counter() - t
+            rows[-1]["c_warm"] = report_c.warm_start.get("chosen", "")
         t = time.perf_counter()
         current_d = root / f"{name}-d{step + 1}"
         with open_store(StoreConfig(path=db), read_only=True) as store:
@@ -171,22 +177,29 @@ def replay(name: str, dataset: Dataset, root: Path, args) -> dict:
             product_check = new_product_check(root / f"{name}-b", delta)
         if one_user is None:
             one_user = one_user_timing(root / f"{name}-b", db, delta)
-        print(f"# {name} update {step + 1}: {report_b.line()}", file=sys.stderr, flush=True)
+        print(f"# {name} update {step + 1}: {report_b.line()}; warm start: {report_c.warm_start}", file=sys.stderr,
+              flush=True)
     return {"rows": rows, "first_train": first_train, "product": product_check, "one_user": one_user}
 
 
 def new_product_check(run: Path, delta: Dataset) -> dict:
-    """Whether the first product of ``delta`` is served after the update."""
-    item = delta.items.iloc[0]
+    """For each product first listed in ``delta``, after the update: is it among the 20
+    products most like its own nearest one (``similar``), in the top 10 of a search for its
+    title, and in the top 50 of at least one of the first 500 users?"""
     with Engine.open(run) as engine:
-        similar = [r.item_id for r in engine.similar(str(item["item_id"]), k=10)]
-        neighbour = similar[0] if similar else None
-        in_similar = bool(neighbour) and str(item["item_id"]) in {r.item_id for r in engine.similar(neighbour, k=20)}
-        in_search = str(item["item_id"]) in {r.item_id for r in engine.search(str(item["title"]) or str(item["item_id"]),
-                                                                             k=10)}
         users = list(engine.user_index[:500])
-        in_top50 = any(str(item["item_id"]) in {r.item_id for r in recs} for recs in engine.recommend_batch(users, k=50))
-    return {"item": str(item["item_id"]), "similar": in_similar, "search": in_search, "top50": in_top50}
+        top50 = {r.item_id for recs in engine.recommend_batch(users, k=50) for r in recs}
+        out = {"items": [], "similar": 0, "search": 0, "top50": 0}
+        for _, item in delta.items.iterrows():
+            iid = str(item["item_id"])
+            similar = [r.item_id for r in engine.similar(iid, k=10)]
+            in_similar = bool(similar) and iid in {r.item_id for r in engine.similar(similar[0], k=20)}
+            in_search = iid in {r.item_id for r in engine.search(str(item["title"] or iid), k=10)}
+            out["items"].append(iid)
+            out["similar"] += in_similar
+            out["search"] += in_search
+            out["top50"] += iid in top50
+    return out
 
 
 def one_user_timing(run: Path, db: str, delta: Dataset) -> dict:
@@ -271,6 +284,7 @@ def main() -> int:
         else:
             sets[name] = load("amazon2018", DATA / "amazon2018-gift-cards")
     results = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for name, dataset in sets.items():
             results[name] = replay(name, dataset, Path(tmp), args)
@@ -298,8 +312,16 @@ def main() -> int:
                   f"one event {res['one_user']['update_ms']:.0f} ms")
         if res["product"]:
             p = res["product"]
-            print(f"new product {p['item']} after one update: in similar {p['similar']}, in search for its title "
-                  f"{p['search']}, in some user's top-50 {p['top50']}")
+            n = len(p["items"])
+            print(f"the {n} products first listed in the first increment with new products (e.g. {p['items'][0]}), "
+                  f"after one fold-in update: in similar {p['similar']} of {n}, in the top 10 of a search for their "
+                  f"title {p['search']} of {n}, in some user's top-50 {p['top50']} of {n}")
+        chosen = [r.get("c_warm", "") for r in rows if r.get("c_warm")]
+        if chosen:
+            print("warm start kept (per update): " + ", ".join(chosen))
+    load_after = os.getloadavg()
+    print(f"\nload average (1, 5, 15 min): before {' '.join(f'{x:.2f}' for x in load_before)}, after "
+          f"{' '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs, {args.threads} torch threads")
     print(f"\nplot: {plot(results, Path(args.out))}")
     return 0
 

@@ -1,27 +1,40 @@
 """HTTP serving under load: a real ``kgrec serve`` process, many concurrent clients.
 
-Starts ``kgrec serve --run RUN`` (one process by default, ``--workers N`` for more) on a
-free port, then ``--clients`` concurrent HTTP clients (asyncio + httpx, keep-alive) send
-``--requests`` mixed requests -- /recommend (60%; a tenth of them with a price filter),
-/search (20%), /similar (12%), /explain (8%) -- for known users, unknown users and real
-products, while a stream of ``POST /events`` (a small batch every ``--event-interval``
-seconds: purchases of known users and of new ones) runs and one ``POST /admin/reload``
-happens half-way. Prints p50 / p99 per endpoint, requests per second over the whole run,
-and the count of failed requests (any status other than 200, or a transport error).
+Starts ``kgrec serve --run RUN --workers W`` on a free port, then runs two phases of
+``--requests`` mixed requests each -- /recommend (60%; a tenth of them with a price
+filter), /search (20%), /similar (12%), /explain (8%) -- for known users, unknown users
+and real products over ``--clients`` keep-alive TCP connections
+(:mod:`bench.http_load`, a light asyncio HTTP/1.1 client), while a stream of
+``POST /events`` (a batch of 3 purchases every ``--event-interval`` seconds, known users
+and new ones) runs and one ``POST /admin/reload`` happens half-way through each phase:
 
-The load generator runs on the same machine (2 cores here), so it takes CPU from the
-server: the requests/s is a lower bound of what the service does with its own cores.
+1. **throughput** (closed loop): every connection sends its next request as soon as its
+   last one is answered -- requests/s is what the service sustains.
+2. **latency at a fixed rate** (open loop): the requests are due at ``--rate`` per
+   second, spread over the same connections; each is timed from when it was *due*, so a
+   request that had to wait for a free connection counts its wait. p50 / p99 per endpoint.
+
+Why two phases: with 50 clients in a closed loop, Little's law makes the mean latency
+50 / (requests/s) -- 25 ms would need 2,000 requests/s -- so a closed loop measures
+throughput, and latency is measured at a stated load (as wrk2 and Gorse's benchmarks do).
+
+Failed requests: any status but 200, or a transport error (connection closed or refused,
+malformed answer, no answer within 60 s). Also printed: the load average before and after
+(the machine is shared), the CPU seconds of the server's processes (workers, updater) and
+of the load generator, and how many run versions the updater folded in.
 
     python bench/serve_latency.py --run runs/demo
-    python bench/serve_latency.py --run runs/demo --requests 2000 --clients 20   # quick
+    python bench/serve_latency.py --run runs/demo --requests 2000 --workers 1   # quick
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -31,6 +44,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from bench.http_load import Connection, HTTPFailure, Request, Results, closed_loop, open_loop, path  # noqa: E402
 
 
 def free_port() -> int:
@@ -46,123 +61,210 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-async def main_async(args) -> int:
-    import httpx
+def tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of ``pid`` and its descendants alive now (from /proc):
+    ``updater`` (the ``fusion.update`` process) and ``workers`` (the rest)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = fields
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = {"workers": 0.0, "updater": 0.0}, [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats:
+            try:
+                cmd = Path(f"/proc/{p}/cmdline").read_bytes()
+            except OSError:
+                cmd = b""
+            out["updater" if b"fusion.update" in cmd else "workers"] += (int(stats[p][11]) + int(stats[p][12])) / tick
+        todo += children.get(p, [])
+    return out
 
+
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def make_plan(n: int, users: list[str], items: list[str], titles: list[str], rng: random.Random) -> list[Request]:
+    plan = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.60:
+            user = rng.choice(users) if rng.random() < 0.9 else f"visitor-{rng.randrange(10**6)}"
+            params = {"k": 10}
+            if rng.random() < 0.1:
+                params["max_price"] = 50
+            plan.append(Request("recommend", "GET", path("recommend", user), params))
+        elif r < 0.80:
+            words = rng.choice(titles).split()[:3]
+            plan.append(Request("search", "GET", "/search", {"q": " ".join(words) or "gift", "k": 10}))
+        elif r < 0.92:
+            plan.append(Request("similar", "GET", path("similar", rng.choice(items)), {"k": 10}))
+        else:
+            plan.append(Request("explain", "GET", path("explain", rng.choice(users), rng.choice(items)),
+                                {"max_paths": 3}))
+    return plan
+
+
+async def phase(kind: str, port: int, plan: list[Request], args, users: list[str], items: list[str],
+                rng: random.Random) -> tuple[Results, dict]:
+    """One phase (``throughput`` or ``rate``) with the events stream and a reload half-way."""
+    host = "127.0.0.1"
+    events = {"posted": 0, "accepted": 0, "times": [], "failures": []}
+    stop = asyncio.Event()
+
+    async def event_stream():
+        conn, n = Connection(host, port), 0
+        while not stop.is_set():
+            who = rng.choice(users) if n % 2 else f"live-shopper-{kind}-{n}"
+            batch = [{"user_id": who, "item_id": rng.choice(items), "event": "purchase"} for _ in range(3)]
+            t = time.perf_counter()
+            try:
+                status, body = await conn.send(Request("events", "POST", "/events",
+                                                       body=json.dumps({"events": batch}).encode()))
+                if status != 200:
+                    events["failures"].append(f"events {status} {body[:120]!r}")
+                else:
+                    events["accepted"] += json.loads(body)["accepted"]
+            except HTTPFailure as exc:
+                events["failures"].append(f"events {exc}")
+            events["times"].append((time.perf_counter() - t) * 1e3)
+            events["posted"] += 1
+            n += 1
+            try:
+                await asyncio.wait_for(stop.wait(), args.event_interval)
+            except asyncio.TimeoutError:
+                pass
+        conn.close()
+
+    async def reload_half_way(results: Results):
+        while results.done < len(plan) // 2:
+            await asyncio.sleep(0.02)
+        conn = Connection(host, port)
+        try:
+            status, body = await conn.send(Request("reload", "POST", "/admin/reload"))
+            if status != 200:
+                events["failures"].append(f"reload {status} {body[:120]!r}")
+        except HTTPFailure as exc:
+            events["failures"].append(f"reload {exc}")
+        conn.close()
+
+    results = Results()
+    side = [asyncio.create_task(event_stream()), asyncio.create_task(reload_half_way(results))]
+    if kind == "throughput":
+        await closed_loop(host, port, plan, args.clients, results=results)
+    else:
+        await open_loop(host, port, plan, args.rate, args.clients, results=results)
+    stop.set()
+    await asyncio.gather(*side)
+    return results, events
+
+
+async def wait_ready(port: int, server: subprocess.Popen) -> str | None:
+    conn = Connection("127.0.0.1", port)
+    deadline = time.perf_counter() + 900  # a busy machine: importing torch alone can take minutes
+    while time.perf_counter() < deadline:
+        try:
+            status, body = await conn.send(Request("ready", "GET", "/health/ready"), timeout=5)
+            if status == 200:
+                conn.close()
+                return json.loads(body).get("version")
+        except HTTPFailure:
+            pass
+        if server.poll() is not None:
+            raise SystemExit(f"kgrec serve exited with {server.returncode}")
+        await asyncio.sleep(0.2)
+    raise SystemExit("kgrec serve did not become ready")
+
+
+def table(title: str, results: Results, events: dict) -> list[str]:
+    out = [f"\n### {title}\n", "| endpoint | requests | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for name in ("recommend", "search", "similar", "explain"):
+        v = results.times.get(name, [])
+        out.append(f"| {name} | {len(v)} | {statistics.median(v) if v else float('nan'):.1f} | "
+                   f"{percentile(v, 99):.1f} | {max(v) if v else float('nan'):.1f} |")
+    allv = [x for v in results.times.values() for x in v]
+    out.append(f"| **all** | {len(allv)} | {statistics.median(allv):.1f} | {percentile(allv, 99):.1f} | "
+               f"{max(allv):.1f} |")
+    ev = events["times"]
+    out.append(f"| POST /events (beside) | {len(ev)} | {statistics.median(ev) if ev else float('nan'):.1f} | "
+               f"{percentile(ev, 99):.1f} | {max(ev) if ev else float('nan'):.1f} |")
+    return out
+
+
+async def main_async(args) -> int:
     from fusion.engine import Engine
 
     with Engine.open(args.run) as engine:  # ids to ask for
         users = [str(u) for u in engine.user_index[:2000]]
         items = [str(i) for i in engine.catalogue.ids]
         titles = [str(t) for t in engine.catalogue.titles[:500]]
+        first_version = engine.version
     rng = random.Random(0)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    load_before = os.getloadavg()
     server = subprocess.Popen([sys.executable, "-m", "fusion.cli", "serve", "--run", args.run, "--port", str(port),
                                "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+                              stderr=None if args.verbose else subprocess.DEVNULL)
+    lines: list[str] = []
+    failures: list[str] = []
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60,
-                                     limits=httpx.Limits(max_connections=args.clients + 4)) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            else:
-                raise SystemExit("kgrec serve did not become ready")
-
-            def request():
-                r = rng.random()
-                if r < 0.60:
-                    user = rng.choice(users) if rng.random() < 0.9 else f"visitor-{rng.randrange(10**6)}"
-                    params = {"k": 10}
-                    if rng.random() < 0.1:
-                        params["max_price"] = 50
-                    return "recommend", f"/recommend/{user}", params
-                if r < 0.80:
-                    words = rng.choice(titles).split()[:3]
-                    return "search", "/search", {"q": " ".join(words) or "gift", "k": 10}
-                if r < 0.92:
-                    return "similar", f"/similar/{rng.choice(items)}", {"k": 10}
-                return "explain", f"/explain/{rng.choice(users)}/{rng.choice(items)}", {"max_paths": 3}
-
-            plan = [request() for _ in range(args.requests)]
-            times: dict[str, list[float]] = {}
-            failures: list[str] = []
-            done = 0
-            queue: asyncio.Queue = asyncio.Queue()
-            for p in plan:
-                queue.put_nowait(p)
-
-            async def worker():
-                nonlocal done
-                while True:
-                    try:
-                        name, path, params = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    t = time.perf_counter()
-                    try:
-                        r = await client.get(path, params=params)
-                        if r.status_code != 200:
-                            failures.append(f"{name} {r.status_code} {r.text[:120]}")
-                    except httpx.HTTPError as exc:
-                        failures.append(f"{name} {type(exc).__name__}")
-                    times.setdefault(name, []).append((time.perf_counter() - t) * 1e3)
-                    done += 1
-
-            events = {"posted": 0, "accepted": 0}
-            stop = asyncio.Event()
-
-            async def event_stream():
-                n = 0
-                while not stop.is_set():
-                    who = rng.choice(users) if n % 2 else f"live-shopper-{n}"
-                    batch = [{"user_id": who, "item_id": rng.choice(items), "event": "purchase"} for _ in range(3)]
-                    try:
-                        r = await client.post("/events", json={"events": batch})
-                        if r.status_code != 200:
-                            failures.append(f"events {r.status_code}")
-                        else:
-                            events["accepted"] += r.json()["accepted"]
-                        times.setdefault("events", []).append(r.elapsed.total_seconds() * 1e3)
-                    except httpx.HTTPError as exc:
-                        failures.append(f"events {type(exc).__name__}")
-                    events["posted"] += 1
-                    n += 1
-                    await asyncio.sleep(args.event_interval)
-
-            async def reload_half_way():
-                while done < args.requests // 2:
-                    await asyncio.sleep(0.05)
-                r = await client.post("/admin/reload")
-                if r.status_code != 200:
-                    failures.append(f"reload {r.status_code}")
-
-            start = time.perf_counter()
-            side = [asyncio.create_task(event_stream()), asyncio.create_task(reload_half_way())]
-            await asyncio.gather(*(worker() for _ in range(args.clients)))
-            seconds = time.perf_counter() - start
-            stop.set()
-            await asyncio.gather(*side)
-            version = (await client.get("/health/ready")).json().get("version")
+        await wait_ready(port, server)
+        warm = make_plan(200, users, items, titles, random.Random(1))  # every worker's first requests
+        await closed_loop("127.0.0.1", port, warm, 8)
+        cpu0 = tree_cpu_seconds(server.pid)
+        wall0 = time.perf_counter()
+        summary = []
+        for kind in ("throughput", "rate"):
+            if kind not in args.phases:
+                continue
+            plan = make_plan(args.requests, users, items, titles, rng)
+            own, cpu = own_cpu_seconds(), tree_cpu_seconds(server.pid)
+            results, events = await phase(kind, port, plan, args, users, items, rng)
+            gen = own_cpu_seconds() - own
+            cpu = {k: v - cpu[k] for k, v in tree_cpu_seconds(server.pid).items()}
+            failures += results.failures + events["failures"]
+            total = sum(len(v) for v in results.times.values())
+            title = ("throughput: closed loop" if kind == "throughput"
+                     else f"latency at {args.rate:g} requests/s offered (open loop)")
+            lines += table(title, results, events)
+            summary.append(f"{title}: {total:,} requests in {results.seconds:.1f} s = {total / results.seconds:.0f} "
+                           f"requests/s, {len(results.failures) + len(events['failures'])} failed; {events['posted']} "
+                           f"POST /events ({events['accepted']} events accepted); CPU per request: server "
+                           f"workers {cpu['workers'] / max(total, 1) * 1e3:.2f} ms, load generator "
+                           f"{gen / max(total, 1) * 1e3:.2f} ms; the updater used {cpu['updater']:.0f} CPU s")
+        server_cpu = sum(tree_cpu_seconds(server.pid).values()) - sum(cpu0.values())
+        wall = time.perf_counter() - wall0
+        # give the updater a moment, then ask which version is served
+        conn = Connection("127.0.0.1", port)
+        status, body = await conn.send(Request("ready", "GET", "/health/ready"))
+        conn.close()
+        version = json.loads(body).get("version") if status == 200 else None
     finally:
         server.terminate()
         server.wait(timeout=60)
-    total = sum(len(v) for k, v in times.items() if k != "events")
-    print(f"\nkgrec serve --workers {args.workers} on {args.run}: {args.clients} concurrent clients, {total:,} requests "
-          f"in {seconds:.1f} s = {total / seconds:.0f} requests/s; {events['posted']} POST /events "
-          f"({events['accepted']} events accepted), one reload half-way; served version at the end: {version}; "
-          f"{os.cpu_count()} CPUs (the load generator shares them)\n")
-    print("| endpoint | requests | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|")
-    for name in ("recommend", "search", "similar", "explain", "events"):
-        v = times.get(name, [])
-        print(f"| {name} | {len(v)} | {statistics.median(v) if v else float('nan'):.1f} | {percentile(v, 99):.1f} |")
+    load_after = os.getloadavg()
+    print(f"\nkgrec serve --workers {args.workers} on {args.run}: {args.clients} keep-alive connections, "
+          f"{args.requests:,} mixed requests per phase, POST /events every {args.event_interval:g} s, one reload "
+          f"half-way through each phase; {os.cpu_count()} CPUs shared by the server, its updater and the load "
+          f"generator")
+    for s in summary:
+        print(f"- {s}")
+    served = [first_version, version]
+    print(f"- run version served: {served[0]} at the start, {served[1]} at the end; server processes' CPU "
+          f"{server_cpu:.0f} s over {wall:.0f} s of wall time (workers + updater)")
+    print(f"- load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print("\n".join(lines))
     inbox = Path(args.run) / "inbox"
     pending = len(list(inbox.glob("*.parquet"))) if inbox.is_dir() else 0
     refused = len(list((inbox / "rejected").glob("*.parquet"))) if (inbox / "rejected").is_dir() else 0
@@ -177,11 +279,20 @@ async def main_async(args) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default="runs/demo")
-    ap.add_argument("--requests", type=int, default=10_000)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=10_000, help="requests per phase")
+    ap.add_argument("--clients", type=int, default=50, help="concurrent keep-alive connections")
+    ap.add_argument("--workers", type=int, default=2, help="kgrec serve --workers")
+    ap.add_argument("--rate", type=float, default=300.0, help="offered requests/s of the latency phase")
+    ap.add_argument("--phases", nargs="+", default=["throughput", "rate"], choices=["throughput", "rate"])
     ap.add_argument("--event-interval", type=float, default=0.5)
+    ap.add_argument("--verbose", action="store_true", help="show the server's stderr")
     args = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
     return asyncio.run(main_async(args))
 
 

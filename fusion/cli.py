@@ -121,7 +121,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     _, store = _store(args, run=args.run)
     with store:
-        report = update_run(store, args.run)
+        report = update_run(store, args.run, warm_start=args.warm_start)
     print(report.line())
     return 0
 
@@ -419,6 +419,9 @@ def parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("update", help="bring a trained run up to date with its graph (fold-in; a new run version)")
     u.add_argument("--run", default="runs/latest")
+    u.add_argument("--warm-start", type=int, default=0, metavar="EPOCHS",
+                   help="also fine-tune the graph encoder up to EPOCHS passes over the new pairs (kept only if it "
+                        "beats the fold-in on a held-out slice of them)")
     _add_store_args(u)
     u.set_defaults(func=cmd_update)
 

@@ -61,7 +61,7 @@ from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weig
 from fusion.ranking.scoring import VALUE_OBJECTIVES
 from kg.errors import IntegrityError, InvalidRequestError, RunFolderError, StoreError, UnknownIdError
 from kg.export import GraphExport
-from kg.run_dir import RunDir
+from kg.run_dir import MANIFEST, RunDir, RunVersion
 from kg.split import Split
 
 FILTER_KEYS = ("category", "brand", "min_price", "max_price", "include_unavailable")
@@ -128,6 +128,33 @@ class Catalogue:
                    available)
 
 
+#: the search-relevance logit of the best text match among a query's candidates when the
+#: run's fusion model has no trained relevance head (:func:`text_relevance_logits`)
+TEXT_RELEVANCE_TOP = 2.0
+
+
+def text_relevance_logits(cos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    r"""Search-relevance logits [B, N] from query--product text cosines ``cos`` [B, N]
+    (``valid`` masks padding), for runs whose fusion model never saw a judged query (a shop
+    without query logs, e.g. ratings or reviews only): its relevance head is untrained, and
+    ranking by it lost even a product's own title (1 of 20 products of ml-100k-kg found in
+    the top 10 for their title). Per query, the cosines are standardised over the
+    candidates and placed so that the best match has logit :data:`TEXT_RELEVANCE_TOP`:
+
+    .. math::
+        z_j = rac{c_j - \max_k c_k}{\operatorname{std}_k c_k} + z_	ext{top}
+
+    so a product one standard deviation below the best match has P(relevant) 0.73 against
+    its 0.88, three below 0.27 -- the text match leads and the funnel objectives (weight
+    0.1 in search) break near-ties."""
+    big = torch.finfo(cos.dtype).max
+    c = cos.masked_fill(~valid, float("nan"))
+    best = c.nan_to_num(-big).max(dim=1, keepdim=True).values
+    mean = c.nanmean(dim=1, keepdim=True)
+    std = ((c - mean) ** 2).nanmean(dim=1, keepdim=True).sqrt().clamp(min=1e-6)
+    return ((cos - best) / std + TEXT_RELEVANCE_TOP).masked_fill(~valid, -big)
+
+
 def seen_items(split: Split) -> list[np.ndarray]:
     """Per user index, the product indices of all their train, valid and test pairs."""
     u = np.concatenate([split.train[0], split.valid[0], split.test[0]])
@@ -146,7 +173,7 @@ class EngineVersion:
 
     def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100,
-                 run: RunDir | None = None, name: str | None = None) -> None:
+                 run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False) -> None:
         self.model = model
         self.tables = tables
         self.scorer = Scorer(model, tables)
@@ -157,6 +184,9 @@ class EngineVersion:
         self.candidates = candidates
         self.run = run            #: where its files are (a RunVersion over the trained run, or the run)
         self.name = name          #: the version's name, None for the trained run itself
+        #: search relevance from the query's text match (:func:`text_relevance_logits`), not the
+        #: fusion model's relevance head: true when the run had no judged queries to train it
+        self.relevance_from_text = relevance_from_text
         #: unit-length GNN item vectors [I, dg] (the GNN half of :meth:`similar`)
         self.item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
         self.explain_embeddings = None
@@ -166,15 +196,22 @@ class EngineVersion:
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
     @classmethod
-    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | None = None
-             ) -> EngineVersion:
+    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | None = None,
+             trained_verified: bool = False) -> EngineVersion:
         """The serving parts of ``run`` (a run folder, or a :class:`kg.run_dir.RunVersion`),
         each checked against its manifest and read by its own loader; ``model``: one already
-        loaded (versions share the trained fusion model)."""
+        loaded (versions share the trained fusion model). ``trained_verified``: the trained
+        run under a version was verified already and its manifest has not changed since
+        (:meth:`Engine.reload`), so only the version's own files are checked -- hashing the
+        trained run's text encoder and graph again on every reload was most of a reload."""
         for path, stage in ((run.fusion_model, "fusion"), (run.fusion_tables, "fusion"), (run.graph, "gnn"),
                             (run.catalogue_items, "text")):
             run.need(path, stage)
-        run.verify()  # every file as the manifest recorded it, before anything is parsed
+        # every file as the manifest recorded it, before anything is parsed
+        if trained_verified and isinstance(run, RunVersion):
+            RunDir(run.version_path).verify()
+        else:
+            run.verify()
         if model is None:
             with run.reading(run.fusion_model, "fusion"):
                 model = FusionModel.load(run.fusion_model)
@@ -193,17 +230,59 @@ class EngineVersion:
                                  str(run.fusion_tables), "fusion")
         popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
         name = getattr(run, "name", None)
+        judged = Path(run.judgements).exists() and len(pd.read_parquet(run.judgements, columns=["query"])) > 0
         return cls(model, tables, id_maps["user"], catalogue, seen, popularity,
-                   candidates=candidates or config.candidates, run=run, name=name)
+                   candidates=candidates or config.candidates, run=run, name=name, relevance_from_text=not judged)
 
     @property
     def cached_categories(self) -> int:
         return len(self._category_masks)
 
+    def prepare(self, categories: Sequence[str] = ()) -> EngineVersion:
+        """Build now what a request would otherwise build on first use: the indexes of
+        :meth:`similar_index` and :meth:`search_index` (an IVF build is ~1 s at 100k
+        products) and the masks of ``categories`` (the ones the version this one replaces
+        had cached) -- so that :meth:`Engine.reload` swaps in a version ready to answer.
+        Returns ``self``."""
+        self.similar_index()
+        self.search_index()
+        for want in categories:
+            self._category_mask(want)
+        if self.explain_embeddings is None and self.run is not None and Path(self.run.embeddings).exists():
+            self.explain_embeddings = self.load_explain_embeddings()
+        return self
+
+    def load_explain_embeddings(self):
+        """The run's GNN embeddings as explanations rank paths with them (read now: a
+        version's files may be deleted once newer versions replace it, and a request
+        still on it must not need them)."""
+        from kg.explain import Embeddings
+
+        if self.run is None:
+            raise RunFolderError("explanations rank paths with the run's embeddings: this Engine has no run folder")
+        with self.run.reading(self.run.embeddings, "gnn"):
+            return Embeddings.from_npz(self.run.need(self.run.embeddings, "gnn"))
+
+    def category_names(self) -> list[str]:
+        """The categories whose masks are cached, least recently used first."""
+        with self._lock:
+            return list(self._category_masks)
+
     # ------------------------------------------------------------------ building blocks
     def user_rows(self, user_ids: Sequence[str]) -> np.ndarray:
         """int64 [n]: each user's row in the tables, -1 for an unknown (cold-start) user."""
+        if len(user_ids) <= 8:  # a request's few ids: hash lookups (a pd.Index per call cost ~0.5 ms)
+            return np.array([self.row_of(self.user_index, u) for u in user_ids], dtype=np.int64)
         return self.user_index.get_indexer(pd.Index(list(user_ids), dtype=object)).astype(np.int64)
+
+    @staticmethod
+    def row_of(index: pd.Index, key) -> int:
+        """The row of ``key`` in the unique ``index``, -1 when absent."""
+        try:
+            pos = index.get_loc(key)
+        except (KeyError, TypeError, pd.errors.InvalidIndexError):
+            return -1
+        return pos if isinstance(pos, int) else -1
 
     def knows_user(self, user_id: str) -> bool:
         """Whether ``user_id`` has a row (False: answered by the cold-start path)."""
@@ -211,11 +290,11 @@ class EngineVersion:
 
     def knows_item(self, item_id: str) -> bool:
         """Whether ``item_id`` is a product of this version."""
-        return bool(self.catalogue.index.get_indexer([item_id])[0] >= 0)
+        return self.row_of(self.catalogue.index, item_id) >= 0
 
     def item_row(self, item_id: str) -> int:
         """The product's row; :class:`UnknownIdError` when it is not a product of this run."""
-        pos = int(self.catalogue.index.get_indexer([item_id])[0])
+        pos = self.row_of(self.catalogue.index, item_id)
         if pos < 0:
             raise UnknownIdError(f"unknown item id {item_id!r}: not a product of this run")
         return pos
@@ -269,24 +348,34 @@ class EngineVersion:
         b, n = cands.shape
         if n == 0:
             return [[] for _ in range(b)]
-        with torch.no_grad():
+        with torch.inference_mode():
             qt = None if query_text is None else query_text.repeat_interleave(n, 0)
             logits = self.scorer.logits(users.repeat_interleave(n), cands.reshape(-1), query_text=qt)
+            if query_text is not None and self.relevance_from_text:
+                cos = (self.tables.item_text[cands] * query_text[:, None, :]).sum(-1)      # [B, N]
+                logits["relevance"] = text_relevance_logits(cos, valid).reshape(-1)
             logits = self.with_value_logits(logits, users.repeat_interleave(n), cands.reshape(-1), weights)
             score = ranking_score(logits, weights).view(b, n).masked_fill(~valid, -torch.inf)
-            objs = {name: v.view(b, n) for name, v in objectives(logits).items()}
-        top = torch.topk(score, min(k, n), dim=1)
+            objs = objectives(logits)
+            top = torch.topk(score, min(k, n), dim=1)
+            # every number of the answer gathered at once and read out with one tolist() each
+            # (not a tensor index per objective per result)
+            names = list(objs)
+            picked = torch.stack([v.view(b, n) for v in objs.values()]).gather(
+                2, top.indices.unsqueeze(0).expand(len(names), -1, -1)).tolist()      # [O][B][k]
+            rows = cands.gather(1, top.indices).tolist()                              # [B][k]
+            values = top.values.tolist()
+        c = self.catalogue
         out = []
         for r in range(b):
             row = []
-            for s, j in zip(top.values[r].tolist(), top.indices[r].tolist()):
+            for j, (s, item) in enumerate(zip(values[r], rows[r])):
                 if s == -np.inf:
                     break
-                item = int(cands[r, j])
-                price = self.catalogue.prices[item]
-                row.append(Recommendation(str(self.catalogue.ids[item]), str(self.catalogue.titles[item]), float(s),
-                                          {name: float(v[r, j]) for name, v in objs.items()},
-                                          None if np.isnan(price) else float(price)))
+                price = c.prices[item]
+                row.append(Recommendation(str(c.ids[item]), str(c.titles[item]), s,
+                                          {name: picked[o][r][j] for o, name in enumerate(names)},
+                                          None if price != price else float(price)))
             out.append(row)
         return out
 
@@ -394,26 +483,45 @@ class EngineVersion:
                                       if len(ids) >= SEARCH_IVF_MIN else ExactIndex(vectors, ids))
             return self._search_index
 
+    def nearest(self, index, query: torch.Tensor, n: int, allowed: torch.Tensor | None,
+                exclude: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores [m], rows [m]), m <= ``n``: the rows of ``index`` (an :class:`ExactIndex
+        <fusion.text.index.ExactIndex>` or IVF index over this version's products) with the
+        highest inner product with ``query`` [1, d], among the ``allowed`` ones (bool [I],
+        None = all) other than row ``exclude``, best first. An IVF index answers when its
+        probed lists hold enough of them (``n``, or as many as pass); over-fetched when
+        filtered; otherwise -- an exact index, or too few passing in the probed lists -- an
+        exact masked scan over every row."""
+        skip = 0 if exclude is None else 1
+        n = min(n, len(index) - skip)
+        if n <= 0:
+            return torch.zeros(0), torch.zeros(0, dtype=torch.long)
+        if getattr(index, "kind", "exact") == "ivf":
+            scores, rows = index.search(query, n + skip if allowed is None else max(4 * (n + skip), 64))
+            scores, rows = scores[0], rows[0]
+            keep = rows >= 0
+            if exclude is not None:
+                keep &= rows != exclude
+            if allowed is not None:
+                keep &= allowed[rows.clamp(min=0)]
+            passing = len(index) if allowed is None else int(allowed.sum())
+            if exclude is not None and (allowed is None or bool(allowed[exclude])):
+                passing -= 1
+            if int(keep.sum()) >= min(n, passing):
+                return scores[keep][:n], rows[keep][:n]
+        score = index.vectors @ query[0]
+        if exclude is not None:
+            score[exclude] = -torch.inf
+        if allowed is not None:
+            score = score.masked_fill(~allowed, -torch.inf)
+        top = torch.topk(score, n)
+        finite = torch.isfinite(top.values)
+        return top.values[finite], top.indices[finite]
+
     def text_candidates(self, query: torch.Tensor, n: int, allowed: torch.Tensor | None) -> torch.Tensor:
         """Rows of the (at most) ``n`` products whose text is closest to ``query`` [1, dt]
-        among the ``allowed`` ones: from the IVF index of :meth:`search_index` when it has
-        one and it finds ``n`` allowed products (else as many as are allowed), otherwise
-        from an exact scan."""
-        index = self.search_index()
-        n = min(n, len(self.catalogue.ids))
-        if getattr(index, "kind", "exact") == "ivf":
-            scores, rows = index.search(query, n if allowed is None else 4 * n)
-            keep = rows[0] >= 0
-            if allowed is not None:
-                keep &= allowed[rows[0].clamp(min=0)]
-            wanted = n if allowed is None else min(n, int(allowed.sum()))
-            if int(keep.sum()) >= wanted:
-                return rows[0][keep][:n]
-        text = (query @ self.tables.item_text.T)[0]
-        if allowed is not None:
-            text = text.masked_fill(~allowed, -torch.inf)
-        top = torch.topk(text, n)
-        return top.indices[torch.isfinite(top.values)]
+        among the ``allowed`` ones (:meth:`nearest` over :meth:`search_index`)."""
+        return self.nearest(self.search_index(), query, n, allowed)[1]
 
 
 class Engine:
@@ -447,6 +555,10 @@ class Engine:
         self._lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._seen_pointer = self._pointer()
+        self._trained_stamp = self._manifest_stamp()  # the trained run's manifest when it was last verified
+        self._follower: threading.Thread | None = None
+        self._stop_following = threading.Event()
+        self.reload_error: str | None = None  #: why the last background reload failed (None: it did not)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -456,7 +568,7 @@ class Engine:
         or ``location`` (a ``GraphStore.location()`` record, opened when needed), overrides
         the graph the run remembers; ``candidates`` overrides the run's re-ranking depth."""
         run = RunDir(run_dir)
-        version = EngineVersion.load(run.serving(), candidates=candidates)
+        version = EngineVersion.load(run.serving(), candidates=candidates).prepare()
         v = version
         return cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
                    store=store, run=run, version=version, location=location)
@@ -471,10 +583,24 @@ class Engine:
         except FileNotFoundError:
             return None
 
+    def _manifest_stamp(self):
+        """(mtime, size) of the trained run's manifest (a retrain rewrites it)."""
+        if self.run is None:
+            return None
+        try:
+            st = (self.run.path / MANIFEST).stat()
+            return st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            return None
+
     def reload(self) -> bool:
         """Swap to the run's newest version if it is not the one served; returns whether it
-        swapped. Requests already running finish on their version; the explanation store
-        this engine opened itself is reopened on the next explanation (a fresh snapshot)."""
+        swapped. The new version is loaded, checked against its manifest and prepared
+        (:meth:`EngineVersion.prepare`: indexes built, the cached category masks computed)
+        *before* the swap, which is one reference assignment: requests already running
+        finish on their version, later ones get the new one, none waits for the load. The
+        explanation store this engine opened itself is reopened before the swap too (a
+        fresh snapshot; the old view closes once no request reads it)."""
         if self.run is None:
             return False
         with self._reload_lock:
@@ -484,23 +610,58 @@ class Engine:
             if name == self.current.name:
                 return False
             same_model = self.current.run is not None and serving.fusion_model == self.current.run.fusion_model
+            stamp = self._manifest_stamp()
             fresh = EngineVersion.load(serving, candidates=self.current.candidates,
-                                       model=self.current.model if same_model else None)
+                                       model=self.current.model if same_model else None,
+                                       trained_verified=stamp is not None and stamp == self._trained_stamp)
+            fresh.prepare(self.current.category_names())
+            self._trained_stamp = stamp
+            view = None
+            if self._own_store and self.store is not None:  # a fresh snapshot of the graph, opened now
+                try:
+                    view = self._open_graph_view()
+                except StoreError:  # the next explanation tries again (and says why)
+                    view = None
             self.current = fresh  # one reference assignment: atomic for the threads reading it
-            if self._own_store:  # the next explanation opens a fresh view; this one closes when unused
+            if self._own_store:  # the view it replaces closes once no request reads it
                 with self._lock:
-                    old, self.store, self._own_store = self.store, None, False
+                    old, self.store, self._own_store = self.store, view, view is not None
                     if old is not None:
                         self._retired.append(old)
                     self._close_retired()
             return True
 
     def reload_if_newer(self) -> bool:
-        """:meth:`reload` when ``CURRENT`` changed on disk since the last look (a ``stat``:
-        cheap enough before every request; how several serving processes follow updates)."""
+        """:meth:`reload` when ``CURRENT`` changed on disk since the last look (a ``stat``)."""
         if self.run is None or self._pointer() == self._seen_pointer:
             return False
         return self.reload()
+
+    def follow(self, poll_seconds: float = 0.2) -> None:
+        """Follow the run's new versions in the background: a daemon thread looks at
+        ``CURRENT`` every ``poll_seconds`` and, when it changed, loads and prepares the new
+        version and swaps to it (:meth:`reload`) -- so several serving processes follow an
+        updater's versions and no request ever waits for a load. A version that fails to
+        load (e.g. a file that does not match its manifest) is not served: the engine keeps
+        the one it has, says why once on stderr and in :attr:`reload_error`, and tries again
+        when ``CURRENT`` changes. Stopped by :meth:`close`."""
+        if self.run is None or self._follower is not None:
+            return
+        import sys
+
+        def loop() -> None:
+            while not self._stop_following.wait(poll_seconds):
+                try:
+                    self.reload_if_newer()
+                    self.reload_error = None
+                except Exception as exc:  # noqa: BLE001 - keep serving the version we have
+                    error = f"{type(exc).__name__}: {exc}"
+                    if error != self.reload_error:
+                        print(f"kgrec engine: {self.run.path}: not reloading ({error})", file=sys.stderr, flush=True)
+                    self.reload_error = error
+
+        self._follower = threading.Thread(target=loop, name="kgrec-engine-follower", daemon=True)
+        self._follower.start()
 
     @property
     def version(self) -> str | None:
@@ -508,7 +669,12 @@ class Engine:
         return self.current.name
 
     def close(self) -> None:
-        """Close the graph store if this engine opened it (the one a caller passed stays open)."""
+        """Stop following new versions; close the graph store if this engine opened it (the
+        one a caller passed stays open)."""
+        if self._follower is not None:
+            self._stop_following.set()
+            self._follower.join(timeout=60)
+            self._follower = None
         if self._own_store and self.store is not None:
             self._retired.append(self.store)
             self.store, self._own_store = None, False
@@ -607,6 +773,10 @@ class Engine:
         """The text encoder if it is loaded already, else None (never loads it)."""
         return self._encoder
 
+    def has_query(self, text: str) -> bool:
+        """Whether the embedding of ``text`` is cached (a search for it needs no encoding)."""
+        return str(text) in self._queries
+
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
         """Query embeddings [len(texts), dt] (unit length) from the run's text encoder; the
         last :data:`QUERY_CACHE` distinct queries are kept (a shop's popular queries repeat)."""
@@ -684,29 +854,13 @@ class Engine:
         :math:`c_i = [g_i, t_i] / \\sqrt 2` (:attr:`similar_vectors`), so one scan answers it;
         catalogues of at least :data:`SIMILAR_IVF_MIN` products are searched through an
         inverted-file index over :math:`c` instead (:class:`fusion.text.index.IVFIndex`,
-        built on the first call; its recall against the exact scan is reported by
+        built when the version is loaded; its recall against the exact scan is reported by
         ``bench/engine_latency.py``). With filters the index's candidates are filtered, and
-        an exact scan answers when too few pass."""
+        an exact scan answers when too few pass (:meth:`EngineVersion.nearest`)."""
         v = self.current
         i = v.item_row(item_id)
-        allowed = v.filter_mask(filters)
         index = v.similar_index()
-        query = index.vectors[i][None]                                            # [1, dg + dt]
-        top_s, top_j = torch.zeros(0), torch.zeros(0, dtype=torch.long)
-        if getattr(index, "kind", "exact") == "ivf":
-            s_, j_ = index.search(query, max(4 * (k + 1), 64) if allowed is not None else k + 1)
-            keep = (j_[0] >= 0) & (j_[0] != i)
-            if allowed is not None:
-                keep &= allowed[j_[0].clamp(min=0)]
-            top_s, top_j = s_[0][keep][:k], j_[0][keep][:k]
-        if len(top_j) < min(k, len(index.vectors) - 1):                           # exact (or too few after filters)
-            score = index.vectors @ index.vectors[i]
-            score[i] = -torch.inf
-            if allowed is not None:
-                score = score.masked_fill(~allowed, -torch.inf)
-            top = torch.topk(score, min(k, len(score)))
-            finite = torch.isfinite(top.values)
-            top_s, top_j = top.values[finite], top.indices[finite]
+        top_s, top_j = v.nearest(index, index.vectors[i][None], k, v.filter_mask(filters), exclude=i)
         g = v.item_gnn_unit[top_j] @ v.item_gnn_unit[i]
         t = v.tables.item_text[top_j] @ v.tables.item_text[i]
         c = v.catalogue
@@ -761,15 +915,18 @@ class Engine:
         the run was trained on (``run.json``), opened read-only on first use."""
         with self._lock:
             if self.store is None:
-                from kg.stores import StoreConfig, open_store
-
-                if not self.location:
-                    raise StoreError("explanations read the graph, and this run does not say which one: "
-                                     "open the engine with Engine.open(run_dir, store=...)")
-                config = StoreConfig.from_location(self.location)
-                store = open_store(config, **({"read_only": True} if config.kind == "embedded" else {}))
-                self.store, self._own_store = store.connect(), True
+                self.store, self._own_store = self._open_graph_view(), True
             return self.store
+
+    def _open_graph_view(self):
+        """A connected read-only view of the run's graph store."""
+        from kg.stores import StoreConfig, open_store
+
+        if not self.location:
+            raise StoreError("explanations read the graph, and this run does not say which one: "
+                             "open the engine with Engine.open(run_dir, store=...)")
+        config = StoreConfig.from_location(self.location)
+        return open_store(config, **({"read_only": True} if config.kind == "embedded" else {})).connect()
 
     def explain(self, user_id: str, item_id: str, max_paths: int = 5):
         """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`, one
@@ -785,13 +942,10 @@ class Engine:
 
     def _explain_many(self, user_id: str, item_ids: Sequence[str], max_paths: int, strict: bool,
                       v: EngineVersion) -> list:
-        from kg.explain import Embeddings, explain_many
+        from kg.explain import explain_many
 
         if v.explain_embeddings is None:
-            if v.run is None:
-                raise RunFolderError("explanations rank paths with the run's embeddings: this Engine has no run folder")
-            with v.run.reading(v.run.embeddings, "gnn"):
-                v.explain_embeddings = Embeddings.from_npz(v.run.need(v.run.embeddings, "gnn"))
+            v.explain_embeddings = v.load_explain_embeddings()
         with self._using_graph() as store:
             return explain_many(store, user_id, item_ids, max_paths, v.explain_embeddings, strict=strict)
 

@@ -18,12 +18,23 @@ FastAPI + uvicorn; pydantic models for every request and response; OpenAPI docs 
 =================================  ============================================================
 
 Accepted events are written, durably and atomically, to the run's inbox
-(:class:`fusion.update.EventInbox`) before the answer; the updater (a thread of the
-serving process, :class:`fusion.update.Updater`) appends them to the graph store and folds
-the affected users in (:func:`fusion.update.update_run`) as a new version of the run, which
-the Engine swaps to without failing a request (:meth:`fusion.engine.Engine.reload`); the
-service also checks for a newer version before each request (a ``stat`` of ``CURRENT``),
-so several workers serving one run folder follow each other's updates.
+(:class:`fusion.update.EventInbox`) before the answer; the updater (a process of its own
+under ``kgrec serve``, :class:`fusion.update.Updater`) appends them to the graph store and
+folds the affected users in (:func:`fusion.update.update_run`) as a new version of the
+run. Every worker follows the run's versions in a background thread
+(:meth:`fusion.engine.Engine.follow`): a new version is loaded, checked and prepared off
+the request path and swapped in by one reference assignment, so no request waits for a
+load and none fails during a swap.
+
+How a request runs (measured with ``bench/serve_latency.py``): ``/recommend``,
+``/similar`` and ``/search`` for a query seen lately are ``async`` routes that answer on the
+event loop (a few ms of torch: a hop to the thread pool and back cost more than that, and
+threads of one process only share its GIL); ``/explain``, a recommendation with
+explanations and a search for a new query (the text encoder, ~10 ms) run on the thread
+pool, so the loop goes on serving while the graph store or the encoder works. The routes
+answer with dicts serialised by orjson (:class:`FastJSON`), shaped like their documented
+response models; building and validating a pydantic model per result was most of a
+request's time. ``--workers N`` processes share the port (one per core).
 
 Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
 range, an empty or too long query, malformed events) is a 422 naming the field, an
@@ -34,21 +45,26 @@ the header ``X-API-Key``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import os
 import threading
 import time
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
 
 MAX_K = 1_000
 MAX_EVENTS = 10_000  #: events per POST /events
+WORKER_HEALTHCHECK_SECONDS = 120  #: how long a worker may take to answer uvicorn's health ping
+SWITCH_INTERVAL = 0.001  #: seconds a thread holds the GIL before another may take it (Python's default 0.005)
 
 
 # ------------------------------------------------------------------ response / request models
@@ -123,10 +139,22 @@ class ReloadOut(BaseModel):
     swapped: bool
 
 
+class FastJSON(Response):
+    """A JSON answer serialised by orjson from plain dicts and lists. The hot routes build
+    their answer as dicts shaped like their ``response_model`` (which still documents them
+    in OpenAPI): FastAPI passes a returned ``Response`` through as it is, so no pydantic
+    model is built and validated per result (that was most of a request's time)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 # ------------------------------------------------------------------ the app
 
 def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, updater: bool = False,
-               poll_seconds: float = 0.5) -> FastAPI:
+               poll_seconds: float = 0.5, follow_seconds: float = 0.2) -> FastAPI:
     """The service over ``run_dir``. ``location``: the graph store for explanations and
     events (a ``GraphStore.location()`` record; default: the one the run remembers);
     ``updater``: also run the events updater as a thread of this process (``kgrec serve``
@@ -143,6 +171,8 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     async def lifespan(_: FastAPI):
         with lock:
             state["engine"] = Engine.open(run_dir, location=location)
+            warm_up(state["engine"])
+            state["engine"].follow(poll_seconds=follow_seconds)
             if updater and events_inbox is not None:
                 state["updater"] = Updater(run_dir, state["engine"], events_inbox, poll_seconds=poll_seconds,
                                            location=location)
@@ -159,36 +189,35 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         e = state["engine"]
         if e is None:
             raise HTTPException(503, "the run is not loaded yet")
-        e.reload_if_newer()
         return e
 
-    def authorised(x_api_key: str | None = Header(default=None)) -> None:
+    async def authorised(x_api_key: str | None = Header(default=None)) -> None:
         if api_key and not hmac.compare_digest(x_api_key or "", api_key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     @app.exception_handler(InvalidRequestError)
-    def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
+    async def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
 
     @app.exception_handler(UnknownIdError)
-    def unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
+    async def unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(StoreError)
-    def store_error(_: Request, exc: StoreError) -> JSONResponse:
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     @app.exception_handler(KgrecError)
-    def kgrec_error(_: Request, exc: KgrecError) -> JSONResponse:
+    async def kgrec_error(_: Request, exc: KgrecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     # ---------------------------------------------------------------- health
     @app.get("/health/live")
-    def live() -> dict:
+    async def live() -> dict:
         return {"status": "ok"}
 
     @app.get("/health/ready")
-    def ready() -> JSONResponse:
+    async def ready() -> JSONResponse:
         e = state["engine"]
         if e is None:
             return JSONResponse({"status": "loading"}, status_code=503)
@@ -201,43 +230,46 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
                                   ("max_price", max_price)) if v is not None}
 
     @app.get("/recommend/{user_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
-                  weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
-                  category: str | None = None, brand: str | None = None,
-                  min_price: float | None = None, max_price: float | None = None,
-                  include_seen: bool = False, explain: bool = False) -> ResultsOut:
+    async def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                        weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
+                        category: str | None = None, brand: str | None = None,
+                        min_price: float | None = None, max_price: float | None = None,
+                        include_seen: bool = False, explain: bool = False) -> Response:
         t = time.perf_counter()
         e = engine()
-        recs = e.recommend(user_id, k=k, weights=parse_weights(weights), exclude_seen=not include_seen,
-                           filters=filters(category, brand, min_price, max_price) or None, explain=explain)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, cold_start=not e.knows_user(user_id),
-                          took_ms=(time.perf_counter() - t) * 1e3)
+        call = functools.partial(e.recommend, user_id, k=k, weights=parse_weights(weights),
+                                 exclude_seen=not include_seen,
+                                 filters=filters(category, brand, min_price, max_price) or None, explain=explain)
+        recs = await run_in_threadpool(call) if explain else call()  # explanations wait for the graph store
+        return results_json(recs, e.version, not e.knows_user(user_id), t)
 
     @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
-               weights: str | None = None, category: str | None = None, brand: str | None = None,
-               min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+    async def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
+                     weights: str | None = None, category: str | None = None, brand: str | None = None,
+                     min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
-        recs = e.search(q, user_id=user_id, k=k, weights=parse_weights(weights),
-                        filters=filters(category, brand, min_price, max_price) or None)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version,
-                          cold_start=user_id is not None and not e.knows_user(user_id),
-                          took_ms=(time.perf_counter() - t) * 1e3)
+        call = functools.partial(e.search, q, user_id=user_id, k=k, weights=parse_weights(weights),
+                                 filters=filters(category, brand, min_price, max_price) or None)
+        # a query not seen lately is encoded by the text encoder (~10 ms): off the event loop
+        recs = call() if e.has_query(q) else await run_in_threadpool(call)
+        return results_json(recs, e.version, user_id is not None and not e.knows_user(user_id), t)
 
     @app.get("/similar/{item_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
-    def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
-                category: str | None = None, brand: str | None = None,
-                min_price: float | None = None, max_price: float | None = None) -> ResultsOut:
+    async def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
+                      category: str | None = None, brand: str | None = None,
+                      min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
         recs = e.similar(item_id, k=k, filters=filters(category, brand, min_price, max_price) or None)
-        return ResultsOut(results=[rec_out(r) for r in recs], version=e.version, took_ms=(time.perf_counter() - t) * 1e3)
+        return results_json(recs, e.version, False, t)
 
     @app.get("/explain/{user_id}/{item_id}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
     def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
-                max_paths: int = Query(5, ge=1, le=50)) -> ExplanationOut:
-        return explanation_out(engine().explain(user_id, item_id, max_paths))
+                max_paths: int = Query(5, ge=1, le=50)) -> Response:
+        # a plain def: FastAPI runs it on its thread pool, so the event loop goes on serving
+        # while the graph store answers (its query releases the GIL)
+        return FastJSON(explanation_dict(engine().explain(user_id, item_id, max_paths)))
 
     # ---------------------------------------------------------------- writes
     @app.post("/events", response_model=EventsOut, dependencies=[Depends(authorised)])
@@ -262,18 +294,34 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     return app
 
 
-def explanation_out(why) -> ExplanationOut:
-    return ExplanationOut(user_id=why.user_id, item_id=why.item_id, sentence=why.sentence, score=why.score,
-                          paths=[PathOut(template=p.template, nodes=[PathNodeOut(label=n.label, id=n.id, name=n.name)
-                                                                     for n in p.nodes],
-                                         rel_types=list(p.rel_types), score=p.score, sentence=p.sentence)
-                                 for p in why.paths])
+def explanation_dict(why) -> dict:
+    """A :class:`kg.explain.Explanation` as the JSON of :class:`ExplanationOut`."""
+    return {"user_id": why.user_id, "item_id": why.item_id, "sentence": why.sentence, "score": why.score,
+            "paths": [{"template": p.template, "nodes": [{"label": n.label, "id": n.id, "name": n.name} for n in p.nodes],
+                       "rel_types": list(p.rel_types), "score": p.score, "sentence": p.sentence} for p in why.paths]}
 
 
-def rec_out(r) -> RecommendationOut:
-    return RecommendationOut(item_id=r.item_id, title=r.title, score=r.score, price=r.price,
-                             objectives=r.objectives,
-                             explanation=explanation_out(r.explanation) if r.explanation is not None else None)
+def rec_dict(r) -> dict:
+    """A :class:`fusion.engine.Recommendation` as the JSON of :class:`RecommendationOut`."""
+    return {"item_id": r.item_id, "title": r.title, "score": r.score, "price": r.price, "objectives": r.objectives,
+            "explanation": explanation_dict(r.explanation) if r.explanation is not None else None}
+
+
+def results_json(recs, version: str | None, cold_start: bool, started: float) -> FastJSON:
+    """The JSON of :class:`ResultsOut`."""
+    return FastJSON({"results": [rec_dict(r) for r in recs], "version": version, "cold_start": cold_start,
+                     "took_ms": (time.perf_counter() - started) * 1e3})
+
+
+def warm_up(engine) -> None:
+    """Load before the first request what the first search / explanation would load (the
+    text encoder, the graph store's read-only view) -- seconds, which a request must not wait."""
+    from kg.errors import RunFolderError
+
+    with contextlib.suppress(RunFolderError, OSError):
+        engine.encode_queries(["warm up"])
+    with contextlib.suppress(StoreError, OSError):
+        engine.graph()
 
 
 def app_from_env() -> FastAPI:
@@ -283,9 +331,15 @@ def app_from_env() -> FastAPI:
 
     import torch
 
-    # requests already run in parallel (uvicorn's thread pool, one per request): torch's own
+    import sys
+
+    # workers (--workers) and the thread pool already run requests in parallel: torch's own
     # intra-op threads on top of them only oversubscribe the cores (KGREC_SERVE_TORCH_THREADS)
     torch.set_num_threads(int(os.environ.get("KGREC_SERVE_TORCH_THREADS", "1")))
+    # the event loop gives the GIL back to a background thread (a reload, an explanation, a
+    # new query's encoding) at every torch op; with Python's 5 ms switch interval each
+    # re-take can wait 5 ms behind it, so a request would pay that many times over
+    sys.setswitchinterval(SWITCH_INTERVAL)
     run = os.environ["KGREC_SERVE_RUN"]
     location = json.loads(os.environ["KGREC_SERVE_STORE"]) if os.environ.get("KGREC_SERVE_STORE") else None
     return create_app(run, location=location)
@@ -310,8 +364,11 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 
         # keep-alive 30 s, not uvicorn's 5: with the default, bench/serve_latency.py saw 4 of
         # 10,000 requests fail in transit (a closed keep-alive connection, likely while a worker
         # was busy loading a new run version); with 30 s, none
+        # a worker answers uvicorn's health pings from a thread, which starves while the
+        # worker imports torch and loads the run (the import holds the GIL): with the
+        # default 5 s, a busy machine saw every worker killed and restarted, forever
         uvicorn.run("fusion.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    timeout_keep_alive=30,
+                    timeout_keep_alive=30, timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
                     log_level=os.environ.get("KGREC_SERVE_LOG", "warning"))
     finally:
         updater.terminate()

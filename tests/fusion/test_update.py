@@ -73,8 +73,39 @@ def test_ingest_adds_events_and_new_users_and_advances_the_sequence(tiny):
         assert store.cypher("MATCH (p:Product {id: $id}) RETURN p.title AS t", id=item)["t"].iloc[0] == title
 
 
+def structured_gnn(run: RunDir, dataset: Dataset, seed: int = 0) -> None:
+    """Give the tiny run's random GNN vectors the structure trained ones have -- a product
+    near the others of its brand, a user near what they bought -- in the tables and the
+    embeddings alike, so that a fold-in has something to get right (or wrong)."""
+    import torch
+
+    from fusion.ranking.features import FeatureTables
+    from kg.export import GraphExport
+    from kg.run_dir import save_npz
+
+    g = torch.Generator().manual_seed(seed)
+    tables = FeatureTables.load(run.fusion_tables)
+    maps, _ = GraphExport.read_id_maps(run.graph)
+    brand = dataset.items.set_index("item_id")["brand"].reindex(maps["product"]).fillna("").to_numpy()
+    names, codes = np.unique(brand, return_inverse=True)
+    dim = tables.item_gnn.shape[1]
+    item = 1.5 * torch.randn(len(names), dim, generator=g)[torch.from_numpy(codes)] + torch.randn(len(brand), dim,
+                                                                                                   generator=g)
+    split = run.load_split()
+    hist = np.zeros((tables.num_users, len(brand)), np.float32)
+    hist[split.train[0], split.train[1]] = 1
+    user = torch.from_numpy(hist) @ item / torch.from_numpy(hist.sum(1, keepdims=True).clip(1))
+    user = user + 0.3 * torch.randn(user.shape, generator=g)
+    tables.item_gnn, tables.user_gnn = item, user
+    tables.save(run.fusion_tables)
+    save_npz(run.embeddings, user=user.numpy(), item=item.numpy(), user_ids=maps["user"].astype(str),
+             item_ids=maps["product"].astype(str))
+    run.write_manifest()
+
+
 def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     run, dataset, config = tiny
+    structured_gnn(run, dataset)
     engine = Engine.open(run.path)
     items = list(engine.catalogue.ids[:6])
     known = engine.user_index[3]
@@ -98,13 +129,19 @@ def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     assert not np.allclose(engine.tables.user_gnn[engine.user_rows([known])[0]], before_known)
     assert [r.item_id for r in engine.recommend("newbie", k=5)]   # from its history, seen items excluded
     assert not set(items[:3]) & {r.item_id for r in engine.recommend("newbie", k=5)}
-    # the new product: recommendable, searchable and similar at once
-    wide = Engine.open(run.path, candidates=1_000)  # every product a candidate: the new one too
-    assert "brand-new" in {r.item_id for r in wide.recommend("newbie", k=41, exclude_seen=False)}
-    assert wide.tables.item_gnn[wide.item_row("brand-new")].abs().sum() > 0  # from its KG neighbourhood
+    # the new product, at once: in some user's top 10 (of 41 products, 20 candidates each), in
+    # the top 5 of a search for its title, and among the products most like its nearest one
+    vectors = engine.tables.item_gnn
+    row = engine.item_row("brand-new")
+    trained = np.delete(np.arange(len(vectors)), row)
+    assert vectors[row].norm() == pytest.approx(float(vectors[trained].norm(dim=1).median()), rel=0.25)  # on scale
+    tops = engine.recommend_batch(list(engine.user_index), k=10)
+    assert sum("brand-new" in {r.item_id for r in recs} for recs in tops) >= 1
+    assert "brand-new" in [r.item_id for r in engine.search(new_item["title"], k=5)]
     text = product_texts(make_table("items", [new_item])).iloc[0]  # its text embedding is in the tables:
-    assert "brand-new" in {r.item_id for r in engine.search(text, k=engine.candidates)}  # the query's nearest
-    assert len(engine.similar("brand-new", k=3)) == 3
+    assert engine.search(text, k=1)[0].item_id == "brand-new"      # its own text finds it first
+    nearest = engine.similar("brand-new", k=3)
+    assert len(nearest) == 3 and "brand-new" in {r.item_id for r in engine.similar(nearest[0].item_id, k=10)}
     # nothing new: no version
     with open_store(config) as store:
         assert update_run(store, run.path).version is None
@@ -192,3 +229,34 @@ def test_a_retried_event_and_a_refused_batch_never_block_the_updater(tiny, capsy
         got = store.cypher("MATCH (u:User {id: $u})-[r:PURCHASED]->(p:Product) RETURN p.id AS item, r.ts AS ts",
                            u=user)
     assert sorted(got["item"]) == sorted([item, later["item_id"]])          # the retried purchase once
+
+
+def test_a_warm_start_is_judged_on_held_out_new_pairs_and_never_worse_than_the_fold_in(tiny):
+    """``update_run(warm_start=E)`` fine-tunes the served vectors from the fold-in on the new
+    pairs (plus a replay of old ones) and keeps the result only if it ranks a held-out slice
+    of the new pairs better than the fold-in by a standard error; the version records why."""
+    from fusion.update import FINE_TUNE_HELD_OUT, FINE_TUNE_MIN_PAIRS
+
+    run, dataset, config = tiny
+    structured_gnn(run, dataset)
+    engine = Engine.open(run.path)
+    items, users = list(engine.catalogue.ids), list(engine.user_index)
+    g = np.random.default_rng(1)
+    rows = [{"user_id": u, "item_id": items[int(j)], "event": "purchase", "timestamp": 1_700_000_000 + n}
+            for n, u in enumerate(users) for j in g.choice(len(items), 2, replace=False)]
+    with open_store(config) as store:
+        ingest(store, events(rows), QUIET)
+        report = update_run(store, run.path, warm_start=3)
+    warm = report.warm_start
+    assert warm["new_pairs"] >= FINE_TUNE_MIN_PAIRS
+    assert warm["held_out_pairs"] == round(warm["new_pairs"] * FINE_TUNE_HELD_OUT)
+    assert set(warm["ndcg@10"]) == {"fold-in", "epoch 1", "epoch 2", "epoch 3"}
+    scores = warm["ndcg@10"]
+    assert warm["chosen"] == "fold-in" or scores[warm["chosen"]] > scores["fold-in"]
+    assert RunDir(run.path).serving().record()["warm_start"] == warm   # version.json says what was kept
+    assert engine.reload() and len(engine.recommend(users[0], k=5)) == 5
+    with open_store(config) as store:  # too few new pairs: no warm start, said so
+        ingest(store, events([{"user_id": users[0], "item_id": items[-1], "event": "purchase",
+                               "timestamp": 1_800_000_000}]), QUIET)
+        few = update_run(store, run.path, warm_start=3).warm_start
+    assert few["chosen"] == "fold-in" and "fewer than" in few["why"]

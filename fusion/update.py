@@ -272,7 +272,16 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
         tables.save(version.fusion_tables)
         save_npz(version.embeddings, user=user_vec.numpy().astype(np.float32),
                  item=item_vec.numpy().astype(np.float32), user_ids=users.astype(str), item_ids=products.astype(str))
-    timings["write"] = time.perf_counter() - t
+        timings["write"] = time.perf_counter() - t
+        if run.value_summary.exists():
+            # the value stage's trained models applied to the graph now (no training): the
+            # users and products this update adds get their own values, and everyone's
+            # recency and frequency move with the new events
+            from fusion.value.train import refresh_value
+
+            t = time.perf_counter()
+            refresh_value(run.path, store, version, export=export, items=items)
+            timings["value"] = time.perf_counter() - t
     return UpdateReport(run.current_version(), now.sequence, int(len(changed_users)), int(len(added_users)),
                         int(len(added_items)), changed, time.perf_counter() - start, timings, warm)
 

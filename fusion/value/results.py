@@ -3,11 +3,14 @@ value methods (:meth:`fusion.engine.Engine.customer_value`, ``product_potential`
 ``brand_loyalty``, ``value_table``). No training code: this is what serving imports.
 
 A run's value tables describe the horizon after the data's last event when the value
-stage ran (``as_of``). A run *version* written by ``kgrec update`` that holds no value
-tables of its own reads the trained run's (:class:`kg.run_dir.RunVersion` resolves every
-missing file to the trained run): users and products that arrived since then are answered
-by the cold-start path -- a new user gets the value of a new customer, a new product the
-mean potential of the products that had not sold yet.
+stage ran (``as_of``). ``kgrec update`` writes fresh ones into each run version it makes
+(:func:`fusion.value.train.refresh_value`: the trained value models applied to the graph
+as it is then, no training), so the users and products it adds get their own values. Of a
+version's tables and the trained run's, serving reads the later ones (``as_of``; the
+trained run's on a tie: a value stage retrained after an update wins until the next
+update). Users and products that arrived after ``as_of`` are answered by the cold-start
+path -- a new user gets the value of a new customer, a new product the mean potential of
+the products that had not sold yet.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import pandas as pd
 import torch
 
 from kg.errors import InvalidRequestError, UnknownIdError
-from kg.run_dir import RunDir
+from kg.run_dir import RunDir, RunVersion
 
 BY = ("ltv", "potential", "loyalty")
 
@@ -100,6 +103,8 @@ class ValueTables:
         """Read ``value/`` of ``run`` (a :class:`~kg.run_dir.RunDir` or a version of one); a
         missing stage is a :class:`~kg.errors.RunFolderError` naming it, an unreadable file
         an :class:`~kg.errors.IntegrityError`."""
+        if isinstance(run, RunVersion):
+            run = newest_tables(run)
         paths = (run.value_users, run.value_items, run.value_loyalty, run.value_brands, run.value_summary)
         for path in paths:
             run.need(path, "value")
@@ -199,3 +204,20 @@ class LoyaltyLookup:
             hit = (u >= 0) & (b >= 0) & (self.keys[pos] == key)
             out[hit] = self.logits[pos[hit]]
         return torch.from_numpy(out).float()
+
+
+def newest_tables(run: RunVersion) -> RunDir:
+    """Of the version's own value tables and the trained run's, the later ones (``as_of``;
+    the trained run's on a tie, or when the version has none)."""
+    mine = RunDir(run.version_path)
+    trained = RunDir(run.path)
+    if not mine.value_summary.exists():
+        return run
+    if not trained.value_summary.exists():
+        return mine
+
+    def as_of(where: RunDir) -> float:
+        with where.reading(where.value_summary, "value"):
+            return float(json.loads(where.value_summary.read_text()).get("as_of", 0))
+
+    return trained if as_of(trained) >= as_of(mine) else mine

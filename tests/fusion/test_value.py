@@ -269,7 +269,7 @@ def test_kgrec_value_prints_tables_and_errors_in_one_line(tiny_value, capsys):
     assert "longer than the data's time span" in err and len(err.splitlines()) == 1
 
 
-def test_a_version_without_value_tables_serves_the_trained_runs(tmp_path):
+def test_an_update_values_the_users_it_adds_and_a_retrained_value_stage_wins_until_the_next(tmp_path):
     from fusion.update import update_run
     from kg.build import BuildConfig
     from kg.ingest import ingest
@@ -277,31 +277,39 @@ def test_a_version_without_value_tables_serves_the_trained_runs(tmp_path):
 
     run, dataset = make_tiny_run(tmp_path)
     run_value_stage(run.path, FAST)
-    before = Engine.open(run.path).customer_value("u00")
     item = dataset.items["item_id"].iloc[0]
     delta = Dataset(name="delta", interactions=make_table("interactions", [
         {"user_id": "late-comer", "item_id": item, "event": "purchase", "timestamp": 1_700_000_000}]))
     with open_store(StoreConfig.from_location(run.store_location())) as store:
         ingest(store, delta, BuildConfig(progress=False))
-        update_run(store, run.path)
-    engine = Engine.open(run.path)
-    assert engine.version is not None and not (run.versions / engine.version / "value").exists()
-    assert engine.customer_value("u00") == before
-    assert engine.knows_user("late-comer") and engine.customer_value("late-comer").cold_start
+        report = update_run(store, run.path)
+    assert "value" in report.timings
+    engine = Engine.open(run.path)  # verifies every file, the version's value tables too
+    assert (run.versions / engine.version / "value" / "summary.json").exists()
+    assert engine.knows_user("late-comer") and not engine.customer_value("late-comer").cold_start
+    assert engine.customer_value("late-comer").as_of == "2023-11-14"  # the delta's event is the last one
     assert engine.recommend("late-comer", k=3, weights={"ctr": 1, "cvr": 1, "potential": 1})
-    # the value stage re-run on the updated run (a periodic refresh), then another update:
-    # the trained run's manifest vouches for its own files only, never for a version's
+    # the value stage re-run on the updated run (a periodic retrain of the value models):
+    # its tables are as recent as the version's, so serving reads them; the trained run's
+    # manifest vouches for its own files only, never for a version's
     with open_store(StoreConfig.from_location(run.store_location()), read_only=True) as store:
         run_value_stage(run.path, FAST, store=store)  # reads the live graph: the late-comer's purchase too
     assert not any(k.startswith(("versions/", "inbox/")) or k == "CURRENT" for k in run.manifest())
+    from fusion.value.results import ValueTables, newest_tables
+    from kg.run_dir import RunDir
+
+    assert newest_tables(run.serving()).path == run.path
+    assert Engine.open(run.path).value_table("ltv").equals(ValueTables.load(RunDir(run.path)).table("ltv"))
+    assert not ValueTables.load(run).customer("late-comer").cold_start
     with open_store(StoreConfig.from_location(run.store_location())) as store:
         ingest(store, Dataset(name="delta2", interactions=make_table("interactions", [
             {"user_id": "later-still", "item_id": item, "event": "purchase", "timestamp": 1_700_000_100}])),
             BuildConfig(progress=False))
         update_run(store, run.path)
-    engine = Engine.open(run.path)  # verifies every file
-    assert engine.knows_user("late-comer") and not engine.customer_value("late-comer").cold_start
-    assert engine.customer_value("later-still").cold_start
+    engine = Engine.open(run.path)
+    assert not engine.customer_value("later-still").cold_start
+    assert newest_tables(run.serving()).path == run.versions / engine.version
+    assert engine.customer_value("someone-else").cold_start
 
 
 def test_refresh_value_applies_the_trained_models_to_the_graph_now(tmp_path):

@@ -872,8 +872,9 @@ class Engine:
     def customer_value(self, user_id: str):
         """The user's expected spend and P(any purchase) over the value horizon
         (:class:`fusion.value.results.CustomerValue`); a user without history gets the
-        cold-start value, never an error. A version written by ``kgrec update`` without value
-        tables of its own answers from the trained run's."""
+        cold-start value, never an error. Read from the served version's value tables
+        (``kgrec update`` refreshes them) or the trained run's, whichever are later
+        (:func:`fusion.value.results.newest_tables`)."""
         return self.current.value_tables().customer(user_id)
 
     def product_potential(self, item_id: str):

@@ -44,14 +44,14 @@ config = StoreConfig(kind="neo4j", uri=where) if kind == "neo4j" else StoreConfi
 store = open_store(config, batch_size=max(400, size // 15)).connect()
 calls = [0]
 for name in ("upsert_nodes", "upsert_rels"):
-    def wrapped(label, rows, progress=None, _real=getattr(store, name)):
+    def wrapped(label, rows, progress=None, _real=getattr(store, name), **options):  # e.g. upsert_rels' touching
         def counted(n):
             progress(n)
             calls[0] += 1
             print(json.dumps({"calls": calls[0]}), flush=True)
             if calls[0] == crash_after:
                 os.kill(os.getpid(), signal.SIGKILL)
-        return _real(label, rows, progress=counted)
+        return _real(label, rows, progress=counted, **options)
     setattr(store, name, wrapped)
 report = build_graph(ds, store, BuildConfig(progress=False))
 store.close()

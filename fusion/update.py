@@ -27,9 +27,10 @@ kept), which :meth:`fusion.engine.Engine.reload` swaps to:
   linked to them (also bought / viewed / bought together), each weighted by the groups
   they share, a big group counting less (:func:`neighbourhood_means`); its direction
   through a readout :math:`W_p` calibrated the same way on the trained products, blended
-  with the calibrated mean of its buyers' vectors when it has some, and its length the
-  neighbours' mean length (:func:`fold_in_products`: a ridge readout shrinks, and a new
-  product a quarter of a trained one's length never reached a user's candidates). Its
+  with the calibrated mean of its buyers' vectors when it has some, and its length that of
+  trained products with as few interactions, at most the neighbours' mean length
+  (:func:`fold_in_products`: a ridge readout shrinks, and a new product a quarter of a
+  trained one's length never reached a user's candidates). Its
   text embedding comes from the run's text encoder, so it can be recommended, searched
   and returned by ``similar`` at once.
 * the fusion model's **side features** (popularity, click rate, recency, price …) are
@@ -183,9 +184,9 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     old_pairs = [np.concatenate(p) for p in zip(old_split.train, old_split.valid, old_split.test)]
     map_u = pd.Index(users).get_indexer(np.asarray(old_maps["user"], dtype=object)[old_pairs[0]])
     map_i = pd.Index(products).get_indexer(np.asarray(old_maps["product"], dtype=object)[old_pairs[1]])
-    old_keys = set((map_u * ni + map_i).tolist())
     new_keys = pu * ni + pi
-    grown = np.unique(pu[~np.isin(new_keys, np.fromiter(old_keys, np.int64, len(old_keys)))])
+    is_new = ~np.isin(new_keys, np.unique(map_u * ni + map_i))   # [pairs]: not in the trained split
+    grown = np.unique(pu[is_new])
     changed_users = grown[user_known[grown]]
     added_users = np.flatnonzero(~user_known)
 
@@ -249,8 +250,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     trained, warm = None, {}
     if warm_start:
         t = time.perf_counter()
-        fresh = np.isin(pu * ni + pi, np.fromiter(old_keys, np.int64, len(old_keys)), invert=True)
-        trained, warm = fine_tune_vectors(split, (pu[fresh], pi[fresh]), user_vec, item_vec, item_known, w_user,
+        trained, warm = fine_tune_vectors(split, (pu[is_new], pi[is_new]), user_vec, item_vec, item_known, w_user,
                                           warm_start)
         if trained is not None:
             user_vec, item_vec = trained["user"], trained["item"]

@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kg.arrays import contains, distinct
 from kg.errors import DataError
 from loaders.errors import DatasetError, LoadError
 from kg.run_dir import RunDir, save_npz, save_parquet
@@ -185,7 +186,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     map_u = pd.Index(users).get_indexer(np.asarray(old_maps["user"], dtype=object)[old_pairs[0]])
     map_i = pd.Index(products).get_indexer(np.asarray(old_maps["product"], dtype=object)[old_pairs[1]])
     new_keys = pu * ni + pi
-    is_new = ~np.isin(new_keys, np.unique(map_u * ni + map_i))   # [pairs]: not in the trained split
+    is_new = ~contains(new_keys, distinct(map_u * ni + map_i), within_sorted=True)   # [pairs]: not in the trained split
     grown = np.unique(pu[is_new])
     changed_users = grown[user_known[grown]]
     added_users = np.flatnonzero(~user_known)
@@ -238,7 +239,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
 
     # side features over every event now in the store; the GNN tables keep the run's scale
     t = time.perf_counter()
-    seen = np.unique(np.concatenate([new_keys, map_u[(map_u >= 0) & (map_i >= 0)] * ni
+    seen = distinct(np.concatenate([new_keys, map_u[(map_u >= 0) & (map_i >= 0)] * ni
                                      + map_i[(map_u >= 0) & (map_i >= 0)]]))
     split = Split(nu, ni, (seen // ni, seen % ni), (np.zeros(0, np.int64),) * 2, (np.zeros(0, np.int64),) * 2)
     prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
@@ -659,14 +660,14 @@ def fine_tune_vectors(split, new_pairs: tuple[np.ndarray, np.ndarray], user_vec:
     from kg.train import PairSet, sample_negatives
 
     nu, ni = split.num_users, split.num_items
-    new_keys = np.unique(np.asarray(new_pairs[0], np.int64) * ni + np.asarray(new_pairs[1], np.int64))
+    new_keys = distinct(np.asarray(new_pairs[0], np.int64) * ni + np.asarray(new_pairs[1], np.int64))
     record: dict = {"new_pairs": int(len(new_keys)), "epochs": int(epochs)}
     if len(new_keys) < FINE_TUNE_MIN_PAIRS or epochs <= 0:
         return None, {**record, "chosen": "fold-in", "why": f"fewer than {FINE_TUNE_MIN_PAIRS} new pairs"}
     g = np.random.default_rng(seed)
     held = np.sort(g.choice(new_keys, max(1, int(round(len(new_keys) * FINE_TUNE_HELD_OUT))), replace=False))
     keys = split.train[0] * ni + split.train[1]
-    keep = ~np.isin(keys, held)
+    keep = ~contains(keys, held, within_sorted=True)
     fit_u, fit_i = split.train[0][keep], split.train[1][keep]
     held_u, held_i = held // ni, held % ni
     judged = np.unique(held_u)
@@ -694,7 +695,7 @@ def fine_tune_vectors(split, new_pairs: tuple[np.ndarray, np.ndarray], user_vec:
     items = torch.nn.Parameter(item_vec.clone())
     anchor_u, anchor_i = base.clone(), item_vec.clone()
     optimiser = torch.optim.Adam([users, items], lr=FINE_TUNE_LR)
-    fresh = np.isin(keys[keep], new_keys)
+    fresh = contains(keys[keep], new_keys, within_sorted=True)
     new_u, new_i, old_u, old_i = fit_u[fresh], fit_i[fresh], fit_u[~fresh], fit_i[~fresh]
     positives = PairSet(fit_u, fit_i, ni)
     generator = torch.Generator().manual_seed(seed)

@@ -55,6 +55,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kg.arrays import distinct
+
 __all__ = ["normalized_adjacency", "sparse_mm", "SymmetricSpMM", "spmm", "LayerMeanPropagation",
            "propagate", "add_uniform_noise_", "NoisyPropagation", "noisy_propagate"]
 
@@ -78,7 +80,7 @@ def normalized_adjacency(users, items, num_users: int, num_items: int, *,
         raise ValueError("users and items must have the same length")
     if len(u) and (u.min() < 0 or u.max() >= num_users or i.min() < 0 or i.max() >= num_items):
         raise ValueError("pair index out of range")
-    key = np.unique(u * num_items + i)  # distinct pairs, sorted by (user, item)
+    key = distinct(u * num_items + i)  # distinct pairs, sorted by (user, item)
     u, i = key // num_items, key % num_items
     n = num_users + num_items
     deg = np.bincount(u, minlength=num_users).astype(np.float64)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kg.arrays import contains
 from kg.errors import ConfigError, DataError, LoadError
 
 POSITIVE_TYPES = ("purchased", "rated", "reviewed")  # default positives
@@ -221,7 +222,7 @@ def split_from_file(data, id_maps: dict, path: str | Path, types: tuple[str, ...
     fi = index(item_ids, table["item_id"], "item", "item_id")
     graph_keys = users * n_items + items  # sorted by (user, item): positives() orders them so
     file_keys = fu * n_items + fi
-    found = np.isin(file_keys, graph_keys)
+    found = contains(file_keys, graph_keys)
     if not found.all():
         row = table.iloc[int(np.flatnonzero(~found)[0])]
         raise LoadError(row["file"], int(row["line"]), None,

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kg.arrays import distinct
 from kg.config import checked_fields, resolve_device, resolve_threads
 from kg.errors import ConfigError, DataError
 from kg.evaluation import evaluate
@@ -205,7 +206,7 @@ class PairSet:
     """Membership of (user, item) pairs by sorted int64 keys ``user * I + item``."""
 
     def __init__(self, users, items, num_items: int, device: torch.device | str = "cpu"):
-        keys = np.unique(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))
+        keys = distinct(np.asarray(users, np.int64) * num_items + np.asarray(items, np.int64))
         self.keys = torch.from_numpy(keys).to(device)
         self.num_items = num_items
 

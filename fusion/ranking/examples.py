@@ -57,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from kg.arrays import contains, distinct
 from kg.config import checked_fields
 from kg.errors import DataError
 
@@ -199,7 +200,7 @@ class Periods:
         keys = _pair_keys(users, items, self.num_items)
         part = np.zeros(len(users), dtype=np.int8)
         for code, held, cut in ((1, self.held[0], self.cut[0]), (2, self.held[1], self.cut[1])):
-            part[(time > cut[users]) | np.isin(keys, held)] = code
+            part[(time > cut[users]) | contains(keys, held, within_sorted=True)] = code
         return part
 
 
@@ -220,10 +221,10 @@ def held_out_periods(data, split, positive_types: tuple[str, ...] | None = None)
                    np.concatenate([e[2] for e in events]).astype(np.int64) if events else np.zeros(0, np.int64)))
     helds, cuts = [], []
     for pairs in (split.valid, split.test):
-        held = np.unique(_pair_keys(pairs[0], pairs[1], n))
+        held = distinct(_pair_keys(pairs[0], pairs[1], n))
         when = np.full(len(held), np.iinfo(np.int64).max)
         for keys, time in firsts:  # positive time first; any-type time for pairs still without one
-            m = np.isin(keys, held)
+            m = contains(keys, held, within_sorted=True)
             first = pd.Series(time[m]).groupby(keys[m]).min()
             pos = np.searchsorted(held, first.index.to_numpy())
             unset = when[pos] == np.iinfo(np.int64).max
@@ -320,7 +321,7 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
         src = np.flatnonzero(base & (part == code))
         if not per or not len(src):
             continue
-        seen = np.unique(np.concatenate([k[p <= code] for k, p in event_keys]))
+        seen = distinct(np.concatenate([k[p <= code] for k, p in event_keys]))
         u, i, _ = sample_unseen(users[src], seen, num_items, per, np.random.default_rng([config.seed, code]))
         neg[0].append(np.repeat(src, per))
         neg[1].append(u)

@@ -47,6 +47,7 @@ from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.model import TASKS, FusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS
+from kg.arrays import distinct
 from kg.config import resolve_device, torch_threads
 from kg.errors import DataError
 from kg.evaluation import evaluate
@@ -178,7 +179,7 @@ def with_candidate_negatives(train: ExampleSet, tables: FeatureTables, per: int,
         return train
     n_items = tables.num_items
     depth = min(depth, n_items)
-    logged = np.unique(train.user[~train.sampled] * n_items + train.item[~train.sampled])
+    logged = distinct(train.user[~train.sampled] * n_items + train.item[~train.sampled])
     users = np.unique(train.user[src])
     row_of = np.full(int(users.max()) + 1, -1, np.int64)
     row_of[users] = np.arange(len(users))

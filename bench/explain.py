@@ -24,8 +24,9 @@ old/new ratio, whether both stores gave the same new explanations, and whether t
 explanations equal the reference's when the reference fetches as many rows per template
 as the new query (:data:`kg.explain.PATHS_PER_TEMPLATE`): same paths, scores and order;
 and how many top reasons differ from the reference at ``max_paths`` rows per template
-(today's behaviour, where the top reason depended on ``max_paths``). Plus one line per
-store and data set for scripts::
+(today's behaviour, where the top reason depended on ``max_paths``). On Neo4j, the database
+hits of one explanation (the first pair) by ``PROFILE``, new against old, summed over the
+statements each sends. Plus one line per store and data set for scripts::
 
     explain p50_ms=<x> p99_ms=<y> store=<kind> data=<name>
 
@@ -242,6 +243,31 @@ def server_cpu(home: str | None) -> float:
         return float("nan")
 
 
+def plan_db_hits(plan: dict) -> int:
+    """Database hits of a PROFILE plan (``summary.profile``), all its operators."""
+    return int(plan.get("dbHits", 0)) + sum(plan_db_hits(c) for c in plan.get("children", []))
+
+
+def profiled(store, fn) -> tuple[int, int]:
+    """(database hits, statements) of everything ``fn()`` sends to a Neo4j store: each
+    statement run as ``PROFILE <statement>`` through the store's driver."""
+    real = store.driver.execute_query
+    total = [0, 0]
+
+    def execute_query(query, *args, **kwargs):
+        result = real("PROFILE " + query, *args, **kwargs)
+        total[0] += plan_db_hits(result.summary.profile or {})
+        total[1] += 1
+        return result
+
+    store.driver.execute_query = execute_query
+    try:
+        fn()
+    finally:
+        del store.driver.execute_query  # the class's method again
+    return total[0], total[1]
+
+
 def time_recommend(engine, store, users: list[str], emb: Embeddings) -> tuple[list[float], list[float]]:
     """p50 inputs: new = recommend(k=10, explain=True); old = recommend + a reference
     explanation per item (what recommend(explain=True) cost before)."""
@@ -283,6 +309,7 @@ def main() -> None:
              "| same as reference | top reason differs from old (max_paths rows) | load average |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|"]
     script: list[str] = []
+    profiles = ["| data | (user, item) | PROFILE db hits, old | new |", "|---|---|---:|---:|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             source, path = SETS[name]
@@ -337,6 +364,12 @@ def main() -> None:
                 lines[-1] += f" {load_line().split(' on ')[0].replace('load average ', '')} |"
                 print(lines[-1], flush=True)
                 print(script[-1], flush=True)
+                if kind == "neo4j":
+                    new_hits = profiled(store, lambda: explain(store, *pairs[0], MAX_PATHS, emb))
+                    old_hits = profiled(store, lambda: reference_explain(store, *pairs[0], MAX_PATHS, emb))
+                    profiles.append(f"| {name} | {pairs[0]} | {old_hits[0]:,} in {old_hits[1]} statements "
+                                    f"| {new_hits[0]:,} in {new_hits[1]} |")
+                    print(profiles[-1], flush=True)
             for kind, store in stores.items():
                 if kind == "neo4j":
                     store.clear()
@@ -346,6 +379,10 @@ def main() -> None:
     print("\n".join(lines))
     print()
     print("\n".join(script))
+    if len(profiles) > 2:
+        print()
+        print("Neo4j PROFILE of one explanation (the first pair), summed over its statements:")
+        print("\n".join(profiles))
 
 
 if __name__ == "__main__":

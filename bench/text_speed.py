@@ -9,7 +9,9 @@ same max length (256 tokens), after one warm-up batch:
 * ``kgrec b64`` / ``kgrec b256`` -- :meth:`TextEncoder.encode`, the default: fp32, batches
   sorted by token count, dynamic padding, ``torch.inference_mode``;
 * ``kgrec int8 b64/b256`` -- the same encoder with ``precision="int8"`` (dynamic int8
-  quantization of the Linear layers), ``kgrec bf16 b64/b256`` -- ``precision="bf16"``;
+  quantization of the Linear layers), ``kgrec bf16 b64/b256`` -- ``precision="bf16"``,
+  ``kgrec auto b64/b256`` -- ``precision="auto"``, what the Engine encodes search queries
+  with (bf16 on a CPU with native bfloat16, else fp32; the row names which);
 * the old paths, selectable for before/after in one run: ``kgrec before b64/b256`` -- the
   previous ``encode`` (batches sorted by *character* count, ``torch.no_grad``, one
   ``embed`` call per batch), ``kgrec no-sort b64/b256`` -- ``encode(sort_by_length=False)``
@@ -53,11 +55,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon2018-gift-cards"
 BATCHES = (64, 256)
-KGREC = ("no-sort", "before", "", "int8", "bf16")   # "" = the default encode (fp32)
+KGREC = ("no-sort", "before", "", "int8", "bf16", "auto")   # "" = the default encode (fp32)
 VARIANTS = tuple(v for b in BATCHES for v in [f"kgrec {k} b{b}".replace("  ", " ") for k in KGREC]
                  + [f"sentence-transformers b{b}"]) + ("kgrec cache", "naive loop")
 LABELS = {"": "fp32, token-length sort (default)", "no-sort": "no length sort", "int8": "int8 dynamic",
-          "bf16": "bf16", "before": "before: char-length sort, no_grad"}
+          "bf16": "bf16", "before": "before: char-length sort, no_grad",
+          "auto": "auto (the Engine's query encoder: {precision} on this CPU)"}
 MAX_LENGTH = 256
 
 
@@ -106,7 +109,8 @@ def run_variant(variant: str, texts: list[str], naive_texts: int, emb_out: str |
     if variant.startswith("kgrec"):
         kind = _kind(variant)
         encoder = TextEncoder.from_pretrained(path, max_length=MAX_LENGTH,
-                                              precision=kind if kind in ("int8", "bf16") else "fp32")
+                                              precision=kind if kind in ("int8", "bf16", "auto") else "fp32")
+        out["precision"] = encoder.precision
         out["rss_load_mb"] = _rss_mb()
         encoder.encode(texts[:16], 16)  # warm-up
         if variant == "kgrec cache":
@@ -257,7 +261,7 @@ def main() -> None:
         if name == "kgrec cache":
             label = "kgrec cache hit (b64)"
         elif name.startswith("kgrec"):
-            label = f"kgrec {LABELS[_kind(name)]} b{batch}"
+            label = f"kgrec {LABELS[_kind(name)].format(precision=r.get('precision', '?'))} b{batch}"
         else:
             label = name
         print(f"| {label} | {tps:.1f} | {x_naive} | {x_st} | {cpu} | {x_cpu} | {delta} | {cos} | "

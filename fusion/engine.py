@@ -530,7 +530,9 @@ class Engine:
     :class:`Catalogue`, each user's seen products, a popularity score per product).
 
     ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
-    the first search when not given; ``store`` (an open GraphStore, for explanations)
+    the first search when not given, in ``text_precision`` (default ``"auto"``: bf16 on a
+    CPU that computes it natively, else fp32 -- :func:`fusion.text.encoder.resolve_precision`;
+    the catalogue's vectors stay the fp32 ones of training); ``store`` (an open GraphStore, for explanations)
     is opened from ``run``'s record on the first explanation when not given.
 
     The run's newest version (written by :func:`fusion.update.update_run`) is what it
@@ -541,8 +543,9 @@ class Engine:
     def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
                  run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
-                 location: dict | None = None) -> None:
+                 location: dict | None = None, text_precision: str = "auto") -> None:
         self.run = run
+        self.text_precision = text_precision
         self.location = location or (run.store_location() if run is not None else None)
         self.current = version or EngineVersion(model, tables, users, catalogue, seen, popularity,
                                                 candidates=candidates, run=run)
@@ -563,15 +566,16 @@ class Engine:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, run_dir: str | Path, *, store=None, location: dict | None = None,
-             candidates: int | None = None) -> Engine:
+             candidates: int | None = None, text_precision: str = "auto") -> Engine:
         """Load a finished run folder (its newest version). ``store`` (an open GraphStore),
         or ``location`` (a ``GraphStore.location()`` record, opened when needed), overrides
-        the graph the run remembers; ``candidates`` overrides the run's re-ranking depth."""
+        the graph the run remembers; ``candidates`` overrides the run's re-ranking depth;
+        ``text_precision``: the query encoder's (see the class docstring)."""
         run = RunDir(run_dir)
         version = EngineVersion.load(run.serving(), candidates=candidates).prepare()
         v = version
         return cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
-                   store=store, run=run, version=version, location=location)
+                   store=store, run=run, version=version, location=location, text_precision=text_precision)
 
     def _pointer(self):
         """What names the run's current version on disk (``CURRENT``'s mtime and size)."""
@@ -766,7 +770,7 @@ class Engine:
                     raise RunFolderError("this Engine has no run folder to load a text encoder from; "
                                          "build it with Engine(..., encoder=...)")
                 with self.run.reading(self.run.text, "text"):
-                    self._encoder = load_run_encoder(self.run)
+                    self._encoder = load_run_encoder(self.run, self.text_precision)
             return self._encoder
 
     def loaded_encoder(self):

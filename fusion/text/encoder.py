@@ -50,6 +50,11 @@ for CPU serving; the default stays ``"fp32"``:
 * ``"bf16"`` -- the model cast to bfloat16 (pooling and the norm stay in float32): fast
   on CPUs with AMX / AVX512-BF16 (there: cosine to fp32 min ~0.9999, ~1.6-1.8x less CPU
   time than fp32 on MiniLM-L6), slow elsewhere.
+* ``"auto"`` -- ``"bf16"`` on a CPU with native bfloat16 instructions (``avx512_bf16`` or
+  ``amx_bf16`` in ``/proc/cpuinfo``: :func:`native_bf16`), else ``"fp32"``; on a GPU,
+  ``"fp32"``. What the :class:`~fusion.engine.Engine` encodes search queries with (the
+  catalogue's vectors are computed in fp32 at training time; a bf16 query vector's cosine
+  to its fp32 one is ~0.9999, and ``bench/text_quality.py`` measures the retrieval).
 
 A non-fp32 encoder says so in ``repr``, has its own :meth:`~TextEncoder.fingerprint`
 (so an embedding cache never mixes its vectors with fp32 ones), cannot be saved or
@@ -82,6 +87,8 @@ SETTINGS_FILE = "text_encoder.json"
 DEFAULT_NAMES = (None, "", "default", "minilm")
 #: what :meth:`TextEncoder.quantize` / ``from_pretrained(precision=...)`` accept
 PRECISIONS = ("fp32", "int8", "bf16")
+#: also accepted where an encoder is loaded: the fastest precision that keeps fp32's vectors
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -195,8 +202,10 @@ class TextEncoder(nn.Module):
 
         ``text_encoder.json`` in the directory (written by :meth:`save`) supplies the
         settings; ``max_length`` overrides its value (and is capped by the model's
-        position embeddings). ``precision`` ("fp32", "int8", "bf16"): see :meth:`quantize`.
+        position embeddings). ``precision`` ("fp32", "int8", "bf16", or "auto": see
+        :func:`resolve_precision`): see :meth:`quantize`.
         """
+        precision = resolve_precision(precision, device)
         _check_precision(precision, device)
         path = resolve_checkpoint(checkpoint)
         _offline()
@@ -431,6 +440,27 @@ class TextEncoder(nn.Module):
         return out
 
 
+@functools.lru_cache(maxsize=None)
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): where the bf16
+    encoder is faster than fp32 instead of emulated (Linux ``/proc/cpuinfo``; False
+    where it cannot be read)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+
+
+def resolve_precision(precision: str, device=None) -> str:
+    """``precision`` itself, or for ``"auto"``: ``"bf16"`` on a CPU with native bfloat16
+    (:func:`native_bf16`), else ``"fp32"`` (also on a GPU)."""
+    if precision != AUTO:
+        return precision
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    return "bf16" if on_cpu and native_bf16() else "fp32"
+
+
 def _check_precision(precision: str, device) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -498,12 +528,14 @@ def save_run_record(run: RunDir, encoder: TextEncoder, max_length: int | None) -
                                          "fingerprint": encoder.fingerprint()})
 
 
-def load_run_encoder(run: RunDir) -> TextEncoder:
+def load_run_encoder(run: RunDir, precision: str = "fp32") -> TextEncoder:
     """A run's text encoder: its fine-tuned directory (``text/encoder/``), or the checkpoint
     its text stage recorded it used as it is (:func:`save_run_record`), which must still be
-    the same weights (its fingerprint) -- else a :class:`CheckpointError`."""
+    the same weights (its fingerprint) -- else a :class:`CheckpointError`. ``precision``:
+    as :meth:`TextEncoder.from_pretrained` (the weights are checked in fp32, then
+    converted)."""
     if run.text_encoder.is_dir():
-        return TextEncoder.from_pretrained(run.text_encoder)
+        return TextEncoder.from_pretrained(run.text_encoder, precision=precision)
     record = json.loads(run.need(run.text_encoder_record, "text").read_text())
     encoder = TextEncoder.from_pretrained(record["checkpoint"], max_length=record.get("max_length"))
     if record.get("fingerprint") and encoder.fingerprint() != record["fingerprint"]:
@@ -511,7 +543,7 @@ def load_run_encoder(run: RunDir) -> TextEncoder:
                               f"trained (fingerprint {encoder.fingerprint()}, the run recorded "
                               f"{record['fingerprint']}); retrain the text stage (kgrec train --stage text "
                               f"--run {run.path})")
-    return encoder
+    return encoder.quantize(resolve_precision(precision), copy_model=False)
 
 
 _WORD = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")

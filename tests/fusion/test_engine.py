@@ -314,3 +314,17 @@ def test_search_relevance_comes_from_the_text_match_without_judged_queries(tmp_p
         assert engine.current.relevance_from_text  # no judgements in the run
         first = sum(engine.search(str(engine.catalogue.titles[j]), k=3)[0].item_id == ids[j] for j in range(len(ids)))
     assert first >= 12, first  # 18 of 40 measured (a random 16-dim BERT confuses similar titles)
+
+
+def test_query_encoder_precision_is_auto_by_default(tiny_run):
+    """Search queries are encoded in bf16 where the CPU computes it natively ("auto"),
+    else fp32; an explicit text_precision is kept; either way the query vectors agree."""
+    from fusion.text.encoder import resolve_precision
+
+    run, _ = tiny_run
+    queries = ["a gift", "headphones with bass", "frying pan"]
+    with Engine.open(run.path) as auto, Engine.open(run.path, text_precision="fp32") as exact:
+        assert auto.encoder.precision == resolve_precision("auto")
+        assert exact.encoder.precision == "fp32"
+        cosine = (auto.encode_queries(queries) * exact.encode_queries(queries)).sum(-1)
+        assert float(cosine.min()) >= 0.99

@@ -196,6 +196,18 @@ def test_precision_is_checked(tiny_dir):
         enc.encode(TEXTS, batch_size=0)
 
 
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tiny_dir, monkeypatch):
+    from fusion.text import encoder as module
+
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(module, "native_bf16", lambda native=native: native)
+        assert module.resolve_precision("auto") == want
+        assert module.resolve_precision("auto", "cpu") == want
+        assert module.resolve_precision("auto", "cuda") == "fp32"  # a GPU: never bf16 by "auto"
+        assert module.resolve_precision("int8") == "int8"  # an explicit choice stays
+        assert TextEncoder.from_pretrained(tiny_dir, precision="auto").precision == want
+
+
 def test_embedding_cache_keeps_int8_and_fp32_vectors_apart(encoder, tmp_path):
     from fusion.text.index import EmbeddingCache
 

@@ -47,7 +47,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -641,14 +641,15 @@ class Engine:
             return False
         return self.reload()
 
-    def follow(self, poll_seconds: float = 0.2) -> None:
+    def follow(self, poll_seconds: float = 0.2, on_swap: Callable[[], None] | None = None) -> None:
         """Follow the run's new versions in the background: a daemon thread looks at
         ``CURRENT`` every ``poll_seconds`` and, when it changed, loads and prepares the new
         version and swaps to it (:meth:`reload`) -- so several serving processes follow an
         updater's versions and no request ever waits for a load. A version that fails to
         load (e.g. a file that does not match its manifest) is not served: the engine keeps
         the one it has, says why once on stderr and in :attr:`reload_error`, and tries again
-        when ``CURRENT`` changes. Stopped by :meth:`close`."""
+        when ``CURRENT`` changes. ``on_swap`` is called (in that thread) after each swap.
+        Stopped by :meth:`close`."""
         if self.run is None or self._follower is not None:
             return
         import sys
@@ -656,7 +657,8 @@ class Engine:
         def loop() -> None:
             while not self._stop_following.wait(poll_seconds):
                 try:
-                    self.reload_if_newer()
+                    if self.reload_if_newer() and on_swap is not None:
+                        on_swap()
                     self.reload_error = None
                 except Exception as exc:  # noqa: BLE001 - keep serving the version we have
                     error = f"{type(exc).__name__}: {exc}"

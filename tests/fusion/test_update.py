@@ -193,6 +193,22 @@ def test_reload_does_not_disturb_requests_in_flight(tiny):
     assert not errors and engine.version == "v000003"
 
 
+def test_following_engine_swaps_to_a_new_version_and_says_so(tiny):
+    """Engine.follow loads an updater's new version in the background and calls on_swap
+    after the swap (the service freezes the garbage collector's view there)."""
+    run, dataset, config = tiny
+    swapped = threading.Event()
+    with Engine.open(run.path) as engine:
+        before = engine.version
+        engine.follow(poll_seconds=0.05, on_swap=swapped.set)
+        with open_store(config) as store:
+            ingest(store, events([{"user_id": "follower-check", "item_id": str(engine.catalogue.ids[0]),
+                                   "event": "purchase", "timestamp": 1_700_000_100}]), QUIET)
+            update_run(store, run.path)
+        assert swapped.wait(30), "no swap within 30 s"
+        assert engine.version != before and engine.reload_error is None
+
+
 def test_an_update_against_a_rebuilt_store_is_refused(tiny):
     run, dataset, config = tiny
     with open_store(config) as store:

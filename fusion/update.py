@@ -186,7 +186,8 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     map_u = pd.Index(users).get_indexer(np.asarray(old_maps["user"], dtype=object)[old_pairs[0]])
     map_i = pd.Index(products).get_indexer(np.asarray(old_maps["product"], dtype=object)[old_pairs[1]])
     new_keys = pu * ni + pi
-    is_new = ~contains(new_keys, distinct(map_u * ni + map_i), within_sorted=True)   # [pairs]: not in the trained split
+    # [pairs]: not in the trained split
+    is_new = ~contains(new_keys, distinct(map_u * ni + map_i), within_sorted=True)
     grown = np.unique(pu[is_new])
     changed_users = grown[user_known[grown]]
     added_users = np.flatnonzero(~user_known)

@@ -170,9 +170,7 @@ def sample_unseen(users: np.ndarray, seen_keys: np.ndarray, num_items: int, per:
     seen = np.sort(seen_keys)
 
     def collides() -> np.ndarray:
-        keys = _pair_keys(users, items, num_items)
-        pos = np.searchsorted(seen, keys).clip(0, max(len(seen) - 1, 0))
-        return seen[pos] == keys if len(seen) else np.zeros(len(keys), bool)
+        return contains(_pair_keys(users, items, num_items), seen, within_sorted=True)
 
     for _ in range(tries):  # resample the collisions
         bad = collides()

@@ -47,7 +47,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -524,6 +524,12 @@ class EngineVersion:
         return self.nearest(self.search_index(), query, n, allowed)[1]
 
 
+class Explainer(Protocol):
+    """What answers an :class:`Engine`'s explanations elsewhere (:meth:`Engine.explain_with`)."""
+
+    def explain_many(self, user_id: str, item_ids: Sequence[str], max_paths: int, strict: bool) -> list: ...
+
+
 class Engine:
     """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
     its parts (a fusion model, its feature tables, the user ids of the tables' rows, a
@@ -562,6 +568,8 @@ class Engine:
         self._follower: threading.Thread | None = None
         self._stop_following = threading.Event()
         self.reload_error: str | None = None  #: why the last background reload failed (None: it did not)
+        self._explainer: Explainer | None = None
+        self._prepare_view: Callable[[Any, EngineVersion], None] | None = None  # see follow()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -624,6 +632,8 @@ class Engine:
             if self._own_store and self.store is not None:  # a fresh snapshot of the graph, opened now
                 try:
                     view = self._open_graph_view()
+                    if self._prepare_view is not None:
+                        self._prepare_view(view, fresh)
                 except StoreError:  # the next explanation tries again (and says why)
                     view = None
             self.current = fresh  # one reference assignment: atomic for the threads reading it
@@ -641,17 +651,21 @@ class Engine:
             return False
         return self.reload()
 
-    def follow(self, poll_seconds: float = 0.2, on_swap: Callable[[], None] | None = None) -> None:
+    def follow(self, poll_seconds: float = 0.2, on_swap: Callable[[], None] | None = None,
+               prepare_view: Callable[[Any, EngineVersion], None] | None = None) -> None:
         """Follow the run's new versions in the background: a daemon thread looks at
         ``CURRENT`` every ``poll_seconds`` and, when it changed, loads and prepares the new
         version and swaps to it (:meth:`reload`) -- so several serving processes follow an
         updater's versions and no request ever waits for a load. A version that fails to
         load (e.g. a file that does not match its manifest) is not served: the engine keeps
         the one it has, says why once on stderr and in :attr:`reload_error`, and tries again
-        when ``CURRENT`` changes. ``on_swap`` is called (in that thread) after each swap.
-        Stopped by :meth:`close`."""
+        when ``CURRENT`` changes. ``on_swap`` is called (in that thread) after each swap;
+        ``prepare_view`` with the graph view reopened for a new version and that version,
+        before the swap (e.g. to prepare the explanation statement on it). Stopped by
+        :meth:`close`."""
         if self.run is None or self._follower is not None:
             return
+        self._prepare_view = prepare_view
         import sys
 
         def loop() -> None:
@@ -947,10 +961,25 @@ class Engine:
         unknown item when ``strict``, else its place holds None."""
         return self._explain_many(user_id, item_ids, max_paths, strict, self.current)
 
+    def explain_with(self, explainer: Explainer | None) -> None:
+        """Answer explanations through ``explainer`` -- an object with ``explain_many(user_id,
+        item_ids, max_paths, strict)``, e.g. a :class:`fusion.explainer.ExplainerProcess` --
+        instead of a graph view of this process (None: back to the view). The explainer
+        follows the run's versions itself, so during a swap an explanation may come from the
+        version next to the one that ranked the items."""
+        self._explainer = explainer
+
+    @property
+    def explains_elsewhere(self) -> bool:
+        """Whether explanations go to an explainer (:meth:`explain_with`), not a graph view."""
+        return self._explainer is not None
+
     def _explain_many(self, user_id: str, item_ids: Sequence[str], max_paths: int, strict: bool,
                       v: EngineVersion) -> list:
         from kg.explain import explain_many
 
+        if self._explainer is not None:
+            return self._explainer.explain_many(user_id, list(item_ids), max_paths, strict)
         if v.explain_embeddings is None:
             v.explain_embeddings = v.load_explain_embeddings()
         with self._using_graph() as store:

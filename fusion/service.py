@@ -31,7 +31,9 @@ How a request runs (measured with ``bench/serve_latency.py``): ``/recommend``,
 event loop (a few ms of torch: a hop to the thread pool and back cost more than that, and
 threads of one process only share its GIL); ``/explain``, a recommendation with
 explanations and a search for a new query (the text encoder, ~10 ms) run on the thread
-pool, so the loop goes on serving while the graph store or the encoder works. The routes
+pool, so the loop goes on serving while the graph store or the encoder works; over the
+embedded store the explanations come from a child process of the worker
+(:mod:`fusion.explainer`: ladybug prepares statements holding the GIL). The routes
 answer with dicts serialised by orjson (:class:`FastJSON`), shaped like their documented
 response models; building and validating a pydantic model per result was most of a
 request's time. ``--workers N`` processes share the port (one per core).
@@ -49,6 +51,7 @@ import functools
 import gc
 import hmac
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -155,15 +158,19 @@ class FastJSON(Response):
 # ------------------------------------------------------------------ the app
 
 def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, updater: bool = False,
-               poll_seconds: float = 0.5, follow_seconds: float = 0.2) -> FastAPI:
+               poll_seconds: float = 0.5, follow_seconds: float = 0.2,
+               explain_process: bool | None = None) -> FastAPI:
     """The service over ``run_dir``. ``location``: the graph store for explanations and
     events (a ``GraphStore.location()`` record; default: the one the run remembers);
     ``updater``: also run the events updater as a thread of this process (``kgrec serve``
-    runs it as a process of its own instead: :func:`serve`)."""
+    runs it as a process of its own instead: :func:`serve`); ``explain_process``: answer
+    explanations from a child process (:mod:`fusion.explainer`; default: when the store is
+    the embedded one, whose statement preparation holds the GIL)."""
     from fusion.engine import Engine
+    from fusion.explainer import ExplainerProcess
     from fusion.update import EventInbox, Updater
 
-    state: dict[str, Any] = {"engine": None, "updater": None}
+    state: dict[str, Any] = {"engine": None, "updater": None, "explainer": None}
     api_key = os.environ.get("KGREC_API_KEY", "")
     events_inbox = EventInbox(run_dir) if inbox else None
     lock = threading.Lock()
@@ -172,6 +179,18 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     async def lifespan(_: FastAPI):
         with lock:
             state["engine"] = Engine.open(run_dir, location=location)
+            own = explain_process
+            if own is None:
+                own = (state["engine"].location or {}).get("kind") == "embedded"
+            if own:
+                explainer = ExplainerProcess(run_dir, location, follow_seconds)
+                try:
+                    explainer.start()
+                except (KgrecError, OSError) as exc:  # serve anyway; explanations from this process
+                    print(f"kgrec serve: explanations stay in the worker ({exc})", file=sys.stderr, flush=True)
+                else:
+                    state["explainer"] = explainer
+                    state["engine"].explain_with(explainer)
             warm_up(state["engine"])
             gc.freeze()  # see "cyclic garbage collector" above warm_up()
             state["engine"].follow(poll_seconds=follow_seconds, on_swap=gc.freeze)
@@ -183,6 +202,8 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         if state["updater"] is not None:
             state["updater"].stop()
         state["engine"].close()
+        if state["explainer"] is not None:
+            state["explainer"].close()
 
     app = FastAPI(title="kgrec", description="Knowledge-graph search and recommendation over a trained run.",
                   version="1", lifespan=lifespan)
@@ -321,7 +342,8 @@ def results_json(recs, version: str | None, cold_start: bool, started: float) ->
 # few hundred requests/s the young objects of the requests trigger one every so often. So
 # each worker freezes what it has loaded (``gc.freeze()``: later collections skip those
 # objects, ~0 ms; refcounting still frees them) after its warm-up and after every version
-# swap. (The service's p99 under load is still made of the swaps themselves: see README.)
+# swap. (The explanation view reopened after each swap stalled the loop too: explanations
+# over the embedded store come from a child process, :mod:`fusion.explainer`.)
 
 
 def warm_up(engine) -> None:
@@ -331,18 +353,19 @@ def warm_up(engine) -> None:
 
     with contextlib.suppress(RunFolderError, OSError):
         engine.encode_queries(["warm up"])
-    with contextlib.suppress(StoreError, OSError):
-        engine.graph()
+    if not engine.explains_elsewhere:
+        with contextlib.suppress(StoreError, OSError):
+            engine.graph()
 
 
 def app_from_env() -> FastAPI:
     """The app each ``kgrec serve`` worker runs (its settings from the environment the
-    command set: ``KGREC_SERVE_RUN``, ``KGREC_SERVE_STORE`` -- a store location as JSON)."""
+    command set: ``KGREC_SERVE_RUN``, ``KGREC_SERVE_STORE`` -- a store location as JSON;
+    ``KGREC_SERVE_EXPLAIN_PROCESS``: 1 / 0 to answer explanations from a child process or
+    not, default: for the embedded store, see :mod:`fusion.explainer`)."""
     import json
 
     import torch
-
-    import sys
 
     # workers (--workers) and the thread pool already run requests in parallel: torch's own
     # intra-op threads on top of them only oversubscribe the cores (KGREC_SERVE_TORCH_THREADS)
@@ -353,14 +376,14 @@ def app_from_env() -> FastAPI:
     sys.setswitchinterval(SWITCH_INTERVAL)
     run = os.environ["KGREC_SERVE_RUN"]
     location = json.loads(os.environ["KGREC_SERVE_STORE"]) if os.environ.get("KGREC_SERVE_STORE") else None
-    return create_app(run, location=location)
+    own = os.environ.get("KGREC_SERVE_EXPLAIN_PROCESS", "")  # 1 / 0; default: for the embedded store
+    return create_app(run, location=location, explain_process=None if own == "" else own != "0")
 
 
 def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
     """Run the service (uvicorn, ``workers`` processes) and the events updater (a process of
     its own, :func:`fusion.update.main`) until interrupted."""
     import subprocess
-    import sys
 
     import uvicorn
 

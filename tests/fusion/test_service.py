@@ -137,6 +137,13 @@ def test_posted_events_reach_the_store_and_the_users_recommendations(service):
     with open_store(StoreConfig.from_location(run.store_location()), read_only=True) as store:
         bought = store.cypher("MATCH (:User {id: 'shopper-x'})-[:PURCHASED]->(p:Product) RETURN p.id AS id")
     assert set(bought["id"]) == set(items)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # the explanations (a process of their own) follow the new version too
+        why = client.get(f"/explain/shopper-x/{items[0]}")
+        if why.status_code == 200 and why.json()["paths"]:
+            break
+        time.sleep(0.5)
+    assert why.status_code == 200 and why.json()["paths"][0]["template"] == "direct", why.text
 
 
 def test_a_reload_during_requests_fails_none(service):

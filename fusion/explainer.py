@@ -37,8 +37,9 @@ from typing import Any, BinaryIO, Sequence
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
 
 #: the child's CPU priority (``nice``): explanations yield to the workers' other requests
-#: (``bench/serve_latency.py``, /recommend p99 at 300 requests/s: 34--46 ms with the child
-#: at 0, 23--26 ms at 5, 24 ms at 10 with slower explanations: p50 48 against 34 ms)
+#: (``bench/serve_latency.py``, /recommend p99 at 300 requests/s, measured while the load
+#: generator's own GC pauses still counted: 34--46 ms with the child at 0, 23--27 ms at 5,
+#: 24 ms at 10 with slower explanations: p50 48 against 34 ms)
 NICENESS = 5
 #: the priority of the child's thread that opens and prepares the view of each new version
 PREPARE_NICENESS = 10

@@ -20,7 +20,7 @@ throughput, and latency is measured at a stated load (as wrk2 and Gorse's benchm
 
 Failed requests: any status but 200, or a transport error (connection closed or refused,
 malformed answer, no answer within 60 s). Also printed: the load average before and after
-(the machine is shared), the CPU seconds of the server's processes (workers, updater) and
+(the machine is shared), the CPU seconds of the server's processes (workers, their explanation processes, updater) and
 of the load generator, and how many run versions the updater folded in.
 
     python bench/serve_latency.py --run runs/demo
@@ -64,7 +64,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def tree_cpu_seconds(pid: int) -> dict[str, float]:
     """User + system CPU seconds of ``pid`` and its descendants alive now (from /proc):
-    ``updater`` (the ``fusion.update`` process) and ``workers`` (the rest)."""
+    ``updater`` (the ``fusion.update`` process), ``explainers`` (the workers' explanation
+    processes, ``fusion.explainer``) and ``workers`` (the rest)."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
@@ -76,7 +77,7 @@ def tree_cpu_seconds(pid: int) -> dict[str, float]:
                 continue
             stats[int(entry.name)] = fields
             children.setdefault(int(fields[1]), []).append(int(entry.name))
-    out, todo = {"workers": 0.0, "updater": 0.0}, [pid]
+    out, todo = {"workers": 0.0, "explainers": 0.0, "updater": 0.0}, [pid]
     while todo:
         p = todo.pop()
         if p in stats:
@@ -84,7 +85,9 @@ def tree_cpu_seconds(pid: int) -> dict[str, float]:
                 cmd = Path(f"/proc/{p}/cmdline").read_bytes()
             except OSError:
                 cmd = b""
-            out["updater" if b"fusion.update" in cmd else "workers"] += (int(stats[p][11]) + int(stats[p][12])) / tick
+            kind = ("updater" if b"fusion.update" in cmd else "explainers" if b"fusion.explainer" in cmd
+                    else "workers")
+            out[kind] += (int(stats[p][11]) + int(stats[p][12])) / tick
         todo += children.get(p, [])
     return out
 
@@ -250,7 +253,9 @@ async def main_async(args) -> int:
                            f"requests/s, {len(results.failures) + len(events['failures'])} failed; {events['posted']} "
                            f"POST /events ({events['accepted']} events accepted); CPU per request: server "
                            f"workers {cpu['workers'] / max(total, 1) * 1e3:.2f} ms, load generator "
-                           f"{gen / max(total, 1) * 1e3:.2f} ms; the updater used {cpu['updater']:.0f} CPU s")
+                           f"{gen / max(total, 1) * 1e3:.2f} ms; CPU per explanation in the explanation "
+                           f"processes {cpu['explainers'] / max(len(results.times.get('explain', [])), 1) * 1e3:.1f} "
+                           f"ms; the updater used {cpu['updater']:.0f} CPU s")
         server_cpu = sum(tree_cpu_seconds(server.pid).values()) - sum(cpu0.values())
         wall = time.perf_counter() - wall0
         # give the updater a moment, then ask which version is served
@@ -270,7 +275,7 @@ async def main_async(args) -> int:
         print(f"- {s}")
     served = [first_version, version]
     print(f"- run version served: {served[0]} at the start, {served[1]} at the end; server processes' CPU "
-          f"{server_cpu:.0f} s over {wall:.0f} s of wall time (workers + updater)")
+          f"{server_cpu:.0f} s over {wall:.0f} s of wall time (workers, explanation processes, updater)")
     print(f"- load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     print("\n".join(lines))

@@ -364,3 +364,38 @@ def test_a_store_without_counts_gets_them_from_the_next_build(store):
     assert report.up_to_date and {s.name for s in report.steps} == {"CO_PURCHASED", "CO_RATED"}
     assert [explain(store, u, i, max_paths=20) for u, i in pairs] == live
     assert explain_plan(store).counted == {"PURCHASED", "RATED"}  # the explanations noticed the build
+
+
+def test_one_part_per_template_returns_the_rows_of_one_per_type(tmp_path):
+    """The embedded store's statement asks each template once for all interaction types
+    (``-[r:A|B]->``, the branch read off ``label(r)``): the same rows, branch numbers
+    included, as one part per template and interaction type, for single items and lists."""
+    import loaders
+    from kg import queries as q
+    from kg.explain import BUILD_RECORD, explain_plan
+    from kg.stores import StoreConfig, open_store
+
+    ds = loaders.load("synthetic", None, seed=3, n_users=80, n_items=120, n_interactions=3000)
+    store = open_store(StoreConfig(kind="embedded", path=str(tmp_path / "g"))).connect()
+    try:
+        build_graph(ds, store, QUIET)
+        plan = explain_plan(store, refresh=True)
+        assert len({b.via.type for b in plan.branches}) >= 3
+        users = [str(u) for u in ds.users["user_id"]]
+        items = [str(i) for i in ds.items["item_id"]]
+        rng = random.Random(0)
+        rows = 0
+        for n in (1, 1, 1, 4):
+            merged, apart = (q.explain_query("kuzu", plan.branches, n, merge_types=m) for m in (True, False))
+            assert merged.count(" UNION ALL ") < apart.count(" UNION ALL ")
+            for _ in range(15):
+                chosen = rng.sample(items, n)
+                params = {"user": rng.choice(users), "items": chosen, "meta": BUILD_RECORD, "build": plan.build or "",
+                          **q.explain_item_params(chosen)}
+                a, b = (sorted(tuple(sorted((k, repr(v)) for k, v in r.items())) for r in store.records(s, params))
+                        for s in (merged, apart))
+                assert a == b
+                rows += len(a)
+        assert rows > 200  # paths, not only the head rows
+    finally:
+        store.close()

@@ -238,16 +238,18 @@ class EngineVersion:
     def cached_categories(self) -> int:
         return len(self._category_masks)
 
-    def prepare(self, categories: Sequence[str] = ()) -> EngineVersion:
+    def prepare(self, categories: Sequence[str] = (), indexes: bool = True) -> EngineVersion:
         """Build now what a request would otherwise build on first use: the indexes of
         :meth:`similar_index` and :meth:`search_index` (an IVF build is ~1 s at 100k
         products) and the masks of ``categories`` (the ones the version this one replaces
-        had cached) -- so that :meth:`Engine.reload` swaps in a version ready to answer.
-        Returns ``self``."""
-        self.similar_index()
-        self.search_index()
-        for want in categories:
-            self._category_mask(want)
+        had cached) -- so that :meth:`Engine.reload` swaps in a version ready to answer --
+        and the explanations' embeddings. ``indexes=False``: only the embeddings (an engine
+        that only explains). Returns ``self``."""
+        if indexes:
+            self.similar_index()
+            self.search_index()
+            for want in categories:
+                self._category_mask(want)
         if self.explain_embeddings is None and self.run is not None and Path(self.run.embeddings).exists():
             self.explain_embeddings = self.load_explain_embeddings()
         return self
@@ -570,20 +572,25 @@ class Engine:
         self.reload_error: str | None = None  #: why the last background reload failed (None: it did not)
         self._explainer: Explainer | None = None
         self._prepare_view: Callable[[Any, EngineVersion], None] | None = None  # see follow()
+        self._indexes = True  # build a new version's indexes before the swap (see open())
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, run_dir: str | Path, *, store=None, location: dict | None = None,
-             candidates: int | None = None, text_precision: str = "auto") -> Engine:
+             candidates: int | None = None, text_precision: str = "auto", indexes: bool = True) -> Engine:
         """Load a finished run folder (its newest version). ``store`` (an open GraphStore),
         or ``location`` (a ``GraphStore.location()`` record, opened when needed), overrides
         the graph the run remembers; ``candidates`` overrides the run's re-ranking depth;
-        ``text_precision``: the query encoder's (see the class docstring)."""
+        ``text_precision``: the query encoder's (see the class docstring); ``indexes=False``:
+        the similar/search indexes of a version are built on first use, not when it is
+        loaded (an engine that only explains: :mod:`fusion.explainer`)."""
         run = RunDir(run_dir)
-        version = EngineVersion.load(run.serving(), candidates=candidates).prepare()
+        version = EngineVersion.load(run.serving(), candidates=candidates).prepare(indexes=indexes)
         v = version
-        return cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
-                   store=store, run=run, version=version, location=location, text_precision=text_precision)
+        engine = cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
+                     store=store, run=run, version=version, location=location, text_precision=text_precision)
+        engine._indexes = indexes
+        return engine
 
     def _pointer(self):
         """What names the run's current version on disk (``CURRENT``'s mtime and size)."""
@@ -626,7 +633,7 @@ class Engine:
             fresh = EngineVersion.load(serving, candidates=self.current.candidates,
                                        model=self.current.model if same_model else None,
                                        trained_verified=stamp is not None and stamp == self._trained_stamp)
-            fresh.prepare(self.current.category_names())
+            fresh.prepare(self.current.category_names(), indexes=self._indexes)
             self._trained_stamp = stamp
             view = None
             if self._own_store and self.store is not None:  # a fresh snapshot of the graph, opened now

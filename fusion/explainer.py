@@ -123,7 +123,7 @@ class ExplainerProcess:
                 send(proc.stdin, request)
             answer = receive(proc.stdout)
         except (EOFError, OSError):
-            code = proc.poll() if proc.poll() is not None else proc.wait(timeout=5)
+            code = proc.wait(timeout=5)
             self._proc = None
             raise StoreError(f"the explanation process stopped (exit status {code}); the next request starts "
                              "it again") from None
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries messages only
-    engine = Engine.open(run_dir, location=location or None)
+    engine = Engine.open(run_dir, location=location or None, indexes=False)  # it never searches
     with contextlib.suppress(KgrecError, OSError):  # no graph to read: each request says why
         warm(engine.graph(), engine.current)
     engine.follow(poll_seconds=follow, prepare_view=warm_in_background)

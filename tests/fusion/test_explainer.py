@@ -70,3 +70,30 @@ def test_a_store_that_is_not_there_is_a_store_error_not_a_dead_child(tiny, tmp_p
     finally:
         explainer.close()
     assert not missing.exists()  # read-only: nothing created
+
+
+def test_an_engine_that_only_explains_builds_no_index_until_asked(tiny, monkeypatch):
+    """``Engine.open(..., indexes=False)`` (the explanation process's engine) loads a
+    version without building its similar/search indexes; a request that needs one builds
+    it then, and answers as an engine that built it ahead."""
+    from fusion.text import index
+
+    run, dataset, _ = tiny
+    built = []
+    original = index.ExactIndex.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    item = str(dataset.items["item_id"].iloc[0])
+    with Engine.open(run.path) as ahead:
+        expected = ahead.similar(item, k=3)
+    monkeypatch.setattr(index.ExactIndex, "__init__", counting)
+    with Engine.open(run.path, indexes=False) as lazy:
+        assert built == []
+        assert lazy.similar(item, k=3) == expected
+        assert len(built) == 1
+    with Engine.open(run.path) as eager:
+        assert len(built) == 3  # similar and search, ahead
+        assert eager.similar(item, k=3) == expected

@@ -20,9 +20,8 @@ throughput, and latency is measured at a stated load (as wrk2 and Gorse's benchm
 
 The server serves a copy of the run folder and of its embedded graph (a temporary folder,
 deleted at the end; ``--in-place`` serves the run itself): the events it posts grow the
-graph and add run versions, and on the run itself each benchmark run measured a bigger
-graph than the one before (/recommend p99 at 300 requests/s went 21 → 82 ms over six runs
-in a row, and back to 22--35 ms from the same starting point).
+graph and add run versions (~400 events and ~6 versions a run), so on the run itself each
+benchmark run measured a bigger graph than the one before and no two runs were alike.
 
 Failed requests: any status but 200, or a transport error (connection closed or refused,
 malformed answer, no answer within 60 s). Also printed: the load average before and after

@@ -25,8 +25,9 @@ benchmark run measured a bigger graph than the one before and no two runs were a
 
 Failed requests: any status but 200, or a transport error (connection closed or refused,
 malformed answer, no answer within 60 s). Also printed: the load average before and after
-(the machine is shared), the CPU seconds of the server's processes (workers, their explanation processes, updater) and
-of the load generator, and how many run versions the updater folded in.
+(the machine is shared), the CPU seconds of the server's processes (workers, their
+explanation processes, updater) and of the load generator, and how many run versions the
+updater folded in.
 
     python bench/serve_latency.py --run runs/demo
     python bench/serve_latency.py --run runs/demo --requests 2000 --workers 1   # quick

@@ -5,8 +5,9 @@ GIL, and the explanation statement (a ``UNION ALL`` of one part per template) ta
 to prepare on a 2-core machine (~250 ms when it had one part per template and interaction
 type). A read-only view sees the writes of other processes only once reopened, so a
 serving worker reopens it after every run version the updater writes, and the first
-explanation on the new view prepared the statement again: ~200 ms in which the worker's event loop answered nothing (``bench/serve_latency.py``:
-/recommend p99 of 200--400 ms at 300 requests/s, p50 4--7 ms). In a process of its own the
+explanation on the new view prepared the statement again: ~200 ms in which the worker's
+event loop answered nothing (``bench/serve_latency.py``: /recommend p99 of 200--400 ms at
+300 requests/s, p50 4--7 ms). In a process of its own the
 prepare stalls explanations only, and at a lower CPU priority (:data:`NICENESS`) the
 explanations (~10 ms of CPU each on the demo run, against ~4 ms for a recommendation) wait
 for the cores while the workers' other requests need them.

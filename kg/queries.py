@@ -573,8 +573,8 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
     ``branch`` from ``label(r)``; not ``co_interaction``): ladybug prepares a statement in
     time linear in its parts, holding Python's GIL (demo run, 4 interaction types: 13 parts
     instead of 37, prepared in ~110 instead of ~250 ms -- what a one-off explanation and the
-first one on a reopened view pay --, while each explanation runs ~7% slower: 16.2 against
-15.2 ms of CPU, mean of 1,000 pairs run alternately).
+    first one on a reopened view pay --, while each explanation runs ~7% slower: 16.2
+    against 15.2 ms of CPU, mean of 1,000 pairs run alternately).
     ``merge_types=False``: one part per interaction type, the statement before (the tests
     check that both return the same rows).
     """

@@ -551,7 +551,7 @@ class Engine:
     def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
                  run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
-                 location: dict | None = None, text_precision: str = "auto") -> None:
+                 location: dict | None = None, text_precision: str = "auto", indexes: bool = True) -> None:
         self.run = run
         self.text_precision = text_precision
         self.location = location or (run.store_location() if run is not None else None)
@@ -572,7 +572,7 @@ class Engine:
         self.reload_error: str | None = None  #: why the last background reload failed (None: it did not)
         self._explainer: Explainer | None = None
         self._prepare_view: Callable[[Any, EngineVersion], None] | None = None  # see follow()
-        self._indexes = True  # build a new version's indexes before the swap (see open())
+        self._indexes = indexes  # build a new version's indexes before the swap (see open())
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -587,10 +587,9 @@ class Engine:
         run = RunDir(run_dir)
         version = EngineVersion.load(run.serving(), candidates=candidates).prepare(indexes=indexes)
         v = version
-        engine = cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
-                     store=store, run=run, version=version, location=location, text_precision=text_precision)
-        engine._indexes = indexes
-        return engine
+        return cls(v.model, v.tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates,
+                   store=store, run=run, version=version, location=location, text_precision=text_precision,
+                   indexes=indexes)
 
     def _pointer(self):
         """What names the run's current version on disk (``CURRENT``'s mtime and size)."""

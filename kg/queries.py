@@ -424,16 +424,16 @@ EXPLAIN_ORDER: dict[str, tuple[tuple[str, bool], ...]] = {
 
 
 def _explain_groups(branches: Sequence[ExplainBranch],
-                    across_vias: bool = False) -> list[list[tuple[int, ExplainBranch]]]:
+                    merge_types: bool = False) -> list[list[tuple[int, ExplainBranch]]]:
     """The branches (numbered from 1) as the parts of the ``UNION``: one each, except that
     the ``item_link`` branches of one interaction type and direction share one part
     (``-[l:ALSO_BOUGHT|ALSO_VIEWED]->``: one expansion instead of one per link type).
-    ``across_vias``: the branches of one template (and link, and direction) share one part
+    ``merge_types``: the branches of one template (and link, and direction) share one part
     for all interaction types too (``-[r:CLICKED|PURCHASED]->``), except ``co_interaction``,
     whose pattern needs one type on both of its sides."""
     groups: dict[object, list[tuple[int, ExplainBranch]]] = {}
     for k, b in enumerate(branches, 1):
-        via = None if across_vias and b.template != "co_interaction" else b.via.type
+        via = None if merge_types and b.template != "co_interaction" else b.via.type
         if b.template == "item_link":
             key: object = ("item_link", via, b.outgoing)
         elif via is None:
@@ -618,7 +618,7 @@ def explain_query(dialect: str, branches: Sequence[ExplainBranch], n_items: int 
                  + _explain_return({"item": "item", "user_found": "u.id IS NOT NULL",
                                     "fresh": "coalesce(meta.value, '') = $build", "branch": "0", "p_id": "i.id",
                                     "p_name": f"i.{_TITLE}"}, names, True)]
-        for group in _explain_groups(branches, across_vias=merge_types):
+        for group in _explain_groups(branches, merge_types):
             anchors = ([(f"(i:{_PRODUCT} {{id: $item{j}}})", "") for j in range(n_items)]
                        if group[0][1].template == "co_interaction" or n_items == 1
                        else [(f"(i:{_PRODUCT})", "i.id IN $items")])

@@ -15,7 +15,9 @@ What :func:`train` does:
   epoch at once, sampled positives rejected by a sorted pair-key lookup
   (``key = user * I + item``, ``torch.searchsorted``) and redrawn, all vectorised;
   ``negatives="hard"`` draws ``hard_candidates`` candidates per negative and keeps the one
-  the current model scores highest;
+  the current model scores highest; with ``loss="softmax"`` instead ``softmax_negatives``
+  uniform items per step shared by the whole batch (a pair's own positive among them is
+  masked, see :func:`kg.models.base.sampled_softmax_loss`);
 * every ``eval_every`` epochs: full-ranking metrics (:func:`kg.evaluation.evaluate`) on
   the validation pairs (``select_on="valid"``; train items excluded) or on test
   (``select_on="test"``, the KGAT paper protocol; train and valid items excluded);
@@ -76,7 +78,12 @@ class TrainConfig:
     epochs: int = 100                  #: maximum number of epochs
     l2: float = 1e-4                   #: L2 weight on the batch's ego embeddings
     negatives: str = "uniform"         #: "uniform" | "hard"
-    num_negatives: int = 1             #: negatives per positive pair
+    num_negatives: int = 1             #: negatives per positive pair (bpr)
+    #: "bpr" | "softmax": sampled softmax over cosine scores against negatives shared by the
+    #: batch (kg.models.base.Ranking has the math; the model then scores by cosine)
+    loss: str = "bpr"
+    softmax_negatives: int = 1024      #: softmax: uniform negatives per step, shared by the batch
+    softmax_temperature: float = 0.2   #: softmax: tau
     hard_candidates: int = 8           #: candidates per hard negative
     eval_every: int = 1                #: epochs between evaluations (0: only at the end)
     patience: int = 5                  #: evaluations without improvement before stopping
@@ -109,6 +116,14 @@ class TrainConfig:
         if self.select_on not in ("valid", "test"):
             raise ConfigError(f"select_on must be 'valid' or 'test', not {self.select_on!r}")
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        try:
+            self.ranking_spec()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.loss == "softmax" and self.negatives == "hard":
+            raise ConfigError("loss 'softmax' samples its own shared negatives; negatives='hard' needs loss 'bpr'")
+        if not (isinstance(self.softmax_negatives, int) and self.softmax_negatives > 0):
+            raise ConfigError(f"softmax_negatives must be a positive number, not {self.softmax_negatives!r}")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size > 0):
             raise ConfigError(f"batch_size must be a positive number or 'auto', not {self.batch_size!r}")
         try:
@@ -119,6 +134,12 @@ class TrainConfig:
             raise ConfigError("contrastive training needs a graph model (lightgcn, kgrec), not bpr_mf")
         if self.kg_view_weight and self.model != "kgrec":
             raise ConfigError("kg_view_weight (the knowledge view) needs model 'kgrec'")
+
+    def ranking_spec(self):
+        """The :class:`kg.models.base.Ranking` (loss and score) of these settings."""
+        from kg.models.base import Ranking
+
+        return Ranking(loss=self.loss, temperature=self.softmax_temperature)
 
     def contrastive_spec(self):
         """The :class:`kg.models.base.Contrastive` of these settings, or ``None`` when off."""
@@ -261,6 +282,7 @@ def build_model(config: TrainConfig, export_or_sizes, split: Split) -> torch.nn.
                          f"{(split.num_users, split.num_items)}")
     torch.manual_seed(config.seed)
     options = dict(config.model_options)
+    options.setdefault("ranking", config.ranking_spec())
     if config.model == "bpr_mf":
         from kg.models.bpr_mf import BPRMF
 
@@ -380,19 +402,23 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         perm = torch.randperm(n_train, generator=generator)
         users_e, items_e = tr_users[perm], tr_items[perm]
         k = config.num_negatives
-        shape = (k, config.hard_candidates) if config.negatives == "hard" else (k,)
-        negs_e = sample_negatives(users_e, shape, positives, generator)
-        totals = {"loss": 0.0, "bpr": 0.0, "reg": 0.0}
+        softmax = config.loss == "softmax"
+        if softmax:  # one row of shared negatives per step (the same on every rank)
+            negs_e = torch.randint(split.num_items, (steps, config.softmax_negatives), generator=generator)
+        else:
+            shape = (k, config.hard_candidates) if config.negatives == "hard" else (k,)
+            negs_e = sample_negatives(users_e, shape, positives, generator)
+        totals = {"loss": 0.0, config.loss: 0.0, "reg": 0.0}
         for step in tqdm_(range(steps), desc=f"epoch {epoch}", total=steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n_train)
             per_rank = math.ceil((hi - lo) / world)
             a, b = lo + rank * per_rank, min(lo + (rank + 1) * per_rank, hi)
             u = users_e[a:b].to(device)
             p = items_e[a:b].to(device)
-            n = negs_e[a:b].to(device)
+            n = negs_e[step if softmax else slice(a, b)].to(device)
             if config.negatives == "hard":
                 n = _pick_hard(model, u, n)
-            if k == 1:
+            if k == 1 and not softmax:
                 n = n[:, 0]
             optimizer.zero_grad(set_to_none=True)
             if b > a:
@@ -414,10 +440,10 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + value * w
         if world > 1:  # mean over ranks of the shard-weighted sums
-            names = ("loss", "bpr", "reg", "cl", "kv", "kg")  # the same on every rank (a shard may be empty)
+            names = ("loss", config.loss, "reg", "cl", "kv", "kg")  # the same on every rank (a shard may be empty)
             t = torch.tensor([totals.get(n, 0.0) for n in names], dtype=torch.float64)
             torch.distributed.all_reduce(t)
-            totals = {n: v for n, v in zip(names, (t / world).tolist()) if n in ("loss", "bpr", "reg") or v}
+            totals = {n: v for n, v in zip(names, (t / world).tolist()) if n in names[:3] or v}
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         record: dict[str, float] = {"epoch": epoch, **totals, "seconds": seconds}

@@ -8,14 +8,15 @@ trains and evaluates any of them the same way:
   user–item adjacency (:mod:`kg.sparse`);
 * :class:`~kg.models.kg_model.KGModel` -- the knowledge-graph model.
 
-The protocol and the shared BPR loss are in :mod:`kg.models.base`.
+The protocol and the shared losses (BPR; sampled softmax, :class:`~kg.models.base.Ranking`)
+are in :mod:`kg.models.base`.
 """
 
 from __future__ import annotations
 
-from kg.models.base import Recommender, bpr_loss
+from kg.models.base import Ranking, Recommender, bpr_loss, sampled_softmax_loss
 from kg.models.bpr_mf import BPRMF
 from kg.models.kg_model import KGModel
 from kg.models.lightgcn import LightGCN
 
-__all__ = ["Recommender", "BPRMF", "KGModel", "LightGCN", "bpr_loss"]
+__all__ = ["Recommender", "Ranking", "BPRMF", "KGModel", "LightGCN", "bpr_loss", "sampled_softmax_loss"]

@@ -41,7 +41,8 @@ class Recommender(Protocol):
         Args:
             users: LongTensor [B] user indices.
             pos: LongTensor [B] one positive item per user.
-            neg: LongTensor [B] or [B, n] sampled negative items per row.
+            neg: LongTensor [B] or [B, n] sampled negative items per row; with the
+                sampled softmax (:class:`Ranking`) LongTensor [M], negatives shared by the batch.
             l2: weight of the L2 penalty on the batch's *ego* (layer-0) embeddings.
         Returns:
             ``(loss, parts)``: the scalar loss to minimise and a dict of its float parts
@@ -54,7 +55,8 @@ class Recommender(Protocol):
                     + \\tfrac{1}{n} \\sum_j \\|e^{(0)}_{j}\\|^2\\bigr)
 
             i.e. a mean over the batch, so that averaging the gradients of equal shards
-            (data parallel) equals the gradient of the whole batch.
+            (data parallel) equals the gradient of the whole batch (the same holds for
+            :func:`sampled_softmax_loss`).
         """
         ...
 
@@ -83,6 +85,77 @@ def bpr_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, u0: torch.Tensor
     reg = 0.5 * (u0.pow(2).sum() + p0.pow(2).sum() + n0.pow(2).sum() / n0.shape[1]) / batch
     loss = bpr + l2 * reg
     return loss, {"bpr": float(bpr.detach()), "reg": float(reg.detach())}
+
+
+LOSSES = ("bpr", "softmax")
+
+
+@dataclass(frozen=True)
+class Ranking:
+    r"""The ranking loss of the recommenders of :mod:`kg.models` and the score it implies.
+
+    * ``loss="bpr"`` (the default): :func:`bpr_loss` on each pair's own negatives; a pair
+      scores by the inner product :math:`\mathbf e_u^\top \mathbf e_i`.
+    * ``loss="softmax"``: sampled softmax with cosine similarity and a temperature (Wu et
+      al., "On the Effectiveness of Sampled Softmax Loss for Item Recommendation", TOIS
+      2024): every pair of the batch against ``M`` negatives shared by the batch
+      (:func:`sampled_softmax_loss`); the model's final representations are then
+      L2-normalised, so that it scores by the cosine it was trained on.
+    """
+
+    loss: str = "bpr"
+    temperature: float = 0.2  #: tau of the softmax
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r} ({', '.join(LOSSES)})")
+        if self.temperature <= 0:
+            raise ValueError(f"the softmax temperature must be > 0, not {self.temperature}")
+
+    @property
+    def cosine(self) -> bool:
+        """Whether the model's final representations are L2-normalised (it scores by cosine)."""
+        return self.loss == "softmax"
+
+    def final(self, x: torch.Tensor) -> torch.Tensor:
+        """The final representations [N, d] of propagated ``x`` [N, d] (normalised for cosine)."""
+        return F.normalize(x, dim=-1) if self.cosine else x
+
+    def __call__(self, u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, u0: torch.Tensor, p0: torch.Tensor,
+                 n0: torch.Tensor, l2: float, pos: torch.Tensor, neg: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one batch from gathered embeddings (``pos`` [B] and ``neg`` [B], [B, n]
+        or the shared [M]: the item indices, for the softmax's accidental hits)."""
+        if self.loss == "bpr":
+            return bpr_loss(u, p, n, u0, p0, n0, l2)
+        return sampled_softmax_loss(u, p, n, u0, p0, l2, self.temperature, pos[:, None] == neg[None, :])
+
+
+def sampled_softmax_loss(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor, u0: torch.Tensor, p0: torch.Tensor,
+                         l2: float, temperature: float, hits: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    r"""Sampled softmax over cosine similarities, negatives shared by the batch, + L2.
+
+    .. math::
+        \mathcal L = \frac{1}{B} \sum_b -\log
+            \frac{\exp(\cos(u_b, p_b)/\tau)}{\exp(\cos(u_b, p_b)/\tau)
+                  + \sum_{m=1}^{M} [n_m \ne p_b] \exp(\cos(u_b, n_m)/\tau)}
+          + \frac{\lambda}{2B} \sum_b \bigl(\|e^{(0)}_{u_b}\|^2 + \|e^{(0)}_{p_b}\|^2\bigr)
+
+    Shapes: ``u``, ``p``, ``u0``, ``p0`` [B, d]; ``n`` [M, d] (one ``[B, M]`` matrix product,
+    no per-pair gather); ``hits`` [B, M] bool, True where negative ``m`` is row ``b``'s
+    positive item (masked: "accidental hits"). With cosine scores the L2 term no longer
+    shapes the scores; it only keeps the embeddings' norms, and so Adam's effective step, in range.
+    """
+    u, p, n = F.normalize(u, dim=-1), F.normalize(p, dim=-1), F.normalize(n, dim=-1)
+    pos_logit = (u * p).sum(-1, keepdim=True) / temperature  # [B, 1]
+    neg_logits = u @ n.t() / temperature  # [B, M]
+    if hits is not None:
+        neg_logits = neg_logits.masked_fill(hits, float("-inf"))
+    logits = torch.cat([pos_logit, neg_logits], 1)
+    main = (torch.logsumexp(logits, 1) - logits[:, 0]).mean()
+    reg = 0.5 * (u0.pow(2).sum() + p0.pow(2).sum()) / u.shape[0]
+    return main + l2 * reg, {"softmax": float(main.detach()), "reg": float(reg.detach())}
 
 
 CONTRASTIVE_MODES = ("none", "xsimgcl", "simgcl")

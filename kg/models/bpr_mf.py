@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kg.models.base import bpr_loss
+from kg.models.base import Ranking
 
 
 class BPRMF(nn.Module):
@@ -28,15 +28,20 @@ class BPRMF(nn.Module):
         num_items (int): number of items I.
         embedding_dim (int): d. (default: :obj:`64`)
         init_std (float): standard deviation of the normal initialisation. (default: :obj:`0.1`)
+        ranking (Ranking, optional): the loss; ``Ranking("softmax")`` trains the sampled
+            softmax of :func:`kg.models.base.sampled_softmax_loss` instead and scores by
+            cosine (the embeddings are L2-normalised). (default: BPR, as above)
 
     Shapes:
         - **embeddings()**: ``(user [U, d], item [I, d])``
-        - **loss(users [B], pos [B], neg [B] or [B, n])**: scalar, dict
+        - **loss(users [B], pos [B], neg [B] or [B, n]; softmax: shared [M])**: scalar, dict
         - **score(users [B])**: ``[B, I]``
     """
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1):
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, init_std: float = 0.1,
+                 ranking: Ranking | None = None):
         super().__init__()
+        self.ranking = ranking if ranking is not None else Ranking()
         self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
         self.user_embedding = nn.Embedding(num_users, embedding_dim)
         self.item_embedding = nn.Embedding(num_items, embedding_dim)
@@ -44,14 +49,14 @@ class BPRMF(nn.Module):
         nn.init.normal_(self.item_embedding.weight, std=init_std)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.user_embedding.weight, self.item_embedding.weight
+        return self.ranking.final(self.user_embedding.weight), self.ranking.final(self.item_embedding.weight)
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
              l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
         u = self.user_embedding(users)
         p = self.item_embedding(pos)
         n = self.item_embedding(neg)
-        return bpr_loss(u, p, n, u, p, n, l2)
+        return self.ranking(u, p, n, u, p, n, l2, pos, neg)
 
     def score(self, users: torch.Tensor,
               embeddings: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

@@ -64,7 +64,9 @@ added with weight ``kg_weight``; it costs one ``[n, n]`` similarity matrix, no p
 (:math:`k` and :math:`x` are computed for BPR anyway).
 
 **Loss.** BPR with L2 on the batch's rows of :math:`x^{(0)}` (as LightGCN; for items
-this includes their knowledge part), plus
+this includes their knowledge part) -- or, with ``ranking=Ranking("softmax")``, the sampled
+softmax over cosine scores of :func:`kg.models.base.sampled_softmax_loss` (then :math:`x`
+is L2-normalised row-wise and :math:`\hat y_{ui}` is the cosine) --, plus
 optionally (``kg_loss_weight > 0``) a TransE-style BPR loss on sampled triples with
 corrupted tails (KGAT's KG-embedding term, with the cheaper TransE score):
 :math:`-\log \sigma(\lVert e_h + e_r - e_{t'}\rVert^2 - \lVert e_h + e_r - e_t\rVert^2)`.
@@ -78,7 +80,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kg.models.base import Contrastive, bpr_loss, contrast_nodes, graph_contrast, info_nce, noisy_views
+from kg.models.base import Contrastive, Ranking, contrast_nodes, graph_contrast, info_nce, noisy_views
 from kg.sparse import normalized_adjacency, propagate
 
 __all__ = ["KGModel", "shuffle_tails", "merged_links"]
@@ -146,9 +148,10 @@ class KGModel(nn.Module):
             node (KGAT's convention, item ``i`` = entity ``i``), so the entity's own triples
             (a film's director, actors, genres) are one hop from the item instead of two.
         contrastive: :class:`kg.models.base.Contrastive` (default: none).
+        ranking: :class:`kg.models.base.Ranking`, the ranking loss and score (default: BPR).
 
     Shapes: :meth:`embeddings` -> (users [U, d], items [I, d]); :meth:`score` users [B]
-    -> [B, I]; :meth:`loss` users, pos [B], neg [B] or [B, n] -> (scalar, dict of floats);
+    -> [B, I]; :meth:`loss` users, pos [B], neg [B] or [B, n] (softmax: shared [M]) -> (scalar, dict of floats);
     :meth:`knowledge` -> [I, d]; :meth:`attention` -> (pi [G, H], head [G], relation [G]),
     each head node's weights summing to 1 per attention head.
     """
@@ -159,7 +162,7 @@ class KGModel(nn.Module):
                  kg_loss_weight: float = 0.0, kg_batch: int = 4096,
                  use_kg: bool = True, shuffle_kg: bool = False, shuffle_seed: int = 0,
                  merge_links: bool = False,
-                 contrastive: Contrastive | None = None):
+                 contrastive: Contrastive | None = None, ranking: Ranking | None = None):
         super().__init__()
         if embedding_dim % heads:
             raise ValueError(f"heads={heads} must divide embedding_dim={embedding_dim}")
@@ -170,6 +173,7 @@ class KGModel(nn.Module):
         self.shuffle_kg, self.merge_links = bool(shuffle_kg), bool(merge_links)
         self.contrastive = contrastive if contrastive is not None and (contrastive.noisy or contrastive.kg_weight) \
             else None
+        self.ranking = ranking if ranking is not None else Ranking()
 
         if adjacency is None:
             raise ValueError("adjacency is required (sparse CSR [U+I, U+I] or (users, items) pairs)")
@@ -324,7 +328,7 @@ class KGModel(nn.Module):
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(users [U, d], items [I, d]) final representations."""
-        x = self.propagated()
+        x = self.ranking.final(self.propagated())
         return x[: self.num_users], x[self.num_users:]
 
     def score(self, users: torch.Tensor,
@@ -335,8 +339,8 @@ class KGModel(nn.Module):
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
              l2: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-        """BPR + ``l2`` on x^{(0)} rows (+ TransE KG term, + contrastive terms); users, pos [B],
-        neg [B] or [B, n]."""
+        """BPR (or the sampled softmax) + ``l2`` on x^{(0)} rows (+ TransE KG term, + contrastive
+        terms); users, pos [B], neg [B] or [B, n] (softmax: the shared [M])."""
         ego, k = self._ego_and_knowledge()  # L2 on x^{(0)}: the items' knowledge part is regularised too
         c = self.contrastive
         if c is not None and c.noisy:
@@ -348,7 +352,7 @@ class KGModel(nn.Module):
         o, e = out[idx], ego[idx]
         split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
         (u, p, n), (u0, p0, n0) = split(o), split(e)
-        total, parts = bpr_loss(u, p, n, u0, p0, n0, l2)
+        total, parts = self.ranking(u, p, n, u0, p0, n0, l2, pos, neg)
         if view is not None:
             cl = graph_contrast(out, view, users, pos, self.num_users, c)
             total = total + c.weight * cl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kg.models.base import Contrastive, bpr_loss, graph_contrast, noisy_views
+from kg.models.base import Contrastive, Ranking, graph_contrast, noisy_views
 from kg.sparse import propagate
 
 
@@ -24,7 +24,10 @@ class LightGCN(nn.Module):
         \hat y_{ui} = \mathbf e_u^\top \mathbf e_i .
 
     Training uses BPR with L2 on the ego embeddings of the batch (see
-    :meth:`kg.models.Recommender.loss`). With ``contrastive`` (:class:`kg.models.base.Contrastive`,
+    :meth:`kg.models.Recommender.loss`), or with ``ranking=Ranking("softmax")`` the sampled
+    softmax over cosine scores of :func:`kg.models.base.sampled_softmax_loss` against ``M``
+    negatives shared by the batch; :math:`\mathbf E` is then L2-normalised row-wise and
+    :math:`\hat y_{ui}` is the cosine. With ``contrastive`` (:class:`kg.models.base.Contrastive`,
     mode ``xsimgcl`` or ``simgcl``) the training propagation is perturbed and an InfoNCE
     term is added:
 
@@ -50,16 +53,17 @@ class LightGCN(nn.Module):
         num_layers (int): L. (default: :obj:`3`)
         init_std (float): std of the normal initialisation (LightGCN's code uses 0.1).
         contrastive (Contrastive, optional): the contrastive term (default: none).
+        ranking (Ranking, optional): the ranking loss and score (default: BPR, inner product).
 
     Shapes:
         - **embeddings()**: ``(user [U, d], item [I, d])``
-        - **loss(users [B], pos [B], neg [B] or [B, n])**: scalar, dict
+        - **loss(users [B], pos [B], neg [B] or [B, n]; softmax: shared [M])**: scalar, dict
         - **score(users [B])**: ``[B, I]``
     """
 
     def __init__(self, num_users: int, num_items: int, adjacency: torch.Tensor,
                  embedding_dim: int = 64, num_layers: int = 3, init_std: float = 0.1,
-                 contrastive: Contrastive | None = None):
+                 contrastive: Contrastive | None = None, ranking: Ranking | None = None):
         super().__init__()
         n = num_users + num_items
         if tuple(adjacency.shape) != (n, n):
@@ -69,6 +73,7 @@ class LightGCN(nn.Module):
         if contrastive is not None and contrastive.kg_weight:
             raise ValueError("the knowledge view (kg_weight) needs the KG model")
         self.contrastive = contrastive if contrastive is not None and contrastive.noisy else None
+        self.ranking = ranking if ranking is not None else Ranking()
         self.embedding = nn.Embedding(n, embedding_dim)  # users 0..U-1, items U..U+I-1
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.adjacency = adjacency  # set via _apply below; sparse CSR is not a state-dict buffer
@@ -83,7 +88,7 @@ class LightGCN(nn.Module):
         return propagate(self.adjacency, self.embedding.weight, self.num_layers)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.propagated()
+        out = self.ranking.final(self.propagated())
         return out[: self.num_users], out[self.num_users:]
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, *,
@@ -97,7 +102,7 @@ class LightGCN(nn.Module):
         o, e = out[idx], ego[idx]
         split = lambda t: (t[:b], t[b:2 * b], t[2 * b:].reshape(*nshape, -1))  # noqa: E731
         (u, p, n), (u0, p0, n0) = split(o), split(e)
-        loss, parts = bpr_loss(u, p, n, u0, p0, n0, l2)
+        loss, parts = self.ranking(u, p, n, u0, p0, n0, l2, pos, neg)
         if view is not None:
             cl = graph_contrast(out, view, users, pos, self.num_users, c)
             loss = loss + c.weight * cl

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kg.models import BPRMF, LightGCN, Recommender
-from kg.models.base import Contrastive
+from kg.models.base import Contrastive, Ranking
 from kg.sparse import normalized_adjacency
 
 
@@ -149,3 +149,36 @@ def test_contrastive_noise_and_subsampling(graph, mode):
         LightGCN(nu, ni, adj, contrastive=Contrastive(mode="xsimgcl", kg_weight=0.1))
     with pytest.raises(ValueError):
         Contrastive(mode="sgl")
+
+
+def test_sampled_softmax_is_the_docstring_formula(graph):
+    """``Ranking("softmax")``: -log of the positive's share among the positive and the shared
+    negatives (cosine / tau, a row's own positive masked among them) + L2 on the users' and
+    positives' ego rows; the final representations are unit vectors, so a score is a cosine."""
+    users, items, nu, ni = graph
+    adj = normalized_adjacency(users, items, nu, ni, dtype=torch.float64)
+    model = LightGCN(nu, ni, adj, embedding_dim=4, num_layers=2, ranking=Ranking("softmax", 0.3)).double()
+    plain = LightGCN(nu, ni, adj, embedding_dim=4, num_layers=2).double()
+    plain.load_state_dict(model.state_dict())
+    u, p, n = torch.tensor([0, 1]), torch.tensor([2, 3]), torch.tensor([3, 5, 6])  # 3: user 1's positive
+    loss, parts = model.loss(u, p, n, l2=0.1)
+    ue, ie = (x / x.norm(dim=1, keepdim=True) for x in plain.embeddings())
+    expected = 0.0
+    for b in range(2):
+        others = [m for m in n.tolist() if m != p[b]]
+        logits = torch.cat([(ue[u[b]] * ie[p[b]]).sum()[None], ie[others] @ ue[u[b]]]) / 0.3
+        expected += (torch.logsumexp(logits, 0) - logits[0]) / 2
+    ego = model.embedding.weight.detach()
+    reg = 0.5 * (ego[u].pow(2).sum() + ego[p + nu].pow(2).sum()) / 2
+    expected = expected.detach()
+    assert parts["softmax"] == pytest.approx(float(expected))
+    torch.testing.assert_close(loss.detach(), expected + 0.1 * reg)
+    for a, b in zip(model.embeddings(), (ue, ie)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(model.score(u), ue[u] @ ie.t())
+    mf = BPRMF(nu, ni, 4, ranking=Ranking("softmax"))
+    assert torch.allclose(mf.embeddings()[1].norm(dim=1), torch.ones(ni))
+    loss, parts = mf.loss(u, p, n, l2=0.0)
+    loss.backward()
+    with pytest.raises(ValueError):
+        Ranking("hinge")

@@ -116,8 +116,9 @@ class TrainConfig:
         if self.select_on not in ("valid", "test"):
             raise ConfigError(f"select_on must be 'valid' or 'test', not {self.select_on!r}")
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
-        try:
+        try:  # the loss and contrastive settings are checked where they are defined
             self.ranking_spec()
+            spec = self.contrastive_spec()
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.loss == "softmax" and self.negatives == "hard":
@@ -126,10 +127,6 @@ class TrainConfig:
             raise ConfigError(f"softmax_negatives must be a positive number, not {self.softmax_negatives!r}")
         if self.batch_size != "auto" and not (isinstance(self.batch_size, int) and self.batch_size > 0):
             raise ConfigError(f"batch_size must be a positive number or 'auto', not {self.batch_size!r}")
-        try:
-            spec = self.contrastive_spec()
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         if spec is not None and self.model == "bpr_mf":
             raise ConfigError("contrastive training needs a graph model (lightgcn, kgrec), not bpr_mf")
         if self.kg_view_weight and self.model != "kgrec":

@@ -57,7 +57,7 @@ from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
 from fusion.ranking.planted import fused_list, model_lists, planted_value  # noqa: E402
 from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
-from fusion.pipeline import train_all  # noqa: E402
+from fusion.pipeline import fusion_seeds, train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.run_dir import RunDir  # noqa: E402
 from kg.stores import StoreConfig, open_store  # noqa: E402
@@ -91,24 +91,6 @@ ABLATION = (
 def mean_sd(values) -> str:
     v = np.asarray(values, dtype=float)
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
-
-
-def fusion_seeds(run_dir: Path, config, seeds: int, first: dict) -> list[dict]:
-    """The test comparison of fusion seeds 0 .. ``seeds``-1 (``first``: seed 0's, already
-    trained); the run folder keeps seed 0's model."""
-    from dataclasses import replace
-
-    from fusion.pipeline import load_fusion_data
-    from fusion.ranking.train import evaluate_fusion, train_fusion
-
-    out = [first["fused"]]
-    data = load_fusion_data(run_dir, config.fusion.examples)
-    for seed in range(1, seeds):
-        fc = replace(config.fusion, seed=seed)
-        result = train_fusion(data, fc)
-        data_seed = replace(data, tables=result.tables)
-        out.append(evaluate_fusion(result.model, data_seed, "test", candidates=fc.candidates))
-    return out
 
 
 def seeds_line(name: str, per_seed: list[dict]) -> str:
@@ -196,7 +178,7 @@ def main() -> int:
             print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
             print(recall_note(results, RunDir(run_dir).load_split()))
-            print(seeds_line("synthetic", fusion_seeds(run_dir, config, args.seeds, results)))
+            print(seeds_line("synthetic", fusion_seeds(run_dir, config, args.seeds, results["fused"])))
             engine = Engine.open(run_dir)
             users = np.arange(len(engine.user_index))
             truth = ground_truth(synthetic)
@@ -217,7 +199,7 @@ def main() -> int:
             print(f"\n## Amazon 2018 Gift Cards (reviews only) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
             print(recall_note(results, RunDir(run_dir).load_split()))
-            print(seeds_line("Gift Cards", fusion_seeds(run_dir, gift_config, args.seeds, results)))
+            print(seeds_line("Gift Cards", fusion_seeds(run_dir, gift_config, args.seeds, results["fused"])))
             if args.ablation:
                 print(f"\n## Gift Cards: the fused ranker's inputs, {max(args.seeds, 1)} fusion seeds each "
                       "(test, mean ± sd)\n", flush=True)

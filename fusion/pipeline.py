@@ -270,6 +270,25 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     return results
 
 
+def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict) -> list[dict]:
+    """Test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of the fusion stage
+    trained with seeds 0 .. ``seeds``-1 on a trained run folder: ``first`` is seed 0's
+    (the run's own fusion model, already evaluated), the others are trained here and not
+    saved -- how much a fusion result owes to its seed."""
+    from dataclasses import replace
+
+    from fusion.ranking.train import evaluate_fusion
+
+    out = [first]
+    data = load_fusion_data(run_dir, config.fusion.examples)
+    for seed in range(1, seeds):
+        fc = replace(config.fusion, seed=seed)
+        result = train_fusion(data, fc)
+        out.append(evaluate_fusion(result.model, replace(data, tables=result.tables), "test",
+                                   candidates=fc.candidates))
+    return out
+
+
 def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,
               progress: bool = False) -> dict:
     """Run ``stages`` (default all four, in order) into ``run_dir``; returns each stage's

@@ -4,13 +4,11 @@ only), with a LightGCN graph encoder and a tiny random BERT (so the gain is not 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 
 from fusion.ranking.config import FusionConfig
-from fusion.pipeline import RunConfig, TextStageConfig, load_fusion_data, train_all
-from fusion.ranking.train import evaluate_fusion, train_fusion
+from fusion.pipeline import RunConfig, TextStageConfig, fusion_seeds, train_all
 from fusion.text.texts import product_texts
 from fusion.text.encoder import random_checkpoint
 from fusion.text.finetune import TextTrainConfig
@@ -44,13 +42,7 @@ def test_fused_beats_the_gnn_on_recall_where_the_source_has_no_impressions(gift_
     # one fusion run varies with its seed and the torch thread count ("auto": the cores
     # free) -- with this random BERT, Recall@10 0.236-0.297 measured, sd ~0.02 -- so the
     # claim is on the mean of three fusion seeds (seed 0 is the run's own)
-    data = load_fusion_data(run_dir, config.fusion.examples)
-    per_seed = [results["fused"]]
-    for seed in (1, 2):
-        fc = replace(config.fusion, seed=seed)
-        result = train_fusion(data, fc)
-        per_seed.append(evaluate_fusion(result.model, replace(data, tables=result.tables), "test",
-                                        candidates=fc.candidates))
+    per_seed = fusion_seeds(run_dir, config, 3, results["fused"])
     fused = {m: float(np.mean([r[m] for r in per_seed])) for m in ("recall@10", "ndcg@10")}
     print(fused, [r["recall@10"] for r in per_seed])
     # 458 test users: one standard error of Recall@10 is about 0.02. Measured with this

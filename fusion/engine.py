@@ -540,7 +540,8 @@ class Engine:
     ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
     the first search when not given, in ``text_precision`` (default ``"auto"``: bf16 on a
     CPU that computes it natively, else fp32 -- :func:`fusion.text.encoder.resolve_precision`;
-    the catalogue's vectors stay the fp32 ones of training); ``store`` (an open GraphStore, for explanations)
+    the catalogue's vectors stay the fp32 ones of training; ``"int8"`` compiles on its first
+    queries, tens of seconds, and gains little on one short query); ``store`` (an open GraphStore, for explanations)
     is opened from ``run``'s record on the first explanation when not given.
 
     The run's newest version (written by :func:`fusion.update.update_run`) is what it

@@ -37,16 +37,19 @@ are the padding (token-length sort) and the precision of the Linear layers.
 Precision (``precision=`` of :meth:`TextEncoder.from_pretrained`, :meth:`TextEncoder.quantize`),
 for CPU serving; the default stays ``"fp32"``:
 
-* ``"int8"`` -- dynamic quantization of every ``nn.Linear`` (weights int8 per output
-  channel, activations quantized per batch at run time; ``torch.ao`` dynamic quantized
-  linear on fbgemm/x86). On CPUs with VNNI or AMX the activations use the full 8 bits
-  (``reduce_range=False``), else 7 bits as fbgemm needs on plain AVX2. Embeddings then
-  depend slightly on the other texts of their batch (one activation scale per batch).
-  On MiniLM-L6 and the Gift Cards product texts: cosine to fp32 min ~0.986, mean ~0.995
-  (7-bit activations: min ~0.96), ~1.4x less CPU time than fp32.
-  ``torch.ao.quantization`` is deprecated in favour of torchao's ``quantize_``, which is
-  not a dependency and in eager mode on CPU is slower than fp32; its warnings are
-  silenced for this one call.
+* ``"int8"`` -- every ``nn.Linear`` computed in int8
+  (:class:`~fusion.text.int8_linear.Int8Linear`: weights int8 per output channel,
+  activations int8 per token, an exact int32 product through ``torch._int_mm``), the model
+  run through ``torch.compile`` (dynamic shapes), which fuses the quantize / rescale steps
+  with their neighbours -- uncompiled they cost more than int8 saves. It compiles on the
+  first batch (~25-45 s for MiniLM-L6, once per process and again for a batch of one text;
+  inductor's on-disk cache shortens later processes), so int8 is for long-lived servers and
+  bulk encoding, not for encoding a few texts once. A text's vector does not depend on the
+  other texts of its batch. On MiniLM-L6 and the Gift Cards product texts (AVX512-VNNI Xeon, 2 threads,
+  ``bench/text_speed.py``): cosine to fp32 min ~0.995, mean ~0.998, and ~1.7x the texts/s of
+  fp32 (the previous ``torch.ao`` dynamic quantization, one activation scale per batch:
+  min ~0.986 with 8-bit, ~0.96 with 7-bit activations). Without a C compiler for
+  ``torch.compile`` the same math runs uncompiled, slower than fp32 (one warning says so).
 * ``"bf16"`` -- the model cast to bfloat16 (pooling and the norm stay in float32): fast
   on CPUs with AMX / AVX512-BF16 (there: cosine to fp32 min ~0.9999, ~1.6-1.8x less CPU
   time than fp32 on MiniLM-L6), slow elsewhere.
@@ -79,6 +82,7 @@ import torch
 from torch import nn
 
 from kg.errors import CheckpointError, ConfigError
+from fusion.text.int8_linear import quantize_linears, weight_bits
 from kg.run_dir import RunDir, atomic_directory, write_json
 
 #: the name of our settings file inside an encoder directory
@@ -243,7 +247,8 @@ class TextEncoder(nn.Module):
     def quantize(self, precision: str = "int8", *, copy_model: bool = True) -> TextEncoder:
         """This encoder in ``precision`` for inference: a new :class:`TextEncoder`.
 
-        ``"int8"``: dynamic int8 quantization of every ``nn.Linear`` (CPU only); ``"bf16"``:
+        ``"int8"``: every ``nn.Linear`` in int8 (:class:`~fusion.text.int8_linear.Int8Linear`,
+        CPU only); ``"bf16"``:
         the model cast to bfloat16; ``"fp32"``: this encoder itself when it is fp32. The
         model is deep-copied first (``copy_model=False`` converts it in place: this
         encoder must not be used afterwards). The result's :meth:`fingerprint` is this
@@ -260,9 +265,8 @@ class TextEncoder(nn.Module):
         model = copy.deepcopy(self.model) if copy_model else self.model
         model.eval()
         if precision == "int8":
-            full_range = _int8_full_range()
-            _quantize_linear_int8(model, full_range)
-            scheme = f"int8-dynamic(weights per-channel s8, activations per-batch u{8 if full_range else 7})"
+            quantize_linears(model)
+            scheme = f"int8-w8a8(weights per-channel s{weight_bits()}, activations per-token s8)"
         else:
             model = model.to(torch.bfloat16)
             scheme = "bf16"
@@ -271,6 +275,8 @@ class TextEncoder(nn.Module):
         out = type(self)(model, self.tokenizer, self.settings, source=self.source)
         out.eval()
         out._precision = (precision, scheme, base)
+        if precision == "int8":  # compiled on the first batch; see "Precision" above
+            out._compiled = torch.compile(model, dynamic=True)
         return out
 
     def save(self, directory: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
@@ -364,7 +370,7 @@ class TextEncoder(nn.Module):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
-        hidden = self.model(**kwargs).last_hidden_state.float()  # [B, T, d] (a no-op in fp32)
+        hidden = self._hidden(kwargs).float()  # [B, T, d] (a no-op in fp32)
         if self.settings.pooling == "cls":
             pooled = hidden[:, 0]
         else:
@@ -373,6 +379,21 @@ class TextEncoder(nn.Module):
         if self.settings.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         return pooled
+
+    def _hidden(self, inputs: dict) -> torch.Tensor:
+        """The model's last hidden states [B, T, d]: through its ``torch.compile``-d form when
+        it has one (int8), which falls back to the eager model, once and with a warning,
+        where compiling fails (e.g. no C compiler)."""
+        compiled = getattr(self, "_compiled", None)
+        if compiled is not None:
+            try:
+                return compiled(**inputs).last_hidden_state
+            except Exception as exc:  # noqa: BLE001 - inductor raises many kinds
+                self._compiled = None
+                warnings.warn(f"the {self.precision} text encoder could not be compiled ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); it runs uncompiled, slower than fp32", RuntimeWarning,
+                              stacklevel=3)
+        return self.model(**inputs).last_hidden_state
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings of one batch of texts *with* autograd (for training): FloatTensor [B, d]."""
@@ -465,60 +486,7 @@ def _check_precision(precision: str, device) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision == "int8" and device is not None and torch.device(device).type != "cpu":
-        raise ConfigError(f"int8 (dynamic quantization) runs on the CPU only, not on {device}")
-
-
-@functools.lru_cache(maxsize=None)
-def _int8_full_range() -> bool:
-    """Whether the int8 kernels may use 8-bit activations: the CPU has VNNI or AMX
-    (32-bit accumulation). Plain AVX2 kernels saturate 16-bit sums and need 7 bits."""
-    if torch.backends.quantized.engine not in ("x86", "fbgemm", "onednn"):
-        return False
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", cpuinfo) is not None
-
-
-@functools.lru_cache(maxsize=None)
-def _int8_linear_class() -> type:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
-
-    class Int8DynamicLinear(DynamicQuantizedLinear):
-        """``torch.ao``'s dynamic quantized linear with a choice of activation range
-        (its forward hard-codes ``reduce_range=True``: 7-bit activations)."""
-
-        reduce_range = True
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params,
-                                                   reduce_range=self.reduce_range)
-            return y.to(x.dtype)
-
-        def _get_name(self) -> str:
-            return "Int8DynamicLinear"
-
-        def extra_repr(self) -> str:
-            return f"{super().extra_repr()}, activation_bits={7 if self.reduce_range else 8}"
-
-    return Int8DynamicLinear
-
-
-def _quantize_linear_int8(model: nn.Module, full_range: bool) -> None:
-    """Replace every ``nn.Linear`` of ``model`` by an int8 dynamic quantized one, in place."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    linear = _int8_linear_class()
-    with warnings.catch_warnings():  # torch.ao.quantization and quantized tensors are deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
-        warnings.filterwarnings("ignore", message=".*quantized tensor.*")
-        quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                         mapping={nn.Linear: linear}, inplace=True)
-    for module in model.modules():
-        if isinstance(module, linear):
-            module.reduce_range = not full_range
+        raise ConfigError(f"int8 (the W8A8 layers) runs on the CPU only, not on {device}")
 
 
 def save_run_record(run: RunDir, encoder: TextEncoder, max_length: int | None) -> None:

@@ -175,6 +175,46 @@ def test_int8_encoder_keeps_cosine_to_fp32_and_says_so(encoder, tiny_dir, tmp_pa
         q.embed(TEXTS[:2])
 
 
+def test_int8_linear_is_the_quantized_product_exactly():
+    from fusion.text.int8_linear import Int8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 10)
+    x = torch.randn(3, 5, 24) * torch.tensor([0.01, 1.0, 30.0]).view(3, 1, 1)  # rows of very different scale
+    layer = Int8Linear.from_linear(linear, bits=8)
+    y = layer(x)
+    assert y.shape == (3, 5, 10)
+    # the formula by hand: round(x / s_x) . round(W / s_w) in integers, rescaled, plus the bias
+    w = linear.weight.detach()
+    s_w = w.abs().amax(1) / 127
+    rows = x.reshape(-1, 24)
+    s_x = rows.abs().amax(1, keepdim=True) / 127
+    exact = (torch.round(rows / s_x).double() @ torch.round(w / s_w[:, None]).double().T) * s_x.double() \
+        * s_w.double() + linear.bias.detach().double()
+    assert torch.allclose(y.reshape(-1, 10).double(), exact, rtol=1e-5, atol=1e-6)
+    # per token: each row's relative error is small whatever the other rows' scale
+    ref = linear(x).detach()
+    rel = (y - ref).norm(dim=-1) / ref.norm(dim=-1)
+    assert rel.max() < 0.03, rel
+    seven = Int8Linear.from_linear(linear, bits=7)     # the plain-AVX2 weight range
+    assert seven.weight_q.abs().max() <= 63 and layer.weight_q.abs().max() == 127
+
+
+def test_int8_encoder_runs_uncompiled_with_a_warning_where_compiling_fails(encoder, monkeypatch):
+    def broken(model, **kwargs):
+        def run(**inputs):
+            raise RuntimeError("no C compiler")
+        return run
+
+    want = encoder.quantize("int8").encode(MIXED)
+    monkeypatch.setattr(torch, "compile", broken)
+    q = encoder.quantize("int8")
+    with pytest.warns(RuntimeWarning, match="could not be compiled.*no C compiler"):
+        got = q.encode(MIXED)
+    assert _cosine(got, want).min() > 0.999     # the same math, uncompiled
+    assert torch.allclose(q.encode(MIXED), got)  # and it stays uncompiled (no second warning needed)
+
+
 def test_bf16_encoder_keeps_cosine_to_fp32_and_says_so(encoder):
     b = encoder.quantize("bf16")
     assert _cosine(b.encode(MIXED), encoder.encode(MIXED)).min() >= 0.99

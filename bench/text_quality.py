@@ -21,9 +21,10 @@ purchase reviewed (``rating_rate=1, review_share=1``: 2,500 reviews).
 
 ``--precisions`` (default: int8 bf16) measures the same held-out retrieval again with the
 pretrained and the fine-tuned encoder converted for serving (:meth:`TextEncoder.quantize`:
-int8 dynamic quantization, bf16), on the same held-out reviews -- what quantization costs
-in retrieval quality, next to fp32 in the same run; "eval s" is the wall time of one
-evaluation (encoding the catalogue and the held-out reviews).
+int8 W8A8 with per-token activations, bf16), on the same held-out reviews -- what
+quantization costs in retrieval quality, next to fp32 in the same run; "eval s" is the wall
+time of one evaluation (encoding the catalogue and the held-out reviews; for int8 it
+includes ``torch.compile`` on the first batch).
 """
 
 from __future__ import annotations

@@ -8,14 +8,18 @@ same max length (256 tokens), after one warm-up batch:
 
 * ``kgrec b64`` / ``kgrec b256`` -- :meth:`TextEncoder.encode`, the default: fp32, batches
   sorted by token count, dynamic padding, ``torch.inference_mode``;
-* ``kgrec int8 b64/b256`` -- the same encoder with ``precision="int8"`` (dynamic int8
-  quantization of the Linear layers), ``kgrec bf16 b64/b256`` -- ``precision="bf16"``,
+* ``kgrec int8 b64/b256`` -- the same encoder with ``precision="int8"`` (every Linear in
+  int8, activations quantized per token: :class:`fusion.text.int8_linear.Int8Linear`; its
+  ``torch.compile`` happens in the warm-up, whose seconds are printed below the table),
+  ``kgrec bf16 b64/b256`` -- ``precision="bf16"``,
   ``kgrec auto b64/b256`` -- ``precision="auto"``, what the Engine encodes search queries
   with (bf16 on a CPU with native bfloat16, else fp32; the row names which);
 * the old paths, selectable for before/after in one run: ``kgrec before b64/b256`` -- the
   previous ``encode`` (batches sorted by *character* count, ``torch.no_grad``, one
   ``embed`` call per batch), ``kgrec no-sort b64/b256`` -- ``encode(sort_by_length=False)``
-  (batches in input order, each padded to its longest text);
+  (batches in input order, each padded to its longest text), ``kgrec ao-int8 b64/b256`` --
+  the previous ``precision="int8"``: ``torch.ao`` dynamic quantization (weights per
+  channel, one activation scale per batch, 8-bit activations on VNNI/AMX CPUs, else 7);
 * ``kgrec cache hit`` -- :meth:`EmbeddingCache.encode` when every text is already cached
   (after a cold pass that fills the cache, reported as ``kgrec cache cold``);
 * references in the same run: ``naive loop`` -- a plain ``AutoModel`` called on one
@@ -55,10 +59,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon2018-gift-cards"
 BATCHES = (64, 256)
-KGREC = ("no-sort", "before", "", "int8", "bf16", "auto")   # "" = the default encode (fp32)
+KGREC = ("no-sort", "before", "", "int8", "ao-int8", "bf16", "auto")   # "" = the default encode (fp32)
 VARIANTS = tuple(v for b in BATCHES for v in [f"kgrec {k} b{b}".replace("  ", " ") for k in KGREC]
                  + [f"sentence-transformers b{b}"]) + ("kgrec cache", "naive loop")
-LABELS = {"": "fp32, token-length sort (default)", "no-sort": "no length sort", "int8": "int8 dynamic",
+LABELS = {"": "fp32, token-length sort (default)", "no-sort": "no length sort", "int8": "int8 (W8A8, per-token activations)",
+          "ao-int8": "before: int8 torch.ao dynamic (per-batch activations)",
           "bf16": "bf16", "before": "before: char-length sort, no_grad",
           "auto": "auto (the Engine's query encoder: {precision} on this CPU)"}
 MAX_LENGTH = 256
@@ -99,6 +104,31 @@ def _encode_before(encoder, texts: list[str], batch_size: int):
     return out
 
 
+def _ao_int8(encoder):
+    """The previous ``precision="int8"``: ``torch.ao``'s dynamic quantization of every Linear
+    (per-channel int8 weights, one activation scale per batch; 8-bit activations where the
+    CPU has VNNI / AMX, else 7-bit as fbgemm needs on plain AVX2)."""
+    import re
+    import warnings
+
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    full_range = re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", Path("/proc/cpuinfo").read_text()) is not None
+
+    class AoLinear(DynamicLinear):
+        def forward(self, x):
+            return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params,
+                                                      reduce_range=not full_range).to(x.dtype)
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated
+        warnings.simplefilter("ignore")
+        quantize_dynamic(encoder.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                         mapping={torch.nn.Linear: AoLinear}, inplace=True)
+    return encoder
+
+
 def run_variant(variant: str, texts: list[str], naive_texts: int, emb_out: str | None = None) -> dict:
     import torch
 
@@ -110,9 +140,13 @@ def run_variant(variant: str, texts: list[str], naive_texts: int, emb_out: str |
         kind = _kind(variant)
         encoder = TextEncoder.from_pretrained(path, max_length=MAX_LENGTH,
                                               precision=kind if kind in ("int8", "bf16", "auto") else "fp32")
+        if kind == "ao-int8":
+            encoder = _ao_int8(encoder)
         out["precision"] = encoder.precision
         out["rss_load_mb"] = _rss_mb()
-        encoder.encode(texts[:16], 16)  # warm-up
+        t = time.perf_counter()
+        encoder.encode(texts[:16], 16)  # warm-up (int8: includes its torch.compile)
+        out["warmup_seconds"] = time.perf_counter() - t
         if variant == "kgrec cache":
             from fusion.text.index import EmbeddingCache
 
@@ -272,6 +306,9 @@ def main() -> None:
             x_st_cold = f"{cold / ref[64]['texts_per_s']:.2f}×" if ref[64] else "–"
             print(f"| kgrec cache cold (b64, encode + write) | {cold:.1f} | {x_cold} | {x_st_cold} | "
                   "– | – | – | – | – | – |")
+    warm = [f"{name} {r['warmup_seconds']:.1f} s" for name, r in results.items() if "warmup_seconds" in r]
+    if warm:
+        print("\nwarm-up (first 16 texts, once per process; int8's torch.compile): " + ", ".join(warm))
 
 
 if __name__ == "__main__":

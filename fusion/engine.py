@@ -954,7 +954,8 @@ class Engine:
             raise StoreError("explanations read the graph, and this run does not say which one: "
                              "open the engine with Engine.open(run_dir, store=...)")
         config = StoreConfig.from_location(self.location)
-        return open_store(config, **({"read_only": True} if config.kind == "embedded" else {})).connect()
+        embedded = {"read_only": True, "query_threads": 1}  # point queries: see EmbeddedStore
+        return open_store(config, **(embedded if config.kind == "embedded" else {})).connect()
 
     def explain(self, user_id: str, item_id: str, max_paths: int = 5):
         """Knowledge-graph paths from the user to the item (:func:`kg.explain.explain`, one

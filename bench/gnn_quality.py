@@ -279,13 +279,14 @@ def main(argv=None) -> int:
                     heldout, seen = (split.valid, [split.train]) if args.tune else (split.test, [split.train, split.valid])
                     m = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
                                  heldout, seen, ks=(10, 20), candidates=split.items)
-                    epochs, train_s = 0, 0.0
+                    epochs, train_s, why = 0, 0.0, ""
                 else:
                     config = row_config(name, row, seed, args, sets)
                     net = build_model(config, export, split)
                     result = train(net, split, config, progress=args.verbose)
                     m = result.best_metrics if args.tune else result.test_metrics
                     epochs, train_s = result.history[-1]["epoch"], result.train_seconds
+                    why = f", stopped by {result.stop_reason}"
                     if args.tune:
                         print(f"  {label} seed {seed} valid curve: " + ", ".join(
                             f"{h['epoch']}: {h['valid_' + metrics[0]]:.4f}" for h in result.history
@@ -296,7 +297,7 @@ def main(argv=None) -> int:
                 runs.setdefault(label, []).append(m)
                 costs.setdefault(label, []).append((epochs, train_s, cpu, load))
                 print(f"{label:<24} seed {seed}: " + ", ".join(f"{k} {m.get(k, float('nan')):.4f}" for k in metrics)
-                      + f"  ({epochs} epochs, train {train_s:.0f} s wall, {cpu:.0f} s CPU, "
+                      + f"  ({epochs} epochs{why}, train {train_s:.0f} s wall, {cpu:.0f} s CPU, "
                         f"{time.perf_counter() - t:.0f} s call, load {load:.1f})", flush=True)
         print(f"\n### {name} ({part}; mean ± std over seeds {args.seeds}; CPU s: getrusage of the "
               f"whole training call, {args.threads} thread(s))\n")

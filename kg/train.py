@@ -182,6 +182,9 @@ class TrainResult:
     test_metrics: dict[str, float]     #: test metrics of the best state
     seconds: float                     #: wall-clock of the whole call (training + evaluation)
     train_seconds: float               #: wall-clock of the training steps only
+    #: why training ended: "epochs" (all of them ran), "patience" (early stopping), "target"
+    #: (``target_metric`` reached) or "time" (``max_seconds``); "" on ranks other than 0
+    stop_reason: str = ""
 
 
 # ---------------------------------------------------------------------------- data helpers
@@ -370,6 +373,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
     history: list[dict[str, float]] = []
     best_state, best_metrics, best_epoch, bad = None, {}, 0, 0
     first_epoch, train_seconds = 1, 0.0
+    stop_reason = "epochs"  # until early stopping, the target or the time limit ends training
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -382,6 +386,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         first_epoch = ck["epoch"] + 1
         if ck.get("stopped"):
             first_epoch = config.epochs + 1
+            stop_reason = ck.get("stop_reason", stop_reason)
     model.to(device)  # (optimizer state follows the parameters)
 
     def tqdm_(iterable, **kw):
@@ -460,6 +465,8 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
                     bad += 1
                 reached = config.target is not None and metrics[config.target_metric] >= config.target
                 flags[0] = float(bad >= config.patience or reached or timeout)
+                if flags[0]:
+                    stop_reason = "target" if reached else "patience" if bad >= config.patience else "time"
                 if progress:
                     shown = ", ".join(f"{m} {metrics[m]:.4f}" for m in (config.select_metric, config.target_metric))
                     print(f"epoch {epoch}/{config.epochs}: loss {totals['loss']:.4f}, {seconds:.1f}s, {select_on} "
@@ -474,7 +481,8 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
                             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                             "epoch": epoch, "history": history, "best_state": best_state,
                             "best_metrics": best_metrics, "best_epoch": best_epoch, "bad": bad,
-                            "train_seconds": train_seconds, "stopped": stopped}, ckpt_path)
+                            "train_seconds": train_seconds, "stopped": stopped, "stop_reason": stop_reason},
+                           ckpt_path)
             if stopped:
                 break
         else:
@@ -494,7 +502,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         else:
             test_metrics = evaluate_model(model, split, "test", config.ks, config.eval_batch_size, device)
     return TrainResult(model, history, best_metrics, best_epoch, test_metrics,
-                       time.perf_counter() - start_time, train_seconds)
+                       time.perf_counter() - start_time, train_seconds, stop_reason if rank == 0 else "")
 
 
 @torch.no_grad()

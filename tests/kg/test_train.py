@@ -133,6 +133,14 @@ def test_early_stopping_restores_best(split):
     best = max(evaluated, key=lambda h: h["valid_ndcg@20"])
     assert result.best_epoch == best["epoch"]
     assert len(result.history) <= 30
+    # it says why it stopped: early stopping here, all epochs or the time limit otherwise
+    assert result.stop_reason == ("patience" if len(result.history) < 30 else "epochs")
+    short = small_config(epochs=2, patience=100)
+    assert train(build_model(short, (split.num_users, split.num_items), split), split, short,
+                 progress=False).stop_reason == "epochs"
+    timed = small_config(epochs=30, patience=100, max_seconds=0.0)
+    result = train(build_model(timed, (split.num_users, split.num_items), split), split, timed, progress=False)
+    assert result.stop_reason == "time" and len(result.history) == 1
 
 
 DDP_SCRIPT = textwrap.dedent("""

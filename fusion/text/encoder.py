@@ -42,14 +42,19 @@ for CPU serving; the default stays ``"fp32"``:
   activations int8 per token, an exact int32 product through ``torch._int_mm``), the model
   run through ``torch.compile`` (dynamic shapes), which fuses the quantize / rescale steps
   with their neighbours -- uncompiled they cost more than int8 saves. It compiles on the
-  first batch (~25-45 s for MiniLM-L6, once per process and again for a batch of one text;
+  first batch (~10-45 s for MiniLM-L6, once per process and again for a batch of one text;
   inductor's on-disk cache shortens later processes), so int8 is for long-lived servers and
-  bulk encoding, not for encoding a few texts once. A text's vector does not depend on the
-  other texts of its batch. On MiniLM-L6 and the Gift Cards product texts (AVX512-VNNI Xeon, 2 threads,
-  ``bench/text_speed.py``): cosine to fp32 min ~0.995, mean ~0.998, and ~1.7x the texts/s of
-  fp32 (the previous ``torch.ao`` dynamic quantization, one activation scale per batch:
-  min ~0.986 with 8-bit, ~0.96 with 7-bit activations). Without a C compiler for
-  ``torch.compile`` the same math runs uncompiled, slower than fp32 (one warning says so).
+  bulk encoding, not for encoding a few texts once. The compiled model is checked (its
+  first batch against the eager model, every batch for NaN/inf); if a check fails or
+  compiling does (no C compiler), one warning, and the eager model from then on. A text's
+  vector does not depend on the other texts of its batch. On MiniLM-L6 and the Gift Cards
+  product texts (AVX512-VNNI Xeon, 2 threads, ``bench/text_speed.py``): cosine to fp32 min
+  ~0.995, mean ~0.998, 1.6-2.2x the texts/s of sentence-transformers (the previous
+  ``torch.ao`` dynamic quantization, one activation scale per batch: min ~0.986 with 8-bit,
+  ~0.96 with 7-bit activations). Only CPUs with VNNI or AMX compile it: on plain AVX2 the
+  weights get 7 bits (:func:`~fusion.text.int8_linear.weight_bits`) and the model runs
+  eagerly, slower than fp32 -- there, use fp32 (with AVX2 emulated on the Xeon, the
+  compiled model gave NaN; torch 2.15).
 * ``"bf16"`` -- the model cast to bfloat16 (pooling and the norm stay in float32): fast
   on CPUs with AMX / AVX512-BF16 (there: cosine to fp32 min ~0.9999, ~1.6-1.8x less CPU
   time than fp32 on MiniLM-L6), slow elsewhere.
@@ -275,8 +280,9 @@ class TextEncoder(nn.Module):
         out = type(self)(model, self.tokenizer, self.settings, source=self.source)
         out.eval()
         out._precision = (precision, scheme, base)
-        if precision == "int8":  # compiled on the first batch; see "Precision" above
+        if precision == "int8" and weight_bits() == 8:  # see "Precision" above
             out._compiled = torch.compile(model, dynamic=True)
+            out._checked = False
         return out
 
     def save(self, directory: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
@@ -382,17 +388,30 @@ class TextEncoder(nn.Module):
 
     def _hidden(self, inputs: dict) -> torch.Tensor:
         """The model's last hidden states [B, T, d]: through its ``torch.compile``-d form when
-        it has one (int8), which falls back to the eager model, once and with a warning,
-        where compiling fails (e.g. no C compiler)."""
+        it has one (int8 on a VNNI/AMX CPU). That form is checked: its first batch against
+        the eager model (every token's cosine >= 0.999) and every batch for non-finite
+        values; where compiling fails (e.g. no C compiler) or a check does, the encoder
+        warns once and runs the eager model from then on."""
         compiled = getattr(self, "_compiled", None)
         if compiled is not None:
+            problem = None
             try:
-                return compiled(**inputs).last_hidden_state
+                hidden = compiled(**inputs).last_hidden_state
+                if not bool(torch.isfinite(hidden).all()):
+                    problem = "the compiled model gave non-finite values"
+                elif not self._checked:
+                    eager = self.model(**inputs).last_hidden_state
+                    cos = nn.functional.cosine_similarity(hidden, eager, dim=-1)   # [B, T]
+                    if float(cos.min()) < 0.999:
+                        problem = f"the compiled model differs from the eager one (token cosine {float(cos.min()):.4f})"
+                    self._checked = True
             except Exception as exc:  # noqa: BLE001 - inductor raises many kinds
-                self._compiled = None
-                warnings.warn(f"the {self.precision} text encoder could not be compiled ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}); it runs uncompiled, slower than fp32", RuntimeWarning,
-                              stacklevel=3)
+                problem = f"it could not be compiled ({type(exc).__name__}: {str(exc)[:200]})"
+            if problem is None:
+                return hidden
+            self._compiled = None
+            warnings.warn(f"the {self.precision} text encoder runs uncompiled, slower than fp32: {problem}",
+                          RuntimeWarning, stacklevel=3)
         return self.model(**inputs).last_hidden_state
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:

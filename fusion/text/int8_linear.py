@@ -11,7 +11,7 @@ input and the column-quantized weight. Run eagerly, the quantize and rescale ste
 separate passes over memory that cost more than the int8 product saves (MiniLM-L6's FFN,
 [3840 x 384] x [384 x 1536], 2 threads: 32.5 ms against 18.0 ms in fp32); inside a
 ``torch.compile``-d model they fuse with their neighbours (8.4 ms for that layer), which is
-how :meth:`fusion.text.encoder.TextEncoder.quantize` runs them.
+how :meth:`fusion.text.encoder.TextEncoder.quantize` runs them (on CPUs with VNNI or AMX).
 """
 
 from __future__ import annotations
@@ -24,13 +24,27 @@ import torch
 from torch import nn
 
 
+@torch.library.custom_op("kgrec::int_mm", mutates_args=())
+def int_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch._int_mm(a, b)`` (int8 [M, K] x int8 [K, N] -> int32 [M, N]) as an opaque
+    operator: ``torch.compile`` calls it as it is instead of generating its own int8 GEMM,
+    whose CPU code corrupted the heap in about one process in four (torch 2.15, dynamic
+    shapes; "corrupted size vs. prev_size"), while the eager operator never did."""
+    return torch._int_mm(a, b)
+
+
+@int_mm.register_fake
+def _int_mm_shape(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty((a.shape[0], b.shape[1]), dtype=torch.int32)
+
+
 def w8a8_linear(x: torch.Tensor, weight_q: torch.Tensor, weight_scale: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
     """``x @ W.T + b`` with ``x`` [M, K] float32 quantized per row and ``W`` per output
     channel (``weight_q`` int8 [K, N], ``weight_scale`` [N], ``bias`` [N]): float32 [M, N]."""
     scale = x.abs().amax(1, keepdim=True).clamp(min=1e-8) / 127.0             # [M, 1]
     x_q = torch.round(x / scale).to(torch.int8)                               # [M, K]
-    return torch._int_mm(x_q, weight_q).float() * scale * weight_scale + bias  # [M, N]
+    return int_mm(x_q, weight_q).float() * scale * weight_scale + bias  # [M, N]
 
 
 @functools.lru_cache(maxsize=None)

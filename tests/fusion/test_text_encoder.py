@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -200,19 +201,58 @@ def test_int8_linear_is_the_quantized_product_exactly():
     assert seven.weight_q.abs().max() <= 63 and layer.weight_q.abs().max() == 127
 
 
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="torch.compile needs a C compiler")
+def test_int8_linear_compiles_to_the_same_numbers():
+    from fusion.text.int8_linear import Int8Linear, w8a8_linear
+
+    torch.manual_seed(1)
+    layer = Int8Linear.from_linear(torch.nn.Linear(48, 20), bits=8)
+    compiled = torch.compile(w8a8_linear, dynamic=True)   # the int8 product stays an opaque operator
+    for rows in (3, 17, 64):
+        x = torch.randn(rows, 48)
+        want = w8a8_linear(x, layer.weight_q, layer.weight_scale, layer.bias)
+        assert torch.allclose(compiled(x, layer.weight_q, layer.weight_scale, layer.bias), want, atol=1e-4)
+
+
 def test_int8_encoder_runs_uncompiled_with_a_warning_where_compiling_fails(encoder, monkeypatch):
     def broken(model, **kwargs):
         def run(**inputs):
             raise RuntimeError("no C compiler")
         return run
 
+    from fusion.text import encoder as module
+
+    monkeypatch.setattr(module, "weight_bits", lambda: 8)   # compiled on any CPU for this test
     want = encoder.quantize("int8").encode(MIXED)
     monkeypatch.setattr(torch, "compile", broken)
     q = encoder.quantize("int8")
-    with pytest.warns(RuntimeWarning, match="could not be compiled.*no C compiler"):
+    with pytest.warns(RuntimeWarning, match="uncompiled.*could not be compiled.*no C compiler"):
         got = q.encode(MIXED)
     assert _cosine(got, want).min() > 0.999     # the same math, uncompiled
     assert torch.allclose(q.encode(MIXED), got)  # and it stays uncompiled (no second warning needed)
+
+
+@pytest.mark.parametrize("wrong", ["nan", "different"])
+def test_int8_encoder_checks_its_compiled_model_and_falls_back(encoder, monkeypatch, wrong):
+    from fusion.text import encoder as module
+
+    class Wrong(torch.nn.Module):  # a compiled model gone wrong: NaN, or other numbers
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, **inputs):
+            out = self.model(**inputs)
+            h = out.last_hidden_state
+            out.last_hidden_state = torch.full_like(h, float("nan")) if wrong == "nan" else h.flip(-1)
+            return out
+
+    monkeypatch.setattr(module, "weight_bits", lambda: 8)   # compiled on any CPU for this test
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: Wrong(model))
+    q = encoder.quantize("int8")
+    with pytest.warns(RuntimeWarning, match="non-finite" if wrong == "nan" else "differs from the eager"):
+        got = q.encode(MIXED)
+    assert torch.isfinite(got).all() and _cosine(got, encoder.encode(MIXED)).min() >= 0.99
 
 
 def test_bf16_encoder_keeps_cosine_to_fp32_and_says_so(encoder):

@@ -86,8 +86,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from kg.errors import CheckpointError, ConfigError
 from fusion.text.int8_linear import quantize_linears, weight_bits
+from kg.errors import CheckpointError, ConfigError
 from kg.run_dir import RunDir, atomic_directory, write_json
 
 #: the name of our settings file inside an encoder directory
@@ -389,11 +389,11 @@ class TextEncoder(nn.Module):
     def _hidden(self, inputs: dict) -> torch.Tensor:
         """The model's last hidden states [B, T, d]: through its ``torch.compile``-d form when
         it has one (int8 on a VNNI/AMX CPU). That form is checked: its first batch against
-        the eager model (each text's mean-pooled state at cosine >= 0.98: both round their
+        the eager model (each text's mean-pooled state at cosine >= 0.98: the two round their
         int8 activations slightly differently, ~0.995 apart on MiniLM-L6, while a broken
-        kernel gives noise) and every batch for non-finite
-        values; where compiling fails (e.g. no C compiler) or a check does, the encoder
-        warns once and runs the eager model from then on."""
+        kernel gives noise) and every batch for non-finite values; where compiling fails
+        (e.g. no C compiler) or a check does, the encoder warns once and runs the eager
+        model from then on."""
         compiled = getattr(self, "_compiled", None)
         if compiled is not None:
             problem = None

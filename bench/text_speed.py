@@ -108,14 +108,15 @@ def _ao_int8(encoder):
     """The previous ``precision="int8"``: ``torch.ao``'s dynamic quantization of every Linear
     (per-channel int8 weights, one activation scale per batch; 8-bit activations where the
     CPU has VNNI / AMX, else 7-bit as fbgemm needs on plain AVX2)."""
-    import re
     import warnings
 
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    full_range = re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", Path("/proc/cpuinfo").read_text()) is not None
+    from fusion.text.int8_linear import weight_bits
+
+    full_range = weight_bits() == 8   # the same VNNI / AMX test as kgrec's int8 layers
 
     class AoLinear(DynamicLinear):
         def forward(self, x):

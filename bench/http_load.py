@@ -111,9 +111,11 @@ class Results:
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     done: int = 0
+    trace: list[tuple[float, str, float]] = field(default_factory=list)  # (answered at, name, ms)
 
     def record(self, name: str, ms: float, status: int | None, detail: str = "") -> None:
         self.times.setdefault(name, []).append(ms)
+        self.trace.append((time.perf_counter(), name, ms))
         if status != 200:
             self.failures.append(f"{name} {status if status is not None else ''} {detail[:160]}".strip())
         self.done += 1

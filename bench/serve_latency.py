@@ -160,9 +160,10 @@ async def phase(kind: str, port: int, plan: list[Request], args, users: list[str
     async def reload_half_way(results: Results):
         while results.done < len(plan) // 2:
             await asyncio.sleep(0.02)
-        conn = Connection(host, port)
+        conn, t = Connection(host, port), time.perf_counter()
         try:
             status, body = await conn.send(Request("reload", "POST", "/admin/reload"))
+            results.trace.append((time.perf_counter(), "(reload)", (time.perf_counter() - t) * 1e3))
             if status != 200:
                 events["failures"].append(f"reload {status} {body[:120]!r}")
         except HTTPFailure as exc:
@@ -259,6 +260,10 @@ async def main_async(args) -> int:
             gen = own_cpu_seconds() - own
             cpu = {k: v - cpu[k] for k, v in tree_cpu_seconds(server.pid).items()}
             failures += results.failures + events["failures"]
+            if args.trace:
+                t0 = min(t for t, _, _ in results.trace)
+                Path(f"{args.trace}.{kind}.csv").write_text("answered_s,name,ms\n" + "".join(
+                    f"{t - t0:.4f},{name},{ms:.2f}\n" for t, name, ms in sorted(results.trace)))
             total = sum(len(v) for v in results.times.values())
             title = ("throughput: closed loop" if kind == "throughput"
                      else f"latency at {args.rate:g} requests/s offered (open loop)")
@@ -342,6 +347,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=300.0, help="offered requests/s of the latency phase")
     ap.add_argument("--phases", nargs="+", default=["throughput", "rate"], choices=["throughput", "rate"])
     ap.add_argument("--event-interval", type=float, default=0.5)
+    ap.add_argument("--trace", metavar="PREFIX",
+                    help="write every request's answer time, endpoint and latency to PREFIX.<phase>.csv")
     ap.add_argument("--verbose", action="store_true", help="show the server's stderr")
     ap.add_argument("--in-place", action="store_true",
                     help="serve the run itself, not a copy (the events it posts stay in its graph)")

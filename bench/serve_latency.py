@@ -262,8 +262,8 @@ async def main_async(args) -> int:
             failures += results.failures + events["failures"]
             if args.trace:
                 t0 = min(t for t, _, _ in results.trace)
-                Path(f"{args.trace}.{kind}.csv").write_text("answered_s,name,ms\n" + "".join(
-                    f"{t - t0:.4f},{name},{ms:.2f}\n" for t, name, ms in sorted(results.trace)))
+                Path(f"{args.trace}.{kind}.csv").write_text("answered_s,name,ms,monotonic_s\n" + "".join(
+                    f"{t - t0:.4f},{name},{ms:.2f},{t:.4f}\n" for t, name, ms in sorted(results.trace)))
             total = sum(len(v) for v in results.times.values())
             title = ("throughput: closed loop" if kind == "throughput"
                      else f"latency at {args.rate:g} requests/s offered (open loop)")

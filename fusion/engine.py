@@ -56,6 +56,7 @@ import torch
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
+from fusion.ranking.fused import FusedFusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
 from fusion.ranking.scoring import VALUE_OBJECTIVES
@@ -176,7 +177,7 @@ class EngineVersion:
                  run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False) -> None:
         self.model = model
         self.tables = tables
-        self.scorer = Scorer(model, tables)
+        self.scorer = Scorer(FusedFusionModel(model), tables)  # the same function, fewer tensor operations
         self.user_index = pd.Index(np.asarray(users, dtype=object), dtype=object)  # object lookups stay cheap
         self.catalogue = catalogue
         self.seen = seen

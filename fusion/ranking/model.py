@@ -136,6 +136,20 @@ class FusionModel(nn.Module):
 
     def forward(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
                 has_user, has_query) -> dict[str, torch.Tensor]:
+        x, scalars = self.inputs(user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
+                                 has_user, has_query)
+        experts = torch.stack([e(x) for e in self.experts], 1)                   # [B, E, H]
+        out = {}
+        for t in TASKS:
+            gate = torch.softmax(self.gates[t](x), -1)                            # [B, E]
+            h = (gate[:, :, None] * experts).sum(1)                               # [B, H]
+            out[t] = self.towers[t](h).squeeze(-1) + self.wide[t](scalars).squeeze(-1)
+        return out
+
+    def inputs(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
+               has_user, has_query) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the normalised input rows ``x`` [B, D], the standardised similarity scalars ``s``
+        [B, 3]) of :meth:`forward`'s arguments."""
         if self.without:  # an ablation: the left-out groups read as zeros
             zero = torch.zeros_like
             if "gnn" in self.without:
@@ -153,11 +167,4 @@ class FusionModel(nn.Module):
         gnn = [user_gnn, item_gnn, product] if self.raw_gnn else [product]
         x = torch.cat([*gnn, it, ut, qt, scalars, user_side, item_side,
                        has_user[:, None].float(), has_query[:, None].float()], -1)
-        x = self.input_norm(x)
-        experts = torch.stack([e(x) for e in self.experts], 1)                   # [B, E, H]
-        out = {}
-        for t in TASKS:
-            gate = torch.softmax(self.gates[t](x), -1)                            # [B, E]
-            h = (gate[:, :, None] * experts).sum(1)                               # [B, H]
-            out[t] = self.towers[t](h).squeeze(-1) + self.wide[t](scalars).squeeze(-1)
-        return out
+        return self.input_norm(x), scalars

@@ -16,6 +16,7 @@ from fusion.ranking.features import FeatureTables
 from fusion.ranking.train import relevance_batch, task_losses, with_candidate_negatives
 from fusion.ranking.loss_balancing import make_balancer
 from fusion.ranking.metrics import auc, search_ndcg
+from fusion.ranking.fused import FusedFusionModel
 from fusion.ranking.model import TASKS, FusionModel
 from fusion.ranking.scoring import check_weights, objectives, ranking_score
 from kg.errors import ConfigError
@@ -134,6 +135,26 @@ def test_model_outputs_one_logit_per_task(experts):
     model = FusionModel(8, 12, 3, 7, num_experts=experts)
     out = model(*_inputs())
     assert set(out) == set(TASKS) and all(v.shape == (6,) for v in out.values())
+
+
+@pytest.mark.parametrize("experts, raw_gnn, without", [(1, False, ()), (4, True, ()), (3, True, ("text",))])
+def test_the_serving_model_computes_what_the_trained_model_does(experts, raw_gnn, without):
+    """FusedFusionModel (experts, gates and towers stacked; what the Engine scores with)
+    gives the eval-mode model's logits for every task, with and without a query."""
+    torch.manual_seed(experts)
+    model = FusionModel(8, 12, 3, 7, num_experts=experts, raw_gnn=raw_gnn, without=without).eval()
+    for p in model.parameters():  # trained-like weights: biases and gates far from their init
+        p.data.normal_(0, 0.5)
+    fused = FusedFusionModel(model)
+    x = list(_inputs(b=9))
+    x[8] = torch.tensor([0, 1] * 4 + [1], dtype=torch.bool)  # some rows with a query
+    with torch.inference_mode():
+        want, got = model(*x), fused(*x)
+        assert set(got) == set(TASKS) and all(got[t].shape == (9,) for t in TASKS)
+        for t in TASKS:
+            torch.testing.assert_close(got[t], want[t], rtol=1e-5, atol=1e-5)
+        one = fused(*(v[:1] for v in x))  # one row, as a single search result is scored
+        assert all(torch.allclose(one[t], want[t][:1], atol=1e-5) for t in TASKS)
 
 
 def test_an_input_group_left_out_changes_nothing_when_it_changes(tmp_path):

@@ -352,7 +352,10 @@ class EngineVersion:
         if n == 0:
             return [[] for _ in range(b)]
         with torch.inference_mode():
-            qt = None if query_text is None else query_text.repeat_interleave(n, 0)
+            # relevance from the text match: the model's relevance head (a second forward
+            # pass with the query) would be computed only to be replaced
+            model_relevance = query_text is not None and not self.relevance_from_text
+            qt = query_text.repeat_interleave(n, 0) if model_relevance else None
             logits = self.scorer.logits(users.repeat_interleave(n), cands.reshape(-1), query_text=qt)
             if query_text is not None and self.relevance_from_text:
                 cos = (self.tables.item_text[cands] * query_text[:, None, :]).sum(-1)      # [B, N]

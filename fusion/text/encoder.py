@@ -86,6 +86,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from fusion.text.cpu import cpu_flags
 from fusion.text.int8_linear import quantize_linears, weight_bits
 from kg.errors import CheckpointError, ConfigError
 from kg.run_dir import RunDir, atomic_directory, write_json
@@ -488,11 +489,7 @@ def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): where the bf16
     encoder is faster than fp32 instead of emulated (Linux ``/proc/cpuinfo``; False
     where it cannot be read)."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo) is not None
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str, device=None) -> str:

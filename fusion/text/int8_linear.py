@@ -17,11 +17,11 @@ how :meth:`fusion.text.encoder.TextEncoder.quantize` runs them (on CPUs with VNN
 from __future__ import annotations
 
 import functools
-import re
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from fusion.text.cpu import cpu_flags
 
 
 @torch.library.custom_op("kgrec::int_mm", mutates_args=())
@@ -52,11 +52,7 @@ def weight_bits() -> int:
     """8 on CPUs with VNNI or AMX (int8 products accumulated in 32 bits), else 7: plain
     AVX2 kernels add pairs of u8 x s8 products in 16 bits, which 7-bit weights keep from
     saturating (255 * 63 * 2 < 2**15)."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return 7
-    return 8 if re.search(r"\b(avx512_vnni|avx_vnni|amx_int8)\b", cpuinfo) else 7
+    return 8 if cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"} else 7
 
 
 class Int8Linear(nn.Module):

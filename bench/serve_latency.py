@@ -31,6 +31,7 @@ updater folded in.
 
     python bench/serve_latency.py --run runs/demo
     python bench/serve_latency.py --run runs/demo --requests 2000 --workers 1   # quick
+    python bench/serve_latency.py --run runs/demo --trace out/serve   # + every request's time, to a CSV
 """
 
 from __future__ import annotations

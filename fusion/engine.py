@@ -354,10 +354,10 @@ class EngineVersion:
         with torch.inference_mode():
             # relevance from the text match: the model's relevance head (a second forward
             # pass with the query) would be computed only to be replaced
-            model_relevance = query_text is not None and not self.relevance_from_text
-            qt = query_text.repeat_interleave(n, 0) if model_relevance else None
+            text_relevance = query_text is not None and self.relevance_from_text
+            qt = None if query_text is None or text_relevance else query_text.repeat_interleave(n, 0)
             logits = self.scorer.logits(users.repeat_interleave(n), cands.reshape(-1), query_text=qt)
-            if query_text is not None and self.relevance_from_text:
+            if text_relevance:
                 cos = (self.tables.item_text[cands] * query_text[:, None, :]).sum(-1)      # [B, N]
                 logits["relevance"] = text_relevance_logits(cos, valid).reshape(-1)
             logits = self.with_value_logits(logits, users.repeat_interleave(n), cands.reshape(-1), weights)

@@ -41,7 +41,7 @@ class FusedFusionModel(nn.Module):
 
     def __init__(self, model: FusionModel) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model  # for its input preamble (FusionModel.inputs: no dropout there)
         experts, towers = model.experts, [model.towers[t] for t in TASKS]
         e, h = len(experts), experts[0][0].out_features
         stack = torch.stack

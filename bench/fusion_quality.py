@@ -14,7 +14,9 @@ the AUCs are over positives and sampled negatives, and no judgements (no search 
 Counterfactual table (synthetic): offline Recall@K only credits products the shop's
 logging policy happened to show; the generator's planted P(click) and P(purchase | click)
 score every model's top-10 by what it would earn if shown (:mod:`fusion.ranking.planted`) --
-expected clicks, purchases and order value per user, all 2,000 users.
+expected clicks, purchases and order value per user, all 2,000 users -- and the planted
+truth's own ranking is put through the logged metric (its Recall@10: the ceiling of a
+perfect click / purchase model, over every product and over the GNN's candidates).
 
 The trade-off plot (synthetic, where the planted truth is known): for weights
 ``{"ctr": 1, "cvr": 1, "value": w}`` with ``w`` swept from 0 to 4 (and ``{"ctr": 1}``),
@@ -55,10 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusion.ranking.comparison import markdown, recall_note  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
-from fusion.ranking.planted import fused_list, model_lists, planted_value  # noqa: E402
+from fusion.ranking.planted import fused_list, model_lists, planted_recall, planted_value  # noqa: E402
 from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
 from fusion.pipeline import fusion_seeds, train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
+from kg.export import GraphExport  # noqa: E402
 from kg.run_dir import RunDir  # noqa: E402
 from kg.stores import StoreConfig, open_store  # noqa: E402
 
@@ -187,6 +190,12 @@ def main() -> int:
             value = planted_value(truth, engine, {"fused, value weight 1": fused_list(
                 engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})}, users)
             print(planted_markdown(value).splitlines()[-1])
+            ids, _ = GraphExport.read_id_maps(RunDir(run_dir).graph)
+            ceiling = planted_recall(truth, engine, RunDir(run_dir).load_split(), ids["user"], ids["product"])
+            print("\nlogged Recall@10 (test) of the planted truth's own ranking (p_click x p_buy), the "
+                  "ceiling of a perfect click / purchase model: "
+                  + ", ".join(f"{name} {v:.4f}" for name, v in ceiling.items())
+                  + f" (fused {results['fused']['recall@10']:.4f}, GNN {results['gnn']['recall@10']:.4f})")
             print(f"\n## trade-off (synthetic, 300 users) -> {Path(args.out) / 'fusion_tradeoff.png'}\n")
             print(tradeoff(engine, truth, Path(args.out)), flush=True)
         if not args.skip_gift_cards:

@@ -13,6 +13,12 @@ top-k list can be scored by what it would earn if the shop showed it:
 each averaged over users. The lists: popularity, GNN dot product, text (user profile
 cosine), and the Engine's fused ranking (``weights``), all with the user's known
 products excluded (the Engine's ``seen``: train, valid and test pairs).
+
+The other way round, :func:`planted_recall` puts the planted truth's own ranking
+(p_click x p_buy) through the logged metric: the Recall@K a perfect click and purchase
+model would reach on the logged test purchases -- over every product, and re-ranking the
+GNN's candidates as the Engine does. It says how much of a gap on the logged metric is
+the models' error and how much the metric's own (purchases need an impression first).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Mapping
 
 import numpy as np
 import torch
+
+from kg.evaluation import evaluate
 
 #: E[quantity] of a synthetic purchase (the generator draws 1, 2, 3 with these odds)
 MEAN_QUANTITY = 0.75 * 1 + 0.18 * 2 + 0.07 * 3
@@ -64,6 +72,32 @@ def planted_value(truth, engine, lists: dict[str, np.ndarray], users: np.ndarray
         out[name] = {"clicks": float(pc.sum(1).mean()), "purchases": float((pc * pb).sum(1).mean()),
                      "value": float(value.sum(1).mean())}
     return out
+
+
+def planted_recall(truth, engine, split, user_ids, item_ids, k: int = 10) -> dict[str, float]:
+    """Logged Recall@``k`` on ``split``'s test part (train and valid pairs masked) of the
+    ranking by planted p_click x p_buy: over every product, and over each user's GNN
+    top-``engine.candidates`` (the Engine's re-ranking) -- the ceiling of a perfect
+    click / purchase model on the logged metric. ``split`` indexes ``user_ids`` and
+    ``item_ids`` (the trained run's id maps); the Engine's rows are found by id (a later
+    version may add and reorder rows)."""
+    user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+    user_row = torch.from_numpy(engine.user_index.get_indexer(user_ids))
+    item_gnn = engine.tables.item_gnn[torch.from_numpy(engine.catalogue.index.get_indexer(item_ids))]
+    ti = truth.item_index(item_ids)
+
+    def planted(users: torch.Tensor) -> torch.Tensor:                            # [B, I]
+        tu = truth.user_index(user_ids[users.numpy()])[:, None]
+        return torch.from_numpy((truth.p_click(tu, ti[None, :]) * truth.p_buy(tu, ti[None, :])).astype(np.float32))
+
+    def in_candidates(users: torch.Tensor) -> torch.Tensor:
+        gnn = engine.tables.user_gnn[user_row[users]] @ item_gnn.T
+        top = torch.topk(gnn, min(engine.candidates, len(item_ids)), dim=1).indices
+        return torch.full_like(gnn, -torch.inf).scatter_(1, top, planted(users).gather(1, top))
+
+    return {name: evaluate(fn, split.num_users, split.num_items, split.test, [split.train, split.valid],
+                           ks=(k,), batch_size=256)[f"recall@{k}"]
+            for name, fn in (("every product", planted), (f"the GNN's top-{engine.candidates}", in_candidates))}
 
 
 def markdown(table: dict[str, dict[str, float]], k: int = 10) -> str:

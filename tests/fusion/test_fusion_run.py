@@ -174,3 +174,20 @@ def test_cli_reruns_the_fusion_stage_and_queries(run, capsys):
     assert "unknown item id 'nope'" in capsys.readouterr().err
     assert main(["train", "--stage", "fusion", "--run", str(run_dir / "missing"), "--db", db]) == 2
     assert "run the gnn stage first" in capsys.readouterr().err
+
+def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
+    """The planted p_click x p_buy ranking through the logged Recall@10: above every model
+    (a perfect click / purchase model would win on the logged metric too), and its
+    re-ranking of the GNN's candidates between the GNN and that ceiling."""
+    from fusion.ranking.planted import planted_recall
+    from kg.export import GraphExport
+    from kg.run_dir import RunDir
+    from loaders.synthetic import ground_truth
+
+    run_dir, _, results, dataset = run
+    ids, _ = GraphExport.read_id_maps(RunDir(run_dir).graph)
+    ceiling = planted_recall(ground_truth(dataset), engine, RunDir(run_dir).load_split(), ids["user"], ids["product"])
+    print(ceiling, {name: m["recall@10"] for name, m in results.items()})
+    best = max(m["recall@10"] for m in results.values())
+    assert ceiling["every product"] > best + 0.02, (ceiling, results)
+    assert ceiling["the GNN's top-100"] > results["gnn"]["recall@10"], (ceiling, results)

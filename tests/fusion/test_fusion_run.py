@@ -175,10 +175,11 @@ def test_cli_reruns_the_fusion_stage_and_queries(run, capsys):
     assert main(["train", "--stage", "fusion", "--run", str(run_dir / "missing"), "--db", db]) == 2
     assert "run the gnn stage first" in capsys.readouterr().err
 
+
 def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
     """The planted p_click x p_buy ranking through the logged Recall@10: above every model
     (a perfect click / purchase model would win on the logged metric too), and its
-    re-ranking of the GNN's candidates between the GNN and that ceiling."""
+    re-ranking of the GNN's candidates above the GNN's own ranking."""
     from fusion.ranking.planted import planted_recall
     from kg.export import GraphExport
     from kg.run_dir import RunDir

@@ -26,7 +26,8 @@ E[quantity]) of those lists are plotted against each other.
 
 Seeds (``--seeds N``): the GNN and text stages are trained once, the fusion stage with
 seeds 0 .. N-1; the tables show seed 0, and a line per data set gives the fused
-Recall@10 / NDCG@10 of every seed with their mean and standard deviation; under each
+Recall@10 / NDCG@10 of every seed with their mean and standard deviation, and of the N
+seeds' models averaged (:class:`~fusion.ranking.ensemble.FusionEnsemble`); under each
 table, one standard error of every model's Recall@10 (binomial, over the test users:
 each has one held-out purchase under leave-last-out).
 
@@ -96,11 +97,18 @@ def mean_sd(values) -> str:
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
 
 
-def seeds_line(name: str, per_seed: list[dict]) -> str:
+def seeds_line(name: str, seeds: tuple[list[dict], dict | None]) -> str:
+    """The fused Recall@10 of every fusion seed, their mean ± sd, and the seeds' models
+    averaged (:class:`~fusion.ranking.ensemble.FusionEnsemble`)."""
+    per_seed, ensemble = seeds
     fused = [m["recall@10"] for m in per_seed]
-    return (f"{name}, fused over {len(per_seed)} fusion seeds: Recall@10 "
+    line = (f"{name}, fused over {len(per_seed)} fusion seeds: Recall@10 "
             + " / ".join(f"{r:.4f}" for r in fused) + f" (mean ± sd {mean_sd(fused)}), NDCG@10 "
             + mean_sd([m["ndcg@10"] for m in per_seed]))
+    if ensemble is not None:
+        line += (f"; the {len(per_seed)} seeds' models averaged: Recall@10 {ensemble['recall@10']:.4f}, "
+                 f"NDCG@10 {ensemble['ndcg@10']:.4f}")
+    return line
 
 
 def ablation(run_dir: Path, config, seeds: int) -> str:

@@ -31,7 +31,7 @@ empty query) :class:`kg.errors.InvalidRequestError`. The engine only reads after
 lock).
 
 Serving needs no training code: :meth:`Engine.open` composes the components' own
-loaders -- :meth:`FusionModel.load <fusion.ranking.model.FusionModel.load>`,
+loaders -- :func:`~fusion.ranking.ensemble.load_fusion_model` (one model or an ensemble),
 :meth:`FeatureTables.load <fusion.ranking.features.FeatureTables.load>`, the id maps of
 the graph export, the catalogue, the split (for the products each user has seen) and,
 on the first search, :func:`fusion.text.encoder.load_run_encoder`. Explanations read the
@@ -56,7 +56,8 @@ import torch
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
-from fusion.ranking.fused import FusedFusionModel
+from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
+from fusion.ranking.fused import serving_model
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weights, objectives, ranking_score
 from fusion.ranking.scoring import VALUE_OBJECTIVES
@@ -172,12 +173,13 @@ class EngineVersion:
     and swaps to a newer one on :meth:`Engine.reload`; a request holds the version it
     started with to its end."""
 
-    def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
+    def __init__(self, model: FusionModel | FusionEnsemble, tables: FeatureTables, users: np.ndarray,
+                 catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100,
                  run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False) -> None:
         self.model = model
         self.tables = tables
-        self.scorer = Scorer(FusedFusionModel(model), tables)  # the same function, fewer tensor operations
+        self.scorer = Scorer(serving_model(model), tables)  # the same function, fewer tensor operations
         self.user_index = pd.Index(np.asarray(users, dtype=object), dtype=object)  # object lookups stay cheap
         self.catalogue = catalogue
         self.seen = seen
@@ -197,7 +199,7 @@ class EngineVersion:
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
     @classmethod
-    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | None = None,
+    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | FusionEnsemble | None = None,
              trained_verified: bool = False) -> EngineVersion:
         """The serving parts of ``run`` (a run folder, or a :class:`kg.run_dir.RunVersion`),
         each checked against its manifest and read by its own loader; ``model``: one already
@@ -215,7 +217,7 @@ class EngineVersion:
             run.verify()
         if model is None:
             with run.reading(run.fusion_model, "fusion"):
-                model = FusionModel.load(run.fusion_model)
+                model = load_fusion_model(run.fusion_model)
         with run.reading(run.fusion_tables, "fusion"):
             tables = FeatureTables.load(run.fusion_tables)
         config = FusionConfig.from_dict(run.config().get("fusion", {}))
@@ -553,7 +555,8 @@ class Engine:
     request runs on the version it started with (:class:`EngineVersion`).
     """
 
-    def __init__(self, model: FusionModel, tables: FeatureTables, users: np.ndarray, catalogue: Catalogue,
+    def __init__(self, model: FusionModel | FusionEnsemble, tables: FeatureTables, users: np.ndarray,
+                 catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
                  run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
                  location: dict | None = None, text_precision: str = "auto", indexes: bool = True) -> None:

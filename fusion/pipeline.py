@@ -250,43 +250,61 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
     from fusion.ranking.comparison import compare, markdown
 
+    from dataclasses import replace
+
+    from fusion.ranking.ensemble import FusionEnsemble
+
     run = RunDir(run_dir)
     data = load_fusion_data(run, config.fusion.examples)
     result = train_fusion(data, config.fusion, run=run, progress=progress)
-    result.model.save(run.fusion_model)
+    model = result.model
+    if config.fusion.members > 1:  # the others: seeds seed+1 .. (history.json is the first's)
+        model = FusionEnsemble([model] + [
+            train_fusion(data, replace(config.fusion, seed=config.fusion.seed + k), progress=progress).model
+            for k in range(1, config.fusion.members)]).eval()
+    model.save(run.fusion_model)
     result.tables.save(run.fusion_tables)
     write_json(run.fusion_examples, {"kind": data.examples.kind, "counts": data.examples.counts,
                                      "parts": data.examples.summary()})
     naive = None
-    if config.baselines:
-        from dataclasses import replace
-
-        naive = train_fusion(data, replace(config.fusion, esmm=False), progress=False).model
+    if config.baselines:  # one model, whatever members says: the ESMM comparison
+        naive = train_fusion(data, replace(config.fusion, esmm=False, members=1), progress=False).model
     data.tables = result.tables
-    results = compare(data, result.model, naive, config.fusion.candidates)
+    results = compare(data, model, naive, config.fusion.candidates)
     write_json(run.comparison_json, results)
     write_text(run.comparison_md, markdown(results) + "\n")
     run.write_manifest()
     return results
 
 
-def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict) -> list[dict]:
-    """Test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of the fusion stage
-    trained with seeds 0 .. ``seeds``-1 on a trained run folder: ``first`` is seed 0's
-    (the run's own fusion model, already evaluated), the others are trained here and not
-    saved -- how much a fusion result owes to its seed."""
+def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict) -> tuple[list[dict], dict | None]:
+    """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of the fusion stage
+    trained with each of seeds 0 .. ``seeds``-1 on a trained run folder, the test metrics
+    of those models as one :class:`~fusion.ranking.ensemble.FusionEnsemble`): ``first`` is
+    seed 0's (the run's own fusion model, already evaluated), the others are trained here
+    and not saved -- how much a fusion result owes to its seed, and what averaging the
+    seeds' models gives (five seeds: a cross-fitted ensemble). The ensemble is ``None``
+    for one seed and for ``end_to_end`` runs (their members' tables differ)."""
     from dataclasses import replace
 
+    from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
     from fusion.ranking.train import evaluate_fusion
 
-    out = [first]
+    out, models = [first], []
     data = load_fusion_data(run_dir, config.fusion.examples)
     for seed in range(1, seeds):
         fc = replace(config.fusion, seed=seed)
         result = train_fusion(data, fc)
+        models.append(result.model)
         out.append(evaluate_fusion(result.model, replace(data, tables=result.tables), "test",
                                    candidates=fc.candidates))
-    return out
+    if seeds < 2 or config.fusion.end_to_end:
+        return out, None
+    run = RunDir(run_dir)
+    with run.reading(run.fusion_model, "fusion"):
+        models.insert(0, load_fusion_model(run.fusion_model))
+    ensemble = evaluate_fusion(FusionEnsemble(models).eval(), data, "test", candidates=config.fusion.candidates)
+    return out, ensemble
 
 
 def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,

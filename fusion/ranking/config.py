@@ -42,6 +42,7 @@ class FusionConfig:
     end_to_end: bool = False              #: also train the embedding tables
     embedding_lr: float = 1e-3
     seed: int = 0
+    members: int = 1                      #: models trained with seeds seed .. seed+members-1, logits averaged
     device: str = "auto"
     threads: int | str | None = "auto"   #: torch CPU threads ("auto": the cores free now; None: as is)
     examples: ExampleConfig = field(default_factory=ExampleConfig)
@@ -52,6 +53,10 @@ class FusionConfig:
         object.__setattr__(self, "without", input_groups(self.without))
         if self.train_on not in ("valid", "train", "auto"):
             raise ConfigError(f"train_on must be 'valid', 'train' or 'auto', not {self.train_on!r}")
+        if self.members < 1:
+            raise ConfigError(f"members must be at least 1, not {self.members}")
+        if self.members > 1 and self.end_to_end:
+            raise ConfigError("members > 1 needs end_to_end=False (the members share the feature tables)")
         if self.balancing not in ("fixed", "uncertainty", "gradnorm"):
             raise ConfigError(f"unknown balancing {self.balancing!r} (fixed, uncertainty, gradnorm)")
         unknown = set(self.task_weights) - set(TASKS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fusion.ranking.ensemble import FusionEnsemble
 from fusion.ranking.model import TASKS, FusionModel
 
 
@@ -72,3 +73,12 @@ class FusedFusionModel(nn.Module):
         tower = torch.relu(torch.baddbmm(self.bt1, h, self.wt1))                                    # [T, B, O]
         z = torch.baddbmm(self.bt2, tower, self.wt2).squeeze(-1) + (scalars @ self.wide).T         # [T, B]
         return dict(zip(TASKS, z.unbind(0)))
+
+
+def serving_model(model: FusionModel | FusionEnsemble) -> nn.Module:
+    """What the Engine scores with: :class:`FusedFusionModel` of ``model``, or of each
+    member of an ensemble (averaged as the ensemble does: ``M`` members cost ``M`` forward
+    passes)."""
+    if isinstance(model, FusionEnsemble):
+        return FusionEnsemble([FusedFusionModel(m) for m in model.members]).eval()
+    return FusedFusionModel(model)

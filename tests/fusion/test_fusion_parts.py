@@ -19,7 +19,7 @@ from fusion.ranking.metrics import auc, search_ndcg
 from fusion.ranking.fused import FusedFusionModel
 from fusion.ranking.model import TASKS, FusionModel
 from fusion.ranking.scoring import check_weights, objectives, ranking_score
-from kg.errors import ConfigError
+from kg.errors import ConfigError, RunFolderError
 from kg.split import Split
 
 
@@ -155,6 +155,59 @@ def test_the_serving_model_computes_what_the_trained_model_does(experts, raw_gnn
             torch.testing.assert_close(got[t], want[t], rtol=1e-5, atol=1e-5)
         one = fused(*(v[:1] for v in x))  # one row, as a single search result is scored
         assert all(torch.allclose(one[t], want[t][:1], atol=1e-5) for t in TASKS)
+
+
+def test_an_ensemble_scores_with_the_mean_of_its_members_logits():
+    """FusionEnsemble: every task's logit is the members' mean; the ranking score follows
+    from those averaged logits, and the Scorer takes the ensemble like one model."""
+    from fusion.ranking.ensemble import FusionEnsemble
+    from fusion.ranking.scoring import RECOMMEND_WEIGHTS, ranking_score
+
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(FusionModel(8, 12, 3, 7, num_experts=2).eval())
+    ensemble = FusionEnsemble(members).eval()
+    x = _inputs(b=5)
+    with torch.no_grad():
+        outs = [m(*x) for m in members]
+        got = ensemble(*x)
+        for t in TASKS:
+            torch.testing.assert_close(got[t], (outs[0][t] + outs[1][t] + outs[2][t]) / 3)
+        assert not torch.allclose(got["ctr"], outs[0]["ctr"])  # the members differ
+        single = ranking_score(outs[0], RECOMMEND_WEIGHTS)
+        assert ranking_score(got, RECOMMEND_WEIGHTS).shape == single.shape
+    assert FusionEnsemble([members[0]])(*x)["cvr"].allclose(outs[0]["cvr"])
+    with pytest.raises(ValueError, match="at least one model"):
+        FusionEnsemble([])
+
+
+def test_an_ensemble_saves_loads_and_serves_fused(tmp_path):
+    """FusionEnsemble.save / load_fusion_model round trip (and a single model through the
+    same loader); the Engine's serving form of an ensemble gives the ensemble's logits."""
+    from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
+    from fusion.ranking.fused import serving_model
+
+    torch.manual_seed(0)
+    ensemble = FusionEnsemble([FusionModel(8, 12, 3, 7, num_experts=k) for k in (1, 3)]).eval()
+    x = _inputs(b=4)
+    loaded = load_fusion_model(ensemble.save(tmp_path / "ensemble"))
+    single = load_fusion_model(ensemble.members[1].save(tmp_path / "single"))
+    assert isinstance(loaded, FusionEnsemble) and isinstance(single, FusionModel)
+    with torch.no_grad():
+        want = ensemble(*x)
+        for model in (loaded, serving_model(loaded)):
+            got = model(*x)
+            for t in TASKS:
+                torch.testing.assert_close(got[t], want[t], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(single(*x)["ctr"], ensemble.members[1](*x)["ctr"])
+    (tmp_path / "ensemble" / "ensemble.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match="ensemble.json"):
+        load_fusion_model(tmp_path / "ensemble")
+    with pytest.raises(ConfigError, match="members must be at least 1"):
+        FusionConfig(members=0)
+    with pytest.raises(ConfigError, match="end_to_end=False"):
+        FusionConfig(members=2, end_to_end=True)
 
 
 def test_an_input_group_left_out_changes_nothing_when_it_changes(tmp_path):

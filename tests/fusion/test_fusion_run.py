@@ -192,3 +192,32 @@ def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
     best = max(m["recall@10"] for m in results.values())
     assert ceiling["every product"] > best + 0.02, (ceiling, results)
     assert ceiling["the GNN's top-100"] > results["gnn"]["recall@10"], (ceiling, results)
+
+
+def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
+    """``members=2``: the fusion stage trains two models (seeds 0 and 1), saves them as
+    one ensemble, and the Engine scores with the mean of their logits."""
+    import torch
+
+    from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
+    from fusion.ranking.model import FusionModel
+    from kg.run_dir import RunDir
+
+    run_dir, db, _, _ = run
+    assert main(["train", "--stage", "fusion", "--run", str(run_dir), "--db", db, "--no-progress",
+                 "--no-baselines", "--fusion-set", "epochs=2", "--fusion-set", "members=2"]) == 0
+    assert "| fused |" in capsys.readouterr().out
+    assert RunConfig.load(run_dir).fusion.members == 2
+    folder = RunDir(run_dir).fusion_model
+    model = load_fusion_model(folder)
+    assert isinstance(model, FusionEnsemble) and len(model.members) == 2
+    members = [FusionModel.load(folder / f"member-{k}") for k in range(2)]
+    engine = Engine.open(run_dir)
+    users, items = torch.tensor([0, 0, 1, 2]), torch.tensor([3, 5, 7, 11])
+    with torch.no_grad():
+        got = engine.current.scorer.logits(users, items)
+        single = [type(engine.current.scorer)(m, engine.tables).logits(users, items) for m in members]
+    for task in ("ctr", "cvr", "value"):
+        torch.testing.assert_close(got[task], (single[0][task] + single[1][task]) / 2, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(single[0]["ctr"], single[1]["ctr"])  # two seeds, two models
+    assert len(engine.recommend(engine.user_index[0], k=5)) == 5

@@ -26,12 +26,15 @@ class FusionEnsemble(nn.Module):
 
     so ``ctr`` / ``cvr`` become the geometric-mean odds of the members' and the ranking
     score (:func:`~fusion.ranking.scoring.ranking_score`) is computed from those. Members
-    trained with seeds ``s .. s+4`` form a *cross-fitted* ensemble: the fusion stage holds
-    out a fifth of the users chosen by the seed (:func:`~fusion.ranking.train.fit_and_check`),
-    so five consecutive seeds hold out disjoint fifths -- every member is fit on four
-    fifths and early-stopped on the fifth it did not see, and together they use every
-    user's validation period. It lowers the variance a single member owes to its seed
-    (``FusionConfig.members``; ``bench/fusion_quality.py --seeds N`` reports it).
+    trained with seeds ``s .. s+4`` form a *cross-fitted* ensemble when the fusion stage
+    fits on the validation period (``train_on``; Gift Cards and the synthetic shop do): it
+    holds out a fifth of the users chosen by the seed
+    (:func:`~fusion.ranking.train.fit_and_check`), so five consecutive seeds hold out
+    disjoint fifths -- every member is fit on four fifths and early-stopped on the fifth it
+    did not see, and together they use every user's validation period (fit on the training
+    period, the members differ by their seeds only). It lowers the variance a single
+    member owes to its seed (``FusionConfig.members``; ``bench/fusion_quality.py --seeds N``
+    reports it).
 
     Members must share their feature tables (``end_to_end=False``, the default).
     Persistence: :meth:`save` writes ``ensemble.json`` and each member's

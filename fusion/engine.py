@@ -199,8 +199,8 @@ class EngineVersion:
         self._category_masks: OrderedDict[str, np.ndarray] = OrderedDict()  # LRU, CATEGORY_CACHE entries
 
     @classmethod
-    def load(cls, run: RunDir, *, candidates: int | None = None, model: FusionModel | FusionEnsemble | None = None,
-             trained_verified: bool = False) -> EngineVersion:
+    def load(cls, run: RunDir, *, candidates: int | None = None,
+             model: FusionModel | FusionEnsemble | None = None, trained_verified: bool = False) -> EngineVersion:
         """The serving parts of ``run`` (a run folder, or a :class:`kg.run_dir.RunVersion`),
         each checked against its manifest and read by its own loader; ``model``: one already
         loaded (versions share the trained fusion model). ``trained_verified``: the trained

@@ -248,10 +248,9 @@ def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int =
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
-    from fusion.ranking.comparison import compare, markdown
-
     from dataclasses import replace
 
+    from fusion.ranking.comparison import compare, markdown
     from fusion.ranking.ensemble import FusionEnsemble
 
     run = RunDir(run_dir)
@@ -277,7 +276,8 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     return results
 
 
-def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict) -> tuple[list[dict], dict | None]:
+def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
+                 ) -> tuple[list[dict], dict | None]:
     """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of the fusion stage
     trained with each of seeds 0 .. ``seeds``-1 on a trained run folder, the test metrics
     of those models as one :class:`~fusion.ranking.ensemble.FusionEnsemble`): ``first`` is

@@ -72,6 +72,8 @@ class FusionEnsemble(nn.Module):
             count = int(json.loads((directory / ENSEMBLE_FILE).read_text())["members"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RunFolderError(f"{directory / ENSEMBLE_FILE}: not a fusion ensemble ({e})") from None
+        if count < 1:
+            raise RunFolderError(f"{directory / ENSEMBLE_FILE}: an ensemble of {count} members")
         return cls([FusionModel.load(directory / f"member-{k}") for k in range(count)]).eval()
 
 

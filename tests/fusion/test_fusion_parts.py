@@ -201,9 +201,10 @@ def test_an_ensemble_saves_loads_and_serves_fused(tmp_path):
             for t in TASKS:
                 torch.testing.assert_close(got[t], want[t], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(single(*x)["ctr"], ensemble.members[1](*x)["ctr"])
-    (tmp_path / "ensemble" / "ensemble.json").write_text("{not json")
-    with pytest.raises(RunFolderError, match="ensemble.json"):
-        load_fusion_model(tmp_path / "ensemble")
+    for text in ("{not json", '{"members": 0}'):
+        (tmp_path / "ensemble" / "ensemble.json").write_text(text)
+        with pytest.raises(RunFolderError, match="ensemble.json"):
+            load_fusion_model(tmp_path / "ensemble")
     with pytest.raises(ConfigError, match="members must be at least 1"):
         FusionConfig(members=0)
     with pytest.raises(ConfigError, match="end_to_end=False"):

@@ -42,7 +42,8 @@ class FusionConfig:
     end_to_end: bool = False              #: also train the embedding tables
     embedding_lr: float = 1e-3
     seed: int = 0
-    members: int = 1                      #: models trained with seeds seed .. seed+members-1, logits averaged
+    members: int = 1                      #: the fusion stage trains seeds seed .. seed+members-1 and
+                                          #: averages their logits (train_fusion trains one)
     device: str = "auto"
     threads: int | str | None = "auto"   #: torch CPU threads ("auto": the cores free now; None: as is)
     examples: ExampleConfig = field(default_factory=ExampleConfig)

@@ -201,6 +201,7 @@ def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
 
     from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
     from fusion.ranking.model import FusionModel
+    from fusion.ranking.scorer import Scorer
     from kg.run_dir import RunDir
 
     run_dir, db, _, _ = run
@@ -216,7 +217,7 @@ def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
     users, items = torch.tensor([0, 0, 1, 2]), torch.tensor([3, 5, 7, 11])
     with torch.no_grad():
         got = engine.current.scorer.logits(users, items)
-        single = [type(engine.current.scorer)(m, engine.tables).logits(users, items) for m in members]
+        single = [Scorer(m, engine.tables).logits(users, items) for m in members]
     for task in ("ctr", "cvr", "value"):
         torch.testing.assert_close(got[task], (single[0][task] + single[1][task]) / 2, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(single[0]["ctr"], single[1]["ctr"])  # two seeds, two models

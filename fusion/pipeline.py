@@ -18,7 +18,8 @@ ones wrote, so ``--stage fusion`` can be re-run alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, held_out_periods, query_parts
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
-from fusion.ranking.train import FusionData, train_fusion
+from fusion.ranking.train import FusionData, FusionResult, train_fusion
 from fusion.text.finetune import TextTrainConfig
 from fusion.value.config import ValueConfig
 from kg.build import store_version
@@ -245,31 +246,36 @@ def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int =
                          tables.user_side, tables.item_side)
 
 
+def train_fusion_seeds(data: FusionData, config: FusionConfig, seeds: Iterable[int], *, progress: bool = False
+                       ) -> list[FusionResult]:
+    """The fusion model (one, whatever ``config.members`` says) trained once per seed in
+    ``seeds``, not saved: the extra members of an ensemble, or the seeds a bench compares."""
+    return [train_fusion(data, replace(config, seed=seed, members=1), progress=progress) for seed in seeds]
+
+
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
-    from dataclasses import replace
-
     from fusion.ranking.comparison import compare, markdown
     from fusion.ranking.ensemble import FusionEnsemble
 
     run = RunDir(run_dir)
-    data = load_fusion_data(run, config.fusion.examples)
-    result = train_fusion(data, config.fusion, run=run, progress=progress)
+    fc = config.fusion
+    data = load_fusion_data(run, fc.examples)
+    result = train_fusion(data, fc, run=run, progress=progress)
     model = result.model
-    if config.fusion.members > 1:  # the others: seeds seed+1 .. (history.json is the first's)
-        model = FusionEnsemble([model] + [
-            train_fusion(data, replace(config.fusion, seed=config.fusion.seed + k), progress=progress).model
-            for k in range(1, config.fusion.members)]).eval()
+    if fc.members > 1:  # the others: seeds seed+1 .. (history.json is the first's)
+        others = train_fusion_seeds(data, fc, range(fc.seed + 1, fc.seed + fc.members), progress=progress)
+        model = FusionEnsemble([model] + [r.model for r in others]).eval()
     model.save(run.fusion_model)
     result.tables.save(run.fusion_tables)
     write_json(run.fusion_examples, {"kind": data.examples.kind, "counts": data.examples.counts,
                                      "parts": data.examples.summary()})
     naive = None
     if config.baselines:  # one model, whatever members says: the ESMM comparison
-        naive = train_fusion(data, replace(config.fusion, esmm=False, members=1), progress=False).model
+        naive = train_fusion(data, replace(fc, esmm=False, members=1), progress=False).model
     data.tables = result.tables
-    results = compare(data, model, naive, config.fusion.candidates)
+    results = compare(data, model, naive, fc.candidates)
     write_json(run.comparison_json, results)
     write_text(run.comparison_md, markdown(results) + "\n")
     run.write_manifest()
@@ -278,33 +284,33 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
 
 def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
                  ) -> tuple[list[dict], dict | None]:
-    """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of the fusion stage
-    trained with each of seeds 0 .. ``seeds``-1 on a trained run folder, the test metrics
-    of those models as one :class:`~fusion.ranking.ensemble.FusionEnsemble`): ``first`` is
-    seed 0's (the run's own fusion model, already evaluated), the others are trained here
-    and not saved -- how much a fusion result owes to its seed, and what averaging the
-    seeds' models gives (five seeds: a cross-fitted ensemble). The ensemble is ``None``
-    for one seed and for ``end_to_end`` runs (their members' tables differ)."""
-    from dataclasses import replace
-
+    """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of one fusion model
+    per seed ``s`` .. ``s+seeds-1`` (``s = config.fusion.seed``) on a trained run folder,
+    the test metrics of those models as one
+    :class:`~fusion.ranking.ensemble.FusionEnsemble`) -- how much a fusion result owes to
+    its seed, and what averaging the seeds' models gives (five seeds: a cross-fitted
+    ensemble). Seed ``s`` is the run's own model: ``first`` is its metrics, already
+    evaluated; when the run saved an ensemble (``members > 1``) it is that ensemble's
+    first member, evaluated here. The others are trained here and not saved. The
+    ensemble is ``None`` for one seed and for ``end_to_end`` runs (their members' tables
+    differ)."""
     from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
     from fusion.ranking.train import evaluate_fusion
 
-    out, models = [first], []
-    data = load_fusion_data(run_dir, config.fusion.examples)
-    for seed in range(1, seeds):
-        fc = replace(config.fusion, seed=seed)
-        result = train_fusion(data, fc)
-        models.append(result.model)
-        out.append(evaluate_fusion(result.model, replace(data, tables=result.tables), "test",
-                                   candidates=fc.candidates))
-    if seeds < 2 or config.fusion.end_to_end:
-        return out, None
-    run = RunDir(run_dir)
+    fc, run = config.fusion, RunDir(run_dir)
+    data = load_fusion_data(run_dir, fc.examples)
     with run.reading(run.fusion_model, "fusion"):
-        models.insert(0, load_fusion_model(run.fusion_model))
-    ensemble = evaluate_fusion(FusionEnsemble(models).eval(), data, "test", candidates=config.fusion.candidates)
-    return out, ensemble
+        own = load_fusion_model(run.fusion_model)
+    if isinstance(own, FusionEnsemble):  # trained with seeds s, s+1, ..: member 0 is seed s
+        own = own.members[0]
+        first = evaluate_fusion(own, data, "test", candidates=fc.candidates)
+    others = train_fusion_seeds(data, fc, range(fc.seed + 1, fc.seed + seeds))
+    out = [first] + [evaluate_fusion(r.model, replace(data, tables=r.tables), "test", candidates=fc.candidates)
+                     for r in others]
+    if seeds < 2 or fc.end_to_end:
+        return out, None
+    ensemble = FusionEnsemble([own] + [r.model for r in others]).eval()
+    return out, evaluate_fusion(ensemble, data, "test", candidates=fc.candidates)
 
 
 def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,

@@ -10,7 +10,7 @@ import pytest
 
 from fusion.cli import main
 from fusion.engine import Engine
-from fusion.pipeline import RunConfig, TextStageConfig, train_all
+from fusion.pipeline import RunConfig, TextStageConfig, fusion_seeds, load_fusion_data, train_all
 from fusion.ranking.config import FusionConfig
 from fusion.text.encoder import random_checkpoint
 from fusion.text.finetune import TextTrainConfig
@@ -196,12 +196,14 @@ def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
 
 def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
     """``members=2``: the fusion stage trains two models (seeds 0 and 1), saves them as
-    one ensemble, and the Engine scores with the mean of their logits."""
+    one ensemble, and the Engine scores with the mean of their logits; ``fusion_seeds``
+    (the bench's seeds) compares the ensemble's first member, not the ensemble, with seed 1."""
     import torch
 
     from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
     from fusion.ranking.model import FusionModel
     from fusion.ranking.scorer import Scorer
+    from fusion.ranking.train import evaluate_fusion
     from kg.run_dir import RunDir
 
     run_dir, db, _, _ = run
@@ -222,3 +224,9 @@ def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
         torch.testing.assert_close(got[task], (single[0][task] + single[1][task]) / 2, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(single[0]["ctr"], single[1]["ctr"])  # two seeds, two models
     assert len(engine.recommend(engine.user_index[0], k=5)) == 5
+    # the bench's seeds on this run: seed 0's row is the ensemble's first member, not the ensemble
+    config = RunConfig.load(run_dir)
+    per_seed, averaged = fusion_seeds(run_dir, config, 2, first={"recall@10": -1.0})
+    data = load_fusion_data(run_dir, config.fusion.examples)
+    assert per_seed[0] == evaluate_fusion(members[0], data, "test", candidates=config.fusion.candidates)
+    assert len(per_seed) == 2 and per_seed[1]["recall@10"] >= 0 and averaged["recall@10"] >= 0

@@ -290,6 +290,8 @@ def main(argv=None) -> int:
                     m = result.best_metrics if args.tune else result.test_metrics
                     epochs, train_s = result.history[-1]["epoch"], result.train_seconds
                     why = f", stopped by {result.stop_reason}"
+                    if not args.tune and result.best_metrics:  # what chose the state: compare settings on it
+                        why += f", valid {metrics[0]} {result.best_metrics.get(metrics[0], float('nan')):.4f}"
                     if args.tune:
                         print(f"  {label} seed {seed} valid curve: " + ", ".join(
                             f"{h['epoch']}: {h['valid_' + metrics[0]]:.4f}" for h in result.history

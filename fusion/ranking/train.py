@@ -211,7 +211,8 @@ def fit_and_check(data: FusionData, config: FusionConfig) -> tuple[FusionData, E
     there look like they will at test time (on its own training pairs they are
     inflated, and a model fit there learns to over-trust them). ``"auto"`` (default):
     ``"valid"`` when those 80% hold at least ``min_valid_conversions`` conversions, else
-    ``"train"`` (small or sparse sources, e.g. Gift Cards)."""
+    ``"train"`` (sources with few purchases in their validation period; Gift Cards and the
+    synthetic shop have enough)."""
     ex = data.examples
     held_users = (np.arange(data.split.num_users) * 2654435761 + config.seed) % 5 == 0   # [U]
     fit = (ex.part == 1) & ~held_users[ex.user]

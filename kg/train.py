@@ -23,7 +23,9 @@ What :func:`train` does:
   (``select_on="test"``, the KGAT paper protocol; train and valid items excluded);
   (a split without validation pairs is evaluated on test);
   early stopping after ``patience`` evaluations without a better ``select_metric``,
-  or as soon as ``target_metric >= target``, or after ``max_seconds`` of training;
+  or as soon as ``target_metric >= target``, or when another epoch as long as the last one
+  would pass ``max_seconds`` of training (so training time stays under the cap unless the
+  first epoch alone passes it);
   a checkpoint written atomically (:func:`kg.run_dir.save_torch`);
 * at the end the best state is restored and the test metrics computed on it.
 
@@ -92,7 +94,7 @@ class TrainConfig:
     select_metric: str = "ndcg@20"     #: early stopping / best-state metric
     target: float | None = None        #: stop as soon as ``target_metric`` >= this
     target_metric: str = "recall@20"
-    max_seconds: float | None = None   #: stop after this much training time
+    max_seconds: float | None = None   #: training-time cap: stop before an epoch that would pass it
     eval_batch_size: int = 8192        #: users per scoring batch in evaluation
     seed: int = 0
     device: str = "auto"               #: "auto" (cuda if available) | "cpu" | "cuda[:n]"
@@ -450,7 +452,8 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         train_seconds += seconds
         record: dict[str, float] = {"epoch": epoch, **totals, "seconds": seconds}
         last = epoch == config.epochs
-        timeout = config.max_seconds is not None and train_seconds >= config.max_seconds
+        # the next epoch is assumed to take as long as this one
+        timeout = config.max_seconds is not None and train_seconds + seconds > config.max_seconds
         if (config.eval_every and epoch % config.eval_every == 0) or last or timeout:
             flags = torch.zeros(2)
             if rank == 0:

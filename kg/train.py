@@ -24,8 +24,8 @@ What :func:`train` does:
   (a split without validation pairs is evaluated on test);
   early stopping after ``patience`` evaluations without a better ``select_metric``,
   or as soon as ``target_metric >= target``, or when another epoch as long as the last one
-  would pass ``max_seconds`` of training (so training time stays under the cap unless the
-  first epoch alone passes it);
+  would pass ``max_seconds`` of training (so training time stays under the cap while epochs
+  take about as long as each other; rank 0's clock decides under DDP);
   a checkpoint written atomically (:func:`kg.run_dir.save_torch`);
 * at the end the best state is restored and the test metrics computed on it.
 
@@ -454,6 +454,10 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         last = epoch == config.epochs
         # the next epoch is assumed to take as long as this one
         timeout = config.max_seconds is not None and train_seconds + seconds > config.max_seconds
+        if world > 1 and config.max_seconds is not None:  # rank 0's clock decides: every rank takes
+            flag = torch.tensor([float(timeout)])          # the same branch (an evaluation broadcasts)
+            torch.distributed.broadcast(flag, 0)
+            timeout = bool(flag[0])
         if (config.eval_every and epoch % config.eval_every == 0) or last or timeout:
             flags = torch.zeros(2)
             if rank == 0:

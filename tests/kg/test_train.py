@@ -166,7 +166,8 @@ DDP_SCRIPT = textwrap.dedent("""
 
 
 def test_distributed_two_ranks_match_one(split, tmp_path):
-    config = small_config(epochs=2, batch_size=250, num_negatives=2, eval_every=0)
+    # a time cap that is never reached: each epoch's cap decision is rank 0's, broadcast
+    config = small_config(epochs=2, batch_size=250, num_negatives=2, eval_every=0, max_seconds=1e6)
     single = train(build_model(config, (split.num_users, split.num_items), split), split, config, progress=False)
     # the child imports planted_split from a copy of this file's helper
     helper = tmp_path / "test_train_planted.py"

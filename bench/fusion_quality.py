@@ -16,7 +16,10 @@ logging policy happened to show; the generator's planted P(click) and P(purchase
 score every model's top-10 by what it would earn if shown (:mod:`fusion.ranking.planted`) --
 expected clicks, purchases and order value per user, all 2,000 users -- and the planted
 truth's own ranking is put through the logged metric (its Recall@10: the ceiling of a
-perfect click / purchase model, over every product and over the GNN's candidates).
+perfect click / purchase model, over every product and over the GNN's candidates); between
+the two, the fused model's own inputs fit to the planted probabilities themselves
+(:func:`~fusion.ranking.planted.fit_to_planted`: perfect labels, every user) -- how far
+better labels alone would take the fused ranker on the logged metric and on the planted one.
 
 The trade-off plot (synthetic, where the planted truth is known): for weights
 ``{"ctr": 1, "cvr": 1, "value": w}`` with ``w`` swept from 0 to 4 (and ``{"ctr": 1}``),
@@ -58,9 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusion.ranking.comparison import markdown, recall_note  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
-from fusion.ranking.planted import fused_list, model_lists, planted_recall, planted_value  # noqa: E402
+from fusion.ranking.planted import fit_to_planted, fused_list, model_lists, planted_recall, planted_value  # noqa: E402
 from fusion.ranking.planted import markdown as planted_markdown  # noqa: E402
-from fusion.pipeline import fusion_seeds, train_all  # noqa: E402
+from fusion.pipeline import fusion_seeds, load_fusion_data, train_all  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.export import GraphExport  # noqa: E402
 from kg.run_dir import RunDir  # noqa: E402
@@ -116,7 +119,6 @@ def ablation(run_dir: Path, config, seeds: int) -> str:
     row as it is measured."""
     from dataclasses import replace
 
-    from fusion.pipeline import load_fusion_data
     from fusion.ranking.train import evaluate_fusion, train_fusion
 
     data = load_fusion_data(run_dir, config.fusion.examples)
@@ -194,7 +196,8 @@ def main() -> int:
             users = np.arange(len(engine.user_index))
             truth = ground_truth(synthetic)
             print("\n## planted truth: what each top-10 would earn if shown (synthetic, all users)\n")
-            print(planted_markdown(planted_value(truth, engine, model_lists(engine, users, 10), users)))
+            worth = planted_value(truth, engine, model_lists(engine, users, 10), users)
+            print(planted_markdown(worth))
             value = planted_value(truth, engine, {"fused, value weight 1": fused_list(
                 engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})}, users)
             print(planted_markdown(value).splitlines()[-1])
@@ -204,6 +207,12 @@ def main() -> int:
                   "ceiling of a perfect click / purchase model: "
                   + ", ".join(f"{name} {v:.4f}" for name, v in ceiling.items())
                   + f" (fused {results['fused']['recall@10']:.4f}, GNN {results['gnn']['recall@10']:.4f})")
+            fit = fit_to_planted(load_fusion_data(run_dir, config.fusion.examples), truth, ids["user"],
+                                 ids["product"], config.fusion)
+            print("\nthe fused model's inputs fit to the planted p_click and p_buy themselves (perfect labels, "
+                  f"every user): logged Recall@10 {fit['recall@10']:.4f}, NDCG@10 {fit['ndcg@10']:.4f}, expected "
+                  f"purchases {fit['purchases']:.3f} (fused {worth['fused']['purchases']:.3f}, "
+                  f"GNN {worth['gnn']['purchases']:.3f})")
             print(f"\n## trade-off (synthetic, 300 users) -> {Path(args.out) / 'fusion_tradeoff.png'}\n")
             print(tradeoff(engine, truth, Path(args.out)), flush=True)
         if not args.skip_gift_cards:

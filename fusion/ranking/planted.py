@@ -19,15 +19,26 @@ The other way round, :func:`planted_recall` puts the planted truth's own ranking
 model would reach on the logged test purchases -- over every product, and re-ranking the
 GNN's candidates as the Engine does. It says how much of a gap on the logged metric is
 the models' error and how much the metric's own (purchases need an impression first).
+
+:func:`fit_to_planted` asks the question between the two: the fusion model's own inputs,
+fit to the planted probabilities themselves (noise-free labels for every user) instead of
+logged clicks and purchases -- how far better labels alone could take the fused ranker,
+on the logged metric and on the planted one.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Mapping
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
+from fusion.ranking.model import FusionModel
+from fusion.ranking.scorer import Scorer
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS
+from fusion.ranking.train import evaluate_fusion, scalar_stats
 from kg.evaluation import evaluate
 
 #: E[quantity] of a synthetic purchase (the generator draws 1, 2, 3 with these odds)
@@ -98,6 +109,52 @@ def planted_recall(truth, engine, split, user_ids, item_ids, k: int = 10) -> dic
     return {name: evaluate(fn, split.num_users, split.num_items, split.test, [split.train, split.valid],
                            ks=(k,), batch_size=256)[f"recall@{k}"]
             for name, fn in (("every product", planted), (f"the GNN's top-{engine.candidates}", in_candidates))}
+
+
+def fit_to_planted(data, truth, user_ids, item_ids, config, epochs: int = 8, extra: int = 20,
+                   k: int = 10) -> dict[str, float]:
+    """Train a fusion model (``config``: a :class:`~fusion.ranking.config.FusionConfig`) on
+    the planted truth instead of the logs, and score it. ``data``: the run's
+    :class:`~fusion.ranking.train.FusionData` (its rows index ``user_ids`` / ``item_ids``).
+    Rows: every user x (their GNN top-``config.candidates`` + ``extra`` random products);
+    loss: BCE(sigma(z_ctr), p_click) + BCE(sigma(z_cvr), p_buy), soft targets, ``epochs``
+    passes. Returns the logged ``recall@k`` / ``ndcg@k`` on the test part
+    (:func:`~fusion.ranking.train.evaluate_fusion`) and ``purchases``: the expected
+    purchases (planted p_click x p_buy) of its top-``k`` per user, every known pair
+    excluded -- what a click / purchase model of these inputs reaches when its labels
+    are perfect."""
+    t, split = data.tables, data.split
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    tu, ti = truth.user_index(np.asarray(user_ids)), truth.item_index(np.asarray(item_ids))
+    p_click = torch.from_numpy(truth.p_click(tu[:, None], ti[None, :]).astype(np.float32))    # [U, I]
+    p_buy = torch.from_numpy(truth.p_buy(tu[:, None], ti[None, :]).astype(np.float32))        # [U, I]
+    top = torch.topk(t.user_gnn @ t.item_gnn.T, min(config.candidates or t.num_items, t.num_items), dim=1).indices
+    rows = torch.cat([top, torch.from_numpy(rng.integers(0, t.num_items, (t.num_users, extra)))], 1)
+    users = torch.arange(t.num_users).repeat_interleave(rows.shape[1])
+    items = rows.reshape(-1)
+    model = FusionModel.for_tables(t, **config.model_kwargs())
+    model.set_scalar_stats(*scalar_stats(t, data.examples.select(0), None, np.zeros(0, int), None, config, rng))
+    scorer = Scorer(model, t, data.query_vectors)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model.train()
+    for _ in range(epochs):
+        for b in torch.randperm(len(users)).split(config.batch_size * 2):
+            u, i = users[b], items[b]
+            logits = scorer.logits(u, i)
+            loss = (F.binary_cross_entropy_with_logits(logits["ctr"], p_click[u, i])
+                    + F.binary_cross_entropy_with_logits(logits["cvr"], p_buy[u, i]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    out = evaluate_fusion(model, replace(data, relevance=None), "test", ks=(k,), candidates=config.candidates)
+    scores = scorer.rerank(torch.arange(t.num_users), RECOMMEND_WEIGHTS, config.candidates)
+    for part in (split.train, split.valid, split.test):
+        scores[torch.from_numpy(part[0]), torch.from_numpy(part[1])] = -torch.inf
+    best = torch.topk(scores, k, dim=1).indices
+    out["purchases"] = float((p_click * p_buy).gather(1, best).sum(1).mean())
+    return {key: out[key] for key in (f"recall@{k}", f"ndcg@{k}", "purchases")}
 
 
 def markdown(table: dict[str, dict[str, float]], k: int = 10) -> str:

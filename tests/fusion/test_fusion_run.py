@@ -194,6 +194,28 @@ def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
     assert ceiling["the GNN's top-100"] > results["gnn"]["recall@10"], (ceiling, results)
 
 
+def test_the_fusion_inputs_fit_to_the_planted_truth_earn_more_than_the_logged_fit(run, engine):
+    """``fit_to_planted``: the fusion model trained on the planted probabilities instead of
+    the logs -- its top-10s are worth more planted purchases than the fused model's (the
+    labels, not the inputs, limit the logged fit), and its logged metrics are measured."""
+    from fusion.ranking.planted import fit_to_planted, fused_list, planted_value
+    from kg.export import GraphExport
+    from kg.run_dir import RunDir
+    from loaders.synthetic import ground_truth
+
+    run_dir, _, results, dataset = run
+    truth = ground_truth(dataset)
+    ids, _ = GraphExport.read_id_maps(RunDir(run_dir).graph)
+    config = RunConfig.load(run_dir).fusion
+    fit = fit_to_planted(load_fusion_data(run_dir, config.examples), truth, ids["user"], ids["product"], config,
+                         epochs=3)
+    users = np.arange(len(engine.user_index))
+    fused = planted_value(truth, engine, {"fused": fused_list(engine, users, 10)}, users)["fused"]
+    print(fit, fused, results["fused"])
+    assert fit["purchases"] > fused["purchases"] + 0.1, (fit, fused)
+    assert 0 < fit["ndcg@10"] <= fit["recall@10"] <= 1, fit
+
+
 def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
     """``members=2``: the fusion stage trains two models (seeds 0 and 1), saves them as
     one ensemble, and the Engine scores with the mean of their logits; ``fusion_seeds``

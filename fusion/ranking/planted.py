@@ -28,7 +28,6 @@ on the logged metric and on the planted one.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Mapping
 
 import numpy as np
@@ -38,7 +37,7 @@ from torch.nn import functional as F
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS
-from fusion.ranking.train import evaluate_fusion, scalar_stats
+from fusion.ranking.train import scalar_stats
 from kg.evaluation import evaluate
 
 #: E[quantity] of a synthetic purchase (the generator draws 1, 2, 3 with these odds)
@@ -118,8 +117,8 @@ def fit_to_planted(data, truth, user_ids, item_ids, config, epochs: int = 8, ext
     :class:`~fusion.ranking.train.FusionData` (its rows index ``user_ids`` / ``item_ids``).
     Rows: every user x (their GNN top-``config.candidates`` + ``extra`` random products);
     loss: BCE(sigma(z_ctr), p_click) + BCE(sigma(z_cvr), p_buy), soft targets, ``epochs``
-    passes. Returns the logged ``recall@k`` / ``ndcg@k`` on the test part
-    (:func:`~fusion.ranking.train.evaluate_fusion`) and ``purchases``: the expected
+    passes. Returns the logged ``recall@k`` / ``ndcg@k`` on the test part (train and valid
+    pairs masked, as :func:`~fusion.ranking.train.evaluate_fusion` ranks) and ``purchases``: the expected
     purchases (planted p_click x p_buy) of its top-``k`` per user, every known pair
     excluded -- what a click / purchase model of these inputs reaches when its labels
     are perfect."""
@@ -148,9 +147,10 @@ def fit_to_planted(data, truth, user_ids, item_ids, config, epochs: int = 8, ext
             loss.backward()
             optimizer.step()
     model.eval()
-    out = evaluate_fusion(model, replace(data, relevance=None), "test", ks=(k,), candidates=config.candidates)
-    scores = scorer.rerank(torch.arange(t.num_users), RECOMMEND_WEIGHTS, config.candidates)
-    for part in (split.train, split.valid, split.test):
+    scores = scorer.rerank(torch.arange(t.num_users), RECOMMEND_WEIGHTS, config.candidates)          # [U, I]
+    out = evaluate(lambda rows: scores[rows], split.num_users, split.num_items, split.test, [split.train, split.valid],
+                   ks=(k,), batch_size=256, device=scorer.device)
+    for part in (split.train, split.valid, split.test):  # every known pair out of the top-k below
         scores[torch.from_numpy(part[0]), torch.from_numpy(part[1])] = -torch.inf
     best = torch.topk(scores, k, dim=1).indices
     out["purchases"] = float((p_click * p_buy).gather(1, best).sum(1).mean())

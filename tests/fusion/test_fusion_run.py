@@ -196,8 +196,9 @@ def test_the_planted_ranking_sets_the_ceiling_of_the_logged_metric(run, engine):
 
 def test_the_fusion_inputs_fit_to_the_planted_truth_earn_more_than_the_logged_fit(run, engine):
     """``fit_to_planted``: the fusion model trained on the planted probabilities instead of
-    the logs -- its top-10s are worth more planted purchases than the fused model's (the
-    labels, not the inputs, limit the logged fit), and its logged metrics are measured."""
+    the logs -- its top-10s are worth more planted purchases than the fused model's (on the
+    planted truth, the labels, not the inputs, limit the logged fit), and its logged
+    metrics are measured."""
     from fusion.ranking.planted import fit_to_planted, fused_list, planted_value
     from kg.export import GraphExport
     from kg.run_dir import RunDir

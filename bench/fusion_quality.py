@@ -67,7 +67,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusion.ranking.comparison import markdown, recall_note  # noqa: E402
+from fusion.ranking.comparison import count_test_users, markdown, recall_note, recall_se  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
 from fusion.ranking.planted import fit_to_planted, fused_list, model_lists, planted_recall, planted_value  # noqa: E402
@@ -150,14 +150,20 @@ def ablation(run_dir: Path, config, seeds: int) -> str:
 SHOP = {"n_users": 2000, "n_items": 500, "n_interactions": 100_000, "n_queries": 150}
 
 
+def every_user_worth(truth, engine: Engine) -> dict[str, dict[str, float]]:
+    """:func:`~fusion.ranking.planted.planted_value` of every model's top-10 for every user."""
+    users = np.arange(len(engine.user_index))
+    return planted_value(truth, engine, model_lists(engine, users, 10), users)
+
+
 def shop_row(seed: int, results: dict, worth: dict, split) -> dict[str, float]:
     """The GNN and the fused ranker on one synthetic shop: logged test Recall@10 (``results``),
     one standard error of the GNN's, planted expected purchases of their top-10s (``worth``:
     :func:`~fusion.ranking.planted.planted_value` of every user's lists)."""
-    n = len(np.unique(np.asarray(split.test[0])))
+    n = count_test_users(split)
     gnn = results["gnn"]["recall@10"]
     return {"seed": seed, "test users": n, "gnn": gnn, "fused": results["fused"]["recall@10"],
-            "se": float(np.sqrt(gnn * (1 - gnn) / max(n, 1))),
+            "se": recall_se(gnn, n),
             "gnn planted": worth["gnn"]["purchases"], "fused planted": worth["fused"]["purchases"]}
 
 
@@ -178,7 +184,7 @@ def shops_table(rows: list[dict[str, float]]) -> str:
     n = sum(r["test users"] for r in rows)
     gnn, fused = (sum(r[k] * r["test users"] for r in rows) / n for k in ("gnn", "fused"))
     lines.append(f"pooled over the {n:,} test users: GNN Recall@10 {gnn:.4f}, fused {fused:.4f} "
-                 f"({fused - gnn:+.4f}; one SE {np.sqrt(gnn * (1 - gnn) / n):.4f})")
+                 f"({fused - gnn:+.4f}; one SE {recall_se(gnn, n):.4f})")
     return "\n".join(lines)
 
 
@@ -191,9 +197,7 @@ def across_shops(seeds, config, root: Path, first: dict[str, float] | None = Non
     for seed in seeds:
         shop = SyntheticConfig(**SHOP, seed=seed)
         results, run_dir, seconds = run(generate(shop), root / f"shop-{seed}", config)
-        engine = Engine.open(run_dir)
-        users = np.arange(len(engine.user_index))
-        worth = planted_value(ground_truth(shop), engine, model_lists(engine, users, 10), users)
+        worth = every_user_worth(ground_truth(shop), Engine.open(run_dir))
         rows.append(shop_row(seed, results, worth, RunDir(run_dir).load_split()))
         print(f"shop {seed}: trained in {seconds:.0f} s; GNN {rows[-1]['gnn']:.4f}, fused {rows[-1]['fused']:.4f}",
               flush=True)
@@ -256,19 +260,20 @@ def main() -> int:
             results, run_dir, seconds = run(synthetic, Path(tmp) / "synthetic", config)
             print(f"\n## synthetic (2,000 users, 500 products, 100k events, 150 queries) -- trained in {seconds:.0f} s\n")
             print(markdown(results))
-            print(recall_note(results, RunDir(run_dir).load_split()))
+            split = RunDir(run_dir).load_split()
+            print(recall_note(results, split))
             print(seeds_line("synthetic", fusion_seeds(run_dir, config, args.seeds, results["fused"])))
             engine = Engine.open(run_dir)
             users = np.arange(len(engine.user_index))
             truth = ground_truth(synthetic)
             print("\n## planted truth: what each top-10 would earn if shown (synthetic, all users)\n")
-            worth = planted_value(truth, engine, model_lists(engine, users, 10), users)
+            worth = every_user_worth(truth, engine)
             print(planted_markdown(worth))
             value = planted_value(truth, engine, {"fused, value weight 1": fused_list(
                 engine, users, 10, {"ctr": 1, "cvr": 1, "value": 1})}, users)
             print(planted_markdown(value).splitlines()[-1])
             ids, _ = GraphExport.read_id_maps(RunDir(run_dir).graph)
-            ceiling = planted_recall(truth, engine, RunDir(run_dir).load_split(), ids["user"], ids["product"])
+            ceiling = planted_recall(truth, engine, split, ids["user"], ids["product"])
             print("\nlogged Recall@10 (test) of the planted truth's own ranking (p_click x p_buy), the "
                   "ceiling of a perfect click / purchase model: "
                   + ", ".join(f"{name} {v:.4f}" for name, v in ceiling.items())
@@ -284,7 +289,7 @@ def main() -> int:
             if args.shop_seeds:
                 print(f"\n## the GNN and the fused ranker on {len(args.shop_seeds) + 1} synthetic shops "
                       "(generator seeds; every stage trained on each)\n", flush=True)
-                first = shop_row(shop.seed, results, worth, RunDir(run_dir).load_split())
+                first = shop_row(shop.seed, results, worth, split)
                 print(across_shops(args.shop_seeds, config, Path(tmp), first))
         if not args.skip_gift_cards:
             from loaders import load

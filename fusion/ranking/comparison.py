@@ -80,12 +80,21 @@ def markdown(results: dict[str, dict[str, float]], columns=COLUMNS) -> str:
     return "\n".join(lines)
 
 
+def count_test_users(split) -> int:
+    """The users with a held-out test pair in ``split``."""
+    return len(np.unique(np.asarray(split.test[0])))
+
+
+def recall_se(recall: float, users: int) -> float:
+    """One standard error of a Recall over ``users`` test users (binomial: under
+    leave-last-out every test user has one held-out purchase)."""
+    return float(np.sqrt(recall * (1 - recall) / max(users, 1)))
+
+
 def recall_note(results: dict[str, dict[str, float]], split) -> str:
     """One line under the table: the test users and one standard error of each model's
-    Recall@10 (binomial: under leave-last-out every test user has one held-out purchase),
-    so a difference can be read against it."""
-    users = len(np.unique(np.asarray(split.test[0])))
-    se = {name: float(np.sqrt(m["recall@10"] * (1 - m["recall@10"]) / max(users, 1)))
-          for name, m in results.items() if "recall@10" in m}
+    Recall@10 (:func:`recall_se`), so a difference can be read against it."""
+    users = count_test_users(split)
+    se = {name: recall_se(m["recall@10"], users) for name, m in results.items() if "recall@10" in m}
     return (f"{users:,} test users; one standard error of Recall@10: "
             + ", ".join(f"{name} {v:.4f}" for name, v in se.items()))

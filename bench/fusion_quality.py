@@ -32,15 +32,18 @@ seeds 0 .. N-1; the tables show seed 0, and a line per data set gives the fused
 Recall@10 / NDCG@10 of every seed with their mean and standard deviation, and of the N
 seeds' models averaged (:class:`~fusion.ranking.ensemble.FusionEnsemble`); under each
 table, one standard error of every model's Recall@10 (binomial, over the test users:
-each has one held-out purchase under leave-last-out).
+each has one held-out purchase under leave-last-out) and the paired standard error of the
+fused ranker's difference from the GNN.
 
 Other shops (``--shop-seeds 7 11 ...``): one synthetic shop is one draw -- its 693 test
 users put one standard error of about 0.015 on a Recall@10 -- so the GNN-versus-fused
 comparison is repeated on shops of the same size drawn with other generator seeds, every
 stage trained again on each; a table gives per shop the logged Recall@10 of the GNN and the
-fused ranker, their difference beside one standard error, and the planted expected
-purchases of their top-10s, with the mean difference over the shops (the bench's own shop,
-seed 0, included) (:func:`across_shops`).
+fused ranker, their difference beside one standard error (the GNN's, binomial) and the
+paired standard error of the difference (user by user,
+:func:`~fusion.ranking.comparison.paired_recall`), and the planted expected purchases of
+their top-10s, with the mean difference over the shops (the bench's own shop, seed 0,
+included) (:func:`across_shops`).
 
 Input ablation (Gift Cards, ``--ablation``): the fusion stage retrained with one part
 taken away at a time -- its text inputs, its side features, its GNN inputs (the GNN
@@ -67,7 +70,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusion.ranking.comparison import count_test_users, markdown, recall_note, recall_se  # noqa: E402
+from fusion.ranking.comparison import count_test_users, markdown, PAIRED_SE, recall_note, recall_se  # noqa: E402
 from fusion.demo import demo_config  # noqa: E402
 from fusion.engine import Engine  # noqa: E402
 from fusion.ranking.planted import fit_to_planted, fused_list, model_lists, planted_recall, planted_value  # noqa: E402
@@ -158,33 +161,41 @@ def every_user_worth(truth, engine: Engine) -> dict[str, dict[str, float]]:
 
 def shop_row(seed: int, results: dict, worth: dict, split) -> dict[str, float]:
     """The GNN and the fused ranker on one synthetic shop: logged test Recall@10 (``results``),
-    one standard error of the GNN's, planted expected purchases of their top-10s (``worth``:
-    :func:`~fusion.ranking.planted.planted_value` of every user's lists)."""
+    one standard error of the GNN's (binomial) and the paired standard error of their
+    difference (:func:`~fusion.ranking.comparison.paired_recall`), planted expected
+    purchases of their top-10s (``worth``: :func:`~fusion.ranking.planted.planted_value` of
+    every user's lists)."""
     n = count_test_users(split)
     gnn = results["gnn"]["recall@10"]
     return {"seed": seed, "test users": n, "gnn": gnn, "fused": results["fused"]["recall@10"],
-            "se": recall_se(gnn, n),
+            "se": recall_se(gnn, n), "paired se": results["fused"][PAIRED_SE],
             "gnn planted": worth["gnn"]["purchases"], "fused planted": worth["fused"]["purchases"]}
 
 
 def shops_table(rows: list[dict[str, float]]) -> str:
     """A markdown row per :func:`shop_row`, then the mean ± sd of the fused − GNN differences,
-    how many shops have the fused Recall@10 above the GNN's by more than one SE, and both
-    Recall@10s pooled over every shop's test users (one SE of the pooled GNN figure)."""
+    how many shops have the fused Recall@10 above the GNN's by more than one SE (the GNN's
+    binomial SE, and the paired SE of the difference), and both Recall@10s pooled over every
+    shop's test users (one binomial SE of the pooled GNN figure, and the pooled paired SE of
+    the difference: :math:`\\sqrt{\\sum_s n_s^2 \\mathrm{SE}_s^2} / \\sum_s n_s`)."""
     lines = ["| generator seed | test users | GNN Recall@10 | fused Recall@10 | fused − GNN | one SE (GNN) "
-             "| GNN planted purchases | fused planted purchases |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| paired SE | GNN planted purchases | fused planted purchases |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['test users']} | {r['gnn']:.4f} | {r['fused']:.4f} | "
-                     f"{r['fused'] - r['gnn']:+.4f} | {r['se']:.4f} | {r['gnn planted']:.3f} | {r['fused planted']:.3f} |")
+                     f"{r['fused'] - r['gnn']:+.4f} | {r['se']:.4f} | {r['paired se']:.4f} | "
+                     f"{r['gnn planted']:.3f} | {r['fused planted']:.3f} |")
     d = [r["fused"] - r["gnn"] for r in rows]
     p = [r["fused planted"] - r["gnn planted"] for r in rows]
+    above = [sum(x > r[k] for x, r in zip(d, rows)) for k in ("se", "paired se")]
     lines.append(f"\nover {len(rows)} shops, fused − GNN: logged Recall@10 {mean_sd(d)} (mean ± sd), "
                  f"planted expected purchases {mean_sd(p)}; shops where the fused Recall@10 is above the "
-                 f"GNN's by more than one SE: {sum(x > r['se'] for x, r in zip(d, rows))} of {len(rows)}")
+                 f"GNN's by more than one SE: {above[0]} of {len(rows)} (by more than one paired SE: {above[1]})")
     n = sum(r["test users"] for r in rows)
     gnn, fused = (sum(r[k] * r["test users"] for r in rows) / n for k in ("gnn", "fused"))
+    paired = float(np.sqrt(sum((r["test users"] * r["paired se"]) ** 2 for r in rows))) / n
     lines.append(f"pooled over the {n:,} test users: GNN Recall@10 {gnn:.4f}, fused {fused:.4f} "
-                 f"({fused - gnn:+.4f}; one SE {recall_se(gnn, n):.4f})")
+                 f"({fused - gnn:+.4f}; one SE {recall_se(gnn, n):.4f}, paired SE {paired:.4f})")
     return "\n".join(lines)
 
 

@@ -43,21 +43,16 @@ def _rows(indptr: np.ndarray, cols: np.ndarray, batch: np.ndarray) -> tuple[torc
 
 
 @torch.no_grad()
-def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
+def per_user(score_fn: ScoreFn, num_users: int, num_items: int,
              heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
              ks: Sequence[int] = (10, 20), batch_size: int = 4096,
-             device: str | torch.device = "cpu", candidates: np.ndarray | None = None) -> dict[str, float]:
-    """Metrics of ``score_fn`` on the ``heldout`` (users, items) pairs.
+             device: str | torch.device = "cpu", candidates: np.ndarray | None = None
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every metric of :func:`evaluate` for each user with held-out items, so that two
+    models can be compared user by user (a paired difference).
 
-    Args:
-        score_fn: scores for a batch of user indices, FloatTensor [B, num_items].
-        heldout: (users [N], items [N]) int arrays, the pairs to find.
-        seen: pairs to exclude from the ranking (train; plus valid when testing).
-        ks: cut-offs; metrics are named ``recall@10``, ``ndcg@10``, ``hit@10``, ``mrr@10``.
-        candidates: the item indices that may be ranked (``None``: all); the others are
-            excluded like seen items (RecBole's protocol ranks the data set's items only).
-    Returns:
-        dict metric name -> mean over users with held-out items (plus ``users``).
+    Returns ``(users [n], metric name -> float64 [n])``, the users in increasing order.
+    The arguments are those of :func:`evaluate`.
     """
     ks = sorted(ks)
     kmax = min(ks[-1], num_items)
@@ -73,7 +68,7 @@ def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
         excluded = torch.ones(num_items, dtype=torch.bool)
         excluded[torch.as_tensor(np.asarray(candidates, dtype=np.int64))] = False
         excluded = excluded.to(device) if excluded.any() else None
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hit", "mrr")}
+    values: dict[str, list[torch.Tensor]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg", "hit", "mrr")}
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         scores = score_fn(torch.from_numpy(batch).to(device)).float()
@@ -90,14 +85,35 @@ def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
         for k in ks:
             h = hits[:, :k]
             found = h.sum(1)
-            sums[f"recall@{k}"] += (found / n_true).sum().item()
+            values[f"recall@{k}"].append(found / n_true)
             dcg = (h * discount[:k]).sum(1)
-            sums[f"ndcg@{k}"] += (dcg / ideal[(n_true.clamp(max=k) - 1).long()]).sum().item()
-            sums[f"hit@{k}"] += (found > 0).double().sum().item()
+            values[f"ndcg@{k}"].append(dcg / ideal[(n_true.clamp(max=k) - 1).long()])
+            values[f"hit@{k}"].append((found > 0).double())
             first = torch.where(h.any(1), h.argmax(1).double() + 1, torch.inf)
-            sums[f"mrr@{k}"] += (1.0 / first).sum().item()
+            values[f"mrr@{k}"].append(1.0 / first)
+    return users, {name: torch.cat(chunks).numpy() if chunks else np.zeros(0) for name, chunks in values.items()}
+
+
+def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
+             heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
+             ks: Sequence[int] = (10, 20), batch_size: int = 4096,
+             device: str | torch.device = "cpu", candidates: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of ``score_fn`` on the ``heldout`` (users, items) pairs.
+
+    Args:
+        score_fn: scores for a batch of user indices, FloatTensor [B, num_items].
+        heldout: (users [N], items [N]) int arrays, the pairs to find.
+        seen: pairs to exclude from the ranking (train; plus valid when testing).
+        ks: cut-offs; metrics are named ``recall@10``, ``ndcg@10``, ``hit@10``, ``mrr@10``.
+        candidates: the item indices that may be ranked (``None``: all); the others are
+            excluded like seen items (RecBole's protocol ranks the data set's items only).
+    Returns:
+        dict metric name -> mean over users with held-out items (plus ``users``);
+        :func:`per_user` gives the values user by user.
+    """
+    users, values = per_user(score_fn, num_users, num_items, heldout, seen, ks, batch_size, device, candidates)
     n = max(len(users), 1)
-    out = {name: value / n for name, value in sums.items()}
+    out = {name: float(v.sum()) / n for name, v in values.items()}
     out["users"] = float(len(users))
     return out
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fusion.ranking.train import FusionData, evaluate_fusion
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
-from kg.evaluation import evaluate, popularity_scores
+from fusion.ranking.scorer import Scorer
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS
+from fusion.ranking.train import FusionData, evaluate_fusion
+from kg.evaluation import evaluate, per_user, popularity_scores
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")
+#: the fused row's paired standard error of (fused − GNN) Recall@10 (:func:`paired_recall`)
+PAIRED_SE = "recall@10_minus_gnn_paired_se"
 
 
 def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str, float]:
@@ -32,11 +36,10 @@ def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str,
     out: dict[str, float] = {}
     s = pair_score(torch.from_numpy(ex.user), torch.from_numpy(ex.item)).numpy()
     out.update(funnel_aucs(s, s, s, ex.click, ex.conversion))
-    split, n = data.split, data.tables.num_items
-    items = torch.arange(n)
+    split = data.split
     # ks (10, 20) as report.md: the same top-20 call breaks ties among equal scores the same way
-    rec = evaluate(lambda u: pair_score(u.repeat_interleave(n), items.repeat(len(u))).view(len(u), n),
-                   split.num_users, n, split.test, [split.train, split.valid], ks=(10, 20), batch_size=256)
+    rec = evaluate(_all_products(pair_score, data.tables.num_items), split.num_users, split.num_items, split.test,
+                   [split.train, split.valid], ks=(10, 20), batch_size=256)
     out.update({"recall@10": rec["recall@10"], "ndcg@10": rec["ndcg@10"]})
     rel = data.relevance
     if rel is not None and query_score is not None:
@@ -46,13 +49,23 @@ def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str,
     return out
 
 
+def _all_products(pair_score, n: int):
+    """``pair_score`` as a :data:`kg.evaluation.ScoreFn`: users [B] -> scores [B, n]."""
+    items = torch.arange(n)
+    return lambda u: pair_score(u.repeat_interleave(n), items.repeat(len(u))).view(len(u), n)
+
+
+def _gnn_dot(tables):
+    return lambda u, i: (tables.user_gnn[u.clamp(min=0)] * tables.item_gnn[i]).sum(-1)
+
+
 def baselines(data: FusionData) -> dict[str, dict[str, float]]:
     t = data.tables
     n = t.num_items
     pop = popularity_scores(data.split.train, n)(torch.zeros(1, dtype=torch.long))[0]
     results = {
         "popularity": _signal_metrics(lambda u, i: pop[i], data, lambda q: pop.expand(len(q), n)),
-        "gnn": _signal_metrics(lambda u, i: (t.user_gnn[u.clamp(min=0)] * t.item_gnn[i]).sum(-1), data),
+        "gnn": _signal_metrics(_gnn_dot(t), data),
     }
     qv = data.query_vectors
     results["text"] = _signal_metrics(
@@ -64,6 +77,8 @@ def baselines(data: FusionData) -> dict[str, dict[str, float]]:
 def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[str, dict[str, float]]:
     results = baselines(data)
     results["fused"] = evaluate_fusion(fused, data, "test", candidates=candidates)
+    if count_test_users(data.split) > 1:
+        results["fused"][PAIRED_SE] = paired_recall(data, fused, candidates)["paired_se"]
     if naive is not None:
         results["fused, CVR on clicks"] = evaluate_fusion(naive, data, "test", candidates=candidates)
     return results
@@ -93,8 +108,41 @@ def recall_se(recall: float, users: int) -> float:
 
 def recall_note(results: dict[str, dict[str, float]], split) -> str:
     """One line under the table: the test users and one standard error of each model's
-    Recall@10 (:func:`recall_se`), so a difference can be read against it."""
+    Recall@10 (:func:`recall_se`), so a difference can be read against it, and -- when
+    ``results`` come from :func:`compare` -- the fused ranker's difference from the GNN with
+    its paired standard error (:func:`paired_recall`), the yardstick of that difference."""
     users = count_test_users(split)
     se = {name: recall_se(m["recall@10"], users) for name, m in results.items() if "recall@10" in m}
-    return (f"{users:,} test users; one standard error of Recall@10: "
+    note = (f"{users:,} test users; one standard error of Recall@10: "
             + ", ".join(f"{name} {v:.4f}" for name, v in se.items()))
+    fused, gnn = results.get("fused", {}), results.get("gnn", {})
+    if PAIRED_SE in fused and "recall@10" in gnn:
+        note += (f"; fused − GNN {fused['recall@10'] - gnn['recall@10']:+.4f}, paired standard error "
+                 f"{fused[PAIRED_SE]:.4f}")
+    return note
+
+
+def paired_recall(data: FusionData, fused, candidates: int = 100) -> dict[str, float]:
+    r"""The fused ranker against the GNN user by user on the test pairs: both Recall@10 (the
+    figures of :func:`compare`), their difference and its *paired* standard error,
+
+    .. math::
+        d_u = \text{Recall@10}_\text{fused}(u) - \text{Recall@10}_\text{GNN}(u), \qquad
+        \bar d \pm \operatorname{sd}(d) / \sqrt{n}
+
+    over the ``n`` test users. Both rankers are scored on the same users, so the paired SE
+    is the yardstick of their difference; it is smaller than the binomial SE of either
+    figure (:func:`recall_se`) when the two tend to hit and miss the same users.
+    Returns ``gnn``, ``fused``, ``difference``, ``paired_se``, ``users``."""
+    split, t = data.split, data.tables
+    args = (split.num_users, split.num_items, split.test, [split.train, split.valid])
+    _, gnn = per_user(_all_products(_gnn_dot(t), t.num_items), *args, ks=(10, 20), batch_size=256)
+    fused.eval()
+    scorer = Scorer(fused, t, data.query_vectors)
+    _, mine = per_user(lambda users: scorer.rerank(users, RECOMMEND_WEIGHTS, candidates), *args, ks=(10,),
+                       batch_size=256, device=scorer.device)
+    d = mine["recall@10"] - gnn["recall@10"]
+    n = len(d)
+    return {"gnn": float(gnn["recall@10"].mean()), "fused": float(mine["recall@10"].mean()),
+            "difference": float(d.mean()), "paired_se": float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "users": n}

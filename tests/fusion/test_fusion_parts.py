@@ -299,3 +299,8 @@ def test_recall_note_gives_one_standard_error_per_model():
     split = _split(users=5, test=([0, 1, 2, 3], [0, 1, 2, 3]))
     note = recall_note({"gnn": {"recall@10": 0.5}, "text": {"search_ndcg@10": 0.7}}, split)
     assert note == "4 test users; one standard error of Recall@10: gnn 0.2500"  # sqrt(0.25 / 4)
+    from fusion.ranking.comparison import PAIRED_SE
+
+    note = recall_note({"gnn": {"recall@10": 0.5}, "fused": {"recall@10": 0.75, PAIRED_SE: 0.25}}, split)
+    assert note == ("4 test users; one standard error of Recall@10: gnn 0.2500, fused 0.2165; "
+                    "fused − GNN +0.2500, paired standard error 0.2500")

@@ -63,6 +63,30 @@ def test_fused_model_is_best_at_predicting_purchases_and_clicks(run):
     assert "cvr_auc" in results["fused, CVR on clicks"]
 
 
+def test_the_fused_rankers_difference_from_the_gnn_has_a_paired_standard_error(run):
+    from fusion.ranking.comparison import PAIRED_SE, count_test_users, paired_recall, recall_note, recall_se
+    from fusion.ranking.ensemble import load_fusion_model
+    from fusion.ranking.features import FeatureTables
+    from kg.run_dir import RunDir
+
+    run_dir, _, results, _ = run
+    folder = RunDir(run_dir)
+    data = load_fusion_data(run_dir)
+    data.tables = FeatureTables.load(folder.fusion_tables)
+    pair = paired_recall(data, load_fusion_model(folder.fusion_model))
+    # user by user, the same figures as the comparison table, and the run's report carries the paired SE
+    assert pair["gnn"] == pytest.approx(results["gnn"]["recall@10"])
+    assert pair["fused"] == pytest.approx(results["fused"]["recall@10"])
+    assert pair["difference"] == pytest.approx(pair["fused"] - pair["gnn"])
+    assert pair["paired_se"] == pytest.approx(results["fused"][PAIRED_SE])
+    assert "paired standard error" in recall_note(results, data.split)
+    # the fused ranker re-ranks the GNN's candidates, so the two hit and miss many of the same
+    # users: the paired SE is under the SE of a difference of two independent Recalls
+    n = count_test_users(data.split)
+    independent = np.hypot(recall_se(pair["gnn"], n), recall_se(pair["fused"], n))
+    assert 0 < pair["paired_se"] < independent, (pair, independent)
+
+
 def test_run_folder_holds_every_stage(run):
     run_dir, *_ = run
     for path in ("run.json", "model.pt", "embeddings.npz", "text/encoder", "text/items", "text/users",

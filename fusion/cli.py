@@ -184,7 +184,6 @@ def _run_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fusion.pipeline import STAGES, train_all
-    from fusion.ranking.comparison import markdown
 
     config = _run_config(args)
     stages = STAGES if args.stage == "all" else (args.stage,)
@@ -220,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"text stage: {out['text']}")
         if "fusion" in out:
             print(f"test metrics ({args.run}/comparison.md):")
-            print(markdown(out["fusion"]))
+            print(RunDir(args.run).comparison_md.read_text().rstrip())
         if "value" in out:
             if "skipped" in out["value"]:
                 print(f"value stage skipped: {out['value']['skipped']}")

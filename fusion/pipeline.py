@@ -256,7 +256,7 @@ def train_fusion_seeds(data: FusionData, config: FusionConfig, seeds: Iterable[i
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
-    from fusion.ranking.comparison import compare, markdown
+    from fusion.ranking.comparison import compare, markdown, recall_note
     from fusion.ranking.ensemble import FusionEnsemble
 
     run = RunDir(run_dir)
@@ -277,7 +277,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     data.tables = result.tables
     results = compare(data, model, naive, fc.candidates)
     write_json(run.comparison_json, results)
-    write_text(run.comparison_md, markdown(results) + "\n")
+    write_text(run.comparison_md, markdown(results) + "\n\n" + recall_note(results, data.split) + "\n")
     run.write_manifest()
     return results
 

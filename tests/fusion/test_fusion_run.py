@@ -79,7 +79,8 @@ def test_the_fused_rankers_difference_from_the_gnn_has_a_paired_standard_error(r
     assert pair["fused"] == pytest.approx(results["fused"]["recall@10"])
     assert pair["difference"] == pytest.approx(pair["fused"] - pair["gnn"])
     assert pair["paired_se"] == pytest.approx(results["fused"][PAIRED_SE])
-    assert "paired standard error" in recall_note(results, data.split)
+    assert recall_note(results, data.split) in folder.comparison_md.read_text()
+    assert f"paired standard error {pair['paired_se']:.4f}" in folder.comparison_md.read_text()
     # the fused ranker re-ranks the GNN's candidates, so the two hit and miss many of the same
     # users: the paired SE is under the SE of a difference of two independent Recalls
     n = count_test_users(data.split)
@@ -176,7 +177,7 @@ def test_cli_reruns_the_fusion_stage_and_queries(run, capsys):
     assert main(["train", "--stage", "fusion", "--run", str(run_dir), "--db", db, "--no-progress",
                  "--no-baselines", "--fusion-set", "epochs=2", "--fusion-set", "balancing=uncertainty"]) == 0
     out = capsys.readouterr().out
-    assert "| fused |" in out and "| gnn |" in out
+    assert "| fused |" in out and "| gnn |" in out and "paired standard error" in out  # comparison.md
     assert RunConfig.load(run_dir).fusion.balancing == "uncertainty"
     assert main(["recommend", "--run", str(run_dir), "--user", "nobody", "-k", "3"]) == 0
     assert "cold start" in capsys.readouterr().out

@@ -5,7 +5,9 @@ the KG model + contrastive, LightGCN and the KG model trained with the sampled s
 (``loss="softmax"``, :class:`kg.models.base.Ranking`) instead of BPR, and the KG ablation
 in the spirit of KG4RecEval -- the KG model
 (the ``--ablate`` row's settings) with its KG shuffled (:func:`kg.models.kg_model.shuffle_tails`:
-every relation's tails permuted, all degrees kept) and without its KG (``use_kg=False``).
+every relation's tails permuted, all degrees kept), without its KG (``use_kg=False``),
+and -- on a KG with item-to-item links -- with its product attributes only
+(``drop_relations``: no ``also_bought`` / ``also_viewed`` / ``bought_together`` triples).
 Each row is trained with :func:`kg.train.train` and scored on the test part by full
 ranking (:func:`kg.evaluation.evaluate`); mean ± std over ``--seeds``; per row the epochs,
 the training wall time (steps only), the CPU seconds of the whole call
@@ -22,6 +24,12 @@ Protocols (``--datasets``):
   NDCG@10. RecBole 1.2.1's published rows on the same split are printed beside ours.
 * ``ml100k`` -- the same data, leave-last-out per user by time (continuity with earlier
   reports); early stopping on valid Recall@20.
+* ``synthetic`` -- the demo's synthetic shop (2,000 users, 500 products, 100k events,
+  generator seed 0; :mod:`loaders.synthetic`), whose tastes are planted in categories and
+  brands; leave-last-out, early stopping on valid NDCG@20, the demo's GNN settings (the
+  bench's KG-model options). Its item links are computed by the generator over every
+  purchase, the held-out ones included (as a shop's "also bought" feed covers its whole
+  log): the attributes-only row is the KG without them.
 * ``book`` -- ``../shared/data/amazon-book-kgat`` (interactions only: its KG is not
   available, so the KG model has no triples and is LightGCN with an extra table), KGAT's
   split. KGAT's split has no validation part, so a random 2 % of train is carved out as
@@ -41,6 +49,9 @@ Usage::
     python bench/gnn_quality.py --datasets ml100k-recbole --set lightgcn-cl:cl_weight=0.05
     # the KG ablation of the softmax-trained KG model:
     python bench/gnn_quality.py --datasets ml100k-recbole --rows kgrec-sm kgrec-shuffled kgrec-nokg --ablate kgrec-sm
+    # the KG ablation on the synthetic shop (seconds per row):
+    python bench/gnn_quality.py --datasets synthetic --ablate kgrec --seeds 0 1 2 \
+        --rows pop lightgcn kgrec kgrec-shuffled kgrec-nokg kgrec-attributes
 
 ``--set [ROW:]KEY=VALUE`` overrides a :class:`kg.train.TrainConfig` field (JSON value,
 else a string) for every row or for one row; ``model_options.KEY=VALUE`` a model option.
@@ -61,14 +72,18 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from kg.schema import LINK_TYPES  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 DATASETS = {  # name -> (loader, path, split)
     "ml100k-recbole": ("recbole", DATA / "ml-100k-kg", dict(split_file=DATA / "ml-100k-kg-recbole-split")),
     "ml100k": ("recbole", DATA / "ml-100k-kg", dict(method="leave_last_out")),
     "book": ("kgat", DATA / "amazon-book-kgat", dict(method="given", valid_fraction=0.02)),
+    "synthetic": ("synthetic", None, dict(method="leave_last_out")),
 }
-EXPORTS = {"ml100k-recbole": "ml100k", "ml100k": "ml100k", "book": "book"}  # one graph per data set
+#: loader options per data set (the synthetic shop's size: the demo's)
+LOAD_OPTIONS = {"synthetic": dict(n_users=2000, n_items=500, n_interactions=100_000, n_queries=150)}
+EXPORTS = {"ml100k-recbole": "ml100k", "ml100k": "ml100k", "book": "book", "synthetic": "synthetic"}
 REFERENCE = {  # published figures on the same split (metric -> value)
     "book": {  # KGCL paper (SIGIR 2022) Table 3; SGL and DARec: DARec paper (Sci. Rep. 2025) Table 3
         "LightGCN (published)": {"recall@20": 0.1398, "ndcg@20": 0.0736},
@@ -90,7 +105,8 @@ REFERENCE = {  # published figures on the same split (metric -> value)
 }
 METRICS = {"ml100k-recbole": ("ndcg@10", "recall@10", "ndcg@20", "recall@20"),
            "ml100k": ("recall@10", "recall@20", "ndcg@10", "ndcg@20"),
-           "book": ("recall@20", "ndcg@20")}
+           "book": ("recall@20", "ndcg@20"),
+           "synthetic": ("recall@10", "ndcg@10", "recall@20", "ndcg@20")}
 #: the KG model's options everywhere: 1 KG attention layer (on ml100k 1 and 2 layers, with or
 #: without dropout 0.1 / l2 1e-3, were within the split's noise; 1 layer is 2-3x faster)
 KG_OPTIONS = {"kg_layers": 1, "heads": 1, "kg_weight": 1.0, "kg_dropout": 0.1}
@@ -132,7 +148,12 @@ SETTINGS: dict[str, dict[str, dict]] = {
         "lightgcn-sm": dict(loss="softmax", softmax_negatives=1024, softmax_temperature=0.2, num_negatives=1),
         "kgrec-sm": dict(loss="softmax", softmax_negatives=1024, softmax_temperature=0.2, num_negatives=1),
     },
+    "synthetic": {  # the demo's GNN settings (fusion.demo.demo_config); rows not tuned here
+        "base": dict(lr=0.01, batch_size=2048, epochs=300, eval_every=5, patience=10, select_metric="ndcg@20"),
+    },
 }
+#: the item-to-item link relations of the graph (kg.schema.LINK_TYPES, as the export names them)
+ITEM_LINKS = tuple(t.lower() for t in LINK_TYPES.values())
 ROWS = {  # row -> (label, model, model options)
     "pop": ("Pop", None, {}),
     "bpr_mf": ("BPR-MF", "bpr_mf", {}),
@@ -144,8 +165,10 @@ ROWS = {  # row -> (label, model, model options)
     "kgrec-sm": ("KG model + softmax", "kgrec", KG_OPTIONS),
     "kgrec-shuffled": ("KG model, shuffled KG", "kgrec", {**KG_OPTIONS, "shuffle_kg": True}),
     "kgrec-nokg": ("KG model, no KG", "kgrec", {**KG_OPTIONS, "use_kg": False}),
+    "kgrec-attributes": ("KG model, attributes only (no item links)", "kgrec",
+                         {**KG_OPTIONS, "drop_relations": list(ITEM_LINKS)}),
 }
-ABLATION = ("kgrec-shuffled", "kgrec-nokg")
+ABLATION = ("kgrec-shuffled", "kgrec-nokg", "kgrec-attributes")
 
 
 def export_dataset(name: str, cache: Path | None):
@@ -160,7 +183,7 @@ def export_dataset(name: str, cache: Path | None):
         return GraphExport.load(cache / key), 0.0
     source, path, _ = DATASETS[name]
     t = time.perf_counter()
-    ds = loaders.load(source, path)
+    ds = loaders.load(source, path, **LOAD_OPTIONS.get(name, {}))
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(StoreConfig(kind="embedded", path=str(Path(tmp) / "g"))).connect()
         build_graph(ds, store, BuildConfig(progress=False))
@@ -280,6 +303,8 @@ def main(argv=None) -> int:
             label, model, _ = ROWS[row]
             if row == "kgrec-shuffled" and not len(triples.head):
                 continue  # no KG to shuffle
+            if row == "kgrec-attributes" and not set(ITEM_LINKS) & set(triples.relation_names):
+                continue  # no item links to leave out
             for seed in args.seeds if model else [0]:
                 c0 = resource.getrusage(resource.RUSAGE_SELF)
                 t = time.perf_counter()

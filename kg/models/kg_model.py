@@ -80,10 +80,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kg.errors import ConfigError
 from kg.models.base import Contrastive, Ranking, contrast_nodes, graph_contrast, info_nce, noisy_views
 from kg.sparse import normalized_adjacency, propagate
 
-__all__ = ["KGModel", "shuffle_tails", "merged_links"]
+__all__ = ["KGModel", "shuffle_tails", "without_relations", "merged_links"]
 
 LINK_RELATION = "linked_to"  #: the item -> external entity relation of kg.export.knowledge_triples
 
@@ -124,6 +125,28 @@ def shuffle_tails(triples, seed: int = 0):
     return replace(triples, tail=tail)
 
 
+def without_relations(triples, names):
+    """``triples`` without the triples of the relations ``names`` -- a relation name
+    (``"also_bought"``) or an external relation's prefix (``"related"`` = every
+    ``related:*``): the ablation of one part of a KG. Relation ids and names are kept (the
+    dropped relations just have no triples). Raises an error for a name the KG does
+    not have (a :class:`kg.errors.ConfigError`, a ``ValueError``). Returns a new
+    :class:`kg.export.KnowledgeTriples`."""
+    from dataclasses import replace
+
+    known = list(triples.relation_names)
+    wanted = set(names)
+    unknown = wanted - set(known) - {n.split(":", 1)[0] for n in known}
+    if unknown:
+        raise ConfigError(f"drop_relations: the KG has no relation {sorted(unknown)} (it has {known})")
+    drop = torch.tensor([i for i, n in enumerate(known) if n in wanted or n.split(":", 1)[0] in wanted],
+                        dtype=torch.long)
+    rel = torch.as_tensor(triples.relation, dtype=torch.long)
+    keep = ~torch.isin(rel, drop)
+    return replace(triples, head=torch.as_tensor(triples.head)[keep], relation=rel[keep],
+                   tail=torch.as_tensor(triples.tail)[keep])
+
+
 class KGModel(nn.Module):
     """Knowledge-graph attention recommender (KGAT/KGIN family over a LightGCN backbone).
 
@@ -144,6 +167,10 @@ class KGModel(nn.Module):
         use_kg: ``False`` ignores ``triples`` entirely (the LightGCN ablation).
         shuffle_kg: replace the triples by :func:`shuffle_tails` (seed ``shuffle_seed``):
             the shuffled-KG ablation, same degrees, random tails.
+        drop_relations: relation names (or ``related`` for every external relation) whose
+            triples are left out (:func:`without_relations`), before any shuffling: e.g. the
+            item-to-item links (``also_bought``, ``also_viewed``, ``bought_together``) to
+            measure what the product attributes alone give.
         merge_links: an item and the one external entity it is ``linked_to`` (1:1) become one
             node (KGAT's convention, item ``i`` = entity ``i``), so the entity's own triples
             (a film's director, actors, genres) are one hop from the item instead of two.
@@ -161,7 +188,7 @@ class KGModel(nn.Module):
                  heads: int = 1, kg_weight: float = 1.0, kg_dropout: float = 0.0,
                  kg_loss_weight: float = 0.0, kg_batch: int = 4096,
                  use_kg: bool = True, shuffle_kg: bool = False, shuffle_seed: int = 0,
-                 merge_links: bool = False,
+                 merge_links: bool = False, drop_relations: tuple[str, ...] | list[str] = (),
                  contrastive: Contrastive | None = None, ranking: Ranking | None = None):
         super().__init__()
         if embedding_dim % heads:
@@ -185,6 +212,9 @@ class KGModel(nn.Module):
         self.adjacency = adjacency  # sparse CSR [U+I, U+I], not a parameter (moved by _apply)
 
         empty = torch.zeros(0, dtype=torch.long)
+        self.drop_relations = tuple(drop_relations)
+        if use_kg and triples is not None and self.drop_relations:
+            triples = without_relations(triples, self.drop_relations)
         if use_kg and triples is not None and len(triples.head):
             if shuffle_kg:
                 triples = shuffle_tails(triples, shuffle_seed)
@@ -385,6 +415,7 @@ class KGModel(nn.Module):
                 f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
                 f"kg_layers={self.kg_layers}, heads={self.heads}, use_kg={self.use_kg}"
                 + (", shuffle_kg=True" if self.shuffle_kg else "") + (", merge_links=True" if self.merge_links else "")
+                + (f", drop_relations={list(self.drop_relations)}" if self.drop_relations else "")
                 + (f", contrastive={self.contrastive.mode}" if self.contrastive else ""))
 
 

@@ -10,7 +10,7 @@ import torch
 from kg.export import KnowledgeTriples
 from kg.models import Recommender
 from kg.models.base import Contrastive
-from kg.models.kg_model import KGModel, merged_links, shuffle_tails
+from kg.models.kg_model import KGModel, merged_links, shuffle_tails, without_relations
 from kg.sparse import normalized_adjacency
 
 U, I, D = 12, 9, 8
@@ -153,7 +153,10 @@ SYNTHETIC = dict(n_users=500, n_items=1000, n_interactions=40_000, impression_po
 @pytest.mark.slow
 def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     """Trained briefly (<= 40 epochs, early stopping on valid), the KG model's Recall@20 on
-    test is >= 1.3x popularity's and >= 1.3x its own ablation without the KG.
+    test is >= 1.3x popularity's, >= 1.3x its own ablation without the KG and >= 1.3x itself
+    on the shuffled KG (same degrees, random tails: the content helps, not the parameters).
+    KG / shuffled KG measured on seeds 0..3: 0.165 / 0.096, 0.151 / 0.097, 0.153 / 0.094,
+    0.134 / 0.083 (ratios 1.57-1.71).
 
     Measured with this setting (1 thread) on seeds 0..5 (pop / KG model / use_kg=False):
     0.087/0.147/0.078, 0.092/0.156/0.097, 0.063/0.153/0.094, 0.091/0.127/0.047,
@@ -178,21 +181,24 @@ def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     triples = export.knowledge_triples()
     assert len(triples.head) > 0 and {"has_brand", "in_category"} <= set(triples.relation_names)
 
+    # the KG ablation of bench/gnn_quality.py: the graph's content, not only its parameters
+    variants = {"kg": {}, "none": {"use_kg": False}, "shuffled": {"shuffle_kg": True}}
     recall = {}
-    for use_kg in (True, False):
+    for name, options in variants.items():
         config = TrainConfig(model="kgrec", embedding_dim=32, num_layers=2, lr=1e-2, batch_size=1024,
                              epochs=40, eval_every=5, patience=2, select_metric="recall@20", seed=seed,
-                             threads=2, model_options={"use_kg": use_kg})
+                             threads=2, model_options=options)
         model = build_model(config, export, split)
-        assert isinstance(model, KGModel) and model.use_kg == use_kg
-        assert model.num_relations == (triples.num_relations if use_kg else 0)
+        assert isinstance(model, KGModel) and model.use_kg == (name != "none")
+        assert model.num_relations == (0 if name == "none" else triples.num_relations)
         result = train(model, split, config, progress=False)
         assert result.test_metrics["users"] >= 200
-        recall[use_kg] = result.test_metrics["recall@20"]
+        recall[name] = result.test_metrics["recall@20"]
     pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
                    split.test, [split.train, split.valid])["recall@20"]
-    assert recall[True] >= 1.3 * pop, (recall, pop)
-    assert recall[True] >= 1.3 * recall[False], (recall, pop)
+    assert recall["kg"] >= 1.3 * pop, (recall, pop)
+    assert recall["kg"] >= 1.3 * recall["none"], (recall, pop)
+    assert recall["kg"] >= 1.3 * recall["shuffled"], (recall, pop)
 
 
 def test_without_triples_with_kg_is_lightgcn():
@@ -223,6 +229,24 @@ def test_shuffled_kg_keeps_every_degree_and_changes_the_tails():
     # the model built on the shuffled KG equals the one given the shuffled triples
     same = make(triples=shuffled)
     assert torch.allclose(model.score(torch.arange(U)), same.score(torch.arange(U)), atol=1e-6)
+
+
+def test_dropped_relations_leave_the_model_without_their_triples():
+    triples = toy_triples()
+    attributes = without_relations(triples, ["linked_to", "related"])  # a name, and every related:*
+    assert attributes.relation.tolist() == [0] * I + [1] * I  # only has_brand and in_category left
+    assert attributes.relation_names == triples.relation_names and attributes.num_entities == triples.num_entities
+    with pytest.raises(ValueError, match="also_bought"):
+        without_relations(triples, ["also_bought"])
+    model = make(drop_relations=["linked_to", "related"])
+    assert "drop_relations=['linked_to', 'related']" in repr(model)
+    # the model equals the one given the reduced triples, and differs from the full KG's
+    same = make(triples=attributes)
+    users = torch.arange(U)
+    assert torch.allclose(model.score(users), same.score(users), atol=1e-6)
+    assert not torch.allclose(model.score(users), make().score(users), atol=1e-4)
+    # dropping every relation leaves the KG model without a KG
+    assert make(drop_relations=["has_brand", "in_category", "linked_to", "related"]).kg_head.numel() == 0
 
 
 def test_knowledge_view_term_is_one_way():

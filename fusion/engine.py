@@ -54,6 +54,7 @@ import pandas as pd
 import torch
 
 from fusion.ranking.config import FusionConfig
+from fusion.ranking.exposure import ExposureModel
 from fusion.ranking.features import ITEM_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
@@ -176,10 +177,13 @@ class EngineVersion:
     def __init__(self, model: FusionModel | FusionEnsemble, tables: FeatureTables, users: np.ndarray,
                  catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100,
-                 run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False) -> None:
+                 run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False,
+                 exposure: ExposureModel | None = None) -> None:
         self.model = model
         self.tables = tables
-        self.scorer = Scorer(serving_model(model), tables)  # the same function, fewer tensor operations
+        #: the same function as training's Scorer, fewer tensor operations; ``exposure``: the
+        #: run's exposure model over this version's users and products (None: no impressions)
+        self.scorer = Scorer(serving_model(model), tables, exposure=exposure)
         self.user_index = pd.Index(np.asarray(users, dtype=object), dtype=object)  # object lookups stay cheap
         self.catalogue = catalogue
         self.seen = seen
@@ -232,10 +236,16 @@ class EngineVersion:
                                  f"out of step; retrain the fusion stage (kgrec train --stage fusion --run {run.path})",
                                  str(run.fusion_tables), "fusion")
         popularity = tables.item_side[:, ITEM_SIDE.index("popularity")].clone()
+        exposure = None
+        if run.fusion_exposure.exists():
+            with run.reading(run.fusion_exposure, "fusion"):
+                exposure = ExposureModel.load(run.fusion_exposure).aligned(id_maps["user"], catalogue.ids,
+                                                                             catalogue.categories)
         name = getattr(run, "name", None)
         judged = Path(run.judgements).exists() and len(pd.read_parquet(run.judgements, columns=["query"])) > 0
         return cls(model, tables, id_maps["user"], catalogue, seen, popularity,
-                   candidates=candidates or config.candidates, run=run, name=name, relevance_from_text=not judged)
+                   candidates=candidates or config.candidates, run=run, name=name, relevance_from_text=not judged,
+                   exposure=exposure)
 
     @property
     def cached_categories(self) -> int:
@@ -834,8 +844,9 @@ class Engine:
                   explain: bool = False, max_paths: int = 3) -> list[Recommendation]:
         """Top ``k`` products for ``user_id`` (cold start for an unknown user).
 
-        ``weights``: objective weights (``ctr``, ``cvr``, ``value``, ``relevance``, and from
-        the value stage ``potential`` and ``loyalty``) of the ranking score; ``filters``: ``category`` (a path or a level name), ``brand``,
+        ``weights``: objective weights (``ctr``, ``cvr``, ``value``, ``relevance``, ``exposure``
+        (shops with impressions; default 0.5), and from the value stage ``potential`` and
+        ``loyalty``) of the ranking score; ``filters``: ``category`` (a path or a level name), ``brand``,
         ``min_price``, ``max_price``; ``explain=True`` attaches knowledge-graph paths
         (needs ``Engine.open(..., store=...)``)."""
         return self.recommend_batch([user_id], k, weights, exclude_seen, filters, explain, max_paths)[0]

@@ -29,6 +29,7 @@ import torch
 
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, held_out_periods, query_parts
+from fusion.ranking.exposure import fit_exposure
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, FusionResult, train_fusion
 from fusion.text.finetune import TextTrainConfig
@@ -229,7 +230,8 @@ def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -
         query_vectors, found = aligned(relevance.queries, queries.ids, queries.vectors)
         if not found.all():
             raise DataError("text stage is stale: judged queries without embeddings; re-run --stage text")
-    return FusionData(tables, examples, split, relevance, query_vectors)
+    exposure = fit_exposure(examples, items, products, users)
+    return FusionData(tables, examples, split, relevance, query_vectors, exposure)
 
 
 def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int = 0) -> FeatureTables:
@@ -269,6 +271,10 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
         model = FusionEnsemble([model] + [r.model for r in others]).eval()
     model.save(run.fusion_model)
     result.tables.save(run.fusion_tables)
+    if data.exposure is not None:
+        data.exposure.save(run.fusion_exposure)
+    else:  # a retrain on other data: no stale model under the run's name
+        run.fusion_exposure.unlink(missing_ok=True)
     write_json(run.fusion_examples, {"kind": data.examples.kind, "counts": data.examples.counts,
                                      "parts": data.examples.summary()})
     naive = None

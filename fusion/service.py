@@ -100,7 +100,8 @@ class RecommendationOut(BaseModel):
     title: str
     score: float = Field(description="ranking score (log scale; higher is better)")
     price: float | None = None
-    objectives: dict[str, float] = Field(description="ctr, cvr, ctcvr, value, relevance (or gnn, text for similar)")
+    objectives: dict[str, float] = Field(
+        description="ctr, cvr, ctcvr, value, relevance, exposure (shops with impressions; or gnn, text for similar)")
     explanation: ExplanationOut | None = None
 
 

@@ -3,7 +3,8 @@ trying the Engine (or a change to it) without training anything.
 
 :func:`make_tiny_run` builds a small synthetic shop into an embedded store (so
 explanations read a real graph), saves the export's id maps and split, the catalogue read
-back from the store, random feature tables, a freshly initialised tiny fusion model, a
+back from the store, random feature tables, the exposure model of its impressions, a
+freshly initialised tiny fusion model, a
 tiny random BERT as the text encoder and random GNN embeddings -- each written by its own
 ``save``, as ``kgrec train`` would -- records the store in ``run.json`` and ends with the
 manifest. Its recommendations are meaningless; its files, shapes and code paths are real.
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from fusion.ranking.examples import build_examples
+from fusion.ranking.exposure import fit_exposure
 from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.text.encoder import random_checkpoint
@@ -55,6 +58,9 @@ def make_tiny_run(root: str | Path, seed: int = 0) -> tuple[RunDir, Dataset]:
                            torch.randn(n_users, len(USER_SIDE), generator=g),
                            torch.randn(n_items, len(ITEM_SIDE), generator=g))
     tables.save(run.fusion_tables)
+    products = items.set_index("item_id")["price"].reindex(export.id_maps["product"])
+    examples = build_examples(export.data, split, products.to_numpy())
+    fit_exposure(examples, items, export.id_maps["product"], export.id_maps["user"]).save(run.fusion_exposure)
     torch.manual_seed(seed)
     FusionModel.for_tables(tables, hidden=16, text_proj=8, tower=8).save(run.fusion_model)
     texts = list(items["title"].fillna("")) + ["headphones", "a gift"]

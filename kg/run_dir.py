@@ -15,7 +15,8 @@ A *run folder* holds everything ``kgrec train`` produced, one stage after the ot
       text/                 encoder/ (fine-tuned HF directory) or encoder.json (checkpoint
                             used as is), items/, users/, queries/ embeddings, summary.json
       fusion/               model/ (the fusion model: its config + weights), tables.pt
-                            (feature tables), checkpoint.pt, history.json, examples.json
+                            (feature tables), exposure.pt (sources with impressions),
+                            checkpoint.pt, history.json, examples.json
       comparison.json, comparison.md   the popularity / GNN / text / fused table (fusion)
       value/                users / items / loyalty / brands .parquet (predictions over the
                             horizon after the last event), models/, summary.json, report.md (value)
@@ -204,6 +205,7 @@ class RunDir:
     fusion = property(lambda self: self.at("fusion"))
     fusion_model = property(lambda self: self.at("fusion/model"))
     fusion_tables = property(lambda self: self.at("fusion/tables.pt"))
+    fusion_exposure = property(lambda self: self.at("fusion/exposure.pt"))
     fusion_checkpoint = property(lambda self: self.at("fusion/checkpoint.pt"))
     fusion_history = property(lambda self: self.at("fusion/history.json"))
     fusion_examples = property(lambda self: self.at("fusion/examples.json"))

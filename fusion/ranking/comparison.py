@@ -4,7 +4,9 @@ Rows: ``popularity`` (the number of training pairs of the product: the GNN split
 train part, the same definition and so the same figures as the popularity row of the
 GNN stage's ``report.md``, :func:`kg.evaluation.popularity_scores`), ``gnn`` (user·item dot of the graph
 encoder), ``text`` (cosine of the user's text profile -- or the query -- and the product
-text), ``fused`` (the fusion model, ESMM) and ``fused, CVR on clicks`` (the same model
+text), ``fused`` (the fusion model, ESMM, ranked by the default weights), ``fused, without
+exposure`` (the same model ranked by ``ctr`` and ``cvr`` alone; sources with impressions,
+:mod:`fusion.ranking.exposure`) and ``fused, CVR on clicks`` (the same model
 with the CVR head fit on clicked examples only -- the baseline ESMM fixes). Columns:
 Recall@10 / NDCG@10 of recommendation (full ranking, the GNN split's test pairs),
 nDCG@10 of search (held-out queries), AUC of CTR (click | shown), CVR (purchase |
@@ -19,7 +21,7 @@ import torch
 
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.scorer import Scorer
-from fusion.ranking.scoring import RECOMMEND_WEIGHTS
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
 from fusion.ranking.train import FusionData, evaluate_fusion
 from kg.evaluation import evaluate, per_user, popularity_scores
 
@@ -79,6 +81,9 @@ def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[
     results["fused"] = evaluate_fusion(fused, data, "test", candidates=candidates)
     if count_test_users(data.split) > 1:
         results["fused"][PAIRED_SE] = paired_recall(data, fused, candidates)["paired_se"]
+    if data.exposure is not None:  # what the exposure term adds (the AUCs do not use it)
+        results["fused, without exposure"] = evaluate_fusion(fused, data, "test", WITHOUT_EXPOSURE,
+                                                             candidates=candidates)
     if naive is not None:
         results["fused, CVR on clicks"] = evaluate_fusion(naive, data, "test", candidates=candidates)
     return results
@@ -138,7 +143,7 @@ def paired_recall(data: FusionData, fused, candidates: int = 100) -> dict[str, f
     args = (split.num_users, split.num_items, split.test, [split.train, split.valid])
     _, gnn = per_user(_all_products(_gnn_dot(t), t.num_items), *args, ks=(10, 20), batch_size=256)
     fused.eval()
-    scorer = Scorer(fused, t, data.query_vectors)
+    scorer = Scorer(fused, t, data.query_vectors, data.exposure)
     _, mine = per_user(lambda users: scorer.rerank(users, RECOMMEND_WEIGHTS, candidates), *args, ks=(10,),
                        batch_size=256, device=scorer.device)
     d = mine["recall@10"] - gnn["recall@10"]

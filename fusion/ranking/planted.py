@@ -11,8 +11,9 @@ top-k list can be scored by what it would earn if the shop showed it:
 * ``value``     -- sum of p_click x p_buy x price x E[quantity] (expected order value);
 
 each averaged over users. The lists: popularity, GNN dot product, text (user profile
-cosine), and the Engine's fused ranking (``weights``), all with the user's known
-products excluded (the Engine's ``seen``: train, valid and test pairs).
+cosine), and the Engine's fused ranking (``weights``; with an exposure model, also without
+its exposure term), all with the user's known products excluded (the Engine's ``seen``:
+train, valid and test pairs).
 
 The other way round, :func:`planted_recall` puts the planted truth's own ranking
 (p_click x p_buy) through the logged metric: the Recall@K a perfect click and purchase
@@ -36,7 +37,7 @@ from torch.nn import functional as F
 
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
-from fusion.ranking.scoring import RECOMMEND_WEIGHTS
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
 from fusion.ranking.train import scalar_stats
 from kg.evaluation import evaluate
 
@@ -57,15 +58,19 @@ def fused_list(engine, users: np.ndarray, k: int = 10, weights: Mapping[str, flo
 
 def model_lists(engine, users: np.ndarray, k: int = 10, weights: Mapping[str, float] | None = None
                 ) -> dict[str, np.ndarray]:
-    """Top-``k`` product indices [B, k] per model for the Engine's user rows ``users``."""
+    """Top-``k`` product indices [B, k] per model for the Engine's user rows ``users``;
+    with an exposure model also ``fused, without exposure`` (weights ``ctr``, ``cvr``)."""
     t = engine.tables
     u = torch.from_numpy(users)
-    return {
+    lists = {
         "popularity": _top_k(engine.popularity.expand(len(users), -1), engine, users, k),
         "gnn": _top_k(t.user_gnn[u] @ t.item_gnn.T, engine, users, k),
         "text": _top_k(t.user_text[u] @ t.item_text.T, engine, users, k),
         "fused": fused_list(engine, users, k, weights),
     }
+    if engine.scorer.exposure is not None:
+        lists["fused, without exposure"] = fused_list(engine, users, k, WITHOUT_EXPOSURE)
+    return lists
 
 
 def planted_value(truth, engine, lists: dict[str, np.ndarray], users: np.ndarray) -> dict[str, dict[str, float]]:

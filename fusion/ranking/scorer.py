@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from fusion.ranking.exposure import ExposureModel
 from fusion.ranking.features import FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scoring import ranking_score
@@ -23,10 +24,13 @@ class Scorer:
     ``users`` index the tables' users, -1 for "no user" (cold start, plain search);
     ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query". Index tensors
     may live anywhere: they are moved to the tables' device, where the logits are.
+    With an ``exposure`` model (rows = the tables' users and products) the logits carry
+    ``exposure``, its log-probability (:mod:`fusion.ranking.exposure`).
     """
 
-    def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None):
-        self.model, self.tables = model, tables
+    def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None,
+                 exposure: ExposureModel | None = None):
+        self.model, self.tables, self.exposure = model, tables, exposure
         dt = tables.item_text.shape[1]
         self.device = tables.item_gnn.device
         self.query_vectors = (query_vectors.to(self.device) if query_vectors is not None
@@ -49,9 +53,12 @@ class Scorer:
             qv = (self.query_vectors[queries.clamp(min=0)] * has_query[:, None].float()
                   if len(self.query_vectors) else torch.zeros(len(items), t.item_text.shape[1], device=dev))
         if not bool(has_query.any()):
-            return self.model(t.user_gnn[u] * mask, t.item_gnn[items], t.item_text[items],
-                              t.user_text[u] * mask, qv, t.user_side[u] * mask, t.item_side[items],
-                              has_user, has_query)
+            out = self.model(t.user_gnn[u] * mask, t.item_gnn[items], t.item_text[items],
+                             t.user_text[u] * mask, qv, t.user_side[u] * mask, t.item_side[items],
+                             has_user, has_query)
+            if self.exposure is not None:
+                out["exposure"] = self.exposure.log_prob(users, items).to(dev)
+            return out
         # relevance depends on (query, product) only, the funnel on (user, product) only --
         # as in training: judged pairs carry no user, impressions no query
         funnel = self.logits(users, items)

@@ -10,21 +10,28 @@ Objectives of a (user, product[, query]) triple:
 ``relevance``  P(relevant to the query)                          = sigma(z_relevance)
 ``potential``  P(the product sells in the value horizon)         = sigma(z_potential)
 ``loyalty``    P(the user's next purchase there is this brand)   = sigma(z_loyalty)
+``exposure``   P(the shop shows the product | it shows the user one)  (a log-probability)
 =============  ================================================================
 
 ``potential`` and ``loyalty`` come from the value stage's tables, not from the fusion
 model (:mod:`fusion.value`: product potential; brand loyalty, a floor for brands the user
-never bought); the Engine adds their logits when a request weights them.
+never bought); the Engine adds their logits when a request weights them. ``exposure``
+comes from the exposure model of sources with impressions
+(:mod:`fusion.ranking.exposure`; its "logit" is ``log P``): a run without one -- no
+impressions -- scores without it, whatever its weight.
 
 The ranking score is a weighted geometric mean -- the product of the objectives, each
 raised to its weight, reported as its logarithm::
 
     score = sum_k w_k * log(objective_k)          (value enters as log(1 + value))
 
-so ``{"ctr": 1, "cvr": 1}`` ranks by purchase probability, ``{"ctr": 1, "cvr": 1,
+so ``{"ctr": 1, "cvr": 1}`` ranks by purchase probability once shown, ``{"ctr": 1, "cvr": 1,
+"exposure": 1}`` by the expected logged purchases (shown, clicked and bought), ``{"ctr": 1, "cvr": 1,
 "value": 1}`` by expected order value, ``{"ctr": 1}`` by clicks, and a search adds
 ``relevance``; ``"potential": 1`` promotes products likely to sell (new arrivals
-included), ``"loyalty": 1`` the user's own brands. Weights are per request (:meth:`fusion.engine.Engine.recommend`).
+included), ``"loyalty": 1`` the user's own brands. Weights are per request (:meth:`fusion.engine.Engine.recommend`);
+the default for recommendation, :data:`RECOMMEND_WEIGHTS`, is ``ctr 1, cvr 1, exposure 0.5``
+(the exposure model's docstring says why a half).
 """
 
 from __future__ import annotations
@@ -36,11 +43,15 @@ from torch.nn import functional as F
 
 from kg.errors import InvalidRequestError
 
-OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance", "potential", "loyalty")
-WEIGHTED = ("ctr", "cvr", "value", "relevance", "potential", "loyalty")
+OBJECTIVES = ("ctr", "cvr", "ctcvr", "value", "relevance", "potential", "loyalty", "exposure")
+WEIGHTED = ("ctr", "cvr", "value", "relevance", "potential", "loyalty", "exposure")
 #: objectives from the value stage's tables (:mod:`fusion.value`), not the fusion model
 VALUE_OBJECTIVES = ("potential", "loyalty")
-RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
+RECOMMEND_WEIGHTS: dict[str, float] = {"ctr": 1.0, "cvr": 1.0, "exposure": 0.5}
+#: the default without its exposure term: purchase probability once shown
+WITHOUT_EXPOSURE: dict[str, float] = {"ctr": 1.0, "cvr": 1.0}
+#: objectives a run may lack (no exposure model without impressions): their weights are then ignored
+OPTIONAL = ("exposure",)
 SEARCH_WEIGHTS: dict[str, float] = {"relevance": 1.0, "ctr": 0.1, "cvr": 0.1}
 
 
@@ -75,6 +86,8 @@ def objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr, "value": torch.expm1(F.softplus(logits["value"])),
            "relevance": torch.sigmoid(logits["relevance"])}
     out.update({k: torch.sigmoid(logits[k]) for k in VALUE_OBJECTIVES if k in logits})
+    if "exposure" in logits:
+        out["exposure"] = torch.exp(logits["exposure"])
     return out
 
 
@@ -84,14 +97,17 @@ def log_objectives(logits: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
            "value": F.softplus(logits["value"]),  # log(1 + value) = softplus(z)
            "relevance": F.logsigmoid(logits["relevance"])}
     out.update({k: F.logsigmoid(logits[k]) for k in VALUE_OBJECTIVES if k in logits})
+    if "exposure" in logits:
+        out["exposure"] = logits["exposure"]
     return out
 
 
 def ranking_score(logits: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
-    """``sum_k w_k log(objective_k)`` (zero weights skipped)."""
+    """``sum_k w_k log(objective_k)`` (zero weights skipped, and those of an
+    :data:`OPTIONAL` objective the logits lack)."""
     logs = log_objectives(logits)
     total = torch.zeros_like(logits["ctr"])
     for k, w in weights.items():
-        if w:
+        if w and (k in logs or k not in OPTIONAL):
             total = total + w * logs[k]
     return total

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.examples import ExampleSet, RelevanceSet, sample_unseen
+from fusion.ranking.exposure import ExposureModel
 from fusion.ranking.features import FeatureTables
 from fusion.ranking.loss_balancing import make_balancer
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
@@ -105,6 +106,7 @@ class FusionData:
     split: Any                              # kg.split.Split (the GNN's)
     relevance: RelevanceSet | None = None
     query_vectors: torch.Tensor | None = None  # [Q, dt], rows = relevance.queries
+    exposure: ExposureModel | None = None      # sources with impressions (fusion.ranking.exposure)
 
 
 @torch.no_grad()
@@ -114,7 +116,7 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
     """AUCs, recommendation and search metrics of ``model`` on one part (valid/test)."""
     model.eval()
     code = {"valid": 1, "test": 2}[part]
-    scorer = Scorer(model, data.tables, data.query_vectors)
+    scorer = Scorer(model, data.tables, data.query_vectors, data.exposure)
     ex = data.examples.select(code)
     ex = ex.select_mask(ex.scored())
     out: dict[str, float] = {}
@@ -226,7 +228,7 @@ def fit_and_check(data: FusionData, config: FusionConfig) -> tuple[FusionData, E
     s = data.split
     keep = held_users[s.valid[0]]
     split = type(s)(s.num_users, s.num_items, s.train, (s.valid[0][keep], s.valid[1][keep]), s.test)
-    return FusionData(data.tables, checked, split, data.relevance, data.query_vectors), ex.select_mask(fit)
+    return FusionData(data.tables, checked, split, data.relevance, data.query_vectors, data.exposure), ex.select_mask(fit)
 
 
 @torch.no_grad()
@@ -327,7 +329,8 @@ def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress:
             optimizer.step()
             for t, v in losses.items():
                 totals[t] += v.item() / steps
-        valid = evaluate_fusion(model, FusionData(tables, data.examples, data.split, rel, data.query_vectors),
+        valid = evaluate_fusion(model, FusionData(tables, data.examples, data.split, rel, data.query_vectors,
+                                                  data.exposure),
                                 "valid", candidates=config.candidates)
         mix = validation_mix(valid, train.kind)
         row = {"epoch": epoch, **{f"loss_{t}": v for t, v in totals.items()}, **valid, "valid_mix": mix,

@@ -48,9 +48,12 @@ def test_recommend_is_typed_ranked_and_skips_seen(engine):
     recs = engine.recommend(user, k=7)
     assert len(recs) == 7 and all(isinstance(r, Recommendation) for r in recs)
     assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
-    assert set(recs[0].objectives) == {"ctr", "cvr", "ctcvr", "value", "relevance"}
-    for r in recs:  # default weights: the score is log P(click) + log P(purchase | click)
-        assert r.score == pytest.approx(math.log(r.objectives["ctr"]) + math.log(r.objectives["cvr"]), abs=1e-4)
+    # a shop with impressions: the exposure model's P(shown) too (fusion.ranking.exposure)
+    assert set(recs[0].objectives) == {"ctr", "cvr", "ctcvr", "value", "relevance", "exposure"}
+    for r in recs:  # default weights: log P(click) + log P(purchase | click) + 0.5 log P(shown)
+        o = r.objectives
+        assert r.score == pytest.approx(math.log(o["ctr"]) + math.log(o["cvr"]) + 0.5 * math.log(o["exposure"]),
+                                        abs=1e-4)
         assert r.objectives["ctcvr"] == pytest.approx(r.objectives["ctr"] * r.objectives["cvr"])
     seen = set(engine.catalogue.ids[engine.seen[row]])
     assert not seen & {r.item_id for r in recs}

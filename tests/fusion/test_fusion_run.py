@@ -61,6 +61,9 @@ def test_fused_model_is_best_at_predicting_purchases_and_clicks(run):
     assert fused["search_ndcg@10"] > results["popularity"]["search_ndcg@10"] + 0.08, results
     # the CVR-on-clicks baseline is reported too
     assert "cvr_auc" in results["fused, CVR on clicks"]
+    # and the same model ranked without its exposure term (a shop with impressions): same AUCs
+    plain = results["fused, without exposure"]
+    assert plain["ctcvr_auc"] == fused["ctcvr_auc"] and 0 < plain["recall@10"] <= 1
 
 
 def test_the_fused_rankers_difference_from_the_gnn_has_a_paired_standard_error(run):
@@ -92,6 +95,7 @@ def test_run_folder_holds_every_stage(run):
     run_dir, *_ = run
     for path in ("run.json", "model.pt", "embeddings.npz", "text/encoder", "text/items", "text/users",
                  "catalogue/items.parquet", "fusion/model/config.json", "fusion/model/model.pt", "fusion/tables.pt",
+                 "fusion/exposure.pt",
                  "fusion/history.json", "fusion/examples.json", "comparison.md"):
         assert (run_dir / path).exists(), path
     config = RunConfig.load(run_dir)

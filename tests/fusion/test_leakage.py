@@ -8,8 +8,8 @@ end to end by the real pipeline (graph build, GNN, text fine-tuning, fusion with
 validation-period fit) under the same split. Everything the fused model reads for the
 test users must come out identical: the GNN embeddings (candidate lists), the text
 encoder's product vectors and the users' text profiles, the side features (popularity,
-click rate, recency, activity ...), the training examples, the fitted model and so its
-scores. A leak anywhere -- a label, a negative, a count, a review the text encoder saw
+click rate, recency, activity ...), the exposure model (what the shop shows whom), the
+training examples, the fitted model and so its scores. A leak anywhere -- a label, a negative, a count, a review the text encoder saw
 -- changes some of them.
 """
 
@@ -22,6 +22,7 @@ import torch
 
 from fusion.pipeline import RunConfig, TextStageConfig, load_fusion_data, train_all
 from fusion.ranking.config import FusionConfig
+from fusion.ranking.exposure import ExposureModel
 from fusion.ranking.features import FeatureTables
 from fusion.ranking.model import FusionModel
 from fusion.ranking.scorer import Scorer
@@ -172,9 +173,15 @@ def test_side_features_examples_and_the_fused_scores_do_not_see_the_test_period(
         xa, xb = da.examples.select(part), db.examples.select(part)
         for field in ("user", "item", "time", "click", "conversion", "value", "sampled"):
             assert np.array_equal(getattr(xa, field), getattr(xb, field)), (part, field)
+    # the exposure model (P(shown), in the default ranking score): saved with the run and refit alike
+    exposure = [ExposureModel.load(r.fusion_exposure) for r in (original, altered)]
+    items = torch.arange(ta.num_items).repeat(len(rows))
+    for model in exposure + [da.exposure, db.exposure]:
+        assert torch.equal(model.log_prob(rows.repeat_interleave(ta.num_items), items),
+                           exposure[0].log_prob(rows.repeat_interleave(ta.num_items), items))
     scores = []
-    for run, tables in ((original, ta), (altered, tb)):
-        scorer = Scorer(FusionModel.load(run.fusion_model), tables)
+    for run, tables, model in ((original, ta, exposure[0]), (altered, tb, exposure[1])):
+        scorer = Scorer(FusionModel.load(run.fusion_model), tables, exposure=model)
         scores.append(scorer.rerank(rows, RECOMMEND_WEIGHTS, CANDIDATES))
     assert torch.equal(*scores)
     assert torch.isfinite(scores[0]).sum() == len(users) * CANDIDATES

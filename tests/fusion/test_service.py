@@ -78,7 +78,7 @@ def test_queries_answer_typed_results(service):
     body = client.get(f"/recommend/{USER}", params={"k": 5, "weights": "ctr=1,cvr=1,value=1"}).json()
     assert len(body["results"]) == 5 and not body["cold_start"]
     ResultsOut.model_validate(body)  # the answers are built as dicts: they match the documented models
-    assert set(body["results"][0]["objectives"]) == {"ctr", "cvr", "ctcvr", "value", "relevance"}
+    assert set(body["results"][0]["objectives"]) == {"ctr", "cvr", "ctcvr", "value", "relevance", "exposure"}
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
     assert client.get("/recommend/somebody-new", params={"k": 3}).json()["cold_start"]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS
 from fusion.value.baselines import clv_available
 from fusion.value.config import ValueConfig
 from fusion.value.metrics import auc, normalized_gini, spearman
@@ -150,7 +151,7 @@ def test_the_potential_weight_puts_products_that_truly_sell_next_in_the_top_10(r
     p_sell = (1 - np.exp(-items.set_index("item_id")["expected_units"]))  # planted P(sells)
     users = list(engine.user_index[:300])
     lists = [sum(engine.recommend_batch(users, k=10, weights=w), [])
-             for w in (None, {"ctr": 1, "cvr": 1, "potential": 1})]
+             for w in (None, dict(RECOMMEND_WEIGHTS, potential=1))]  # the default, and with potential
     hits = [sum(r.item_id in sold for r in recs) for recs in lists]
     planted = [float(sum(p_sell[r.item_id] for r in recs)) for recs in lists]
     print(f"of {len(items)} products {len(sold)} sold in the next period; top-10 items that sold: default, potential",
@@ -168,7 +169,7 @@ def test_the_loyalty_weight_puts_the_users_brands_in_the_top_10(ranked_run):
     own = buys.assign(brand=brand.reindex(buys["item_id"]).to_numpy()).groupby("user_id")["brand"].agg(set)
     users = [u for u in engine.user_index[:400] if u in own.index][:300]
     share = []
-    for weights in (None, {"ctr": 1, "cvr": 1, "loyalty": 1}):
+    for weights in (None, dict(RECOMMEND_WEIGHTS, loyalty=1)):
         recs = engine.recommend_batch(users, k=10, weights=weights)
         share.append(float(np.mean([np.mean([brand[r.item_id] in own[u] for r in rs]) for u, rs in zip(users, recs)])))
     print("share of the top-10 from the user's own brands: default, loyalty", share)

@@ -3,7 +3,8 @@
 For each data set: build the graph (embedded store, a temporary folder), train every
 stage (KG-aware GNN, MiniLM fine-tuning, fusion with ESMM, and the CVR-on-clicks
 baseline), and print the comparison table of :mod:`fusion.ranking.comparison` -- popularity,
-GNN only, text only, fused -- with Recall@10/NDCG@10 (recommendation, the GNN split's
+GNN only, text only, fused (and, where the source logs impressions, fused without its
+exposure term, :mod:`fusion.ranking.exposure`) -- with Recall@10/NDCG@10 (recommendation, the GNN split's
 held-out purchases), nDCG@10 (search, held-out queries), and AUC of CTR, CVR (on clicked
 test impressions) and CTCVR (purchase over all test impressions).
 
@@ -22,7 +23,8 @@ the two, the fused model's own inputs fit to the planted probabilities themselve
 better labels alone would take the fused ranker on the logged metric and on the planted one.
 
 The trade-off plot (synthetic, where the planted truth is known): for weights
-``{"ctr": 1, "cvr": 1, "value": w}`` with ``w`` swept from 0 to 4 (and ``{"ctr": 1}``),
+``{"ctr": 1, "cvr": 1, "value": w}`` (no exposure term: what the lists would earn if shown)
+with ``w`` swept from 0 to 4 (and ``{"ctr": 1}``),
 the Engine recommends a top-10 to each of 300 users; the *true* expected clicks
 (sum of the planted p_click) and expected order value (sum of p_click x p_buy x price x
 E[quantity]) of those lists are plotted against each other.

@@ -83,7 +83,8 @@ QUERY_CACHE = 1024
 @dataclass(frozen=True)
 class Recommendation:
     """One ranked product: ``score`` is the ranking score (log scale, higher is better);
-    ``objectives`` the per-objective scores (ctr, cvr, ctcvr, value, relevance)."""
+    ``objectives`` the per-objective scores (ctr, cvr, ctcvr, value, relevance, and exposure
+    for a shop with impressions)."""
 
     item_id: str
     title: str
@@ -94,6 +95,8 @@ class Recommendation:
 
     def __str__(self) -> str:
         obj = " ".join(f"{k} {v:.3f}" for k, v in self.objectives.items() if k in ("ctr", "cvr", "value"))
+        if "exposure" in self.objectives:  # P(shown): small numbers, so 2 significant digits
+            obj += f" shown {self.objectives['exposure']:.2g}"
         return f"{self.item_id}  {self.title[:60]:<60}  score {self.score:7.3f}  {obj}"
 
 

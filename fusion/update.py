@@ -34,7 +34,9 @@ kept), which :meth:`fusion.engine.Engine.reload` swaps to:
   text embedding comes from the run's text encoder, so it can be recommended, searched
   and returned by ``similar`` at once.
 * the fusion model's **side features** (popularity, click rate, recency, price …) are
-  recomputed over all events now in the store (standardised again over them).
+  recomputed over all events now in the store (standardised again over them), and so are
+  the **exposure model**'s counts (:mod:`fusion.ranking.exposure`: what the shop shows
+  whom; the run's mixture weights kept) -- a new user's impressions count at once.
 
 Optionally (``warm_start``), the served vectors are fine-tuned briefly from the fold-in on
 the new pairs and a replay of old ones, and kept only where that beats the fold-in on a
@@ -246,6 +248,12 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
     examples = build_examples(export.data, split, prices, ExampleConfig())
     item_side, user_side = side_features(items, products, nu, examples)
+    exposure = None
+    if serving.fusion_exposure.exists():  # recounted over every impression now, the run's mixture weights kept
+        from fusion.ranking.exposure import ExposureModel, fit_exposure
+
+        trained_exposure = ExposureModel.load(serving.fusion_exposure)
+        exposure = fit_exposure(examples, items, products, users, weights=trained_exposure.weights)
     has_profile = (user_text.abs().sum(-1) > 0).numpy()
     scale = gnn_scale(old_tables, emb)
     timings["features"] = time.perf_counter() - t
@@ -272,6 +280,8 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
         version.save_split(split)
         save_parquet(items, version.catalogue_items)
         tables.save(version.fusion_tables)
+        if exposure is not None:
+            exposure.save(version.fusion_exposure)
         save_npz(version.embeddings, user=user_vec.numpy().astype(np.float32),
                  item=item_vec.numpy().astype(np.float32), user_ids=users.astype(str), item_ids=products.astype(str))
         timings["write"] = time.perf_counter() - t

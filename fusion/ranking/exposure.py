@@ -182,13 +182,15 @@ def _em_weights(p: torch.Tensor, iterations: int) -> torch.Tensor:
 
 
 def fit_exposure(examples, items: pd.DataFrame, item_ids: np.ndarray, user_ids: np.ndarray,
-                 smoothing: float = 5.0, max_groups: int = 64, iterations: int = 100
-                 ) -> ExposureModel | None:
+                 smoothing: float = 5.0, max_groups: int = 64, iterations: int = 100,
+                 weights: torch.Tensor | None = None) -> ExposureModel | None:
     """The exposure model of an :class:`~fusion.ranking.examples.ExampleSet` with
     impressions (None for other sources, or without training impressions): components
     counted on the training-period impressions, mixture weights fit by EM on the
     validation-period ones (see the module docstring). ``items``: the catalogue
-    (``item_id``, ``categories``); ``item_ids`` / ``user_ids``: the examples' id maps."""
+    (``item_id``, ``categories``); ``item_ids`` / ``user_ids``: the examples' id maps.
+    ``weights``: mixture weights to keep instead (an update recounts the components over
+    every impression now in the store and keeps the run's weights, fit on held-out ones)."""
     if examples.kind != "impressions":
         return None
     shown = ~examples.sampled
@@ -211,6 +213,9 @@ def fit_exposure(examples, items: pd.DataFrame, item_ids: np.ndarray, user_ids: 
     size = [torch.from_numpy(np.maximum(np.bincount(g, minlength=len(n)), 1)).float() for g, n in zip(groups, names)]
     model = ExposureModel(np.asarray(user_ids, dtype=object), np.asarray(item_ids, dtype=object), q, share,
                           [torch.from_numpy(g) for g in groups], size, names, torch.zeros(2 + len(groups)))
+    if weights is not None:
+        model.weights = weights.clone()
+        return model
     # the mixture weights: fit to the held-out impressions, the components fixed
     model.weights = _em_weights(_columns(model, torch.from_numpy(examples.user[held]),
                                          torch.from_numpy(examples.item[held])), iterations).float()

@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from fusion.engine import Engine
 from fusion.text.texts import product_texts
@@ -113,8 +114,8 @@ def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     new_item = {"item_id": "brand-new", "title": "Zentro Elite headphones X-1", "brand": dataset.items["brand"].iloc[0],
                 "categories": list(dataset.items["categories"].iloc[0]), "price": 42.0}
     delta = Dataset(name="delta", items=make_table("items", [new_item]), interactions=make_table("interactions", [
-        {"user_id": "newbie", "item_id": i, "event": "purchase", "timestamp": 1_700_000_000 + n}
-        for n, i in enumerate(items[:3])] + [
+        {"user_id": "newbie", "item_id": i, "event": event, "timestamp": 1_700_000_000 + 10 * n + k}
+        for n, i in enumerate(items[:3]) for k, event in enumerate(("impression", "click", "purchase"))] + [
         {"user_id": known, "item_id": i, "event": "purchase", "timestamp": 1_700_000_100 + n}
         for n, i in enumerate(items[3:6])]))
     with open_store(config) as store:
@@ -129,6 +130,12 @@ def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     assert not np.allclose(engine.tables.user_gnn[engine.user_rows([known])[0]], before_known)
     assert [r.item_id for r in engine.recommend("newbie", k=5)]   # from its history, seen items excluded
     assert not set(items[:3]) & {r.item_id for r in engine.recommend("newbie", k=5)}
+    # the exposure model counts the newbie's impressions: their shown products' P(shown) rises above the shop's
+    shown = torch.tensor([engine.item_row(i) for i in items[:3]])
+    exposure = engine.scorer.exposure
+    assert RunDir(run.path).serving().fusion_exposure.parent.parent.name == "v000001"  # the version's own file
+    newbie = exposure.log_prob(torch.full_like(shown, engine.user_rows(["newbie"])[0]), shown)
+    assert newbie.exp().sum() > exposure.log_prob(torch.full_like(shown, -1), shown).exp().sum()
     # the new product, at once: in some user's top 10 (of 41 products, 20 candidates each), in
     # the top 5 of a search for its title, and among the products most like its nearest one
     vectors = engine.tables.item_gnn

@@ -6,8 +6,9 @@ store -- from random inputs of realistic shape: ``--items`` products (default 10
 of dim 384 (MiniLM-L6's), standardised side features (``len(ITEM_SIDE)`` per product,
 ``len(USER_SIDE)`` per user; 70% of users with a text profile), a freshly initialised
 fusion model (``FusionModel.for_tables(tables, **FusionConfig().model_kwargs())``, eval mode), synthetic titles,
-prices (5% unknown), brands and category paths, ~20 random ``seen`` products per user
-and a random popularity vector. Latency does not depend on the weights' or vectors'
+prices (5% unknown), brands and category paths, ~20 random ``seen`` products per user,
+a random popularity vector, and an exposure model fit to 40 random impressions per user
+(the default recommendation score reads it, :func:`random_exposure`). Latency does not depend on the weights' or vectors'
 values (every request does the same tensor work whatever they are), so the numbers
 hold for a trained run of the same size; only the *result lists* are meaningless.
 Search uses the real MiniLM-L6 text encoder (``TextEncoder.from_pretrained()``, the
@@ -81,6 +82,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 GNN_DIM, TEXT_DIM, SEEN_PER_USER, K = 64, 384, 20, 10
+IMPRESSIONS_PER_USER = 40
 TOP = ["Electronics", "Home & Kitchen", "Sports & Outdoors", "Toys & Games", "Beauty", "Books",
        "Clothing", "Garden", "Automotive", "Office Products"]
 WORDS = ("wireless bluetooth headphones running shoes kitchen knife set coffee maker gift card "
@@ -135,8 +137,26 @@ def build_engine(n_items: int, n_users: int, seed: int, encoder=None):
     seen = [np.unique(rng.integers(0, n_items, rng.poisson(SEEN_PER_USER))) for _ in range(n_users)]
     popularity = torch.rand(n_items)
     engine = Engine(model, tables, users, catalogue, seen, popularity, candidates=FusionConfig().candidates,
-                    encoder=encoder)
+                    encoder=encoder, exposure=random_exposure(ids, users, categories, popularity.numpy(), rng))
     return engine, leaves
+
+
+def random_exposure(ids: np.ndarray, users: np.ndarray, categories: list, popularity: np.ndarray,
+                    rng: np.random.Generator):
+    """The exposure model (in the default recommendation score) fit to ``IMPRESSIONS_PER_USER``
+    random impressions per user, drawn by ``popularity`` (80% training period, 20%
+    validation): its tables have the shape of a real shop's of this size."""
+    from fusion.ranking.examples import ExampleSet
+    from fusion.ranking.exposure import fit_exposure
+
+    n = len(users) * IMPRESSIONS_PER_USER
+    user = rng.integers(0, len(users), n)
+    item = rng.choice(len(ids), n, p=popularity / popularity.sum())
+    zeros = np.zeros(n, np.float32)
+    part = (rng.random(n) < 0.2).astype(np.int8)
+    examples = ExampleSet(user, item, np.zeros(n, np.int64), zeros, zeros, zeros, part, "impressions",
+                          np.zeros(n, bool))
+    return fit_exposure(examples, pd.DataFrame({"item_id": ids, "categories": categories}), ids, users)
 
 
 def _cpu_times() -> tuple[float, float]:
@@ -219,7 +239,7 @@ def main() -> None:
     tables, cat = engine.tables, engine.catalogue
     n_items = tables.num_items
     all_items = torch.arange(n_items)
-    scorer = Scorer(engine.model, tables)
+    scorer = Scorer(engine.model, tables, exposure=engine.scorer.exposure)
 
     def pick_users(n):
         return [str(u) for u in engine.user_index[rng.integers(0, args.users, n)]]
@@ -257,7 +277,7 @@ def main() -> None:
             query, uid = a
             qv = engine.encode_queries([query])
             u = int(engine.user_rows([uid])[0]) if with_user else -1
-            s = Scorer(engine.model, tables, qv)
+            s = Scorer(engine.model, tables, qv, engine.scorer.exposure)
             with torch.no_grad():
                 score = s.matrix(torch.tensor([u]), all_items, SEARCH_WEIGHTS, queries=torch.tensor([0]))[0]
             return torch.topk(score, K)

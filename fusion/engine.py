@@ -554,7 +554,8 @@ class Explainer(Protocol):
 class Engine:
     """Serve a run folder (see the module docstring). Use :meth:`open`, or build one from
     its parts (a fusion model, its feature tables, the user ids of the tables' rows, a
-    :class:`Catalogue`, each user's seen products, a popularity score per product).
+    :class:`Catalogue`, each user's seen products, a popularity score per product; and
+    optionally an exposure model over those users and products, :mod:`fusion.ranking.exposure`).
 
     ``encoder`` (a :class:`fusion.text.encoder.TextEncoder`) is loaded from ``run`` on
     the first search when not given, in ``text_precision`` (default ``"auto"``: bf16 on a
@@ -572,12 +573,13 @@ class Engine:
                  catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
                  run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
-                 location: dict | None = None, text_precision: str = "auto", indexes: bool = True) -> None:
+                 location: dict | None = None, text_precision: str = "auto", indexes: bool = True,
+                 exposure: ExposureModel | None = None) -> None:
         self.run = run
         self.text_precision = text_precision
         self.location = location or (run.store_location() if run is not None else None)
         self.current = version or EngineVersion(model, tables, users, catalogue, seen, popularity,
-                                                candidates=candidates, run=run)
+                                                candidates=candidates, run=run, exposure=exposure)
         self.store = store
         self._own_store = False
         self._retired: list = []               # own stores replaced by a reload, closed once unused

@@ -100,7 +100,7 @@ class ExposureModel:
             p = p + torch.where(ok, w[k + 2] * share[rows, gc] / size[gc], torch.zeros_like(p))
         return p.log()
 
-    def aligned(self, user_ids: np.ndarray, item_ids: np.ndarray, categories: pd.Series) -> ExposureModel:
+    def aligned(self, user_ids: np.ndarray, item_ids: np.ndarray, categories) -> ExposureModel:
         """The same model over other users and products (a serving version's): users by id
         (a new user gets the shop-wide shares); products by id, a new one with the
         smallest ``q`` and the group its category names (none if the model has no such

@@ -378,7 +378,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default="runs/latest", help="run folder (default: runs/latest)")
     p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
-    p.add_argument("--weights", help="objective weights, e.g. ctr=1,cvr=2,value=0.5")
+    p.add_argument("--weights", help="objective weights, e.g. ctr=1,cvr=2,value=0.5 (default: "
+                                     "ctr=1,cvr=1,exposure=0.5 to recommend, relevance=1,ctr=0.1,cvr=0.1 to search)")
     p.add_argument("--category", help="only products in this category (path or level name)")
     p.add_argument("--brand", help="only products of this brand")
     p.add_argument("--min-price", type=float)

@@ -255,7 +255,8 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
 
     @app.get("/recommend/{user_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
     async def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
-                        weights: str | None = Query(None, description="e.g. ctr=1,cvr=1,value=0.5"),
+                        weights: str | None = Query(
+                            None, description="e.g. ctr=1,cvr=1,value=0.5 (default: ctr=1,cvr=1,exposure=0.5)"),
                         category: str | None = None, brand: str | None = None,
                         min_price: float | None = None, max_price: float | None = None,
                         include_seen: bool = False, explain: bool = False) -> Response:

@@ -143,3 +143,15 @@ def test_the_exposure_weight_is_ignored_where_a_run_has_no_exposure_model():
                           plain + RECOMMEND_WEIGHTS["exposure"] * with_exposure["exposure"])
     with pytest.raises(KeyError):  # a required objective stays required
         ranking_score({"ctr": torch.zeros(1), "cvr": torch.zeros(1)}, {"value": 1.0})
+
+
+def test_a_catalogue_without_categories_still_gets_item_and_user_shares():
+    """A shop whose products carry no categories (None, empty lists): one group each, so
+    the user's share term is the uniform one and P(shown) follows the product shares."""
+    bare = pd.DataFrame({"item_id": ITEMS, "categories": [None, [], None, [], [], None, []]})
+    model = fit_exposure(_examples(_log()), bare, ITEMS, USERS)
+    assert [n.tolist() for n in model.names] == [[""], [""]]
+    p = _all(model, 0)
+    assert torch.isclose(p.sum(), torch.tensor(1.0), atol=1e-5)
+    assert torch.equal(torch.argsort(p, descending=True)[:1], torch.tensor([0]))  # the most shown product
+    assert torch.allclose(p, _all(model, 1))  # no categories: nothing tells the two users apart

@@ -58,8 +58,8 @@ def make_tiny_run(root: str | Path, seed: int = 0) -> tuple[RunDir, Dataset]:
                            torch.randn(n_users, len(USER_SIDE), generator=g),
                            torch.randn(n_items, len(ITEM_SIDE), generator=g))
     tables.save(run.fusion_tables)
-    products = items.set_index("item_id")["price"].reindex(export.id_maps["product"])
-    examples = build_examples(export.data, split, products.to_numpy())
+    prices = items.set_index("item_id")["price"].reindex(export.id_maps["product"]).to_numpy()
+    examples = build_examples(export.data, split, prices)
     fit_exposure(examples, items, export.id_maps["product"], export.id_maps["user"]).save(run.fusion_exposure)
     torch.manual_seed(seed)
     FusionModel.for_tables(tables, hidden=16, text_proj=8, tower=8).save(run.fusion_model)

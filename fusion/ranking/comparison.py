@@ -22,7 +22,7 @@ import torch
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
-from fusion.ranking.train import FusionData, evaluate_fusion
+from fusion.ranking.train import FusionData, evaluate_fusion, recommend_metrics
 from kg.evaluation import evaluate, per_user, popularity_scores
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")
@@ -81,9 +81,12 @@ def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[
     results["fused"] = evaluate_fusion(fused, data, "test", candidates=candidates)
     if count_test_users(data.split) > 1:
         results["fused"][PAIRED_SE] = paired_recall(data, fused, candidates)["paired_se"]
-    if data.exposure is not None:  # what the exposure term adds (the AUCs do not use it)
-        results["fused, without exposure"] = evaluate_fusion(fused, data, "test", WITHOUT_EXPOSURE,
-                                                             candidates=candidates)
+    if data.exposure is not None:  # what the exposure term adds: the same model, ranked without it
+        # (the AUCs and search nDCG do not read the exposure: the fused row's figures)
+        scorer = Scorer(fused, data.tables, data.query_vectors, data.exposure)
+        same = {k: v for k, v in results["fused"].items() if k != PAIRED_SE}
+        results["fused, without exposure"] = {
+            **same, **recommend_metrics(scorer, data.split, "test", WITHOUT_EXPOSURE, candidates=candidates)}
     if naive is not None:
         results["fused, CVR on clicks"] = evaluate_fusion(naive, data, "test", candidates=candidates)
     return results

@@ -85,20 +85,25 @@ class ExposureModel:
     def num_users(self) -> int:
         return len(self.user_ids)
 
-    def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """log P(items | an impression of users), [n] for rows (users [n], items [n]);
-        a user index outside ``[0, U)`` (-1: none) gets the shop-wide shares."""
+    def components(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[n, 2 + K]: each mixture component's P(item | an impression of user) for rows
+        (users [n], items [n]) -- product share, uniform, one column per grouping (0 for a
+        product without a group); a user index outside ``[0, U)`` (-1: none) gets the
+        shop-wide shares."""
         dev = self.q.device
         users, items = users.to(dev), items.to(dev)
         rows = torch.where((users >= 0) & (users < self.num_users), users, self.num_users)
-        w = self.weights
-        p = w[0] * self.q[items] + w[1] / len(self.q)
-        for k, (share, group, size) in enumerate(zip(self.share, self.group, self.size)):
+        q = self.q[items]
+        cols = [q, torch.full_like(q, 1.0 / len(self.q))]
+        for share, group, size in zip(self.share, self.group, self.size):
             g = group[items]
-            ok = g >= 0
             gc = g.clamp(min=0)
-            p = p + torch.where(ok, w[k + 2] * share[rows, gc] / size[gc], torch.zeros_like(p))
-        return p.log()
+            cols.append(torch.where(g >= 0, share[rows, gc] / size[gc], torch.zeros_like(q)))
+        return torch.stack(cols, 1)
+
+    def log_prob(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """log P(items | an impression of users), [n]: the components mixed by ``weights``."""
+        return (self.components(users, items) @ self.weights).log()
 
     def aligned(self, user_ids: np.ndarray, item_ids: np.ndarray, categories) -> ExposureModel:
         """The same model over other users and products (a serving version's): users by id
@@ -162,15 +167,6 @@ def _counted(users: np.ndarray, items: np.ndarray, num_users: int, num_items: in
     return q, shares
 
 
-def _columns(model: ExposureModel, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """[n, 2 + K]: each component's probability of the impressions (users, items)."""
-    cols = [model.q[items], torch.full((len(items),), 1.0 / len(model.q))]
-    for s, g, n in zip(model.share, model.group, model.size):
-        gi = g[items]
-        cols.append(s[users, gi] / n[gi])
-    return torch.stack(cols, 1).double()
-
-
 def _em_weights(p: torch.Tensor, iterations: int) -> torch.Tensor:
     """Mixture weights maximising ``sum log(p @ w)`` over the rows of ``p`` [n, C] (EM from
     equal weights)."""
@@ -217,6 +213,6 @@ def fit_exposure(examples, items: pd.DataFrame, item_ids: np.ndarray, user_ids: 
         model.weights = weights.clone()
         return model
     # the mixture weights: fit to the held-out impressions, the components fixed
-    model.weights = _em_weights(_columns(model, torch.from_numpy(examples.user[held]),
-                                         torch.from_numpy(examples.item[held])), iterations).float()
+    p = model.components(torch.from_numpy(examples.user[held]), torch.from_numpy(examples.item[held]))
+    model.weights = _em_weights(p.double(), iterations).float()
     return model

@@ -128,14 +128,7 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
             p["cvr"].append(torch.sigmoid(lg["cvr"]))
         ctr, cvr = torch.cat(p["ctr"]).cpu().numpy(), torch.cat(p["cvr"]).cpu().numpy()
         out.update(funnel_aucs(ctr, cvr, ctr * cvr, ex.click, ex.conversion))
-    split = data.split
-    held = getattr(split, part)
-    if len(held[0]):
-        seen = [split.train] + ([split.valid] if part == "test" else [])
-        w = recommend_weights or RECOMMEND_WEIGHTS
-        rec = evaluate(lambda users: scorer.rerank(users, w, candidates), split.num_users, split.num_items,
-                       held, seen, ks=ks, batch_size=256, device=scorer.device)
-        out.update({f"{m}@{k}": rec[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")})
+    out.update(recommend_metrics(scorer, data.split, part, recommend_weights or RECOMMEND_WEIGHTS, ks, candidates))
     rel = data.relevance
     if rel is not None and len(rel):
         qs = np.flatnonzero(rel.query_part == code)
@@ -146,6 +139,20 @@ def evaluate_fusion(model: FusionModel, data: FusionData, part: str = "test",
                 lambda q: scorer.matrix(torch.full((len(q),), -1), items, w, torch.from_numpy(q)),
                 rel.query, rel.item, rel.grade, qs, k=10)
     return out
+
+
+def recommend_metrics(scorer: Scorer, split, part: str, weights, ks=(10,), candidates: int = 100
+                      ) -> dict[str, float]:
+    """Recall@k / NDCG@k of ``scorer``'s re-ranking (``weights``) of the GNN's top
+    ``candidates`` on one part of the GNN ``split`` (full ranking; train, and for the test
+    part valid, pairs masked); empty when the part holds no pairs."""
+    held = getattr(split, part)
+    if not len(held[0]):
+        return {}
+    seen = [split.train] + ([split.valid] if part == "test" else [])
+    rec = evaluate(lambda users: scorer.rerank(users, weights, candidates), split.num_users, split.num_items,
+                   held, seen, ks=ks, batch_size=256, device=scorer.device)
+    return {f"{m}@{k}": rec[f"{m}@{k}"] for k in ks for m in ("recall", "ndcg")}
 
 
 def validation_mix(metrics: dict[str, float], kind: str = "impressions") -> float:

@@ -5,7 +5,9 @@ store -- from random inputs of realistic shape: ``--items`` products (default 10
 ``--users`` users (default 20,000), GNN vectors of dim 64, unit-normalised text vectors
 of dim 384 (MiniLM-L6's), standardised side features (``len(ITEM_SIDE)`` per product,
 ``len(USER_SIDE)`` per user; 70% of users with a text profile), a freshly initialised
-fusion model (``FusionModel.for_tables(tables, **FusionConfig().model_kwargs())``, eval mode), synthetic titles,
+fusion model of the default run's shape (``FusionConfig().members`` freshly initialised
+``FusionModel.for_tables(tables, **FusionConfig().model_kwargs())`` as one
+:class:`~fusion.ranking.ensemble.FusionEnsemble`, eval mode), synthetic titles,
 prices (5% unknown), brands and category paths, ~20 random ``seen`` products per user,
 a random popularity vector, and an exposure model fit to 40 random impressions per user
 (the default recommendation score reads it, :func:`random_exposure`). Latency does not depend on the weights' or vectors'
@@ -27,7 +29,8 @@ Single requests (``--queries`` each, after ``--warmup`` untimed calls, one at a 
 Reference in the same run (``--ref-queries`` requests each; the ratio column is the
 reference's p50 over ours, > 1 = ours faster): **brute-force fused scoring of every
 product** for the request -- ``Scorer(model, tables).matrix(user, arange(items), weights)``
-(for search with the query vector as the query row), seen products / filters masked
+with the Engine's serving form of the model (for search with the query vector as the
+query row), seen products / filters masked
 with the same masks (``Engine.filter_mask``), then ``topk``; no candidate generation and no
 result objects. ``similar``'s reference is the exact scan in bare torch (two mat-vecs over
 the GNN and text tables + topk), which is what the Engine did before its index; the
@@ -100,6 +103,7 @@ def build_engine(n_items: int, n_users: int, seed: int, encoder=None):
     """An Engine over random inputs of realistic shape (see the module docstring)."""
     from fusion.engine import Catalogue, Engine
     from fusion.ranking.config import FusionConfig
+    from fusion.ranking.ensemble import FusionEnsemble
     from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
     from fusion.ranking.model import FusionModel
 
@@ -120,7 +124,9 @@ def build_engine(n_items: int, n_users: int, seed: int, encoder=None):
     user_side[:, USER_SIDE.index("has_profile")] = has_profile.float()
     tables = FeatureTables(user_gnn=torch.randn(n_users, GNN_DIM) * 0.1, item_gnn=item_gnn, item_text=item_text,
                            user_text=user_text, user_side=user_side, item_side=torch.randn(n_items, len(ITEM_SIDE)))
-    model = FusionModel.for_tables(tables, **FusionConfig().model_kwargs()).eval()
+    config = FusionConfig()  # the default run's fusion stage: an ensemble of `members` models
+    members = [FusionModel.for_tables(tables, **config.model_kwargs()).eval() for _ in range(config.members)]
+    model = FusionEnsemble(members).eval() if len(members) > 1 else members[0]
 
     second = rng.integers(0, len(leaves), n_items)
     two = rng.random(n_items) < 0.2                       # 20% of products in two categories
@@ -239,7 +245,7 @@ def main() -> None:
     tables, cat = engine.tables, engine.catalogue
     n_items = tables.num_items
     all_items = torch.arange(n_items)
-    scorer = Scorer(engine.model, tables, exposure=engine.scorer.exposure)
+    scorer = Scorer(engine.scorer.model, tables, exposure=engine.scorer.exposure)
 
     def pick_users(n):
         return [str(u) for u in engine.user_index[rng.integers(0, args.users, n)]]
@@ -277,7 +283,7 @@ def main() -> None:
             query, uid = a
             qv = engine.encode_queries([query])
             u = int(engine.user_rows([uid])[0]) if with_user else -1
-            s = Scorer(engine.model, tables, qv, engine.scorer.exposure)
+            s = Scorer(engine.scorer.model, tables, qv, engine.scorer.exposure)
             with torch.no_grad():
                 score = s.matrix(torch.tensor([u]), all_items, SEARCH_WEIGHTS, queries=torch.tensor([0]))[0]
             return torch.topk(score, K)

@@ -29,10 +29,12 @@ the Engine recommends a top-10 to each of 300 users; the *true* expected clicks
 (sum of the planted p_click) and expected order value (sum of p_click x p_buy x price x
 E[quantity]) of those lists are plotted against each other.
 
-Seeds (``--seeds N``): the GNN and text stages are trained once, the fusion stage with
-seeds 0 .. N-1; the tables show seed 0, and a line per data set gives the fused
-Recall@10 / NDCG@10 of every seed with their mean and standard deviation, and of the N
-seeds' models averaged (:class:`~fusion.ranking.ensemble.FusionEnsemble`); under each
+Seeds (``--seeds N``): the GNN and text stages are trained once, the fusion stage N
+times (the default stage is an ensemble of ``FusionConfig.members`` = 5 models with seeds
+0-4, cross-fitted: :class:`~fusion.ranking.ensemble.FusionEnsemble`; the k-th stage's
+seeds are 5k .. 5k+4, :func:`~fusion.pipeline.fusion_seeds`); the tables show the first,
+and a line per data set gives the fused Recall@10 / NDCG@10 of every stage with their
+mean and standard deviation, and of all N stages' models averaged; under each
 table, one standard error of every model's Recall@10 (binomial, over the test users:
 each has one held-out purchase under leave-last-out) and the paired standard error of the
 fused ranker's difference from the GNN.
@@ -115,15 +117,16 @@ def mean_sd(values) -> str:
 
 
 def seeds_line(name: str, seeds: tuple[list[dict], dict | None]) -> str:
-    """The fused Recall@10 of every fusion seed, their mean ± sd, and the seeds' models
-    averaged (:class:`~fusion.ranking.ensemble.FusionEnsemble`)."""
+    """The fused Recall@10 of every fusion stage (:func:`~fusion.pipeline.fusion_seeds`),
+    their mean ± sd, and all their models averaged
+    (:class:`~fusion.ranking.ensemble.FusionEnsemble`)."""
     per_seed, ensemble = seeds
     fused = [m["recall@10"] for m in per_seed]
-    line = (f"{name}, fused over {len(per_seed)} fusion seeds: Recall@10 "
+    line = (f"{name}, fused over {len(per_seed)} fusion stages (seeds): Recall@10 "
             + " / ".join(f"{r:.4f}" for r in fused) + f" (mean ± sd {mean_sd(fused)}), NDCG@10 "
             + mean_sd([m["ndcg@10"] for m in per_seed]))
     if ensemble is not None:
-        line += (f"; the {len(per_seed)} seeds' models averaged: Recall@10 {ensemble['recall@10']:.4f}, "
+        line += (f"; the {len(per_seed)} stages' models averaged: Recall@10 {ensemble['recall@10']:.4f}, "
                  f"NDCG@10 {ensemble['ndcg@10']:.4f}")
     return line
 
@@ -251,7 +254,8 @@ def main() -> int:
     p.add_argument("--skip-gift-cards", action="store_true")
     p.add_argument("--skip-synthetic", action="store_true")
     p.add_argument("--text-steps", type=int, default=60, help="MiniLM fine-tuning steps per data set")
-    p.add_argument("--seeds", type=int, default=1, help="fusion seeds 0 .. N-1 (GNN and text trained once)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train the fusion stage N times, with seeds 0.., 5.., 10.. (GNN and text trained once)")
     p.add_argument("--ablation", action="store_true", help="Gift Cards: the fused ranker's input ablation")
     p.add_argument("--shop-seeds", type=int, nargs="*", default=[],
                    help="synthetic: also train and compare on shops drawn with these generator seeds")

@@ -290,16 +290,15 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
 
 def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
                  ) -> tuple[list[dict], dict | None]:
-    """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of one fusion model
-    per seed ``s`` .. ``s+seeds-1`` (``s = config.fusion.seed``) on a trained run folder,
-    the test metrics of those models as one
-    :class:`~fusion.ranking.ensemble.FusionEnsemble`) -- how much a fusion result owes to
-    its seed, and what averaging the seeds' models gives (five seeds: a cross-fitted
-    ensemble). Seed ``s`` is the run's own model: ``first`` is its metrics, already
-    evaluated; when the run saved an ensemble (``members > 1``) it is that ensemble's
-    first member, evaluated here. The others are trained here and not saved. The
-    ensemble is ``None`` for one seed and for ``end_to_end`` runs (their members' tables
-    differ)."""
+    """(test metrics (:func:`~fusion.ranking.train.evaluate_fusion`) of ``seeds`` fusion
+    stages of the run's configuration on a trained run folder, the test metrics of all
+    their models as one :class:`~fusion.ranking.ensemble.FusionEnsemble`) -- how much a
+    fusion result owes to its seed, and what averaging more models gives. Stage ``k``
+    trains ``m = config.fusion.members`` models with seeds ``s + k m .. s + k m + m - 1``
+    (``s = config.fusion.seed``; one model, or an ensemble of ``m``: five consecutive seeds
+    are cross-fitted); stage 0 is the run's own model, ``first`` its metrics, already
+    evaluated. The others are trained here and not saved. The ensemble of all is ``None``
+    for one stage and for ``end_to_end`` runs (their models' tables differ)."""
     from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
     from fusion.ranking.train import evaluate_fusion
 
@@ -307,15 +306,17 @@ def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
     data = load_fusion_data(run_dir, fc.examples)
     with run.reading(run.fusion_model, "fusion"):
         own = load_fusion_model(run.fusion_model)
-    if isinstance(own, FusionEnsemble):  # trained with seeds s, s+1, ..: member 0 is seed s
-        own = own.members[0]
-        first = evaluate_fusion(own, data, "test", candidates=fc.candidates)
-    others = train_fusion_seeds(data, fc, range(fc.seed + 1, fc.seed + seeds))
-    out = [first] + [evaluate_fusion(r.model, replace(data, tables=r.tables), "test", candidates=fc.candidates)
-                     for r in others]
+    models = [list(own.members) if isinstance(own, FusionEnsemble) else [own]]
+    out = [first]
+    for k in range(1, seeds):
+        base = fc.seed + k * fc.members
+        results = train_fusion_seeds(data, fc, range(base, base + fc.members))
+        models.append([r.model for r in results])
+        stage = models[-1][0] if fc.members == 1 else FusionEnsemble(models[-1]).eval()
+        out.append(evaluate_fusion(stage, replace(data, tables=results[0].tables), "test", candidates=fc.candidates))
     if seeds < 2 or fc.end_to_end:
         return out, None
-    ensemble = FusionEnsemble([own] + [r.model for r in others]).eval()
+    ensemble = FusionEnsemble([m for stage in models for m in stage]).eval()
     return out, evaluate_fusion(ensemble, data, "test", candidates=fc.candidates)
 
 

@@ -42,8 +42,9 @@ class FusionConfig:
     end_to_end: bool = False              #: also train the embedding tables
     embedding_lr: float = 1e-3
     seed: int = 0
-    members: int = 1                      #: the fusion stage trains seeds seed .. seed+members-1 and
-                                          #: averages their logits (train_fusion trains one)
+    members: int = 5                      #: the fusion stage trains seeds seed .. seed+members-1 and
+                                          #: averages their logits (train_fusion trains one); five
+                                          #: seeds are a cross-fitted ensemble (FusionEnsemble)
     device: str = "auto"
     threads: int | str | None = "auto"   #: torch CPU threads ("auto": the cores free now; None: as is)
     examples: ExampleConfig = field(default_factory=ExampleConfig)

@@ -1,84 +1,139 @@
 """The fusion model for serving: the same function with every expert, gate and tower of a
-kind run as one batched matrix product."""
+kind -- of one model or of every member of an ensemble -- run as one batched matrix product."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fusion.ranking.ensemble import FusionEnsemble
 from fusion.ranking.model import TASKS, FusionModel
 
 
 class FusedFusionModel(nn.Module):
-    r"""A trained :class:`~fusion.ranking.model.FusionModel`, evaluated with its ``E``
-    experts, ``T`` gates and ``T`` towers each stacked into one tensor (inference only: no
-    dropout, no gradients; build it again if the source model's weights change).
+    r"""``M`` trained :class:`~fusion.ranking.model.FusionModel` s of one shape (one model,
+    or the members of a :class:`~fusion.ranking.ensemble.FusionEnsemble`), evaluated with
+    their text projections, input norms, ``E`` experts, ``T`` gates and ``T`` towers each
+    stacked into one tensor, the logits averaged over the members (inference only: no
+    dropout, no gradients; build it again if a source model's weights change).
 
-    With ``x`` [B, D] the normalised input row of :class:`FusionModel` (same preamble):
+    With the inputs of :class:`FusionModel` (the product ``u_g \odot i_g`` and the raw
+    similarity scalars ``r`` [B, 3] are the same for every member), for member ``m``:
 
     .. math::
-        H_1 = \mathrm{ReLU}(x\,[W^{(1)}_1; \dots; W^{(1)}_E]^\top + b^{(1)})
-            \in \mathbb{R}^{B \times E \times H}\ \text{(one linear map)}
+        [P_m i_t, P_m u_t, P_m q_t] \ \text{(one product with } [P_1; \dots; P_M]^\top),\qquad
+        s_m = \mathrm{clip}\big((r - \mu_m) / \sigma_m\big) \odot \text{present}
 
-        e_{bk} = \mathrm{ReLU}(W^{(2)}_k H_{1,bk} + b^{(2)}_k)
-            \qquad \text{(one batched product over } k)
+        x_m = \mathrm{LayerNorm}_m\big([u_g \odot i_g,\ P_m i_t,\ P_m u_t,\ P_m q_t,\ s_m,\ f]\big)
+            \in \mathbb{R}^{B \times D}
 
-        g_{bt} = \mathrm{softmax}_k\big([W^g_1; \dots; W^g_T]\, x_b + b^g\big)_{t}
-            \in \mathbb{R}^{E},\qquad h_{bt} = \textstyle\sum_k g_{btk}\, e_{bk}
-            \ \text{(one } [T \times E] \cdot [E \times H] \text{ product per row)}
+        H_{1,m} = \mathrm{ReLU}(x_m\,[W^{(1)}_{m1}; \dots; W^{(1)}_{mE}]^\top + b^{(1)}_m)
+            \in \mathbb{R}^{B \times E \times H}\ \text{(one batched product over } m)
 
-        z_{bt} = w^{o}_t{}^\top \mathrm{ReLU}(W^{o1}_t h_{bt} + b^{o1}_t) + b^o_t
-            + a_t^\top s_b \qquad \text{(towers: two batched products over } t)
+        e_{mbk} = \mathrm{ReLU}(W^{(2)}_{mk} H_{1,mbk} + b^{(2)}_{mk})
+            \qquad \text{(one batched product over } (m, k))
 
-    -- the same numbers as :meth:`FusionModel.forward` in eval mode up to float rounding
-    (summation order), from ~8 tensor operations instead of ~25 module calls: a serving
-    request scores ~100 candidates, where per-call overhead, not arithmetic, is the cost.
+        g_{mbt} = \mathrm{softmax}_k\big(W^g_{mt}\, x_{mb} + b^g_{mt}\big) \in \mathbb{R}^{E},
+            \qquad h_{mbt} = \textstyle\sum_k g_{mbtk}\, e_{mbk}
+
+        z_{mbt} = w^{o}_{mt}{}^\top \mathrm{ReLU}(W^{o1}_{mt} h_{mbt} + b^{o1}_{mt}) + b^o_{mt}
+            + a_{mt}^\top s_{mb},\qquad z_{bt} = \frac{1}{M} \sum_m z_{mbt}
+
+    -- the same numbers as :meth:`FusionModel.forward` in eval mode (``M = 1``) or
+    :meth:`FusionEnsemble.forward` (the members' mean) up to float rounding, from ~15
+    tensor operations whatever ``M``: a serving request scores ~100 candidates, where
+    per-call overhead, not arithmetic, is the cost (five members cost about 1.6x one, not
+    5x).
 
     Shapes: as :class:`FusionModel` (inputs ``[B, ·]``, returns a dict of logits [B] per
-    task in :data:`~fusion.ranking.model.TASKS`). Weights: ``w1`` [D, E·H], ``w2``
-    [E, H, H], ``wg`` [D, T·E], ``wt1`` [T, H, O], ``wt2`` [T, O, 1], ``wide`` [3, T].
+    task in :data:`~fusion.ranking.model.TASKS`). Weights: ``proj`` [dt, M·P], ``norm_w`` /
+    ``norm_b`` [M, 1, D], ``w1`` [M, D, E·H], ``w2`` [M·E, H, H], ``wg`` [M, D, T·E],
+    ``wt1`` [M·T, H, O], ``wt2`` [M·T, O, 1], ``wide`` [M, 3, T].
     """
 
-    def __init__(self, model: FusionModel) -> None:
+    def __init__(self, models: FusionModel | Sequence[FusionModel]) -> None:
         super().__init__()
-        self.model = model  # for its input preamble (FusionModel.inputs: no dropout there)
-        experts, towers = model.experts, [model.towers[t] for t in TASKS]
-        e, h = len(experts), experts[0][0].out_features
-        stack = torch.stack
+        models = [models] if isinstance(models, FusionModel) else list(models)
+        first = models[0]
+        if any(m.config != first.config for m in models):
+            raise ValueError("FusedFusionModel stacks models of one configuration (shapes, inputs)")
+        self.without, self.raw_gnn = first.without, first.raw_gnn
+        self.eps = first.input_norm.eps
+        e, h = len(first.experts), first.experts[0][0].out_features
+        cat, stack = torch.cat, torch.stack
+
+        def per_model(weights) -> torch.Tensor:  # one tensor of a kind per model, stacked: [M, ...]
+            return stack([weights(m) for m in models]).contiguous()
+
         with torch.no_grad():
-            self.register_buffer("w1", torch.cat([x[0].weight for x in experts]).T.contiguous())      # [D, E*H]
-            self.register_buffer("b1", torch.cat([x[0].bias for x in experts]))                       # [E*H]
-            self.register_buffer("w2", stack([x[3].weight.T for x in experts]).contiguous())          # [E, H, H]
-            self.register_buffer("b2", stack([x[3].bias for x in experts])[:, None, :].clone())        # [E, 1, H]
-            self.register_buffer("wg", torch.cat([model.gates[t].weight for t in TASKS]).T.contiguous())  # [D, T*E]
-            self.register_buffer("bg", torch.cat([model.gates[t].bias for t in TASKS]))               # [T*E]
-            self.register_buffer("wt1", stack([x[0][0].weight.T for x in towers]).contiguous())       # [T, H, O]
-            self.register_buffer("bt1", stack([x[0][0].bias for x in towers])[:, None, :].clone())    # [T, 1, O]
-            self.register_buffer("wt2", stack([x[1].weight.T for x in towers]).contiguous())          # [T, O, 1]
-            self.register_buffer("bt2", stack([x[1].bias for x in towers])[:, None, :].clone())       # [T, 1, 1]
-            self.register_buffer("wide", torch.cat([model.wide[t].weight for t in TASKS]).T.contiguous())  # [3, T]
-        self.num_experts, self.hidden = e, h
+            self.register_buffer("proj", cat([m.text_proj.weight for m in models]).T.contiguous())  # [dt, M*P]
+            self.register_buffer("mean", per_model(lambda m: m.scalar_mean)[:, None, :])             # [M, 1, 3]
+            self.register_buffer("std", per_model(lambda m: m.scalar_std)[:, None, :])               # [M, 1, 3]
+            self.register_buffer("norm_w", per_model(lambda m: m.input_norm.weight)[:, None, :])     # [M, 1, D]
+            self.register_buffer("norm_b", per_model(lambda m: m.input_norm.bias)[:, None, :])       # [M, 1, D]
+            self.register_buffer("w1", per_model(lambda m: cat([x[0].weight for x in m.experts]).T))  # [M, D, E*H]
+            self.register_buffer("b1", per_model(lambda m: cat([x[0].bias for x in m.experts]))[:, None, :])
+            self.register_buffer("w2", cat([stack([x[3].weight.T for x in m.experts]) for m in models]).contiguous())
+            self.register_buffer("b2", cat([stack([x[3].bias for x in m.experts]) for m in models])[:, None, :].clone())
+            self.register_buffer("wg", per_model(lambda m: cat([m.gates[t].weight for t in TASKS]).T))  # [M, D, T*E]
+            self.register_buffer("bg", per_model(lambda m: cat([m.gates[t].bias for t in TASKS]))[:, None, :])
+            towers = [m.towers[t] for m in models for t in TASKS]                                    # M*T, m-major
+            self.register_buffer("wt1", stack([x[0][0].weight.T for x in towers]).contiguous())      # [M*T, H, O]
+            self.register_buffer("bt1", stack([x[0][0].bias for x in towers])[:, None, :].clone())   # [M*T, 1, O]
+            self.register_buffer("wt2", stack([x[1].weight.T for x in towers]).contiguous())         # [M*T, O, 1]
+            self.register_buffer("bt2", stack([x[1].bias for x in towers])[:, None, :].clone())      # [M*T, 1, 1]
+            self.register_buffer("wide", per_model(lambda m: cat([m.wide[t].weight for t in TASKS]).T))  # [M, 3, T]
+        self.members, self.num_experts, self.hidden = len(models), e, h
 
     def forward(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
                 has_user, has_query) -> dict[str, torch.Tensor]:
-        x, scalars = self.model.inputs(user_gnn, item_gnn, item_text, user_text, query_text, user_side,
-                                       item_side, has_user, has_query)            # [B, D], [B, 3]
-        b, e, n_tasks = len(x), self.num_experts, len(TASKS)
-        h1 = torch.relu(torch.addmm(self.b1, x, self.w1)).view(b, e, self.hidden).transpose(0, 1)  # [E, B, H]
-        experts = torch.relu(torch.baddbmm(self.b2, h1, self.w2)).transpose(0, 1)                 # [B, E, H]
-        gates = torch.softmax(torch.addmm(self.bg, x, self.wg).view(b, n_tasks, e), -1)          # [B, T, E]
+        if self.without:  # an ablation: the left-out groups read as zeros (FusionModel.inputs)
+            zero = torch.zeros_like
+            if "gnn" in self.without:
+                user_gnn, item_gnn = zero(user_gnn), zero(item_gnn)
+            if "text" in self.without:
+                item_text, user_text, query_text = zero(item_text), zero(user_text), zero(query_text)
+            if "side" in self.without:
+                user_side, item_side = zero(user_side), zero(item_side)
+        b, m, e, n_tasks = len(user_gnn), self.members, self.num_experts, len(TASKS)
+        texts = [item_text, user_text] + ([query_text] if bool(query_text.any()) else [])  # (zeros: P 0 = 0)
+        texts = (torch.cat(texts) @ self.proj).view(len(texts), b, m, -1)                       # [2|3, B, M, P]
+        if len(texts) == 2:
+            texts = torch.cat([texts, torch.zeros_like(texts[:1])])
+        texts = texts.permute(2, 1, 0, 3).reshape(m, b, -1)                                     # [M, B, 3P]
+        product = user_gnn * item_gnn                                                            # [B, dg]
+        raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),
+                           (query_text * item_text).sum(-1)], -1)                                # [B, 3]
+        present = torch.stack([has_user, has_user, has_query], -1).float()
+        scalars = ((raw - self.mean) / self.std).clamp(-5, 5) * present                          # [M, B, 3]
+        gnn = [user_gnn, item_gnn, product] if self.raw_gnn else [product]
+        shared = torch.cat([*gnn], -1).expand(m, b, -1)                                         # [M, B, dg']
+        rest = torch.cat([user_side, item_side, has_user[:, None].float(), has_query[:, None].float()], -1)
+        x = torch.cat([shared, texts, scalars, rest.expand(m, b, -1)], -1)                      # [M, B, D]
+        x = F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.norm_w + self.norm_b
+        h1 = torch.relu(torch.baddbmm(self.b1, x, self.w1))                                      # [M, B, E*H]
+        h1 = h1.view(m, b, e, self.hidden).permute(0, 2, 1, 3).reshape(m * e, b, self.hidden)   # [M*E, B, H]
+        experts = torch.relu(torch.baddbmm(self.b2, h1, self.w2)).view(m, e, b, self.hidden)    # [M, E, B, H]
+        gates = torch.softmax(torch.baddbmm(self.bg, x, self.wg).view(m, b, n_tasks, e), -1)    # [M, B, T, E]
         # (a [T, E] x [E, H] product per row, as a broadcast: bmm over B tiny matrices is slower)
-        h = (gates[..., None] * experts[:, None]).sum(2).transpose(0, 1)                          # [T, B, H]
-        tower = torch.relu(torch.baddbmm(self.bt1, h, self.wt1))                                    # [T, B, O]
-        z = torch.baddbmm(self.bt2, tower, self.wt2).squeeze(-1) + (scalars @ self.wide).T         # [T, B]
+        h = (gates[..., None] * experts.transpose(1, 2)[:, :, None]).sum(3)                     # [M, B, T, H]
+        h = h.permute(0, 2, 1, 3).reshape(m * n_tasks, b, self.hidden)                          # [M*T, B, H]
+        tower = torch.relu(torch.baddbmm(self.bt1, h, self.wt1))                                 # [M*T, B, O]
+        z = torch.baddbmm(self.bt2, tower, self.wt2).view(m, n_tasks, b)                         # [M, T, B]
+        z = (z + torch.bmm(scalars, self.wide).transpose(1, 2)).mean(0)                         # [T, B]
         return dict(zip(TASKS, z.unbind(0)))
 
 
 def serving_model(model: FusionModel | FusionEnsemble) -> nn.Module:
-    """What the Engine scores with: :class:`FusedFusionModel` of ``model``, or of each
-    member of an ensemble (averaged as the ensemble does: ``M`` members cost ``M`` forward
-    passes)."""
-    if isinstance(model, FusionEnsemble):
-        return FusionEnsemble([FusedFusionModel(m) for m in model.members]).eval()
-    return FusedFusionModel(model)
+    """What the Engine scores with: :class:`FusedFusionModel` of ``model`` or of an
+    ensemble's members (members of different shapes: an ensemble of one
+    :class:`FusedFusionModel` each, ``M`` members costing ``M`` forward passes)."""
+    if not isinstance(model, FusionEnsemble):
+        return FusedFusionModel(model)
+    members = list(model.members)
+    if all(m.config == members[0].config for m in members):
+        return FusedFusionModel(members)
+    return FusionEnsemble([FusedFusionModel(m) for m in members]).eval()

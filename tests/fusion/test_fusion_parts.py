@@ -157,6 +157,37 @@ def test_the_serving_model_computes_what_the_trained_model_does(experts, raw_gnn
         assert all(torch.allclose(one[t], want[t][:1], atol=1e-5) for t in TASKS)
 
 
+@pytest.mark.parametrize("experts, raw_gnn, without", [(1, False, ()), (3, True, ("side",))])
+def test_the_serving_model_of_an_ensemble_stacks_its_members(experts, raw_gnn, without):
+    """Five members of one shape are served as one FusedFusionModel (members stacked)
+    that gives the ensemble's mean logits, for batches of many rows and of one."""
+    from fusion.ranking.ensemble import FusionEnsemble
+    from fusion.ranking.fused import serving_model
+
+    members = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        member = FusionModel(8, 12, 3, 7, num_experts=experts, raw_gnn=raw_gnn, without=without).eval()
+        for p in member.parameters():
+            p.data.normal_(0, 0.5)
+        member.set_scalar_stats(torch.randn(3), torch.rand(3) + 0.5)
+        members.append(member)
+    ensemble = FusionEnsemble(members).eval()
+    served = serving_model(ensemble)
+    assert isinstance(served, FusedFusionModel) and served.members == 5
+    x = list(_inputs(b=9))
+    x[8] = torch.tensor([0, 1] * 4 + [1], dtype=torch.bool)
+    with torch.inference_mode():
+        want = ensemble(*x)
+        for rows in (slice(None), slice(0, 1)):
+            got = served(*(v[rows] for v in x))
+            for t in TASKS:
+                torch.testing.assert_close(got[t], want[t][rows], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(want["ctr"], members[0](*x)["ctr"])  # not one member's
+    with pytest.raises(ValueError, match="one configuration"):
+        FusedFusionModel([members[0], FusionModel(8, 12, 3, 7, num_experts=experts + 1)])
+
+
 def test_an_ensemble_scores_with_the_mean_of_its_members_logits():
     """FusionEnsemble: every task's logit is the members' mean; the ranking score follows
     from those averaged logits, and the Scorer takes the ensemble like one model."""

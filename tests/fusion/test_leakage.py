@@ -24,7 +24,7 @@ from fusion.pipeline import RunConfig, TextStageConfig, load_fusion_data, train_
 from fusion.ranking.config import FusionConfig
 from fusion.ranking.exposure import ExposureModel
 from fusion.ranking.features import FeatureTables
-from fusion.ranking.model import FusionModel
+from fusion.ranking.ensemble import load_fusion_model
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS
 from fusion.text.encoder import random_checkpoint
@@ -181,7 +181,7 @@ def test_side_features_examples_and_the_fused_scores_do_not_see_the_test_period(
                            exposure[0].log_prob(rows.repeat_interleave(ta.num_items), items))
     scores = []
     for run, tables, model in ((original, ta, exposure[0]), (altered, tb, exposure[1])):
-        scorer = Scorer(FusionModel.load(run.fusion_model), tables, exposure=model)
+        scorer = Scorer(load_fusion_model(run.fusion_model), tables, exposure=model)
         scores.append(scorer.rerank(rows, RECOMMEND_WEIGHTS, CANDIDATES))
     assert torch.equal(*scores)
     assert torch.isfinite(scores[0]).sum() == len(users) * CANDIDATES

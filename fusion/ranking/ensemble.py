@@ -33,8 +33,10 @@ class FusionEnsemble(nn.Module):
     disjoint fifths -- every member is fit on four fifths and early-stopped on the fifth it
     did not see, and together they use every user's validation period (fit on the training
     period, the members differ by their seeds only). It lowers the variance a single
-    member owes to its seed (``FusionConfig.members``; ``bench/fusion_quality.py --seeds N``
-    reports it).
+    member owes to its seed and ranks better than its members on average
+    (``FusionConfig.members``, 5 by default; ``bench/fusion_quality.py --seeds N`` reports
+    it). The Engine serves the members stacked into one model
+    (:class:`~fusion.ranking.fused.FusedFusionModel`).
 
     Members must share their feature tables (``end_to_end=False``, the default).
     Persistence: :meth:`save` writes ``ensemble.json`` and each member's

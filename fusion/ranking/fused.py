@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fusion.ranking.ensemble import FusionEnsemble
-from fusion.ranking.model import TASKS, FusionModel
+from fusion.ranking.model import TASKS, FusionModel, without_inputs
 
 
 class FusedFusionModel(nn.Module):
@@ -101,14 +101,8 @@ class FusedFusionModel(nn.Module):
 
     def forward(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
                 has_user, has_query) -> dict[str, torch.Tensor]:
-        if self.without:  # an ablation: the left-out groups read as zeros (FusionModel.inputs)
-            zero = torch.zeros_like
-            if "gnn" in self.without:
-                user_gnn, item_gnn = zero(user_gnn), zero(item_gnn)
-            if "text" in self.without:
-                item_text, user_text, query_text = zero(item_text), zero(user_text), zero(query_text)
-            if "side" in self.without:
-                user_side, item_side = zero(user_side), zero(item_side)
+        user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side = without_inputs(
+            self.without, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side)
         b, m, e, n_tasks = len(user_gnn), self.members, self.num_experts, len(TASKS)
         texts = [item_text, user_text] + ([query_text] if bool(query_text.any()) else [])  # (zeros: P 0 = 0)
         texts = (torch.cat(texts) @ self.proj).view(len(texts), b, m, -1)                       # [2|3, B, M, P]

@@ -25,6 +25,20 @@ def input_groups(names) -> tuple[str, ...]:
     return names
 
 
+def without_inputs(without, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side
+                   ) -> tuple[torch.Tensor, ...]:
+    """The model inputs (in :meth:`FusionModel.forward`'s order, without the flags) with the
+    input groups named in ``without`` (:data:`INPUT_GROUPS`) read as zeros -- an ablation."""
+    zero = torch.zeros_like
+    if "gnn" in without:
+        user_gnn, item_gnn = zero(user_gnn), zero(item_gnn)
+    if "text" in without:
+        item_text, user_text, query_text = zero(item_text), zero(user_text), zero(query_text)
+    if "side" in without:
+        user_side, item_side = zero(user_side), zero(item_side)
+    return user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side
+
+
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -150,14 +164,8 @@ class FusionModel(nn.Module):
                has_user, has_query) -> tuple[torch.Tensor, torch.Tensor]:
         """(the normalised input rows ``x`` [B, D], the standardised similarity scalars ``s``
         [B, 3]) of :meth:`forward`'s arguments."""
-        if self.without:  # an ablation: the left-out groups read as zeros
-            zero = torch.zeros_like
-            if "gnn" in self.without:
-                user_gnn, item_gnn = zero(user_gnn), zero(item_gnn)
-            if "text" in self.without:
-                item_text, user_text, query_text = zero(item_text), zero(user_text), zero(query_text)
-            if "side" in self.without:
-                user_side, item_side = zero(user_side), zero(item_side)
+        user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side = without_inputs(
+            self.without, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side)
         it, ut, qt = self.text_proj(item_text), self.text_proj(user_text), self.text_proj(query_text)
         product = user_gnn * item_gnn                                            # [B, dg]
         raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),

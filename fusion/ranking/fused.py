@@ -115,7 +115,7 @@ class FusedFusionModel(nn.Module):
         present = torch.stack([has_user, has_user, has_query], -1).float()
         scalars = ((raw - self.mean) / self.std).clamp(-5, 5) * present                          # [M, B, 3]
         gnn = [user_gnn, item_gnn, product] if self.raw_gnn else [product]
-        shared = torch.cat([*gnn], -1).expand(m, b, -1)                                         # [M, B, dg']
+        shared = torch.cat(gnn, -1).expand(m, b, -1)                                         # [M, B, dg']
         rest = torch.cat([user_side, item_side, has_user[:, None].float(), has_query[:, None].float()], -1)
         x = torch.cat([shared, texts, scalars, rest.expand(m, b, -1)], -1)                      # [M, B, D]
         x = F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.norm_w + self.norm_b

@@ -53,8 +53,9 @@ class FusedFusionModel(nn.Module):
     :math:`e_{mb1} [W^{o1}_{m1}; \dots; W^{o1}_{mT}]^\top` and no gate is computed.
 
     Shapes: as :class:`FusionModel` (inputs ``[B, ·]``, returns a dict of logits [B] per
-    task in :data:`~fusion.ranking.model.TASKS`). Weights: ``proj`` [dt, M·P], ``norm_w`` /
-    ``norm_b`` [M, 1, D], ``w1`` [M, D, E·H], ``w2`` [M·E, H, H], ``wide`` [M, 3, T];
+    task in :data:`~fusion.ranking.model.TASKS`). Weights: ``proj`` [dt, M·P], ``w1`` [M, D,
+    E·H] and ``wg`` with the input norm's scale and shift folded in (:func:`folded`), ``w2``
+    [M·E, H, H], ``wide`` [M, 3, T];
     ``E > 1``: ``wg`` [M, D, T·E], ``wt1`` [M·T, H, O], ``wt2`` [M·T, O, 1]; ``E = 1``:
     ``wt1`` [M, H, T·O], ``wt2`` [M, 1, T, O].
     """
@@ -77,10 +78,12 @@ class FusedFusionModel(nn.Module):
             self.register_buffer("proj", cat([m.text_proj.weight for m in models]).T.contiguous())  # [dt, M*P]
             self.register_buffer("mean", per_model(lambda m: m.scalar_mean)[:, None, :])             # [M, 1, 3]
             self.register_buffer("std", per_model(lambda m: m.scalar_std)[:, None, :])               # [M, 1, 3]
-            self.register_buffer("norm_w", per_model(lambda m: m.input_norm.weight)[:, None, :])     # [M, 1, D]
-            self.register_buffer("norm_b", per_model(lambda m: m.input_norm.bias)[:, None, :])       # [M, 1, D]
-            self.register_buffer("w1", per_model(lambda m: cat([x[0].weight for x in m.experts]).T))  # [M, D, E*H]
-            self.register_buffer("b1", per_model(lambda m: cat([x[0].bias for x in m.experts]))[:, None, :])
+            # the input norm's scale and shift folded into what reads its output (the first
+            # expert layers and the gates): (x̂ γ + β) W + b = x̂ (γ W) + (β W + b)
+            w1, b1 = folded(models, lambda m: (cat([x[0].weight for x in m.experts]).T,
+                                               cat([x[0].bias for x in m.experts])))
+            self.register_buffer("w1", w1)                                                          # [M, D, E*H]
+            self.register_buffer("b1", b1)                                                          # [M, 1, E*H]
             self.register_buffer("w2", cat([stack([x[3].weight.T for x in m.experts]) for m in models]).contiguous())
             self.register_buffer("b2", cat([stack([x[3].bias for x in m.experts]) for m in models])[:, None, :].clone())
             if e == 1:  # one expert: every gate is 1 and every tower reads the same h
@@ -89,8 +92,10 @@ class FusedFusionModel(nn.Module):
                 self.register_buffer("wt2", per_model(lambda m: cat([m.towers[t][1].weight for t in TASKS]))[:, None])
                 self.register_buffer("bt2", per_model(lambda m: cat([m.towers[t][1].bias for t in TASKS]))[:, None])
             else:
-                self.register_buffer("wg", per_model(lambda m: cat([m.gates[t].weight for t in TASKS]).T))  # [M, D, T*E]
-                self.register_buffer("bg", per_model(lambda m: cat([m.gates[t].bias for t in TASKS]))[:, None, :])
+                wg, bg = folded(models, lambda m: (cat([m.gates[t].weight for t in TASKS]).T,
+                                                   cat([m.gates[t].bias for t in TASKS])))
+                self.register_buffer("wg", wg)                                                      # [M, D, T*E]
+                self.register_buffer("bg", bg)                                                      # [M, 1, T*E]
                 towers = [m.towers[t] for m in models for t in TASKS]                                 # M*T, m-major
                 self.register_buffer("wt1", stack([x[0][0].weight.T for x in towers]).contiguous())   # [M*T, H, O]
                 self.register_buffer("bt1", stack([x[0][0].bias for x in towers])[:, None, :].clone())  # [M*T, 1, O]
@@ -98,27 +103,33 @@ class FusedFusionModel(nn.Module):
                 self.register_buffer("bt2", stack([x[1].bias for x in towers])[:, None, :].clone())   # [M*T, 1, 1]
             self.register_buffer("wide", per_model(lambda m: cat([m.wide[t].weight for t in TASKS]).T))  # [M, 3, T]
         self.members, self.num_experts, self.hidden = len(models), e, h
+        self.in_dim, self.text_dim = first.input_norm.normalized_shape[0], first.text_proj.out_features
 
     def forward(self, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side,
                 has_user, has_query) -> dict[str, torch.Tensor]:
         user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side = without_inputs(
             self.without, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side)
         b, m, e, n_tasks = len(user_gnn), self.members, self.num_experts, len(TASKS)
-        texts = [item_text, user_text] + ([query_text] if bool(query_text.any()) else [])  # (zeros: P 0 = 0)
-        texts = (torch.cat(texts) @ self.proj).view(len(texts), b, m, -1)                       # [2|3, B, M, P]
-        if len(texts) == 2:
-            texts = torch.cat([texts, torch.zeros_like(texts[:1])])
-        texts = texts.permute(2, 1, 0, 3).reshape(m, b, -1)                                     # [M, B, 3P]
         product = user_gnn * item_gnn                                                            # [B, dg]
         raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),
                            (query_text * item_text).sum(-1)], -1)                                # [B, 3]
         present = torch.stack([has_user, has_user, has_query], -1).float()
+        # x [M, B, D] written in place, column blocks in FusionModel.inputs' order
+        gnn = torch.cat([user_gnn, item_gnn, product] if self.raw_gnn else [product], -1)      # [B, dg']
+        x = torch.empty(m, b, self.in_dim, dtype=product.dtype, device=product.device)
+        at = gnn.shape[1]
+        x[:, :, :at] = gnn
+        texts = [item_text, user_text] + ([query_text] if bool(query_text.any()) else [])  # (zeros: P 0 = 0)
+        p3 = 3 * self.text_dim
+        block = x[:, :, at: at + p3].unflatten(-1, (3, self.text_dim))                          # [M, B, 3, P]
+        block[:, :, :len(texts)] = (torch.cat(texts) @ self.proj).view(len(texts), b, m, -1).permute(2, 1, 0, 3)
+        if len(texts) == 2:
+            block[:, :, 2] = 0
         scalars = ((raw - self.mean) / self.std).clamp(-5, 5) * present                          # [M, B, 3]
-        gnn = [user_gnn, item_gnn, product] if self.raw_gnn else [product]
-        shared = torch.cat(gnn, -1).expand(m, b, -1)                                         # [M, B, dg']
-        rest = torch.cat([user_side, item_side, has_user[:, None].float(), has_query[:, None].float()], -1)
-        x = torch.cat([shared, texts, scalars, rest.expand(m, b, -1)], -1)                      # [M, B, D]
-        x = F.layer_norm(x, x.shape[-1:], eps=self.eps) * self.norm_w + self.norm_b
+        x[:, :, at + p3: at + p3 + 3] = scalars
+        x[:, :, at + p3 + 3:] = torch.cat([user_side, item_side, has_user[:, None].float(),
+                                           has_query[:, None].float()], -1)
+        x = F.layer_norm(x, x.shape[-1:], eps=self.eps)        # the scale and shift are in w1 / wg
         h1 = torch.relu(torch.baddbmm(self.b1, x, self.w1))                                      # [M, B, E*H]
         h1 = h1.view(m, b, e, self.hidden).permute(0, 2, 1, 3).reshape(m * e, b, self.hidden)   # [M*E, B, H]
         experts = torch.relu(torch.baddbmm(self.b2, h1, self.w2))                                # [M*E, B, H]
@@ -136,6 +147,19 @@ class FusedFusionModel(nn.Module):
         z = torch.baddbmm(self.bt2, tower, self.wt2).view(m, n_tasks, b)                         # [M, T, B]
         z = (z + wide.transpose(1, 2)).mean(0)                                                  # [T, B]
         return dict(zip(TASKS, z.unbind(0)))
+
+
+def folded(models: Sequence[FusionModel], reader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per model, the layer ``reader(model)`` = (``W`` [D, K], ``b`` [K]) that reads the input
+    norm's output, with the norm's scale ``γ`` and shift ``β`` folded in: ``(γ W, β W + b)``,
+    stacked over the models ([M, D, K], [M, 1, K])."""
+    weights, biases = [], []
+    for m in models:  # in float64, then back: the fold adds no rounding of its own
+        w, b = (t.double() for t in reader(m))
+        gamma, beta = m.input_norm.weight.double(), m.input_norm.bias.double()
+        weights.append((gamma[:, None] * w).to(m.input_norm.weight.dtype))
+        biases.append((beta @ w + b).to(m.input_norm.weight.dtype))
+    return torch.stack(weights).contiguous(), torch.stack(biases)[:, None, :].contiguous()
 
 
 def serving_model(model: FusionModel | FusionEnsemble) -> nn.Module:

@@ -139,22 +139,27 @@ def test_model_outputs_one_logit_per_task(experts):
 
 @pytest.mark.parametrize("experts, raw_gnn, without", [(1, False, ()), (4, True, ()), (3, True, ("text",))])
 def test_the_serving_model_computes_what_the_trained_model_does(experts, raw_gnn, without):
-    """FusedFusionModel (experts, gates and towers stacked; what the Engine scores with)
-    gives the eval-mode model's logits for every task, with and without a query."""
+    """FusedFusionModel (experts, gates and towers stacked, the input norm's scale and shift
+    folded into the layers that read it; what the Engine scores with) gives the eval-mode
+    model's logits for every task, with and without a query: to float32 rounding, and to
+    1e-10 in float64 (the same function, summed in another order)."""
     torch.manual_seed(experts)
     model = FusionModel(8, 12, 3, 7, num_experts=experts, raw_gnn=raw_gnn, without=without).eval()
     for p in model.parameters():  # trained-like weights: biases and gates far from their init
         p.data.normal_(0, 0.5)
-    fused = FusedFusionModel(model)
     x = list(_inputs(b=9))
     x[8] = torch.tensor([0, 1] * 4 + [1], dtype=torch.bool)  # some rows with a query
-    with torch.inference_mode():
-        want, got = model(*x), fused(*x)
-        assert set(got) == set(TASKS) and all(got[t].shape == (9,) for t in TASKS)
-        for t in TASKS:
-            torch.testing.assert_close(got[t], want[t], rtol=1e-5, atol=1e-5)
-        one = fused(*(v[:1] for v in x))  # one row, as a single search result is scored
-        assert all(torch.allclose(one[t], want[t][:1], atol=1e-5) for t in TASKS)
+    for dtype, tolerance in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+        model = model.to(dtype)
+        fused = FusedFusionModel(model)
+        x = [v.to(dtype) if v.is_floating_point() else v for v in x]
+        with torch.inference_mode():
+            want, got = model(*x), fused(*x)
+            assert set(got) == set(TASKS) and all(got[t].shape == (9,) and got[t].dtype == dtype for t in TASKS)
+            for t in TASKS:
+                torch.testing.assert_close(got[t], want[t], rtol=tolerance, atol=tolerance)
+            one = fused(*(v[:1] for v in x))  # one row, as a single search result is scored
+            assert all(torch.allclose(one[t], want[t][:1], rtol=tolerance, atol=tolerance) for t in TASKS)
 
 
 @pytest.mark.parametrize("experts, raw_gnn, without", [(1, False, ()), (3, True, ("side",))])

@@ -154,7 +154,7 @@ def folded(models: Sequence[FusionModel], reader) -> tuple[torch.Tensor, torch.T
     norm's output, with the norm's scale ``γ`` and shift ``β`` folded in: ``(γ W, β W + b)``,
     stacked over the models ([M, D, K], [M, 1, K])."""
     weights, biases = [], []
-    for m in models:  # in float64, then back: the fold adds no rounding of its own
+    for m in models:  # in float64, then rounded once to the model's dtype
         w, b = (t.double() for t in reader(m))
         gamma, beta = m.input_norm.weight.double(), m.input_norm.bias.double()
         weights.append((gamma[:, None] * w).to(m.input_norm.weight.dtype))

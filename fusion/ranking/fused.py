@@ -64,7 +64,7 @@ class FusedFusionModel(nn.Module):
         super().__init__()
         models = [models] if isinstance(models, FusionModel) else list(models)
         first = models[0]
-        if any(m.config != first.config for m in models):
+        if not stackable(models):
             raise ValueError("FusedFusionModel stacks models of one configuration (shapes, inputs)")
         self.without, self.raw_gnn = first.without, first.raw_gnn
         self.eps = first.input_norm.eps
@@ -149,6 +149,12 @@ class FusedFusionModel(nn.Module):
         return dict(zip(TASKS, z.unbind(0)))
 
 
+def stackable(models: Sequence[FusionModel]) -> bool:
+    """Whether :class:`FusedFusionModel` can stack ``models``: one configuration (the same
+    shapes and inputs)."""
+    return all(m.config == models[0].config for m in models)
+
+
 def folded(models: Sequence[FusionModel], reader) -> tuple[torch.Tensor, torch.Tensor]:
     """Per model, the layer ``reader(model)`` = (``W`` [D, K], ``b`` [K]) that reads the input
     norm's output, with the norm's scale ``γ`` and shift ``β`` folded in: ``(γ W, β W + b)``,
@@ -169,6 +175,6 @@ def serving_model(model: FusionModel | FusionEnsemble) -> nn.Module:
     if not isinstance(model, FusionEnsemble):
         return FusedFusionModel(model)
     members = list(model.members)
-    if all(m.config == members[0].config for m in members):
+    if stackable(members):
         return FusedFusionModel(members)
     return FusionEnsemble([FusedFusionModel(m) for m in members]).eval()

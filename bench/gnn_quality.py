@@ -8,6 +8,11 @@ in the spirit of KG4RecEval -- the KG model
 every relation's tails permuted, all degrees kept), without its KG (``use_kg=False``),
 and -- on a KG with item-to-item links -- with its product attributes only
 (``drop_relations``: no ``also_bought`` / ``also_viewed`` / ``bought_together`` triples).
+Model-free beside them (:mod:`kg.content_baseline`): the KG's content as a ranker (item-kNN
+over the TF-IDF of each item's KG neighbours) with the real and the shuffled KG; and with
+``--blend-content`` every trained row is also scored fused late with that ranker (weight
+chosen on the validation part), once with the real and once with the shuffled KG -- whether
+the KG's content adds anything to what the interactions already give a model.
 Each row is trained with :func:`kg.train.train` and scored on the test part by full
 ranking (:func:`kg.evaluation.evaluate`); mean ± std over ``--seeds``; per row the epochs,
 the training wall time (steps only), the CPU seconds of the whole call
@@ -52,6 +57,9 @@ Usage::
     # the KG ablation on the synthetic shop (seconds per row):
     python bench/gnn_quality.py --datasets synthetic --ablate kgrec --seeds 0 1 2 \
         --rows pop lightgcn kgrec kgrec-shuffled kgrec-nokg kgrec-attributes
+    # does the KG's content say anything the ratings do not? (model-free rows, late fusion)
+    python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 \
+        --rows pop lightgcn-sm kg-content kg-content-shuffled --blend-content
 
 ``--set [ROW:]KEY=VALUE`` overrides a :class:`kg.train.TrainConfig` field (JSON value,
 else a string) for every row or for one row; ``model_options.KEY=VALUE`` a model option.
@@ -167,7 +175,10 @@ ROWS = {  # row -> (label, model, model options)
     "kgrec-nokg": ("KG model, no KG", "kgrec", {**KG_OPTIONS, "use_kg": False}),
     "kgrec-attributes": ("KG model, attributes only (no item links)", "kgrec",
                          {**KG_OPTIONS, "drop_relations": list(ITEM_LINKS)}),
+    "kg-content": ("KG content (item-kNN over the KG)", None, {}),
+    "kg-content-shuffled": ("KG content, shuffled KG", None, {"shuffle_kg": True}),
 }
+CONTENT_ROWS = ("kg-content", "kg-content-shuffled")
 ABLATION = ("kgrec-shuffled", "kgrec-nokg", "kgrec-attributes")
 
 
@@ -253,6 +264,31 @@ def row_config(name: str, row: str, seed: int, args, sets: dict[str, dict]):
     return TrainConfig(**values)
 
 
+def blend_content(net, split, triples, seed: int, label: str, metric: str, runs: dict) -> None:
+    """The trained ``net`` fused late with the KG content ranker (:mod:`kg.content_baseline`),
+    of the real KG and of the KG shuffled with ``seed``, each weight chosen on the validation
+    part; their test metrics go into ``runs`` under ``label + " + KG content"`` / ``" + shuffled KG content"``."""
+    import torch
+
+    from kg.content_baseline import blended_scores, choose_blend, content_scores
+    from kg.evaluation import evaluate
+    from kg.models.kg_model import shuffle_tails
+
+    net.eval()
+    with torch.no_grad():
+        emb = net.embeddings()
+    model = lambda users: net.score(users, emb)  # noqa: E731
+    for name, kg in (("KG content", triples), ("shuffled KG content", shuffle_tails(triples, seed))):
+        content = content_scores(kg, split.train, split.num_users, split.num_items)
+        weight, curve = choose_blend(model, content, split, metric)
+        with torch.no_grad():
+            m = evaluate(blended_scores(model, content, weight), split.num_users, split.num_items, split.test,
+                         [split.train, split.valid], ks=(10, 20), candidates=split.items)
+        runs.setdefault(f"{label} + {name}", []).append(m)
+        print(f"{label + ' + ' + name:<24} seed {seed}: {metric} {m[metric]:.4f} (weight {weight} chosen on valid: "
+              + ", ".join(f"{w} {v:.4f}" for w, v in curve.items()) + ")", flush=True)
+
+
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
@@ -270,6 +306,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tune-fraction", type=float, default=0.05)
     ap.add_argument("--cache", type=Path, default=None, help="keep the graph exports here between runs")
     ap.add_argument("--quick", action="store_true", help="ml100k-recbole only, at most 40 epochs")
+    ap.add_argument("--blend-content", action="store_true",
+                    help="also score every trained row fused with the KG content ranker and with its shuffled "
+                         "twin (weight chosen on the validation part)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -281,7 +320,9 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from kg.content_baseline import content_scores
     from kg.evaluation import evaluate, popularity_scores
+    from kg.models.kg_model import shuffle_tails
     from kg.train import build_model, train
 
     torch.set_num_threads(args.threads)
@@ -301,17 +342,22 @@ def main(argv=None) -> int:
         costs: dict[str, list[tuple[float, float, float, float]]] = {}
         for row in args.rows:
             label, model, _ = ROWS[row]
-            if row == "kgrec-shuffled" and not len(triples.head):
-                continue  # no KG to shuffle
+            if row in ("kgrec-shuffled", *CONTENT_ROWS) and not len(triples.head):
+                continue  # no KG to shuffle or to rank by
             if row == "kgrec-attributes" and not set(ITEM_LINKS) & set(triples.relation_names):
                 continue  # no item links to leave out
-            for seed in args.seeds if model else [0]:
+            for seed in args.seeds if model or row == "kg-content-shuffled" else [0]:
                 c0 = resource.getrusage(resource.RUSAGE_SELF)
                 t = time.perf_counter()
-                if model is None:
+                if model is None:  # the model-free rows: popularity, the KG content ranker
                     heldout, seen = (split.valid, [split.train]) if args.tune else (split.test, [split.train, split.valid])
-                    m = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
-                                 heldout, seen, ks=(10, 20), candidates=split.items)
+                    if row in CONTENT_ROWS:
+                        kg = shuffle_tails(triples, seed) if ROWS[row][2].get("shuffle_kg") else triples
+                        scores = content_scores(kg, split.train, split.num_users, split.num_items)
+                    else:
+                        scores = popularity_scores(split.train, split.num_items)
+                    m = evaluate(scores, split.num_users, split.num_items, heldout, seen, ks=(10, 20),
+                                 candidates=split.items)
                     epochs, train_s, why = 0, 0.0, ""
                 else:
                     config = row_config(name, row, seed, args, sets)
@@ -334,23 +380,29 @@ def main(argv=None) -> int:
                 print(f"{label:<24} seed {seed}: " + ", ".join(f"{k} {m.get(k, float('nan')):.4f}" for k in metrics)
                       + f"  ({epochs} epochs{why}, train {train_s:.0f} s wall, {cpu:.0f} s CPU, "
                         f"{time.perf_counter() - t:.0f} s call, load {load:.1f})", flush=True)
+                if model is not None and args.blend_content and not args.tune and len(triples.head):
+                    blend_content(net, split, triples, seed, label, metrics[0], runs)
         print(f"\n### {name} ({part}; mean ± std over seeds {args.seeds}; CPU s: getrusage of the "
               f"whole training call, {args.threads} thread(s))\n")
         header = ["model", *metrics, "epochs", "train s (wall)", "CPU s", "load"]
         lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
         for label, ms in runs.items():
-            c = np.array(costs[label])
+            c = np.array(costs.get(label, [(np.nan,) * 4]))  # a late fusion has no training of its own
             lines.append(f"| {label} | " + " | ".join(mean_std([r[k] for r in ms]) for k in metrics)
-                         + f" | {c[:, 0].mean():.0f} | {c[:, 1].mean():.0f} | {c[:, 2].mean():.0f} | {c[:, 3].mean():.1f} |")
+                         + " | " + " | ".join("" if np.isnan(v) else f"{v:.{d}f}"
+                                              for v, d in zip(c.mean(0), (0, 0, 0, 1))) + " |")
         if not args.tune:
             for ref, values in REFERENCE.get(name, {}).items():
                 lines.append(f"| {ref} | " + " | ".join(f"{values[k]:.4f}" if k in values else "—" for k in metrics)
                              + " | | | | |")
         print("\n".join(lines))
-        with_kg = ROWS[args.ablate][0]
         key = metrics[0]
-        for row in ABLATION:
-            other = ROWS[row][0]
+        pairs = [(ROWS[args.ablate][0], ROWS[row][0]) for row in ABLATION]
+        pairs.append((ROWS["kg-content"][0], ROWS["kg-content-shuffled"][0]))
+        for label in [lb for lb in runs if lb.endswith(" + KG content")]:
+            base = label.removesuffix(" + KG content")
+            pairs += [(label, base + " + shuffled KG content"), (label, base)]
+        for with_kg, other in pairs:
             if with_kg in runs and other in runs:
                 a = np.array([r[key] for r in runs[with_kg]])
                 b = np.array([r[key] for r in runs[other]])

@@ -199,6 +199,14 @@ def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     assert recall["kg"] >= 1.3 * pop, (recall, pop)
     assert recall["kg"] >= 1.3 * recall["none"], (recall, pop)
     assert recall["kg"] >= 1.3 * recall["shuffled"], (recall, pop)
+    # the model-free check (kg.content_baseline): ranking by the KG's content alone finds the
+    # planted tastes, and the shuffled KG's content does not (measured 0.128 vs 0.037)
+    from kg.content_baseline import content_scores
+
+    content = {name: evaluate(content_scores(kg, split.train, split.num_users, split.num_items), split.num_users,
+                              split.num_items, split.test, [split.train, split.valid])["recall@20"]
+               for name, kg in (("kg", triples), ("shuffled", shuffle_tails(triples, seed=0)))}
+    assert content["kg"] >= 1.5 * content["shuffled"], content
 
 
 def test_without_triples_with_kg_is_lightgcn():

@@ -255,20 +255,31 @@ def train_fusion_seeds(data: FusionData, config: FusionConfig, seeds: Iterable[i
     return [train_fusion(data, replace(config, seed=seed, members=1), progress=progress) for seed in seeds]
 
 
+def train_stage_models(data: FusionData, config: FusionConfig, *, run: RunDir | None = None,
+                       progress: bool = False):
+    """(the first model's :class:`FusionResult`, the stage's model): ``config.members``
+    models with seeds ``seed .. seed + members - 1`` (five consecutive seeds are
+    cross-fitted), a :class:`~fusion.ranking.ensemble.FusionEnsemble` of them when there are
+    several. ``run``: the first model writes its checkpoints and history there."""
+    from fusion.ranking.ensemble import FusionEnsemble
+
+    result = train_fusion(data, config, run=run, progress=progress)
+    if config.members == 1:
+        return result, result.model
+    others = train_fusion_seeds(data, config, range(config.seed + 1, config.seed + config.members),
+                                progress=progress)
+    return result, FusionEnsemble([result.model] + [r.model for r in others]).eval()
+
+
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
     comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
     from fusion.ranking.comparison import compare, markdown, recall_note
-    from fusion.ranking.ensemble import FusionEnsemble
 
     run = RunDir(run_dir)
     fc = config.fusion
     data = load_fusion_data(run, fc.examples)
-    result = train_fusion(data, fc, run=run, progress=progress)
-    model = result.model
-    if fc.members > 1:  # the others: seeds seed+1 .. (history.json is the first's)
-        others = train_fusion_seeds(data, fc, range(fc.seed + 1, fc.seed + fc.members), progress=progress)
-        model = FusionEnsemble([model] + [r.model for r in others]).eval()
+    result, model = train_stage_models(data, fc, run=run, progress=progress)
     model.save(run.fusion_model)
     result.tables.save(run.fusion_tables)
     if data.exposure is not None:
@@ -278,7 +289,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     write_json(run.fusion_examples, {"kind": data.examples.kind, "counts": data.examples.counts,
                                      "parts": data.examples.summary()})
     naive = None
-    if config.baselines:  # one model, whatever members says: the ESMM comparison
+    if config.baselines:  # the ESMM comparison: one model, the stage's first seed (its like: "fused, one model")
         naive = train_fusion(data, replace(fc, esmm=False, members=1), progress=False).model
     data.tables = result.tables
     results = compare(data, model, naive, fc.candidates)
@@ -309,11 +320,9 @@ def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
     models = [list(own.members) if isinstance(own, FusionEnsemble) else [own]]
     out = [first]
     for k in range(1, seeds):
-        base = fc.seed + k * fc.members
-        results = train_fusion_seeds(data, fc, range(base, base + fc.members))
-        models.append([r.model for r in results])
-        stage = models[-1][0] if fc.members == 1 else FusionEnsemble(models[-1]).eval()
-        out.append(evaluate_fusion(stage, replace(data, tables=results[0].tables), "test", candidates=fc.candidates))
+        result, stage = train_stage_models(data, replace(fc, seed=fc.seed + k * fc.members))
+        models.append(list(stage.members) if isinstance(stage, FusionEnsemble) else [stage])
+        out.append(evaluate_fusion(stage, replace(data, tables=result.tables), "test", candidates=fc.candidates))
     if seeds < 2 or fc.end_to_end:
         return out, None
     ensemble = FusionEnsemble([m for stage in models for m in stage]).eval()

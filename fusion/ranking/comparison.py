@@ -4,10 +4,12 @@ Rows: ``popularity`` (the number of training pairs of the product: the GNN split
 train part, the same definition and so the same figures as the popularity row of the
 GNN stage's ``report.md``, :func:`kg.evaluation.popularity_scores`), ``gnn`` (user·item dot of the graph
 encoder), ``text`` (cosine of the user's text profile -- or the query -- and the product
-text), ``fused`` (the fusion model, ESMM, ranked by the default weights), ``fused, without
-exposure`` (the same model ranked by ``ctr`` and ``cvr`` alone; sources with impressions,
-:mod:`fusion.ranking.exposure`) and ``fused, CVR on clicks`` (the same model
-with the CVR head fit on clicked examples only -- the baseline ESMM fixes). Columns:
+text), ``fused`` (the fusion model, ESMM, ranked by the default weights; an ensemble's
+members averaged), ``fused, one model`` (an ensemble's first member alone: what the
+averaging adds), ``fused, without exposure`` (the fused model ranked by ``ctr`` and ``cvr``
+alone; sources with impressions, :mod:`fusion.ranking.exposure`) and ``fused, CVR on clicks``
+(one model with the CVR head fit on clicked examples only -- the baseline ESMM fixes --,
+trained with the first member's seed: ``fused, one model`` is its like-for-like). Columns:
 Recall@10 / NDCG@10 of recommendation (full ranking, the GNN split's test pairs),
 nDCG@10 of search (held-out queries), AUC of CTR (click | shown), CVR (purchase |
 click, on clicked examples) and CTCVR (purchase | shown) on the test examples. A
@@ -19,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fusion.ranking.ensemble import FusionEnsemble
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
@@ -81,6 +84,8 @@ def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[
     results["fused"] = evaluate_fusion(fused, data, "test", candidates=candidates)
     if count_test_users(data.split) > 1:
         results["fused"][PAIRED_SE] = paired_recall(data, fused, candidates)["paired_se"]
+    if isinstance(fused, FusionEnsemble) and len(fused.members) > 1:
+        results["fused, one model"] = evaluate_fusion(fused.members[0], data, "test", candidates=candidates)
     if data.exposure is not None:  # what the exposure term adds: the same model, ranked without it
         # (the AUCs and search nDCG do not read the exposure: the fused row's figures)
         scorer = Scorer(fused, data.tables, data.query_vectors, data.exposure)

@@ -59,8 +59,10 @@ def test_fused_model_is_best_at_predicting_purchases_and_clicks(run):
     assert fused["recall@10"] > results["popularity"]["recall@10"], results
     # a tiny random BERT reads the text here; the MiniLM figures are in bench/fusion_quality.py
     assert fused["search_ndcg@10"] > results["popularity"]["search_ndcg@10"] + 0.08, results
-    # the CVR-on-clicks baseline is reported too
+    # the CVR-on-clicks baseline is reported too, beside its like, the ensemble's first member
     assert "cvr_auc" in results["fused, CVR on clicks"]
+    one = results["fused, one model"]
+    assert 0 < one["recall@10"] <= 1 and one["ctcvr_auc"] != fused["ctcvr_auc"]  # one model, not the average
     # and the same model ranked without its exposure term (a shop with impressions): same AUCs
     plain = results["fused, without exposure"]
     assert plain["ctcvr_auc"] == fused["ctcvr_auc"] and 0 < plain["recall@10"] <= 1

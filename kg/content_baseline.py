@@ -39,7 +39,11 @@ import torch
 
 from kg.evaluation import ScoreFn, evaluate
 
-__all__ = ["item_profiles", "content_scores", "blended_scores", "choose_blend", "BLEND_WEIGHTS"]
+__all__ = ["item_profiles", "content_scores", "blended_scores", "choose_blend", "BLEND_WEIGHTS", "CONTENT",
+           "SHUFFLED_CONTENT"]
+
+#: the rows of a GNN run's report (kg.pipeline) that rank by the KG's content, real and shuffled
+CONTENT, SHUFFLED_CONTENT = "KG content", "KG content, shuffled KG"
 
 #: the late-fusion weights tried on the validation part (0: the model alone)
 BLEND_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
@@ -67,6 +71,7 @@ def item_profiles(triples, num_items: int) -> sp.csr_matrix:
     x.data[:] = 1.0  # a repeated (item, entity) pair counts once
     df = np.asarray(x.sum(0)).ravel()
     x = (x @ sp.diags(np.log((num_items + 1) / (df + 1)))).tocsr()
+    x.eliminate_zeros()  # entities of every item (weight 0) make no product terms
     norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
     return (sp.diags(np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)) @ x).tocsr()
 

@@ -5,7 +5,9 @@ section of ``run.json`` (:class:`GnnRunConfig`) and the store the graph came fro
 written first; ``graph/`` (the HeteroData export and its id maps), ``split.npz``,
 ``checkpoints/``, ``model.pt`` (the best state_dict), ``embeddings.npz`` (user / item
 embeddings, float32, with their ids), ``metrics.json`` and ``report.md`` (test metrics
-of the model and of the popularity baseline).
+of the model, of the popularity baseline and, where the graph has a KG, of the KG's content
+as a ranker with the real and with a shuffled KG: whether the graph's content says anything
+about what users choose).
 
 :func:`train_gnn` makes one; :func:`open_run` loads one; :func:`evaluate_run` re-scores one.
 """
@@ -67,8 +69,15 @@ class GnnRun:
     metrics: dict[str, dict[str, float]]  # "popularity" / model name -> test metrics
 
     def report(self) -> str:
-        return markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks
-                                             for m in ("recall", "ndcg")])
+        from kg.content_baseline import CONTENT, SHUFFLED_CONTENT
+
+        table = markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks for m in ("recall", "ndcg")])
+        if CONTENT in self.metrics:
+            table += (f"\n\n{CONTENT}: no model -- items ranked by how much their KG neighbours (TF-IDF) overlap "
+                      f"those of the user's training items; {SHUFFLED_CONTENT}: the same with every relation's "
+                      "tails shuffled (same degrees). How far apart they are is how much the graph's content "
+                      "says about what users choose.")
+        return table
 
     def protocol(self) -> str:
         """One line: where the split came from and what is ranked and masked."""
@@ -101,12 +110,25 @@ def _split(export: GraphExport, config: GnnRunConfig) -> Split:
                               config.test_fraction, seed=config.train.seed)
 
 
-def _metrics(model, split: Split, config: GnnRunConfig) -> dict[str, dict[str, float]]:
+def _metrics(model, split: Split, config: GnnRunConfig, export: GraphExport) -> dict[str, dict[str, float]]:
+    """Test metrics of popularity, the model and -- where the graph has a KG -- the KG's
+    content as a ranker, with the real and with the shuffled KG (:mod:`kg.content_baseline`:
+    whether the KG's content predicts what users choose, with no model in between)."""
+    from kg.content_baseline import CONTENT, SHUFFLED_CONTENT, content_scores
+    from kg.models.kg_model import shuffle_tails
+
     device = config.train.resolved_device()
-    pop = evaluate(popularity_scores(split.train, split.num_items), split.num_users, split.num_items,
-                   split.test, [split.train, split.valid], ks=config.train.ks, candidates=split.items)
-    ours = evaluate_model(model, split, "test", ks=config.train.ks, device=device)
-    return {"popularity": pop, config.train.model: ours}
+    test = lambda scores, batch=4096: evaluate(  # noqa: E731
+        scores, split.num_users, split.num_items, split.test, [split.train, split.valid], ks=config.train.ks,
+        batch_size=batch, candidates=split.items)
+    out = {"popularity": test(popularity_scores(split.train, split.num_items)),
+           config.train.model: evaluate_model(model, split, "test", ks=config.train.ks, device=device)}
+    triples = export.knowledge_triples()
+    if len(triples.head):
+        batch = max(1, min(4096, 2 ** 25 // max(split.num_items, 1)))  # dense [B, I] scores of at most 128 MB
+        for name, kg in ((CONTENT, triples), (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed))):
+            out[name] = test(content_scores(kg, split.train, split.num_users, split.num_items), batch)
+    return out
 
 
 def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | None = None, *,
@@ -139,7 +161,7 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
         users, items = (e.detach().cpu().numpy().astype(np.float32) for e in model.embeddings())
     save_npz(run.embeddings, user=users, item=items,
              user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
-    metrics = _metrics(model, split, config)
+    metrics = _metrics(model, split, config, export)
     gnn_run = GnnRun(run.path, config, export, split, model, metrics)
     write_json(run.metrics, metrics)
     write_text(run.report, gnn_run.report() + "\n\n" + gnn_run.protocol() + "\n")
@@ -172,5 +194,5 @@ def open_run(run_dir: str | Path) -> GnnRun:
 def evaluate_run(run_dir: str | Path) -> GnnRun:
     """Re-score a run folder on its test split (model vs popularity)."""
     run = open_run(run_dir)
-    run.metrics = _metrics(run.model, run.split, run.config)
+    run.metrics = _metrics(run.model, run.split, run.config, run.export)
     return run

@@ -34,11 +34,16 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path):
     emb = np.load(folder / "embeddings.npz")
     assert emb["item"].shape == (120, 16) and emb["user"].shape == (200, 16)
     assert sorted(emb["item_ids"]) == list(emb["item_ids"])  # the id map order
-    assert set(run.metrics) == {"popularity", "lightgcn"}
+    # the synthetic shop has a KG: its content is ranked too, with the real and a shuffled KG
+    assert set(run.metrics) == {"popularity", "lightgcn", "KG content", "KG content, shuffled KG"}
+    content, shuffled = run.metrics["KG content"], run.metrics["KG content, shuffled KG"]
+    assert content["recall@20"] > 1.5 * shuffled["recall@20"], run.metrics  # the planted tastes are in the KG
     again = evaluate_run(folder)
-    for name, value in run.metrics["lightgcn"].items():
-        assert again.metrics["lightgcn"][name] == pytest.approx(value, abs=1e-9)
+    for row in run.metrics:
+        for name, value in run.metrics[row].items():
+            assert again.metrics[row][name] == pytest.approx(value, abs=1e-9), (row, name)
     assert "| lightgcn |" in (folder / "report.md").read_text()
+    assert "| KG content, shuffled KG |" in (folder / "report.md").read_text()
 
 
 def test_open_run_needs_a_finished_run(tmp_path):

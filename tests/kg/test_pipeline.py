@@ -21,7 +21,7 @@ def shop():
     return load("synthetic", None, n_users=200, n_items=120, n_interactions=15_000, seed=3)
 
 
-def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path):
+def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path, monkeypatch):
     build_graph(shop, store, BuildConfig(progress=False))
     run = train_gnn(store, tmp_path / "run", GnnRunConfig(train=FAST), progress=False)
     folder = tmp_path / "run"
@@ -44,6 +44,14 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path):
             assert again.metrics[row][name] == pytest.approx(value, abs=1e-9), (row, name)
     assert "| lightgcn |" in (folder / "report.md").read_text()
     assert "| KG content, shuffled KG |" in (folder / "report.md").read_text()
+    # on a big shop the content rows score a seeded sample of the test users, and say so
+    import kg.pipeline
+
+    monkeypatch.setattr(kg.pipeline, "CONTENT_USERS", 20)
+    sampled = evaluate_run(folder)
+    assert sampled.metrics["KG content"]["users"] == 20 < sampled.metrics["popularity"]["users"]
+    assert sampled.metrics["lightgcn"] == again.metrics["lightgcn"]
+    assert "on a sample of 20 test users" in sampled.report()
 
 
 def test_open_run_needs_a_finished_run(tmp_path):

@@ -122,7 +122,8 @@ def seeds_line(name: str, seeds: tuple[list[dict], dict | None]) -> str:
     (:class:`~fusion.ranking.ensemble.FusionEnsemble`)."""
     per_seed, ensemble = seeds
     fused = [m["recall@10"] for m in per_seed]
-    line = (f"{name}, fused over {len(per_seed)} fusion stages (seeds): Recall@10 "
+    stages = f"{len(per_seed)} fusion stage{'s' if len(per_seed) != 1 else ''}"
+    line = (f"{name}, fused over {stages} (seeds): Recall@10 "
             + " / ".join(f"{r:.4f}" for r in fused) + f" (mean ± sd {mean_sd(fused)}), NDCG@10 "
             + mean_sd([m["ndcg@10"] for m in per_seed]))
     if ensemble is not None:

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from fusion.ranking.config import FusionConfig
-from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, held_out_periods, query_parts
+from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, product_prices, held_out_periods, query_parts
 from fusion.ranking.exposure import fit_exposure
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, FusionResult, train_fusion
@@ -208,9 +208,8 @@ def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -
     split = run.load_split()
     products, users = export.id_maps["product"], export.id_maps["user"]
     items = pd.read_parquet(run.need(run.catalogue_items, "text"))
-    prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
     types = RunConfig.load(run.path).gnn.positive_types  # the split's positives time its periods
-    examples = build_examples(export.data, split, prices, config, types)
+    examples = build_examples(export.data, split, product_prices(items, products), config, types)
     gnn = np.load(run.need(run.embeddings, "gnn"), allow_pickle=False)
     user_gnn, _ = aligned(users, gnn["user_ids"], torch.from_numpy(gnn["user"]))
     item_gnn, _ = aligned(products, gnn["item_ids"], torch.from_numpy(gnn["item"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from fusion.ranking.examples import build_examples
+from fusion.ranking.examples import build_examples, product_prices
 from fusion.ranking.exposure import fit_exposure
 from fusion.ranking.features import ITEM_SIDE, USER_SIDE, FeatureTables
 from fusion.ranking.model import FusionModel
@@ -58,8 +58,7 @@ def make_tiny_run(root: str | Path, seed: int = 0) -> tuple[RunDir, Dataset]:
                            torch.randn(n_users, len(USER_SIDE), generator=g),
                            torch.randn(n_items, len(ITEM_SIDE), generator=g))
     tables.save(run.fusion_tables)
-    prices = items.set_index("item_id")["price"].reindex(export.id_maps["product"]).to_numpy()
-    examples = build_examples(export.data, split, prices)
+    examples = build_examples(export.data, split, product_prices(items, export.id_maps["product"]))
     fit_exposure(examples, items, export.id_maps["product"], export.id_maps["user"]).save(run.fusion_exposure)
     torch.manual_seed(seed)
     FusionModel.for_tables(tables, hidden=16, text_proj=8, tower=8).save(run.fusion_model)

@@ -144,7 +144,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     up to this many epochs over the new pairs and a replay of old ones, kept only if it
     beats the fold-in on a held-out slice of the new pairs (:func:`fine_tune_vectors`).
     ``encoder``: the run's text encoder if already loaded."""
-    from fusion.ranking.examples import ExampleConfig, build_examples
+    from fusion.ranking.examples import ExampleConfig, build_examples, product_prices
     from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
     from kg.catalogue import read_catalogue
     from kg.export import GraphExport, export_graph
@@ -245,8 +245,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     seen = distinct(np.concatenate([new_keys, map_u[(map_u >= 0) & (map_i >= 0)] * ni
                                      + map_i[(map_u >= 0) & (map_i >= 0)]]))
     split = Split(nu, ni, (seen // ni, seen % ni), (np.zeros(0, np.int64),) * 2, (np.zeros(0, np.int64),) * 2)
-    prices = items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy()
-    examples = build_examples(export.data, split, prices, ExampleConfig())
+    examples = build_examples(export.data, split, product_prices(items, products), ExampleConfig())
     item_side, user_side = side_features(items, products, nu, examples)
     exposure = None
     if serving.fusion_exposure.exists():  # recounted over every impression now, the run's mixture weights kept

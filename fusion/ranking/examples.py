@@ -234,6 +234,13 @@ def held_out_periods(data, split, positive_types: tuple[str, ...] | None = None)
     return Periods(n, (helds[0], helds[1]), (cuts[0], cuts[1]))
 
 
+def product_prices(items: pd.DataFrame, products) -> np.ndarray:
+    """The catalogue's ``price`` per product in the order of ``products`` (the graph's
+    product ids), float, NaN where the catalogue has no price or no row: what
+    :func:`build_examples` takes."""
+    return items.set_index("item_id")["price"].reindex(pd.Index(products, dtype=object)).to_numpy(dtype=np.float64)
+
+
 def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None = None,
                    positive_types: tuple[str, ...] | None = None) -> ExampleSet:
     """Examples from an exported graph (``GraphExport.data``), its GNN ``split`` (made

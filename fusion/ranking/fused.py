@@ -111,15 +111,16 @@ class FusedFusionModel(nn.Module):
             self.without, user_gnn, item_gnn, item_text, user_text, query_text, user_side, item_side)
         b, m, e, n_tasks = len(user_gnn), self.members, self.num_experts, len(TASKS)
         product = user_gnn * item_gnn                                                            # [B, dg]
+        queries = bool(query_text.any())  # no query (recommend): its text is zero, so are P q and q·i
         raw = torch.stack([product.sum(-1), (user_text * item_text).sum(-1),
-                           (query_text * item_text).sum(-1)], -1)                                # [B, 3]
+                           (query_text * item_text).sum(-1) if queries else product.new_zeros(b)], -1)  # [B, 3]
         present = torch.stack([has_user, has_user, has_query], -1).float()
         # x [M, B, D] written in place, column blocks in FusionModel.inputs' order
         gnn = torch.cat([user_gnn, item_gnn, product] if self.raw_gnn else [product], -1)      # [B, dg']
         x = torch.empty(m, b, self.in_dim, dtype=product.dtype, device=product.device)
         at = gnn.shape[1]
         x[:, :, :at] = gnn
-        texts = [item_text, user_text] + ([query_text] if bool(query_text.any()) else [])  # (zeros: P 0 = 0)
+        texts = [item_text, user_text] + ([query_text] if queries else [])
         p3 = 3 * self.text_dim
         block = x[:, :, at: at + p3].unflatten(-1, (3, self.text_dim))                          # [M, B, 3, P]
         block[:, :, :len(texts)] = (torch.cat(texts) @ self.proj).view(len(texts), b, m, -1).permute(2, 1, 0, 3)
@@ -130,12 +131,13 @@ class FusedFusionModel(nn.Module):
         x[:, :, at + p3 + 3:] = torch.cat([user_side, item_side, has_user[:, None].float(),
                                            has_query[:, None].float()], -1)
         x = F.layer_norm(x, x.shape[-1:], eps=self.eps)        # the scale and shift are in w1 / wg
-        h1 = torch.relu(torch.baddbmm(self.b1, x, self.w1))                                      # [M, B, E*H]
-        h1 = h1.view(m, b, e, self.hidden).permute(0, 2, 1, 3).reshape(m * e, b, self.hidden)   # [M*E, B, H]
-        experts = torch.relu(torch.baddbmm(self.b2, h1, self.w2))                                # [M*E, B, H]
+        h1 = torch.baddbmm(self.b1, x, self.w1).relu_()                                          # [M, B, E*H]
+        if e > 1:
+            h1 = h1.view(m, b, e, self.hidden).permute(0, 2, 1, 3).reshape(m * e, b, self.hidden)  # [M*E, B, H]
+        experts = torch.baddbmm(self.b2, h1, self.w2).relu_()                                    # [M*E, B, H]
         wide = torch.bmm(scalars, self.wide)                                                     # [M, B, T]
         if e == 1:  # h_t = the expert for every task: the T towers' first layers as one product
-            tower = torch.relu(torch.baddbmm(self.bt1, experts, self.wt1)).view(m, b, n_tasks, -1)  # [M, B, T, O]
+            tower = torch.baddbmm(self.bt1, experts, self.wt1).relu_().view(m, b, n_tasks, -1)  # [M, B, T, O]
             z = (tower * self.wt2).sum(-1) + self.bt2 + wide                                        # [M, B, T]
             return dict(zip(TASKS, z.mean(0).T.unbind(0)))
         experts = experts.view(m, e, b, self.hidden)                                             # [M, E, B, H]
@@ -143,7 +145,7 @@ class FusedFusionModel(nn.Module):
         # (a [T, E] x [E, H] product per row, as a broadcast: bmm over B tiny matrices is slower)
         h = (gates[..., None] * experts.transpose(1, 2)[:, :, None]).sum(3)                     # [M, B, T, H]
         h = h.permute(0, 2, 1, 3).reshape(m * n_tasks, b, self.hidden)                          # [M*T, B, H]
-        tower = torch.relu(torch.baddbmm(self.bt1, h, self.wt1))                                 # [M*T, B, O]
+        tower = torch.baddbmm(self.bt1, h, self.wt1).relu_()                                     # [M*T, B, O]
         z = torch.baddbmm(self.bt2, tower, self.wt2).view(m, n_tasks, b)                         # [M, T, B]
         z = (z + wide.transpose(1, 2)).mean(0)                                                  # [T, B]
         return dict(zip(TASKS, z.unbind(0)))

@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 
 from fusion.ranking.config import FusionConfig
-from fusion.ranking.examples import ExampleConfig, build_examples, build_relevance, product_prices, held_out_periods, query_parts
+from fusion.ranking.examples import (ExampleConfig, build_examples, build_relevance, held_out_periods, product_prices,
+                                      query_parts)
 from fusion.ranking.exposure import fit_exposure
 from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
 from fusion.ranking.train import FusionData, FusionResult, train_fusion

@@ -206,7 +206,7 @@ def open_run(run_dir: str | Path) -> GnnRun:
 
 
 def evaluate_run(run_dir: str | Path) -> GnnRun:
-    """Re-score a run folder on its test split (model vs popularity)."""
+    """Re-score a run folder on its test split (model, popularity and the KG content rows)."""
     run = open_run(run_dir)
     run.metrics = _metrics(run.model, run.split, run.config, run.export)
     return run

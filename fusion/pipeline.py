@@ -18,7 +18,6 @@ ones wrote, so ``--stage fusion`` can be re-run alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -248,27 +247,19 @@ def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int =
                          tables.user_side, tables.item_side)
 
 
-def train_fusion_seeds(data: FusionData, config: FusionConfig, seeds: Iterable[int], *, progress: bool = False
-                       ) -> list[FusionResult]:
-    """The fusion model (one, whatever ``config.members`` says) trained once per seed in
-    ``seeds``, not saved: the extra members of an ensemble, or the seeds a bench compares."""
-    return [train_fusion(data, replace(config, seed=seed, members=1), progress=progress) for seed in seeds]
-
-
 def train_stage_models(data: FusionData, config: FusionConfig, *, run: RunDir | None = None,
-                       progress: bool = False):
+                       progress: bool = False) -> tuple[FusionResult, torch.nn.Module]:
     """(the first model's :class:`FusionResult`, the stage's model): ``config.members``
     models with seeds ``seed .. seed + members - 1`` (five consecutive seeds are
     cross-fitted), a :class:`~fusion.ranking.ensemble.FusionEnsemble` of them when there are
-    several. ``run``: the first model writes its checkpoints and history there."""
+    several. ``run``: the first model writes its checkpoints and history there; the others
+    are not saved."""
     from fusion.ranking.ensemble import FusionEnsemble
 
-    result = train_fusion(data, config, run=run, progress=progress)
-    if config.members == 1:
-        return result, result.model
-    others = train_fusion_seeds(data, config, range(config.seed + 1, config.seed + config.members),
-                                progress=progress)
-    return result, FusionEnsemble([result.model] + [r.model for r in others]).eval()
+    results = [train_fusion(data, replace(config, seed=config.seed + k), run=None if k else run, progress=progress)
+               for k in range(config.members)]
+    models = [r.model for r in results]
+    return results[0], models[0] if len(models) == 1 else FusionEnsemble(models).eval()
 
 
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
@@ -310,18 +301,18 @@ def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
     are cross-fitted); stage 0 is the run's own model, ``first`` its metrics, already
     evaluated. The others are trained here and not saved. The ensemble of all is ``None``
     for one stage and for ``end_to_end`` runs (their models' tables differ)."""
-    from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model
+    from fusion.ranking.ensemble import FusionEnsemble, load_fusion_model, members_of
     from fusion.ranking.train import evaluate_fusion
 
     fc, run = config.fusion, RunDir(run_dir)
     data = load_fusion_data(run_dir, fc.examples)
     with run.reading(run.fusion_model, "fusion"):
         own = load_fusion_model(run.fusion_model)
-    models = [list(own.members) if isinstance(own, FusionEnsemble) else [own]]
+    models = [members_of(own)]
     out = [first]
     for k in range(1, seeds):
         result, stage = train_stage_models(data, replace(fc, seed=fc.seed + k * fc.members))
-        models.append(list(stage.members) if isinstance(stage, FusionEnsemble) else [stage])
+        models.append(members_of(stage))
         out.append(evaluate_fusion(stage, replace(data, tables=result.tables), "test", candidates=fc.candidates))
     if seeds < 2 or fc.end_to_end:
         return out, None

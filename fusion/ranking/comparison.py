@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fusion.ranking.ensemble import FusionEnsemble
+from fusion.ranking.ensemble import members_of
 from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
@@ -84,8 +84,9 @@ def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[
     results["fused"] = evaluate_fusion(fused, data, "test", candidates=candidates)
     if count_test_users(data.split) > 1:
         results["fused"][PAIRED_SE] = paired_recall(data, fused, candidates)["paired_se"]
-    if isinstance(fused, FusionEnsemble) and len(fused.members) > 1:
-        results["fused, one model"] = evaluate_fusion(fused.members[0], data, "test", candidates=candidates)
+    members = members_of(fused)
+    if len(members) > 1:
+        results["fused, one model"] = evaluate_fusion(members[0], data, "test", candidates=candidates)
     if data.exposure is not None:  # what the exposure term adds: the same model, ranked without it
         # (the AUCs and search nDCG do not read the exposure: the fused row's figures)
         scorer = Scorer(fused, data.tables, data.query_vectors, data.exposure)

@@ -79,6 +79,11 @@ class FusionEnsemble(nn.Module):
         return cls([FusionModel.load(directory / f"member-{k}") for k in range(count)]).eval()
 
 
+def members_of(model: FusionModel | FusionEnsemble) -> list[FusionModel]:
+    """The trained models behind ``model``: an ensemble's members, or the one model."""
+    return list(model.members) if isinstance(model, FusionEnsemble) else [model]
+
+
 def load_fusion_model(directory: str | os.PathLike) -> FusionModel | FusionEnsemble:
     """The fusion model saved in ``directory``: one :class:`FusionModel`, or a
     :class:`FusionEnsemble` (a run trained with ``members > 1``)."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fusion.ranking.ensemble import FusionEnsemble
+from fusion.ranking.ensemble import FusionEnsemble, members_of
 from fusion.ranking.model import TASKS, FusionModel, without_inputs
 
 
@@ -174,9 +174,7 @@ def serving_model(model: FusionModel | FusionEnsemble) -> nn.Module:
     """What the Engine scores with: :class:`FusedFusionModel` of ``model`` or of an
     ensemble's members (members of different shapes: an ensemble of one
     :class:`FusedFusionModel` each, ``M`` members costing ``M`` forward passes)."""
-    if not isinstance(model, FusionEnsemble):
-        return FusedFusionModel(model)
-    members = list(model.members)
+    members = members_of(model)
     if stackable(members):
         return FusedFusionModel(members)
     return FusionEnsemble([FusedFusionModel(m) for m in members]).eval()

@@ -20,6 +20,10 @@ truth: its pairs keep their parts, graph positives it does not list are left out
 every part (counted in :attr:`Split.left_out`), and ranking is over the items it names
 (:attr:`Split.items`, RecBole's protocol: items outside the data set are not candidates).
 
+:func:`cold_start` turns any split into an **item cold-start** protocol: a seeded random
+fraction of the ranked items leaves train and valid (as if listed after training), and every
+pair of those items is what the models must find, ranked among them only.
+
 All vectorised (numpy lexsort), fine for millions of interactions.
 """
 
@@ -59,6 +63,44 @@ class Split:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train[0]), "valid": len(self.valid[0]), "test": len(self.test[0])}
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """An item cold-start protocol (:func:`cold_start`).
+
+    ``warm``: the split without the cold items -- train and valid, no test, the warm items
+    ranked (train on it, draw negatives from ``warm.items``, stop early on its valid part);
+    ``items``: the cold item indices (sorted); ``pairs``: every (user, item) pair of a cold
+    item in the original train, valid and test -- the truth, ranked among ``items`` only.
+    """
+
+    warm: Split
+    items: np.ndarray
+    pairs: tuple[np.ndarray, np.ndarray]
+
+
+def cold_start(split: Split, fraction: float, seed: int = 0) -> ColdStart:
+    """A seeded random ``fraction`` (0 < fraction < 1) of ``split``'s ranked items as cold items."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"cold-start fraction must be in (0, 1), got {fraction}")
+    items = split.items if split.items is not None else np.arange(split.num_items)
+    n = max(1, int(round(len(items) * fraction)))
+    if n >= len(items):
+        raise ConfigError(f"a cold-start fraction of {fraction} leaves no warm item of {len(items)}")
+    cold = np.sort(np.random.default_rng(seed).choice(items, size=n, replace=False))
+    is_cold = np.zeros(split.num_items, dtype=bool)
+    is_cold[cold] = True
+
+    def warm(pairs):
+        keep = ~is_cold[pairs[1]]
+        return pairs[0][keep], pairs[1][keep]
+
+    users, items_ = (np.concatenate([p[k] for p in (split.train, split.valid, split.test)]) for k in (0, 1))
+    empty = (split.test[0][:0], split.test[1][:0])
+    warm_split = Split(split.num_users, split.num_items, warm(split.train), warm(split.valid), empty,
+                       items=np.setdiff1d(items, cold), left_out=split.left_out)
+    return ColdStart(warm_split, cold, (users[is_cold[items_]], items_[is_cold[items_]]))
 
 
 def positives(data, types: tuple[str, ...] | None = None):

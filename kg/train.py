@@ -243,21 +243,29 @@ class PairSet:
 
 
 def sample_negatives(users: torch.Tensor, shape: tuple[int, ...], positives: PairSet,
-                     generator: torch.Generator, max_rounds: int = 100) -> torch.Tensor:
+                     generator: torch.Generator, max_rounds: int = 100,
+                     pool: torch.Tensor | None = None) -> torch.Tensor:
     """Uniform items ``[len(users), *shape]`` that are not training positives of the row's user.
 
+    ``pool``: the item indices to draw from (LongTensor; default: every item).
     Vectorised rejection: draw all, redraw only the rejected entries, repeat (the number of
     rounds is tiny because positives are a small fraction of the catalogue).
     """
     num_items = positives.num_items
-    out = torch.randint(num_items, (len(users), *shape), generator=generator, device=users.device)
+
+    def draw(size):
+        if pool is None:
+            return torch.randint(num_items, size, generator=generator, device=users.device)
+        return pool[torch.randint(len(pool), size, generator=generator)].to(users.device)
+
+    out = draw((len(users), *shape))
     u = users.view(-1, *([1] * len(shape))).expand_as(out)
     bad = positives.contains(u, out)
     for _ in range(max_rounds):
         n_bad = int(bad.sum())
         if n_bad == 0:
             break
-        redraw = torch.randint(num_items, (n_bad,), generator=generator, device=users.device)
+        redraw = draw((n_bad,))
         out[bad] = redraw
         bad[bad.clone()] = positives.contains(u[bad], redraw)
     return out
@@ -348,8 +356,11 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
           checkpoint_dir: str | Path | None = None, resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train ``model`` on ``split.train`` (see the module docstring); returns a :class:`TrainResult`."""
+          progress: bool = True, negatives_from: np.ndarray | None = None) -> TrainResult:
+    """Train ``model`` on ``split.train`` (see the module docstring); returns a :class:`TrainResult`.
+
+    ``negatives_from``: the item indices negatives are drawn from (default: every item) --
+    e.g. leave out items that must stay unseen, as in an item cold-start evaluation."""
     start_time = time.perf_counter()
     threads = resolve_threads(config.threads)
     if threads:
@@ -367,6 +378,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
     tr_items = torch.from_numpy(np.asarray(split.train[1], np.int64))
     n_train = len(tr_users)
     positives = PairSet(split.train[0], split.train[1], split.num_items)
+    pool = None if negatives_from is None else torch.from_numpy(np.asarray(negatives_from, np.int64))
     batch_size = config.batch_for(n_train)
     steps = math.ceil(n_train / batch_size)
     has_valid = len(split.valid[0]) > 0
@@ -408,10 +420,12 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         k = config.num_negatives
         softmax = config.loss == "softmax"
         if softmax:  # one row of shared negatives per step (the same on every rank)
-            negs_e = torch.randint(split.num_items, (steps, config.softmax_negatives), generator=generator)
+            negs_e = (torch.randint(split.num_items, (steps, config.softmax_negatives), generator=generator)
+                      if pool is None else pool[torch.randint(len(pool), (steps, config.softmax_negatives),
+                                                              generator=generator)])
         else:
             shape = (k, config.hard_candidates) if config.negatives == "hard" else (k,)
-            negs_e = sample_negatives(users_e, shape, positives, generator)
+            negs_e = sample_negatives(users_e, shape, positives, generator, pool=pool)
         totals = {"loss": 0.0, config.loss: 0.0, "reg": 0.0}
         for step in tqdm_(range(steps), desc=f"epoch {epoch}", total=steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n_train)

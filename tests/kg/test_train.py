@@ -14,7 +14,7 @@ import torch
 
 from kg.errors import ConfigError
 from kg.evaluation import evaluate, popularity_scores
-from kg.split import Split
+from kg.split import Split, cold_start
 from kg.train import (PairSet, TrainConfig, build_model, sample_negatives, split_from_interactions,
                       train)
 
@@ -80,6 +80,52 @@ def test_negative_sampling_rejects_positives(split):
     # a user who bought all but one item always gets that item
     few = PairSet(np.zeros(9, np.int64), np.arange(9), 10)
     assert (sample_negatives(torch.zeros(50, dtype=torch.long), (2,), few, g) == 9).all()
+
+
+def test_cold_start_split_hides_the_cold_items(split):
+    cold = cold_start(split, 0.2, seed=3)
+    warm = cold.warm
+    assert len(cold.items) == 40 and np.array_equal(cold.items, np.unique(cold.items))
+    assert np.array_equal(cold_start(split, 0.2, seed=3).items, cold.items)  # seeded
+    assert not np.array_equal(cold_start(split, 0.2, seed=4).items, cold.items)
+    # no cold item in train or valid, none ranked among the warm items; no test part
+    assert not np.isin(warm.train[1], cold.items).any() and not np.isin(warm.valid[1], cold.items).any()
+    assert np.array_equal(np.sort(np.concatenate([warm.items, cold.items])), np.arange(split.num_items))
+    assert warm.sizes()["test"] == 0
+    # nothing lost: every pair is a warm one or a cold item's (train, valid and test alike)
+    total = sum(split.sizes().values())
+    assert warm.sizes()["train"] + warm.sizes()["valid"] + len(cold.pairs[0]) + \
+        int(np.isin(split.test[1], warm.items).sum()) == total
+    assert np.isin(cold.pairs[1], cold.items).all()
+    # a split that names its ranked items keeps the others out of both sides
+    named = Split(split.num_users, split.num_items, split.train, split.valid, split.test, items=np.arange(100))
+    c = cold_start(named, 0.5)
+    assert np.isin(c.items, np.arange(100)).all() and len(c.warm.items) == 50
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ConfigError, match="fraction"):
+            cold_start(split, bad)
+
+
+def test_negatives_from_a_pool(split):
+    positives = PairSet(split.train[0], split.train[1], split.num_items)
+    users = torch.from_numpy(split.train[0])
+    pool = torch.arange(50, 150)
+    neg = sample_negatives(users, (3,), positives, torch.Generator().manual_seed(0), pool=pool)
+    assert torch.isin(neg, pool).all() and not positives.contains(users[:, None], neg).any()
+    # training with negatives_from never touches an item outside it that has no positive:
+    # its embedding stays as initialised (a cold item stays unseen)
+    cold = cold_start(split, 0.2, seed=0)
+    for model in ("bpr_mf", "lightgcn"):
+        config = small_config(model=model, epochs=3, eval_every=3)
+        net = build_model(config, (split.num_users, split.num_items), cold.warm)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        train(net, cold.warm, config, progress=False, negatives_from=cold.warm.items)
+        table = next(k for k, v in before.items() if v.shape[0] in (split.num_items, split.num_users + split.num_items))
+        offset = before[table].shape[0] - split.num_items
+        rows = torch.from_numpy(cold.items) + offset
+        assert torch.equal(net.state_dict()[table][rows], before[table][rows]), model
+        warm_rows = torch.from_numpy(cold.warm.items[:20]) + offset
+        assert not torch.equal(net.state_dict()[table][warm_rows], before[table][warm_rows]), model
 
 
 @pytest.mark.parametrize("model", ["bpr_mf", "lightgcn"])

@@ -42,6 +42,20 @@ Protocols (``--datasets``):
   (every 5 epochs) and stops early; test is scored once, on the selected state, and never
   selects anything.
 
+``--cold-items F`` (any protocol): **item cold start**, where a KG should matter most. A
+seeded random fraction ``F`` of the ranked items (``--cold-seed``) is taken out of train and
+valid (as if they were listed after training: not even drawn as negatives); models are
+trained and stopped early on the rest, and the test part is every pair of the cold items
+(train, valid and test alike), ranked among the cold items only. A trained row scores them
+with its own vectors (LightGCN's and BPR-MF's were never trained: a floor; the KG model's
+carry its knowledge aggregation), and ``+ fold-in`` with the vectors kgrec gives a new
+product (:func:`fusion.update.fold_in_products`: its KG neighbourhood), from the graph as
+it is and with every product-side relation's tails shuffled. Random ranking and the KG
+content ranker (which needs no interaction of the item) are the model-free rows; Pop has
+nothing to rank cold items by and is skipped. The cold items' product-to-product links
+(also bought / viewed, which come from interactions) are dropped (:func:`restricted_export`);
+the split is :func:`kg.split.cold_start`'s.
+
 ``--tune`` (any protocol) carves ``--tune-fraction`` of train as validation, drops test and
 prints the validation curve instead: a way to choose settings without touching test.
 
@@ -60,9 +74,14 @@ Usage::
     # does the KG's content say anything the ratings do not? (model-free rows, late fusion)
     python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 \
         --rows pop lightgcn-sm kg-content kg-content-shuffled --blend-content
+    # new items: 20 % of the items never seen in training, the KG ablation on them
+    python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 --cold-items 0.2 --ablate kgrec \
+        --rows random lightgcn kgrec kgrec-shuffled kg-content kg-content-shuffled
 
 ``--set [ROW:]KEY=VALUE`` overrides a :class:`kg.train.TrainConfig` field (JSON value,
 else a string) for every row or for one row; ``model_options.KEY=VALUE`` a model option.
+``--set model_options.drop_relations='["in_category"]'`` (every row) also leaves those
+relations out of the KG content rows: which part of a KG carries its signal.
 """
 
 from __future__ import annotations
@@ -163,6 +182,7 @@ SETTINGS: dict[str, dict[str, dict]] = {
 #: the item-to-item link relations of the graph (kg.schema.LINK_TYPES, as the export names them)
 ITEM_LINKS = tuple(t.lower() for t in LINK_TYPES.values())
 ROWS = {  # row -> (label, model, model options)
+    "random": ("Random", None, {}),
     "pop": ("Pop", None, {}),
     "bpr_mf": ("BPR-MF", "bpr_mf", {}),
     "lightgcn": ("LightGCN", "lightgcn", {}),
@@ -223,6 +243,63 @@ def make_split(name: str, export, tune: float = 0.0, seed: int = 0):
         split = Split(split.num_users, split.num_items, (split.train[0][~held], split.train[1][~held]),
                       (split.train[0][held], split.train[1][held]), empty, items=split.items)
     return split
+
+
+def restricted_export(export, cold: np.ndarray, dropped=()):
+    """The export without the product-to-product links of the ``cold`` items (also bought /
+    viewed / bought together come from interactions: a product listed today has none) and
+    without the edges of the ``dropped`` relations (``--set model_options.drop_relations``),
+    so the fold-in reads the same KG as the models and the content rows."""
+    import torch
+
+    data = export.data.clone()
+    is_cold = torch.zeros(data["product"].num_nodes, dtype=torch.bool)
+    is_cold[torch.from_numpy(cold)] = True
+    for a, rel, b in list(data.edge_types):
+        if rel in dropped:
+            del data[a, rel, b]
+        elif a == b == "product":
+            ei = data[a, rel, b].edge_index
+            data[a, rel, b].edge_index = ei[:, ~(is_cold[ei[0]] | is_cold[ei[1]])]
+    return export.__class__(data, export.id_maps, export.relations)
+
+
+def shuffled_export(export, seed: int):
+    """The export with every product-side relation's tails permuted among its edges (brands,
+    categories, entities, linked products: what :func:`fusion.update.product_groups` reads),
+    all degrees kept -- :func:`kg.models.kg_model.shuffle_tails` for the fold-in."""
+    import torch
+
+    data = export.data.clone()
+    gen = torch.Generator().manual_seed(seed)
+    for a, rel, b in data.edge_types:
+        if a == "product" and b != "user":
+            ei = data[a, rel, b].edge_index
+            data[a, rel, b].edge_index = torch.stack([ei[0], ei[1][torch.randperm(ei.shape[1], generator=gen)]])
+    return export.__class__(data, export.id_maps, export.relations)
+
+
+def fold_in(net, export, split, cold: np.ndarray, label: str, evaluate_cold, seed: int, runs: dict) -> None:
+    """The cold items scored with the vectors kgrec gives a new product (its KG neighbourhood,
+    :func:`fusion.update.fold_in_products`), from the graph and from it shuffled
+    (:func:`shuffled_export`); metrics into ``runs`` under ``label + " + fold-in"`` and
+    ``label + " + fold-in, shuffled KG"``."""
+    import torch
+
+    from fusion.update import fold_in_products
+
+    net.eval()
+    with torch.no_grad():
+        users, items = net.embeddings()
+    known = np.zeros(split.num_items, dtype=bool)  # the products training saw (never a cold one)
+    known[np.unique(split.train[1])] = True
+    for name, graph in (("fold-in", export), ("fold-in, shuffled KG", shuffled_export(export, seed))):
+        vectors = items.clone()
+        vectors[torch.from_numpy(cold)] = fold_in_products(graph, items, known, users, split.train, cold)
+        m = evaluate_cold(lambda u: users[u] @ vectors.t())  # noqa: B023
+        runs.setdefault(f"{label} + {name}", []).append(m)
+        print(f"{label + ' + ' + name:<24} seed {seed}: ndcg@10 {m['ndcg@10']:.4f}, recall@10 {m['recall@10']:.4f}",
+              flush=True)
 
 
 def parse_sets(items: list[str]) -> dict[str, dict]:
@@ -309,8 +386,13 @@ def main(argv=None) -> int:
     ap.add_argument("--blend-content", action="store_true",
                     help="also score every trained row fused with the KG content ranker and with its shuffled "
                          "twin (weight chosen on the validation part)")
+    ap.add_argument("--cold-items", type=float, default=0.0, metavar="F",
+                    help="item cold start: this fraction of the items left out of training, tested on (docstring)")
+    ap.add_argument("--cold-seed", type=int, default=0, help="which items are cold (default: 0)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
+    if not 0 <= args.cold_items < 1 or (args.cold_items and (args.tune or args.blend_content)):
+        ap.error("--cold-items takes a fraction in [0, 1), without --tune or --blend-content")
     if args.quick:
         args.datasets = ["ml100k-recbole"]
 
@@ -322,17 +404,31 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     from kg.content_baseline import content_scores
     from kg.evaluation import evaluate, popularity_scores
-    from kg.models.kg_model import shuffle_tails
+    from kg.models.kg_model import shuffle_tails, without_relations
+    from kg.split import cold_start
     from kg.train import build_model, train
 
     torch.set_num_threads(args.threads)
     sets = parse_sets(args.set)
+    dropped = sets.get("*", {}).get("model_options.drop_relations", [])
     for name in args.datasets:
         export, build_s = export_dataset(name, args.cache)
         split = make_split(name, export, args.tune_fraction if args.tune else 0.0)
+        if args.cold_items:
+            cold = cold_start(split, args.cold_items, args.cold_seed)
+            split, export = cold.warm, restricted_export(export, cold.items)
         triples = export.knowledge_triples()
+        if dropped:
+            triples = without_relations(triples, dropped)
         metrics = METRICS[name]
         part = "valid (carved from train)" if args.tune else "test"
+        if args.cold_items:
+            part = (f"test = every pair of {len(cold.items):,} cold items ({len(cold.pairs[0]):,} pairs, cold "
+                    f"seed {args.cold_seed}; their item links dropped), ranked among them; trained on the others")
+
+            def evaluate_cold(scores, split=split, cold=cold):
+                return evaluate(scores, split.num_users, split.num_items, cold.pairs, [], ks=(10, 20),
+                                candidates=cold.items)
         print(f"\n## {name}: {split.num_users:,} users, {split.num_items:,} items"
               f"{f' ({len(split.items):,} ranked)' if split.items is not None else ''}, {split.sizes()}"
               f"{f', {split.left_out:,} positives in no part' if split.left_out else ''}; "
@@ -346,7 +442,10 @@ def main(argv=None) -> int:
                 continue  # no KG to shuffle or to rank by
             if row == "kgrec-attributes" and not set(ITEM_LINKS) & set(triples.relation_names):
                 continue  # no item links to leave out
-            for seed in args.seeds if model or row == "kg-content-shuffled" else [0]:
+            if row == "pop" and args.cold_items:
+                print("Pop: cold items have no interactions to rank them by (skipped)")
+                continue
+            for seed in args.seeds if model or row in ("kg-content-shuffled", "random") else [0]:
                 c0 = resource.getrusage(resource.RUSAGE_SELF)
                 t = time.perf_counter()
                 if model is None:  # the model-free rows: popularity, the KG content ranker
@@ -354,16 +453,27 @@ def main(argv=None) -> int:
                     if row in CONTENT_ROWS:
                         kg = shuffle_tails(triples, seed) if ROWS[row][2].get("shuffle_kg") else triples
                         scores = content_scores(kg, split.train, split.num_users, split.num_items)
+                    elif row == "random":
+                        gen = torch.Generator().manual_seed(seed)
+                        scores = lambda users: torch.rand(len(users), split.num_items, generator=gen)  # noqa: E731
                     else:
                         scores = popularity_scores(split.train, split.num_items)
-                    m = evaluate(scores, split.num_users, split.num_items, heldout, seen, ks=(10, 20),
-                                 candidates=split.items)
+                    m = evaluate_cold(scores) if args.cold_items else evaluate(
+                        scores, split.num_users, split.num_items, heldout, seen, ks=(10, 20), candidates=split.items)
                     epochs, train_s, why = 0, 0.0, ""
                 else:
                     config = row_config(name, row, seed, args, sets)
                     net = build_model(config, export, split)
-                    result = train(net, split, config, progress=args.verbose)
-                    m = result.best_metrics if args.tune else result.test_metrics
+                    # cold items stay unseen, not even drawn as negatives
+                    result = train(net, split, config, progress=args.verbose,
+                                   negatives_from=split.items if args.cold_items else None)
+                    if args.cold_items:
+                        net.eval()
+                        with torch.no_grad():
+                            emb = net.embeddings()
+                            m = evaluate_cold(lambda users: net.score(users, emb))  # noqa: B023
+                    else:
+                        m = result.best_metrics if args.tune else result.test_metrics
                     epochs, train_s = result.history[-1]["epoch"], result.train_seconds
                     why = f", stopped by {result.stop_reason}"
                     if not args.tune and result.best_metrics:  # what chose the state: compare settings on it
@@ -382,6 +492,9 @@ def main(argv=None) -> int:
                         f"{time.perf_counter() - t:.0f} s call, load {load:.1f})", flush=True)
                 if model is not None and args.blend_content and not args.tune and len(triples.head):
                     blend_content(net, split, triples, seed, label, metrics[0], runs)
+                if model is not None and args.cold_items:
+                    fold_in(net, restricted_export(export, cold.items, dropped), split, cold.items, label,
+                            evaluate_cold, seed, runs)
         print(f"\n### {name} ({part}; mean ± std over seeds {args.seeds}; CPU s: getrusage of the "
               f"whole training call, {args.threads} thread(s))\n")
         header = ["model", *metrics, "epochs", "train s (wall)", "CPU s", "load"]
@@ -402,6 +515,10 @@ def main(argv=None) -> int:
         for label in [lb for lb in runs if lb.endswith(" + KG content")]:
             base = label.removesuffix(" + KG content")
             pairs += [(label, base + " + shuffled KG content"), (label, base)]
+        for label in [lb for lb in runs if lb.endswith(" + fold-in")]:
+            pairs += [(label, label + ", shuffled KG"), (label, "Random")]
+        if args.cold_items:
+            pairs += [(ROWS["kg-content"][0], "Random")]
         for with_kg, other in pairs:
             if with_kg in runs and other in runs:
                 a = np.array([r[key] for r in runs[with_kg]])

@@ -417,6 +417,7 @@ def main(argv=None) -> int:
         if args.cold_items:
             cold = cold_start(split, args.cold_items, args.cold_seed)
             split, export = cold.warm, restricted_export(export, cold.items)
+            fold_graph = restricted_export(export, cold.items, dropped) if dropped else export  # the same KG
         triples = export.knowledge_triples()
         if dropped:
             triples = without_relations(triples, dropped)
@@ -493,8 +494,7 @@ def main(argv=None) -> int:
                 if model is not None and args.blend_content and not args.tune and len(triples.head):
                     blend_content(net, split, triples, seed, label, metrics[0], runs)
                 if model is not None and args.cold_items:
-                    fold_in(net, restricted_export(export, cold.items, dropped), split, cold.items, label,
-                            evaluate_cold, seed, runs)
+                    fold_in(net, fold_graph, split, cold.items, label, evaluate_cold, seed, runs)
         print(f"\n### {name} ({part}; mean ± std over seeds {args.seeds}; CPU s: getrusage of the "
               f"whole training call, {args.threads} thread(s))\n")
         header = ["model", *metrics, "epochs", "train s (wall)", "CPU s", "load"]

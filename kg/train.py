@@ -242,6 +242,15 @@ class PairSet:
         return self.keys[pos] == q
 
 
+def uniform_items(num_items: int, size: tuple[int, ...], generator: torch.Generator,
+                  pool: torch.Tensor | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Items ``size`` drawn uniformly from ``pool`` (LongTensor of item indices; default: all
+    ``num_items``)."""
+    if pool is None:
+        return torch.randint(num_items, size, generator=generator, device=device)
+    return pool[torch.randint(len(pool), size, generator=generator)].to(device)
+
+
 def sample_negatives(users: torch.Tensor, shape: tuple[int, ...], positives: PairSet,
                      generator: torch.Generator, max_rounds: int = 100,
                      pool: torch.Tensor | None = None) -> torch.Tensor:
@@ -252,12 +261,7 @@ def sample_negatives(users: torch.Tensor, shape: tuple[int, ...], positives: Pai
     rounds is tiny because positives are a small fraction of the catalogue).
     """
     num_items = positives.num_items
-
-    def draw(size):
-        if pool is None:
-            return torch.randint(num_items, size, generator=generator, device=users.device)
-        return pool[torch.randint(len(pool), size, generator=generator)].to(users.device)
-
+    draw = lambda size: uniform_items(num_items, size, generator, pool, users.device)  # noqa: E731
     out = draw((len(users), *shape))
     u = users.view(-1, *([1] * len(shape))).expand_as(out)
     bad = positives.contains(u, out)
@@ -420,9 +424,7 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
         k = config.num_negatives
         softmax = config.loss == "softmax"
         if softmax:  # one row of shared negatives per step (the same on every rank)
-            negs_e = (torch.randint(split.num_items, (steps, config.softmax_negatives), generator=generator)
-                      if pool is None else pool[torch.randint(len(pool), (steps, config.softmax_negatives),
-                                                              generator=generator)])
+            negs_e = uniform_items(split.num_items, (steps, config.softmax_negatives), generator, pool)
         else:
             shape = (k, config.hard_candidates) if config.negatives == "hard" else (k,)
             negs_e = sample_negatives(users_e, shape, positives, generator, pool=pool)

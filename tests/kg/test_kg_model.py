@@ -185,12 +185,15 @@ def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     assert len(triples.head) > 0 and {"has_brand", "in_category"} <= set(triples.relation_names)
 
     # the KG ablation of bench/gnn_quality.py: the graph's content, not only its parameters
+    def kg_config(options: dict) -> TrainConfig:
+        return TrainConfig(model="kgrec", embedding_dim=32, num_layers=2, lr=1e-2, batch_size=1024, epochs=40,
+                           eval_every=5, patience=2, select_metric="recall@20", seed=seed, threads=2,
+                           model_options=options)
+
     variants = {"kg": {}, "none": {"use_kg": False}, "shuffled": {"shuffle_kg": True}}
     recall = {}
     for name, options in variants.items():
-        config = TrainConfig(model="kgrec", embedding_dim=32, num_layers=2, lr=1e-2, batch_size=1024,
-                             epochs=40, eval_every=5, patience=2, select_metric="recall@20", seed=seed,
-                             threads=2, model_options=options)
+        config = kg_config(options)
         model = build_model(config, export, split)
         assert isinstance(model, KGModel) and model.use_kg == (name != "none")
         assert model.num_relations == (0 if name == "none" else triples.num_relations)
@@ -221,9 +224,7 @@ def test_acceptance_beats_popularity_on_synthetic(tmp_path):
     links = [r for r in ("also_bought", "also_viewed", "bought_together") if r in triples.relation_names]
     found = {}
     for name, options in {"kg": {}, "shuffled": {"shuffle_kg": True}}.items():
-        config = TrainConfig(model="kgrec", embedding_dim=32, num_layers=2, lr=1e-2, batch_size=1024,
-                             epochs=40, eval_every=5, patience=2, select_metric="recall@20", seed=seed,
-                             threads=2, model_options={**options, "drop_relations": links})
+        config = kg_config({**options, "drop_relations": links})
         model = build_model(config, export, cold.warm)
         train(model, cold.warm, config, progress=False, negatives_from=cold.warm.items)
         model.eval()

@@ -56,6 +56,13 @@ nothing to rank cold items by and is skipped. The cold items' product-to-product
 (also bought / viewed, which come from interactions) are dropped (:func:`restricted_export`);
 the split is :func:`kg.split.cold_start`'s.
 
+``--by-degree N`` (any protocol but cold start) adds a table: per row, the share of the test
+pairs found in the top K (K of the protocol's first metric), the pairs in ``N`` groups of
+about equal size by their item's training interactions, least known first
+(:func:`kg.evaluation.found_pairs`, :func:`kg.evaluation.by_item_degree`) -- *where* in the
+long tail a row finds what users chose, and so where a KG helps: a graph should matter most
+for the items with few interactions, which a headline metric counts little.
+
 ``--tune`` (any protocol) carves ``--tune-fraction`` of train as validation, drops test and
 prints the validation curve instead: a way to choose settings without touching test.
 
@@ -74,6 +81,9 @@ Usage::
     # does the KG's content say anything the ratings do not? (model-free rows, late fusion)
     python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 \
         --rows pop lightgcn-sm kg-content kg-content-shuffled --blend-content
+    # where in the long tail the KG helps (5 groups of test pairs by their item's interactions)
+    python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 --by-degree 5 --ablate kgrec-sm \
+        --rows pop lightgcn-sm kgrec-sm kgrec-shuffled kg-content kg-content-shuffled
     # new items: 20 % of the items never seen in training, the KG ablation on them
     python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 --cold-items 0.2 --ablate kgrec \
         --rows random lightgcn kgrec kgrec-shuffled kg-content kg-content-shuffled
@@ -366,6 +376,19 @@ def blend_content(net, split, triples, seed: int, label: str, metric: str, runs:
               + ", ".join(f"{w} {v:.4f}" for w, v in curve.items()) + ")", flush=True)
 
 
+def print_by_degree(tail: dict[str, list[list[tuple[int, int, int, float]]]], k: int) -> None:
+    """The --by-degree table: per row, the share of the test pairs found in the top ``k``
+    in each group of pairs by their item's training interactions (mean over seeds)."""
+    groups = next(iter(tail.values()))[0]  # the same pairs for every row
+    print(f"\nShare of test pairs found in the top {k}, by the item's training interactions "
+          f"(groups of about equal size; mean ± std over seeds):\n")
+    print("| model | " + " | ".join(f"{lo}–{hi} ({n:,} pairs)" for lo, hi, n, _ in groups) + " |")
+    print("|---|" + "---:|" * len(groups))
+    for label, per_seed in tail.items():
+        print(f"| {label} | " + " | ".join(mean_std([seed[g][3] for seed in per_seed]) for g in range(len(groups)))
+              + " |")
+
+
 def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
@@ -389,10 +412,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cold-items", type=float, default=0.0, metavar="F",
                     help="item cold start: this fraction of the items left out of training, tested on (docstring)")
     ap.add_argument("--cold-seed", type=int, default=0, help="which items are cold (default: 0)")
+    ap.add_argument("--by-degree", type=int, default=0, metavar="N",
+                    help="also the share of test pairs found in the top K, in N groups of pairs by their item's "
+                         "training interactions (where in the long tail each row finds them)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if not 0 <= args.cold_items < 1 or (args.cold_items and (args.tune or args.blend_content)):
         ap.error("--cold-items takes a fraction in [0, 1), without --tune or --blend-content")
+    if args.by_degree < 0 or (args.by_degree and (args.tune or args.cold_items)):
+        ap.error("--by-degree takes a number of groups, on the test part (without --tune or --cold-items)")
     if args.quick:
         args.datasets = ["ml100k-recbole"]
 
@@ -403,7 +431,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     from kg.content_baseline import content_scores
-    from kg.evaluation import evaluate, popularity_scores
+    from kg.evaluation import by_item_degree, evaluate, found_pairs, popularity_scores
     from kg.models.kg_model import shuffle_tails, without_relations
     from kg.split import cold_start
     from kg.train import build_model, train
@@ -437,6 +465,14 @@ def main(argv=None) -> int:
               f"{build_s:.1f} s; {part}; torch threads {args.threads}", flush=True)
         runs: dict[str, list[dict[str, float]]] = {}
         costs: dict[str, list[tuple[float, float, float, float]]] = {}
+        tail: dict[str, list[list[tuple[int, int, int, float]]]] = {}  # --by-degree: label -> per seed
+        degree = np.bincount(split.train[1], minlength=split.num_items)
+        top_k = int(metrics[0].split("@")[1])
+
+        def found_by_degree(scores, split=split, degree=degree, top_k=top_k):
+            found = found_pairs(scores, split.num_users, split.num_items, split.test, [split.train, split.valid],
+                                k=top_k, candidates=split.items)
+            return by_item_degree(found, split.test[1], degree, args.by_degree)
         for row in args.rows:
             label, model, _ = ROWS[row]
             if row in ("kgrec-shuffled", *CONTENT_ROWS) and not len(triples.head):
@@ -461,6 +497,8 @@ def main(argv=None) -> int:
                         scores = popularity_scores(split.train, split.num_items)
                     m = evaluate_cold(scores) if args.cold_items else evaluate(
                         scores, split.num_users, split.num_items, heldout, seen, ks=(10, 20), candidates=split.items)
+                    if args.by_degree:
+                        tail.setdefault(label, []).append(found_by_degree(scores))
                     epochs, train_s, why = 0, 0.0, ""
                 else:
                     config = row_config(name, row, seed, args, sets)
@@ -475,6 +513,12 @@ def main(argv=None) -> int:
                             m = evaluate_cold(lambda users: net.score(users, emb))  # noqa: B023
                     else:
                         m = result.best_metrics if args.tune else result.test_metrics
+                    if args.by_degree:
+                        net.eval()
+                        with torch.no_grad():
+                            emb = net.embeddings()
+                            tail.setdefault(label, []).append(
+                                found_by_degree(lambda users: net.score(users, emb)))  # noqa: B023
                     epochs, train_s = result.history[-1]["epoch"], result.train_seconds
                     why = f", stopped by {result.stop_reason}"
                     if not args.tune and result.best_metrics:  # what chose the state: compare settings on it
@@ -509,6 +553,8 @@ def main(argv=None) -> int:
                 lines.append(f"| {ref} | " + " | ".join(f"{values[k]:.4f}" if k in values else "—" for k in metrics)
                              + " | | | | |")
         print("\n".join(lines))
+        if tail:
+            print_by_degree(tail, top_k)
         key = metrics[0]
         pairs = [(ROWS[args.ablate][0], ROWS[row][0]) for row in ABLATION]
         pairs.append((ROWS["kg-content"][0], ROWS["kg-content-shuffled"][0]))
@@ -523,9 +569,12 @@ def main(argv=None) -> int:
             if with_kg in runs and other in runs:
                 a = np.array([r[key] for r in runs[with_kg]])
                 b = np.array([r[key] for r in runs[other]])
+                # per seed only where both rows ran once per seed (a content row of the real KG
+                # runs once: it has no seed)
+                paired = ("per seed " + ", ".join(f"{100 * (x / y - 1):+.1f}%" for x, y in zip(a, b))
+                          if len(a) == len(b) else f"{len(a)} run(s) vs {len(b)}")
                 print(f"\n{with_kg} vs {other}: {key} {a.mean():.4f} vs {b.mean():.4f} "
-                      f"({100 * (a.mean() / b.mean() - 1):+.1f}%; per seed "
-                      + ", ".join(f"{100 * (x / y - 1):+.1f}%" for x, y in zip(a, b)) + ")")
+                      f"({100 * (a.mean() / b.mean() - 1):+.1f}%; {paired})")
     return 0
 
 

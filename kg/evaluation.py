@@ -43,6 +43,30 @@ def _rows(indptr: np.ndarray, cols: np.ndarray, batch: np.ndarray) -> tuple[torc
 
 
 @torch.no_grad()
+def _top_k(score_fn: ScoreFn, num_users: int, num_items: int, t_ptr: np.ndarray,
+           seen: Sequence[tuple[np.ndarray, np.ndarray]], kmax: int, batch_size: int,
+           device: str | torch.device, candidates: np.ndarray | None):
+    """Yields (users [B], top [B, kmax]) for the users with held-out items (CSR ``t_ptr``),
+    in increasing order: each user's best ``kmax`` items, seen and non-candidate items excluded."""
+    s_users = np.concatenate([np.asarray(p[0]) for p in seen]) if seen else np.zeros(0, np.int64)
+    s_items = np.concatenate([np.asarray(p[1]) for p in seen]) if seen else np.zeros(0, np.int64)
+    s_ptr, s_col = _csr(s_users, s_items, num_users)
+    users = np.flatnonzero(np.diff(t_ptr) > 0)
+    excluded = None
+    if candidates is not None:
+        excluded = torch.ones(num_items, dtype=torch.bool)
+        excluded[torch.as_tensor(np.asarray(candidates, dtype=np.int64))] = False
+        excluded = excluded.to(device) if excluded.any() else None
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = score_fn(torch.from_numpy(batch).to(device)).float()
+        r, c = _rows(s_ptr, s_col, batch)
+        scores[r.to(device), c.to(device)] = -torch.inf
+        if excluded is not None:
+            scores[:, excluded] = -torch.inf
+        yield batch, torch.topk(scores, kmax, dim=1).indices.cpu()
+
+
 def per_user(score_fn: ScoreFn, num_users: int, num_items: int,
              heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
              ks: Sequence[int] = (10, 20), batch_size: int = 4096,
@@ -57,26 +81,11 @@ def per_user(score_fn: ScoreFn, num_users: int, num_items: int,
     ks = sorted(ks)
     kmax = min(ks[-1], num_items)
     t_ptr, t_col = _csr(np.asarray(heldout[0]), np.asarray(heldout[1]), num_users)
-    s_users = np.concatenate([np.asarray(p[0]) for p in seen]) if seen else np.zeros(0, np.int64)
-    s_items = np.concatenate([np.asarray(p[1]) for p in seen]) if seen else np.zeros(0, np.int64)
-    s_ptr, s_col = _csr(s_users, s_items, num_users)
     users = np.flatnonzero(np.diff(t_ptr) > 0)
     discount = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float64))
     ideal = torch.cumsum(discount, 0)
-    excluded = None
-    if candidates is not None:
-        excluded = torch.ones(num_items, dtype=torch.bool)
-        excluded[torch.as_tensor(np.asarray(candidates, dtype=np.int64))] = False
-        excluded = excluded.to(device) if excluded.any() else None
     values: dict[str, list[torch.Tensor]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg", "hit", "mrr")}
-    for start in range(0, len(users), batch_size):
-        batch = users[start : start + batch_size]
-        scores = score_fn(torch.from_numpy(batch).to(device)).float()
-        r, c = _rows(s_ptr, s_col, batch)
-        scores[r.to(device), c.to(device)] = -torch.inf
-        if excluded is not None:
-            scores[:, excluded] = -torch.inf
-        top = torch.topk(scores, kmax, dim=1).indices.cpu()  # [B, kmax]
+    for batch, top in _top_k(score_fn, num_users, num_items, t_ptr, seen, kmax, batch_size, device, candidates):
         truth = torch.zeros(len(batch), num_items, dtype=torch.bool)
         r, c = _rows(t_ptr, t_col, batch)
         truth[r, c] = True
@@ -92,6 +101,48 @@ def per_user(score_fn: ScoreFn, num_users: int, num_items: int,
             first = torch.where(h.any(1), h.argmax(1).double() + 1, torch.inf)
             values[f"mrr@{k}"].append(1.0 / first)
     return users, {name: torch.cat(chunks).numpy() if chunks else np.zeros(0) for name, chunks in values.items()}
+
+
+def found_pairs(score_fn: ScoreFn, num_users: int, num_items: int,
+                heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
+                k: int = 10, batch_size: int = 4096, device: str | torch.device = "cpu",
+                candidates: np.ndarray | None = None) -> np.ndarray:
+    """bool [N]: whether held-out pair ``n`` is in its user's top ``k`` (the ranking of
+    :func:`evaluate`, the same arguments) -- so that the pairs can be grouped afterwards, e.g.
+    by how well known their items are (:func:`by_item_degree`)."""
+    u, i = (np.asarray(a, dtype=np.int64) for a in heldout)
+    t_ptr, t_col = _csr(u, i, num_users)
+    order = np.argsort(u, kind="stable")  # _csr's order: pair order[j] is CSR entry j
+    found = np.zeros(len(u), dtype=bool)
+    for batch, top in _top_k(score_fn, num_users, num_items, t_ptr, seen, min(k, num_items), batch_size, device,
+                             candidates):
+        in_top = torch.zeros(len(batch), num_items, dtype=torch.bool)
+        in_top.scatter_(1, top, True)
+        r, c = _rows(t_ptr, t_col, batch)
+        entries = np.arange(t_ptr[batch[0]], t_ptr[batch[-1] + 1])  # the batch's CSR rows, in order
+        found[order[entries]] = in_top[r, c].numpy()
+    return found
+
+
+def by_item_degree(found: np.ndarray, items: np.ndarray, degree: np.ndarray, groups: int = 5
+                   ) -> list[tuple[int, int, int, float]]:
+    """The held-out pairs (``items`` [N], ``found`` [N] from :func:`found_pairs`) in
+    ``groups`` groups of about equal size by their item's ``degree`` (its training pairs),
+    least known first; a degree is never split between two groups. Returns per group
+    (lowest degree, highest degree, pairs, share found): where in the long tail a model
+    finds what users chose (a knowledge graph should help most where ratings are few)."""
+    d = np.asarray(degree)[np.asarray(items, dtype=np.int64)]
+    found = np.asarray(found, dtype=bool)
+    if not len(d):
+        return []
+    edges = np.unique(np.quantile(d, np.linspace(0, 1, groups + 1)[1:-1], method="higher"))
+    group = np.searchsorted(edges, d, side="right")  # degrees below edges[0] -> 0, ...
+    out = []
+    for g in range(len(edges) + 1):
+        m = group == g
+        if m.any():
+            out.append((int(d[m].min()), int(d[m].max()), int(m.sum()), float(found[m].mean())))
+    return out
 
 
 def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kg.evaluation import evaluate, per_user
+from kg.evaluation import by_item_degree, evaluate, found_pairs, per_user
 
 
 def test_per_user_metrics_and_their_means_on_a_hand_made_case():
@@ -33,3 +33,38 @@ def test_per_user_metrics_and_their_means_on_a_hand_made_case():
     _, three = per_user(score_fn, 3, 5, heldout, seen, ks=(3,), batch_size=1)
     assert three["recall@3"].tolist() == [0.5, 1.0]
     assert three["mrr@3"].tolist() == [1.0, pytest.approx(1 / 3)]
+
+
+def test_found_pairs_follow_the_heldout_order_and_agree_with_recall():
+    scores = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]]).expand(3, 5)
+    score_fn = lambda users: scores[users].clone()  # noqa: E731
+    # pairs out of user order: user 2's first; user 0 holds 3 (rank 1) and 0 (rank 4)
+    heldout = (np.array([2, 0, 0]), np.array([1, 3, 0]))
+    seen = [(np.array([0, 2]), np.array([4, 3]))]
+    for batch_size in (1, 4096):
+        assert found_pairs(score_fn, 3, 5, heldout, seen, k=2, batch_size=batch_size).tolist() == [False, True, False]
+        assert found_pairs(score_fn, 3, 5, heldout, seen, k=3, batch_size=batch_size).tolist() == [True, True, False]
+    # the per-pair view of a model's recall on a real-sized random case: where every user holds
+    # one pair, the share found is Recall@k
+    gen = torch.Generator().manual_seed(0)
+    table = torch.rand(50, 40, generator=gen)
+    fn = lambda users: table[users].clone()  # noqa: E731
+    rng = np.random.default_rng(0)
+    one = (np.arange(50), rng.integers(0, 40, 50))
+    train = (np.repeat(np.arange(50), 3), rng.integers(0, 40, 150))
+    train = tuple(a[train[1] != np.repeat(one[1], 3)] for a in train)  # no held-out pair also seen
+    found = found_pairs(fn, 50, 40, one, [train], k=10)
+    assert found.mean() == pytest.approx(evaluate(fn, 50, 40, one, [train], ks=(10,))["recall@10"])
+
+
+def test_by_item_degree_groups_the_pairs_least_known_first():
+    degree = np.array([0, 1, 2, 3, 50, 100])
+    items = np.array([0, 1, 1, 2, 3, 4, 4, 4, 5, 5])
+    found = np.array([0, 0, 0, 0, 1, 1, 0, 1, 1, 1], dtype=bool)
+    groups = by_item_degree(found, items, degree, groups=2)
+    assert [g[2] for g in groups] == [5, 5] and sum(g[2] for g in groups) == len(items)
+    assert groups == [(0, 3, 5, 0.2), (50, 100, 5, 0.8)]
+    # a degree is never split: 8 of 10 pairs on one degree leave two groups however many asked
+    many = by_item_degree(np.ones(10, bool), np.array([0] * 8 + [1, 1]), np.array([7, 9]), groups=5)
+    assert [(lo, hi, n) for lo, hi, n, _ in many] == [(7, 7, 8), (9, 9, 2)]
+    assert by_item_degree(np.zeros(0, bool), np.zeros(0, int), degree) == []

@@ -327,7 +327,7 @@ def main() -> None:
             run_dir = Path(f"{tmp}/{name}-run")
             run = train_gnn(first, run_dir, GnnRunConfig(train=TrainConfig(
                 epochs=args.epochs, lr=0.005, batch_size=2048, embedding_dim=32, num_layers=2)), progress=False)
-            torch.set_num_threads(args.torch_threads)  # after training: kg.train sets its own
+            torch.set_num_threads(args.torch_threads)  # the timing's threads (training ran with its config's)
             pairs = recommended_pairs(run, args.pairs)
             serving_run(run_dir, first)
             emb = Embeddings.from_npz(run_dir / "embeddings.npz")

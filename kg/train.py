@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from kg.arrays import distinct
-from kg.config import checked_fields, resolve_device, resolve_threads
+from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.evaluation import evaluate
 from kg.progress import time_left
@@ -187,6 +187,7 @@ class TrainResult:
     #: why training ended: "epochs" (all of them ran), "patience" (early stopping), "target"
     #: (``target_metric`` reached) or "time" (``max_seconds``); "" on ranks other than 0
     stop_reason: str = ""
+    threads: int = 0                   #: torch CPU threads it ran with (``config.threads`` resolved)
 
 
 # ---------------------------------------------------------------------------- data helpers
@@ -364,11 +365,16 @@ def train(model: torch.nn.Module, split: Split, config: TrainConfig, *,
     """Train ``model`` on ``split.train`` (see the module docstring); returns a :class:`TrainResult`.
 
     ``negatives_from``: the item indices negatives are drawn from (default: every item) --
-    e.g. leave out items that must stay unseen, as in an item cold-start evaluation."""
+    e.g. leave out items that must stay unseen, as in an item cold-start evaluation.
+    Torch's CPU threads are ``config.threads`` during the call only (:func:`kg.config.torch_threads`;
+    the caller's setting is restored after it)."""
+    with torch_threads(config.threads) as threads:
+        result = _train(model, split, config, checkpoint_dir, resume, progress, negatives_from)
+    return replace(result, threads=threads)
+
+
+def _train(model, split, config, checkpoint_dir, resume, progress, negatives_from) -> TrainResult:
     start_time = time.perf_counter()
-    threads = resolve_threads(config.threads)
-    if threads:
-        torch.set_num_threads(threads)
     rank, world = _dist()
     device = config.resolved_device()
     if world > 1 and device.type == "cuda":

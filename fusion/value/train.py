@@ -38,7 +38,7 @@ from fusion.value.metrics import auc, spearman, top_decile_capture, value_metric
 from fusion.value.potential import SALES_COLUMNS, potential_table
 from fusion.value.temporal import DAY, Activity, Windows, activity_from_export, make_windows
 from fusion.value.ziln import ZILN
-from kg.config import resolve_threads
+from kg.config import torch_threads
 from kg.run_dir import RunDir, save_parquet, write_json, write_text
 
 
@@ -132,11 +132,12 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     """Train and measure the three value models on ``activity`` (see the module docstring);
     ``item_vectors``: optional ``{"gnn": [I, dg], "text": [I, dt]}`` item embeddings."""
     config = config or ValueConfig()
-    item_vectors = item_vectors or {}
-    say = log or (print if progress else (lambda _msg: None))
-    threads = resolve_threads(config.threads)
-    if threads:
-        torch.set_num_threads(threads)
+    with torch_threads(config.threads):  # the caller's setting is restored afterwards
+        return _train_value(activity, item_vectors or {}, config, log or (print if progress else (lambda _msg: None)))
+
+
+def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config: ValueConfig,
+                 say: Callable[[str], None]) -> ValueResult:
     w = make_windows(activity, config.horizon_days, config.test_cutoff, config.train_windows,
                      config.min_history_days)
     h = w.horizon

@@ -27,3 +27,25 @@ def test_resolve_threads_and_the_context_manager():
     with torch_threads(1) as n:
         assert n == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == before
+
+
+def test_training_leaves_the_callers_torch_threads_as_they_were():
+    """kg.train.train runs with ``config.threads`` and restores the caller's setting (a library
+    call must not change its caller's torch threads for good); the result says how many ran."""
+    import numpy as np
+
+    from kg.split import Split
+    from kg.train import TrainConfig, build_model, train
+
+    rng = np.random.default_rng(0)
+    pairs = (rng.integers(0, 20, 200), rng.integers(0, 30, 200))
+    split = Split(20, 30, pairs, (pairs[0][:20], pairs[1][:20]), (pairs[0][:20], pairs[1][:20]))
+    config = TrainConfig(model="bpr_mf", embedding_dim=8, epochs=1, eval_every=1, batch_size=64, threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = train(build_model(config, (20, 30), split), split, config, progress=False)
+        assert result.threads == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -245,6 +245,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run = evaluate_run(args.run)
     print(f"test metrics of {args.run} ({run.split.sizes()['test']:,} held-out pairs)")
     print(run.report())
+    if args.by_degree:
+        print("\n" + run.by_degree(args.by_degree) + "\n")
     print(run.protocol())
     return 0
 
@@ -468,6 +470,9 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a run folder on its test split")
     e.add_argument("--run", default="runs/latest")
+    e.add_argument("--by-degree", type=int, default=0, metavar="N",
+                   help="also the share of test pairs found, in N groups by their item's training interactions "
+                        "(where in the long tail the model finds them)")
     e.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("verify", help="check a run folder against its manifest (size and SHA-256 of every file)")

@@ -23,7 +23,7 @@ import numpy as np
 from kg.build import store_version
 from kg.config import checked_fields
 from kg.errors import RunFolderError
-from kg.evaluation import evaluate, markdown_table, popularity_scores
+from kg.evaluation import by_item_degree, evaluate, found_pairs, markdown_table, popularity_scores
 from kg.export import GraphExport, export_graph
 from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
 from kg.split import Split, split_from_file, split_interactions
@@ -81,6 +81,32 @@ class GnnRun:
             if users < int(self.metrics.get("popularity", {}).get("users", users)):
                 table += f" (Their figures are on a sample of {users:,} test users.)"
         return table
+
+    def by_degree(self, groups: int = 5, k: int | None = None) -> str:
+        """Where in the long tail the model and popularity find the test pairs: the share of
+        them in the top ``k`` (default: the run's first cut-off), the pairs in ``groups``
+        groups of about equal size by their item's training interactions, least known first
+        (:func:`kg.evaluation.by_item_degree`). A markdown table."""
+        import torch
+
+        split, k = self.split, k or self.config.train.ks[0]
+        degree = np.bincount(split.train[1], minlength=split.num_items)
+        self.model.eval()
+        with torch.no_grad():
+            emb = self.model.embeddings()
+            rows = {"popularity": popularity_scores(split.train, split.num_items),
+                    self.config.train.model: lambda users: self.model.score(users, emb)}
+            found = {name: by_item_degree(found_pairs(score, split.num_users, split.num_items, split.test,
+                                                      [split.train, split.valid], k=k, candidates=split.items),
+                                          split.test[1], degree, groups)
+                     for name, score in rows.items()}
+        first = next(iter(found.values()))
+        lines = [f"Share of the test pairs found in the top {k}, by the item's training interactions:", "",
+                 "| model | " + " | ".join(f"{lo}–{hi} ({n:,} pairs)" for lo, hi, n, _ in first) + " |",
+                 "|---|" + "---:|" * len(first)]
+        lines += [f"| {name} | " + " | ".join(f"{share:.4f}" for *_, share in table) + " |"
+                  for name, table in found.items()]
+        return "\n".join(lines)
 
     def protocol(self) -> str:
         """One line: where the split came from and what is ranked and masked."""

@@ -43,6 +43,17 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path, monkeypatc
         for name, value in run.metrics[row].items():
             assert again.metrics[row][name] == pytest.approx(value, abs=1e-9), (row, name)
     assert "| lightgcn |" in (folder / "report.md").read_text()
+    # where in the long tail (kgrec evaluate --by-degree): every test pair in one of the groups;
+    # popularity finds the least-known items' pairs least often
+    table = again.by_degree(3).splitlines()
+    counts = [int(c.split("(")[1].split()[0].replace(",", "")) for c in table[2].split("|")[2:-1]]
+    assert len(counts) == 3 and sum(counts) == len(again.split.test[0])
+    pop = [float(v) for v in next(r for r in table if r.startswith("| popularity |")).split("|")[2:-1]]
+    assert pop[0] <= pop[-1] and pop[-1] > 0, table
+    assert any(r.startswith("| lightgcn |") for r in table)
+    from fusion.cli import main
+
+    assert main(["evaluate", "--run", str(folder), "--by-degree", "3"]) == 0
     assert "| KG content, shuffled KG |" in (folder / "report.md").read_text()
     # on a big shop the content rows score a seeded sample of the test users, and say so
     import kg.pipeline

@@ -35,7 +35,7 @@ from fusion.ranking.train import FusionData, FusionResult, train_fusion
 from fusion.text.finetune import TextTrainConfig
 from fusion.value.config import ValueConfig
 from kg.build import store_version
-from kg.config import checked_fields
+from kg.config import checked_fields, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
@@ -145,7 +145,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
                                               max_length=stage.train.max_length)
         save_run_record(run, encoder, stage.train.max_length)
     encoder.eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(stage.train.threads):  # the text stage's threads, as in fine-tuning
         if progress:
             print(f"text: embedding {len(catalogue.items):,} products and {len(catalogue.reviews):,} reviews",
                   flush=True)

@@ -54,7 +54,10 @@ it is and with every product-side relation's tails shuffled. Random ranking and 
 content ranker (which needs no interaction of the item) are the model-free rows; Pop has
 nothing to rank cold items by and is skipped. The cold items' product-to-product links
 (also bought / viewed, which come from interactions) are dropped (:func:`restricted_export`);
-the split is :func:`kg.split.cold_start`'s.
+the split is :func:`kg.split.cold_start`'s. ``--text`` adds the fold-in that also reads the
+products' text (their product text through the default MiniLM encoder, as a run's text stage
+without fine-tuning: :func:`product_text_vectors`), with the graph (``+ fold-in + text``, a
+live update's path) and without any product-side relation (``+ fold-in, text only``).
 
 ``--by-degree N`` (any protocol but cold start) adds a table: per row, the share of the test
 pairs found in the top K (K of the protocol's first metric), the pairs in ``N`` groups of
@@ -87,6 +90,9 @@ Usage::
     # new items: 20 % of the items never seen in training, the KG ablation on them
     python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 --cold-items 0.2 --ablate kgrec \
         --rows random lightgcn kgrec kgrec-shuffled kg-content kg-content-shuffled
+    # ... and the fold-in from the new items' text as well
+    python bench/gnn_quality.py --datasets ml100k-recbole --seeds 0 1 2 --cold-items 0.2 --ablate kgrec \
+        --rows random lightgcn kgrec --text
 
 ``--set [ROW:]KEY=VALUE`` overrides a :class:`kg.train.TrainConfig` field (JSON value,
 else a string) for every row or for one row; ``model_options.KEY=VALUE`` a model option.
@@ -289,11 +295,38 @@ def shuffled_export(export, seed: int):
     return export.__class__(data, export.id_maps, export.relations)
 
 
-def fold_in(net, export, split, cold: np.ndarray, label: str, evaluate_cold, seed: int, runs: dict) -> None:
+def product_text_vectors(name: str, export):
+    """[I, dt] L2-normalised embeddings of the data set's product texts
+    (:func:`fusion.text.texts.product_texts` through the default MiniLM encoder, as a run's
+    text stage without fine-tuning), in the export's product order; a zero row for a product
+    without text; ``None`` for a data set without product texts."""
+    import torch
+
+    import loaders
+    from fusion.ranking.features import aligned
+    from fusion.text.encoder import TextEncoder
+    from fusion.text.index import embed_items
+
+    source, path, _ = DATASETS[name]
+    items = loaders.load(source, path, **LOAD_OPTIONS.get(name, {})).items
+    if items is None or not len(items):
+        return None
+    encoder = TextEncoder.from_pretrained()
+    encoder.eval()
+    with torch.no_grad():
+        emb = embed_items(encoder, items)
+    vectors, found = aligned(np.asarray(export.id_maps["product"], dtype=object), emb.ids, emb.vectors)
+    return torch.nn.functional.normalize(vectors, dim=-1) * torch.from_numpy(found)[:, None].float()
+
+
+def fold_in(net, export, split, cold: np.ndarray, label: str, evaluate_cold, seed: int, runs: dict,
+            text=None) -> None:
     """The cold items scored with the vectors kgrec gives a new product (its KG neighbourhood,
     :func:`fusion.update.fold_in_products`), from the graph and from it shuffled
     (:func:`shuffled_export`); metrics into ``runs`` under ``label + " + fold-in"`` and
-    ``label + " + fold-in, shuffled KG"``."""
+    ``label + " + fold-in, shuffled KG"``. With the products' ``text`` embeddings also
+    ``" + fold-in + text"`` (the graph and the text neighbourhood: a live update's path) and
+    ``" + fold-in, text only"`` (no product-side relation of the graph)."""
     import torch
 
     from fusion.update import fold_in_products
@@ -303,9 +336,14 @@ def fold_in(net, export, split, cold: np.ndarray, label: str, evaluate_cold, see
         users, items = net.embeddings()
     known = np.zeros(split.num_items, dtype=bool)  # the products training saw (never a cold one)
     known[np.unique(split.train[1])] = True
-    for name, graph in (("fold-in", export), ("fold-in, shuffled KG", shuffled_export(export, seed))):
+    variants = [("fold-in", export, None), ("fold-in, shuffled KG", shuffled_export(export, seed), None)]
+    if text is not None:
+        product_side = [rel for a, rel, b in export.data.edge_types if a == "product" and b != "user"]
+        variants += [("fold-in + text", export, text),
+                     ("fold-in, text only", restricted_export(export, cold, product_side), text)]
+    for name, graph, words in variants:
         vectors = items.clone()
-        vectors[torch.from_numpy(cold)] = fold_in_products(graph, items, known, users, split.train, cold)
+        vectors[torch.from_numpy(cold)] = fold_in_products(graph, items, known, users, split.train, cold, text=words)
         m = evaluate_cold(lambda u: users[u] @ vectors.t())  # noqa: B023
         runs.setdefault(f"{label} + {name}", []).append(m)
         print(f"{label + ' + ' + name:<24} seed {seed}: ndcg@10 {m['ndcg@10']:.4f}, recall@10 {m['recall@10']:.4f}",
@@ -412,6 +450,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cold-items", type=float, default=0.0, metavar="F",
                     help="item cold start: this fraction of the items left out of training, tested on (docstring)")
     ap.add_argument("--cold-seed", type=int, default=0, help="which items are cold (default: 0)")
+    ap.add_argument("--text", action="store_true",
+                    help="with --cold-items: also the fold-in from the products' text (MiniLM) with and without the KG")
     ap.add_argument("--by-degree", type=int, default=0, metavar="N",
                     help="also the share of test pairs found in the top K, in N groups of pairs by their item's "
                          "training interactions (where in the long tail each row finds them)")
@@ -419,6 +459,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 0 <= args.cold_items < 1 or (args.cold_items and (args.tune or args.blend_content)):
         ap.error("--cold-items takes a fraction in [0, 1), without --tune or --blend-content")
+    if args.text and not args.cold_items:
+        ap.error("--text is for the fold-in of --cold-items")
     if args.by_degree < 0 or (args.by_degree and (args.tune or args.cold_items)):
         ap.error("--by-degree takes a number of groups, on the test part (without --tune or --cold-items)")
     if args.quick:
@@ -446,6 +488,7 @@ def main(argv=None) -> int:
             cold = cold_start(split, args.cold_items, args.cold_seed)
             split, export = cold.warm, restricted_export(export, cold.items)
             fold_graph = restricted_export(export, cold.items, dropped) if dropped else export  # the same KG
+            text = product_text_vectors(name, export) if args.text else None
         triples = export.knowledge_triples()
         if dropped:
             triples = without_relations(triples, dropped)
@@ -538,7 +581,7 @@ def main(argv=None) -> int:
                 if model is not None and args.blend_content and not args.tune and len(triples.head):
                     blend_content(net, split, triples, seed, label, metrics[0], runs)
                 if model is not None and args.cold_items:
-                    fold_in(net, fold_graph, split, cold.items, label, evaluate_cold, seed, runs)
+                    fold_in(net, fold_graph, split, cold.items, label, evaluate_cold, seed, runs, text)
         print(f"\n### {name} ({part}; mean ± std over seeds {args.seeds}; CPU s: getrusage of the "
               f"whole training call, {args.threads} thread(s))\n")
         header = ["model", *metrics, "epochs", "train s (wall)", "CPU s", "load"]
@@ -548,7 +591,7 @@ def main(argv=None) -> int:
             lines.append(f"| {label} | " + " | ".join(mean_std([r[k] for r in ms]) for k in metrics)
                          + " | " + " | ".join("" if np.isnan(v) else f"{v:.{d}f}"
                                               for v, d in zip(c.mean(0), (0, 0, 0, 1))) + " |")
-        if not args.tune:
+        if not args.tune and not args.cold_items:  # published figures are on the usual test
             for ref, values in REFERENCE.get(name, {}).items():
                 lines.append(f"| {ref} | " + " | ".join(f"{values[k]:.4f}" if k in values else "—" for k in metrics)
                              + " | | | | |")
@@ -562,7 +605,8 @@ def main(argv=None) -> int:
             base = label.removesuffix(" + KG content")
             pairs += [(label, base + " + shuffled KG content"), (label, base)]
         for label in [lb for lb in runs if lb.endswith(" + fold-in")]:
-            pairs += [(label, label + ", shuffled KG"), (label, "Random")]
+            pairs += [(label, label + ", shuffled KG"), (label, "Random"), (label + " + text", label),
+                      (label + ", text only", "Random")]
         if args.cold_items:
             pairs += [(ROWS["kg-content"][0], "Random")]
         for with_kg, other in pairs:

@@ -26,7 +26,10 @@ kept), which :meth:`fusion.engine.Engine.reload` swaps to:
   vectors of the products that share a brand, a category or an entity with them or are
   linked to them (also bought / viewed / bought together), each weighted by the groups
   they share, a big group counting less (:func:`neighbourhood_means`); its direction
-  through a readout :math:`W_p` calibrated the same way on the trained products, blended
+  through a readout :math:`W_p` calibrated the same way on the trained products, together
+  with that of their text neighbourhood (the trained products most like them by the run's
+  text embeddings, :func:`text_neighbourhood_means`, so a product with no brand, category
+  or link still gets a vector), blended
   with the calibrated mean of its buyers' vectors when it has some, and its length that of
   trained products with as few interactions, at most the neighbours' mean length
   (:func:`fold_in_products`: a ridge readout shrinks, and a new product a quarter of a
@@ -205,15 +208,10 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     has_item = item_known[pi]
     if len(refold):
         user_vec[refold] = fold_in_users(item_vec, (pu[has_item], pi[has_item]), refold, w_user, nu)
-
-    # product fold-in: its knowledge-graph neighbourhood (and its buyers, if it has some)
     added_items = np.flatnonzero(~item_known)
-    if len(added_items):
-        item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
-                                                                   (pu, pi), added_items)
     timings["fold-in"] = time.perf_counter() - t
 
-    # text: new products encoded, changed users' profiles recomputed
+    # text: new products encoded (their fold-in reads it), changed users' profiles recomputed
     t = time.perf_counter()
     items = catalogue.items
     item_text, text_known = aligned(products, np.asarray(old_maps["product"], dtype=object), old_tables.item_text)
@@ -239,6 +237,14 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
             vec, found = aligned(users[refold], profiles.ids, profiles.vectors)
             user_text[torch.from_numpy(refold[found])] = vec[torch.from_numpy(found)]
     timings["text"] = time.perf_counter() - t
+
+    # product fold-in: its knowledge-graph and text neighbourhoods (and its buyers, if it has some)
+    t = time.perf_counter()
+    if len(added_items):
+        text = item_text * torch.from_numpy(text_known)[:, None].float()  # a product without text: a zero row
+        item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
+                                                                   (pu, pi), added_items, text=text)
+    timings["fold-in"] += time.perf_counter() - t
 
     # side features over every event now in the store; the GNN tables keep the run's scale
     t = time.perf_counter()
@@ -365,19 +371,62 @@ def neighbourhood_means(groups: torch.Tensor, vectors: torch.Tensor, known: np.n
     return means, torch.where(weight > 1e-9, weight, torch.zeros_like(weight))
 
 
-#: how many buyers a new product's knowledge-graph neighbourhood counts as (its prior
-#: strength) when the product also has buyers: ``n`` buyers weigh ``n`` against it
+#: how many buyers a new product's neighbourhood (knowledge graph and text) counts as (its
+#: prior strength) when the product also has buyers: ``n`` buyers weigh ``n`` against it
 NEIGHBOURHOOD_PRIOR = 2.0
+#: a new product's text neighbourhood: its this many most similar trained products by text
+TEXT_NEIGHBOURS = 20
+#: the text readout is fitted on at most this many trained products (a seeded sample): each
+#: costs one row of similarities to every trained product
+TEXT_FIT = 2000
+
+
+def text_neighbourhood_means(text: torch.Tensor, vectors: torch.Tensor, known: np.ndarray, rows: np.ndarray,
+                             k: int = TEXT_NEIGHBOURS, chunk: int = 1024) -> torch.Tensor:
+    r"""Per product :math:`p` of ``rows`` the mean of the vectors of its ``k`` most similar
+    ``known`` products by text (cosine of the L2-normalised ``text`` rows [I, dt]; a zero row
+    has no text), each weighted by its similarity (negative ones count 0), :math:`p` itself
+    excluded:
+
+    .. math::
+        t_p = \frac{\sum_{q \in N_k(p)} s_{pq}^+ e_q}{\sum_{q \in N_k(p)} s_{pq}^+}, \qquad
+        s_{pq} = \langle x_p, x_q \rangle
+
+    Returns [len(rows), d]; a zero row where no neighbour is similar at all (no text)."""
+    kn = torch.from_numpy(np.flatnonzero(np.asarray(known, bool)))
+    rows_t = torch.from_numpy(np.asarray(rows, np.int64))
+    out = torch.zeros(len(rows_t), vectors.shape[1])
+    k = min(k, len(kn))
+    if not k:
+        return out
+    pool, pool_vec = text[kn], vectors[kn]
+    for start in range(0, len(rows_t), chunk):
+        r = rows_t[start : start + chunk]
+        sim = text[r] @ pool.T                                     # [B, K]
+        sim[kn[None, :] == r[:, None]] = -1.0                      # not itself
+        top = sim.topk(k, dim=1)
+        w = top.values.clamp(min=0)                                # [B, k]
+        total = w.sum(1, keepdim=True)
+        out[start : start + chunk] = torch.where(total > 0, (w[:, :, None] * pool_vec[top.indices]).sum(1)
+                                                 / total.clamp(min=1e-12), torch.zeros(()))
+    return out
 
 
 def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, user_vec: torch.Tensor,
-                     pairs: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> torch.Tensor:
+                     pairs: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
+                     text: torch.Tensor | None = None) -> torch.Tensor:
     r"""Vectors [len(rows), d] for the new products ``rows`` (module docstring).
 
     *Direction*: the calibrated neighbourhood mean :math:`W_p^\top m_p`
     (:func:`neighbourhood_means`, :math:`W_p` fitted on the trained products, as users'
-    :math:`W_u`), blended with the calibrated mean of its buyers' vectors when it has some
-    (``n`` buyers against a prior of :data:`NEIGHBOURHOOD_PRIOR`). *Length*: that of
+    :math:`W_u`) and, given the products' ``text`` embeddings [I, dt] (L2-normalised; a zero
+    row: none), the calibrated mean of its most similar trained products by text
+    :math:`W_t^\top t_p` (:func:`text_neighbourhood_means`, :math:`W_t` fitted on up to
+    :data:`TEXT_FIT` trained products), the two unit directions summed; blended with the
+    calibrated mean of its buyers' vectors when it has some (``n`` buyers against a prior of
+    :data:`NEIGHBOURHOOD_PRIOR`). On ml-100k's movies held out of training, the text
+    neighbourhood (title, genres, release year through MiniLM) doubles what the graph's gives
+    (NDCG@10 0.2562 against 0.1444, LightGCN, one seed). *Length*: that of
     trained products with as many interactions (a line fitted in log(1 + interactions);
     trained vectors grow with them), at most the neighbours' mean length. A ridge readout
     averages over what it cannot tell apart and so shrinks: on ml-100k-kg the readout
@@ -409,13 +458,25 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
         x = torch.stack([torch.ones(int(k.sum())), degree[k]], 1)
         line = torch.linalg.lstsq(x, lengths[k]).solution[:, 0]
         length = torch.minimum(length, (line[0] + line[1] * degree[rows_t]).clamp(min=0.1 * median))
+    text_dir = torch.zeros(len(rows), d)
+    if text is not None:
+        text = torch.nn.functional.normalize(text.float(), dim=-1)  # cosines; a zero row stays zero
+        has_text = (text.abs().sum(1) > 0).numpy()
+        fit = np.flatnonzero(known & has_text)
+        if len(fit) > TEXT_FIT:
+            fit = np.sort(np.random.default_rng(0).choice(fit, TEXT_FIT, replace=False))
+        if len(fit) >= 8 and has_text[rows].any():
+            w_text = calibrate(text_neighbourhood_means(text, item_vec, known, fit), item_vec[torch.from_numpy(fit)])
+            text_dir = torch.nn.functional.normalize(text_neighbourhood_means(text, item_vec, known, rows) @ w_text,
+                                                     dim=-1)
     sold = np.flatnonzero((n_users > 0) & known)
     buyers = torch.from_numpy(n_users[rows]).float()
     user_dir = torch.zeros(len(rows), d)
     if len(sold) >= 8 and bool((buyers > 0).any()):
         w_user = calibrate(by_users[torch.from_numpy(sold)], item_vec[torch.from_numpy(sold)])
         user_dir = torch.nn.functional.normalize(by_users[rows_t] @ w_user, dim=-1) * (buyers > 0)[:, None]
-    direction = NEIGHBOURHOOD_PRIOR * kg_dir + buyers[:, None] * user_dir
+    neighbourhood = torch.nn.functional.normalize(kg_dir + text_dir, dim=-1)  # zero where neither
+    direction = NEIGHBOURHOOD_PRIOR * neighbourhood + buyers[:, None] * user_dir
     return torch.nn.functional.normalize(direction, dim=-1) * length[:, None]
 
 

@@ -19,7 +19,7 @@ import torch
 from fusion.engine import Engine
 from fusion.text.texts import product_texts
 from fusion.tiny_run import make_tiny_run
-from fusion.update import calibrate, update_run
+from fusion.update import calibrate, fold_in_products, text_neighbourhood_means, update_run
 from kg.build import BuildConfig, build_graph, store_version
 from kg.errors import DataError
 from kg.ingest import ingest
@@ -47,6 +47,48 @@ def test_calibrated_readout_recovers_a_linear_map():
     x = torch.from_numpy(g.normal(size=(500, 8))).float()
     w = torch.from_numpy(g.normal(size=(8, 8))).float()
     assert torch.allclose(calibrate(x, x @ w, ridge=1e-8), w, atol=1e-3)
+
+
+def test_text_neighbourhood_is_the_most_similar_trained_products_by_text():
+    # 4 products: 0 and 1 share a text direction, 2 another; 3 has no text; 0 is the new one
+    text = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.0, 0.0]])
+    text = torch.nn.functional.normalize(text, dim=-1)
+    vectors = torch.tensor([[9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    known = np.array([False, True, True, True])
+    means = text_neighbourhood_means(text, vectors, known, np.array([0, 1, 3]), k=1)
+    assert torch.allclose(means[0], vectors[1])          # its nearest trained product by text
+    assert torch.allclose(means[1], vectors[2])          # never itself: the next one (similarity 0.11 > 0)
+    assert torch.equal(means[2], torch.zeros(2))         # no text: nothing similar
+    both = text_neighbourhood_means(text, vectors, known, np.array([0]), k=2)[0]
+    assert torch.allclose(both, vectors[1])              # product 2's similarity is 0: no weight
+
+
+def test_a_new_product_without_graph_neighbours_gets_its_vector_from_its_text():
+    """The fold-in of a product with no brand, category, link or buyer: a zero vector from the
+    graph alone; with the text embeddings, a vector among the trained products whose texts are
+    like its own (two planted clusters of trained products, text and vectors aligned)."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(0)
+    n, d = 60, 8
+    cluster = torch.arange(n + 2) % 2                                   # 2 new products: rows n, n + 1
+    centres_vec, centres_text = torch.randn(2, d, generator=g) * 3, torch.randn(2, 16, generator=g)
+    vectors = centres_vec[cluster] + 0.3 * torch.randn(n + 2, d, generator=g)
+    text = torch.nn.functional.normalize(centres_text[cluster] + 0.3 * torch.randn(n + 2, 16, generator=g), dim=-1)
+    known = np.arange(n + 2) < n
+    class Graph(dict):  # the export's graph: products, no brand, category, entity or link at all
+        edge_types: list = []
+
+    export = SimpleNamespace(data=Graph(product=SimpleNamespace(num_nodes=n + 2)))
+    users = torch.randn(5, d, generator=g)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    rows = np.array([n, n + 1])
+    assert fold_in_products(export, vectors.clone(), known, users, empty, rows).abs().sum() == 0
+    folded = fold_in_products(export, vectors.clone(), known, users, empty, rows, text=text)
+    for row, vec in zip(rows, folded):
+        cos = torch.nn.functional.cosine_similarity(vec[None], centres_vec, dim=-1)
+        assert cos[cluster[row]] > 0.9 and cos[1 - cluster[row]] < cos[cluster[row]] - 0.3, cos
+        assert vec.norm() > 0.5 * float(vectors[:n].norm(dim=1).median())  # on the trained products' scale
 
 
 def test_ingest_adds_events_and_new_users_and_advances_the_sequence(tiny):

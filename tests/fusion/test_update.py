@@ -61,6 +61,9 @@ def test_text_neighbourhood_is_the_most_similar_trained_products_by_text():
     assert torch.equal(means[2], torch.zeros(2))         # no text: nothing similar
     both = text_neighbourhood_means(text, vectors, known, np.array([0]), k=2)[0]
     assert torch.allclose(both, vectors[1])              # product 2's similarity is 0: no weight
+    rows = np.array([0, 1, 2, 3])                        # row by row (cells: one row of 3 at a time) alike
+    assert torch.equal(text_neighbourhood_means(text, vectors, known, rows, k=2, cells=3),
+                       text_neighbourhood_means(text, vectors, known, rows, k=2))
 
 
 def test_a_new_product_without_graph_neighbours_gets_its_vector_from_its_text():

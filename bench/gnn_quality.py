@@ -296,10 +296,10 @@ def shuffled_export(export, seed: int):
 
 
 def product_text_vectors(name: str, export):
-    """[I, dt] L2-normalised embeddings of the data set's product texts
-    (:func:`fusion.text.texts.product_texts` through the default MiniLM encoder, as a run's
-    text stage without fine-tuning), in the export's product order; a zero row for a product
-    without text; ``None`` for a data set without product texts."""
+    """[I, dt] embeddings of the data set's product texts (:func:`fusion.text.texts.product_texts`
+    through the default MiniLM encoder, as a run's text stage without fine-tuning), in the
+    export's product order; a zero row for a product without text (``aligned``); ``None`` for
+    a data set without product texts."""
     import torch
 
     import loaders
@@ -315,8 +315,7 @@ def product_text_vectors(name: str, export):
     encoder.eval()
     with torch.no_grad():
         emb = embed_items(encoder, items)
-    vectors, found = aligned(np.asarray(export.id_maps["product"], dtype=object), emb.ids, emb.vectors)
-    return torch.nn.functional.normalize(vectors, dim=-1) * torch.from_numpy(found)[:, None].float()
+    return aligned(np.asarray(export.id_maps["product"], dtype=object), emb.ids, emb.vectors)[0]
 
 
 def fold_in(net, export, split, cold: np.ndarray, label: str, evaluate_cold, seed: int, runs: dict,
@@ -417,14 +416,13 @@ def blend_content(net, split, triples, seed: int, label: str, metric: str, runs:
 def print_by_degree(tail: dict[str, list[list[tuple[int, int, int, float]]]], k: int) -> None:
     """The --by-degree table: per row, the share of the test pairs found in the top ``k``
     in each group of pairs by their item's training interactions (mean over seeds)."""
+    from kg.evaluation import by_degree_table
+
     groups = next(iter(tail.values()))[0]  # the same pairs for every row
     print(f"\nShare of test pairs found in the top {k}, by the item's training interactions "
           f"(groups of about equal size; mean ± std over seeds):\n")
-    print("| model | " + " | ".join(f"{lo}–{hi} ({n:,} pairs)" for lo, hi, n, _ in groups) + " |")
-    print("|---|" + "---:|" * len(groups))
-    for label, per_seed in tail.items():
-        print(f"| {label} | " + " | ".join(mean_std([seed[g][3] for seed in per_seed]) for g in range(len(groups)))
-              + " |")
+    print(by_degree_table(groups, {label: [mean_std([seed[g][3] for seed in per_seed]) for g in range(len(groups))]
+                                   for label, per_seed in tail.items()}))
 
 
 def mean_std(values: list[float]) -> str:

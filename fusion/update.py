@@ -240,10 +240,9 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
 
     # product fold-in: its knowledge-graph and text neighbourhoods (and its buyers, if it has some)
     t = time.perf_counter()
-    if len(added_items):
-        text = item_text * torch.from_numpy(text_known)[:, None].float()  # a product without text: a zero row
+    if len(added_items):  # item_text: a zero row for a product without text (aligned)
         item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
-                                                                   (pu, pi), added_items, text=text)
+                                                                   (pu, pi), added_items, text=item_text)
     timings["fold-in"] += time.perf_counter() - t
 
     # side features over every event now in the store; the GNN tables keep the run's scale

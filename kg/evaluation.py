@@ -145,6 +145,14 @@ def by_item_degree(found: np.ndarray, items: np.ndarray, degree: np.ndarray, gro
     return out
 
 
+def by_degree_table(groups: Sequence[tuple[int, int, int, float]], cells: dict[str, Sequence[str]]) -> str:
+    """A markdown table of :func:`by_item_degree`'s ``groups`` (one column each, named by its
+    degrees and pairs) and one row per ``cells`` entry (row name -> a cell per group)."""
+    lines = ["| model | " + " | ".join(f"{lo}–{hi} ({n:,} pairs)" for lo, hi, n, _ in groups) + " |",
+             "|---|" + "---:|" * len(groups)]
+    return "\n".join(lines + [f"| {name} | " + " | ".join(row) + " |" for name, row in cells.items()])
+
+
 def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
              heldout: tuple[np.ndarray, np.ndarray], seen: Sequence[tuple[np.ndarray, np.ndarray]],
              ks: Sequence[int] = (10, 20), batch_size: int = 4096,

@@ -23,7 +23,7 @@ import numpy as np
 from kg.build import store_version
 from kg.config import checked_fields
 from kg.errors import RunFolderError
-from kg.evaluation import by_item_degree, evaluate, found_pairs, markdown_table, popularity_scores
+from kg.evaluation import by_degree_table, by_item_degree, evaluate, found_pairs, markdown_table, popularity_scores
 from kg.export import GraphExport, export_graph
 from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
 from kg.split import Split, split_from_file, split_interactions
@@ -100,13 +100,9 @@ class GnnRun:
                                                       [split.train, split.valid], k=k, candidates=split.items),
                                           split.test[1], degree, groups)
                      for name, score in rows.items()}
-        first = next(iter(found.values()))
-        lines = [f"Share of the test pairs found in the top {k}, by the item's training interactions:", "",
-                 "| model | " + " | ".join(f"{lo}–{hi} ({n:,} pairs)" for lo, hi, n, _ in first) + " |",
-                 "|---|" + "---:|" * len(first)]
-        lines += [f"| {name} | " + " | ".join(f"{share:.4f}" for *_, share in table) + " |"
-                  for name, table in found.items()]
-        return "\n".join(lines)
+        return (f"Share of the test pairs found in the top {k}, by the item's training interactions:\n\n"
+                + by_degree_table(next(iter(found.values())),
+                                  {name: [f"{share:.4f}" for *_, share in table] for name, table in found.items()}))
 
     def protocol(self) -> str:
         """One line: where the split came from and what is ranked and masked."""

@@ -19,7 +19,8 @@ import torch
 from fusion.engine import Engine
 from fusion.text.texts import product_texts
 from fusion.tiny_run import make_tiny_run
-from fusion.update import calibrate, fold_in_products, text_neighbourhood_means, update_run
+from fusion.update import (calibrate, cross_validated_ridge, fold_in_products, text_neighbourhood_means,
+                           update_run)
 from kg.build import BuildConfig, build_graph, store_version
 from kg.errors import DataError
 from kg.ingest import ingest
@@ -92,6 +93,61 @@ def test_a_new_product_without_graph_neighbours_gets_its_vector_from_its_text():
         cos = torch.nn.functional.cosine_similarity(vec[None], centres_vec, dim=-1)
         assert cos[cluster[row]] > 0.9 and cos[1 - cluster[row]] < cos[cluster[row]] - 0.3, cos
         assert vec.norm() > 0.5 * float(vectors[:n].norm(dim=1).median())  # on the trained products' scale
+
+
+def test_cross_validated_ridge_is_small_for_a_clean_map_and_large_for_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 8, generator=g)
+    assert cross_validated_ridge(x, x @ torch.randn(8, 4, generator=g)) == 1e-3
+    assert cross_validated_ridge(x, torch.randn(400, 4, generator=g)) == 1.0
+
+
+def two_source_shop(informative: str, n: int = 400, d: int = 8, seed: int = 0):
+    """Trained products in 4 planted clusters (their vectors near the cluster's centre) and 2
+    new ones; every product has a brand (of 40) and a text, and only ``informative`` ("graph"
+    or "text") says its cluster -- the other is random."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(seed)
+    cluster = torch.arange(n + 2) % 4
+    centres = torch.randn(4, d, generator=g) * 3
+    vectors = centres[cluster] + 0.5 * torch.randn(n + 2, d, generator=g)
+    random_brand = torch.randint(0, 40, (n + 2,), generator=g)
+    brand = cluster * 10 + torch.randint(0, 10, (n + 2,), generator=g) if informative == "graph" else random_brand
+    text_centres = torch.randn(4, 16, generator=g)
+    text = (text_centres[cluster] if informative == "text" else torch.randn(n + 2, 16, generator=g) * 0) \
+        + 0.3 * torch.randn(n + 2, 16, generator=g)
+    edges = {("product", "HAS_BRAND", "brand"): SimpleNamespace(edge_index=torch.stack([torch.arange(n + 2), brand]))}
+
+    class Graph(dict):
+        edge_types = list(edges)
+
+    data = Graph({"product": SimpleNamespace(num_nodes=n + 2), "brand": SimpleNamespace(num_nodes=40), **edges})
+    return (SimpleNamespace(data=data), vectors, torch.nn.functional.normalize(text, dim=-1), np.arange(n + 2) < n,
+            centres, cluster)
+
+
+@pytest.mark.parametrize("informative", ["graph", "text"])
+def test_a_new_product_with_graph_and_text_follows_the_one_that_predicts_trained_products(informative, monkeypatch):
+    """Where the brand says a product's cluster and its text does not (or the other way round),
+    the combining readout, fitted on trained products, gives the new products the informative
+    direction; an equal sum of the two (the combination switched off) lands between."""
+    import fusion.update
+
+    export, vectors, text, known, centres, cluster = two_source_shop(informative)
+    rows = np.flatnonzero(~known)
+    users = torch.randn(5, vectors.shape[1])
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def cosines() -> torch.Tensor:
+        folded = fold_in_products(export, vectors.clone(), known, users, empty, rows, text=text)
+        return torch.nn.functional.cosine_similarity(folded, centres[cluster[rows]], dim=-1)
+
+    combined = cosines()
+    assert bool((combined > 0.98).all()), combined
+    monkeypatch.setattr(fusion.update, "COMBINE_FOLDS", 10 ** 6)  # too few products to fit it: summed
+    summed = cosines()
+    assert bool((combined > summed + 0.05).all()), (combined, summed)
 
 
 def test_ingest_adds_events_and_new_users_and_advances_the_sequence(tiny):

@@ -124,15 +124,19 @@ def found_pairs(score_fn: ScoreFn, num_users: int, num_items: int,
     return found
 
 
-def by_item_degree(found: np.ndarray, items: np.ndarray, degree: np.ndarray, groups: int = 5
-                   ) -> list[tuple[int, int, int, float]]:
+def by_item_degree(found: np.ndarray, items: np.ndarray, degree: np.ndarray, groups: int = 5,
+                   counted: np.ndarray | None = None) -> list[tuple[int, int, int, float]]:
     """The held-out pairs (``items`` [N], ``found`` [N] from :func:`found_pairs`) in
     ``groups`` groups of about equal size by their item's ``degree`` (its training pairs),
     least known first; a degree is never split between two groups. Returns per group
     (lowest degree, highest degree, pairs, share found): where in the long tail a model
-    finds what users chose (a knowledge graph should help most where ratings are few)."""
+    finds what users chose (a knowledge graph should help most where ratings are few).
+    ``counted`` (bool [N]): the groups are still made from every pair, but the share is of
+    the counted ones only (a ranker scored on a sample of the users; NaN where a group has
+    none), so its table lines up with the full rankers'."""
     d = np.asarray(degree)[np.asarray(items, dtype=np.int64)]
     found = np.asarray(found, dtype=bool)
+    counted = np.ones(len(d), bool) if counted is None else np.asarray(counted, bool)
     if not len(d):
         return []
     edges = np.unique(np.quantile(d, np.linspace(0, 1, groups + 1)[1:-1], method="higher"))
@@ -141,7 +145,9 @@ def by_item_degree(found: np.ndarray, items: np.ndarray, degree: np.ndarray, gro
     for g in range(len(edges) + 1):
         m = group == g
         if m.any():
-            out.append((int(d[m].min()), int(d[m].max()), int(m.sum()), float(found[m].mean())))
+            c = m & counted
+            out.append((int(d[m].min()), int(d[m].max()), int(m.sum()),
+                        float(found[c].mean()) if c.any() else float("nan")))
     return out
 
 

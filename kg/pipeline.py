@@ -83,26 +83,36 @@ class GnnRun:
         return table
 
     def by_degree(self, groups: int = 5, k: int | None = None) -> str:
-        """Where in the long tail the model and popularity find the test pairs: the share of
-        them in the top ``k`` (default: the run's first cut-off), the pairs in ``groups``
-        groups of about equal size by their item's training interactions, least known first
-        (:func:`kg.evaluation.by_item_degree`). A markdown table."""
+        """Where in the long tail the model, popularity and -- where the graph has a KG --
+        the KG's content (real and shuffled, as in :meth:`report`) find the test pairs: the
+        share of them in the top ``k`` (default: the run's first cut-off), the pairs in
+        ``groups`` groups of about equal size by their item's training interactions, least
+        known first (:func:`kg.evaluation.by_item_degree`). A markdown table."""
         import torch
 
         split, k = self.split, k or self.config.train.ks[0]
         degree = np.bincount(split.train[1], minlength=split.num_items)
+        everyone = np.ones(len(split.test[0]), bool)
+        keep, batch, content = _content_rankers(split, self.config, self.export)
+
+        def found(score, counted=everyone, batch_size=4096):
+            pairs = (split.test[0][counted], split.test[1][counted])
+            hits = np.zeros(len(counted), bool)
+            hits[counted] = found_pairs(score, split.num_users, split.num_items, pairs, [split.train, split.valid],
+                                        k=k, batch_size=batch_size, candidates=split.items)
+            return by_item_degree(hits, split.test[1], degree, groups, counted=counted)
+
         self.model.eval()
         with torch.no_grad():
             emb = self.model.embeddings()
-            rows = {"popularity": popularity_scores(split.train, split.num_items),
-                    self.config.train.model: lambda users: self.model.score(users, emb)}
-            found = {name: by_item_degree(found_pairs(score, split.num_users, split.num_items, split.test,
-                                                      [split.train, split.valid], k=k, candidates=split.items),
-                                          split.test[1], degree, groups)
-                     for name, score in rows.items()}
-        return (f"Share of the test pairs found in the top {k}, by the item's training interactions:\n\n"
-                + by_degree_table(next(iter(found.values())),
-                                  {name: [f"{share:.4f}" for *_, share in table] for name, table in found.items()}))
+            tables = {"popularity": found(popularity_scores(split.train, split.num_items)),
+                      self.config.train.model: found(lambda users: self.model.score(users, emb))}
+        tables.update({name: found(score, keep, batch) for name, score in content.items()})
+        note = (f" (the KG content rows on a sample of {len(np.unique(split.test[0][keep])):,} test users)"
+                if content and not keep.all() else "")
+        return (f"Share of the test pairs found in the top {k}, by the item's training interactions{note}:\n\n"
+                + by_degree_table(tables["popularity"],
+                                  {name: [f"{share:.4f}" for *_, share in table] for name, table in tables.items()}))
 
     def protocol(self) -> str:
         """One line: where the split came from and what is ranked and masked."""
@@ -143,28 +153,40 @@ def _metrics(model, split: Split, config: GnnRunConfig, export: GraphExport) -> 
     """Test metrics of popularity, the model and -- where the graph has a KG -- the KG's
     content as a ranker, with the real and with the shuffled KG (:mod:`kg.content_baseline`:
     whether the KG's content predicts what users choose, with no model in between)."""
-    from kg.content_baseline import CONTENT, SHUFFLED_CONTENT, content_scores
-    from kg.models.kg_model import shuffle_tails
-
     device = config.train.resolved_device()
     test = lambda scores, pairs=split.test, batch=4096: evaluate(  # noqa: E731
         scores, split.num_users, split.num_items, pairs, [split.train, split.valid], ks=config.train.ks,
         batch_size=batch, candidates=split.items)
     out = {"popularity": test(popularity_scores(split.train, split.num_items)),
            config.train.model: evaluate_model(model, split, "test", ks=config.train.ks, device=device)}
-    triples = export.knowledge_triples()
-    if len(triples.head):
-        # a user's content scores cost a sparse product over every item sharing an entity with
-        # theirs: on a big shop, a seeded sample of the test users ("users" says how many)
-        users = np.unique(split.test[0])
-        if len(users) > CONTENT_USERS:
-            users = np.random.default_rng(config.train.seed).choice(users, CONTENT_USERS, replace=False)
-        keep = np.isin(split.test[0], users)
-        pairs = (split.test[0][keep], split.test[1][keep])
-        batch = max(1, min(4096, 2 ** 25 // max(split.num_items, 1)))  # dense [B, I] scores of at most 128 MB
-        for name, kg in ((CONTENT, triples), (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed))):
-            out[name] = test(content_scores(kg, split.train, split.num_users, split.num_items), pairs, batch)
+    keep, batch, rankers = _content_rankers(split, config, export)
+    pairs = (split.test[0][keep], split.test[1][keep])
+    for name, score in rankers.items():
+        out[name] = test(score, pairs, batch)
     return out
+
+
+def _content_rankers(split: Split, config: GnnRunConfig, export: GraphExport
+                     ) -> tuple[np.ndarray, int, dict[str, object]]:
+    """The KG content rankers, real and shuffled KG (none without a KG), with the test pairs
+    they are scored on (bool [N]) and the user batch that keeps their scores small.
+
+    A user's content scores cost a sparse product over every item sharing an entity with
+    theirs: on a big shop, only a seeded sample of :data:`CONTENT_USERS` test users."""
+    from kg.content_baseline import CONTENT, SHUFFLED_CONTENT, content_scores
+    from kg.models.kg_model import shuffle_tails
+
+    triples = export.knowledge_triples()
+    users = np.unique(split.test[0])
+    if len(users) > CONTENT_USERS:
+        users = np.random.default_rng(config.train.seed).choice(users, CONTENT_USERS, replace=False)
+    keep = np.isin(split.test[0], users)
+    batch = max(1, min(4096, 2 ** 25 // max(split.num_items, 1)))  # dense [B, I] scores of at most 128 MB
+    if not len(triples.head):
+        return keep, batch, {}
+    return keep, batch, {name: content_scores(kg, split.train, split.num_users, split.num_items)
+                         for name, kg in ((CONTENT, triples),
+                                          (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed)))}
 
 
 def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | None = None, *,

@@ -68,3 +68,8 @@ def test_by_item_degree_groups_the_pairs_least_known_first():
     many = by_item_degree(np.ones(10, bool), np.array([0] * 8 + [1, 1]), np.array([7, 9]), groups=5)
     assert [(lo, hi, n) for lo, hi, n, _ in many] == [(7, 7, 8), (9, 9, 2)]
     assert by_item_degree(np.zeros(0, bool), np.zeros(0, int), degree) == []
+    # a ranker scored on some of the pairs: the same groups, its share over its own pairs
+    counted = np.array([1, 1, 0, 0, 0, 1, 1, 0, 0, 0], dtype=bool)
+    assert by_item_degree(found, items, degree, groups=2, counted=counted) == [(0, 3, 5, 0.0), (50, 100, 5, 0.5)]
+    none = by_item_degree(found, items, degree, groups=2, counted=np.arange(10) < 5)
+    assert none[0] == (0, 3, 5, 0.2) and np.isnan(none[1][3])

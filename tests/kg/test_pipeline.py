@@ -51,6 +51,10 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path, monkeypatc
     pop = [float(v) for v in next(r for r in table if r.startswith("| popularity |")).split("|")[2:-1]]
     assert pop[0] <= pop[-1] and pop[-1] > 0, table
     assert any(r.startswith("| lightgcn |") for r in table)
+    content_rows = {r.split("|")[1].strip(): [float(v) for v in r.split("|")[2:-1]] for r in table
+                    if r.startswith("| KG content")}
+    assert set(content_rows) == {"KG content", "KG content, shuffled KG"}, table
+    assert sum(content_rows["KG content"]) > sum(content_rows["KG content, shuffled KG"]), table  # planted tastes
     from fusion.cli import main
 
     assert main(["evaluate", "--run", str(folder), "--by-degree", "3"]) == 0
@@ -63,6 +67,9 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path, monkeypatc
     assert sampled.metrics["KG content"]["users"] == 20 < sampled.metrics["popularity"]["users"]
     assert sampled.metrics["lightgcn"] == again.metrics["lightgcn"]
     assert "on a sample of 20 test users" in sampled.report()
+    sampled_table = sampled.by_degree(3).splitlines()
+    assert sampled_table[2] == table[2] and sampled_table[-4:-2] == table[-4:-2]  # same groups; the models on all
+    assert "KG content rows on a sample of 20 test users" in sampled_table[0]
 
 
 def test_open_run_needs_a_finished_run(tmp_path):

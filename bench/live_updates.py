@@ -48,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusion.engine import Engine  # noqa: E402
 from fusion.pipeline import RunConfig, TextStageConfig, train_all  # noqa: E402
 from fusion.ranking.config import FusionConfig  # noqa: E402
+from fusion.text.finetune import TextTrainConfig  # noqa: E402
+from fusion.value.config import ValueConfig  # noqa: E402
 from fusion.update import update_run  # noqa: E402
 from kg.build import BuildConfig, build_graph  # noqa: E402
 from kg.ingest import ingest  # noqa: E402
@@ -125,8 +127,11 @@ def score(engine: Engine, truth: dict[str, set[str]], k: int = 10) -> tuple[floa
 def run_config(args) -> RunConfig:
     gnn = GnnRunConfig(train=TrainConfig(model=args.model, epochs=args.epochs, lr=0.01, batch_size=2048, patience=5,
                                          eval_every=5, threads=args.threads))
-    return RunConfig(gnn=gnn, text=TextStageConfig(finetune=False), fusion=FusionConfig(epochs=args.fusion_epochs),
-                     baselines=False)
+    # every stage on --threads: with "auto" (the cores free now) two replays at once would
+    # train different first runs
+    return RunConfig(gnn=gnn, text=TextStageConfig(finetune=False, train=TextTrainConfig(threads=args.threads)),
+                     fusion=FusionConfig(epochs=args.fusion_epochs, threads=args.threads), baselines=False,
+                     value=ValueConfig(threads=args.threads))
 
 
 def replay(name: str, dataset: Dataset, root: Path, args) -> dict:

@@ -463,8 +463,8 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
         \hat t_p = \frac{W_t^\top t_p}{\lVert W_t^\top t_p \rVert}
 
     with :math:`W_c` [2d, d] fitted (:func:`calibrate`, its ridge by
-    :func:`cross_validated_ridge`) to the unit vectors of up to :data:`TEXT_FIT` trained
-    products that have both, so each shop's data says how much its graph and its text
+    :func:`cross_validated_ridge`) to the unit vectors of the trained products of
+    :math:`W_t`'s sample that have both (no more text similarities to compute), so each shop's data says how much its graph and its text
     predict a product (a product with one of them gets that one's direction). Blended with
     the calibrated mean of its buyers' vectors when it has some (``n`` buyers against a prior
     of :data:`NEIGHBOURHOOD_PRIOR`). On ml-100k's movies held out of training (3 seeds,
@@ -510,19 +510,20 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
         has_text = (text.abs().sum(1) > 0).numpy()
         fit = _sample(np.flatnonzero(known & has_text), TEXT_FIT, seed=0)
         if len(fit) >= 8 and has_text[rows].any():
-            w_text = calibrate(text_neighbourhood_means(text, item_vec, known, fit), item_vec[torch.from_numpy(fit)])
+            fit_means = text_neighbourhood_means(text, item_vec, known, fit)
+            w_text = calibrate(fit_means, item_vec[torch.from_numpy(fit)])
             text_dir = torch.nn.functional.normalize(text_neighbourhood_means(text, item_vec, known, rows) @ w_text,
                                                      dim=-1)
             # where a new product has both, a second readout weighs the two directions as they
-            # predict trained products that have both (the graph's and the text's worth differ
-            # from shop to shop)
-            both = _sample(np.flatnonzero(known & has_text & (weight > 0).numpy()), TEXT_FIT, seed=1)
+            # predict the trained products (of the text's sample) that have both: the graph's
+            # and the text's worth differ from shop to shop
+            with_graph = (weight[torch.from_numpy(fit)] > 0).numpy()
             new_both = (kg_dir.abs().sum(1) > 0) & (text_dir.abs().sum(1) > 0)
-            if w_item is not None and len(both) >= 8 * COMBINE_FOLDS and bool(new_both.any()):
-                b = torch.from_numpy(both)
+            if w_item is not None and with_graph.sum() >= 8 * COMBINE_FOLDS and bool(new_both.any()):
+                b = torch.from_numpy(fit[with_graph])
                 inputs = torch.cat([torch.nn.functional.normalize(means[b, :d] @ w_item, dim=-1),
-                                    torch.nn.functional.normalize(
-                                        text_neighbourhood_means(text, item_vec, known, both) @ w_text, dim=-1)], 1)
+                                    torch.nn.functional.normalize(fit_means[torch.from_numpy(with_graph)] @ w_text,
+                                                                  dim=-1)], 1)
                 target = torch.nn.functional.normalize(item_vec[b], dim=-1)
                 w_both = calibrate(inputs, target, cross_validated_ridge(inputs, target))
                 combined = torch.nn.functional.normalize(torch.cat([kg_dir, text_dir], 1) @ w_both, dim=-1)

@@ -247,6 +247,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(run.report())
     if args.by_degree:
         print("\n" + run.by_degree(args.by_degree) + "\n")
+    if args.by_relation:
+        print("\n" + (run.by_relation() or "(the run's graph has no KG)") + "\n")
     print(run.protocol())
     return 0
 
@@ -473,6 +475,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--by-degree", type=int, default=0, metavar="N",
                    help="also the share of test pairs found, in N groups by their item's training interactions "
                         "(where in the long tail the model finds them)")
+    e.add_argument("--by-relation", action="store_true",
+                   help="also the KG content ranker with one relation at a time, real and shuffled "
+                        "(which relations say what users choose)")
     e.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("verify", help="check a run folder against its manifest (size and SHA-256 of every file)")

@@ -39,8 +39,8 @@ import torch
 
 from kg.evaluation import ScoreFn, evaluate
 
-__all__ = ["item_profiles", "content_scores", "blended_scores", "choose_blend", "BLEND_WEIGHTS", "CONTENT",
-           "SHUFFLED_CONTENT"]
+__all__ = ["item_profiles", "content_scores", "blended_scores", "choose_blend", "per_relation", "BLEND_WEIGHTS",
+           "CONTENT", "SHUFFLED_CONTENT"]
 
 #: the rows of a GNN run's report (kg.pipeline) that rank by the KG's content, real and shuffled
 CONTENT, SHUFFLED_CONTENT = "KG content", "KG content, shuffled KG"
@@ -74,6 +74,34 @@ def item_profiles(triples, num_items: int) -> sp.csr_matrix:
     x.eliminate_zeros()  # entities of every item (weight 0) make no product terms
     norm = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
     return (sp.diags(np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)) @ x).tocsr()
+
+
+def per_relation(triples, num_items: int) -> list[tuple[str, int, int, object]]:
+    """The KG one relation at a time, after merging each item with the one external entity
+    it is linked to 1:1 (as :func:`item_profiles` does, so a film's Freebase triples are its
+    own): per relation with triples left, (name, its triples, the items it reaches -- gives a
+    one-hop neighbour that not every item has, so its TF-IDF row is not zero --, the KG of
+    that relation alone): to ask which relation's content says what users choose
+    (:meth:`kg.pipeline.GnnRun.by_relation`). A relation between entities only (an actor's
+    awards), or one whose only entity every item has, reaches no item: its count is 0."""
+    from dataclasses import replace
+
+    from kg.models.kg_model import LINK_RELATION, merged_links
+
+    names = list(triples.relation_names)
+    h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
+    if LINK_RELATION in names:
+        h, r, t = merged_links(h, r, t, names.index(LINK_RELATION), max(int(triples.num_entities), num_items),
+                               num_items)
+    out = []
+    for k, name in enumerate(names):
+        keep = r == k
+        if not bool(keep.any()):
+            continue
+        part = replace(triples, head=h[keep], relation=r[keep], tail=t[keep])
+        reached = int((item_profiles(part, num_items).getnnz(axis=1) > 0).sum())
+        out.append((name, int(keep.sum()), reached, part))
+    return out
 
 
 def content_scores(triples, train: tuple[np.ndarray, np.ndarray], num_users: int, num_items: int) -> ScoreFn:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kg.content_baseline import blended_scores, choose_blend, content_scores, item_profiles
+from kg.content_baseline import blended_scores, choose_blend, content_scores, item_profiles, per_relation
 from kg.export import KnowledgeTriples
 from kg.models.kg_model import shuffle_tails
 from kg.split import Split
@@ -33,6 +33,22 @@ def test_item_rows_are_tf_idf_of_the_one_hop_entities_with_links_merged():
     # item 3 took over its linked entity's triple (6 -> 7): entity 7 is one hop from it
     assert x[3, 7] == 1.0 and x[3, 6] == 0.0
     assert np.allclose(np.linalg.norm(x[[0, 1, 3]], axis=1), 1.0)
+
+
+def test_per_relation_splits_the_merged_kg_by_relation():
+    parts = {name: (n, reached, kg) for name, n, reached, kg in per_relation(toy(), 4)}
+    # the 1:1 link is merged away (no linked_to part); the genre triple is item 3's own
+    assert list(parts) == ["has_brand", "in_category", "related:film.genre"]
+    assert [parts[r][:2] for r in parts] == [(2, 2), (4, 0), (1, 1)]  # a category of every item tells none apart
+    genre = parts["related:film.genre"][2]
+    assert (genre.head.tolist(), genre.tail.tolist()) == ([3], [7])
+    assert np.allclose(item_profiles(genre, 4).toarray()[3], np.eye(8)[7])
+    # a relation between entities only reaches no item: counted, with 0 items
+    chain = toy()
+    chain = KnowledgeTriples(9, chain.relation_names + ["related:award"], torch.cat([chain.head, torch.tensor([7])]),
+                             torch.cat([chain.relation, torch.tensor([4])]), torch.cat([chain.tail, torch.tensor([8])]),
+                             chain.offsets)
+    assert [(n, reached) for name, n, reached, _ in per_relation(chain, 4) if name == "related:award"] == [(1, 0)]
 
 
 def test_content_scores_are_the_summed_cosines_with_the_users_items():

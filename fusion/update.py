@@ -464,10 +464,12 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
 
     with :math:`W_c` [2d, d] fitted (:func:`calibrate`, its ridge by
     :func:`cross_validated_ridge`) to the unit vectors of the trained products of
-    :math:`W_t`'s sample that have both (no more text similarities to compute), so each shop's data says how much its graph and its text
-    predict a product (a product with one of them gets that one's direction). Blended with
-    the calibrated mean of its buyers' vectors when it has some (``n`` buyers against a prior
-    of :data:`NEIGHBOURHOOD_PRIOR`). On ml-100k's movies held out of training (3 seeds,
+    :math:`W_t`'s sample that have both (no more text similarities to compute), so each
+    shop's data says how much its graph and its text predict a product (a product with one
+    of them gets that one's direction; with fewer than 8 * :data:`COMBINE_FOLDS` such
+    trained products the two unit directions are summed). Blended with the calibrated mean
+    of its buyers' vectors when it has some (``n`` buyers against a prior of
+    :data:`NEIGHBOURHOOD_PRIOR`). On ml-100k's movies held out of training (3 seeds,
     ``bench/gnn_quality.py --cold-items 0.2 --text``) the text (title, genres, release year
     through MiniLM) lifts the KG model's fold-in from NDCG@10 0.1612 to 0.2810 (0.2651 with
     the two directions summed with equal weight; LightGCN 0.1425 -> 0.2504, 0.2299 summed).

@@ -35,11 +35,11 @@ from fusion.ranking.train import FusionData, FusionResult, train_fusion
 from fusion.text.finetune import TextTrainConfig
 from fusion.value.config import ValueConfig
 from kg.build import store_version
-from kg.config import checked_fields, torch_threads
+from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
-from kg.run_dir import STAGES, RunDir, save_parquet, write_json, write_text
+from kg.run_dir import RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ class RunConfig:
         values = RunDir(run_dir).config()
         values.pop("store", None)
         values.pop("store_version", None)
+        values.pop(RAN_WITH, None)
         return cls.from_dict(values)
 
 
@@ -133,6 +134,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     catalogue.reviews = training_reviews(catalogue.reviews, export, split, config.gnn.positive_types)
     stage = config.text
     summary: dict[str, Any] = {}
+    ran: dict[str, Any] = {}
     memo = MemoryCache()  # each distinct text is encoded once by the trained encoder
     if stage.finetune and (len(catalogue.reviews) or len(catalogue.judgements)):
         catalogue.judgements = train_queries(catalogue.judgements, config.fusion.examples)
@@ -140,12 +142,13 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
                               evaluate=True if stage.measure_before else "after")
         encoder = result.encoder
         summary = {"before": result.before, "after": result.after}
+        ran = {"finetune_threads": result.threads, "device": str(stage.train.resolved_device())}
     else:
         encoder = TextEncoder.from_pretrained(resolve_checkpoint(stage.train.checkpoint),
                                               max_length=stage.train.max_length)
         save_run_record(run, encoder, stage.train.max_length)
     encoder.eval()
-    with torch.no_grad(), torch_threads(stage.train.threads):  # the text stage's threads, as in fine-tuning
+    with torch.no_grad(), torch_threads(stage.train.threads) as threads:  # the stage's threads, as in fine-tuning
         if progress:
             print(f"text: embedding {len(catalogue.items):,} products and {len(catalogue.reviews):,} reviews",
                   flush=True)
@@ -167,6 +170,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),
                     "queries": len(queries)})
     write_json(run.text_summary, summary)
+    run.record_ran_with("text", threads=threads, **ran)
     run.write_manifest()
     return summary
 
@@ -286,6 +290,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     results = compare(data, model, naive, fc.candidates)
     write_json(run.comparison_json, results)
     write_text(run.comparison_md, markdown(results) + "\n\n" + recall_note(results, data.split) + "\n")
+    run.record_ran_with("fusion", threads=result.threads, device=str(resolve_device(fc.device)))
     run.write_manifest()
     return results
 

@@ -262,6 +262,7 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
     save_npz(run.embeddings, user=users, item=items,
              user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
     metrics = _metrics(model, split, config, export)
+    run.record_ran_with("gnn", threads=result.threads, device=str(config.train.resolved_device()))
     gnn_run = GnnRun(run.path, config, export, split, model, metrics)
     write_json(run.metrics, metrics)
     write_text(run.report, gnn_run.report() + "\n\n" + gnn_run.protocol() + "\n")

@@ -54,6 +54,7 @@ from kg.split import Split
 
 STAGES = ("gnn", "text", "fusion", "value")
 MANIFEST = "manifest.json"
+RAN_WITH = "ran_with"  #: run.json: per stage, the threads and device it ran with (RunDir.record_ran_with)
 #: first path parts that live operation writes beside a trained run (not any stage's files)
 LIVE_PARTS = ("versions", "CURRENT", "inbox")
 #: first path part -> the stage that writes it (anything else: the gnn stage)
@@ -281,6 +282,14 @@ class RunDir:
         values = {**self.config(), **sections}
         write_json(self.config_file, values)
         self._vouch_for(self.config_file)
+
+    def record_ran_with(self, stage: str, **values: Any) -> None:
+        """Note under ``run.json``'s ``ran_with`` section what ``stage`` ran with -- the torch
+        threads ``"auto"`` resolved to, the device: float results depend on them, so these
+        are the numbers to set to repeat the run (the configuration keeps what was asked)."""
+        ran = dict(self.config().get(RAN_WITH, {}))
+        ran[stage] = values
+        self.update_config(**{RAN_WITH: ran})
 
     def _vouch_for(self, path: Path) -> None:
         """Record ``path``'s new size and hash in an existing manifest (the other entries

@@ -172,6 +172,7 @@ class FusionResult:
     history: list[dict[str, float]]
     best_epoch: int
     valid: dict[str, float]
+    threads: int = 0  #: torch CPU threads it trained with (``config.threads`` resolved)
 
 
 @torch.no_grad()
@@ -266,8 +267,10 @@ def train_fusion(data: FusionData, config: FusionConfig | None = None, *, run: R
     (``run.fusion_checkpoint``) and the history so far (``run.fusion_history``), atomically.
     ``init``: a trained model to continue from (a warm start; same architecture)."""
     config = config or FusionConfig()
-    with torch_threads(config.threads):
-        return _train(data, config, run, progress, init)
+    with torch_threads(config.threads) as threads:
+        result = _train(data, config, run, progress, init)
+    result.threads = threads
+    return result
 
 
 def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress: bool,

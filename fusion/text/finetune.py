@@ -263,6 +263,7 @@ class TextTrainResult:
     pairs: dict[str, int] = field(default_factory=dict)
     before: dict[str, float] = field(default_factory=dict)   #: held-out metrics before training
     after: dict[str, float] = field(default_factory=dict)    #: ... and after
+    threads: int = 0                    #: torch CPU threads it ran with (``config.threads`` resolved)
 
 
 def _optimizer(encoder: nn.Module, loss_fn: nn.Module, config: TextTrainConfig) -> torch.optim.AdamW:
@@ -437,8 +438,10 @@ def run_finetune(dataset, config: TextTrainConfig | None = None, out_dir: str | 
     config = config or TextTrainConfig()
     if evaluate not in (True, False, "after"):
         raise ConfigError(f"evaluate must be True, False or 'after', not {evaluate!r}")
-    with torch_threads(config.threads):
-        return _run_finetune(dataset, config, out_dir, encoder, evaluate, cache, progress)
+    with torch_threads(config.threads) as threads:
+        result = _run_finetune(dataset, config, out_dir, encoder, evaluate, cache, progress)
+    result.threads = threads
+    return result
 
 
 def _run_finetune(dataset, config, out_dir, encoder, evaluate, cache, progress) -> TextTrainResult:

@@ -82,6 +82,7 @@ class ValueResult:
     brands: pd.DataFrame
     cold_start: dict[str, float]
     report: dict[str, Any]
+    threads: int = 0  #: torch CPU threads it trained with (``config.threads`` resolved)
 
 
 def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], config: ValueConfig,
@@ -132,8 +133,10 @@ def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None =
     """Train and measure the three value models on ``activity`` (see the module docstring);
     ``item_vectors``: optional ``{"gnn": [I, dg], "text": [I, dt]}`` item embeddings."""
     config = config or ValueConfig()
-    with torch_threads(config.threads):  # the caller's setting is restored afterwards
-        return _train_value(activity, item_vectors or {}, config, log or (print if progress else (lambda _msg: None)))
+    with torch_threads(config.threads) as threads:  # the caller's setting is restored afterwards
+        result = _train_value(activity, item_vectors or {}, config, log or (print if progress else (lambda _msg: None)))
+    result.threads = threads
+    return result
 
 
 def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config: ValueConfig,
@@ -388,5 +391,6 @@ def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, s
                                    "cold_start": result.cold_start, "loyalty_floor": config.loyalty_floor,
                                    "report": result.report})
     write_text(run.value_report, report_markdown(result.report) + "\n")
+    run.record_ran_with("value", threads=result.threads)
     run.write_manifest()
     return result.report

@@ -103,6 +103,12 @@ def test_run_folder_holds_every_stage(run):
         assert (run_dir / path).exists(), path
     config = RunConfig.load(run_dir)
     assert config.fusion.epochs == 12 and config.gnn.train.model == "kgrec"
+    # what each stage ran with ("auto" threads resolved): the numbers to set to repeat it
+    ran = json.loads((run_dir / "run.json").read_text())["ran_with"]
+    assert {"gnn", "text", "fusion"} <= set(ran)
+    assert all(isinstance(ran[s]["threads"], int) and ran[s]["threads"] >= 1 for s in ran), ran
+    assert ran["gnn"]["threads"] == 1  # as configured
+    assert ran["gnn"]["device"] in ("cpu", "cuda") and ran["fusion"]["device"] in ("cpu", "cuda"), ran
     examples = json.loads((run_dir / "fusion" / "examples.json").read_text())
     assert examples["kind"] == "impressions" and examples["counts"]["unattributed_clicks"] == 0
 

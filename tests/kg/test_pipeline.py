@@ -31,6 +31,8 @@ def test_run_folder_is_complete_and_reloadable(shop, store, tmp_path, monkeypatc
     recorded = json.loads((folder / "run.json").read_text())
     assert recorded["gnn"]["train"]["epochs"] == 3
     assert recorded["store"] == store.location() and recorded["store"]["kind"] == store.kind  # where the graph is
+    ran = recorded["ran_with"]["gnn"]  # what "auto" resolved to: the numbers to set to repeat the run
+    assert isinstance(ran["threads"], int) and ran["threads"] >= 1 and ran["device"] in ("cpu", "cuda"), ran
     emb = np.load(folder / "embeddings.npz")
     assert emb["item"].shape == (120, 16) and emb["user"].shape == (200, 16)
     assert sorted(emb["item_ids"]) == list(emb["item_ids"])  # the id map order

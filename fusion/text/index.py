@@ -218,9 +218,16 @@ def _encode(encoder, texts: list[str], cache: EmbeddingCache | None, batch_size:
 def embed_items(encoder, items: pd.DataFrame, *, cache: EmbeddingCache | None = None,
                 batch_size: int = 64, progress: bool = False,
                 text_config: ProductTextConfig | None = None) -> Embeddings:
-    """Embeddings of every product text (:func:`fusion.text.texts.product_texts`)."""
+    """Embeddings of every product text (:func:`fusion.text.texts.product_texts`); a product
+    with no text at all (no title, brand, category, description or feature: an id-only row)
+    gets a zero row, "no text" -- not the encoding of an empty string, which every such
+    product would share and which would place it among arbitrary products."""
     texts = product_texts(items, text_config)
-    return Embeddings(texts.index.to_numpy(), _encode(encoder, texts.tolist(), cache, batch_size, progress))
+    has = np.array(texts.str.len() > 0, dtype=bool)
+    vectors = torch.zeros(len(texts), encoder.dim)
+    if has.any():
+        vectors[torch.from_numpy(has)] = _encode(encoder, texts[has].tolist(), cache, batch_size, progress).float()
+    return Embeddings(texts.index.to_numpy(), vectors)
 
 
 def embed_reviews(encoder, reviews: pd.DataFrame, *, cache: EmbeddingCache | None = None,

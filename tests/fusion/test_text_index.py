@@ -57,6 +57,19 @@ def test_cache_is_keyed_by_the_encoder_fingerprint(encoder, synthetic, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([encoder.fingerprint(), other.fingerprint()])
 
 
+def test_a_product_with_no_text_gets_a_zero_row_not_the_empty_strings_encoding(encoder, synthetic):
+    from loaders.dataset import make_table
+
+    items = pd.concat([synthetic.items.head(3), make_table("items", {"item_id": ["id-only-1", "id-only-2"]})],
+                      ignore_index=True)
+    emb = embed_items(encoder, items)
+    assert list(emb.ids) == list(items["item_id"])
+    assert emb.vectors[3:].abs().sum() == 0                    # "no text": nothing shared, nothing to match
+    alone = embed_items(encoder, synthetic.items.head(3))
+    assert torch.allclose(emb.vectors[:3], alone.vectors, atol=1e-6)
+    assert torch.allclose(emb.vectors[:3].norm(dim=1), torch.ones(3), atol=1e-5)
+
+
 def test_embedding_jobs_align_ids_and_use_the_cache(encoder, synthetic, tmp_path):
     cache = EmbeddingCache(tmp_path)
     items = embed_items(encoder, synthetic.items, cache=cache)

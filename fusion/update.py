@@ -149,6 +149,9 @@ class UpdateReport:
     users_added: int = 0
     products_added: int = 0
     products_changed: int = 0           #: properties changed (price, title, availability …)
+    #: new products with nothing to place them by -- no KG neighbour, no text, no buyer --, so a
+    #: zero GNN vector (no user's candidates) until one sells; the others were folded in
+    products_unplaced: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     warm_start: dict = field(default_factory=dict)  #: what the warm start chose and why (fine_tune_vectors)
@@ -157,9 +160,11 @@ class UpdateReport:
         if self.version is None:
             return f"the run is up to date with the store (sequence {self.sequence})"
         warm = f"; warm start: {self.warm_start['chosen']} kept" if self.warm_start.get("chosen") else ""
+        unplaced = (f" ({self.products_unplaced:,} new with no KG neighbour, text or buyer to place them by: "
+                    "not recommended until one sells)" if self.products_unplaced else "")
         return (f"version {self.version} (store sequence {self.sequence}): {self.users_updated:,} users re-embedded, "
                 f"{self.users_added:,} new users, {self.products_added:,} new products, "
-                f"{self.products_changed:,} changed products{warm}, in {self.seconds:.2f} s")
+                f"{self.products_changed:,} changed products{unplaced}{warm}, in {self.seconds:.2f} s")
 
 
 def trained_store_version(run: RunDir) -> dict:
@@ -269,9 +274,11 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
 
     # product fold-in: its knowledge-graph and text neighbourhoods (and its buyers, if it has some)
     t = time.perf_counter()
+    unplaced = 0
     if len(added_items):  # item_text: a zero row for a product without text (aligned)
         item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
                                                                    (pu, pi), added_items, text=item_text)
+        unplaced = int((item_vec[torch.from_numpy(added_items)].abs().sum(1) == 0).sum())
     timings["fold-in"] += time.perf_counter() - t
 
     # side features over every event now in the store; the GNN tables keep the run's scale
@@ -307,7 +314,8 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     changed = int(sum(1 for iid in common.index if not _same_row(common.loc[iid], old_items.loc[iid])))
     record = {UPDATE_SECTION: now.to_dict(), "users_updated": int(len(changed_users)),
               "users_added": int(len(added_users)), "products_added": int(len(added_items)),
-              "products_changed": changed, "warm_start_epochs": int(warm_start), "warm_start": warm}
+              "products_changed": changed, "products_unplaced": unplaced, "warm_start_epochs": int(warm_start),
+              "warm_start": warm}
     with run.new_version(record, keep=keep) as version:
         GraphExport.write_id_maps(version.graph, export.id_maps, export.relations)
         version.save_split(split)
@@ -328,7 +336,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
             refresh_value(run.path, store, version, export=export, items=items)
             timings["value"] = time.perf_counter() - t
     return UpdateReport(run.current_version(), now.sequence, int(len(changed_users)), int(len(added_users)),
-                        int(len(added_items)), changed, time.perf_counter() - start, timings, warm)
+                        int(len(added_items)), changed, unplaced, time.perf_counter() - start, timings, warm)
 
 
 def gnn_scale(tables, embeddings) -> float:

@@ -256,6 +256,22 @@ def test_update_folds_in_users_and_products_as_a_new_version(tiny):
     Engine.open(run.path).close()  # a fresh Engine opens the newest version, manifest-checked
 
 
+def test_an_update_says_which_new_products_it_had_nothing_to_place_by(tiny):
+    """A new product listed with a title and brand is folded in; one listed by its id alone
+    (no KG neighbour, no text, no buyer) gets a zero vector, and the update says so."""
+    run, dataset, config = tiny
+    named = {"item_id": "named-new", "title": "Zentro Elite headphones X-2", "brand": dataset.items["brand"].iloc[0],
+             "categories": list(dataset.items["categories"].iloc[0]), "price": 40.0}
+    with open_store(config) as store:
+        ingest(store, Dataset(name="listing", items=make_table("items", [named, {"item_id": "id-only"}])), QUIET)
+        report = update_run(store, run.path)
+    assert (report.products_added, report.products_unplaced) == (2, 1), report
+    assert "1 new with no KG neighbour, text or buyer" in report.line()
+    engine = Engine.open(run.path)
+    assert engine.tables.item_gnn[engine.item_row("id-only")].abs().sum() == 0
+    assert engine.tables.item_gnn[engine.item_row("named-new")].abs().sum() > 0
+
+
 def test_withdrawn_products_are_never_served(tiny):
     run, dataset, config = tiny
     engine = Engine.open(run.path)

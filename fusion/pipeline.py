@@ -167,7 +167,7 @@ def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: b
     items.save(run.text_items)
     profiles.save(run.text_users)
     queries.save(run.text_queries)
-    summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),
+    summary.update({"items": len(items), "reviews": len(reviews), "user_profiles": len(profiles),  # reviews with text
                     "queries": len(queries)})
     write_json(run.text_summary, summary)
     run.record_ran_with("text", threads=threads, **ran)

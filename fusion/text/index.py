@@ -233,8 +233,11 @@ def embed_items(encoder, items: pd.DataFrame, *, cache: EmbeddingCache | None = 
 def embed_reviews(encoder, reviews: pd.DataFrame, *, cache: EmbeddingCache | None = None,
                   batch_size: int = 64, progress: bool = False,
                   text_config: ProductTextConfig | None = None) -> Embeddings:
-    """Embeddings of every review text (:func:`fusion.text.texts.review_texts`)."""
+    """Embeddings of every review with text (:func:`fusion.text.texts.review_texts`); a review
+    with neither summary nor text (a rating alone) has no row, so it adds nothing to its
+    user's profile (:func:`user_profiles` reads the reviews it finds)."""
     texts = review_texts(reviews, text_config)
+    texts = texts[texts.str.len() > 0]
     return Embeddings(texts.index.to_numpy(), _encode(encoder, texts.tolist(), cache, batch_size, progress))
 
 

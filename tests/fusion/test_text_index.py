@@ -70,6 +70,20 @@ def test_a_product_with_no_text_gets_a_zero_row_not_the_empty_strings_encoding(e
     assert torch.allclose(emb.vectors[:3].norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_a_review_without_text_adds_nothing_to_its_users_profile(encoder, synthetic):
+    reviews = synthetic.reviews.head(6).copy()
+    user = reviews["user_id"].iloc[0]
+    rating_only = reviews.iloc[[0]].assign(review_id="rating-only", summary="", text="")
+    items = embed_items(encoder, synthetic.items)
+    with_it = pd.concat([reviews, rating_only], ignore_index=True)
+    emb = embed_reviews(encoder, with_it)
+    assert "rating-only" not in set(emb.ids) and len(emb) == len(reviews)
+    profile = user_profiles(emb, with_it, items, None)
+    alone = user_profiles(embed_reviews(encoder, reviews), reviews, items, None)
+    row, row_alone = list(profile.ids).index(user), list(alone.ids).index(user)
+    assert torch.allclose(profile.vectors[row], alone.vectors[row_alone], atol=1e-6)
+
+
 def test_embedding_jobs_align_ids_and_use_the_cache(encoder, synthetic, tmp_path):
     cache = EmbeddingCache(tmp_path)
     items = embed_items(encoder, synthetic.items, cache=cache)

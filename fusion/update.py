@@ -515,6 +515,7 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
         line = torch.linalg.lstsq(x, lengths[k]).solution[:, 0]
         length = torch.minimum(length, (line[0] + line[1] * degree[rows_t]).clamp(min=0.1 * median))
     text_dir = torch.zeros(len(rows), d)
+    combined = both = None  # the weighed direction of the new products with both, where fitted
     if text is not None:
         text = torch.nn.functional.normalize(text.float(), dim=-1)  # cosines; a zero row stays zero
         has_text = (text.abs().sum(1) > 0).numpy()
@@ -528,8 +529,8 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
             # predict the trained products (of the text's sample) that have both: the graph's
             # and the text's worth differ from shop to shop
             with_graph = (weight[torch.from_numpy(fit)] > 0).numpy()
-            new_both = (kg_dir.abs().sum(1) > 0) & (text_dir.abs().sum(1) > 0)
-            if w_item is not None and with_graph.sum() >= 8 * COMBINE_FOLDS and bool(new_both.any()):
+            both = (kg_dir.abs().sum(1) > 0) & (text_dir.abs().sum(1) > 0)
+            if w_item is not None and with_graph.sum() >= 8 * COMBINE_FOLDS and bool(both.any()):
                 b = torch.from_numpy(fit[with_graph])
                 inputs = torch.cat([torch.nn.functional.normalize(means[b, :d] @ w_item, dim=-1),
                                     torch.nn.functional.normalize(fit_means[torch.from_numpy(with_graph)] @ w_text,
@@ -537,15 +538,16 @@ def fold_in_products(export, item_vec: torch.Tensor, item_known: np.ndarray, use
                 target = torch.nn.functional.normalize(item_vec[b], dim=-1)
                 w_both = calibrate(inputs, target, cross_validated_ridge(inputs, target))
                 combined = torch.nn.functional.normalize(torch.cat([kg_dir, text_dir], 1) @ w_both, dim=-1)
-                kg_dir = torch.where(new_both[:, None], combined, kg_dir)
-                text_dir = text_dir * ~new_both[:, None]
     sold = np.flatnonzero((n_users > 0) & known)
     buyers = torch.from_numpy(n_users[rows]).float()
     user_dir = torch.zeros(len(rows), d)
     if len(sold) >= 8 and bool((buyers > 0).any()):
         w_user = calibrate(by_users[torch.from_numpy(sold)], item_vec[torch.from_numpy(sold)])
         user_dir = torch.nn.functional.normalize(by_users[rows_t] @ w_user, dim=-1) * (buyers > 0)[:, None]
-    neighbourhood = torch.nn.functional.normalize(kg_dir + text_dir, dim=-1)  # zero where neither
+    joined = kg_dir + text_dir  # the two unit directions summed, unless weighed
+    if combined is not None:
+        joined = torch.where(both[:, None], combined, joined)
+    neighbourhood = torch.nn.functional.normalize(joined, dim=-1)  # zero where neither
     direction = NEIGHBOURHOOD_PRIOR * neighbourhood + buyers[:, None] * user_dir
     return torch.nn.functional.normalize(direction, dim=-1) * length[:, None]
 

@@ -49,19 +49,27 @@ CONTENT, SHUFFLED_CONTENT = "KG content", "KG content, shuffled KG"
 BLEND_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
 
+def _merged(triples, num_items: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(head, relation, tail) with each item merged with the one external entity it is
+    linked to 1:1 (:func:`kg.models.kg_model.merged_links`)."""
+    from kg.models.kg_model import LINK_RELATION, merged_links
+
+    h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
+    names = list(triples.relation_names)
+    if LINK_RELATION in names:
+        h, r, t = merged_links(h, r, t, names.index(LINK_RELATION), max(int(triples.num_entities), num_items),
+                               num_items)
+    return h, r, t
+
+
 def item_profiles(triples, num_items: int) -> sp.csr_matrix:
     """TF-IDF item rows ``[I, E]`` over the entities one hop from each item (module docstring).
 
     ``triples``: a :class:`kg.export.KnowledgeTriples` (items are entities ``0 .. I-1``).
     An item with no KG neighbour has an all-zero row (it scores 0 for everyone).
     """
-    from kg.models.kg_model import LINK_RELATION, merged_links
-
-    h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
+    h, _, t = _merged(triples, num_items)
     num_entities = max(int(triples.num_entities), num_items)
-    names = list(triples.relation_names)
-    if LINK_RELATION in names:
-        h, r, t = merged_links(h, r, t, names.index(LINK_RELATION), num_entities, num_items)
     h, t = h.numpy(), t.numpy()
     item_h, item_t = h < num_items, t < num_items
     # (item, neighbour) in both directions; an item-to-item triple gives each item the other
@@ -86,15 +94,9 @@ def per_relation(triples, num_items: int) -> list[tuple[str, int, int, object]]:
     awards), or one whose only entity every item has, reaches no item: its count is 0."""
     from dataclasses import replace
 
-    from kg.models.kg_model import LINK_RELATION, merged_links
-
-    names = list(triples.relation_names)
-    h, r, t = (torch.as_tensor(x, dtype=torch.long) for x in (triples.head, triples.relation, triples.tail))
-    if LINK_RELATION in names:
-        h, r, t = merged_links(h, r, t, names.index(LINK_RELATION), max(int(triples.num_entities), num_items),
-                               num_items)
+    h, r, t = _merged(triples, num_items)
     out = []
-    for k, name in enumerate(names):
+    for k, name in enumerate(triples.relation_names):
         keep = r == k
         if not bool(keep.any()):
             continue

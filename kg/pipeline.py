@@ -93,7 +93,8 @@ class GnnRun:
         split, k = self.split, k or self.config.train.ks[0]
         degree = np.bincount(split.train[1], minlength=split.num_items)
         everyone = np.ones(len(split.test[0]), bool)
-        keep, batch, content = _content_rankers(split, self.config, self.export)
+        keep, batch = _content_sample(split, self.config)
+        content = _content_rankers(split, self.config, self.export)
 
         def found(score, counted=everyone, batch_size=4096):
             pairs = (split.test[0][counted], split.test[1][counted])
@@ -124,9 +125,10 @@ class GnnRun:
         from kg.models.kg_model import shuffle_tails
 
         split, k = self.split, k or self.config.train.ks[0]
-        keep, batch, content = _content_rankers(self.split, self.config, self.export)
-        if not content:
+        triples = self.export.knowledge_triples()
+        if not len(triples.head):
             return ""
+        keep, batch = _content_sample(split, self.config)
         pairs = (split.test[0][keep], split.test[1][keep])
 
         def test(kg) -> dict[str, float]:
@@ -138,7 +140,7 @@ class GnnRun:
         lines = [f"| relation | triples | items reached | ndcg@{k} | shuffled | recall@{k} | shuffled |",
                  "|---|---:|---:|---:|---:|---:|---:|"]
         unreached = []
-        for name, n, reached, kg in per_relation(self.export.knowledge_triples(), split.num_items):
+        for name, n, reached, kg in per_relation(triples, split.num_items):
             if not reached:  # nothing to rank by: every item scores 0
                 unreached.append(name)
                 continue
@@ -201,34 +203,35 @@ def _metrics(model, split: Split, config: GnnRunConfig, export: GraphExport) -> 
         batch_size=batch, candidates=split.items)
     out = {"popularity": test(popularity_scores(split.train, split.num_items)),
            config.train.model: evaluate_model(model, split, "test", ks=config.train.ks, device=device)}
-    keep, batch, rankers = _content_rankers(split, config, export)
+    keep, batch = _content_sample(split, config)
     pairs = (split.test[0][keep], split.test[1][keep])
-    for name, score in rankers.items():
+    for name, score in _content_rankers(split, config, export).items():
         out[name] = test(score, pairs, batch)
     return out
 
 
-def _content_rankers(split: Split, config: GnnRunConfig, export: GraphExport
-                     ) -> tuple[np.ndarray, int, dict[str, object]]:
-    """The KG content rankers, real and shuffled KG (none without a KG), with the test pairs
-    they are scored on (bool [N]) and the user batch that keeps their scores small.
+def _content_sample(split: Split, config: GnnRunConfig) -> tuple[np.ndarray, int]:
+    """The test pairs the KG content rankers are scored on (bool [N]) and the user batch that
+    keeps their scores small. A user's content scores cost a sparse product over every item
+    sharing an entity with theirs: on a big shop, only a seeded sample of
+    :data:`CONTENT_USERS` test users."""
+    users = np.unique(split.test[0])
+    if len(users) > CONTENT_USERS:
+        users = np.random.default_rng(config.train.seed).choice(users, CONTENT_USERS, replace=False)
+    batch = max(1, min(4096, 2 ** 25 // max(split.num_items, 1)))  # dense [B, I] scores of at most 128 MB
+    return np.isin(split.test[0], users), batch
 
-    A user's content scores cost a sparse product over every item sharing an entity with
-    theirs: on a big shop, only a seeded sample of :data:`CONTENT_USERS` test users."""
+
+def _content_rankers(split: Split, config: GnnRunConfig, export: GraphExport) -> dict[str, object]:
+    """The KG content rankers, real and shuffled KG (none without a KG)."""
     from kg.content_baseline import CONTENT, SHUFFLED_CONTENT, content_scores
     from kg.models.kg_model import shuffle_tails
 
     triples = export.knowledge_triples()
-    users = np.unique(split.test[0])
-    if len(users) > CONTENT_USERS:
-        users = np.random.default_rng(config.train.seed).choice(users, CONTENT_USERS, replace=False)
-    keep = np.isin(split.test[0], users)
-    batch = max(1, min(4096, 2 ** 25 // max(split.num_items, 1)))  # dense [B, I] scores of at most 128 MB
     if not len(triples.head):
-        return keep, batch, {}
-    return keep, batch, {name: content_scores(kg, split.train, split.num_users, split.num_items)
-                         for name, kg in ((CONTENT, triples),
-                                          (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed)))}
+        return {}
+    return {name: content_scores(kg, split.train, split.num_users, split.num_items)
+            for name, kg in ((CONTENT, triples), (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed)))}
 
 
 def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | None = None, *,

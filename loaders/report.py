@@ -90,6 +90,8 @@ class LoadReport:
     titles_cleaned: int = 0
     #: product titles with nothing meaningful (after cleaning) replaced by a fallback name
     titles_fallback: int = 0
+    #: other repairs and guesses a reader made on kept records, by readable label (:meth:`note`)
+    other_notes: dict[str, int] = field(default_factory=dict)
 
     def _file(self, file: str | Path) -> FileCount:
         key = str(file)
@@ -102,6 +104,13 @@ class LoadReport:
 
     def keep(self, file: str | Path, n: int = 1) -> None:
         self._file(file).kept += n
+
+    def note(self, label: str, n: int = 1) -> None:
+        """Count ``n`` kept records that a reader repaired, completed or read by a guess
+        (``"prices not understood (kept as unknown)"``); shown by :meth:`notes` and the
+        summary. Zero counts are not recorded."""
+        if n:
+            self.other_notes[label] = self.other_notes.get(label, 0) + int(n)
 
     def reject(
         self,
@@ -148,7 +157,8 @@ class LoadReport:
 
     def notes(self) -> dict[str, int]:
         """The non-zero counts of records kept after a repair or completion (not rejects),
-        by a readable label: products without metadata, cleaned and fallen-back titles."""
+        by a readable label: products without metadata, cleaned and fallen-back titles, and
+        whatever else a reader counted with :meth:`note`."""
         labels = {
             "products without metadata (kept as id-only items)": self.products_without_metadata,
             "reviews of products without metadata (kept)": self.reviews_without_metadata,
@@ -156,7 +166,7 @@ class LoadReport:
             "titles replaced by a fallback name (brand — category, description or id)":
                 self.titles_fallback,
         }
-        return {label: n for label, n in labels.items() if n}
+        return {**{label: n for label, n in labels.items() if n}, **self.other_notes}
 
     def check(self) -> None:
         """Raise if any file's counts do not add up (a bug in a reader)."""
@@ -176,6 +186,8 @@ class LoadReport:
         for name in ("products_without_metadata", "reviews_without_metadata", "titles_cleaned",
                      "titles_fallback"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for label, n in other.other_notes.items():
+            self.note(label, n)
 
     def write_rejects(self, path: str | Path) -> Path:
         """Write the reject report as CSV (file, line, field, reason, value, error, kind),

@@ -72,6 +72,17 @@ def test_notes_and_merge():
     assert "  titles cleaned of HTML markup: 3" in a.summary()
 
 
+def test_other_notes_count_and_merge():
+    a, b = LoadReport(), LoadReport()
+    a.note("prices not understood (kept as unknown)", 2)
+    a.note("nothing", 0)
+    b.note("prices not understood (kept as unknown)")
+    b.note("timestamps read as seconds", 4)
+    a.merge(b)
+    assert a.notes() == {"prices not understood (kept as unknown)": 3, "timestamps read as seconds": 4}
+    assert "  timestamps read as seconds: 4" in a.summary()
+
+
 def test_strict_error_says_lenient_would_skip():
     with pytest.raises(LoadError) as exc:
         _report(strict=True)

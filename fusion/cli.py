@@ -67,8 +67,11 @@ def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = 
     return config, open_store(config, **kwargs)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from kg.build import BuildConfig, build_graph
+def _load_source(args: argparse.Namespace, command: str):
+    """The source of ``kgrec build`` / ``kgrec ingest`` loaded (``--option``, ``--map``,
+    ``--lenient``), its load summary printed and its reject report written; ``None``
+    (after a message on stderr) when rows were read but every one was rejected -- there is
+    nothing to write, and a store left as it was must not read as a success."""
     from loaders import load
 
     options = dict(args.option or [])
@@ -76,14 +79,30 @@ def cmd_build(args: argparse.Namespace) -> int:
         from loaders.tabular import parse_mapping
 
         options["mapping"] = parse_mapping(args.map)
+    dataset = load(args.source, args.path, strict=not args.lenient, **options)
+    report = dataset.report
+    print(report.summary(rejects_path=args.rejects))
+    if report.rejects:
+        print(f"reject report: {report.write_rejects(args.rejects)} ({len(report.rejects):,} rows)")
+    if report.total_read and not report.total_kept:
+        print(f"kgrec {command}: every one of the {report.total_read:,} rows read was rejected, nothing to "
+              f"write (the reasons are above{', and row by row in ' + str(args.rejects) if report.rejects else ''})",
+              file=sys.stderr)
+        return None
+    if command == "build" and not len(dataset.interactions):
+        print(f"kgrec {command}: note: no interaction (event) was kept; the graph gets no events to train on")
+    return dataset
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from kg.build import BuildConfig, build_graph
+
     if args.source != "synthetic" and not args.path:
         print(f"kgrec build: --path is required for --source {args.source}", file=sys.stderr)
         return 2
-    dataset = load(args.source, args.path, strict=not args.lenient, **options)
-    print(dataset.report.summary(rejects_path=args.rejects))
-    if dataset.report.rejects:
-        path = dataset.report.write_rejects(args.rejects)
-        print(f"reject report: {path} ({len(dataset.report.rejects):,} rows)")
+    dataset = _load_source(args, "build")
+    if dataset is None:
+        return 2
     config, store = _store(args, **({"batch_size": args.batch_size} if args.batch_size else {}))
     print(f"building into {config.describe()}")
     with store:
@@ -97,17 +116,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from kg.build import BuildConfig
     from kg.ingest import ingest
-    from loaders import load
 
-    options = dict(args.option or [])
-    if args.map:
-        from loaders.tabular import parse_mapping
-
-        options["mapping"] = parse_mapping(args.map)
-    delta = load(args.source, args.path, strict=not args.lenient, **options)
-    print(delta.report.summary(rejects_path=args.rejects))
-    if delta.report.rejects:
-        print(f"reject report: {delta.report.write_rejects(args.rejects)} ({len(delta.report.rejects):,} rows)")
+    delta = _load_source(args, "ingest")
+    if delta is None:
+        return 2
     config, store = _store(args, run=args.run)
     print(f"ingesting into {config.describe()}")
     with store:

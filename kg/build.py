@@ -105,6 +105,9 @@ class BuildReport:
     reject_reasons: dict[str, int] = field(default_factory=dict)
     resumed: bool = False  # an interrupted build of the same data was completed
     up_to_date: bool = False  # the same data was built before, completely: nothing was written
+    #: the data's knowledge-graph triples, when none of them touches an entity a product is
+    #: linked to (no item_entities / RecBole .link): no model can reach them (0 otherwise)
+    unlinked_triples: int = 0
     seconds: float = 0.0
     version: StoreVersion | None = None  # the store's identity and sequence number after the build
 
@@ -135,9 +138,15 @@ class BuildReport:
         lines.append(f"rows read {self.rows_read:,} = kept {self.rows_kept:,} + rejected {self.rows_rejected:,}")
         for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]) if reasons else ():
             lines.append(f"  rejected {n:,}: {reason}")
+        if self.unlinked_triples:
+            lines.append(f"warning: the {self.unlinked_triples:,} knowledge-graph triples touch no entity that a "
+                         "product is linked to (no item_entities rows / RecBole .link file naming them): "
+                         "no model can reach them")
         if self.up_to_date:
             lines.append(f"nothing new: this data was built into the store before ({self.seconds:.1f} s; "
                          "--force hands every row to the store again)")
+        elif self.rows_read and not self.rows_kept:
+            lines.append(f"nothing written: every row read was rejected ({self.seconds:.1f} s)")
         elif self.created == 0 and not self.updated:
             lines.append(f"nothing new: every row is in the store already ({self.seconds:.1f} s)")
         else:
@@ -145,6 +154,17 @@ class BuildReport:
             changed = f", updated {self.updated:,}" if self.updated else ""
             lines.append(f"created {self.created:,} nodes+relationships{changed} in {self.seconds:.1f} s{state}")
         return "\n".join(lines)
+
+
+def unlinked_triples(dataset: Dataset) -> int:
+    """The number of ``dataset``'s knowledge-graph triples when not one of them has a head
+    or tail that a product is linked to (``item_entities``): a KG that reaches no product
+    at any depth, which a build should say rather than write silently. 0 when some triple
+    touches a linked entity, or when there are no triples."""
+    triples, linked = dataset.triples, dataset.item_entities["entity_id"]
+    if not len(triples) or (triples["head"].isin(linked) | triples["tail"].isin(linked)).any():
+        return 0
+    return len(triples)
 
 
 def progress_key(fp: str) -> str:
@@ -191,6 +211,8 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     rep = dataset.report
     report.rows_read, report.rows_kept, report.rows_rejected = rep.total_read, rep.total_kept, rep.total_rejected
     report.reject_reasons = rep.reasons()
+    if known_items is None:  # a delta's triples may touch entities linked in the store before
+        report.unlinked_triples = unlinked_triples(dataset)
     report.seconds = round(time.perf_counter() - t0, 3)
     store.write_meta("last_build", json.dumps({"config": asdict(config), "report": asdict(report)}))
     return report

@@ -71,6 +71,39 @@ def test_lenient_build_writes_the_reject_report(tmp_path, capsys):
     assert {r["field"] for r in rows} == {"sku", "ts"}  # named as in the source file
 
 
+def test_a_build_that_keeps_no_row_fails(tmp_path, capsys):
+    """Every row rejected (a lenient load of a file in the wrong format) writes nothing and
+    exits 2 -- not 0 with "nothing new: every row is in the store already"."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("user_id,item_id,event\nc1,A1,blink\nc2,B2,blink\n")
+    db = tmp_path / "g"
+    code = main(["build", "--source", "csv", "--path", str(folder), "--lenient", "--rejects",
+                 str(tmp_path / "rejects.csv"), "--db", str(db), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "every one of the 2 rows read was rejected, nothing to write" in captured.err
+    assert "nothing new" not in captured.out and "building into" not in captured.out
+    assert not db.exists()  # no store was created
+
+
+def test_a_knowledge_graph_that_reaches_no_product_is_named(tmp_path, capsys):
+    """Triples with no item_entities row naming their entities (a RecBole .kg without its
+    .link) are built, with a warning that no model can reach them; linked, no warning."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("user_id,item_id\nc1,A1\nc2,B2\nc1,B2\n")
+    (folder / "triples.csv").write_text("head,relation,tail\nm.1,film.director,m.9\nm.2,film.director,m.9\n")
+    assert main(["build", "--source", "csv", "--path", str(folder), "--db", str(tmp_path / "g1"),
+                 "--no-progress"]) == 0
+    assert "warning: the 2 knowledge-graph triples touch no entity that a product is linked to" \
+        in capsys.readouterr().out
+    (folder / "item_entities.csv").write_text("item_id,entity_id\nA1,m.1\n")
+    assert main(["build", "--source", "csv", "--path", str(folder), "--db", str(tmp_path / "g2"),
+                 "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_unreachable_neo4j_is_a_clear_error(tmp_path, capsys):
     code = main(["build", "--source", "synthetic", *SMALL, "--neo4j-uri", "bolt://127.0.0.1:1",
                  "--no-progress"])

@@ -11,16 +11,28 @@ renames them: ``{"interactions": {"user_id": "customer", "item_id": "sku"}}`` (c
 Other columns are ignored. Field rules (all vectorised):
 
 * ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error.
-* ``interactions.event`` -- lower-cased, empty or absent -> ``"purchase"``; not in EVENTS -> error.
+* ``interactions.event`` -- stripped and lower-cased; other vocabularies' names are mapped
+  by :data:`EVENT_SYNONYMS` (``addtocart``/``add_to_cart``/``basket`` … -> ``cart``,
+  ``transaction``/``order``/``buy``/``checkout``/``sale`` -> ``purchase``,
+  ``pageview``/``detail``/``product_view`` … -> ``view``, ``impressions``/``shown`` ->
+  ``impression``, ``rate`` -> ``rating``; counted in the notes); empty or absent ->
+  ``"purchase"``; anything else -> error naming the value and the accepted names.
 * ``value`` -- number, empty -> 1; ``rating`` -- number, empty -> NaN; bad -> error.
 * ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
   floored to the second) or an ISO date/datetime (UTC unless an offset is given; a
   fraction of a second is dropped); a Parquet datetime column likewise; empty -> 0.
+  When *every* non-empty value of the column is an 8-digit YYYYMMDD date from 1900-01-01
+  to 2199-12-31 (``20180617``, as in Tmall/IJCAI and JD logs), the column is read as dates
+  (midnight UTC) and counted in the notes ("timestamps read as YYYYMMDD dates").
   Errors: unparsable, not finite (``inf``), a non-integral number (``1.5``: "not an
   integer"), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP) (:mod:`loaders.dataset`:
   1970-01-01 to before 2200-01-01 UTC -- so ``1e300`` or ``9.2e21`` are rejected).
-* ``price`` -- a number or ``"$12.99"`` / ``"$10 - $20"`` (low end); empty -> NaN; not a
-  price, infinite (``inf``, ``1e309``) or negative -> error.
+* ``price`` -- a number or text :func:`loaders.text.parse_price` reads: ``"$12.99"``,
+  ``"$10 - $20"`` (low end), ``"1,234.56"``, decimal commas ``"12,99"`` / ``"1.299,00"``, a
+  currency before or after (``"€12.99"``, ``"12,99 €"``, ``"12.99 USD"``; dropped: one shop
+  has one currency); empty -> NaN. Not a price (``"call us"``, an ambiguous ``"1,2,3"``):
+  strict -> error; lenient -> kept as NaN (unknown) and counted in the notes ("prices not
+  understood (kept as unknown)"). Infinite (``inf``, ``1e309``) or negative -> error.
 * ``categories`` -- paths separated by ``"|"``, each already ``" > "``-joined;
   ``features`` -- separated by ``"|"``; in Parquet a list column is taken as is.
 * ``reviews.review_id`` -- when absent or empty: ``f"{user_id}|{item_id}|{timestamp}"``.
@@ -32,6 +44,15 @@ endpoint outside the items is a filtered reject. Without the file the table is b
 from the ids used elsewhere. Rows repeating a key (:data:`loaders.dataset.KEYS`) are
 filtered rejects (the first is kept). Line numbers: CSV line = row index + 2 (header
 is line 1; quoted fields spanning lines are not accounted for); Parquet: row index + 1.
+
+A ``.csv`` file whose header, read with commas, is one column holding ``;`` or a tab
+(``item_id;title;price``: Excel's "CSV (semicolon)") is read with that separator, counted
+in the notes (``"items.csv: read as ';'-separated"``).
+
+A trailing delimiter on each data row (one more field than the header, empty; common in
+exports) is ignored; a row with a *value* in a field past the header's is an error reject
+("wrong number of fields: line N has a value in field K, the header has M fields"), as is a
+row with more fields than the first data row. This holds for RecBole files too.
 
 Files (:mod:`loaders.files`): compression is decided by content, so a ``.csv.gz`` that
 is plain text is an error reject (strict: LoadError; lenient: read as plain text); a
@@ -56,7 +77,7 @@ import pandas as pd
 from loaders.dataset import (EVENTS, KEYS, LINK_RELATIONS, PRICE_RANGE, SPLITS, TABLES, TIMESTAMP_RANGE, Dataset,
                              isin, make_table, prices_ok, timestamps_ok)
 from loaders.errors import ConfigError, LoadError
-from loaders.files import bad_utf8_lines, read_bytes, reject_lost_tail
+from loaders.files import GZIP_ERRORS, bad_utf8_lines, open_binary, read_bytes, reject_lost_tail
 from loaders.report import LoadReport
 from loaders.text import parse_price
 
@@ -67,6 +88,20 @@ LIST_SEP = "|"
 _SKIPPED = re.compile(r"Skipping line (\d+): (.*)")
 #: what a decoder puts for bytes that are not UTF-8
 REPLACEMENT = "\ufffd"
+#: the name (then 1, 2 …) of a field past the header's, while :func:`read_delimited` checks it
+EXTRA_FIELD = "\0extra"
+#: other vocabularies' event names (matched stripped and lower-cased) -> kgrec's (EVENTS)
+EVENT_SYNONYMS: dict[str, str] = {
+    **dict.fromkeys(("addtocart", "add_to_cart", "add-to-cart", "add to cart", "cart_add", "basket"), "cart"),
+    **dict.fromkeys(("transaction", "order", "buy", "checkout", "sale"), "purchase"),
+    **dict.fromkeys(("pageview", "page_view", "page view", "detail", "detail_view", "product_view"), "view"),
+    **dict.fromkeys(("impressions", "shown"), "impression"),
+    "rate": "rating",
+}
+#: the note (lenient mode) counting kept items whose price could not be read
+PRICES_NOT_UNDERSTOOD = "prices not understood (kept as unknown)"
+#: the note counting timestamps read as YYYYMMDD dates (every value of the column is one)
+YYYYMMDD_NOTE = "timestamps read as YYYYMMDD dates"
 #: numbers at least this large (in absolute value) are milliseconds, not seconds
 MS_THRESHOLD = 1e11
 
@@ -82,7 +117,9 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
     1-based line numbers. Counts every non-blank data line as read; lines with too many
     fields and rows with bytes that are not UTF-8 become error rejects here; blank lines
     are skipped; a broken gzip stream is read up to its last complete line and the lost
-    tail is one error reject.
+    tail is one error reject. When the first data row has more fields than the header
+    (a trailing delimiter), the columns stay aligned (:func:`_undo_implicit_index`): the
+    extra fields are dropped when empty and a row with a value there is an error reject.
     """
     data, broken = read_bytes(file, report)
     bad_lines = bad_utf8_lines(data)
@@ -101,6 +138,8 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
         raise LoadError(str(file), None, None, "empty file (no header line)") from None
     except pd.errors.ParserError as exc:
         raise LoadError(str(file), None, None, f"unreadable: {exc}") from None
+    width = len(df.columns)
+    df = _undo_implicit_index(df)
     bad: list[tuple[int, str]] = []
     for w in caught:
         bad += [(int(n), why) for n, why in _SKIPPED.findall(str(w.message))]
@@ -113,11 +152,45 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
     report.read(file, len(df) + len(bad))
     for n, why in sorted(bad):
         report.reject(file, n, None, f"wrong number of fields: {why}")
+    if len(df.columns) > width:
+        df, lines = _reject_extra_fields(file, report, df, lines, width)
     if bad_lines:
         df, lines = _reject_bad_utf8(file, report, df, lines)
     if broken is not None:
         reject_lost_tail(report, file, data.count(b"\n"), broken)
     return df, lines
+
+
+def _undo_implicit_index(df: pd.DataFrame) -> pd.DataFrame:
+    """Put back the fields pandas took as the index, and name the extra fields.
+
+    When the first data row has k more fields than the header (a trailing delimiter on
+    each row gives k = 1), pandas makes the first k fields the index, shifting every
+    column. Here every row is realigned: the header's names for its first fields, then
+    k columns named :data:`EXTRA_FIELD` + ``"1"`` … for the fields past the header.
+    """
+    if isinstance(df.index, pd.RangeIndex):
+        return df
+    front = df.index.to_frame(index=False)
+    out = pd.concat([front, df.reset_index(drop=True)], axis=1, ignore_index=True)
+    out.columns = list(df.columns) + [f"{EXTRA_FIELD}{i + 1}" for i in range(front.shape[1])]
+    return out
+
+
+def _reject_extra_fields(file: str | Path, report: LoadReport, df: pd.DataFrame, lines: np.ndarray,
+                         width: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Reject the rows with a value in a field past the header's ``width`` fields; drop those
+    fields (empty or blank in every other row: a trailing delimiter, ignored)."""
+    extra = df.iloc[:, width:].fillna("").apply(lambda s: s.str.strip())
+    filled = (extra != "").to_numpy()
+    rows = np.flatnonzero(filled.any(axis=1))
+    for i in rows:
+        last = width + int(np.flatnonzero(filled[i])[-1]) + 1
+        report.reject(file, int(lines[i]), None, f"wrong number of fields: line {lines[i]} has a value in "
+                      f"field {last}, the header has {width} fields", " ".join(extra.iloc[i][filled[i]]))
+    keep = np.ones(len(df), dtype=bool)
+    keep[rows] = False
+    return df.iloc[keep, :width].reset_index(drop=True), lines[keep]
 
 
 def _reject_bad_utf8(file: str | Path, report: LoadReport, df: pd.DataFrame,
@@ -213,7 +286,8 @@ class Checker:
 
 
 def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Series:
-    """Unix seconds from numbers (>= 1e11 -> ms) or ISO datetimes; empty -> 0.
+    """Unix seconds from numbers (>= 1e11 -> ms) or ISO datetimes; empty -> 0. A column
+    of YYYYMMDD dates only (:func:`_yyyymmdd`) is read as dates, counted in the notes.
 
     Error rejects: not a number or ISO date, not finite, not an integer (a number of
     seconds or milliseconds with a fraction), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP).
@@ -227,7 +301,7 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
         chk.reject(secs.notna().to_numpy() & ~timestamps_ok(secs), name, TIMESTAMP_RANGE, s)
         return secs.where(chk.alive, 0).fillna(0).astype("int64")
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        num = s.astype("float64")
+        num, text = s.astype("float64"), None
         iso = np.zeros(len(s), dtype=bool)
         chk.reject(num.notna().to_numpy() & ~np.isfinite(num.to_numpy()), name, "not a finite number", s)
     else:
@@ -239,6 +313,10 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
             num[iso] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
             chk.reject(num.isna().to_numpy() & iso, name, "not a Unix time or ISO date", s)
         chk.reject(~np.isfinite(num.fillna(0).to_numpy()), name, "not a finite number", s)
+    dates = None if iso.any() else _yyyymmdd(num, text)
+    if dates is not None:
+        chk.report.note(YYYYMMDD_NOTE, int((num.notna().to_numpy() & chk.alive).sum()))
+        num = dates
     values = num.fillna(0).to_numpy()
     with np.errstate(invalid="ignore"):
         chk.reject(~iso & np.isfinite(values) & (values % 1 != 0), name,
@@ -247,6 +325,25 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
         secs = np.where(ms, np.floor(values / 1000), values)
     chk.reject(~timestamps_ok(secs), name, TIMESTAMP_RANGE, s)
     return pd.Series(np.where(chk.alive, secs, 0).astype("int64"), index=s.index)
+
+
+def _yyyymmdd(num: pd.Series, text: pd.Series | None) -> pd.Series | None:
+    """Unix seconds (midnight UTC) when every present value of ``num`` is a YYYYMMDD date
+    (``20180617``) from 1900-01-01 to 2199-12-31 -- and, given ``text``, written as 8 digits;
+    else None (the values are Unix seconds or milliseconds)."""
+    present = num.notna()
+    v = num[present]
+    with np.errstate(invalid="ignore"):
+        if not len(v) or not ((v >= 19000101) & (v <= 21991231) & (v % 1 == 0)).all():
+            return None
+    if text is not None and not text[present].str.fullmatch(r"\d{8}").all():
+        return None
+    dt = pd.to_datetime(v.astype("int64").astype(str), format="%Y%m%d", errors="coerce", utc=True)
+    if dt.isna().any():
+        return None
+    out = num.copy()
+    out[present] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
+    return out
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -319,8 +416,28 @@ def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray
             raise LoadError(str(file), None, None, f"unreadable Parquet file: {exc}") from None
         report.read(file, len(df))
         return df, np.arange(1, len(df) + 1)
-    sep = "\t" if ".tsv" in file.suffixes else ","
+    if ".tsv" in file.suffixes:
+        return read_delimited(file, report, sep="\t")
+    sep = _header_sep(file)
+    if sep != ",":
+        report.note(f"{file.name}: read as {'tab' if sep == chr(9) else repr(sep)}-separated", 1)
     return read_delimited(file, report, sep=sep)
+
+
+def _header_sep(file: Path) -> str:
+    """``","``, unless the header line read with commas is a single column whose name holds
+    ``";"`` or a tab that split it into several names: then that character (Excel's
+    "CSV (semicolon)" in European locales, or a tab-separated file named ``.csv``)."""
+    try:
+        with open_binary(file) as fh:
+            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+    except GZIP_ERRORS:
+        return ","
+    names = next(csv.reader([first.rstrip("\r\n")]), [])
+    if len(names) != 1:
+        return ","
+    sep = max(";\t", key=names[0].count)
+    return sep if len([n for n in names[0].split(sep) if n.strip()]) > 1 else ","
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -361,10 +478,7 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     out = chk.df
     f = names.get
     if table == "interactions":
-        ev = out["event"].str.lower() if "event" in out else pd.Series("", index=out.index)
-        out["event"] = ev.where(ev != "", "purchase")
-        chk.reject(~out["event"].isin(EVENTS).to_numpy(), f("event", "event"),
-                   f"unknown event (not one of {', '.join(EVENTS)})")
+        out["event"] = _events(chk, f("event", "event"))
         out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
         if "split" in out:  # a given split: train / valid (validation, val) / test, else an error
             sp = out["split"].str.lower().replace({"validation": "valid", "val": "valid"})
@@ -407,10 +521,35 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     return make_table(table, chk.finish())
 
 
-def _prices(chk: Checker, field: str) -> pd.Series:
-    """``price`` as floats: numbers, ``"$12.99"``, a range's low end; empty -> NaN.
+def _events(chk: Checker, field: str) -> pd.Series:
+    """``event`` stripped and lower-cased, other vocabularies' names mapped to kgrec's
+    (:data:`EVENT_SYNONYMS`, counted in the notes), empty or absent -> ``"purchase"``.
+    Any other name is an error reject naming the value and the accepted names."""
+    raw = chk.df["event"] if "event" in chk.df else pd.Series("", index=chk.df.index, dtype=str)
+    ev = raw.str.strip().str.lower()
+    mapped = ev.map(EVENT_SYNONYMS)
+    hit = mapped.notna().to_numpy() & chk.alive
+    if hit.any():
+        pairs = sorted(set(zip(ev[hit], mapped[hit])))
+        shown = ", ".join(f"{a} → {b}" for a, b in pairs[:3]) + (" …" if len(pairs) > 3 else "")
+        chk.report.note(f"event names mapped to kgrec's ({shown})", int(hit.sum()))
+    ev = ev.where(mapped.isna(), mapped)
+    ev = ev.where(ev != "", "purchase")
+    bad = np.flatnonzero(~ev.isin(EVENTS).to_numpy() & chk.alive)
+    for i in bad:
+        chk.report.reject(chk.file, int(chk.lines[i]), field, f"unknown event: {raw.iloc[i]!r} (not one of "
+                          f"{', '.join(EVENTS)}, nor {', '.join(EVENT_SYNONYMS)})", raw.iloc[i])
+    chk.alive[bad] = False
+    return ev
 
-    Error rejects: not a price, infinite (``inf``, ``1e309``) or negative
+
+def _prices(chk: Checker, field: str) -> pd.Series:
+    """``price`` as floats: numbers, or text :func:`loaders.text.parse_price` reads
+    (``"$12.99"``, ``"12,99 €"``, a range's low end); empty -> NaN.
+
+    A price that cannot be read is an error reject in strict mode ("not a price"); in
+    lenient mode the row is kept with price NaN (unknown) and counted in the notes.
+    Error rejects in both modes: infinite (``inf``, ``1e309``) or negative
     (:func:`loaders.dataset.prices_ok`)."""
     s = chk.df["price"]
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
@@ -421,7 +560,11 @@ def _prices(chk: Checker, field: str) -> pd.Series:
         other = num.isna() & (text != "")
         if other.any():
             num[other] = text[other].map(parse_price)
-            chk.reject((num.isna() & other).to_numpy(), field, "not a price", s)
+            unread = (num.isna() & other).to_numpy()
+            if chk.report.strict:
+                chk.reject(unread, field, "not a price", s)
+            else:
+                chk.report.note(PRICES_NOT_UNDERSTOOD, int((unread & chk.alive).sum()))
     chk.reject(~prices_ok(num), field, PRICE_RANGE, s)
     return num.where(chk.alive, np.nan).astype("float64")
 

@@ -10,8 +10,11 @@
   description's first :data:`FALLBACK_WORDS` words, else the leaf category, else the id.
 * :func:`clean_lines` -- a list (or a lone string) of texts, cleaned, empties dropped.
 * :func:`parse_price` -- ``"$1,250.00"`` -> 1250.0, ``"$10.00 - $20.00"`` -> 10.0 (the low
-  end), a number -> itself, anything else (``""``, ``None``, scraped HTML, a number too
-  large to be finite) -> NaN. Never negative, never infinite.
+  end), decimal commas (``"12,99"`` -> 12.99, ``"1.299,00"`` -> 1299.0), a currency symbol
+  or code before or after the number (``"€12.99"``, ``"12,99 €"``, ``"12.99 USD"``,
+  ``"CA$ 5.00"``: dropped, not converted -- one shop has one currency), a number -> itself;
+  anything else (``""``, ``None``, scraped HTML, ``"from $9.99"``, an ambiguous ``"1,2,3"``
+  or ``"12,3456"``, a number too large to be finite) -> NaN. Never negative, never infinite.
 * :func:`category_path` -- one category path from a list of levels, root first, with
   consecutive duplicate levels collapsed and scraped junk cut off (see there).
 """
@@ -38,7 +41,13 @@ _UNCLOSED = re.compile(rf"<\s*/?\s*(?:{_TAG_NAMES})(?:{_ATTRS})$", re.IGNORECASE
 _CUT_START = re.compile(r"""^\s*(?:[\w:.-]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*')\s*)+/?>""")
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
 _NEWLINES = re.compile(r"\s*\n\s*")
-_PRICE = re.compile(r"^\$?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*-\s*\$?\s*(?:\d[\d,]*(?:\.\d+)?))?$")
+#: a currency before or after a price: a symbol, ``CA$`` / ``US$`` …, an ISO code, ``kr`` …
+_CURRENCY = r"(?:[A-Z]{0,3}\$|[€£¥₹₩₽₺₪฿¢]|[A-Z]{3}|kr\.?|zł|Rs\.?)"
+#: the number of a price (see :func:`parse_price`): ``1,234.56`` (comma thousands), ``1.299,00``
+#: (dot thousands, decimal comma), ``12,99`` (decimal comma), ``12.99``, ``12``, ``.99``
+_AMOUNT = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+,\d{1,2}|\d+,\d{1,2}|\d+(?:\.\d+)?|\.\d+)"
+_PRICE = re.compile(rf"^(?:{_CURRENCY}\s*)?({_AMOUNT})(?:\s*{_CURRENCY})?"
+                    rf"(?:\s*[-–]\s*(?:{_CURRENCY}\s*)?{_AMOUNT}(?:\s*{_CURRENCY})?)?$")
 
 #: a category level longer than this is scraped text, not a category name
 MAX_CATEGORY_LEVEL = 60
@@ -127,7 +136,16 @@ def clean_lines(values: object) -> list[str]:
 
 
 def parse_price(value: object) -> float:
-    """A unit price, or NaN when unknown or unparsable (never negative)."""
+    """A unit price, or NaN when unknown or unparsable (never negative).
+
+    A comma followed by exactly three digits (then the end, a dot or another such group)
+    separates thousands: ``"1,234"``, ``"$1,234,567"``, ``"1,234.56"``. A comma followed by
+    one or two digits at the end is a decimal comma: ``"12,99"`` -> 12.99, ``"5,9"`` -> 5.9,
+    and with dots as thousands separators ``"1.299,00"`` -> 1299.0. Any other mix
+    (``"1,2,3"``, ``"12,3456"``, ``"1.234.567"``) is ambiguous: NaN. A currency (``$``, ``€``,
+    ``£``, ``¥``, ``CA$``, ``US$``, ``EUR``, ``USD`` …) may stand before or after the number,
+    with or without a space; it is dropped. A range ``"$1.00 - $5.00"`` gives its low end.
+    """
     if isinstance(value, bool) or value is None:
         return math.nan
     if isinstance(value, (int, float)):
@@ -138,7 +156,14 @@ def parse_price(value: object) -> float:
     m = _PRICE.match(value.strip())
     if not m:
         return math.nan
-    v = float(m.group(1).replace(",", ""))
+    amount = m.group(1)
+    comma = amount.rfind(",")
+    if comma < 0:
+        v = float(amount)
+    elif len(amount) - comma <= 3:  # one or two digits after the last comma: a decimal comma
+        v = float(amount.replace(".", "").replace(",", "."))
+    else:
+        v = float(amount.replace(",", ""))
     return v if math.isfinite(v) else math.nan  # 400 digits make inf: not a price
 
 

@@ -142,3 +142,132 @@ def test_review_ids_generated_when_empty(tmp_path):
     ds = loaders.load("csv", tmp_path)
     assert ds.reviews["review_id"].tolist() == ["r1", "u1|i1|20"]
     assert ds.reviews["rating"].tolist()[0] == 5.0 and math.isnan(ds.reviews["rating"].tolist()[1])
+
+
+# ------------------------------------------------------------------ real-world variants
+
+
+def _rows(ds) -> list[list]:
+    return ds.interactions.sort_values(["user_id", "item_id"]).values.tolist()
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_trailing_delimiter_is_ignored(tmp_path, sep):
+    rows = ["user_id,item_id,value,timestamp", "u1,i1,5,1529193600", "u2,i1,4,1528934400", "u2,i2,3,1527897600"]
+    plain = "\n".join(rows).replace(",", sep) + "\n"
+    trailing = "\n".join(r + ("," if n else "") for n, r in enumerate(rows)).replace(",", sep) + "\n"
+    name = "interactions.csv" if sep == "," else "interactions.tsv"
+    _write(_empty(tmp_path), **{name.replace(".", "__"): plain})
+    (tmp_path / "trailing").mkdir()
+    _write(tmp_path / "trailing", **{name.replace(".", "__"): trailing})
+    want, got = loaders.load("csv", tmp_path / "empty"), loaders.load("csv", tmp_path / "trailing")
+    assert _rows(got) == _rows(want) and got.report.rejects == []
+    assert got.interactions["user_id"].tolist() == ["u1", "u2", "u2"]
+    assert got.interactions["timestamp"].tolist() == [1529193600, 1528934400, 1527897600]
+
+
+def test_trailing_tab_in_recbole_like_file(tmp_path):
+    import csv
+
+    from loaders.report import LoadReport
+    from loaders.tabular import read_delimited
+    f = tmp_path / "ml.inter"
+    f.write_bytes(b"user_id:token\titem_id:token\trating:float\ttimestamp:float\r\n"
+                  b"22\t377\t1\t878887116\t\r\n6\t86\t3\t883603013\t\r\n")
+    df, lines = read_delimited(f, LoadReport(), sep="\t", quoting=csv.QUOTE_NONE)
+    assert list(df.columns) == ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+    assert df.values.tolist() == [["22", "377", "1", "878887116"], ["6", "86", "3", "883603013"]]
+    assert lines.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_value_past_the_header_is_rejected(tmp_path, sep):
+    text = ("user_id,item_id,value\n" "u1,i1,5,\n" "u2,i1,4,oops\n" "u3,i2,3,\n").replace(",", sep)
+    name = "interactions.csv" if sep == "," else "interactions.tsv"
+    _write(tmp_path, **{name.replace(".", "__"): text})
+    with pytest.raises(LoadError, match=rf"{name}, line 3: wrong number of fields: line 3 has a value in "
+                                        r"field 4, the header has 3 fields"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, strict=False)
+    assert ds.interactions["user_id"].tolist() == ["u1", "u3"]
+    assert [(r.line, r.field, r.value, r.kind) for r in ds.report.rejects] == [
+        (3, None, "oops", "wrong number of fields")]
+    assert ds.report.total_read == ds.report.total_kept + ds.report.total_rejected == 3
+
+
+def test_unreadable_price_keeps_the_product_when_lenient(tmp_path):
+    _write(tmp_path,
+           interactions__csv="user_id,item_id\nu1,A\nu1,B\nu2,B\nu2,C\n",
+           items__csv='item_id,price\nA,€12.99\nB,call us\nC,"5,99"\n')
+    with pytest.raises(LoadError, match=r"items\.csv, line 3: field 'price': not a price"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, strict=False)
+    prices = ds.items.set_index("item_id")["price"]
+    assert prices["A"] == 12.99 and prices["C"] == 5.99 and math.isnan(prices["B"])
+    assert len(ds.interactions) == 4 and ds.report.rejects == []
+    assert ds.report.notes() == {"prices not understood (kept as unknown)": 1}
+
+
+def test_negative_price_still_rejected_when_lenient(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id\nu1,A\n", items__csv="item_id,price\nA,-3\n")
+    ds = loaders.load("csv", tmp_path, strict=False)
+    assert [r.kind for r in ds.report.rejects] == ["price out of range", "unknown item (not in the items file)"]
+
+
+def test_yyyymmdd_timestamps(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id,timestamp\nu1,i1,20180617\nu1,i2,19991231\nu2,i1,\n")
+    ds = loaders.load("csv", tmp_path)
+    assert ds.interactions["timestamp"].tolist() == [1529193600, 946598400, 0]
+    assert ds.report.notes() == {"timestamps read as YYYYMMDD dates": 2}
+
+
+@pytest.mark.parametrize("values, want", [
+    (["1529194000", "1528934400"], [1529194000, 1528934400]),           # seconds
+    (["1529194000123", "1528934400000"], [1529194000, 1528934400]),     # milliseconds
+    (["20180617", "20181332"], [20180617, 20181332]),                   # not all valid dates: seconds
+    (["20180617", "1529194000"], [20180617, 1529194000]),               # mixed: seconds
+])
+def test_other_numeric_timestamps_unchanged(tmp_path, values, want):
+    _write(tmp_path, interactions__csv="user_id,item_id,timestamp\n" + "".join(
+        f"u{n},i1,{v}\n" for n, v in enumerate(values)))
+    ds = loaders.load("csv", tmp_path)
+    assert ds.interactions["timestamp"].tolist() == want and ds.report.notes() == {}
+
+
+def test_event_synonyms(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id,event\n"
+                                       "u1,i1,view\nu1,i2, AddToCart \nu1,i3,transaction\n"
+                                       "u2,i1,page_view\nu2,i2,Basket\nu2,i3,rate\nu2,i4,VIEW\n")
+    ds = loaders.load("csv", tmp_path)
+    assert ds.interactions["event"].tolist() == ["view", "cart", "purchase", "view", "cart", "rating", "view"]
+    assert ds.report.notes() == {
+        "event names mapped to kgrec's (addtocart → cart, basket → cart, page_view → view …)": 5}
+
+
+def test_unknown_event_names_the_value(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id,event\nu1,i1,view\nu1,i2,wishlist\n")
+    with pytest.raises(LoadError, match=r"line 3: field 'event': unknown event: 'wishlist' \(not one of "
+                                        r"impression, view, .*addtocart.*transaction"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, strict=False)
+    assert [(r.line, r.kind, r.value) for r in ds.report.rejects] == [(3, "unknown event", "wishlist")]
+
+
+@pytest.mark.parametrize("sep, label", [(";", "';'"), ("\t", "tab")])
+def test_semicolon_csv_is_detected(tmp_path, sep, label):
+    _write(tmp_path,
+           interactions__csv="\ufeffuser_id;item_id;value\r\nu1;A;1\r\nu2;B;2\r\n".replace(";", sep),
+           items__csv='\ufeffitem_id;title;price\r\nA;"Card; large";0,99\r\nB;Mug, blue;1,99\r\n'.replace(";", sep))
+    ds = loaders.load("csv", tmp_path)
+    assert ds.items["title"].tolist() == ["Card; large" if sep == ";" else "Card\t large".replace("\t", sep),
+                                          "Mug, blue"]
+    assert ds.items["price"].tolist() == [0.99, 1.99]
+    assert ds.interactions["value"].tolist() == [1.0, 2.0]
+    assert ds.report.notes() == {f"interactions.csv: read as {label}-separated": 1,
+                                 f"items.csv: read as {label}-separated": 1}
+
+
+def test_comma_csv_with_semicolons_in_a_column_is_not_resplit(tmp_path):
+    _write(tmp_path, interactions__csv="user_id,item_id\nu1;x,i1\n")
+    ds = loaders.load("csv", tmp_path)
+    assert ds.interactions["user_id"].tolist() == ["u1;x"] and ds.report.notes() == {}

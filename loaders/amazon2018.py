@@ -8,7 +8,10 @@ one of the two files as ``path`` and the other is found next to it):
   style, reviewerName``.
 * ``meta_<Category>.json.gz`` (or ``.json``) -- one product per line: ``asin, title,
   brand, category[], description[], feature[], price, also_buy[], also_view[],
-  main_cat`` (and unused ``rank, details, image, tech1 …``).
+  main_cat`` (and unused ``rank, details, image, tech1 …``). The 2014 release (the same
+  names, ``reviews_<Category>_5.json.gz``) reads too: its meta lines are Python literals
+  (below), with ``categories`` (several paths) and ``related`` in place of ``category``,
+  ``also_buy`` and ``also_view``.
 
 Mapping:
 
@@ -21,46 +24,59 @@ Mapping:
   ``description`` = the cleaned
   ``description`` list joined with newlines; ``features`` = cleaned ``feature`` list;
   ``categories`` = ``[category_path(category)]`` (consecutive duplicate levels collapsed,
-  scraped junk levels cut, ``[]`` when empty); ``price`` = ``parse_price(price)``
-  (``"$12.99"`` -> 12.99, a range -> its low end, else NaN). ``main_cat`` is not used.
+  scraped junk levels cut, ``[]`` when empty; the 2014 release's ``categories``, a list of
+  such lists, gives one path each); ``price`` = ``parse_price(price)``
+  (``"$12.99"`` -> 12.99, a range -> its low end, else NaN; a price given but not
+  understood -- not blank, not ``"None"`` -- is counted in the notes, "prices not
+  understood (kept as unknown)"). ``main_cat`` is not used.
 * id-only items: a product that has reviews but no metadata line (common in real
   categories) is kept with its reviews, as an item with only ``item_id`` (empty title,
   no categories, NaN price …). Not a reject: ``report.products_without_metadata`` counts
   such products and ``report.reviews_without_metadata`` their kept reviews.
-* item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name).
-  A target outside the items (metadata and id-only), a self-link or a repeated link is a
+* item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name;
+  the 2014 release's ``related`` dict: ``also_bought`` -> ``also_buy``, ``also_viewed`` ->
+  ``also_view``, ``bought_together``). A target outside the items (metadata and id-only), a self-link or a repeated link is a
   *filtered* reject, counted under the pseudo-file ``"<meta file>#also_buy"`` (resp.
   ``#also_view``).
-* reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{unixReviewTime}"`` (a second review
+* reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{timestamp}"`` (a second review
   with the same key but another text or rating gets ``"#2"``, ``"#3"`` … appended), ``rating`` =
   ``overall``, ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
-  ``unixReviewTime`` (0 when absent; a whole number of seconds in the accepted range of
-  :mod:`loaders.dataset`, 1970-01-01 to before 2200-01-01 UTC).
+  ``unixReviewTime`` (a whole number of seconds in the accepted range of
+  :mod:`loaders.dataset`, 1970-01-01 to before 2200-01-01 UTC); without it, ``reviewTime``
+  (``"06 17, 2018"``, ``"%m %d, %Y"``) read as midnight UTC (counted in the notes, "review
+  times read from reviewTime"); with neither (or a ``reviewTime`` that is not such a
+  date) 0, counted in the notes as "reviews without a time".
 * interactions: one ``review`` event per kept review, ``value`` = ``overall`` (two reviews
   of one item by one user on one day make one interaction, the first).
 * users: the reviewers of kept reviews; ``name`` = their first non-empty ``reviewerName``.
 
+Lines of the 2014 release's metadata, written as Python literals (``{'asin': …}``), are
+read as such (:mod:`loaders.jsonl`; counted in the notes).
+
 Rejects (file, 1-based line, field): errors -- bad JSON (also nested too deeply), not
 UTF-8, a truncated gzip or a ``.gz`` that is not gzip (see :mod:`loaders.jsonl`), a
 missing ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall``,
-a non-integer or out-of-range ``unixReviewTime``; filtered -- a second meta line for an
-asin, or a review repeating an earlier one exactly (same user, item, time, text, summary
-and rating); the first is kept and the reason names its line.
+a non-integer or out-of-range ``unixReviewTime`` (or ``reviewTime``); filtered -- a second
+meta line for an asin, or a review repeating an earlier one exactly (same user, item, time,
+text, summary and rating); the first is kept and the reason names its line.
 
 The reading machinery (:func:`read_amazon`) is shared with :mod:`loaders.amazon2023`.
 """
 
 from __future__ import annotations
 
+import calendar
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from loaders.dataset import KEYS, Dataset, make_table
+from loaders.dataset import KEYS, TIMESTAMP_RANGE, Dataset, make_table, timestamps_ok
 from loaders.errors import FieldError, LoadError
-from loaders.jsonl import iter_records, number_field, require, timestamp_field
+from loaders.jsonl import is_missing, iter_records, number_field, require, timestamp_field
 from loaders.report import LoadReport
 from loaders.text import category_path, clean_lines, clean_text, fallback_title, has_markup, is_meaningful, \
     parse_price
@@ -71,6 +87,14 @@ RAW_FILES = ("<Category>_5.json.gz", "meta_<Category>.json.gz")
 ItemParser = Callable[[dict], tuple[dict, dict[str, object]]]
 #: parses one review record -> review row (+ "name"); raises FieldError
 ReviewParser = Callable[[dict], dict]
+#: a parsed row may hold, under this key, the labels of the notes (:meth:`LoadReport.note`)
+#: its reading earned; they are counted when the row is kept
+NOTES = "notes"
+PRICE_NOTE = "prices not understood (kept as unknown)"
+REVIEW_TIME_NOTE = "review times read from reviewTime (no unixReviewTime)"
+NO_TIME_NOTE = "reviews without a time (kept with timestamp 0)"
+#: ``reviewTime`` as written in the 2014 and 2018 releases: ``"06 17, 2018"`` (also ``"6 7, 2018"``)
+REVIEW_TIME_FORMAT = "%m %d, %Y"
 
 
 @dataclass(frozen=True)
@@ -96,23 +120,79 @@ def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
         "title": clean_text(rec.get("title")),
         "description": "\n".join(clean_lines(rec.get("description"))),
         "brand": clean_text(rec.get("brand")),
-        "categories": [p] if (p := category_path(rec.get("category"))) else [],
-        "price": parse_price(rec.get("price")),
+        "categories": item_categories(rec),
         "features": clean_lines(rec.get("feature")),
     }
-    return row, {"also_buy": rec.get("also_buy"), "also_view": rec.get("also_view")}
+    row["price"], note = meta_price(rec.get("price"))
+    related = rec.get("related") if isinstance(rec.get("related"), dict) else {}  # the 2014 release
+    links = {"also_buy": _first_given(rec.get("also_buy"), related.get("also_bought")),
+             "also_view": _first_given(rec.get("also_view"), related.get("also_viewed"))}
+    if related.get("bought_together") is not None:
+        links["bought_together"] = related["bought_together"]
+    return with_notes(row, note), links
+
+
+def item_categories(rec: dict) -> list[str]:
+    """``[category_path(category)]`` (2018: one list of levels); the 2014 release's
+    ``categories`` -- several lists of levels, one path each -- when there is no
+    ``category``; ``[]`` when neither has a level."""
+    if not is_missing(rec.get("category")) or not isinstance(rec.get("categories"), list):
+        return [p] if (p := category_path(rec.get("category"))) else []
+    paths = (category_path(levels) for levels in rec["categories"] if isinstance(levels, (list, tuple)))
+    return list(dict.fromkeys(p for p in paths if p))
+
+
+def _first_given(*values: object) -> object:
+    return next((v for v in values if v is not None), None)
 
 
 def parse_review(rec: dict) -> dict:
     require(rec, ("reviewerID", "asin"))
     rating = number_field(rec, "overall")
-    ts = timestamp_field(rec, "unixReviewTime")
+    ts, note = review_time(rec)
     user, item = str(rec["reviewerID"]).strip(), str(rec["asin"]).strip()
-    return {
+    return with_notes({
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item,
         "rating": rating, "summary": _str(rec.get("summary")), "text": _str(rec.get("reviewText")),
         "timestamp": ts, "name": _str(rec.get("reviewerName")).strip(),
-    }
+    }, note)
+
+
+def review_time(rec: dict) -> tuple[int, str | None]:
+    """A review's Unix seconds and the note its reading earns (None for ``unixReviewTime``):
+    ``unixReviewTime``, else ``reviewTime`` as midnight UTC, else 0 (no time)."""
+    if not is_missing(rec.get("unixReviewTime")):
+        return timestamp_field(rec, "unixReviewTime"), None
+    value = rec.get("reviewTime")
+    try:
+        day = time.strptime(value.strip(), REVIEW_TIME_FORMAT)
+    except (AttributeError, ValueError):  # absent, not a string, not such a date
+        return 0, NO_TIME_NOTE
+    seconds = calendar.timegm(day)
+    if not timestamps_ok(seconds):
+        raise FieldError("reviewTime", f"{TIMESTAMP_RANGE}: {value!r}", value)
+    return seconds, REVIEW_TIME_NOTE
+
+
+def meta_price(value: object) -> tuple[float, str | None]:
+    """``parse_price(value)``, and :data:`PRICE_NOTE` when a price was given (not missing,
+    not ``"None"``) but not understood."""
+    v = parse_price(value)
+    given = not is_missing(value) and not (isinstance(value, str) and value.strip() == "None")
+    return v, PRICE_NOTE if math.isnan(v) and given else None
+
+
+def with_notes(row: dict, *notes: str | None) -> dict:
+    """``row`` with the given notes (None ones left out) under :data:`NOTES`."""
+    if any(notes):
+        row[NOTES] = [n for n in notes if n]
+    return row
+
+
+def count_notes(report: LoadReport, row: dict) -> None:
+    """Count the notes of a kept row (and take them off it)."""
+    for label in row.pop(NOTES, ()):
+        report.note(label)
 
 
 def _str(value: object) -> str:
@@ -150,10 +230,10 @@ def find_files(layout: Layout, path, reviews, meta) -> tuple[Path, Path]:
             if len(found) == 1:
                 return found[0]
             if found:
+                kind = "meta" if is_meta else "reviews"
                 raise LoadError(str(folder), None, None,
-                                f"several {'meta' if is_meta else 'reviews'} files "
-                                f"({', '.join(p.name for p in found)}); pass "
-                                f"{'meta' if is_meta else 'reviews'}= explicitly")
+                                f"several {kind} files ({', '.join(p.name for p in found)}); name one: "
+                                f"-o {kind}=PATH on the command line, {kind}=PATH from Python")
         raise LoadError(str(folder), None, None,
                         f"no {'meta' if is_meta else 'reviews'} file ({' or '.join(globs)})")
 
@@ -227,6 +307,7 @@ def _read_meta(file: Path, report: LoadReport, parse: ItemParser, layout: Layout
         if not is_meaningful(row["title"]):
             row["title"] = fallback_title(iid, row["brand"], row["categories"], row["description"])
             report.titles_fallback += 1
+        count_notes(report, row)
         items.append(row)
         report.keep(file)
         links.extend((iid, rel, targets, line) for rel, targets in rels.items() if targets is not None)
@@ -289,6 +370,7 @@ def _read_reviews(file: Path, report: LoadReport, parse: ReviewParser,
         first[rid] = (line, row)
         if row["item_id"] not in catalogue:
             id_only[row["item_id"]] = id_only.get(row["item_id"], 0) + 1
+        count_notes(report, row)
         rows.append(row)
         report.keep(file)
     return rows, id_only

@@ -6,7 +6,9 @@ RAW_FILES (in the folder ``path``; or ``reviews=`` / ``meta=``, or one of them a
   parent_asin, timestamp`` (milliseconds), ``verified_purchase, helpful_vote, images``.
 * ``meta_<Category>.jsonl[.gz]`` -- one product per line: ``main_category, title,
   average_rating, rating_number, features[], description[], price, store, categories[],
-  details{}, parent_asin, bought_together, images, videos``.
+  details{}, parent_asin, bought_together, images, videos``. ``details`` may also be a
+  JSON string, as in the Hugging Face ``datasets`` export (``raw_meta_*``); it is parsed
+  (text that is not JSON is counted in the notes and read as ``{}``).
 
 Mapping (products are keyed by ``parent_asin``; a review's variant ``asin`` is folded
 into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absent):
@@ -15,7 +17,8 @@ into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absen
   ``description`` list joined with newlines; ``brand`` = ``store``, else
   ``details["Brand"]``; ``categories`` = ``[category_path(categories)]`` when non-empty,
   else ``[main_category]`` (``[]`` when neither); ``price`` = ``parse_price(price)``
-  (a number, ``"$12.99"``, a range -> low end; null or other text -> NaN); ``features``
+  (a number, ``"$12.99"``, a range -> low end; null or other text -> NaN; text other than
+  ``""`` / ``"None"`` that is not understood is counted in the notes, as in 2018); ``features``
   = cleaned ``features``. ``average_rating``, ``rating_number``, the rest of
   ``details``, images and videos are not used.
   As in 2018, a title with nothing meaningful left after cleaning falls back to
@@ -27,7 +30,10 @@ into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absen
   the items, self-links and repeats are filtered rejects, as in 2018).
 * reviews: ``review_id`` = ``f"{user_id}|{parent_asin}|{timestamp // 1000}"``,
   ``rating``, ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000 (a whole
-  number of ms; the seconds in the accepted range of :mod:`loaders.dataset`).
+  number of ms; the seconds in the accepted range of :mod:`loaders.dataset`). A value
+  below :data:`loaders.tabular.MS_THRESHOLD` (1e11; as ms, before March 1973, long before
+  any Amazon review) is taken as seconds, as some re-exported copies hold them (counted
+  in the notes, "timestamps read as seconds").
 * interactions: one ``review`` event per kept review, ``value`` = ``rating``.
 * users: the reviewers of kept reviews (``name`` = "": the release has no names).
 
@@ -37,23 +43,27 @@ Rejects follow :mod:`loaders.amazon2018`: required fields are ``user_id``,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from loaders.amazon2018 import Layout, read_amazon
+from loaders.amazon2018 import Layout, meta_price, read_amazon, with_notes
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
-from loaders.jsonl import is_missing, number_field, require, timestamp_field
-from loaders.text import category_path, clean_lines, clean_text, parse_price
+from loaders.jsonl import is_missing, number_field, require, timestamp_field, to_number
+from loaders.tabular import MS_THRESHOLD
+from loaders.text import category_path, clean_lines, clean_text
 
 RAW_FILES = ("<Category>.jsonl.gz", "meta_<Category>.jsonl.gz")
 
 LAYOUT = Layout("amazon2023", ("*.jsonl.gz", "*.jsonl"), ("meta_*.jsonl.gz", "meta_*.jsonl"),
                 "parent_asin", (".gz", ".jsonl"))
+SECONDS_NOTE = "timestamps read as seconds (the 2023 format has milliseconds)"
+DETAILS_NOTE = "details that are not JSON (read as empty)"
 
 
 def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
     require(rec, ("parent_asin",))
-    details = rec.get("details") if isinstance(rec.get("details"), dict) else {}
+    details, details_note = parse_details(rec.get("details"))
     brand = clean_text(rec.get("store")) or clean_text(details.get("Brand"))
     path = category_path(rec.get("categories"))
     if not path:
@@ -64,10 +74,21 @@ def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
         "description": "\n".join(clean_lines(rec.get("description"))),
         "brand": brand,
         "categories": [path] if path else [],
-        "price": parse_price(rec.get("price")),
         "features": clean_lines(rec.get("features")),
     }
-    return row, {"bought_together": rec.get("bought_together")}
+    row["price"], price_note = meta_price(rec.get("price"))
+    return with_notes(row, details_note, price_note), {"bought_together": rec.get("bought_together")}
+
+
+def parse_details(value: object) -> tuple[dict, str | None]:
+    """``details`` as a dict (a JSON string is parsed; anything else is ``{}``), and
+    :data:`DETAILS_NOTE` when it was non-empty text that is not JSON."""
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return {}, DETAILS_NOTE
+    return (value if isinstance(value, dict) else {}), None
 
 
 def parse_review(rec: dict) -> dict:
@@ -77,14 +98,23 @@ def parse_review(rec: dict) -> dict:
     if is_missing(rec.get(item_field)):
         raise FieldError("parent_asin", "missing required field (and no asin)", "")
     rating = number_field(rec, "rating")
-    ts = timestamp_field(rec, "timestamp", per_second=1000)
+    ts, note = review_time(rec)
     user, item = str(rec["user_id"]).strip(), str(rec[item_field]).strip()
-    return {
+    return with_notes({
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item, "rating": rating,
         "summary": rec.get("title") if isinstance(rec.get("title"), str) else "",
         "text": rec.get("text") if isinstance(rec.get("text"), str) else "",
         "timestamp": ts, "name": "",
-    }
+    }, note)
+
+
+def review_time(rec: dict) -> tuple[int, str | None]:
+    """A review's Unix seconds from ``timestamp`` in ms, or in seconds when below
+    :data:`MS_THRESHOLD` (then with :data:`SECONDS_NOTE`)."""
+    v = to_number(rec.get("timestamp"))
+    if v is not None and v != 0 and abs(v) < MS_THRESHOLD:
+        return timestamp_field(rec, "timestamp"), SECONDS_NOTE
+    return timestamp_field(rec, "timestamp", per_second=1000), None
 
 
 def read(path: str | Path | None = None, *, strict: bool = True,

@@ -11,6 +11,12 @@ the last good line. Blank lines are not records and are not counted. A string ho
 lone UTF-16 surrogate (a JSON ``"\\ud83d"`` escape without its pair: half of a broken
 emoji) cannot be stored as text; it becomes U+FFFD, the Unicode replacement character.
 
+A line that is not JSON but starts with ``{'`` is tried as a Python literal
+(``ast.literal_eval``: literals only, nothing is run), as McAuley's 2014 Amazon metadata
+is written (``{'asin': '0000031852', 'title': …}``); a dict of JSON-like values is
+accepted and counted (per line yielded) in the notes ("lines read as Python literals (the
+2014 format)"); anything else stays a "malformed JSON" reject.
+
 Field helpers: :func:`to_number` / :func:`to_int` return ``None`` for a bad value;
 :func:`require`, :func:`number_field`, :func:`int_field` and :func:`timestamp_field`
 raise :class:`FieldError` (field name, reason, value), which a reader turns into an
@@ -19,6 +25,7 @@ error reject for that line.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -61,9 +68,12 @@ def iter_records(path: str | Path, report: LoadReport) -> Iterator[tuple[int, di
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                report.reject(file, line_no, None,
-                              f"malformed JSON: {exc.msg} at column {exc.colno}", text.strip())
-                continue
+                record = _python_literal(text)
+                if record is None:
+                    report.reject(file, line_no, None,
+                                  f"malformed JSON: {exc.msg} at column {exc.colno}", text.strip())
+                    continue
+                report.note(PYTHON_LITERAL_NOTE)
             except RecursionError:
                 report.reject(file, line_no, None,
                               "JSON nested too deeply: more levels than Python can parse", text[:200])
@@ -78,6 +88,24 @@ def iter_records(path: str | Path, report: LoadReport) -> Iterator[tuple[int, di
             if _SURROGATE_ESCAPE.search(text):
                 record = _without_lone_surrogates(record)
             yield line_no, record
+
+
+#: the note counting lines read by :func:`_python_literal`
+PYTHON_LITERAL_NOTE = "lines read as Python literals (the 2014 format)"
+
+
+def _python_literal(text: str) -> dict | None:
+    """A line of the 2014 Amazon format (``{'asin': …}``, written by Python's ``repr``) as a
+    JSON-like dict (tuples become lists); ``None`` when it is not one."""
+    if not text.lstrip().startswith("{'"):
+        return None
+    try:
+        value = ast.literal_eval(text.strip())
+        # round trip: only what JSON can hold (no sets, bytes, complex numbers)
+        record = json.loads(json.dumps(value))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _without_lone_surrogates(record: dict) -> dict:

@@ -11,16 +11,27 @@ Mapping (field names are RecBole's defaults; override with ``user_field=``,
 * ``.inter`` -> interactions: ``user_id``, ``item_id``; with a ``rating`` column the
   event is ``rating`` and ``value`` = rating, else the event is ``click`` and value 1;
   ``timestamp`` = floor of the number (RecBole types it ``float``, so a fraction of a
-  second is accepted and dropped; 0 when absent/empty). Empty ids, non-numeric ratings
+  second is accepted and dropped; 0 when absent/empty); a value of at least
+  :data:`loaders.tabular.MS_THRESHOLD` (1e11) is milliseconds, as RecBole's Retailrocket
+  conversion writes them, and is divided by 1000 (counted in the notes, "timestamps read
+  as milliseconds"). Empty ids, non-numeric ratings
   or timestamps, non-finite numbers and timestamps outside [MIN_TIMESTAMP, MAX_TIMESTAMP)
   (:mod:`loaders.dataset`) are errors; an id missing from an *existing* ``.item`` /
   ``.user`` file is an error (when the file is absent, items/users are made from the ids
   in ``.inter``).
 * ``.item`` -> items: ``title`` = the first of ``movie_title``, ``title``, ``item_name``,
-  else the first other ``token_seq`` column; ``categories`` = the ``class`` / ``genre`` /
+  else the first other ``token_seq`` column; a title cell with no letter or digit (empty)
+  falls back to ``"<brand> — <leaf category>"``, else the brand, else the first category,
+  else the id (:func:`loaders.text.fallback_title`, as in the Amazon loaders; counted in
+  ``report.titles_fallback``); ``categories`` = the ``class`` / ``genre`` /
   ``genres`` / ``categories`` / ``category`` tokens split on ``seq_sep`` (a space), each
   token a one-level path (ml-100k: ``"Animation Children's Comedy"`` -> three paths;
-  its ``unknown`` genre flag is dropped, leaving ``[]``);
+  its ``unknown`` genre flag and ml-20m's ``(no genres listed)`` are dropped, leaving
+  ``[]``). When any cell of that column holds a comma, the column is a comma-separated
+  list instead (RecBole's Amazon conversions: ``'Books', 'Literature & Fiction'``; Yelp:
+  ``Restaurants, Pizza, Italian``): its cells are split on the commas outside quotes,
+  each part stripped of whitespace and of one pair of surrounding quotes (counted in the
+  notes, "category lists split on commas");
   ``brand`` and ``price`` from columns of those names (a price must be finite and
   ``>= 0``, else an error); ``release_year`` (or ``year``) goes
   into ``description`` as ``"Released 1995"`` so that text search can use it. Other
@@ -28,7 +39,9 @@ Mapping (field names are RecBole's defaults; override with ``user_field=``,
 * ``.user`` -> users: ``user_id``; ``name`` from a ``name``/``user_name`` column, else ""
   (ml-100k's age, gender, occupation and zip code have no canonical column).
 * ``.kg`` -> triples: ``head_id``, ``relation_id``, ``tail_id`` (else the first three columns).
-* ``.link`` -> item_entities: ``item_id``, ``entity_id``; an unknown item is an error.
+* ``.link`` -> item_entities: ``item_id``, ``entity_id``; a row naming an item that is not
+  among the items is a *filtered* reject (RecBole ignores such links: a link file for the
+  full KG beside a filtered ``.inter`` is the usual case).
 
 Repeated keys (:data:`loaders.dataset.KEYS`) are filtered rejects; the first row is kept.
 """
@@ -36,6 +49,7 @@ Repeated keys (:data:`loaders.dataset.KEYS`) are filtered rejects; the first row
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +58,20 @@ import pandas as pd
 from loaders.dataset import PRICE_RANGE, TIMESTAMP_RANGE, Dataset, make_table, prices_ok, timestamps_ok
 from loaders.errors import LoadError
 from loaders.report import LoadReport
-from loaders.tabular import Checker, read_delimited
+from loaders.tabular import MS_THRESHOLD, Checker, read_delimited
+from loaders.text import fallback_title, is_meaningful
 
 RAW_FILES = ("<name>.inter", "<name>.item", "<name>.user", "<name>.kg", "<name>.link")
 TITLE_COLUMNS = ("movie_title", "title", "item_name")
 CATEGORY_COLUMNS = ("class", "genre", "genres", "categories", "category")
 YEAR_COLUMNS = ("release_year", "year")
-NO_CATEGORY = ("unknown",)  # ml-100k's "no genre" flag is not a category
+#: "no genre" flags, not categories: ml-100k's ``unknown``, ml-20m's ``(no genres listed)``
+NO_CATEGORY = ("unknown", "(no genres listed)")
+#: one part of a comma-separated list: a quoted string (``'Books'``, ``"Children's"``) or
+#: anything up to the next comma, then the comma or the end
+_LIST_PART = re.compile(r"""\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^,]*)\s*(?:,|$)""")
+_QUOTED = re.compile(r"""^(['"])(.*)\1$""", re.DOTALL)
+_ESCAPE = re.compile(r"""\\(['"\\])""")
 
 
 def _atomic(file: Path, report: LoadReport) -> tuple[Checker, dict[str, str]]:
@@ -83,9 +104,9 @@ def _items(file: Path, report: LoadReport, item_field: str, seq_sep: str) -> pd.
     out = pd.DataFrame({"item_id": df[item_field]})
     if title:
         out["title"] = df[title]
+    by_comma = pd.Series(False, index=df.index)
     if cats:
-        out["categories"] = df[cats].str.split(seq_sep).map(
-            lambda toks: [t for t in toks if t and t.lower() not in NO_CATEGORY])
+        out["categories"], by_comma = _categories(df[cats], seq_sep)
     if year:
         out["description"] = ("Released " + df[year]).where(df[year] != "", "")
     if "brand" in df:
@@ -96,7 +117,48 @@ def _items(file: Path, report: LoadReport, item_field: str, seq_sep: str) -> pd.
         out["price"] = price
     chk.df = out
     chk.duplicates(["item_id"], "item id")
-    return make_table("items", chk.finish())
+    kept = chk.finish()
+    if seq_sep != ",":
+        report.note(f"category lists split on commas ({file.name}: {cats})", int(by_comma[chk.alive].sum()))
+    if title:
+        kept["title"] = _titles(kept, report)
+    return make_table("items", kept)
+
+
+def _categories(cells: pd.Series, seq_sep: str) -> tuple[pd.Series, pd.Series]:
+    """Each cell's category tokens (no "no genre" flag), and which cells were split on commas.
+
+    A column is split on ``seq_sep`` unless one of its cells holds a comma: then all of
+    its non-empty cells are comma-separated lists (:func:`_comma_list`).
+    """
+    cells = cells.where(~cells.str.lower().isin(NO_CATEGORY), "")
+    by_comma = cells.str.contains(",", regex=False).any()
+    parts = cells.map(_comma_list) if by_comma else cells.str.split(seq_sep)
+    tokens = parts.map(lambda toks: [t for t in toks if t and t.lower() not in NO_CATEGORY])
+    return tokens, (cells != "") & by_comma
+
+
+def _comma_list(cell: str) -> list[str]:
+    """``"'Books', 'Arts, Crafts & Sewing'"`` -> ``["Books", "Arts, Crafts & Sewing"]``:
+    split on the commas outside quotes; each part stripped of whitespace and of one pair
+    of surrounding quotes (a backslash-escaped quote inside them unescaped)."""
+    out = []
+    for part in _LIST_PART.findall(cell):
+        quoted = _QUOTED.match(part)
+        out.append(_ESCAPE.sub(r"\1", quoted.group(2)).strip() if quoted else part.strip())
+    return out
+
+
+def _titles(items: pd.DataFrame, report: LoadReport) -> pd.Series:
+    """Titles, with a fallback name (:func:`loaders.text.fallback_title`) for those with no
+    letter or digit, counted in ``report.titles_fallback``. The description is not offered:
+    here it is only the release year."""
+    titles = items["title"].copy()
+    for i in np.flatnonzero(~titles.map(is_meaningful).to_numpy()):
+        row = items.iloc[i]
+        titles.iat[i] = fallback_title(row["item_id"], row.get("brand", ""), row.get("categories", []))
+        report.titles_fallback += 1
+    return titles
 
 
 def _users(file: Path, report: LoadReport, user_field: str) -> pd.DataFrame:
@@ -121,7 +183,9 @@ def _interactions(file: Path, report: LoadReport, fields: dict[str, str],
         out["event"], out["value"] = "rating", chk.number(rf)
     else:
         out["event"], out["value"] = "click", 1.0
-    ts = np.floor(chk.number(tf, default=0.0).fillna(0)) if tf in df else pd.Series(0.0, index=df.index)
+    ts = chk.number(tf, default=0.0).fillna(0) if tf in df else pd.Series(0.0, index=df.index)
+    ms = ts.abs() >= MS_THRESHOLD  # milliseconds (RecBole's Retailrocket conversion)
+    ts = np.floor(ts.where(~ms, ts / 1000))
     if tf in df:
         chk.reject(~timestamps_ok(ts), tf, TIMESTAMP_RANGE)
     out["timestamp"] = ts.where(chk.alive, 0).astype("int64")
@@ -131,7 +195,9 @@ def _interactions(file: Path, report: LoadReport, fields: dict[str, str],
         chk.unknown(uf, users["user_id"], "user (not in the .user file)")
     chk.df = out
     chk.duplicates(["user_id", "item_id", "event", "timestamp"], "interaction")
-    return make_table("interactions", chk.finish())
+    kept = chk.finish()
+    report.note("timestamps read as milliseconds", int(ms[chk.alive].sum()))
+    return make_table("interactions", kept)
 
 
 def _triples(file: Path, report: LoadReport) -> pd.DataFrame:
@@ -150,7 +216,8 @@ def _triples(file: Path, report: LoadReport) -> pd.DataFrame:
 def _links(file: Path, report: LoadReport, item_field: str, items: pd.DataFrame) -> pd.DataFrame:
     chk, _ = _atomic(file, report)
     _need(chk, item_field, "entity_id")
-    chk.unknown(item_field, items["item_id"], "item (not in the items)")
+    # RecBole ignores links to items it does not have: a filter, not an error
+    chk.unknown(item_field, items["item_id"], "item (not in the items)", error=False)
     chk.df = pd.DataFrame({"item_id": chk.df[item_field], "entity_id": chk.df["entity_id"]})
     chk.duplicates(["item_id", "entity_id"], "link")
     return make_table("item_entities", chk.finish())

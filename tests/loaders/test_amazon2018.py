@@ -294,9 +294,11 @@ def test_gift_cards_report_notes(gift_cards):
     # every reviewed product has metadata; no title is markup or meaningless
     assert (rep.products_without_metadata, rep.reviews_without_metadata) == (0, 0)
     assert (rep.titles_cleaned, rep.titles_fallback) == (0, 0)
-    assert rep.notes() == {}
-    assert rep.summary().splitlines()[-2:] == [
+    # four prices are scraped page markup (a <div>, CSS): unknown, and counted
+    assert rep.notes() == {"prices not understood (kept as unknown)": 4}
+    assert rep.summary().splitlines()[-3:] == [
         "  rejected 43,111: link target not in the catalogue (filtered)",
+        "  prices not understood (kept as unknown): 4",
         "  each rejected row, with its line, field and value, is in the reject CSV (LoadReport.write_rejects)"]
     # <style> and <script> elements scraped into three features are dropped with their content
     features = gift_cards.items["features"].explode().dropna()
@@ -345,3 +347,105 @@ def test_fallback_title():
 def test_parse_price_never_infinite():
     assert math.isnan(parse_price("9" * 400)) and math.isnan(parse_price(float("inf")))
     assert math.isnan(parse_price(1e309)) and math.isnan(parse_price(-0.5))
+
+
+# ------------------------------------------------------------------ older and trimmed copies
+
+
+def test_review_time_when_no_unix_review_time(tmp_path):
+    """Trimmed or 2014-style copies have only ``reviewTime``: read as midnight UTC, counted."""
+    _write(tmp_path / "meta_Toy.json.gz", [{"asin": "B1", "title": "Card"}])
+    base = {"overall": 5.0, "reviewerID": "U1", "asin": "B1", "summary": "ok"}
+    _write(tmp_path / "Toy_5.json.gz", [
+        {**base, "reviewTime": "06 17, 2018", "unixReviewTime": 1529193600},
+        {**base, "reviewTime": "06 17, 2018", "summary": "again"},   # same day: same key, a second review
+        {**base, "reviewTime": "6 7, 2018"},
+        {**base, "reviewTime": "yesterday", "reviewerID": "U2"},
+        {**base, "reviewerID": "U3"},
+    ])
+    ds = loaders.load("amazon2018", tmp_path)
+    assert ds.reviews["timestamp"].tolist() == [1529193600, 1529193600, 1528329600, 0, 0]
+    assert ds.reviews["review_id"].tolist()[:3] == ["U1|B1|1529193600", "U1|B1|1529193600#2", "U1|B1|1528329600"]
+    assert len(ds.interactions) == 4
+    assert ds.report.notes() == {"review times read from reviewTime (no unixReviewTime)": 2,
+                                 "reviews without a time (kept with timestamp 0)": 2}
+    assert not ds.report.rejects
+
+
+def test_review_time_out_of_range_is_an_error(tmp_path):
+    _write(tmp_path / "meta_Toy.json", [{"asin": "B1", "title": "Card"}])
+    _write(tmp_path / "Toy_5.json", [{"overall": 5.0, "reviewerID": "U1", "asin": "B1", "reviewTime": "06 17, 1968"}])
+    with pytest.raises(LoadError, match=r"Toy_5\.json, line 1: field 'reviewTime': timestamp out of range"):
+        loaders.load("amazon2018", tmp_path)
+
+
+def test_prices_not_understood_are_counted(tmp_path):
+    css = ".a-box-inner{background-color:#fff}#alohaBuyBoxWidget .selected{background-color:#fffbf3}"
+    _write(tmp_path / "meta_Toy.json.gz", [{"asin": "B1", "title": "A", "price": css},
+                                           {"asin": "B2", "title": "B", "price": ""},
+                                           {"asin": "B3", "title": "C", "price": "$1.00 - $5.00"},
+                                           {"asin": "B4", "title": "D"},
+                                           {"asin": "B1", "title": "again", "price": css}])  # filtered
+    _write(tmp_path / "Toy_5.json.gz",
+           [{"overall": 5.0, "reviewerID": "U1", "asin": "B3", "unixReviewTime": 1529193600}])
+    ds = loaders.load("amazon2018", tmp_path)
+    prices = ds.items.set_index("item_id")["price"]
+    assert prices.isna().tolist() == [True, True, False, True] and prices["B3"] == 1.0
+    assert ds.report.notes() == {"prices not understood (kept as unknown)": 1}
+
+
+def test_2014_meta_written_as_python_literals(tmp_path):
+    """McAuley's 2014 metadata is Python's repr of a dict, not JSON: read as a literal, counted."""
+    _write(tmp_path / "meta_Gift_Cards.json.gz", [
+        "{'asin': 'B004LLIKVU', 'title': ' Amazon eGift Card', 'categories': [['Gift Cards', 'Gift Cards']], "
+        "'related': {'also_bought': []}}",
+        "{'asin': 'B004Q7CK9M', 'title': \"Amazon.com Gift Card in a Greeting Card (Mom's Design)\", 'price': 40.0, "
+        "'brand': 'Amazon', 'categories': [['Gift Cards', 'Gift Cards']]}",
+        "{'asin': 'B00BROKEN1', 'title': oops}",   # still not a record
+    ])
+    _write(tmp_path / "reviews_Gift_Cards_5.json.gz", [
+        REVIEWS[0] | {"asin": "B004LLIKVU"},
+        "{'overall': 4.0, 'reviewerID': 'U2', 'asin': 'B004Q7CK9M', 'unixReviewTime': 1529193601, 'summary': 'ok'}",
+    ])
+    with pytest.raises(LoadError, match=r"meta_Gift_Cards\.json\.gz, line 3: malformed JSON"):
+        loaders.load("amazon2018", tmp_path)
+    ds = loaders.load("amazon2018", tmp_path, strict=False)
+    items = ds.items.set_index("item_id")
+    assert list(items.index) == ["B004LLIKVU", "B004Q7CK9M"]
+    assert items.loc["B004Q7CK9M", "title"] == "Amazon.com Gift Card in a Greeting Card (Mom's Design)"
+    assert (items.loc["B004Q7CK9M", "brand"], items.loc["B004Q7CK9M", "price"]) == ("Amazon", 40.0)
+    assert ds.reviews["rating"].tolist() == [5.0, 4.0]
+    assert ds.report.notes() == {"lines read as Python literals (the 2014 format)": 3}
+    assert [(r.line, r.kind) for r in ds.report.rejects] == [(3, "malformed JSON")]
+
+
+def test_2014_categories_and_related_links(tmp_path):
+    """The 2014 release keeps several category paths in ``categories`` and the links in
+    ``related``: each path is one category, also_bought / also_viewed / bought_together links."""
+    _write(tmp_path / "meta_Books.json.gz", [
+        "{'asin': 'A1', 'title': 'One', 'categories': [['Books', 'Mystery'], ['Books', 'Mystery'], "
+        "['Kindle Store', 'Thrillers']], 'related': {'also_bought': ['A2', 'ZZ'], 'also_viewed': ['A2'], "
+        "'bought_together': ['A2'], 'buy_after_viewing': ['A2']}}",
+        "{'asin': 'A2', 'title': 'Two', 'categories': [[]], 'salesRank': {'Books': 5}}",
+    ])
+    _write(tmp_path / "reviews_Books_5.json.gz", [REVIEWS[0] | {"asin": "A1"}, REVIEWS[0] | {"asin": "A2"}])
+    ds = loaders.load("amazon2018", tmp_path, strict=False)
+    items = ds.items.set_index("item_id")
+    assert items.loc["A1", "categories"] == ["Books > Mystery", "Kindle Store > Thrillers"]
+    assert items.loc["A2", "categories"] == []
+    links = sorted(map(tuple, ds.item_links[["src_item", "relation", "dst_item"]].to_numpy().tolist()))
+    assert links == [("A1", "also_buy", "A2"), ("A1", "also_view", "A2"), ("A1", "bought_together", "A2")]
+    assert [r.value for r in ds.report.rejects] == ["ZZ"]  # outside the catalogue: filtered
+
+
+def test_several_reviews_files_names_both_spellings(tmp_path):
+    _write(tmp_path / "meta_Gift_Cards.json.gz", META)
+    _write(tmp_path / "All_Beauty_5.json.gz", REVIEWS)
+    _write(tmp_path / "Gift_Cards_5.json.gz", REVIEWS)
+    with pytest.raises(LoadError) as exc:
+        loaders.load("amazon2018", tmp_path)
+    msg = str(exc.value)
+    assert "several reviews files (All_Beauty_5.json.gz, Gift_Cards_5.json.gz)" in msg
+    assert "-o reviews=PATH on the command line" in msg and "reviews=PATH from Python" in msg
+    ds = loaders.load("amazon2018", tmp_path, reviews=tmp_path / "Gift_Cards_5.json.gz")
+    assert len(ds.reviews) == 3

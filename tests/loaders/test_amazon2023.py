@@ -210,3 +210,45 @@ def test_prices_never_infinite(tmp_path):
                                          _meta("B0PINF0002", rng, price=float("inf"))])
     items = loaders.load("amazon2023", tmp_path).items.set_index("item_id")
     assert math.isnan(items.loc["B0PINF0001", "price"]) and math.isnan(items.loc["B0PINF0002", "price"])
+
+
+def test_timestamps_in_seconds(tmp_path):
+    """Re-exported copies hold seconds: a value below 1e11 (as ms, before March 1973) is seconds."""
+    rng = random.Random(6)
+    extra = [_review("U_SEC", "B0P0000001", 1_600_000_000, rng),
+             _review("U_SEC", "B0P0000002", 1_600_000_123, rng),
+             _review("U_MS", "B0P0000001", 1_600_000_000_999, rng),
+             _review("U_ZERO", "B0P0000001", 0, rng)]
+    write_category(tmp_path, extra_reviews=extra)
+    ds = loaders.load("amazon2023", tmp_path)
+    ts = ds.reviews.groupby("user_id")["timestamp"].apply(list)
+    assert ts["U_SEC"] == [1_600_000_000, 1_600_000_123]
+    assert ts["U_MS"] == [1_600_000_000] and ts["U_ZERO"] == [0]
+    assert ds.report.notes() == {"timestamps read as seconds (the 2023 format has milliseconds)": 2}
+
+
+def test_details_as_json_string(tmp_path):
+    """The Hugging Face ``datasets`` export stores ``details`` as JSON text; the brand comes from it."""
+    rng = random.Random(7)
+    extra = [_meta("B0PHF00001", rng, store=None, details=json.dumps({"Brand": "Acme", "UPC": "1"})),
+             _meta("B0PHF00002", rng, store=None, details="{Brand: Acme"),   # not JSON: counted, ignored
+             _meta("B0PHF00003", rng, store=None, details=""),
+             _meta("B0PHF00004", rng, store=None, details="[1, 2]")]
+    write_category(tmp_path, extra_meta=extra)
+    ds = loaders.load("amazon2023", tmp_path)
+    brands = ds.items.set_index("item_id")["brand"]
+    assert brands["B0PHF00001"] == "Acme"
+    assert brands[["B0PHF00002", "B0PHF00003", "B0PHF00004"]].tolist() == ["", "", ""]
+    assert ds.report.notes() == {"details that are not JSON (read as empty)": 1}
+
+
+def test_prices_not_understood_are_counted(tmp_path):
+    rng = random.Random(8)
+    extra = [_meta("B0PPR00001", rng, price=".a-box-inner{background-color:#fff}"),
+             _meta("B0PPR00002", rng, price="None"), _meta("B0PPR00003", rng, price=""),
+             _meta("B0PPR00004", rng, price="$14.99")]
+    write_category(tmp_path, extra_meta=extra)
+    ds = loaders.load("amazon2023", tmp_path)
+    prices = ds.items.set_index("item_id")["price"]
+    assert prices[["B0PPR00001", "B0PPR00002", "B0PPR00003"]].isna().all() and prices["B0PPR00004"] == 14.99
+    assert ds.report.notes() == {"prices not understood (kept as unknown)": 1}

@@ -111,6 +111,12 @@ def _recbole(tmp, inter=RB_INTER, item=RB_ITEM, user=RB_USER) -> Path:
     return tmp
 
 
+def _recbole_link(tmp, link: list) -> Path:
+    _recbole(tmp)
+    _lines(tmp / "ml-100k.link", link)
+    return tmp
+
+
 def _kgat(tmp, train=("0 0 1", "1 2"), test=("0 2", "1 0")) -> Path:
     for name, lines in (("train", train), ("test", test), ("user_list", KG_USERS), ("item_list", KG_ITEMS)):
         _lines(tmp / f"{name}.txt", list(lines))
@@ -165,6 +171,9 @@ CASES = {
     "amazon2018-bad-json": lambda t: Case(
         "amazon2018", _amazon2018(t, reviews=[REVIEWS_2018[0], '{"overall": 4.0, "verified": true, "reviewerID": "A2MN', REVIEWS_2018[2]]),
         "Gift_Cards_5.json.gz", 2, None, "malformed JSON"),
+    "amazon2018-bad-python-literal": lambda t: Case(  # the 2014 format, but not a literal either
+        "amazon2018", _amazon2018(t, meta=[META_2018[0], "{'asin': 'B004LLIKVU', 'title': Amazon}", META_2018[1]]),
+        "meta_Gift_Cards.json.gz", 2, None, "malformed JSON", keeps=("items", 2)),
     "amazon2023-bad-json": lambda t: Case(
         "amazon2023", _amazon2023(t, meta=[META_2023[0], "[1, 2]", META_2023[1]]),
         "meta_All_Beauty.jsonl", 2, None, "not a JSON object"),
@@ -216,6 +225,9 @@ CASES = {
     "recbole-unknown-item": lambda t: Case(
         "recbole", _recbole(t, inter=RB_INTER + ["196\t999\t2\t881250950"]),
         "ml-100k.inter", 5, "item_id", "unknown item"),
+    "recbole-link-unknown-item": lambda t: Case(  # RecBole ignores such links: filtered
+        "recbole", _recbole_link(t, ["item_id:token\tentity_id:token", "242\tm.1", "999\tm.9"]),
+        "ml-100k.link", 3, "item_id", "unknown item", error=False, keeps=("item_entities", 1)),
     "kgat-unknown-item": lambda t: Case(
         "kgat", _kgat(t, test=("0 2", "1 0 3")), "test.txt", 2, "item", "unknown item"),
     "csv-unknown-item": lambda t: Case(
@@ -255,6 +267,9 @@ CASES = {
     "amazon2018-time-fraction": lambda t: Case(
         "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 0, unixReviewTime=1529193600.5)),
         "Gift_Cards_5.json.gz", 1, "unixReviewTime", "not an integer", keeps=("reviews", 2)),
+    "amazon2018-review-time-1968": lambda t: Case(  # no unixReviewTime: reviewTime is read
+        "amazon2018", _amazon2018(t, reviews=_with(REVIEWS_2018, 1, unixReviewTime=None, reviewTime="06 14, 1968")),
+        "Gift_Cards_5.json.gz", 2, "reviewTime", "timestamp out of range", keeps=("reviews", 2)),
     "amazon2023-time-1e20": lambda t: Case(
         "amazon2023", _amazon2023(t, reviews=_with(REVIEWS_2023, 1, timestamp=1e20 * 1000)),
         "All_Beauty.jsonl", 2, "timestamp", "timestamp out of range", keeps=("reviews", 2)),
@@ -291,6 +306,9 @@ CASES = {
         keeps=("interactions", 2)),
     "recbole-timestamp-1e300": lambda t: Case(
         "recbole", _recbole(t, inter=RB_INTER[:2] + ["186\t302\t3\t1e300"] + RB_INTER[3:]),
+        "ml-100k.inter", 3, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
+    "recbole-timestamp-1e13-ms": lambda t: Case(  # milliseconds in the year 2286
+        "recbole", _recbole(t, inter=RB_INTER[:2] + ["186\t302\t3\t10000000000000"] + RB_INTER[3:]),
         "ml-100k.inter", 3, "timestamp", "timestamp out of range", keeps=("interactions", 2)),
     "recbole-timestamp-inf": lambda t: Case(
         "recbole", _recbole(t, inter=RB_INTER[:2] + ["186\t302\t3\tinf"] + RB_INTER[3:]),

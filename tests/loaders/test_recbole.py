@@ -119,3 +119,86 @@ def test_missing_inter_file(tmp_path):
     _folder(tmp_path, item=ITEM)
     with pytest.raises(LoadError, match="expected one .inter file"):
         loaders.load("recbole", tmp_path)
+
+
+# ------------------------------------------------------------------ other RecBole conversions
+
+AMAZON_ITEM = ("item_id:token\tsales_type:token\tsales_rank:float\tcategories:token_seq\ttitle:token\tprice:float\t"
+               "brand:token\n"
+               "0001\t\t\t'Books', 'Literature & Fiction', 'Science Fiction & Fantasy'\tThe Hobbit\t12.99\tPenguin\n"
+               "0002\tBooks\t12346\t'Books'\tDune\t\t\n"
+               "0004\tBooks\t12347\t'Arts, Crafts & Sewing', \"Children's Books\"\t\t0.0\tTor Books\n"
+               "0006\t\t\t\tCien años de soledad\t7.5\tVintage\n")
+
+
+def test_amazon_category_lists_split_on_commas(tmp_path):
+    """RecBole's Amazon conversion writes ``str(set)[1:-1]``: quoted names, comma-separated."""
+    inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\t0001\t5\t1529193600\n"
+    path = _folder(tmp_path, inter=inter, item=AMAZON_ITEM)
+    ds = loaders.load("recbole", path)
+    cats = ds.items.set_index("item_id")["categories"].to_dict()
+    assert cats == {"0001": ["Books", "Literature & Fiction", "Science Fiction & Fantasy"], "0002": ["Books"],
+                    "0004": ["Arts, Crafts & Sewing", "Children's Books"], "0006": []}
+    assert ds.report.notes()["category lists split on commas (toy.item: categories)"] == 3
+    # an empty title falls back, as in the Amazon loaders: brand — leaf category
+    assert ds.items.set_index("item_id").loc["0004", "title"] == "Tor Books — Arts, Crafts & Sewing"
+    assert ds.report.titles_fallback == 1
+
+
+def test_yelp_category_lists_split_on_commas(tmp_path):
+    item = ("business_id:token\titem_name:token_seq\tcity:token_seq\tcategories:token_seq\n"
+            "b1\tPizzeria Bianco\tPhoenix\tRestaurants, Pizza, Italian\n"
+            "b4\tThe Tipsy Cow\tPhoenix\tNightlife, Bars, American (Traditional)\n"
+            "b5\tDr. Li\tPhoenix\tAcupuncture\n"
+            "b6\tCafé Ü\tPhoenix\t\n")
+    inter = "user_id:token\tbusiness_id:token\tstars:float\tdate:float\nu1\tb1\t4\t1529193600\n"
+    path = _folder(tmp_path, inter=inter, item=item)
+    ds = loaders.load("recbole", path, item_field="business_id", rating_field="stars", time_field="date")
+    items = ds.items.set_index("item_id")
+    assert items["categories"].to_dict() == {"b1": ["Restaurants", "Pizza", "Italian"],
+                                             "b4": ["Nightlife", "Bars", "American (Traditional)"],
+                                             "b5": ["Acupuncture"], "b6": []}
+    assert items.loc["b1", "title"] == "Pizzeria Bianco"
+    assert ds.report.notes() == {"category lists split on commas (toy.item: categories)": 3}
+
+
+def test_no_genres_listed_is_no_category(tmp_path):
+    """ml-20m's ``(no genres listed)`` is ml-100k's ``unknown``; space-separated genres stay split on spaces."""
+    item = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
+            "1\tToy Story\t1995\tAdventure Animation Children Comedy Fantasy\n"
+            "6\tCity of God (Cidade de Deus)\t1998\t(no genres listed)\n")
+    inter = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t1\t3.5\t1112486027\n"
+    ds = loaders.load("recbole", _folder(tmp_path, inter=inter, item=item))
+    cats = ds.items.set_index("item_id")["categories"].to_dict()
+    assert cats == {"1": ["Adventure", "Animation", "Children", "Comedy", "Fantasy"], "6": []}
+    assert ds.report.notes() == {}
+
+
+def test_millisecond_timestamps(tmp_path):
+    """RecBole's Retailrocket conversion copies the raw ms timestamps."""
+    inter = ("timestamp:float\tvisitor_id:token\titem_id:token\n"
+             "1433221332117\t147\t42\n1433221393351\t125\t134\n1433221332\t125\t42\n")
+    ds = loaders.load("recbole", _folder(tmp_path, inter=inter), user_field="visitor_id")
+    assert ds.interactions["timestamp"].tolist() == [1433221332, 1433221393, 1433221332]
+    assert ds.report.notes() == {"timestamps read as milliseconds": 2}
+    assert ds.report.rejects == []
+
+
+def test_link_to_an_item_without_rows_is_filtered(tmp_path):
+    """A full-KG ``.link`` beside a filtered ``.inter``: RecBole ignores the extra links."""
+    path = _folder(tmp_path, inter=INTER, link="item_id:token\tentity_id:token\n10\tm.1\n99\tm.9\n")
+    ds = loaders.load("recbole", path)  # strict: not an error
+    assert ds.item_entities.to_dict("records") == [{"item_id": "10", "entity_id": "m.1"}]
+    (rej,) = ds.report.rejects
+    assert (Path(rej.file).name, rej.line, rej.field, rej.error) == ("toy.link", 3, "item_id", False)
+    assert "(filtered)" in ds.report.summary()
+
+
+def test_empty_title_falls_back(tmp_path):
+    """As in the Amazon loaders: brand — leaf category, else the brand, else the category, else the id."""
+    item = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\tbrand:token\n"
+            "10\t\t1995\tComedy\t\n20\t--\t1996\t\tAcme\n30\t\t\t\t\n40\tHeat\t1995\tAction\t\n")
+    ds = loaders.load("recbole", _folder(tmp_path, inter="user_id:token\titem_id:token\nu1\t10\n", item=item))
+    assert ds.items["title"].tolist() == ["Comedy", "Acme", "30", "Heat"]
+    assert ds.report.titles_fallback == 3
+    assert "titles replaced by a fallback name (brand — category, description or id): 3" in ds.report.summary()

@@ -256,13 +256,13 @@ def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
                 parse_item: ItemParser, parse_review: ReviewParser) -> Dataset:
     reviews_file, meta_file = find_files(layout, path, reviews, meta)
     report = LoadReport(strict=strict)
-    items, links = _read_meta(meta_file, report, parse_item, layout)
+    items, links = read_meta(meta_file, report, parse_item, layout)
     catalogue = {row["item_id"] for row in items}
     rows, id_only = _read_reviews(reviews_file, report, parse_review, catalogue)
     report.products_without_metadata = len(id_only)
     report.reviews_without_metadata = sum(id_only.values())
     items.extend({"item_id": iid} for iid in id_only)
-    item_links = _links(meta_file, report, links, catalogue | set(id_only))
+    item_links = read_links(meta_file, report, links, catalogue | set(id_only))
     report.check()
 
     review_table = make_table("reviews", pd.DataFrame(rows, columns=[
@@ -284,7 +284,7 @@ def read_amazon(layout: Layout, path, strict: bool, reviews, meta,
         reviews=review_table, item_links=make_table("item_links", item_links), report=report)
 
 
-def _read_meta(file: Path, report: LoadReport, parse: ItemParser, layout: Layout):
+def read_meta(file: Path, report: LoadReport, parse: ItemParser, layout: Layout):
     """Items and their raw links from the meta file; titles cleaned or fallen back (counted)."""
     items: list[dict] = []
     links: list[tuple[str, str, object, int]] = []  # (src, relation, targets, line)
@@ -314,7 +314,7 @@ def _read_meta(file: Path, report: LoadReport, parse: ItemParser, layout: Layout
     return items, links
 
 
-def _links(meta_file: Path, report: LoadReport, links, catalogue: set[str]) -> list[dict]:
+def read_links(meta_file: Path, report: LoadReport, links, catalogue: set[str]) -> list[dict]:
     out: list[dict] = []
     seen: set[tuple[str, str, str]] = set()
     for src, rel, targets, line in links:

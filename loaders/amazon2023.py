@@ -37,6 +37,10 @@ into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absen
 * interactions: one ``review`` event per kept review, ``value`` = ``rating``.
 * users: the reviewers of kept reviews (``name`` = "": the release has no names).
 
+The lab's benchmark files (``<Category>.train.csv`` / ``.valid.csv`` / ``.test.csv``:
+ratings with their split, or ``rating_only``'s ``<Category>.csv``) are read by
+:mod:`loaders.amazon2023_benchmark` when ``path`` is one of them or a folder of them.
+
 Rejects follow :mod:`loaders.amazon2018`: required fields are ``user_id``,
 ``parent_asin``/``asin`` and ``rating`` for reviews, ``parent_asin`` for meta.
 """
@@ -119,5 +123,12 @@ def review_time(rec: dict) -> tuple[int, str | None]:
 
 def read(path: str | Path | None = None, *, strict: bool = True,
          reviews: str | Path | None = None, meta: str | Path | None = None) -> Dataset:
-    """Read an Amazon 2023 category (folder, or one of its two files) into a Dataset."""
+    """Read an Amazon 2023 category (folder, or one of its two files) into a Dataset; the
+    lab's benchmark files (ratings with their split, :mod:`loaders.amazon2023_benchmark`)
+    when ``path`` is one of them or a folder holding them and no reviews file."""
+    from loaders import amazon2023_benchmark as benchmark
+
+    files = benchmark.benchmark_files(path) if reviews is None else {}
+    if files:
+        return benchmark.read(files, strict, meta)
     return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)

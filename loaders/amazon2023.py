@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loaders import amazon2023_benchmark as benchmark
 from loaders.amazon2018 import Layout, meta_price, read_amazon, with_notes
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
@@ -126,9 +127,7 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     """Read an Amazon 2023 category (folder, or one of its two files) into a Dataset; the
     lab's benchmark files (ratings with their split, :mod:`loaders.amazon2023_benchmark`)
     when ``path`` is one of them or a folder holding them and no reviews file."""
-    from loaders import amazon2023_benchmark as benchmark
-
     files = benchmark.benchmark_files(path) if reviews is None else {}
     if files:
-        return benchmark.read(files, strict, meta)
+        return benchmark.read(files, LAYOUT, parse_item, strict, meta)
     return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from loaders.amazon2018 import Layout, read_links, read_meta
+from loaders.amazon2018 import ItemParser, Layout, read_links, read_meta
 from loaders.dataset import KEYS, Dataset, make_table
 from loaders.errors import LoadError
 from loaders.report import LoadReport
@@ -104,10 +104,10 @@ def _ratings(file: Path, part: str, report: LoadReport, seen: set) -> pd.DataFra
     return chk.finish()
 
 
-def read(files: dict[str, Path], strict: bool = True, meta: str | Path | None = None) -> Dataset:
-    """The ratings of ``files`` (:func:`benchmark_files`) and their products (module docstring)."""
-    from loaders.amazon2023 import LAYOUT, parse_item
-
+def read(files: dict[str, Path], layout: Layout, parse_item: ItemParser, strict: bool = True,
+         meta: str | Path | None = None) -> Dataset:
+    """The ratings of ``files`` (:func:`benchmark_files`) and their products (module
+    docstring), the meta file read with ``parse_item`` of ``layout`` (Amazon 2023's)."""
     report = LoadReport(strict=strict)
     first = next(iter(files.values()))
     category = (_PART_FILE.match(first.name) or _ONE_FILE.match(first.name))["category"]
@@ -116,7 +116,7 @@ def read(files: dict[str, Path], strict: bool = True, meta: str | Path | None = 
                      if p.is_file()), None)
     elif not Path(meta).is_file():
         raise LoadError(str(meta), None, None, "no such file")
-    items, links = read_meta(Path(meta), report, parse_item, LAYOUT) if meta else ([], [])
+    items, links = read_meta(Path(meta), report, parse_item, layout) if meta else ([], [])
     seen: set = set()
     parts = [_ratings(files[p], p, report, seen) for p in (*PARTS, "") if p in files]
     rows = pd.concat(parts, ignore_index=True)

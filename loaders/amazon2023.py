@@ -51,7 +51,7 @@ import json
 from pathlib import Path
 
 from loaders import amazon2023_benchmark as benchmark
-from loaders.amazon2018 import Layout, meta_price, read_amazon, with_notes
+from loaders.amazon2018 import NO_TIME_NOTE, Layout, meta_price, read_amazon, with_notes
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
 from loaders.jsonl import is_missing, number_field, require, timestamp_field, to_number
@@ -115,7 +115,10 @@ def parse_review(rec: dict) -> dict:
 
 def review_time(rec: dict) -> tuple[int, str | None]:
     """A review's Unix seconds from ``timestamp`` in ms, or in seconds when below
-    :data:`MS_THRESHOLD` (then with :data:`SECONDS_NOTE`)."""
+    :data:`MS_THRESHOLD` (then with :data:`SECONDS_NOTE`); 0 when it has none (with the
+    2018 reader's note, "reviews without a time")."""
+    if is_missing(rec.get("timestamp")):
+        return 0, NO_TIME_NOTE
     v = to_number(rec.get("timestamp"))
     if v is not None and v != 0 and abs(v) < MS_THRESHOLD:
         return timestamp_field(rec, "timestamp"), SECONDS_NOTE

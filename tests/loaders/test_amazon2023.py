@@ -252,3 +252,17 @@ def test_prices_not_understood_are_counted(tmp_path):
     prices = ds.items.set_index("item_id")["price"]
     assert prices[["B0PPR00001", "B0PPR00002", "B0PPR00003"]].isna().all() and prices["B0PPR00004"] == 14.99
     assert ds.report.notes() == {"prices not understood (kept as unknown)": 1}
+
+
+def test_a_review_without_a_time_is_counted(tmp_path):
+    rng = random.Random(0)
+    review = _review("U1", "P1", 1529193600000, rng)
+    del review["timestamp"]
+    with gzip.open(tmp_path / "All_Beauty.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(review) + "\n")
+        fh.write(json.dumps(_review("U2", "P1", 1529193600000, rng)) + "\n")
+    with gzip.open(tmp_path / "meta_All_Beauty.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps(_meta("P1", rng)) + "\n")
+    ds = loaders.load("amazon2023", tmp_path)
+    assert sorted(ds.reviews["timestamp"]) == [0, 1529193600]
+    assert ds.report.notes() == {"reviews without a time (kept with timestamp 0)": 1}

@@ -16,7 +16,7 @@ Other columns are ignored. Field rules (all vectorised):
   ``transaction``/``order``/``buy``/``checkout``/``sale`` -> ``purchase``,
   ``pageview``/``detail``/``product_view`` … -> ``view``, ``impressions``/``shown`` ->
   ``impression``, ``rate`` -> ``rating``; counted in the notes); empty or absent ->
-  ``"purchase"``; anything else -> error naming the value and the accepted names.
+  ``"purchase"``, or the ``event`` option (``-o event=rating``: a file of ratings); anything else -> error naming the value and the accepted names.
 * ``value`` -- number, empty -> 1; ``rating`` -- number, empty -> NaN; bad -> error.
 * ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
   floored to the second) or an ISO date/datetime (UTC unless an offset is given; a
@@ -456,7 +456,7 @@ def _split_list(s: pd.Series) -> pd.Series:
 
 
 def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
-           known: dict[str, pd.Index | None]) -> pd.DataFrame:
+           known: dict[str, pd.Index | None], default_event: str = "purchase") -> pd.DataFrame:
     raw, lines = _read_file(file, report)
     rename = {}
     for canon in (c.name for c in TABLES[table]):
@@ -478,7 +478,7 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     out = chk.df
     f = names.get
     if table == "interactions":
-        out["event"] = _events(chk, f("event", "event"))
+        out["event"] = _events(chk, f("event", "event"), default_event)
         out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
         if "split" in out:  # a given split: train / valid (validation, val) / test, else an error
             sp = out["split"].str.lower().replace({"validation": "valid", "val": "valid"})
@@ -521,9 +521,9 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     return make_table(table, chk.finish())
 
 
-def _events(chk: Checker, field: str) -> pd.Series:
+def _events(chk: Checker, field: str, default: str = "purchase") -> pd.Series:
     """``event`` stripped and lower-cased, other vocabularies' names mapped to kgrec's
-    (:data:`EVENT_SYNONYMS`, counted in the notes), empty or absent -> ``"purchase"``.
+    (:data:`EVENT_SYNONYMS`, counted in the notes), empty or absent -> ``default``.
     Any other name is an error reject naming the value and the accepted names."""
     raw = chk.df["event"] if "event" in chk.df else pd.Series("", index=chk.df.index, dtype=str)
     ev = raw.str.strip().str.lower()
@@ -534,7 +534,7 @@ def _events(chk: Checker, field: str) -> pd.Series:
         shown = ", ".join(f"{a} → {b}" for a, b in pairs[:3]) + (" …" if len(pairs) > 3 else "")
         chk.report.note(f"event names mapped to kgrec's ({shown})", int(hit.sum()))
     ev = ev.where(mapped.isna(), mapped)
-    ev = ev.where(ev != "", "purchase")
+    ev = ev.where(ev != "", default)
     bad = np.flatnonzero(~ev.isin(EVENTS).to_numpy() & chk.alive)
     for i in bad:
         chk.report.reject(chk.file, int(chk.lines[i]), field, f"unknown event: {raw.iloc[i]!r} (not one of "
@@ -570,8 +570,12 @@ def _prices(chk: Checker, field: str) -> pd.Series:
 
 
 def read(path: str | Path | None = None, *, strict: bool = True,
-         mapping: dict | str | None = None, tables: dict | None = None) -> Dataset:
-    """Read canonical-ish CSV/Parquet tables (see module docstring) into a Dataset."""
+         mapping: dict | str | None = None, tables: dict | None = None, event: str = "purchase") -> Dataset:
+    """Read canonical-ish CSV/Parquet tables (see module docstring) into a Dataset.
+    ``event``: the event of an interaction without one (no ``event`` column, or an empty
+    cell), one of :data:`loaders.dataset.EVENTS`."""
+    if event not in EVENTS:
+        raise ConfigError(f"event={event!r}: not one of {', '.join(EVENTS)}")
     if isinstance(mapping, str):
         mapping = parse_mapping(mapping)
     mapping = mapping or {}
@@ -584,7 +588,7 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     out: dict[str, pd.DataFrame] = {}
     for table in _ORDER:
         if table in files:
-            out[table] = _table(table, files[table], report, mapping.get(table, {}), known)
+            out[table] = _table(table, files[table], report, mapping.get(table, {}), known, event)
             if table in known:
                 known[table] = pd.Index(out[table][f"{table[:-1]}_id"])
     if "items" not in out:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import loaders
+from loaders.errors import ConfigError
 from loaders.report import LoadError
 from loaders.tabular import parse_mapping
 
@@ -271,3 +272,18 @@ def test_comma_csv_with_semicolons_in_a_column_is_not_resplit(tmp_path):
     _write(tmp_path, interactions__csv="user_id,item_id\nu1;x,i1\n")
     ds = loaders.load("csv", tmp_path)
     assert ds.interactions["user_id"].tolist() == ["u1;x"] and ds.report.notes() == {}
+
+
+def test_default_event_option(tmp_path):
+    """A ratings file without an event column: ``event="rating"`` (``-o event=rating``) makes its
+    rows ratings with the rating as value, not purchases of that quantity; an empty cell of an
+    event column takes it too; an unknown name is a configuration error."""
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,value\nu1,i1,5\nu2,i1,3\n")
+    ds = loaders.load("csv", tmp_path, event="rating")
+    assert ds.interactions["event"].tolist() == ["rating", "rating"]
+    assert ds.interactions["value"].tolist() == [5.0, 3.0]
+    assert loaders.load("csv", tmp_path).interactions["event"].tolist() == ["purchase", "purchase"]
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,event\nu1,i1,\nu2,i1,click\n")
+    assert loaders.load("csv", tmp_path, event="view").interactions["event"].tolist() == ["view", "click"]
+    with pytest.raises(ConfigError, match="event='stars': not one of"):
+        loaders.load("csv", tmp_path, event="stars")

@@ -80,6 +80,25 @@ SEARCH_IVF_MIN = 50_000
 QUERY_CACHE = 1024
 
 
+
+def check_k(k: object) -> int:
+    """``k`` (how many results) as an int >= 1, else :class:`InvalidRequestError` naming ``k``
+    (a list can hold fewer: the candidates that pass the filters)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidRequestError(f"k: how many results must be a whole number >= 1, got {k!r}", "k")
+    return int(k)
+
+
+def _price_bound(value: object, name: str) -> float:
+    """A ``min_price`` / ``max_price`` filter as a finite float (InvalidRequestError naming it)."""
+    try:
+        bound = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"{name}: {value!r} is not a number", name) from None
+    if not math.isfinite(bound):
+        raise InvalidRequestError(f"{name}: {value!r} is not a finite number", name)
+    return bound
+
 @dataclass(frozen=True)
 class Recommendation:
     """One ranked product: ``score`` is the ranking score (log scale, higher is better);
@@ -337,9 +356,9 @@ class EngineVersion:
         if filters.get("brand"):
             ok &= c.brands == str(filters["brand"])
         if filters.get("min_price") is not None:
-            ok &= np.nan_to_num(c.prices, nan=-np.inf) >= float(filters["min_price"])
+            ok &= np.nan_to_num(c.prices, nan=-np.inf) >= _price_bound(filters["min_price"], "min_price")
         if filters.get("max_price") is not None:
-            ok &= np.nan_to_num(c.prices, nan=np.inf) <= float(filters["max_price"])
+            ok &= np.nan_to_num(c.prices, nan=np.inf) <= _price_bound(filters["max_price"], "max_price")
         return torch.from_numpy(ok)
 
     def _category_mask(self, want: str) -> np.ndarray:
@@ -861,6 +880,7 @@ class Engine:
                         explain: bool = False, max_paths: int = 3, batch_size: int = 256
                         ) -> list[list[Recommendation]]:
         """:meth:`recommend` for many users, scored in batches (offline scoring)."""
+        k = check_k(k)
         v = self.current  # this request's version, to its end
         weights = check_weights(weights, RECOMMEND_WEIGHTS)
         allowed = v.filter_mask(filters)
@@ -878,7 +898,7 @@ class Engine:
                weights: Mapping[str, float] | None = None, filters: Mapping[str, Any] | None = None
                ) -> list[Recommendation]:
         """Top ``k`` products for a text query, personalised when ``user_id`` is known."""
-        weights = check_weights(weights, SEARCH_WEIGHTS)
+        weights, k = check_weights(weights, SEARCH_WEIGHTS), check_k(k)
         if not str(query).strip():
             raise InvalidRequestError("search: the query is empty", "query")
         if len(str(query)) > MAX_QUERY_CHARS:
@@ -907,6 +927,7 @@ class Engine:
         built when the version is loaded; its recall against the exact scan is reported by
         ``bench/engine_latency.py``). With filters the index's candidates are filtered, and
         an exact scan answers when too few pass (:meth:`EngineVersion.nearest`)."""
+        k = check_k(k)
         v = self.current
         i = v.item_row(item_id)
         index = v.similar_index()

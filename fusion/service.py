@@ -117,7 +117,8 @@ class EventIn(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=200)
     item_id: str = Field(min_length=1, max_length=200)
-    event: str = Field(description="impression | view | click | cart | purchase | rating | review")
+    event: str = Field(description="impression | view | click | cart | purchase | rating | review "
+                                   "(or a synonym the CSV reader takes: addtocart, transaction, pageview …)")
     value: float = 1.0
     timestamp: int | None = Field(default=None, description="Unix seconds; default: now")
 

@@ -137,6 +137,15 @@ def fold_in_users(item_vectors: torch.Tensor, pairs: tuple[np.ndarray, np.ndarra
     return means[torch.from_numpy(np.asarray(rows, np.int64))] @ readout
 
 
+def _placeable(rows: np.ndarray, pu: np.ndarray, pi: np.ndarray, placed: np.ndarray, num_users: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` (user rows) split into those with a ``placed`` product (bool per product)
+    among their positive pairs ``(pu, pi)`` and those without (whose fold-in would be zero:
+    they keep the vector they have)."""
+    has = np.bincount(pu[placed[pi]], minlength=num_users) > 0
+    return rows[has[rows]], rows[~has[rows]]
+
+
 # ------------------------------------------------------------------ the update
 
 @dataclass
@@ -239,9 +248,12 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     fit = np.flatnonzero((hist_n > 0) & user_known)
     w_user = calibrate(hist_mean[fit], user_vec[fit])
     refold = np.union1d(changed_users, added_users).astype(np.int64)
-    has_item = item_known[pi]
-    if len(refold):
-        user_vec[refold] = fold_in_users(item_vec, (pu[has_item], pi[has_item]), refold, w_user, nu)
+    # users with a trained product in their history now; the others (every purchase a new
+    # product) after the new products are placed, below -- never a zero vector meanwhile
+    now_rows, later_rows = _placeable(refold, pu, pi, item_known, nu)
+    if len(now_rows):
+        has_item = item_known[pi]
+        user_vec[now_rows] = fold_in_users(item_vec, (pu[has_item], pi[has_item]), now_rows, w_user, nu)
     added_items = np.flatnonzero(~item_known)
     timings["fold-in"] = time.perf_counter() - t
 
@@ -276,9 +288,15 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     t = time.perf_counter()
     unplaced = 0
     if len(added_items):  # item_text: a zero row for a product without text (aligned)
+        buyer = (user_vec.abs().sum(1) > 0).numpy()[pu]  # a buyer with no vector yet says nothing
         item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
-                                                                   (pu, pi), added_items, text=item_text)
+                                                                   (pu[buyer], pi[buyer]), added_items, text=item_text)
         unplaced = int((item_vec[torch.from_numpy(added_items)].abs().sum(1) == 0).sum())
+    if len(later_rows):  # users who bought new products only: from those, now placed
+        placed = item_known | (item_vec.abs().sum(1) > 0).numpy()
+        rows, _ = _placeable(later_rows, pu, pi, placed, nu)
+        if len(rows):
+            user_vec[rows] = fold_in_users(item_vec, (pu[placed[pi]], pi[placed[pi]]), rows, w_user, nu)
     timings["fold-in"] += time.perf_counter() - t
 
     # side features over every event now in the store; the GNN tables keep the run's scale
@@ -578,15 +596,25 @@ class EventInbox:
         With ``engine``, an event of a product the run does not know is rejected (a product
         needs its catalogue row: ``kgrec ingest``)."""
         from loaders.dataset import EVENTS, timestamps_ok
+        from loaders.tabular import EVENT_SYNONYMS
+
+        def in_range(ts) -> bool:
+            try:
+                return bool(timestamps_ok(pd.Series([int(ts)], dtype="int64"))[0])
+            except (OverflowError, TypeError, ValueError):  # 1e20 does not fit in int64: out of range
+                return False
 
         now = int(time.time())
         rejects, keep = [], []
         for k, ev in enumerate(events):
             ts = ev.get("timestamp")
             ts = now if ts is None else ts
-            if ev.get("event") not in EVENTS:
-                rejects.append((k, "event", f"unknown event {ev.get('event')!r}; one of {', '.join(EVENTS)}"))
-            elif not bool(timestamps_ok(pd.Series([ts], dtype="int64"))[0]):
+            name = str(ev.get("event", "")).strip().lower()
+            ev = {**ev, "event": EVENT_SYNONYMS.get(name, name)}  # the CSV reader's names (addtocart -> cart)
+            if ev["event"] not in EVENTS:
+                rejects.append((k, "event", f"unknown event {name!r}; one of {', '.join(EVENTS)} "
+                                f"(or a synonym: {', '.join(EVENT_SYNONYMS)})"))
+            elif not in_range(ts):
                 rejects.append((k, "timestamp", f"timestamp out of range: {ts!r}"))
             elif not np.isfinite(float(ev.get("value", 1.0))):
                 rejects.append((k, "value", "value is not a finite number"))

@@ -36,6 +36,8 @@ the default for recommendation, :data:`RECOMMEND_WEIGHTS`, is ``ctr 1, cvr 1, ex
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping
 
 import torch
@@ -56,13 +58,22 @@ SEARCH_WEIGHTS: dict[str, float] = {"relevance": 1.0, "ctr": 0.1, "cvr": 0.1}
 
 
 def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, float]) -> dict[str, float]:
-    """``weights`` (or the default) after checking every key names an objective."""
+    """``weights`` (or the default) after checking every key names an objective and every
+    value is a finite number (InvalidRequestError naming ``weights``)."""
     if weights is None:
         return dict(default)
     unknown = set(weights) - set(WEIGHTED)
     if unknown:
         raise InvalidRequestError(f"unknown objective weights {sorted(unknown)}; use {', '.join(WEIGHTED)}", "weights")
-    return {k: float(v) for k, v in weights.items()}
+    out = {}
+    for k, v in weights.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(f"weights: {k}={v!r} is not a number", "weights") from None
+        if not math.isfinite(out[k]):
+            raise InvalidRequestError(f"weights: {k}={v!r} is not a finite number", "weights")
+    return out
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:

@@ -62,6 +62,13 @@ class StoreConfig:
                        database=str(location.get("database") or "neo4j"))
         raise ConfigError(f"unknown store kind {kind!r} in a store location (embedded or neo4j)")
 
+    def location(self) -> dict[str, str]:
+        """What :meth:`GraphStore.location` of the store this names records (no password):
+        the absolute directory of an embedded store; a Neo4j server, user and database."""
+        if self.kind == "neo4j":
+            return {"kind": "neo4j", "uri": self.uri, "user": self.user, "database": self.database}
+        return {"kind": "embedded", "path": str(Path(self.path).resolve())}
+
     def describe(self) -> str:
         if self.kind == "neo4j":
             return f"neo4j {redact_uri(self.uri)} (database {self.database})"

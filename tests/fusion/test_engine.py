@@ -74,6 +74,27 @@ def test_weights_set_the_ranking_score(engine):
     assert err.value.field == "weights"
 
 
+def test_requests_name_the_bad_parameter(engine):
+    """Not-a-number or infinite weights and price bounds, and k below 1, are refused naming the
+    parameter (they gave NaN scores, empty lists or a torch error)."""
+    user, item = engine.user_index[3], str(engine.catalogue.ids[0])
+    for weights in ({"ctr": float("nan")}, {"cvr": float("inf")}, {"ctr": "lots"}):
+        with pytest.raises(InvalidRequestError, match="weights: ") as err:
+            engine.recommend(user, weights=weights)
+        assert err.value.field == "weights"
+    for name, bound in (("max_price", float("nan")), ("min_price", "cheap"), ("max_price", float("-inf"))):
+        with pytest.raises(InvalidRequestError, match=name) as err:
+            engine.recommend(user, filters={name: bound})
+        assert err.value.field == name
+    for call in (lambda k: engine.recommend(user, k=k), lambda k: engine.search("red", k=k),
+                 lambda k: engine.similar(item, k=k), lambda k: engine.recommend_batch([user], k=k)):
+        for k in (0, -5, 2.5, True):
+            with pytest.raises(InvalidRequestError, match="k: ") as err:
+                call(k)
+            assert err.value.field == "k"
+    assert len(engine.recommend(user, k=np.int64(3))) == 3
+
+
 def test_filters(engine):
     user, c = engine.user_index[7], engine.catalogue
     price = float(np.nanmedian(c.prices))

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from fusion.tiny_run import make_tiny_run
+from kg.run_dir import RunDir
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "test-key-123"
@@ -35,8 +36,9 @@ def service(tmp_path_factory):
     run, dataset = make_tiny_run(tmp_path_factory.mktemp("service"))
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "KGREC_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "fusion.cli", "serve", "--run", str(run.path), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = RunDir(run.path).store_location()["path"]  # named with --db, as a user serving another copy would
+    proc = subprocess.Popen([sys.executable, "-m", "fusion.cli", "serve", "--run", str(run.path), "--db", store,
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 600  # a worker imports torch and loads the run (minutes on a busy machine)
     while True:

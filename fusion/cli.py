@@ -39,6 +39,17 @@ from kg.stores import StoreConfig, open_store
 from loaders import SOURCES
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1 (``-k``, ``--top``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _option(text: str) -> tuple[str, object]:
     """``key=value`` with the value parsed as a Python literal when it is one."""
     if "=" not in text:
@@ -69,7 +80,8 @@ def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = 
 
 def _load_source(args: argparse.Namespace, command: str):
     """The source of ``kgrec build`` / ``kgrec ingest`` loaded (``--option``, ``--map``,
-    ``--lenient``), its load summary printed and its reject report written; ``None``
+    ``--lenient``; for ``ingest --source csv`` read as a delta: ``loaders.tabular.read``'s
+    ``delta``), its load summary printed and its reject report written; ``None``
     (after a message on stderr) when rows were read but every one was rejected -- there is
     nothing to write, and a store left as it was must not read as a success."""
     from loaders import load
@@ -79,6 +91,8 @@ def _load_source(args: argparse.Namespace, command: str):
         from loaders.tabular import parse_mapping
 
         options["mapping"] = parse_mapping(args.map)
+    if command == "ingest" and args.source == "csv":  # a delta: its rows may name what the store holds
+        options["delta"] = True
     dataset = load(args.source, args.path, strict=not args.lenient, **options)
     report = dataset.report
     print(report.summary(rejects_path=args.rejects))
@@ -131,7 +145,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from fusion.update import update_run
 
-    _, store = _store(args, run=args.run)
+    # update_run only reads the store (the new version is written into the run folder): opened
+    # read-only, an embedded store's file is left as it was, also when there is nothing new
+    _, store = _store(args, read_only=True, run=args.run)
     with store:
         report = update_run(store, args.run, warm_start=args.warm_start)
     print(report.line())
@@ -246,8 +262,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     run = RunDir(args.run)
+    served = run.current_version()  # a CURRENT naming no version here is an error (serving fails on it)
     checked = run.verify()
-    print(f"{run.path}: ok, {checked} files as the manifest recorded them")
+    versions = run.verify_versions()  # every version folder present, each against its own manifest
+    line = f"{run.path}: ok, {checked} files as the manifest recorded them"
+    if versions:
+        line += "; versions " + ", ".join(f"{name} ({n} files)" for name, n in sorted(versions.items()))
+        line += " as theirs"
+    print(line + (f"; serving version {served}" if served else "; serving the trained run"))
     return 0
 
 
@@ -393,7 +415,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default="runs/latest", help="run folder (default: runs/latest)")
-    p.add_argument("-k", type=int, default=10, help="how many results (default: 10)")
+    p.add_argument("-k", type=_at_least_one, default=10, help="how many results (default: 10)")
     p.add_argument("--weights", help="objective weights, e.g. ctr=1,cvr=2,value=0.5 (default: "
                                      "ctr=1,cvr=1,exposure=0.5 to recommend, relevance=1,ctr=0.1,cvr=0.1 to search)")
     p.add_argument("--category", help="only products in this category (path or level name)")
@@ -528,7 +550,7 @@ def parser() -> argparse.ArgumentParser:
     va.add_argument("--run", default="runs/latest")
     va.add_argument("--by", choices=["ltv", "potential", "loyalty"], default="ltv",
                     help="customers by expected spend, products by expected units, or brands by repurchase rate")
-    va.add_argument("--top", type=int, default=20, help="rows to print (default: 20)")
+    va.add_argument("--top", type=_at_least_one, default=20, help="rows to print (default: 20)")
     va.add_argument("--user", help="one customer's value and brand loyalty")
     va.add_argument("--item", help="one product's potential")
     va.set_defaults(func=cmd_value)

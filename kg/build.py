@@ -90,6 +90,7 @@ class StepReport:
     skipped: int  # rows already in the store, unchanged (a rebuild, or an interrupted build resumed)
     seconds: float
     updated: int = 0  # rows already stored whose properties changed
+    in_graph: int | None = None  # a derived step: the relationships of its type in the store after it
 
 
 @dataclass
@@ -133,8 +134,9 @@ class BuildReport:
                 s = by_name.get(name)
                 lines.append(f"{name:<18} {n:>12,} {(s.created if s else 0):>12,} {(s.seconds if s else 0):>8.1f}")
         for s in self.steps:
-            if s.kind == "derived":  # not in counts: derived relationships (co-interaction counts)
-                lines.append(f"{s.name:<18} {s.rows:>12,} {s.created:>12,} {s.seconds:>8.1f}")
+            if s.kind == "derived":  # not in counts: derived relationships (co-interaction counts);
+                n = s.rows if s.in_graph is None else s.in_graph  # rows: the pairs (re)counted
+                lines.append(f"{s.name:<18} {n:>12,} {s.created:>12,} {s.seconds:>8.1f}")
         lines.append(f"rows read {self.rows_read:,} = kept {self.rows_kept:,} + rejected {self.rows_rejected:,}")
         for reason, n in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]) if reasons else ():
             lines.append(f"  rejected {n:,}: {reason}")
@@ -311,6 +313,8 @@ def update_co_counts(store: GraphStore, pending: dict[str, object],
     ``"derived"``, and the types whose counts are now complete."""
     from tqdm.auto import tqdm
 
+    from kg import queries as q
+
     reports, completed = [], set()
     for rel_type, items in pending.items():
         t = time.perf_counter()
@@ -326,8 +330,10 @@ def update_co_counts(store: GraphStore, pending: dict[str, object],
             if len(rows) else None
         bar.close()
         created, updated = (result.created, result.updated or 0) if result else (0, 0)
+        # the pairs recounted are those touching the products given: the total is one count query
+        total = int(store.run(q.count_rels_query(REL_BY_TYPE[co_type(rel_type)]))["c"].iloc[0])
         reports.append(StepReport("derived", co_type(rel_type), len(rows), created, len(rows) - created - updated,
-                                  round(time.perf_counter() - t, 3), updated))
+                                  round(time.perf_counter() - t, 3), updated, total))
         completed.add(rel_type)
     return reports, completed
 

@@ -11,6 +11,11 @@ and validated the same way, holding only what is new or changed -- to a store:
   (they need not be in the delta's ``users`` / ``items`` tables); users the store does
   not know yet become new users; an event or review of a product the store does not
   know is rejected (counted, with the reason: a product needs its catalogue row first);
+  a product row holding nothing but its id (how a loader lists the ids its events name,
+  ``loaders.tabular.read(..., delta=True)``) is no catalogue row: it creates no product
+  and updates none -- a row with any property (a title, a price, ``available = 0`` …) does;
+  a user row holding nothing but its id makes a new user only when an event or review
+  kept names it;
 * every ingest advances the store's **sequence number** (``KgrecMeta`` ``sequence``) and
   the store keeps an **identity** (``store_id``, made on the first build of an empty
   store), so a trained run, which records both (``run.json``), can tell what changed
@@ -52,15 +57,17 @@ def ingest(store: GraphStore, delta: Dataset, config: BuildConfig | None = None)
     """Apply ``delta`` to a connected ``store`` (see the module docstring)."""
     known_users = np.asarray(store.node_ids("User"), dtype=object)
     known_items = np.asarray(store.node_ids("Product"), dtype=object)
-    # a loader given only events lists their products and users id-only (no title, no
-    # name): for ones the store holds, that is no update -- their stored properties stay
+    # a loader lists the products and users its events name id-only (no title, no name)
+    # when it has no catalogue row for them: for ones the store holds, that is no update --
+    # their stored properties stay; a bare product the store does not hold is no catalogue
+    # row either (a mistyped SKU in an event feed): dropped, so its events are rejected below.
+    # A row with any property (a title, a price, available = 0 …) is a catalogue row. A bare
+    # user is made below only if some kept event or review names it (a new user).
     bare_item = ((delta.items[["title", "description", "brand"]] == "").all(axis=1)
                  & delta.items["price"].isna() & delta.items["categories"].map(len).eq(0)
                  & delta.items["features"].map(len).eq(0) & delta.items["available"].eq(1))
-    delta = replace(delta, items=delta.items[~(bare_item & isin(delta.items["item_id"], known_items))]
-                    .reset_index(drop=True),
-                    users=delta.users[~((delta.users["name"] == "") & isin(delta.users["user_id"], known_users))]
-                    .reset_index(drop=True))
+    delta = replace(delta, items=delta.items[~bare_item.to_numpy()].reset_index(drop=True),
+                    users=delta.users[~(delta.users["name"] == "").to_numpy()].reset_index(drop=True))
     items = delta.items["item_id"].astype(str)
     users = delta.users["user_id"].astype(str)
     rejected: dict[str, int] = {}
@@ -75,11 +82,13 @@ def ingest(store: GraphStore, delta: Dataset, config: BuildConfig | None = None)
         if (~ok).any():
             rejected[f"{name}: unknown product (ingest its catalogue row first)"] = int((~ok).sum())
         tables[name] = frame[ok].reset_index(drop=True)
-    links = delta.item_links
-    ok = (known_item(links["src_item"]) & known_item(links["dst_item"])) if len(links) else np.ones(0, bool)
-    if (~ok).any():
-        rejected["item_links: unknown product"] = int((~ok).sum())
-    tables["item_links"] = links[ok].reset_index(drop=True)
+    for name, cols in (("item_links", ("src_item", "dst_item")), ("item_entities", ("item_id",)),
+                       ("judgements", ("item_id",))):
+        frame = getattr(delta, name)
+        ok = np.logical_and.reduce([known_item(frame[c]) for c in cols]) if len(frame) else np.ones(0, bool)
+        if (~ok).any():
+            rejected[f"{name}: unknown product"] = int((~ok).sum())
+        tables[name] = frame[ok].reset_index(drop=True)
 
     mentioned = pd.concat([tables["interactions"]["user_id"], tables["reviews"]["user_id"]]).astype(str).unique()
     mentioned = pd.Series(mentioned, dtype=object)

@@ -34,6 +34,13 @@ checks it (:meth:`RunDir.verify`): a file that is missing, of another size or an
 hash than recorded, or a run without a manifest (older, or its training never finished)
 is one :class:`~kg.errors.IntegrityError` naming the file and the stage to retrain --
 never a silently different answer, never a traceback from deep inside a loader.
+
+**Versions.** ``kgrec update`` writes ``versions/v…`` folders, each with its own manifest,
+and ``CURRENT`` naming the one served (:meth:`RunDir.new_version`, :meth:`RunDir.serving`).
+A damaged version is not retrained (no stage writes one): its error says to drop it and
+serve the version before it, or the trained run, then update again. A ``CURRENT`` naming
+no version folder here is an error too, never the trained run served in its place;
+:meth:`RunDir.verify_versions` checks ``CURRENT`` and every version (``kgrec verify``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -57,6 +65,8 @@ MANIFEST = "manifest.json"
 RAN_WITH = "ran_with"  #: run.json: per stage, the threads and device it ran with (RunDir.record_ran_with)
 #: first path parts that live operation writes beside a trained run (not any stage's files)
 LIVE_PARTS = ("versions", "CURRENT", "inbox")
+CURRENT = "CURRENT"  #: the file naming the version served (RunDir.current_version)
+_VERSION_NAME = re.compile(r"v[0-9]+")  #: a run version's folder name (RunDir.new_version)
 #: first path part -> the stage that writes it (anything else: the gnn stage)
 _STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
              "comparison.md": "fusion", "run.json": "all", "value": "value"}
@@ -228,17 +238,64 @@ class RunDir:
         return self.path / "versions"
 
     def current_version(self) -> str | None:
-        """The name of the version serving reads (``CURRENT``), ``None`` for the trained run itself."""
-        current = self.path / "CURRENT"
-        if not current.exists():
-            return None
-        name = current.read_text().strip()
-        return name if name and (self.versions / name).is_dir() else None
+        """The name of the version serving reads (``CURRENT``), ``None`` for the trained run
+        itself (no ``CURRENT``: a run never updated). A ``CURRENT`` that names no version
+        folder here -- that folder or all of ``versions/`` deleted, an empty or garbled file --
+        is an :class:`IntegrityError` naming it and what to do, never the trained run served
+        silently in the place of the version it names."""
+        current = self.path / CURRENT
+        name = None
+        for _ in range(2):  # read again once: an update may have moved CURRENT on and pruned the old one
+            try:
+                name = current.read_text().strip()
+            except FileNotFoundError:
+                return None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise IntegrityError(f"{current} cannot be read ({type(exc).__name__}); "
+                                     f"{self._current_advice()}", str(current), "update") from None
+            if _VERSION_NAME.fullmatch(name) and (self.versions / name).is_dir():
+                return name
+        if not name:
+            what = f"{current} is empty"
+        elif not _VERSION_NAME.fullmatch(name):
+            what = f"{current} holds {name[:40]!r}, not the name of a run version"
+        else:
+            present = self.version_names()
+            what = (f"{current} names {name}, which is not in {self.versions} "
+                    + (f"(there: {', '.join(present)})" if present else "(no version is there)"))
+        raise IntegrityError(f"{what}; {self._current_advice()}", str(current), "update")
+
+    def _current_advice(self) -> str:
+        """What to do about a ``CURRENT`` that names no version here (advice that works:
+        ``kgrec update`` itself reads ``CURRENT`` first, so it cannot repair one)."""
+        present = self.version_names()
+        current = self.path / CURRENT
+        serve = (f"write the name of a version that is there into it to serve that one "
+                 f"(e.g. `echo {present[-1]} > {current}`), or delete it to serve the trained run"
+                 if present else f"delete it to serve the trained run (`rm {current}`)")
+        return f"{serve}; then `kgrec update --run {self.path}` folds the store's newer events into a new version"
+
+    def version_names(self) -> list[str]:
+        """The versions present under ``versions/`` (oldest first), whether served or not."""
+        if not self.versions.is_dir():
+            return []
+        return sorted((d.name for d in self.versions.iterdir() if _VERSION_NAME.fullmatch(d.name) and d.is_dir()),
+                      key=lambda n: int(n[1:]))
 
     def serving(self) -> RunDir:
         """The run as serving sees it: the current version over the trained run."""
         name = self.current_version()
         return RunVersion(self.path, self.versions / name) if name else self
+
+    def verify_versions(self) -> dict[str, int]:
+        """Check ``CURRENT`` (it names a version that is there, :meth:`current_version`) and
+        every version folder present, each against its own manifest -- the served one first;
+        returns ``{version: files checked}``. The first bad file is an :class:`IntegrityError`
+        naming it and what to do (serve another version, or none)."""
+        current = self.current_version()
+        names = self.version_names()
+        names = ([current] if current else []) + [n for n in names if n != current]
+        return {name: RunDir(self.versions / name).verify() for name in names}
 
     @contextlib.contextmanager
     def new_version(self, record: dict[str, Any], keep: int = 3) -> Iterator[RunDir]:
@@ -255,7 +312,7 @@ class RunDir:
             yield RunDir(tmp)
             write_json(tmp / "version.json", {**record, "version": name, "parent": parent})
             RunDir(tmp).write_manifest()
-        write_text(self.path / "CURRENT", name + "\n")
+        write_text(self.path / CURRENT, name + "\n")
         for old in sorted(d for d in self.versions.glob("v*") if d.is_dir())[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -339,6 +396,9 @@ class RunDir:
         if not path.exists():
             if not self.path.exists():
                 raise RunFolderError(f"no run folder at {self.path}; train one first (kgrec train --run {self.path})")
+            if self._version_of() is not None:
+                raise IntegrityError(f"{path} is missing: {self.path} is a run version whose writing did not "
+                                     f"finish or was damaged; {self._advice('all')}", str(path), "all")
             raise IntegrityError(f"{path} is missing: {self.path} was written by an older kgrec or its "
                                  f"training did not finish; retrain it (kgrec train --run {self.path})",
                                  str(path), "all")
@@ -346,8 +406,44 @@ class RunDir:
             files = json.loads(path.read_text())["files"]
             return {str(k): {"size": int(v["size"]), "sha256": str(v["sha256"])} for k, v in files.items()}
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise IntegrityError(f"{path} is unreadable ({type(exc).__name__}); retrain the run "
-                                 f"(kgrec train --run {self.path})", str(path), "all") from None
+            raise IntegrityError(f"{path} is unreadable ({type(exc).__name__}); {self._advice('all')}",
+                                 str(path), "all") from None
+
+    def _version_of(self) -> Path | None:
+        """The trained run this folder is a version of (``<run>/versions/v…``), else ``None``."""
+        parent = self.path.parent
+        if (parent.name == "versions" and _VERSION_NAME.fullmatch(self.path.name)
+                and any((parent.parent / f).exists() for f in (MANIFEST, "run.json", CURRENT))):
+            return parent.parent
+        return None
+
+    def _advice(self, stage: str) -> str:
+        """What to do about a damaged file of ``stage`` here: retrain that stage -- or, in a
+        run version (which no stage writes: ``kgrec update`` does), stop serving it."""
+        run = self._version_of()
+        if run is not None:
+            return RunDir(run)._version_advice(self.path.name)
+        if stage == "all":
+            return f"retrain the run (kgrec train --run {self.path})"
+        return f"retrain the {stage} stage (kgrec train --stage {stage} --run {self.path})"
+
+    def _version_advice(self, name: str) -> str:
+        """What to do about the damaged version ``name`` of this run (advice that works:
+        ``kgrec update`` reads the served version first, and training writes no version)."""
+        folder, current = self.versions / name, self.path / CURRENT
+        try:
+            served = self.current_version()
+        except IntegrityError:
+            served = None
+        if served != name:
+            return (f"{name} is not the version served ({f'{current} names {served}' if served else 'none is'}): "
+                    f"delete its folder (`rm -r {folder}`)")
+        older = [n for n in self.version_names() if int(n[1:]) < int(name[1:])]
+        back = (f"write {older[-1]} into {current} to serve the version before it (`echo {older[-1]} > {current}`) "
+                f"or delete {current} to serve the trained run" if older else
+                f"delete {current} to serve the trained run")
+        return (f"{name} is the version served: delete its folder (`rm -r {folder}`) and {back}; then "
+                f"`kgrec update --run {self.path}` folds the store's newer events into a new version")
 
     def verify(self, stages: tuple[str, ...] | None = None) -> int:
         """Check the files of ``stages`` (default: all) against the manifest; returns how
@@ -359,9 +455,6 @@ class RunDir:
             if stages is not None and stage not in stages and stage != "all":
                 continue
             path = self.path / rel
-            redo = ("retrain the run (kgrec train --run {run})" if stage == "all" else
-                    "retrain the {stage} stage (kgrec train --stage {stage} --run {run})").format(
-                stage=stage, run=self.path)
             try:
                 size = path.stat().st_size
                 problem = None if size == want["size"] else f"{size:,} bytes, the manifest says {want['size']:,}"
@@ -372,7 +465,7 @@ class RunDir:
             except OSError as exc:
                 problem = f"it cannot be read ({exc.strerror or exc})"
             if problem:
-                raise IntegrityError(f"{path}: {problem}; {redo}", str(path), stage)
+                raise IntegrityError(f"{path}: {problem}; {self._advice(stage)}", str(path), stage)
             checked += 1
         return checked
 
@@ -385,9 +478,8 @@ class RunDir:
         except (IntegrityError, RunFolderError):
             raise
         except Exception as exc:  # noqa: BLE001 - any parser's error: say which file, not where in the parser
-            raise IntegrityError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); retrain "
-                                 f"the {stage} stage (kgrec train --stage {stage} --run {self.path})",
-                                 str(path), stage) from exc
+            raise IntegrityError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                                 f"{self._advice(stage)}", str(path), stage) from exc
 
     # ------------------------------------------------------------ split
     def save_split(self, split: Split) -> None:
@@ -439,3 +531,11 @@ class RunVersion(RunDir):
     def verify(self, stages: tuple[str, ...] | None = None) -> int:
         """The trained run's files and the version's own, each against its manifest."""
         return RunDir(self.path).verify(stages) + RunDir(self.version_path).verify(stages)
+
+    @contextlib.contextmanager
+    def reading(self, path: Path, stage: str) -> Iterator[None]:
+        """:meth:`RunDir.reading`, with the advice of the folder that holds ``path`` (a file
+        of the version is not retrained: see :meth:`RunDir._advice`)."""
+        mine = Path(path).is_relative_to(self.version_path)
+        with (RunDir(self.version_path) if mine else RunDir(self.path)).reading(path, stage):
+            yield

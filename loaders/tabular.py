@@ -45,6 +45,15 @@ from the ids used elsewhere. Rows repeating a key (:data:`loaders.dataset.KEYS`)
 filtered rejects (the first is kept). Line numbers: CSV line = row index + 2 (header
 is line 1; quoted fields spanning lines are not accounted for); Parquet: row index + 1.
 
+A *delta* (``read(..., delta=True)``, what ``kgrec ingest --source csv`` reads: rows new or
+changed since a store was built, :func:`kg.ingest.ingest`): interactions, reviews and
+item links may name items and users outside the delta's own items / users files (the
+store may hold them); those ids are listed id-only in ``items`` / ``users`` (as without
+the file), and the ingest decides against the store (an id-only item the store does not
+hold is no catalogue row: its events are rejected there). The interactions file is
+optional (an empty table) when some other table is present: ``items.csv`` alone is a
+catalogue delta (new products, price changes, ``available = 0`` withdrawals).
+
 A ``.csv`` file whose header, read with commas, is one column holding ``;`` or a tab
 (``item_id;title;price``: Excel's "CSV (semicolon)") is read with that separator, counted
 in the notes (``"items.csv: read as ';'-separated"``).
@@ -380,9 +389,16 @@ _IDS = {"interactions": ("user_id", "item_id"), "items": ("item_id",), "users": 
         "judgements": ("query", "item_id")}
 _ORDER = ("items", "users", "interactions", "reviews", "item_links", "triples",
           "item_entities", "judgements")
+#: the (table, column)s whose items / users a delta may take from the store (not checked
+#: against its own items / users files: listed id-only instead, :func:`read`)
+_DELTA_REFS = {"items": (("interactions", "item_id"), ("reviews", "item_id"),
+                         ("item_links", "src_item"), ("item_links", "dst_item")),
+               "users": (("interactions", "user_id"), ("reviews", "user_id"))}
 
 
-def find_tables(path: str | Path | None, tables: dict | None) -> dict[str, Path]:
+def find_tables(path: str | Path | None, tables: dict | None, *, delta: bool = False) -> dict[str, Path]:
+    """The table files at ``path`` (a folder, or one interactions file) and in ``tables``.
+    An interactions file is required, unless ``delta`` and some other table is found."""
     files: dict[str, Path] = {}
     if path is not None:
         path = Path(path)
@@ -400,9 +416,10 @@ def find_tables(path: str | Path | None, tables: dict | None) -> dict[str, Path]
         if table not in TABLES:
             raise ConfigError(f"tables: unknown table {table!r}")
         files[table] = Path(file)
-    if "interactions" not in files:
+    if "interactions" not in files and not (delta and files):
         raise LoadError(str(path), None, None,
-                        f"no interactions file (interactions{{{','.join(EXTENSIONS)}}})")
+                        f"no interactions file (interactions{{{','.join(EXTENSIONS)}}})"
+                        + (" and no other table file" if delta else ""))
     return files
 
 
@@ -456,7 +473,7 @@ def _split_list(s: pd.Series) -> pd.Series:
 
 
 def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
-           known: dict[str, pd.Index | None], default_event: str = "purchase") -> pd.DataFrame:
+           known: dict[str, pd.Index | None], default_event: str = "purchase", delta: bool = False) -> pd.DataFrame:
     raw, lines = _read_file(file, report)
     rename = {}
     for canon in (c.name for c in TABLES[table]):
@@ -511,7 +528,8 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
         out["relevance"] = rel.fillna(0).where(chk.alive, 0).astype("int64")
     for col, ref in (("item_id", "items"), ("user_id", "users"), ("src_item", "items"),
                      ("dst_item", "items")):
-        if col in out and table != ref and known.get(ref) is not None:
+        if col in out and table != ref and known.get(ref) is not None \
+                and not (delta and (table, col) in _DELTA_REFS[ref]):
             chk.unknown(col, known[ref], f"{ref[:-1]} (not in the {ref} file)", field=f(col, col),
                         error=table != "item_links")
     for col in KEYS[table]:
@@ -570,10 +588,13 @@ def _prices(chk: Checker, field: str) -> pd.Series:
 
 
 def read(path: str | Path | None = None, *, strict: bool = True,
-         mapping: dict | str | None = None, tables: dict | None = None, event: str = "purchase") -> Dataset:
+         mapping: dict | str | None = None, tables: dict | None = None, event: str = "purchase",
+         delta: bool = False) -> Dataset:
     """Read canonical-ish CSV/Parquet tables (see module docstring) into a Dataset.
     ``event``: the event of an interaction without one (no ``event`` column, or an empty
-    cell), one of :data:`loaders.dataset.EVENTS`."""
+    cell), one of :data:`loaders.dataset.EVENTS`. ``delta``: the tables are a delta for
+    :func:`kg.ingest.ingest` (module docstring): their rows may name items and users outside
+    the items / users files, and the interactions file is optional."""
     if event not in EVENTS:
         raise ConfigError(f"event={event!r}: not one of {', '.join(EVENTS)}")
     if isinstance(mapping, str):
@@ -582,15 +603,26 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     for table in mapping:
         if table not in TABLES:
             raise ConfigError(f"mapping: unknown table {table!r}")
-    files = find_tables(path, tables)
+    files = find_tables(path, tables, delta=delta)
     report = LoadReport(strict=strict)
     known: dict[str, pd.Index | None] = {"items": None, "users": None}
     out: dict[str, pd.DataFrame] = {}
     for table in _ORDER:
         if table in files:
-            out[table] = _table(table, files[table], report, mapping.get(table, {}), known, event)
+            out[table] = _table(table, files[table], report, mapping.get(table, {}), known, event, delta)
             if table in known:
                 known[table] = pd.Index(out[table][f"{table[:-1]}_id"])
+    if "interactions" not in out:  # a delta without events (find_tables)
+        out["interactions"] = make_table("interactions")
+    for table, refs in _DELTA_REFS.items() if delta else ():
+        if table in out:  # ids outside the file, which the store may hold: listed id-only (kg.ingest decides)
+            col = f"{table[:-1]}_id"
+            ids = pd.Series(pd.unique(pd.concat([out[t][c] for t, c in refs if t in out], ignore_index=True)),
+                            dtype=out[table][col].dtype)
+            extra = ids[~isin(ids, out[table][col])]
+            if len(extra):
+                out[table] = make_table(table, pd.concat([out[table], make_table(table, {col: extra.to_numpy()})],
+                                                         ignore_index=True))
     if "items" not in out:
         ids = [out[t][c] for t, cols in (("interactions", ["item_id"]), ("reviews", ["item_id"]),
                                          ("item_links", ["src_item", "dst_item"]),
@@ -601,6 +633,6 @@ def read(path: str | Path | None = None, *, strict: bool = True,
         ids = [out[t]["user_id"] for t in ("interactions", "reviews") if t in out]
         out["users"] = make_table("users", {"user_id": pd.unique(pd.concat(ids, ignore_index=True))})
     report.check()
-    first = files["interactions"]
+    first = files.get("interactions") or next(iter(files.values()))
     name = first.parent.name if path is not None and Path(path).is_dir() else first.name.split(".")[0]
     return Dataset(name=name, report=report, **out)

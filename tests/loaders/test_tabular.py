@@ -287,3 +287,38 @@ def test_default_event_option(tmp_path):
     assert loaders.load("csv", tmp_path, event="view").interactions["event"].tolist() == ["view", "click"]
     with pytest.raises(ConfigError, match="event='stars': not one of"):
         loaders.load("csv", tmp_path, event="stars")
+
+
+def test_a_delta_may_name_items_and_users_outside_its_files(tmp_path):
+    """``delta=True`` (``kgrec ingest --source csv``): events, reviews and item links may name
+    products and users the store holds -- listed id-only after the files' rows, for the ingest
+    to decide -- where a full read rejects them against the items / users files."""
+    _write(tmp_path,
+           interactions__csv="user_id,item_id,event\nnewbie,NEW1,purchase\nnewbie,00002,click\nann,GHOST,purchase\n",
+           items__csv="item_id,title,price\nNEW1,Red mug,14.5\n00001,Rake,999\n",
+           users__csv="user_id,name\nnewbie,New Bie\n",
+           reviews__csv="user_id,item_id,rating\nbob,00003,4\n",
+           item_links__csv="src_item,dst_item,relation\nNEW1,00004,also_buy\n")
+    with pytest.raises(LoadError, match="unknown item"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, delta=True)
+    assert ds.report.rejects == [] and len(ds.interactions) == 3 and len(ds.reviews) == 1 and len(ds.item_links) == 1
+    items = ds.items.set_index("item_id")
+    assert items.index.tolist() == ["NEW1", "00001", "00002", "GHOST", "00003", "00004"]
+    assert items.loc["00001", "price"] == 999 and items.loc["NEW1", "title"] == "Red mug"
+    assert items.loc["00002", "title"] == "" and math.isnan(items.loc["GHOST", "price"])  # id-only
+    assert ds.users["user_id"].tolist() == ["newbie", "ann", "bob"] and ds.users["name"].tolist()[0] == "New Bie"
+
+
+def test_a_catalogue_only_delta_needs_no_interactions_file(tmp_path):
+    """A delta of catalogue rows alone (a price change, a withdrawal) is read with an empty
+    interactions table; a full read still requires the interactions file, and a delta needs
+    some table."""
+    _write(tmp_path, items__csv="item_id,title,price,available\n26,Item 26 mug,61.42,0\n")
+    with pytest.raises(LoadError, match="no interactions file"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, delta=True)
+    assert ds.name == tmp_path.name and len(ds.interactions) == 0 and len(ds.users) == 0
+    assert ds.items[["item_id", "available"]].values.tolist() == [["26", 0]]
+    with pytest.raises(LoadError, match="no interactions file"):
+        loaders.load("csv", _empty(tmp_path), delta=True)

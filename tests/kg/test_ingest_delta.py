@@ -1,0 +1,117 @@
+"""``kgrec ingest --source csv`` of a delta into a store built from a small CSV shop.
+
+A delta's events may name the products and users the store holds although the delta has
+an items file of its own; a catalogue-only delta (a withdrawal) needs no interactions
+file; an event of a product no catalogue row names (a mistyped SKU) is rejected and
+creates no product -- whether the delta has an items file or not.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fusion.cli import main
+from kg.stores import StoreConfig, open_store
+
+UNKNOWN = "interactions: unknown product (ingest its catalogue row first)"
+
+
+def _write(folder: Path, **files: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.csv").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """A store built from 5 products (00001-00005) and 4 users' purchases; its --db path."""
+    items = "item_id,title,brand,price,categories\n" + "".join(
+        f"0000{i},Item {i},Acme,{10 * i}.00,Home > Kitchen\n" for i in range(1, 6))
+    events = "user_id,item_id,event,value,timestamp\n" + "".join(
+        f"u{u},0000{i},purchase,1,{1_700_000_000 + 10 * u + i}\n" for u in range(1, 5) for i in range(1, 6)
+        if (u + i) % 3)
+    db = tmp_path / "db"
+    assert main(["build", "--source", "csv", "--path", str(_write(tmp_path / "shop", items=items,
+                                                                   interactions=events)),
+                 "--db", str(db), "--no-progress", "--rejects", str(tmp_path / "rejects.csv")]) == 0
+    return db
+
+
+def _ingest(db: Path, delta: Path, *extra: str) -> int:
+    return main(["ingest", "--source", "csv", "--path", str(delta), "--db", str(db), "--no-progress",
+                 "--rejects", str(delta / "rejects.csv"), *extra])
+
+
+def _products(db: Path) -> dict[str, dict]:
+    with open_store(StoreConfig(kind="embedded", path=str(db))) as store:
+        rows = store.cypher("MATCH (p:Product) RETURN p.id AS id, p.price AS price, p.available AS available")
+    return {r["id"]: r for r in rows.to_dict("records")}
+
+
+def _events(db: Path, rel: str, user: str) -> list[str]:
+    with open_store(StoreConfig(kind="embedded", path=str(db))) as store:
+        rows = store.cypher(f"MATCH (u:User {{id: $u}})-[:{rel}]->(p:Product) RETURN p.id AS id", u=user)
+    return sorted(rows["id"])
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_a_delta_with_items_keeps_events_of_known_products(shop, tmp_path, capsys, lenient):
+    """Items file: a new product, a repriced known one, a price-only row (a catalogue row);
+    events of the new product, of a known product the items file does not list, and of an
+    unknown GHOST: the first two are ingested, GHOST's is rejected and is no product."""
+    delta = _write(tmp_path / "d1",
+                   items="item_id,title,brand,price,categories\n"
+                         "NEW1,Red ceramic mug,Acme,14.50,Home > Kitchen\n"
+                         "00001,Item 1,Acme,999.00,Home > Kitchen\n"
+                         "NEW3,,,5,\n",
+                   interactions="user_id,item_id,event,value,timestamp\n"
+                                "newbie,NEW1,purchase,1,1730073600\n"
+                                "newbie,00002,click,1,1730073601\n"
+                                "u2,NEW1,purchase,1,1730073602\n"
+                                "u3,GHOST,purchase,1,1730073603\n")
+    capsys.readouterr()
+    assert _ingest(shop, delta, *(["--lenient"] if lenient else [])) == 0
+    out = capsys.readouterr().out
+    assert f"rejected 1: {UNKNOWN}" in out
+    products = _products(shop)
+    assert "GHOST" not in products and {"NEW1", "NEW3"} <= set(products)
+    assert products["00001"]["price"] == 999.0 and products["NEW3"]["price"] == 5.0
+    assert _events(shop, "CLICKED", "newbie") == ["00002"] and _events(shop, "PURCHASED", "newbie") == ["NEW1"]
+    assert _events(shop, "PURCHASED", "u2") == ["00002", "00003", "00005", "NEW1"]
+    # the table's CO_PURCHASED row shows the pairs in the store, not the ones recounted now
+    with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
+        total = int(store.cypher("MATCH (:Product)-[e:CO_PURCHASED]->() RETURN count(e) AS c")["c"].iloc[0])
+    row = re.search(r"^CO_PURCHASED\s+([\d,]+)\s", out, re.M)
+    assert row and int(row.group(1).replace(",", "")) == total > 3
+
+
+def test_a_catalogue_only_delta_withdraws_a_product(shop, tmp_path):
+    delta = _write(tmp_path / "d5", items="item_id,title,brand,price,categories,available\n"
+                                          "00003,Item 3,Acme,30.00,Home > Kitchen,0\n")
+    assert _ingest(shop, delta) == 0
+    products = _products(shop)
+    assert products["00003"]["available"] == 0 and products["00004"]["available"] == 1 and len(products) == 5
+
+
+def test_an_events_only_delta_creates_no_product_for_an_unknown_id(shop, tmp_path, capsys):
+    """Without an items file every id of the events is listed id-only: a known product's
+    event is ingested (the product unchanged), its new user is made; GHOST's events are
+    rejected, and a new user with no other event is not made."""
+    delta = _write(tmp_path / "d3", interactions="user_id,item_id,event,value,timestamp\n"
+                                                 "newbie3,00002,purchase,1,1730073601\n"
+                                                 "u1,GHOST,purchase,1,1730073603\n"
+                                                 "ghostfan,GHOST,view,1,1730073604\n")
+    capsys.readouterr()
+    assert _ingest(shop, delta, "--lenient") == 0
+    out = capsys.readouterr().out
+    assert f"rejected 2: {UNKNOWN}" in out and "new users (first seen in these events): 1" in out
+    products = _products(shop)
+    assert "GHOST" not in products and len(products) == 5 and products["00002"]["price"] == 20.0
+    assert _events(shop, "PURCHASED", "newbie3") == ["00002"] and "GHOST" not in _events(shop, "PURCHASED", "u1")
+    with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
+        users = set(store.node_ids("User"))
+    assert "newbie3" in users and "ghostfan" not in users

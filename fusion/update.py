@@ -596,7 +596,7 @@ class EventInbox:
         With ``engine``, an event of a product the run does not know is rejected (a product
         needs its catalogue row: ``kgrec ingest``)."""
         from loaders.dataset import EVENTS, timestamps_ok
-        from loaders.tabular import EVENT_SYNONYMS
+        from loaders.tabular import EVENT_SYNONYMS, QUANTITY_EVENTS
 
         def in_range(ts) -> bool:
             try:
@@ -618,6 +618,8 @@ class EventInbox:
                 rejects.append((k, "timestamp", f"timestamp out of range: {ts!r}"))
             elif not np.isfinite(float(ev.get("value", 1.0))):
                 rejects.append((k, "value", "value is not a finite number"))
+            elif ev["event"] in QUANTITY_EVENTS and float(ev.get("value", 1.0)) <= 0:
+                rejects.append((k, "value", "not a quantity: a purchase or cart event needs value > 0"))
             elif engine is not None and not engine.knows_item(str(ev["item_id"])):
                 rejects.append((k, "item_id", f"unknown product {ev['item_id']!r}: add it to the catalogue first"))
             else:

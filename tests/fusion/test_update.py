@@ -442,9 +442,9 @@ def test_posted_events_are_checked_without_raising(tmp_path):
     inbox = EventInbox(tmp_path)
     good = {"user_id": "u", "item_id": "i", "event": "purchase", "value": 1.0, "timestamp": 1_700_000_000}
     accepted, rejects = inbox.put([{**good, "timestamp": 99999999999999999999}, {**good, "event": "wishlist"},
-                                   {**good, "event": " AddToCart "}, good])
+                                   {**good, "event": " AddToCart "}, good, {**good, "value": -2.0}])
     assert accepted == 2
-    assert [(k, field) for k, field, _ in rejects] == [(0, "timestamp"), (1, "event")]
+    assert [(k, field) for k, field, _ in rejects] == [(0, "timestamp"), (1, "event"), (4, "value")]
     import pandas as pd
 
     events = pd.concat(pd.read_parquet(f) for f in inbox.pending())

@@ -322,3 +322,15 @@ def test_a_catalogue_only_delta_needs_no_interactions_file(tmp_path):
     assert ds.items[["item_id", "available"]].values.tolist() == [["26", 0]]
     with pytest.raises(LoadError, match="no interactions file"):
         loaders.load("csv", _empty(tmp_path), delta=True)
+
+
+def test_a_purchase_needs_a_positive_quantity(tmp_path):
+    """A purchase (or cart) of quantity 0 or below -- a return -- is not a purchase: an error
+    naming the line; a rating of 0 is a value like any other."""
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,event,value\nu1,i1,purchase,2\nu2,i1,purchase,-1\nu3,i1,cart,0\nu4,i1,rating,0\n")
+    with pytest.raises(LoadError, match=r"line 3: field 'value': not a quantity"):
+        loaders.load("csv", tmp_path)
+    ds = loaders.load("csv", tmp_path, strict=False)
+    assert ds.interactions["user_id"].tolist() == ["u1", "u4"]
+    assert [r.line for r in ds.report.rejects] == [3, 4]

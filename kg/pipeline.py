@@ -71,6 +71,9 @@ class GnnRun:
     def report(self) -> str:
         from kg.content_baseline import CONTENT, SHUFFLED_CONTENT
 
+        if not len(self.split.test[0]):  # every figure would read 0.0000: a model that finds nothing
+            return ("No test pairs: nothing to measure (leave-last-out holds out an item only of users "
+                    "with at least 3; give a split, or more interactions per user).")
         table = markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks for m in ("recall", "ndcg")])
         if CONTENT in self.metrics:
             table += (f"\n\n{CONTENT}: no model -- items ranked by how much their KG neighbours (TF-IDF) overlap "

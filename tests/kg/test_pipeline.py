@@ -130,3 +130,18 @@ def test_similar_items_by_vector_index_with_graph_filters(shop, neo4j_uri, tmp_p
         same_cat = store.similar_items(item, k=5, same_category=True, max_price=bound)
         assert len(same_cat) > 0 and set(same_cat["id"]) <= set(peers["id"])
         assert (same_cat["price"] <= bound).all()
+
+
+def test_a_split_without_test_pairs_says_so_instead_of_zeros():
+    """Every user with fewer than 3 items: leave-last-out holds nothing out, and the report
+    says there is nothing to measure rather than a table of 0.0000."""
+    from types import SimpleNamespace
+
+    from kg.pipeline import GnnRun, GnnRunConfig
+    from kg.split import Split
+
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    split = Split(3, 4, (np.array([0, 1, 2]), np.array([0, 1, 2])), none, none)
+    text = GnnRun.report(SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}},
+                                         config=GnnRunConfig()))
+    assert text.startswith("No test pairs: nothing to measure") and "0.0000" not in text

@@ -4,7 +4,8 @@ Positives are the (user, product) pairs of the chosen interaction types, one per
 pair (the earliest time). Three ways to split them:
 
 * ``leave_last_out`` -- per user, by time: the last item is test, the one before
-  validation (users with fewer than 3 items keep everything in train);
+  validation (users with fewer than 3 items keep everything in train); items tied in time
+  (one day's reviews, one basket) are ordered at random (``seed``), not by their index;
 * ``time`` -- a global cut: the last ``test_fraction`` of the timeline is test,
   the ``valid_fraction`` before it validation;
 * ``given`` -- the source's own split (the interactions' ``split`` column: KGAT
@@ -130,7 +131,11 @@ def split_interactions(data, method: str = "leave_last_out", types: tuple[str, .
     n_users, n_items = data["user"].num_nodes, data["product"].num_nodes
     part = np.zeros(len(users), dtype=np.int8)  # 0 train, 1 valid, 2 test
     if method == "leave_last_out":
-        order = np.lexsort((items, time, users))  # per user by time (ties by item)
+        # per user by time; ties in time (a day's reviews, a basket, an export without
+        # times) in a seeded random order -- by item index they made every user's held-out
+        # item the highest-index one among those tied, so low-index items were never held out
+        ties = np.random.default_rng(seed).random(len(users))
+        order = np.lexsort((ties, time, users))
         u = users[order]
         last = np.ones(len(u), dtype=bool)
         last[:-1] = u[1:] != u[:-1]

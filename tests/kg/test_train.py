@@ -326,3 +326,29 @@ def test_loss_settings_are_checked():
                 dict(loss="softmax", softmax_negatives=0), dict(loss="softmax", negatives="hard")):
         with pytest.raises(ConfigError):
             small_config(**bad)
+
+
+def test_leave_last_out_orders_ties_in_time_at_random():
+    """Items bought at the same time (one day's reviews, a basket, no times at all) are held
+    out at random, not by index: by index every user's test item was their highest-index
+    one, so the highest-index items were never in anyone's training part."""
+    from torch_geometric.data import HeteroData
+
+    from kg.split import split_interactions
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(200), 5)
+    items = np.concatenate([rng.choice(50, 5, replace=False) for _ in range(200)])
+    data = HeteroData()
+    data["user"].num_nodes, data["product"].num_nodes = 200, 50
+    edge = data["user", "purchased", "product"]
+    edge.edge_index = torch.from_numpy(np.stack([users, items]))
+    edge.time = torch.zeros(len(users), dtype=torch.long)  # every time the same
+    edge.split = torch.zeros(len(users), dtype=torch.int8)
+    split = split_interactions(data, "leave_last_out", types=("purchased",))
+    per_user_max = np.full(200, -1)
+    np.maximum.at(per_user_max, users, items)
+    held = split.test[1]
+    assert split.sizes()["test"] == 200
+    assert (held == per_user_max[split.test[0]]).mean() < 0.5  # about 1 in 5, not every one
+    assert split_interactions(data, "leave_last_out", types=("purchased",)).test[1].tolist() == held.tolist()

@@ -289,8 +289,8 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     unplaced = 0
     if len(added_items):  # item_text: a zero row for a product without text (aligned)
         buyer = (user_vec.abs().sum(1) > 0).numpy()[pu]  # a buyer with no vector yet says nothing
-        item_vec[torch.from_numpy(added_items)] = fold_in_products(export, item_vec, item_known, user_vec,
-                                                                   (pu[buyer], pi[buyer]), added_items, text=item_text)
+        item_vec[torch.from_numpy(added_items)] = fold_in_products(
+            export, item_vec, item_known, user_vec, (pu[buyer], pi[buyer]), added_items, text=item_text)
         unplaced = int((item_vec[torch.from_numpy(added_items)].abs().sum(1) == 0).sum())
     if len(later_rows):  # users who bought new products only: from those, now placed
         placed = item_known | (item_vec.abs().sum(1) > 0).numpy()

@@ -35,8 +35,8 @@ Mapping:
   such products and ``report.reviews_without_metadata`` their kept reviews.
 * item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name;
   the 2014 release's ``related`` dict: ``also_bought`` -> ``also_buy``, ``also_viewed`` ->
-  ``also_view``, ``bought_together``). A target outside the items (metadata and id-only), a self-link or a repeated link is a
-  *filtered* reject, counted under the pseudo-file ``"<meta file>#also_buy"`` (resp.
+  ``also_view``, ``bought_together``). A target outside the items (metadata and id-only),
+  a self-link or a repeated link is a *filtered* reject, counted under the pseudo-file ``"<meta file>#also_buy"`` (resp.
   ``#also_view``).
 * reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{timestamp}"`` (a second review
   with the same key but another text or rating gets ``"#2"``, ``"#3"`` … appended), ``rating`` =

@@ -16,7 +16,8 @@ Other columns are ignored. Field rules (all vectorised):
   ``transaction``/``order``/``buy``/``checkout``/``sale`` -> ``purchase``,
   ``pageview``/``detail``/``product_view`` … -> ``view``, ``impressions``/``shown`` ->
   ``impression``, ``rate`` -> ``rating``; counted in the notes); empty or absent ->
-  ``"purchase"``, or the ``event`` option (``-o event=rating``: a file of ratings); anything else -> error naming the value and the accepted names.
+  ``"purchase"``, or the ``event`` option (``-o event=rating``: a file of ratings);
+  anything else -> error naming the value and the accepted names.
 * ``value`` -- number, empty -> 1; for ``purchase`` and ``cart`` a quantity, so > 0 (a
   return, a negative quantity, is an error); ``rating`` -- number, empty -> NaN; bad -> error.
 * ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
@@ -501,8 +502,9 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
         out["event"] = _events(chk, f("event", "event"), default_event)
         out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
         # a purchase or a cart's value is a quantity: a return (negative) or nothing bought is no purchase
-        counted = out["event"].isin(QUANTITY_EVENTS).to_numpy() & (pd.Series(out["value"], index=out.index) <= 0).to_numpy()
-        chk.reject(counted, f("value", "value"), "not a quantity: a purchase or cart event needs value > 0 "
+        value = pd.Series(out["value"], index=out.index)
+        returned = out["event"].isin(QUANTITY_EVENTS).to_numpy() & (value <= 0).to_numpy()
+        chk.reject(returned, f("value", "value"), "not a quantity: a purchase or cart event needs value > 0 "
                    "(a return is not a purchase)")
         if "split" in out:  # a given split: train / valid (validation, val) / test, else an error
             sp = out["split"].str.lower().replace({"validation": "valid", "val": "valid"})

@@ -15,7 +15,8 @@ and validated the same way, holding only what is new or changed -- to a store:
   ``loaders.tabular.read(..., delta=True)``) is no catalogue row: it creates no product
   and updates none -- a row with any property (a title, a price, ``available = 0`` …) does;
   a user row holding nothing but its id makes a new user only when an event or review
-  kept names it;
+  kept names it; a product row of a stored product is its whole new row: its properties
+  are updated and its brand and category links replaced (:func:`replace_stale_links`);
 * every ingest advances the store's **sequence number** (``KgrecMeta`` ``sequence``) and
   the store keeps an **identity** (``store_id``, made on the first build of an empty
   store), so a trained run, which records both (``run.json``), can tell what changed
@@ -30,7 +31,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from kg.build import BuildConfig, BuildReport, StoreVersion, build_graph
+from kg import queries as q
+from kg.build import BuildConfig, BuildReport, StoreVersion, advance, build_graph
 from kg.stores import GraphStore
 from loaders.dataset import Dataset, isin, make_table
 
@@ -42,11 +44,14 @@ class IngestReport:
     rejected: dict[str, int]          # reason -> rows
     new_users: int
     version: StoreVersion
+    links_removed: int = 0            # brand / category links a changed product row no longer names
 
     def table(self) -> str:
         lines = [self.build.table()]
         if self.new_users:
             lines.append(f"new users (first seen in these events): {self.new_users:,}")
+        if self.links_removed:
+            lines.append(f"brand / category links replaced by changed product rows: {self.links_removed:,} removed")
         for reason, n in self.rejected.items():
             lines.append(f"  rejected {n:,}: {reason}")
         lines.append(f"store sequence {self.version.sequence} (store {self.version.store_id[:8]})")
@@ -99,4 +104,28 @@ def ingest(store: GraphStore, delta: Dataset, config: BuildConfig | None = None)
     # only the delta's own rows are written (stored products keep their properties); its
     # rows may refer to the users and products the store holds
     report = build_graph(replace(delta, **tables), store, config, known_users=known_users, known_items=known_items)
-    return IngestReport(report, rejected, len(fresh), report.version)
+    replaced = replace_stale_links(store, delta.items[isin(delta.items["item_id"], known_items)])
+    version = report.version
+    if replaced and not (report.created or report.updated):  # the links removed are this ingest's only write
+        version = advance(store, {"dataset": delta.name, "links_removed": replaced})
+    return IngestReport(report, rejected, len(fresh), version, replaced)
+
+
+def replace_stale_links(store: GraphStore, items: pd.DataFrame) -> int:
+    """Remove the brand and category links of the stored products in ``items`` (catalogue
+    rows of a delta) that their rows no longer name -- a product re-listed under another
+    brand or category had both the old and the new. Returns the links removed (run again,
+    e.g. after a crash, it removes what is left: 0)."""
+    if not len(items):
+        return 0
+    ids = items["item_id"].astype(str)
+    kept = {"HAS_BRAND": [f"{i}{q.PAIR_SEP}{b}" for i, b in zip(ids, items["brand"]) if b],
+            "IN_CATEGORY": [f"{i}{q.PAIR_SEP}{c}" for i, cats in zip(ids, items["categories"]) for c in cats]}
+    removed = 0
+    for rel_type, keep in kept.items():
+        params = {"src": list(ids), "keep": keep, "sep": q.PAIR_SEP}
+        n = int(store.cypher(q.stale_links_query(rel_type, delete=False), **params)["n"].iloc[0])
+        if n:
+            store.cypher(q.stale_links_query(rel_type, delete=True), write=True, **params)
+            removed += n
+    return removed

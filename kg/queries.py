@@ -714,3 +714,19 @@ EXPLAIN_FALLBACK: dict[str, str] = {
         "list_transform(rels(p), x -> label(x)) AS types LIMIT 1"
     ),
 }
+
+
+#: between a product id and a node id in :func:`stale_links_query`'s ``$keep`` pairs (no id holds it)
+PAIR_SEP = "\u001f"
+
+
+def stale_links_query(rel_type: str, delete: bool) -> str:
+    """The ``rel_type`` relationships (``HAS_BRAND``, ``IN_CATEGORY``) of the products
+    ``$src`` to nodes their catalogue row no longer names -- ``$keep``: the pairs
+    ``product + $sep + node id`` that stay --, counted (``n``) or deleted. A product row
+    changed by an ingest replaces its brand and categories, as it replaces its properties.
+    (String pairs, not a list per product: Kùzu's ``IN`` takes no nested list parameter.)"""
+    spec = rel_spec(rel_type)
+    match = (f"UNWIND $src AS s MATCH (a:{quote(spec.src)} {{id: s}})-[e:{quote(spec.type)}]->(b:{quote(spec.dst)}) "
+             "WHERE NOT (s + $sep + b.id) IN $keep ")
+    return match + ("DELETE e" if delete else "RETURN count(e) AS n")

@@ -115,3 +115,20 @@ def test_an_events_only_delta_creates_no_product_for_an_unknown_id(shop, tmp_pat
     with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
         users = set(store.node_ids("User"))
     assert "newbie3" in users and "ghostfan" not in users
+
+
+def test_a_changed_row_replaces_the_products_brand_and_categories(shop, tmp_path, capsys):
+    """A product re-listed under another brand and category loses the old ones (it had both:
+    still matched a brand filter it no longer has); the others keep theirs; running the same
+    delta again removes nothing more."""
+    delta = _write(tmp_path / "relist", items="item_id,title,brand,price,categories\n"
+                   "00001,Item 1,Kettleworks,10.00,Garden > Tools|Home > Kitchen\n00002,Item 2,,20.00,\n")
+    assert _ingest(shop, delta) == 0
+    assert "brand / category links replaced by changed product rows: 3 removed" in capsys.readouterr().out
+    with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
+        links = store.cypher("MATCH (p:Product)-[e:HAS_BRAND|IN_CATEGORY]->(n) RETURN p.id AS p, n.id AS n")
+    got = {p: sorted(links[links["p"] == p]["n"]) for p in ("00001", "00002", "00003")}
+    assert got == {"00001": ["Garden > Tools", "Home > Kitchen", "Kettleworks"], "00002": [],
+                   "00003": ["Acme", "Home > Kitchen"]}
+    assert _ingest(shop, delta) == 0
+    assert "replaced" not in capsys.readouterr().out

@@ -111,3 +111,21 @@ def test_schema_names_only():
     with pytest.raises(ValueError):
         quote("Product`) DETACH DELETE (n")
     assert len({r.type for r in RELS}) == len(RELS)
+
+
+def test_an_ingested_row_replaces_a_products_brand_and_categories(store, tiny):
+    """Both stores: a product row changed by an ingest replaces the product's brand and
+    category links (the new ones written, the ones it no longer names removed)."""
+    from dataclasses import replace
+
+    from kg.ingest import ingest
+    from loaders.dataset import Dataset, make_table
+
+    build_graph(tiny, store, QUIET)
+    row = {**tiny.items.iloc[0].to_dict(), "brand": "Kettleworks", "categories": ["Garden > Tools"]}
+    report = ingest(store, replace(Dataset(name="relist"), items=make_table("items", [row])), QUIET)
+    assert report.links_removed == 2
+    got = store.cypher("MATCH (p:Product {id: 'p1'})-[e:HAS_BRAND|IN_CATEGORY]->(n) RETURN n.id AS n")
+    assert sorted(got["n"]) == ["Garden > Tools", "Kettleworks"]
+    kept = store.cypher("MATCH (p:Product {id: 'p2'})-[e:HAS_BRAND|IN_CATEGORY]->(n) RETURN n.id AS n")
+    assert sorted(kept["n"]) == ["Acme", "Home > Kitchen > Mugs"]

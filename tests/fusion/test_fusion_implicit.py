@@ -1,5 +1,5 @@
 """The fusion stage on a real source without impressions: Amazon 2018 Gift Cards (reviews
-only), with a LightGCN graph encoder and a tiny random BERT (so the gain is not MiniLM's)."""
+only), with a LightGCN graph encoder and a tiny random BERT (so what it does is not MiniLM's)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from kg.train import TrainConfig
 from loaders import load
 
 
-def test_fused_beats_the_gnn_on_recall_where_the_source_has_no_impressions(gift_cards_dir, tmp_path):
+def test_fused_keeps_the_gnns_ranking_and_beats_popularity_where_the_source_has_no_impressions(gift_cards_dir,
+                                                                                                 tmp_path):
     dataset = load("amazon2018", str(gift_cards_dir))
     root = tmp_path
     db, run_dir = str(root / "graph"), root / "run"
@@ -55,13 +56,16 @@ def test_fused_beats_the_gnn_on_recall_where_the_source_has_no_impressions(gift_
     fused = results["fused"]
     mean = {m: float(np.mean([r[m] for r in single])) for m in ("recall@10", "ndcg@10")}
     print(fused, mean, [r["recall@10"] for r in single])
-    # 458 test users: one standard error of Recall@10 is about 0.02. With this random BERT
-    # (its text alone: Recall@10 0.015, so the gain is the re-ranking of the GNN's candidates
-    # with the side features) the ensemble measured 0.286 and 0.303 in two processes (its
-    # members 0.242-0.299, mean 0.266) against the GNN's 0.231 -- with MiniLM the text
-    # carries it to ~0.39 (bench/fusion_quality.py)
-    assert fused["recall@10"] > gnn["recall@10"], (fused, results)
-    assert fused["ndcg@10"] > gnn["ndcg@10"], (fused, results)
-    assert fused["recall@10"] > results["popularity"]["recall@10"], (fused, results)
+    # 458 test users: one standard error of Recall@10 is about 0.022 (NDCG@10 about 0.013).
+    # With this random BERT (its text alone: Recall@10 0.02) the fused ranker re-ranks the
+    # GNN's candidates with its side features: 0.3559 / NDCG@10 0.1787 against the GNN's
+    # 0.3472 / 0.1806 and popularity's 0.2511 (CI, leave-last-out ties at random). Before
+    # the ties were broken at random it "beat" a GNN held to 0.231 by the split's bias
+    # (bench/fusion_quality.py: with MiniLM, 0.3777 against 0.3472): so what is asserted is
+    # that re-ranking keeps the GNN's ranking within a standard error and beats popularity
+    # by more than two -- a fusion stage that learnt nothing, or the wrong thing, fails both.
+    assert fused["recall@10"] > gnn["recall@10"] - 0.022, (fused, results)
+    assert fused["ndcg@10"] > gnn["ndcg@10"] - 0.013, (fused, results)
+    assert fused["recall@10"] > results["popularity"]["recall@10"] + 0.045, (fused, results)
     # averaging loses nothing against its members on average
     assert fused["recall@10"] > mean["recall@10"] - 0.01, (fused, mean)

@@ -23,6 +23,8 @@ Other columns are ignored. Field rules (all vectorised):
 * ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
   floored to the second) or an ISO date/datetime (UTC unless an offset is given; a
   fraction of a second is dropped); a Parquet datetime column likewise; empty -> 0.
+  A date written day first with dots (``17.06.2018``, ``17.06.2018 14:05``: Excel in much
+  of Europe) is read as that day (counted in the notes).
   When *every* non-empty value of the column is an 8-digit YYYYMMDD date from 1900-01-01
   to 2199-12-31 (``20180617``, as in Tmall/IJCAI and JD logs), the column is read as dates
   (midnight UTC) and counted in the notes ("timestamps read as YYYYMMDD dates").
@@ -113,6 +115,10 @@ EVENT_SYNONYMS: dict[str, str] = {
 QUANTITY_EVENTS = ("purchase", "cart")
 #: the note (lenient mode) counting kept items whose price could not be read
 PRICES_NOT_UNDERSTOOD = "prices not understood (kept as unknown)"
+#: a day-first date with dots, as Excel writes dates in much of Europe: 17.06.2018[ 14:05[:09]]
+_DOTTED_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})((?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?)")
+#: the note counting timestamps read from day-first dotted dates
+DOTTED_NOTE = "timestamps read as day-first dates (17.06.2018)"
 #: the note counting timestamps read as YYYYMMDD dates (every value of the column is one)
 YYYYMMDD_NOTE = "timestamps read as YYYYMMDD dates"
 #: numbers at least this large (in absolute value) are milliseconds, not seconds
@@ -322,7 +328,13 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
         num = pd.to_numeric(text, errors="coerce").astype("float64")
         iso = (num.isna() & (text != "")).to_numpy()
         if iso.any():
-            dt = pd.to_datetime(text[iso], utc=True, errors="coerce", format="ISO8601")
+            written = text[iso]
+            dotted = written.str.fullmatch(_DOTTED_DATE.pattern)
+            if dotted.any():  # 17.06.2018 (Excel in Europe): day first, read as its ISO spelling
+                written = written.where(~dotted, written[dotted].str.replace(
+                    _DOTTED_DATE, lambda m: f"{m[3]}-{int(m[2]):02d}-{int(m[1]):02d}{m[4] or ''}", regex=True))
+            dt = pd.to_datetime(written, utc=True, errors="coerce", format="ISO8601")
+            chk.report.note(DOTTED_NOTE, int((dotted & dt.notna()).to_numpy()[chk.alive[iso]].sum()))
             num[iso] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("float64")
             chk.reject(num.isna().to_numpy() & iso, name, "not a Unix time or ISO date", s)
         chk.reject(~np.isfinite(num.fillna(0).to_numpy()), name, "not a finite number", s)

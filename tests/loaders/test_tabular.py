@@ -334,3 +334,15 @@ def test_a_purchase_needs_a_positive_quantity(tmp_path):
     ds = loaders.load("csv", tmp_path, strict=False)
     assert ds.interactions["user_id"].tolist() == ["u1", "u4"]
     assert [r.line for r in ds.report.rejects] == [3, 4]
+
+
+def test_day_first_dotted_dates(tmp_path):
+    """``17.06.2018`` (Excel's date in much of Europe) is the 17th of June, counted; a date
+    that is no day (``31.02.2018``) is rejected like any unreadable time."""
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,timestamp\nu1,i1,17.06.2018\nu2,i1,1.2.2019 14:05\nu3,i1,2018-06-17T00:00:00Z\n"
+        "u4,i1,31.02.2018\n")
+    ds = loaders.load("csv", tmp_path, strict=False)
+    assert ds.interactions["timestamp"].tolist() == [1529193600, 1549029900, 1529193600]
+    assert ds.report.notes()["timestamps read as day-first dates (17.06.2018)"] == 2
+    assert [r.line for r in ds.report.rejects] == [5]

@@ -926,11 +926,15 @@ class Engine:
         inverted-file index over :math:`c` instead (:class:`fusion.text.index.IVFIndex`,
         built when the version is loaded; its recall against the exact scan is reported by
         ``bench/engine_latency.py``). With filters the index's candidates are filtered, and
-        an exact scan answers when too few pass (:meth:`EngineVersion.nearest`)."""
+        an exact scan answers when too few pass (:meth:`EngineVersion.nearest`). A product
+        with neither a graph nor a text vector (all zeros) is like nothing: [] rather than
+        an arbitrary list at score 0."""
         k = check_k(k)
         v = self.current
         i = v.item_row(item_id)
         index = v.similar_index()
+        if not bool(index.vectors[i].any()):
+            return []
         top_s, top_j = v.nearest(index, index.vectors[i][None], k, v.filter_mask(filters), exclude=i)
         g = v.item_gnn_unit[top_j] @ v.item_gnn_unit[i]
         t = v.tables.item_text[top_j] @ v.tables.item_text[i]

@@ -352,3 +352,18 @@ def test_query_encoder_precision_is_auto_by_default(tiny_run):
         assert exact.encoder.precision == "fp32"
         cosine = (auto.encode_queries(queries) * exact.encode_queries(queries)).sum(-1)
         assert float(cosine.min()) >= 0.99
+
+
+def test_similar_of_a_product_without_any_vector_is_empty(engine):
+    """A product whose graph and text vectors are both zero is like nothing: [] -- not k
+    products in an arbitrary order at score 0."""
+    import dataclasses
+
+    v, i = engine.current, 3
+    item_gnn, item_text = v.tables.item_gnn.clone(), v.tables.item_text.clone()
+    item_gnn[i] = item_text[i] = 0.0
+    tables = dataclasses.replace(v.tables, item_gnn=item_gnn, item_text=item_text)
+    eng = Engine(v.model, tables, v.user_index, v.catalogue, v.seen, v.popularity, candidates=v.candidates)
+    assert eng.similar(str(v.catalogue.ids[i]), k=5) == []
+    others = eng.similar(str(v.catalogue.ids[4]), k=5)
+    assert len(others) == 5 and all(r.score != 0 for r in others)

@@ -18,7 +18,8 @@ The store is Neo4j when ``--neo4j-uri`` or ``NEO4J_URI`` is given (user, passwor
 and database from ``NEO4J_USER``/``NEO4J_PASSWORD``/``NEO4J_DATABASE``), else the
 embedded store at ``--db`` (default ``.kgrec/graph``). Commands that read a trained run
 (``recommend --explain``, ``explain --run``) use the graph the run was trained on
-(``run.json`` remembers it) unless ``--db`` or ``--neo4j-uri`` names another.
+(``run.json`` remembers it) unless ``--db`` or ``--neo4j-uri`` names another (with a
+note on stderr).
 
 Every deliberate error (:class:`kg.errors.KgrecError`) is printed as one line and the
 command exits with 2.
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from kg.errors import KgrecError
 from kg.run_dir import RunDir
-from kg.stores import StoreConfig, open_store
+from kg.stores import StoreConfig, open_store, same_store
 from loaders import SOURCES
 
 
@@ -70,9 +71,15 @@ def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = 
     """The store the arguments name; ``read_only`` opens the embedded store read-only,
     so several readers (torchrun ranks, explain) can share it. With ``run`` (a run
     folder) and neither ``--db`` nor ``--neo4j-uri``, the store that run was trained on."""
-    location = RunDir(run).store_location() if run and not (args.db or args.neo4j_uri) else None
-    config = StoreConfig.from_location(location) if location else StoreConfig.from_env(uri=args.neo4j_uri,
-                                                                                         path=args.db)
+    remembered = RunDir(run).store_location() if run else None
+    explicit = bool(args.db or args.neo4j_uri)
+    config = (StoreConfig.from_location(remembered) if remembered and not explicit
+              else StoreConfig.from_env(uri=args.neo4j_uri, path=args.db))
+    if remembered and explicit and not same_store(remembered, config.location()):
+        # allowed (a copy of the graph, a moved store), but never silently: a run read against
+        # another shop's graph gives wrong explanations, or folds in products it never saw
+        print(f"kgrec {args.command}: note: {run} was trained on {StoreConfig.from_location(remembered).describe()};"
+              f" using {config.describe()} as --db/--neo4j-uri asks", file=sys.stderr)
     if read_only and config.kind == "embedded":
         kwargs["read_only"] = True
     return config, open_store(config, **kwargs)
@@ -158,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from fusion.service import serve
 
     if args.db or args.neo4j_uri:
-        config, _ = _store(args)
+        config, _ = _store(args, run=args.run)
         os.environ["KGREC_SERVE_STORE"] = json.dumps(config.location())
     return serve(args.run, host=args.host, port=args.port, workers=args.workers)
 
@@ -331,7 +338,7 @@ def _engine(args: argparse.Namespace, need_store: bool = False):
 
     store = None
     if need_store and (args.db or args.neo4j_uri):
-        _, store = _store(args, read_only=True)
+        _, store = _store(args, read_only=True, run=args.run)
         store.connect()
     try:
         return Engine.open(args.run, store=store)

@@ -75,6 +75,17 @@ class StoreConfig:
         return f"embedded {self.path}"
 
 
+def same_store(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two store locations (:meth:`StoreConfig.location`) name one store: the same
+    embedded directory, or the same Neo4j server and database (the user does not matter)."""
+    if a.get("kind") != b.get("kind"):
+        return False
+    if a.get("kind") == "embedded":
+        return Path(str(a.get("path"))).resolve() == Path(str(b.get("path"))).resolve()
+    return (redact_uri(str(a.get("uri"))) == redact_uri(str(b.get("uri")))
+            and (a.get("database") or "neo4j") == (b.get("database") or "neo4j"))
+
+
 def open_store(config: StoreConfig | None = None, **kwargs) -> GraphStore:
     """Create (not yet connected) the store ``config`` describes."""
     config = config or StoreConfig.from_env()
@@ -90,4 +101,4 @@ def open_store(config: StoreConfig | None = None, **kwargs) -> GraphStore:
 
 
 __all__ = ["CypherStore", "EdgeIndex", "GraphStore", "Neighbour", "ReadOnlyError", "StoreConfig", "WriteResult",
-           "index_arrays", "open_store", "pending_rows", "redact_uri"]
+           "index_arrays", "open_store", "pending_rows", "redact_uri", "same_store"]

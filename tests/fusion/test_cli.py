@@ -148,6 +148,27 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
     assert "unknown user id 'nobody'" in capsys.readouterr().err
 
 
+def test_a_run_read_against_another_store_says_so(tmp_path, capsys, monkeypatch):
+    """``--db`` may name another store than the one a run was trained on (a copy, a moved
+    store), but not silently: explanations from another shop's graph would be wrong."""
+    from fusion.tiny_run import make_tiny_run
+
+    run, dataset = make_tiny_run(tmp_path)
+    other = str(tmp_path / "other")
+    assert main(["build", "--source", "synthetic", *SMALL, "-o", "seed=5", "--db", other, "--no-progress"]) == 0
+    capsys.readouterr()
+    user, item = dataset.interactions["user_id"].iloc[0], dataset.interactions["item_id"].iloc[0]
+    args = ["explain", "--run", str(run.path), "--user", user, "--item", item]
+    assert main([*args, "--db", other]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {run.path} was trained on embedded {tmp_path / 'graph'}" in err
+    assert f"using embedded {other} as --db/--neo4j-uri asks" in err
+    monkeypatch.chdir(tmp_path)  # the same store named by a relative path: no note
+    for same in ([], ["--db", "graph"]):
+        assert main([*args, *same]) == 0
+        assert "note:" not in capsys.readouterr().err
+
+
 def test_stats_of_a_missing_graph_says_so(tmp_path, capsys):
     assert main(["stats", "--db", str(tmp_path / "nothing")]) == 2
     assert "no graph at" in capsys.readouterr().err

@@ -233,9 +233,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    # a later stage continues a run: on the graph it was trained on, unless --db/--neo4j-uri says otherwise
-    store_config, store = _store(args, read_only=True,
-                                 run=args.run if args.stage in ("text", "fusion", "value") else None)
+    # a run trained before is trained again, or continued by a later stage, on the graph it was
+    # trained on unless --db/--neo4j-uri says otherwise (then with a note): a retrain on the
+    # default store would mix two shops' stages in one run folder
+    store_config, store = _store(args, read_only=True, run=args.run)
     rank0 = not distributed or int(os.environ.get("RANK", "0")) == 0
     try:
         if rank0:

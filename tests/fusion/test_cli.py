@@ -169,6 +169,24 @@ def test_a_run_read_against_another_store_says_so(tmp_path, capsys, monkeypatch)
         assert "note:" not in capsys.readouterr().err
 
 
+def test_a_retrained_stage_reads_the_store_the_run_was_trained_on(tmp_path, capsys, monkeypatch):
+    """``train --stage gnn --run R`` without ``--db`` retrains R on the graph R was trained on
+    (as the later stages do), not on whatever the default store holds: a run folder whose
+    stages were trained on two shops serves a mix of both."""
+    from fusion.tiny_run import make_tiny_run
+
+    run, _ = make_tiny_run(tmp_path / "shop")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)  # its default store, .kgrec/graph, does not exist
+    monkeypatch.delenv("KGREC_STORE", raising=False)
+    monkeypatch.delenv("NEO4J_URI", raising=False)
+    assert main(["train", "--stage", "gnn", "--run", str(run.path), "--epochs", "1", "--dim", "8",
+                 "--no-progress"]) == 0
+    assert f"training gnn on embedded {tmp_path / 'shop' / 'graph'} -> {run.path}" in capsys.readouterr().out
+    assert not (work / ".kgrec").exists()
+
+
 def test_stats_of_a_missing_graph_says_so(tmp_path, capsys):
     assert main(["stats", "--db", str(tmp_path / "nothing")]) == 2
     assert "no graph at" in capsys.readouterr().err

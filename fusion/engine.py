@@ -89,6 +89,24 @@ def check_k(k: object) -> int:
     return int(k)
 
 
+def check_user_ids(user_ids: object) -> list[str]:
+    """``user_ids`` as a list of non-empty strings, else :class:`InvalidRequestError`: one
+    string where a sequence of ids belongs was read as ids of one character each, and an id
+    that is not a string (7, None, a list) or is empty is a client's mistake that looked up
+    no one and was answered silently as an unknown visitor."""
+    if isinstance(user_ids, (str, bytes)):
+        raise InvalidRequestError(f"user_ids: expected a sequence of user ids, got the string {user_ids!r}",
+                                  "user_ids")
+    try:
+        ids = list(user_ids)  # type: ignore[call-overload]
+    except TypeError:
+        raise InvalidRequestError(f"user_ids: expected a sequence of user ids, got {user_ids!r}", "user_ids") from None
+    for u in ids:
+        if not isinstance(u, str) or not u.strip():
+            raise InvalidRequestError(f"user_id: expected a non-empty string, got {u!r}", "user_id")
+    return ids
+
+
 def _price_bound(value: object, name: str) -> float:
     """A ``min_price`` / ``max_price`` filter as a finite float (InvalidRequestError naming it)."""
     try:
@@ -351,14 +369,21 @@ class EngineVersion:
         ok = np.ones(len(c.ids), bool) if filters.pop("include_unavailable", False) else c.available.copy()
         if not filters and ok.all():
             return None
+        for name in ("category", "brand"):  # one value each: a list matched nothing, silently
+            if filters.get(name) is not None and not isinstance(filters[name], str):
+                raise InvalidRequestError(f"{name}: expected one {name} (a string), got {filters[name]!r}", name)
         if filters.get("category"):
-            ok &= self._category_mask(str(filters["category"]))
+            ok &= self._category_mask(filters["category"])
         if filters.get("brand"):
-            ok &= c.brands == str(filters["brand"])
-        if filters.get("min_price") is not None:
-            ok &= np.nan_to_num(c.prices, nan=-np.inf) >= _price_bound(filters["min_price"], "min_price")
-        if filters.get("max_price") is not None:
-            ok &= np.nan_to_num(c.prices, nan=np.inf) <= _price_bound(filters["max_price"], "max_price")
+            ok &= c.brands == filters["brand"]
+        low, high = (None if filters.get(n) is None else _price_bound(filters[n], n)
+                     for n in ("min_price", "max_price"))
+        if low is not None and high is not None and low > high:
+            raise InvalidRequestError(f"min_price: {low:g} is above max_price {high:g}: no price passes", "min_price")
+        if low is not None:
+            ok &= np.nan_to_num(c.prices, nan=-np.inf) >= low
+        if high is not None:
+            ok &= np.nan_to_num(c.prices, nan=np.inf) <= high
         return torch.from_numpy(ok)
 
     def _category_mask(self, want: str) -> np.ndarray:
@@ -490,6 +515,11 @@ class EngineVersion:
             self.mask_seen(scores, users)
         top = torch.topk(scores, min(self.candidates, n_items), dim=1)
         return top.indices, torch.isfinite(top.values)
+
+    def unscorable(self) -> tuple[str, ...]:
+        """The objectives a weight may name that this version cannot score (their weight is
+        ignored): ``exposure`` for a run trained without impressions."""
+        return () if self.scorer.exposure is not None else ("exposure",)
 
     @property
     def similar_vectors(self) -> torch.Tensor:
@@ -880,9 +910,9 @@ class Engine:
                         explain: bool = False, max_paths: int = 3, batch_size: int = 256
                         ) -> list[list[Recommendation]]:
         """:meth:`recommend` for many users, scored in batches (offline scoring)."""
-        k = check_k(k)
+        k, user_ids = check_k(k), check_user_ids(user_ids)
         v = self.current  # this request's version, to its end
-        weights = check_weights(weights, RECOMMEND_WEIGHTS)
+        weights = check_weights(weights, RECOMMEND_WEIGHTS, v.unscorable())
         allowed = v.filter_mask(filters)
         out: list[list[Recommendation]] = []
         for s in range(0, len(user_ids), batch_size):
@@ -898,7 +928,11 @@ class Engine:
                weights: Mapping[str, float] | None = None, filters: Mapping[str, Any] | None = None
                ) -> list[Recommendation]:
         """Top ``k`` products for a text query, personalised when ``user_id`` is known."""
-        weights, k = check_weights(weights, SEARCH_WEIGHTS), check_k(k)
+        weights, k = check_weights(weights, SEARCH_WEIGHTS, self.current.unscorable()), check_k(k)
+        if not isinstance(query, str):
+            raise InvalidRequestError(f"search: the query must be a string, got {query!r}"[:200], "query")
+        if user_id is not None:
+            check_user_ids([user_id])
         if not str(query).strip():
             raise InvalidRequestError("search: the query is empty", "query")
         if len(str(query)) > MAX_QUERY_CHARS:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Mapping
+from typing import Collection, Mapping
 
 import torch
 from torch.nn import functional as F
@@ -57,11 +57,22 @@ OPTIONAL = ("exposure",)
 SEARCH_WEIGHTS: dict[str, float] = {"relevance": 1.0, "ctr": 0.1, "cvr": 0.1}
 
 
-def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, float]) -> dict[str, float]:
-    """``weights`` (or the default) after checking every key names an objective and every
-    value is a finite number (InvalidRequestError naming ``weights``)."""
+#: the largest weight accepted: scores are float32 sums of weighted log-probabilities, and
+#: a weight near float32's range (3.4e38) would make every score infinite
+MAX_WEIGHT = 1e6
+
+
+def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, float],
+                  unavailable: Collection[str] = ()) -> dict[str, float]:
+    """``weights`` (or the default) after checking every key names an objective, every value
+    is a number of at most :data:`MAX_WEIGHT` in size, and some weight that is not zero names
+    an objective this run can score (``unavailable``: those it cannot, e.g. ``exposure``
+    without impressions, whose weight is ignored) -- weights that leave nothing to rank by
+    would return an arbitrary list at score 0. InvalidRequestError naming ``weights``."""
     if weights is None:
         return dict(default)
+    if not isinstance(weights, Mapping):
+        raise InvalidRequestError(f"weights: expected a mapping of objective to number, got {weights!r}", "weights")
     unknown = set(weights) - set(WEIGHTED)
     if unknown:
         raise InvalidRequestError(f"unknown objective weights {sorted(unknown)}; use {', '.join(WEIGHTED)}", "weights")
@@ -71,8 +82,14 @@ def check_weights(weights: Mapping[str, float] | None, default: Mapping[str, flo
             out[k] = float(v)
         except (TypeError, ValueError):
             raise InvalidRequestError(f"weights: {k}={v!r} is not a number", "weights") from None
-        if not math.isfinite(out[k]):
-            raise InvalidRequestError(f"weights: {k}={v!r} is not a finite number", "weights")
+        if not math.isfinite(out[k]) or abs(out[k]) > MAX_WEIGHT:
+            raise InvalidRequestError(f"weights: {k}={v!r} is not a finite number of at most {MAX_WEIGHT:g} in size",
+                                      "weights")
+    if not any(w for k, w in out.items() if k not in unavailable):
+        ignored = sorted(k for k, w in out.items() if w and k in unavailable)
+        raise InvalidRequestError("weights: nothing to rank by: every weight is zero"
+                                  + (f" or names an objective this run cannot score ({', '.join(ignored)})"
+                                     if ignored else ""), "weights")
     return out
 
 
@@ -84,6 +101,8 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
     out = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
+        if key.strip() in out:
+            raise InvalidRequestError(f"weights: {key.strip()} is given twice", "weights")
         try:
             out[key.strip()] = float(value)
         except ValueError:  # also a part without "=": its value is ""

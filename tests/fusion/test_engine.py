@@ -78,7 +78,10 @@ def test_requests_name_the_bad_parameter(engine):
     """Not-a-number or infinite weights and price bounds, and k below 1, are refused naming the
     parameter (they gave NaN scores, empty lists or a torch error)."""
     user, item = engine.user_index[3], str(engine.catalogue.ids[0])
-    for weights in ({"ctr": float("nan")}, {"cvr": float("inf")}, {"ctr": "lots"}):
+    # 1e200 is finite as a float64 but not as a float32 score (every candidate was dropped);
+    # weights that are all zero ranked by nothing (an arbitrary list at score 0)
+    for weights in ({"ctr": float("nan")}, {"cvr": float("inf")}, {"ctr": "lots"}, {"ctr": 1e200},
+                    {"ctr": 0, "cvr": 0}, {}, ["ctr"]):
         with pytest.raises(InvalidRequestError, match="weights: ") as err:
             engine.recommend(user, weights=weights)
         assert err.value.field == "weights"
@@ -93,6 +96,23 @@ def test_requests_name_the_bad_parameter(engine):
                 call(k)
             assert err.value.field == "k"
     assert len(engine.recommend(user, k=np.int64(3))) == 3
+    # a client's type mistakes were answered as something else: a string read as a list of
+    # one-letter users, a query str()-ed ("None"), an empty or non-string id as a visitor,
+    # a list of categories or crossed price bounds matching nothing
+    for call, field in ((lambda: engine.recommend_batch(user, k=3), "user_ids"),
+                        (lambda: engine.recommend("", k=3), "user_id"),
+                        (lambda: engine.recommend(None, k=3), "user_id"),
+                        (lambda: engine.recommend(7, k=3), "user_id"),
+                        (lambda: engine.search(None), "query"),
+                        (lambda: engine.search(b"red"), "query"),
+                        (lambda: engine.search("red", user_id=""), "user_id"),
+                        (lambda: engine.recommend(user, filters={"category": ["a", "b"]}), "category"),
+                        (lambda: engine.recommend(user, filters={"min_price": 10, "max_price": 5}), "min_price")):
+        with pytest.raises(InvalidRequestError) as err:
+            call()
+        assert err.value.field == field
+    assert len(engine.recommend_batch(iter([user, "a-visitor"]), k=2)) == 2
+    assert len(engine.recommend(user, k=3, filters={"min_price": 5, "max_price": 5})) <= 3
 
 
 def test_filters(engine):

@@ -9,7 +9,8 @@ import torch
 
 from fusion.ranking.examples import ExampleSet
 from fusion.ranking.exposure import POOLED, ExposureModel, category_groups, fit_exposure
-from fusion.ranking.scoring import RECOMMEND_WEIGHTS, ranking_score
+from fusion.ranking.scoring import RECOMMEND_WEIGHTS, check_weights, parse_weights, ranking_score
+from kg.errors import InvalidRequestError
 
 # products 0-2 in "Home > Kitchen", 3-5 in "Garden > Tools", 6 without a category
 ITEMS = np.array([f"p{i}" for i in range(7)], dtype=object)
@@ -143,6 +144,19 @@ def test_the_exposure_weight_is_ignored_where_a_run_has_no_exposure_model():
                           plain + RECOMMEND_WEIGHTS["exposure"] * with_exposure["exposure"])
     with pytest.raises(KeyError):  # a required objective stays required
         ranking_score({"ctr": torch.zeros(1), "cvr": torch.zeros(1)}, {"value": 1.0})
+
+
+def test_weights_that_leave_nothing_to_rank_by_are_refused():
+    """The exposure weight alone, on a run without impressions, ranks by nothing: refused
+    naming ``weights`` rather than answered with an arbitrary list at score 0."""
+    assert check_weights({"exposure": 1.0, "ctr": 1.0}, RECOMMEND_WEIGHTS, ("exposure",)) == {"exposure": 1.0,
+                                                                                              "ctr": 1.0}
+    assert check_weights({"exposure": 1.0}, RECOMMEND_WEIGHTS) == {"exposure": 1.0}
+    with pytest.raises(InvalidRequestError, match=r"nothing to rank by.*cannot score \(exposure\)") as err:
+        check_weights({"exposure": 1.0, "ctr": 0.0}, RECOMMEND_WEIGHTS, ("exposure",))
+    assert err.value.field == "weights"
+    with pytest.raises(InvalidRequestError, match="ctr is given twice"):
+        parse_weights("ctr=1,cvr=1,ctr=2")
 
 
 def test_a_catalogue_without_categories_still_gets_item_and_user_shares():

@@ -13,8 +13,8 @@ FastAPI + uvicorn; pydantic models for every request and response; OpenAPI docs 
                                    item_id, event, value, timestamp); answers accepted /
                                    rejected counts, a reason per rejected event, the time taken
 ``POST /admin/reload``             swap to the run's newest version now
-``GET  /health/live``              the process answers
-``GET  /health/ready``             a run is loaded (503 before)
+``GET|HEAD /health/live``          the process answers
+``GET|HEAD /health/ready``         a run is loaded (503 before)
 =================================  ============================================================
 
 Accepted events are written, durably and atomically, to the run's inbox
@@ -40,8 +40,19 @@ request's time. ``--workers N`` processes share the port (one per core).
 
 Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
 range, an empty or too long query, malformed events) is a 422 naming the field, an
-unknown item a 404. With ``KGREC_API_KEY`` set, every route but the health probes needs
-the header ``X-API-Key``.
+unknown item a 404; the 422 never echoes the input (a string JSON can carry but UTF-8
+cannot encode, a lone surrogate, made the default handler fail with a 500). A request body
+over ``KGREC_SERVE_MAX_BODY_MB`` (default :data:`MAX_BODY_MB`) is a 413, read no further.
+With ``KGREC_API_KEY`` set, every route but the health probes (which answer ``GET`` and
+``HEAD``) needs the header ``X-API-Key`` -- the API's schema and docs (``/openapi.json``,
+``/docs``, ``/redoc``) too.
+
+Ids: a product id may hold ``/`` (``/similar/{item_id}`` and ``/explain/{user}/{item_id}``
+take the rest of the path); so may a user id of the trained data (``/recommend/{user_id}``),
+but ``POST /events`` refuses a user id with ``/``: ``/explain/{user_id}/{item_id}`` could
+not tell where such a user id ends. An answer's ``version`` and ``cold_start`` are those of
+the version that computed it, also when a new version is swapped in meanwhile
+(:func:`on_one_version`).
 """
 
 from __future__ import annotations
@@ -54,21 +65,35 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
+
+if TYPE_CHECKING:
+    from fusion.engine import Engine, EngineVersion
+
+T = TypeVar("T")
 
 MAX_K = 1_000
 MAX_EVENTS = 10_000  #: events per POST /events
 WORKER_HEALTHCHECK_SECONDS = 120  #: how long a worker may take to answer uvicorn's health ping
 SWITCH_INTERVAL = 0.001  #: seconds a thread holds the GIL before another may take it (Python's default 0.005)
+#: request body limit (MB; ``KGREC_SERVE_MAX_BODY_MB`` overrides it): a full batch of
+#: :data:`MAX_EVENTS` events with 200-character ids is ~5 MB; without a limit any body was read whole
+MAX_BODY_MB = 8.0
+#: computations of one answer before a 503 when a version swap overlaps every one (:func:`on_one_version`)
+SWAP_TRIES = 4
 
 
 # ------------------------------------------------------------------ response / request models
@@ -121,6 +146,24 @@ class EventIn(BaseModel):
                                    "(or a synonym the CSV reader takes: addtocart, transaction, pageview …)")
     value: float = 1.0
     timestamp: int | None = Field(default=None, description="Unix seconds; default: now")
+
+    @field_validator("value", "timestamp", mode="before")
+    @classmethod
+    def no_boolean(cls, v: Any) -> Any:
+        """Refuse ``true`` / ``false``: pydantic reads them as 1 / 0 (a purchase on
+        1970-01-01), never what a client meant."""
+        if isinstance(v, bool):
+            raise ValueError("a boolean is not a number here")
+        return v
+
+    @field_validator("user_id")
+    @classmethod
+    def addressable(cls, v: str) -> str:
+        """Refuse a user id with ``/``: ``GET /explain/{user_id}/{item_id}`` could not tell
+        where it ends (a product id may hold ``/``: it is the path's last part)."""
+        if "/" in v:
+            raise ValueError("a user id must not contain '/' (GET /explain/{user_id}/{item_id} could not address it)")
+        return v
 
 
 class EventsIn(BaseModel):
@@ -207,8 +250,11 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         if state["explainer"] is not None:
             state["explainer"].close()
 
+    # with a key, the schema and docs need it too (own routes below): the default ones answer anybody
+    docs = {} if not api_key else {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title="kgrec", description="Knowledge-graph search and recommendation over a trained run.",
-                  version="1", lifespan=lifespan)
+                  version="1", lifespan=lifespan, **docs)
+    app.add_middleware(BodyLimit, limit=max_body_bytes())
 
     def engine() -> Engine:
         e = state["engine"]
@@ -219,6 +265,23 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     async def authorised(x_api_key: str | None = Header(default=None)) -> None:
         if api_key and not hmac.compare_digest(x_api_key or "", api_key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    if api_key:
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorised)])
+        async def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorised)])
+        async def swagger() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="kgrec - docs")
+
+        @app.get("/redoc", include_in_schema=False, dependencies=[Depends(authorised)])
+        async def redoc() -> HTMLResponse:
+            return get_redoc_html(openapi_url="/openapi.json", title="kgrec - docs")
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
 
     @app.exception_handler(InvalidRequestError)
     async def invalid(_: Request, exc: InvalidRequestError) -> JSONResponse:
@@ -237,24 +300,27 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     # ---------------------------------------------------------------- health
-    @app.get("/health/live")
+    # HEAD too: load balancers probe with it (uvicorn sends the headers, not the body)
+    @app.api_route("/health/live", methods=["GET", "HEAD"])
     async def live() -> dict:
         return {"status": "ok"}
 
-    @app.get("/health/ready")
+    @app.api_route("/health/ready", methods=["GET", "HEAD"])
     async def ready() -> JSONResponse:
         e = state["engine"]
         if e is None:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse({"status": "ready", "version": e.version, "users": len(e.user_index),
-                             "items": len(e.catalogue.ids)})
+        v = e.current  # one version for all three (a swap may come between two reads of e)
+        return JSONResponse({"status": "ready", "version": v.name, "users": len(v.user_index),
+                             "items": len(v.catalogue.ids)})
 
     # ---------------------------------------------------------------- queries
     def filters(category, brand, min_price, max_price) -> dict:
         return {k: v for k, v in (("category", category), ("brand", brand), ("min_price", min_price),
                                   ("max_price", max_price)) if v is not None}
 
-    @app.get("/recommend/{user_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    # ``:path``: an id may hold "/" (a client sends it as %2F, which the server decodes first)
+    @app.get("/recommend/{user_id:path}", response_model=ResultsOut, dependencies=[Depends(authorised)])
     async def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
                         weights: str | None = Query(
                             None, description="e.g. ctr=1,cvr=1,value=0.5 (default: ctr=1,cvr=1,exposure=0.5)"),
@@ -266,8 +332,9 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         call = functools.partial(e.recommend, user_id, k=k, weights=parse_weights(weights),
                                  exclude_seen=not include_seen,
                                  filters=filters(category, brand, min_price, max_price) or None, explain=explain)
-        recs = await run_in_threadpool(call) if explain else call()  # explanations wait for the graph store
-        return results_json(recs, e.version, not e.knows_user(user_id), t)
+        # explanations wait for the graph store: off the event loop
+        recs, v = await on_one_version(e, call, lambda: explain)
+        return results_json(recs, v.name, not v.knows_user(user_id), t)
 
     @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
     async def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
@@ -278,19 +345,21 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         call = functools.partial(e.search, q, user_id=user_id, k=k, weights=parse_weights(weights),
                                  filters=filters(category, brand, min_price, max_price) or None)
         # a query not seen lately is encoded by the text encoder (~10 ms): off the event loop
-        recs = call() if e.has_query(q) else await run_in_threadpool(call)
-        return results_json(recs, e.version, user_id is not None and not e.knows_user(user_id), t)
+        recs, v = await on_one_version(e, call, lambda: not e.has_query(q))
+        return results_json(recs, v.name, user_id is not None and not v.knows_user(user_id), t)
 
-    @app.get("/similar/{item_id}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    @app.get("/similar/{item_id:path}", response_model=ResultsOut, dependencies=[Depends(authorised)])
     async def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
                       category: str | None = None, brand: str | None = None,
                       min_price: float | None = None, max_price: float | None = None) -> Response:
         t = time.perf_counter()
         e = engine()
-        recs = e.similar(item_id, k=k, filters=filters(category, brand, min_price, max_price) or None)
-        return results_json(recs, e.version, False, t)
+        call = functools.partial(e.similar, item_id, k=k,
+                                 filters=filters(category, brand, min_price, max_price) or None)
+        recs, v = await on_one_version(e, call, lambda: False)
+        return results_json(recs, v.name, False, t)
 
-    @app.get("/explain/{user_id}/{item_id}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
+    @app.get("/explain/{user_id}/{item_id:path}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
     def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
                 max_paths: int = Query(5, ge=1, le=50)) -> Response:
         # a plain def: FastAPI runs it on its thread pool, so the event loop goes on serving
@@ -320,10 +389,103 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
     return app
 
 
+async def on_one_version(engine: Engine, call: Callable[[], T], off_loop: Callable[[], bool]
+                         ) -> tuple[T, EngineVersion]:
+    """``call()`` (a query of ``engine``; on the thread pool when ``off_loop()``) and the
+    :class:`fusion.engine.EngineVersion` that answered it, for the answer's ``version`` and
+    ``cold_start``. The engine's query runs on the version current when it starts, but
+    ``Engine.follow`` may swap in another before the route reads ``engine.version`` again:
+    the old version's answer went out under the new version's name (and the new version's
+    knowledge of the user). A swap installs a new object, never an old one again, so when
+    ``engine.current`` is the same object before and after the call, that version answered;
+    otherwise the call runs again, at most :data:`SWAP_TRIES` times (swaps are seconds
+    apart), then a 503."""
+    for _ in range(SWAP_TRIES):
+        before = engine.current
+        out = await run_in_threadpool(call) if off_loop() else call()
+        if engine.current is before:
+            return out, before
+    raise HTTPException(503, f"the run's version changed during each of {SWAP_TRIES} tries; try again")
+
+
+def encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates, which JSON's ``\\ud800``
+    escapes can carry) written as backslash escapes: the answer can always be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def validation_body(errors: Sequence[Mapping[str, Any]]) -> dict:
+    """The 422 answer for pydantic's ``errors`` of a request: where (``loc``), what
+    (``msg``, ``type``) and ``field``, the first error's field name (as the engine's own
+    422s name it) -- never the ``input``: FastAPI's default handler echoed it, and a lone
+    surrogate in it made that answer fail to encode (a 500 and a traceback)."""
+    detail = [{"loc": [encodable(p) if isinstance(p, str) else p for p in err.get("loc", ())],
+               "msg": encodable(str(err.get("msg", ""))), "type": encodable(str(err.get("type", "")))}
+              for err in errors]
+    names = [p for p in detail[0]["loc"] if isinstance(p, str)] if detail else []
+    return {"detail": detail, "field": names[-1] if names else None}
+
+
+def check_request_limits() -> None:
+    """Refuse a malformed ``KGREC_SERVE_MAX_BODY_MB`` before the service starts (one line)."""
+    max_body_bytes()
+
+
+def max_body_bytes() -> int:
+    """The request body limit, in bytes: ``KGREC_SERVE_MAX_BODY_MB`` (default :data:`MAX_BODY_MB`)."""
+    raw = os.environ.get("KGREC_SERVE_MAX_BODY_MB", "")
+    try:
+        mb = float(raw) if raw else MAX_BODY_MB
+    except ValueError:
+        raise InvalidRequestError(f"KGREC_SERVE_MAX_BODY_MB={raw!r} is not a number of MB",
+                                  "KGREC_SERVE_MAX_BODY_MB") from None
+    if not mb > 0:
+        raise InvalidRequestError(f"KGREC_SERVE_MAX_BODY_MB={raw!r}: the limit must be above 0",
+                                  "KGREC_SERVE_MAX_BODY_MB")
+    return int(mb * 1024 * 1024)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is a 413. A ``Content-Length``
+    over it is refused before anything is read; a body sent without one (chunked) is
+    counted as it arrives and refused when it passes the limit -- so no request holds more
+    than ``limit`` bytes of body in memory (before, a 200 MB body was read whole)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def too_large(self) -> str:
+        """The 413's message."""
+        return f"the request body is over {self.limit:,} bytes (KGREC_SERVE_MAX_BODY_MB)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None and length.strip().isdigit() and int(length) > self.limit:
+            await JSONResponse({"detail": self.too_large()}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # FastAPI passes an HTTPException from the body read on as it is
+                    raise HTTPException(413, self.too_large())
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def explanation_dict(why) -> dict:
     """A :class:`kg.explain.Explanation` as the JSON of :class:`ExplanationOut`."""
     return {"user_id": why.user_id, "item_id": why.item_id, "sentence": why.sentence, "score": why.score,
-            "paths": [{"template": p.template, "nodes": [{"label": n.label, "id": n.id, "name": n.name} for n in p.nodes],
+            "paths": [{"template": p.template,
+                       "nodes": [{"label": n.label, "id": n.id, "name": n.name} for n in p.nodes],
                        "rel_types": list(p.rel_types), "score": p.score, "sentence": p.sentence} for p in why.paths]}
 
 
@@ -385,15 +547,24 @@ def app_from_env() -> FastAPI:
 
 def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
     """Run the service (uvicorn, ``workers`` processes) and the events updater (a process of
-    its own, :func:`fusion.update.main`) until interrupted."""
+    its own, :func:`fusion.update.main`) until interrupted.
+
+    The run's served version is loaded and checked here first (and let go: each worker
+    loads its own): a damaged or unfinished run is refused by a :class:`kg.errors.KgrecError`
+    that the CLI prints as one line -- raised inside uvicorn's startup, it came wrapped in
+    uvicorn's traceback, and the updater had been started for nothing."""
     import subprocess
 
     import uvicorn
 
+    from fusion.engine import EngineVersion
     from kg.run_dir import RunDir
 
     run = RunDir(run_dir)
     run.need(run.fusion_model, "fusion")
+    check_request_limits()
+    EngineVersion.load(run.serving())  # what Engine.open loads (every file against its manifest); dropped
+    gc.collect()
     os.environ["KGREC_SERVE_RUN"] = str(run.path)
     updater = subprocess.Popen([sys.executable, "-m", "fusion.update", str(run.path),
                                 os.environ.get("KGREC_SERVE_STORE", "")])

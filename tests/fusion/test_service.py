@@ -6,7 +6,10 @@ store; the service runs as ``python -m fusion.cli serve`` with an API key.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,6 +76,39 @@ def test_health_probes_need_no_key_and_the_rest_does(service):
     assert client.get("/openapi.json").status_code == 200
 
 
+def test_head_probes_answer(service):
+    client, *_ = service
+    for probe in ("/health/live", "/health/ready"):  # load balancers probe with HEAD
+        response = httpx.head(f"{client.base_url}{probe}")
+        assert response.status_code == 200 and response.content == b"", probe
+
+
+def test_the_schema_and_docs_need_the_key_too(service):
+    client, *_ = service
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert httpx.get(f"{client.base_url}{path}").status_code == 401, path
+        assert httpx.get(f"{client.base_url}{path}", headers={"X-API-Key": "wrong"}).status_code == 401, path
+        assert client.get(path).status_code == 200, path
+    assert "/recommend/{user_id}" in client.get("/openapi.json").json()["paths"]
+    assert "/openapi.json" in client.get("/docs").text
+
+
+def test_serve_refuses_a_damaged_run_in_one_line(service, tmp_path):
+    _, run, _ = service
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy, ignore=shutil.ignore_patterns("inbox", "versions", "CURRENT"))
+    tables = RunDir(copy).fusion_tables
+    data = bytearray(tables.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tables.write_bytes(bytes(data))
+    done = subprocess.run([sys.executable, "-m", "fusion.cli", "serve", "--run", str(copy), "--port", str(free_port())],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kgrec serve: error:") and "tables.pt" in lines[0], lines
+    assert not (copy / "inbox").exists()  # refused before the updater started
+
+
 def test_queries_answer_typed_results(service):
     client, *_ = service
     from fusion.service import ExplanationOut, ResultsOut
@@ -113,6 +149,93 @@ def test_bad_requests_are_4xx_naming_the_field(service, path, params, status, fi
     assert response.status_code == status, response.text
     if field:
         assert field in response.text
+
+
+def test_malformed_events_are_422_naming_the_field_never_500(service):
+    client, _, dataset = service
+    item = str(dataset.items["item_id"].iloc[0])
+    for field in ("user_id", "item_id", "event"):  # a lone surrogate: JSON can carry it, UTF-8 cannot encode it
+        event = {"user_id": "u", "item_id": item, "event": "purchase", field: "x\ud800y"}
+        body = json.dumps({"events": [event]})  # ASCII: the surrogate as the escape \ud800
+        assert "\\ud800" in body
+        response = client.post("/events", content=body.encode(), headers={"content-type": "application/json"})
+        if field == "event":  # an unknown event: rejected by name, as any other
+            assert response.status_code == 200 and response.json()["rejects"][0]["field"] == field, response.text
+        else:
+            assert response.status_code == 422 and response.json()["field"] == field, response.text
+    for field in ("timestamp", "value"):  # a boolean is not read as 1
+        response = client.post("/events", json={"events": [{"user_id": "u", "item_id": item, "event": "click",
+                                                            field: True}]})
+        assert response.status_code == 422 and response.json()["field"] == field, response.text
+    response = client.post("/events", json={"events": [{"user_id": "a/b", "item_id": item, "event": "click"}]})
+    assert response.status_code == 422 and response.json()["field"] == "user_id", response.text
+    assert "'/'" in response.text
+    assert client.post("/events", content=b"{not json", headers={"content-type": "application/json"}
+                       ).status_code == 422
+    assert httpx.get(f"{client.base_url}/health/live").status_code == 200
+
+
+def test_ids_with_a_slash_are_addressable(service):
+    client, *_ = service
+    for path in ("/recommend/a%2Fb", "/recommend/a/b"):  # a user of the trained data may have one
+        response = client.get(path, params={"k": 2})
+        assert response.status_code == 200 and response.json()["cold_start"], response.text
+    assert client.get("/similar/no/such/item").status_code == 404  # an unknown product, not an unknown route
+    assert client.get(f"/explain/{USER}/no/such").status_code == 404
+
+
+def test_request_bodies_over_the_limit_are_413(service):
+    client, *_ = service
+    port = int(client.base_url.port)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:  # announced: refused unread
+        sock.sendall(f"POST /events HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json"
+                     f"\r\ncontent-length: {200 * 2**20}\r\n\r\n".encode())
+        head = sock.recv(65536).decode(errors="replace")
+    assert head.startswith("HTTP/1.1 413") and "KGREC_SERVE_MAX_BODY_MB" in head, head
+
+    def chunks():  # not announced (chunked): refused once past the limit
+        yield b'{"events": ['
+        for _ in range(200):
+            yield b" " * 2**16
+        yield b"]}"
+
+    with httpx.Client(base_url=str(client.base_url), headers={"X-API-Key": KEY}, timeout=30) as c:
+        try:
+            response = c.post("/events", content=chunks(), headers={"content-type": "application/json"})
+        except httpx.TransportError:  # the server may close the connection before the client has sent all
+            response = None
+    assert response is None or response.status_code == 413, response.text
+    assert client.post("/events", json={"events": []}).status_code == 200  # it serves on
+
+
+def test_an_answer_is_labelled_with_the_version_that_computed_it():
+    from fastapi import HTTPException
+
+    from fusion.service import SWAP_TRIES, on_one_version
+
+    class Swapping:
+        """An engine whose version is swapped (a new object) during the first ``swaps`` calls."""
+
+        def __init__(self, swaps: int) -> None:
+            self.current, self.swaps, self.calls = object(), swaps, 0
+
+        def recommend(self) -> object:
+            answered_by = self.current
+            self.calls += 1
+            if self.calls <= self.swaps:
+                self.current = object()  # Engine.follow swapped in a newer version meanwhile
+            return answered_by
+
+    for off_loop in (False, True):
+        engine = Swapping(swaps=1)
+        answer, version = asyncio.run(on_one_version(engine, engine.recommend, lambda: off_loop))
+        assert engine.calls == 2 and answer is version is engine.current
+        steady = Swapping(swaps=0)
+        assert asyncio.run(on_one_version(steady, steady.recommend, lambda: off_loop)) == (steady.current,) * 2
+    always = Swapping(swaps=10**6)
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(on_one_version(always, always.recommend, lambda: False))
+    assert refused.value.status_code == 503 and always.calls == SWAP_TRIES
 
 
 def test_posted_events_reach_the_store_and_the_users_recommendations(service):

@@ -410,8 +410,14 @@ def cmd_value(args: argparse.Namespace) -> int:
     table = tables.table(args.by).head(args.top)
     what = {"ltv": "customers by expected spend", "potential": "products by expected units",
             "loyalty": "brands by repurchase rate"}[args.by]
-    print(f"top {len(table)} {what} over the {tables.horizon_days:g} days after {tables.as_of}:")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:,.3f}", line_width=200))
+    if not len(table):  # a shop without brands (loyalty), say: one line, not an empty DataFrame's repr
+        print(f"no {what.split(' by ')[0]} to rank" + (" (no brand with customers: the catalogue may name none)"
+                                                      if args.by == "loyalty" else ""))
+    else:
+        print(f"top {len(table)} {what} over the {tables.horizon_days:g} days after {tables.as_of}:")
+        print(table.to_string(index=False, float_format=lambda x: f"{x:,.3f}", line_width=200))
+    if tables.untimed_note:
+        print(tables.untimed_note)
     return 0
 
 

@@ -6,8 +6,9 @@ graph vector (the mean GNN vector of the products they engaged with before the c
 and their text vector (the mean text embedding of what they bought), both reduced by
 PCA. It predicts ``ltv`` = E[spend in (T, T + H]] and ``p_active`` = P(any purchase in
 (T, T + H]) -- 1 - p_active is the churn risk. Users with no event before the cut-off get
-the cold-start value: the mean spend over one horizon of users who were new in the
-training windows (and their share of buyers as p_active).
+the cold-start value (:func:`cold_start`): the mean spend over one horizon *after their
+first event* of the users who were new in the training windows (and their share of
+buyers in that time as p_active).
 """
 
 from __future__ import annotations
@@ -47,20 +48,37 @@ def ltv_table(activity: Activity, cutoff: int, horizon: int, item_vectors: dict[
 
 
 def cold_start(activity: Activity, cutoffs: list[int], horizon: int) -> dict[str, float]:
-    """Mean spend and share of buyers over one horizon of the users whose first event falls
-    in ``(T, T + H]`` for the cut-offs ``T`` (the value of a user we know nothing about)."""
+    """The value of a user we know nothing about: over the users who arrived in ``(T, T + H]``
+    for the cut-offs ``T``, the mean spend (``ltv``) and the share of buyers (``p_active``)
+    in the horizon *after their arrival*, and how many such users there were (``users``).
+
+    A user arrives with their first event, at time ``f`` (whatever they did in that second
+    is the arrival); ``y`` is their spend in ``(f, f + H]``, and
+
+        ltv = mean_u y_u,    p_active = mean_u 1[y_u > 0]
+
+    over the arrivals of every cut-off (each user once: the windows ``(T, T + H]`` of
+    cut-offs one horizon apart do not overlap; ``y`` reads the data up to ``T + 2H``, which
+    the training and validation cut-offs have).
+
+    Why after the arrival: the users we see arrive are the ones who did something, and in
+    a shop that records only purchases (or reviews) that something is a purchase. Counting
+    it would make every new user a buyer -- p_active = 1, ltv = a first order: a visitor we
+    know nothing about valued above every known customer -- while the visitors who came and
+    bought nothing are not in the data at all, so the share of visitors who buy at their
+    first visit cannot be estimated there. What a user does after they first show up can,
+    and it does not depend on what the arrival was. Where views or impressions are
+    recorded the arrival is mostly one of those, and a purchase after it counts.
+    """
     p, e = activity.purchases, activity.engagements
     first = pd.concat([p[["u", "t"]], e[["u", "t"]]]).groupby("u")["t"].min()
-    spend, active = [], []
-    for cut in cutoffs:
-        new = first[(first > cut) & (first <= cut + horizon)].index.to_numpy()
-        if not len(new):
-            continue
-        fut = activity.window(cut, cut + horizon)
-        s = fut[fut["u"].isin(new)].groupby("u")["spend"].sum().reindex(new).fillna(0).to_numpy()
-        spend.append(s)
-        active.append(s > 0)
+    u, t = p["u"].to_numpy(dtype=np.int64), p["t"].to_numpy(dtype=np.int64)
+    arrived = first.reindex(u).to_numpy(dtype=np.int64) if len(p) else np.zeros(0, np.int64)
+    later = (t > arrived) & (t <= arrived + horizon)
+    after = pd.Series(p["spend"].to_numpy(dtype=np.float64)[later]).groupby(u[later]).sum()
+    spend = [after.reindex(new).fillna(0.0).to_numpy() for new in
+             (first[(first > cut) & (first <= cut + horizon)].index for cut in cutoffs) if len(new)]
     if not spend:
         return {"ltv": 0.0, "p_active": 0.0, "users": 0}
-    s, a = np.concatenate(spend), np.concatenate(active)
-    return {"ltv": float(s.mean()), "p_active": float(a.mean()), "users": int(len(s))}
+    s = np.concatenate(spend)
+    return {"ltv": float(s.mean()), "p_active": float((s > 0).mean()), "users": int(len(s))}

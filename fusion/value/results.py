@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kg.errors import InvalidRequestError, UnknownIdError
-from kg.run_dir import RunDir, RunVersion
+from kg.errors import InvalidRequestError, RunFolderError, UnknownIdError
+from kg.run_dir import RAN_WITH, RunDir, RunVersion
 
 BY = ("ltv", "potential", "loyalty")
 
@@ -91,6 +91,8 @@ class ValueTables:
         self.horizon_days = float(summary["horizon_days"])
         self.as_of = pd.Timestamp(int(summary["as_of"]), unit="s").strftime("%Y-%m-%d")
         self.cold = summary.get("cold_start", {})
+        #: the events the value models left out for their unknown time, in a sentence ("" none)
+        self.untimed_note = str(summary.get("report", {}).get("untimed", {}).get("note", ""))
         self.loyalty_floor = float(summary.get("loyalty_floor", 0.05))
         self.user_pos = pd.Index(self.users["user_id"].astype(str))
         self.item_pos = pd.Index(self.items["item_id"].astype(str))
@@ -101,11 +103,15 @@ class ValueTables:
     @classmethod
     def load(cls, run: RunDir) -> ValueTables:
         """Read ``value/`` of ``run`` (a :class:`~kg.run_dir.RunDir` or a version of one); a
-        missing stage is a :class:`~kg.errors.RunFolderError` naming it, an unreadable file
-        an :class:`~kg.errors.IntegrityError`."""
+        missing stage is a :class:`~kg.errors.RunFolderError` naming it (or, when the stage
+        was skipped for data it does not fit, saying why: :func:`record_skip`), an
+        unreadable file an :class:`~kg.errors.IntegrityError`."""
         if isinstance(run, RunVersion):
             run = newest_tables(run)
         paths = (run.value_users, run.value_items, run.value_loyalty, run.value_brands, run.value_summary)
+        skipped = None if all(path.exists() for path in paths) else skip_reason(run)
+        if skipped:  # the stage did not fit the data: say why, not "run the value stage first"
+            raise RunFolderError(f"{run.path} has no value tables: its value stage was skipped ({skipped})")
         for path in paths:
             run.need(path, "value")
         frames = []
@@ -204,6 +210,19 @@ class LoyaltyLookup:
             hit = (u >= 0) & (b >= 0) & (self.keys[pos] == key)
             out[hit] = self.logits[pos[hit]]
         return torch.from_numpy(out).float()
+
+
+def record_skip(run: RunDir, reason: str) -> None:
+    """Note in ``run.json`` (the value stage's ``ran_with`` entry, which the next value stage
+    that finishes replaces) that the value stage did not fit the data and why: a later read
+    of the missing tables says so instead of advising a retrain that fails the same way."""
+    run.record_ran_with("value", skipped=str(reason))
+
+
+def skip_reason(run: RunDir) -> str | None:
+    """Why the value stage of ``run`` was skipped the last time it ran (None: it was not)."""
+    entry = run.config().get(RAN_WITH, {}).get("value")
+    return str(entry["skipped"]) if isinstance(entry, dict) and entry.get("skipped") else None
 
 
 def newest_tables(run: RunVersion) -> RunDir:

@@ -23,6 +23,13 @@ and the earliest training cut-off still has about half of it as history.
 
 A horizon longer than the span, or a cut-off that leaves no whole target window (or no
 history before it), is a :class:`kg.errors.ConfigError` before anything trains.
+
+**Unknown times.** A timestamp of 0 means "unknown" (:mod:`loaders.dataset`). Such an
+event has no place on the time axis -- taken as 1970 it would stretch the span, the
+horizon and every window over decades and make its customer look decades silent -- so the
+value models leave it out: :func:`activity_from_export` drops it and counts it
+(:attr:`Activity.untimed`, said in the stage's report), and data whose events all lack a
+time is a :class:`kg.errors.DataError` saying so.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ DAY = 86_400
 ENGAGEMENTS = ("shown", "viewed", "clicked", "added_to_cart")
 STAND_INS = ("reviewed", "rated")
 LINKS = ("also_bought", "also_viewed", "bought_together")
+#: the timestamp of an event whose time is unknown (:mod:`loaders.dataset`)
+UNKNOWN_TIME = 0
 
 
 @dataclass
@@ -49,7 +58,8 @@ class Activity:
     ``purchases``: columns ``u``, ``i`` (indices into ``users`` / ``items``), ``t`` (Unix
     seconds), ``qty``, ``spend``; sorted by ``t``. ``engagements``: ``u``, ``i``, ``t``,
     ``kind`` (index into :data:`ENGAGEMENTS`). ``links``: (src [L], dst [L]) product
-    indices, both directions.
+    indices, both directions. ``untimed`` of the ``events`` read had an unknown time
+    (timestamp 0) and are in neither frame (module docstring).
     """
 
     users: np.ndarray          # str [U]
@@ -66,6 +76,8 @@ class Activity:
     top_names: np.ndarray
     links: tuple[np.ndarray, np.ndarray] = field(default_factory=lambda: (np.zeros(0, int), np.zeros(0, int)))
     rule: str = "purchase"     #: "purchase" | "review" | "engagement"
+    untimed: int = 0           #: events left out for their unknown time (timestamp 0)
+    events: int = 0            #: events read, the untimed ones included (0: not counted)
 
     @property
     def num_users(self) -> int:
@@ -79,12 +91,35 @@ class Activity:
         """Every event time (purchases and engagements)."""
         return np.concatenate([self.purchases["t"].to_numpy(), self.engagements["t"].to_numpy()])
 
+    def last_time(self) -> int:
+        """The last event's time (Unix seconds); a :class:`DataError` when no event has a known one."""
+        times = self.event_times()
+        if not len(times):
+            raise DataError(self.no_time_message() or "value: there are no events: the value models have "
+                            "nothing to learn from")
+        return int(times.max())
+
+    def no_time_message(self) -> str:
+        """Why there is nothing on the time axis when every event read lacks a time ("" otherwise)."""
+        if self.untimed and not len(self.purchases) and not len(self.engagements):
+            return (f"value: the times of all {self.untimed:,} events are unknown (timestamp 0): the value "
+                    "models need to know when things happened")
+        return ""
+
+    def untimed_note(self) -> str:
+        """One sentence on the events left out for their unknown time ("" when none were)."""
+        if not self.untimed:
+            return ""
+        of = f" of {self.events:,}" if self.events else ""
+        return (f"{self.untimed:,}{of} events have no time (timestamp 0 = unknown): not used by the value "
+                "models.")
+
     def before(self, cutoff: int) -> Activity:
         """The activity at or before ``cutoff`` (same users and products)."""
         p, e = self.purchases, self.engagements
         return Activity(self.users, self.items, p[p["t"] <= cutoff], e[e["t"] <= cutoff], self.price,
                         self.has_price, self.brand, self.brand_names, self.category, self.top_category,
-                        self.category_names, self.top_names, self.links, self.rule)
+                        self.category_names, self.top_names, self.links, self.rule, self.untimed, self.events)
 
     def window(self, start: int, stop: int) -> pd.DataFrame:
         """Purchases in ``(start, stop]``."""
@@ -107,6 +142,11 @@ def _edges(data, rel: str) -> pd.DataFrame | None:
     s = data[key]
     return pd.DataFrame({"u": s.edge_index[0].numpy(), "i": s.edge_index[1].numpy(),
                          "t": s.time.numpy().astype(np.int64), "v": s.value.numpy().astype(np.float64)})
+
+
+def timed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The events of ``frame`` (column ``t``) whose time is known (not :data:`UNKNOWN_TIME`)."""
+    return frame[frame["t"] != UNKNOWN_TIME]
 
 
 def fill_prices(price: np.ndarray, category: np.ndarray) -> np.ndarray:
@@ -133,6 +173,8 @@ def activity_from_export(export, items: pd.DataFrame) -> Activity:
     raw_price = pd.to_numeric(rows["price"], errors="coerce").to_numpy(dtype=np.float64)
     price = fill_prices(raw_price, category)
     bought = _edges(data, "purchased")
+    frames = [e.assign(kind=k) for k, e in ((k, _edges(data, r)) for k, r in enumerate(ENGAGEMENTS))
+              if e is not None and len(e)]
     if bought is not None and len(bought):
         rule, buys = "purchase", bought
         buys["v"] = np.where(np.isfinite(buys["v"]) & (buys["v"] > 0), buys["v"], 1.0)
@@ -140,17 +182,22 @@ def activity_from_export(export, items: pd.DataFrame) -> Activity:
         stand = [e for e in (_edges(data, r) for r in STAND_INS) if e is not None and len(e)]
         rule = "review" if stand else "engagement"
         if not stand:
-            stand = [e for e in (_edges(data, r) for r in ENGAGEMENTS) if e is not None and len(e)]
+            stand = frames
         if not stand:
             raise DataError("the graph has no purchases, reviews, ratings or other user-product events: "
                             "there is no spend to model")
-        buys = pd.concat(stand).drop_duplicates(["u", "i", "t"]).assign(v=1.0)
+        buys = pd.concat(stand).assign(v=1.0)
+    read = ([] if rule == "engagement" else [buys]) + frames  # every event read once
+    events = sum(len(f) for f in read)
+    untimed = sum(int((f["t"] == UNKNOWN_TIME).sum()) for f in read)
+    buys, frames = timed(buys), [timed(f) for f in frames]
+    if rule != "purchase":  # one stand-in purchase per user, product and second
+        buys = buys.drop_duplicates(["u", "i", "t"])
     buys = buys.sort_values(["t", "u", "i"], kind="stable").reset_index(drop=True)
     purchases = pd.DataFrame({"u": buys["u"].to_numpy(), "i": buys["i"].to_numpy(), "t": buys["t"].to_numpy(),
                               "qty": buys["v"].to_numpy()})
     purchases["spend"] = purchases["qty"] * price[purchases["i"].to_numpy()]
-    frames = [e.assign(kind=k) for k, e in ((k, _edges(data, r)) for k, r in enumerate(ENGAGEMENTS))
-              if e is not None and len(e)]
+    frames = [f for f in frames if len(f)]
     engagements = (pd.concat(frames)[["u", "i", "t", "kind"]].sort_values("t", kind="stable").reset_index(drop=True)
                    if frames else pd.DataFrame({"u": [], "i": [], "t": [], "kind": []}, dtype=np.int64))
     src, dst = [], []
@@ -162,7 +209,7 @@ def activity_from_export(export, items: pd.DataFrame) -> Activity:
             dst += [ei[1], ei[0]]
     links = (np.concatenate(src), np.concatenate(dst)) if src else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return Activity(users, products, purchases, engagements, price, np.isfinite(raw_price) & (raw_price >= 0),
-                    brand, brand_names, category, top, category_names, top_names, links, rule)
+                    brand, brand_names, category, top, category_names, top_names, links, rule, untimed, events)
 
 
 @dataclass(frozen=True)
@@ -200,8 +247,11 @@ def make_windows(activity: Activity, horizon_days: float | None = None, test_cut
     """The cut-offs of a run (module docstring); a :class:`ConfigError` naming the
     problem when the horizon or a cut-off does not fit the data."""
     times = activity.event_times()
+    if activity.no_time_message():
+        raise DataError(activity.no_time_message())
     if not len(activity.purchases):
-        raise DataError("no purchases: the value models have nothing to learn from")
+        known, note = (" with a known time", f" ({activity.untimed_note()})") if activity.untimed else ("", "")
+        raise DataError(f"no purchases{known}: the value models have nothing to learn from{note}")
     start, end = int(times.min()), int(times.max())
     span = end - start
     horizon = int(round(horizon_days * DAY)) if horizon_days is not None else default_horizon(

@@ -36,9 +36,11 @@ from fusion.value.loyalty import brand_rates, loyalty_table
 from fusion.value.ltv import cold_start, ltv_table
 from fusion.value.metrics import auc, spearman, top_decile_capture, value_metrics
 from fusion.value.potential import SALES_COLUMNS, potential_table
+from fusion.value.results import record_skip
 from fusion.value.temporal import DAY, Activity, Windows, activity_from_export, make_windows
 from fusion.value.ziln import ZILN
 from kg.config import torch_threads
+from kg.errors import ConfigError, DataError
 from kg.run_dir import RunDir, save_parquet, write_json, write_text
 
 
@@ -147,6 +149,8 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
     say(f"value: horizon {w.horizon_days:g} days; training cut-offs {len(w.train)}, validation and test one "
         f"horizon apart; {len(activity.purchases):,} purchases ({activity.rule})")
     report: dict[str, Any] = {"windows": w.to_dict(), "rule": activity.rule, "seconds": {}, "cpu_seconds": {}}
+    if activity.untimed:  # left out of the time axis (fusion.value.temporal); said once, in the report
+        report["untimed"] = {"events": activity.untimed, "of": activity.events, "note": activity.untimed_note()}
 
     # ------------------------------------------------------------ lifetime value
     t0, c0 = time.perf_counter(), time.process_time()
@@ -299,7 +303,10 @@ def report_markdown(report: dict[str, Any]) -> str:
     w = report["windows"]
     day = lambda t: pd.Timestamp(int(t), unit="s").strftime("%Y-%m-%d")  # noqa: E731
     lines = [f"Horizon {w['horizon_days']:g} days; test window {day(w['test'])} .. {day(w['serve'])}; "
-             f"purchases = {report['rule']} events.", ""]
+             f"purchases = {report['rule']} events."]
+    if "untimed" in report:
+        lines.append(report["untimed"]["note"])
+    lines.append("")
     ltv = report["ltv"]
     lines += [f"Lifetime value ({ltv['cohort']:,} customers, {ltv['active']:,} of them active in the test window):", "",
               "| model | normalized Gini | Spearman | decile MAPE | P(active) AUC |", "|---|---:|---:|---:|---:|"]
@@ -342,7 +349,7 @@ def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items
               if (run.value_models / name / "config.json").exists()}
     activity, vectors = load_activity(run, store, export=export, items=items)
     h = int(round(float(summary["horizon_days"]) * DAY))
-    serve = int(activity.event_times().max())
+    serve = activity.last_time()
     users_t = ltv_table(activity, serve, h, vectors, target=False)
     ltv, p_active = _ziln_predict(models["ltv"], users_t)
     items_t = potential_table(activity, serve, h, vectors, target=False)
@@ -367,6 +374,10 @@ def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items
 def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, store=None,
                     progress: bool = False) -> dict:
     """Train the value models and write ``value/`` (module docstring); returns the report.
+    Data the models do not fit (no time span, a horizon longer than it, no purchases ...)
+    raises the :class:`ConfigError` / :class:`DataError` saying why, after noting it in
+    ``run.json`` (:func:`fusion.value.results.record_skip`) so that reading the missing
+    tables later says the stage was skipped and why.
 
     The events and the catalogue come from ``store`` when one is given (a connected
     GraphStore: what ``kgrec train`` passes, so a value stage re-run after ``kgrec update``
@@ -375,8 +386,12 @@ def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, s
     run = RunDir(run_dir)
     config = config or ValueConfig()
     run.verify(("gnn", "text"))
-    activity, vectors = load_activity(run, store)
-    result = train_value(activity, vectors, config, progress=progress)
+    try:
+        activity, vectors = load_activity(run, store)
+        result = train_value(activity, vectors, config, progress=progress)
+    except (ConfigError, DataError) as exc:  # data the value models do not fit: recorded, then raised
+        record_skip(run, str(exc))
+        raise
     save_parquet(result.users, run.value_users)
     save_parquet(result.items, run.value_items)
     save_parquet(result.pairs, run.value_loyalty)

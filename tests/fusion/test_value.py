@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -21,12 +22,13 @@ from fusion.ranking.scoring import check_weights, parse_weights
 from fusion.tiny_run import make_tiny_run
 from fusion.value.config import ValueConfig
 from fusion.value.features import item_features, loyalty_pairs, user_features
+from fusion.value.ltv import cold_start
 from fusion.value.metrics import auc, decile_mape, decile_table, normalized_gini, spearman, top_decile_capture
 from fusion.value.results import CustomerValue, ProductPotential
 from fusion.value.temporal import DAY, Activity, activity_from_export, make_windows
 from fusion.value.train import refresh_value, run_value_stage
 from fusion.value.ziln import ZILN
-from kg.errors import ConfigError, InvalidRequestError, RunFolderError, UnknownIdError
+from kg.errors import ConfigError, DataError, InvalidRequestError, RunFolderError, UnknownIdError
 from kg.export import export_graph
 from kg.stores import StoreConfig, open_store
 
@@ -146,6 +148,97 @@ def test_features_never_see_the_target_window():
                   lambda a: item_features(a.before(cut), cut, 20 * DAY),
                   lambda a: loyalty_pairs(a.before(cut), cut, 20 * DAY)):
         pd.testing.assert_frame_equal(build(act), build(other))
+
+
+def _export(users, items, events) -> SimpleNamespace:
+    """A graph export (``data``, ``id_maps``) of ``events``: (relation, user, item, time) rows."""
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    data["user"].num_nodes, data["product"].num_nodes = len(users), len(items)
+    for rel in sorted({r for r, *_ in events}):
+        rows = [(u, i, t) for r, u, i, t in events if r == rel]
+        s = data["user", rel, "product"]
+        s.edge_index = torch.tensor([[u for u, _, _ in rows], [i for _, i, _ in rows]], dtype=torch.long)
+        s.time = torch.tensor([t for *_, t in rows], dtype=torch.long)
+        s.value = torch.ones(len(rows))
+    ids = {"user": np.array(users, dtype=object), "product": np.array(items, dtype=object)}
+    return SimpleNamespace(data=data, id_maps=ids)
+
+
+def _catalogue(items) -> pd.DataFrame:
+    return pd.DataFrame({"item_id": items, "price": 2.0, "brand": "B", "categories": [["C"]] * len(items)})
+
+
+def test_events_of_unknown_time_are_left_out_of_the_time_axis_and_counted():
+    # 200 days of purchases and views, and every tenth event with timestamp 0 (= unknown):
+    # taken as 1970 they made the horizon 2,484 days and the test window start in 2017
+    rng = np.random.default_rng(3)
+    start = 1_700_000_000
+    events = [("purchased" if k % 2 else "viewed", int(rng.integers(20)), int(rng.integers(5)),
+               0 if k % 10 == 0 else start + int(rng.integers(0, 200 * DAY))) for k in range(300)]
+    users, items = [f"u{k}" for k in range(20)], [f"i{k}" for k in range(5)]
+    act = activity_from_export(_export(users, items, events), _catalogue(items))
+    timed = activity_from_export(_export(users, items, [e for e in events if e[3]]), _catalogue(items))
+    assert (act.untimed, act.events, timed.untimed) == (30, 300, 0)
+    assert act.purchases["t"].min() >= start and act.engagements["t"].min() >= start
+    assert act.purchases.equals(timed.purchases) and act.engagements.equals(timed.engagements)
+    assert make_windows(act) == make_windows(timed) and make_windows(act).horizon_days == 24
+    assert act.untimed_note() == ("30 of 300 events have no time (timestamp 0 = unknown): "
+                                  "not used by the value models.")
+    # every event of unknown time: the stage says so, not "1970-01-01 to 1970-01-01"
+    unknown = activity_from_export(_export(users, items, [(r, u, i, 0) for r, u, i, _ in events]), _catalogue(items))
+    with pytest.raises(DataError, match="times of all 300 events are unknown") as err:
+        make_windows(unknown)
+    assert "1970" not in str(err.value)
+    # purchases of unknown time only (views known): no purchase to learn from, said with the count
+    views_only = [e if e[0] == "viewed" else (*e[:3], 0) for e in events]
+    with pytest.raises(DataError, match="no purchases with a known time.*have no time"):
+        make_windows(activity_from_export(_export(users, items, views_only), _catalogue(items)))
+
+
+def test_the_value_stage_reports_the_events_it_left_out_for_their_unknown_time(tmp_path, capsys, monkeypatch):
+    from kg.export import GraphExport
+
+    run, _ = make_tiny_run(tmp_path)
+    export = GraphExport.load(run.graph)
+    store = export.data["user", "purchased", "product"]
+    store.time[::10] = 0  # every tenth purchase of unknown time
+    export.save(run.graph)
+    run.write_manifest()
+    report = run_value_stage(run.path, FAST)
+    unknown = int((store.time == 0).sum())
+    assert unknown > 0 and report["untimed"]["events"] == unknown
+    assert report["windows"]["start"] > 0  # not 1970
+    text = run.value_report.read_text()
+    assert f"{unknown:,} of {report['untimed']['of']:,} events have no time" in text
+    assert text.count("have no time") == 1
+    from fusion.value.results import ValueTables
+
+    assert ValueTables.load(run).untimed_note == report["untimed"]["note"]  # for `kgrec value` to say
+    assert main(["value", "--run", str(run.path), "--by", "ltv", "--top", "2"]) == 0
+    assert capsys.readouterr().out.strip().endswith(report["untimed"]["note"])
+    # a table with no rows (a shop without brands: no loyalty) is one line, not a DataFrame's repr
+    monkeypatch.setattr(ValueTables, "table", lambda self, by: pd.DataFrame(columns=["brand", "customers"]))
+    assert main(["value", "--run", str(run.path), "--by", "loyalty"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no brands to rank") and "Empty DataFrame" not in out
+
+
+def test_a_skipped_value_stage_says_why_instead_of_advising_a_retrain_that_fails_alike(tmp_path, capsys):
+    from fusion.value.results import ValueTables
+
+    run, _ = make_tiny_run(tmp_path)
+    with pytest.raises(ConfigError, match="longer than the data's time span"):
+        run_value_stage(run.path, ValueConfig(horizon_days=100_000, threads=1))
+    for read in (lambda: ValueTables.load(run), lambda: Engine.open(run.path).customer_value("u00")):
+        with pytest.raises(RunFolderError, match="value stage was skipped .*longer than the data's time span") as e:
+            read()
+        assert "--stage value" not in str(e.value)
+    assert main(["value", "--run", str(run.path), "--by", "ltv"]) != 0
+    assert "was skipped" in capsys.readouterr().err
+    run_value_stage(run.path, FAST)  # a value stage that finishes replaces the note
+    assert ValueTables.load(run).customer("u00").horizon_days > 0
 
 
 def test_a_review_is_the_purchase_of_review_only_data_and_an_unknown_price_the_median(tmp_path, tiny):
@@ -350,3 +443,26 @@ def test_value_config_round_trips_and_refuses_nonsense():
             ValueConfig(**bad)
     with pytest.raises(ConfigError, match="unknown"):
         ValueConfig.from_dict({"horizon": 30})
+
+
+# ------------------------------------------------------------------ cold start
+
+def test_cold_start_counts_what_new_users_do_after_arriving_not_the_purchase_they_arrive_with():
+    # a shop that records purchases only: every new user arrives by buying. Counting that
+    # purchase made a visitor we know nothing about a sure buyer (P(active) 1) worth a first
+    # order -- above every known customer of a shop where nobody comes back
+    start, h = 1_600_000_000, 3 * DAY
+    singles = _activity(start + np.arange(20) * DAY, users=np.arange(20), spend=np.full(20, 10.0))
+    assert cold_start(singles, [start + 2 * DAY, start + 5 * DAY], h) == {"ltv": 0.0, "p_active": 0.0, "users": 6}
+    # every second user buys again within the horizon (for 4, half a day later): that counts
+    again = np.arange(0, 20, 2)
+    act = _activity(np.r_[start + np.arange(20) * DAY, start + again * DAY + DAY // 2],
+                    users=np.r_[np.arange(20), again], spend=np.r_[np.full(20, 10.0), np.full(10, 4.0)])
+    cold = cold_start(act, [start + 2 * DAY, start + 5 * DAY], h)  # arrivals: users 3..8
+    assert cold == {"ltv": pytest.approx(2.0), "p_active": pytest.approx(0.5), "users": 6}
+    # where the arrival is a view, the purchase after it counts, as a first visit's should
+    viewed = Activity(*[getattr(singles, f) for f in ("users", "items", "purchases")],
+                      pd.DataFrame({"u": np.arange(20), "i": 0, "t": start + np.arange(20) * DAY - 60, "kind": 1}),
+                      *[getattr(singles, f) for f in ("price", "has_price", "brand", "brand_names", "category",
+                                                      "top_category", "category_names", "top_names")])
+    assert cold_start(viewed, [start + 2 * DAY, start + 5 * DAY], h) == {"ltv": 10.0, "p_active": 1.0, "users": 6}

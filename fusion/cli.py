@@ -251,6 +251,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 out = train_all(store, args.run, config, stages=stages, progress=not args.no_progress)
         if rank0 and out.get("gnn"):
             print(RunDir(args.run).report.read_text().rstrip())
+        if rank0 and "gnn" in out and "fusion" not in out and RunDir(args.run).fusion_model.exists():
+            # serving scores with the GNN vectors the fusion stage was trained with (its tables)
+            print(f"note: recommendations still use the GNN vectors the fusion stage was trained with; retrain "
+                  f"it to serve these: kgrec train --stage fusion --run {args.run}")
         if rank0 and "text" in out:
             print(f"text stage: {out['text']}")
         if "fusion" in out:

@@ -183,8 +183,11 @@ def test_a_retrained_stage_reads_the_store_the_run_was_trained_on(tmp_path, caps
     monkeypatch.delenv("NEO4J_URI", raising=False)
     assert main(["train", "--stage", "gnn", "--run", str(run.path), "--epochs", "1", "--dim", "8",
                  "--no-progress"]) == 0
-    assert f"training gnn on embedded {tmp_path / 'shop' / 'graph'} -> {run.path}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"training gnn on embedded {tmp_path / 'shop' / 'graph'} -> {run.path}" in out
     assert not (work / ".kgrec").exists()
+    # the run has a fusion stage, which serves the GNN vectors it was trained with: said
+    assert f"retrain it to serve these: kgrec train --stage fusion --run {run.path}" in out
 
 
 def test_stats_of_a_missing_graph_says_so(tmp_path, capsys):

@@ -51,6 +51,17 @@ def _at_least_one(text: str) -> int:
     return n
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1..65535 (uvicorn waited silently on 99999)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, got {port}")
+    return port
+
+
 def _option(text: str) -> tuple[str, object]:
     """``key=value`` with the value parsed as a Python literal when it is one."""
     if "=" not in text:
@@ -312,9 +323,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     _, store = _store(args, read_only=True, run=args.run)
     with store:
         result = explain(store, args.user, args.item, args.max_paths, embeddings)
-    print(f"why {args.item} for {args.user}: {result.sentence}")
+    print(f"why {args.item} for {args.user}: {one_line(result.sentence, 400)}")
     for path in result.paths:
-        chain = " ".join(f"({n.label} {n.name or n.id})" + (f" -[{r}]-" if r else "")
+        chain = " ".join(f"({n.label} {one_line(n.name or n.id)})" + (f" -[{r}]-" if r else "")
                          for n, r in zip(path.nodes, (*path.rel_types, "")))
         print(f"  {path.score:.3f}  {path.template:<15} {chain}")
     if args.png:
@@ -322,6 +333,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
         print(f"drawing: {draw_png(explanation_graph(result), args.png, f'why {args.item} for {args.user}')}")
     return 0
+
+
+def one_line(text: object, width: int = 60) -> str:
+    """``text`` on one line (whitespace runs, newlines too, as one space), cut to ``width``
+    characters with an ellipsis: a product's 10,000-character title printed in every path."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def _filters(args: argparse.Namespace) -> dict:
@@ -484,7 +502,7 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("serve", help="the HTTP service over a run folder (FastAPI; docs at /docs)")
     w.add_argument("--run", default="runs/latest")
     w.add_argument("--host", default="127.0.0.1")
-    w.add_argument("--port", type=int, default=8000)
+    w.add_argument("--port", type=_port, default=8000)
     w.add_argument("--workers", type=int, default=1, help="processes serving the run (Neo4j for more than one)")
     _add_store_args(w)
     w.set_defaults(func=cmd_serve)
@@ -569,8 +587,9 @@ def parser() -> argparse.ArgumentParser:
     va.add_argument("--by", choices=["ltv", "potential", "loyalty"], default="ltv",
                     help="customers by expected spend, products by expected units, or brands by repurchase rate")
     va.add_argument("--top", type=_at_least_one, default=20, help="rows to print (default: 20)")
-    va.add_argument("--user", help="one customer's value and brand loyalty")
-    va.add_argument("--item", help="one product's potential")
+    one = va.add_mutually_exclusive_group()  # both: --item was ignored without a word
+    one.add_argument("--user", help="one customer's value and brand loyalty")
+    one.add_argument("--item", help="one product's potential")
     va.set_defaults(func=cmd_value)
 
     d = sub.add_parser("demo", help="synthetic shop end to end: build, train all stages, evaluate, query")
@@ -594,6 +613,16 @@ def main(argv: list[str] | None = None) -> int:
     except KgrecError as exc:
         print(f"kgrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the system refused (a full disk, a folder that cannot be written): one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"kgrec {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # the embedded graph database or torch writing on a full disk
+        if "no space left" not in str(exc).lower() and "inline_container" not in str(exc):  # torch.save's
+            raise
+        print(f"kgrec {args.command}: error: no space left on the device ({str(exc).splitlines()[0][:300]}); "
+              "free some and run the command again: what was written is kept", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

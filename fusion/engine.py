@@ -134,7 +134,8 @@ class Recommendation:
         obj = " ".join(f"{k} {v:.3f}" for k, v in self.objectives.items() if k in ("ctr", "cvr", "value"))
         if "exposure" in self.objectives:  # P(shown): small numbers, so 2 significant digits
             obj += f" shown {self.objectives['exposure']:.2g}"
-        return f"{self.item_id}  {self.title[:60]:<60}  score {self.score:7.3f}  {obj}"
+        title = " ".join(str(self.title).split())[:60]  # one line: a title's newlines split the columns
+        return f"{self.item_id}  {title:<60}  score {self.score:7.3f}  {obj}"
 
 
 @dataclass

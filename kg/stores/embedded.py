@@ -64,12 +64,18 @@ class EmbeddedStore(CypherStore):
                 raise StoreNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._db = ladybug.Database(str(self.path), read_only=self.read_only)
-            except RuntimeError as exc:
-                if not (self.read_only and "recovery is pending" in str(exc)):
-                    raise
-                self._recover()
-                self._db = ladybug.Database(str(self.path), read_only=True)
+                try:
+                    self._db = ladybug.Database(str(self.path), read_only=self.read_only)
+                except RuntimeError as exc:
+                    if not (self.read_only and "recovery is pending" in str(exc)):
+                        raise
+                    self._recover()
+                    self._db = ladybug.Database(str(self.path), read_only=True)
+            except RuntimeError as exc:  # locked by a writer, not a database, a full disk …: one line
+                raise StoreError(f"cannot open the embedded graph at {self.path}: {str(exc).splitlines()[0]}"
+                                 + ("; another process may be writing it (kgrec ingest, a build, the service's "
+                                    "updater): try again when it is done" if "lock" in str(exc).lower() else "")
+                                 ) from None
             self._conn = ladybug.Connection(self._db, num_threads=self.query_threads)
         return self
 

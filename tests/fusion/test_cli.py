@@ -146,6 +146,21 @@ def test_explain_prints_paths_and_draws_them(tmp_path, capsys):
     assert "ALSO_BOUGHT" in out and png.stat().st_size > 0
     assert main(["explain", "--db", db, "--user", "nobody", "--item", item]) == 2
     assert "unknown user id 'nobody'" in capsys.readouterr().err
+    # what the system refuses (a folder that is not there; a full disk alike) is one line, not a traceback
+    assert main(["explain", "--db", db, "--user", user, "--item", item, "--png", str(tmp_path / "no" / "w.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kgrec explain: error: No such file or directory") and len(err.splitlines()) == 1
+
+
+def test_what_is_not_a_graph_and_a_port_out_of_range_are_one_line(tmp_path, capsys):
+    garbage = tmp_path / "not-a-graph"
+    garbage.write_text("a file, not a database")
+    assert main(["stats", "--db", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"cannot open the embedded graph at {garbage}" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):  # uvicorn waited silently on 99999
+        main(["serve", "--run", str(tmp_path), "--port", "99999"])
+    assert "a port is 1 to 65535, got 99999" in capsys.readouterr().err
 
 
 def test_a_run_read_against_another_store_says_so(tmp_path, capsys, monkeypatch):

@@ -387,3 +387,12 @@ def test_similar_of_a_product_without_any_vector_is_empty(engine):
     assert eng.similar(str(v.catalogue.ids[i]), k=5) == []
     others = eng.similar(str(v.catalogue.ids[4]), k=5)
     assert len(others) == 5 and all(r.score != 0 for r in others)
+
+
+def test_a_result_line_is_one_line_whatever_the_title():
+    """A title with newlines split the CLI's result line (the score on a line of its own)."""
+    line = str(Recommendation("i1", "Title 0\nsecond   line\t" + "x" * 500, -1.5, {"ctr": 0.5, "cvr": 0.25}))
+    assert "\n" not in line and "Title 0 second line" in line and "score  -1.500" in line
+    from fusion.cli import one_line
+
+    assert one_line("a\nb " + "c" * 100, 10) == "a b ccccc…"

@@ -200,7 +200,9 @@ def _run_config(args: argparse.Namespace):
     from fusion.text.finetune import TextTrainConfig
     from kg.train import TrainConfig
 
-    base = RunConfig.load(args.run) if args.stage in ("text", "fusion", "value") else RunConfig()
+    # a later stage, or a resume, starts from the settings the run was trained with
+    later = args.stage in ("text", "fusion", "value") or (args.stage == "gnn" and args.resume)
+    base = RunConfig.load(args.run) if later else RunConfig()
     train_options = {**base.gnn.train.to_dict(), **dict(args.set or [])}
     for name in ("model", "epochs", "lr", "batch_size", "seed"):
         if getattr(args, name) is not None:
@@ -273,7 +275,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(RunDir(args.run).comparison_md.read_text().rstrip())
         if "value" in out:
             if "skipped" in out["value"]:
-                print(f"value stage skipped: {out['value']['skipped']}")
+                print(f"value stage skipped: {out['value']['skipped']}" + (
+                    "; the previous training's value tables were removed (they described the data this retrain "
+                    "replaced)" if out["value"].get("removed_tables") else ""))
             else:
                 print(f"value models, test window ({args.run}/value/report.md):")
                 print(RunDir(args.run).value_report.read_text().rstrip())

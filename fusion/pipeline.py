@@ -39,7 +39,7 @@ from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
-from kg.run_dir import RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
+from kg.run_dir import MANIFEST, RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -115,14 +115,17 @@ def train_queries(judgements: pd.DataFrame, config: ExampleConfig) -> pd.DataFra
 
 def run_text_stage(store, run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Read the catalogue, fine-tune the encoder (optional), embed products, reviews,
-    user profiles and judged queries."""
+    user profiles and judged queries. The run's versions are dropped first
+    (:meth:`~kg.run_dir.RunDir.drop_versions`: they are folded from the text stage's output)."""
     from fusion.text.encoder import TextEncoder, resolve_checkpoint, save_run_record
     from fusion.text.finetune import run_finetune
     from fusion.text.index import Embeddings, MemoryCache, embed_items, embed_reviews, user_profiles
     from kg.catalogue import read_catalogue
 
     run = RunDir(run_dir)
+    run.need(run.graph, "gnn")  # a folder never trained: "run the gnn stage first", not "no manifest"
     run.verify(("gnn",))
+    run.drop_versions()  # folded from the text embeddings this replaces
     catalogue = read_catalogue(store)
     save_parquet(catalogue.items, run.catalogue_items)
     save_parquet(catalogue.judgements, run.judgements)
@@ -268,12 +271,15 @@ def train_stage_models(data: FusionData, config: FusionConfig, *, run: RunDir | 
 
 def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool = False) -> dict:
     """Train the fusion model (and the CVR-on-clicks baseline), write ``fusion/`` and the
-    comparison ``metrics.json`` / ``report.md``. Returns the comparison."""
+    comparison ``metrics.json`` / ``report.md``. Returns the comparison. The run's versions
+    are dropped first (:meth:`~kg.run_dir.RunDir.drop_versions`): a version's tables were
+    made for the fusion model this replaces."""
     from fusion.ranking.comparison import compare, markdown, recall_note
 
     run = RunDir(run_dir)
     fc = config.fusion
     data = load_fusion_data(run, fc.examples)
+    run.drop_versions()  # their tables are read by the fusion model this replaces
     result, model = train_stage_models(data, fc, run=run, progress=progress)
     model.save(run.fusion_model)
     result.tables.save(run.fusion_tables)
@@ -328,13 +334,22 @@ def fusion_seeds(run_dir: str | Path, config: RunConfig, seeds: int, first: dict
 def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, stages=STAGES,
               progress: bool = False) -> dict:
     """Run ``stages`` (default all four, in order) into ``run_dir``; returns each stage's
-    result by name (the fusion comparison, the value report, ...)."""
+    result by name (the fusion comparison, the value report, ...). Without the gnn stage,
+    a folder it never ran in is a :class:`~kg.errors.RunFolderError` saying to run it
+    first. The gnn, text and fusion stages drop the run's versions (``kgrec update``'s,
+    folded from what they replace); the value stage alone keeps them (each version's value
+    tables are recomputed by the update that wrote it, and serving reads the newer ones:
+    :func:`fusion.value.results.newest_tables`). A value stage skipped for data it does not
+    fit ends a retrain of the earlier stages (its result ``{"skipped": why, "removed_tables":
+    bool}``) after :func:`drop_value_tables`; run on its own, it raises and keeps them."""
     from kg.pipeline import train_gnn
 
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stages {sorted(unknown)} ({', '.join(STAGES)})")
     run = RunDir(run_dir)
+    if "gnn" not in stages:  # the later stages read its output: say so before writing anything
+        run.need(run.graph, "gnn")
     config = config or RunConfig()
     config.save(run.path)
     if set(stages) - {"value"}:  # the value stage alone leaves the serving files (and their store version) as they are
@@ -354,7 +369,28 @@ def train_all(store, run_dir: str | Path, config: RunConfig | None = None, *, st
         except (ConfigError, DataError) as exc:  # data the value models do not fit (no time span ...)
             if tuple(stages) == ("value",):
                 raise
-            out["value"] = {"skipped": str(exc)}
+            removed = drop_value_tables(run)  # made from what the earlier stages just replaced
+            out["value"] = {"skipped": str(exc), "removed_tables": removed}
             if progress:
-                print(f"value stage skipped: {exc}", flush=True)
+                print(f"value stage skipped: {exc}" + ("; the previous training's value tables were removed"
+                                                       if removed else ""), flush=True)
     return out
+
+
+def drop_value_tables(run: RunDir) -> bool:
+    """Remove ``value/`` of ``run`` and its entries in the manifest (the other entries stay
+    as recorded, so a file changed behind kgrec's back is still caught); True if there was
+    one. For a retrain whose value stage was skipped: the old tables were made from the
+    graph and the vectors the earlier stages just replaced, and serving them (``kgrec
+    value``, the potential / loyalty weights) would describe another data set. A value
+    stage that fails on its own keeps them: they still match the trained run."""
+    import shutil
+
+    if not run.value.exists():
+        return False
+    shutil.rmtree(run.value)
+    manifest = run.path / MANIFEST
+    if manifest.exists():
+        files = {rel: entry for rel, entry in run.manifest().items() if RunDir.stage_of(rel) != "value"}
+        write_json(manifest, {"version": 1, "files": files})
+    return True

@@ -72,7 +72,7 @@ import torch
 from kg.arrays import contains, distinct
 from kg.errors import DataError
 from loaders.errors import DatasetError, LoadError
-from kg.run_dir import RunDir, save_npz, save_parquet
+from kg.run_dir import TRAINED_RUN, RunDir, save_npz, save_parquet
 
 #: seconds the updater lets events gather after an update before the next: an update reads
 #: the whole store and rewrites the version's tables (~2 s of CPU on the demo shop however
@@ -202,6 +202,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     run = RunDir(run_dir)
     serving = run.serving()
     serving.verify()
+    trained_run = run.trained_fingerprint()  # what this version is folded from: as read now, not at its write
     then, now = trained_store_version(run), store_version(store)
     if then.get("store_id") and now.store_id != then["store_id"]:
         raise DataError(f"the graph store is not the one {run.path} was trained on (it was rebuilt from scratch "
@@ -333,7 +334,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     record = {UPDATE_SECTION: now.to_dict(), "users_updated": int(len(changed_users)),
               "users_added": int(len(added_users)), "products_added": int(len(added_items)),
               "products_changed": changed, "products_unplaced": unplaced, "warm_start_epochs": int(warm_start),
-              "warm_start": warm}
+              "warm_start": warm, TRAINED_RUN: trained_run}
     with run.new_version(record, keep=keep) as version:
         GraphExport.write_id_maps(version.graph, export.id_maps, export.relations)
         version.save_split(split)

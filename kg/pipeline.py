@@ -22,12 +22,12 @@ import numpy as np
 
 from kg.build import store_version
 from kg.config import checked_fields
-from kg.errors import RunFolderError
+from kg.errors import ConfigError, RunFolderError
 from kg.evaluation import by_degree_table, by_item_degree, evaluate, found_pairs, markdown_table, popularity_scores
 from kg.export import GraphExport, export_graph
 from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
 from kg.split import Split, split_from_file, split_interactions
-from kg.stores import GraphStore
+from kg.stores import GraphStore, StoreConfig, same_store
 from kg.train import TrainConfig, build_model, evaluate_model, train
 
 
@@ -237,17 +237,91 @@ def _content_rankers(split: Split, config: GnnRunConfig, export: GraphExport) ->
             for name, kg in ((CONTENT, triples), (SHUFFLED_CONTENT, shuffle_tails(triples, config.train.seed)))}
 
 
+#: settings a resumed run may change: how long and where it trains, not what it trains
+RESUMABLE_SETTINGS = frozenset({"write_embeddings", "train.epochs", "train.patience", "train.max_seconds",
+                                "train.target", "train.target_metric", "train.device", "train.threads",
+                                "train.eval_batch_size"})
+
+
+def _flat(values: dict, prefix: str = "") -> dict[str, object]:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}`` (the names the settings go by)."""
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key == "train":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_mismatches(saved: dict, config: GnnRunConfig) -> dict[str, tuple[object, object]]:
+    """``{setting: (the checkpoint's, the one given)}`` for each setting of ``config`` that
+    differs from the run's saved ``gnn`` section (``saved``) and that a resume cannot take:
+    the model's shape, the split, the loss ... (all but :data:`RESUMABLE_SETTINGS`)."""
+    then = _flat(GnnRunConfig.from_dict(saved).to_dict())
+    now = _flat(config.to_dict())
+    return {key: (then.get(key), now.get(key)) for key in sorted(set(then) | set(now))
+            if key not in RESUMABLE_SETTINGS and then.get(key) != now.get(key)}
+
+
+def check_resume(run: RunDir, store: GraphStore, config: GnnRunConfig) -> str | None:
+    """Refuse (:class:`~kg.errors.ConfigError`, one line saying what to do) a resume that
+    cannot continue the run's checkpoint: other model/split settings (the checkpoint's
+    tensors have the old shapes), another graph store than the one run.json records (a
+    resume continues on the run's own export of that graph, so a ``--db`` naming another
+    one would be recorded but never read), or that store rebuilt from scratch since. A
+    store that only grew since (a later sequence) is resumed on the run's export as of the
+    checkpoint; the returned note says so (None when the store is as it was)."""
+    recorded = run.config()
+    saved = recorded.get("gnn")
+    if saved:
+        differ = resume_mismatches(saved, config)
+        if differ:
+            said = ", ".join(f"{k}={then!r} (given {now!r})" for k, (then, now) in differ.items())
+            raise ConfigError(f"--resume: the checkpoint in {run.path} was trained with {said}; resume with "
+                              "the same settings, or train anew without --resume")
+    where = recorded.get("store")
+    if where and not same_store(where, store.location()):
+        raise ConfigError(f"--resume: {run.path} was trained on {StoreConfig.from_location(where).describe()}, "
+                          f"not {StoreConfig.from_location(store.location()).describe()}; "
+                          "resume on the run's store (leave out --db/--neo4j-uri), or train anew without --resume")
+    then, now = recorded.get("store_version") or {}, store_version(store)
+    if then.get("store_id") and now.store_id != then["store_id"]:
+        raise ConfigError(f"--resume: the graph store was rebuilt from scratch since {run.path} was trained; "
+                          "train anew without --resume")
+    if then and now.sequence != int(then.get("sequence", now.sequence)):
+        return (f"note: the graph changed since the checkpoint (sequence {then.get('sequence')} -> {now.sequence}); "
+                f"resuming on the run's export of sequence {then.get('sequence')} (kgrec update, or a retrain "
+                "without --resume, brings in the rest)")
+    return None
+
+
 def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | None = None, *,
               resume: bool = False, progress: bool = True) -> GnnRun:
-    """Export the graph from a connected ``store``, train, and fill ``run_dir``."""
+    """Export the graph from a connected ``store``, train, and fill ``run_dir``. A run
+    folder's versions (``kgrec update``) are dropped first (:meth:`RunDir.drop_versions`):
+    they are folded from the embeddings this retrain replaces.
+
+    ``resume`` continues the run's last checkpoint on the run's own export and split (the
+    checkpoint's tensors are sized to them) after :func:`check_resume`; ``run.json`` then
+    keeps the store and store version it records -- they describe that export."""
     import torch
 
     config = config or GnnRunConfig()
     run = RunDir(run_dir)
     writer = _rank() == 0
-    if writer:
-        run.update_config(gnn=config.to_dict(), store=store.location(), store_version=store_version(store).to_dict())
-    if resume and (run.graph / "graph.pt").exists():
+    resuming = resume and (run.graph / "graph.pt").exists()
+    note = check_resume(run, store, config) if resuming else None
+    if note and writer and progress:
+        print(note, flush=True)
+    if writer:  # the run's versions are folded from the embeddings this replaces: never served again
+        run.drop_versions()
+        if resuming:  # the graph is the run's export: its store and version stay as recorded
+            run.update_config(gnn=config.to_dict())
+        else:
+            run.update_config(gnn=config.to_dict(), store=store.location(),
+                              store_version=store_version(store).to_dict())
+    if resuming:
         with run.reading(run.graph, "gnn"):
             export, split = GraphExport.load(run.graph), run.load_split()
     else:

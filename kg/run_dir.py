@@ -41,11 +41,19 @@ A damaged version is not retrained (no stage writes one): its error says to drop
 serve the version before it, or the trained run, then update again. A ``CURRENT`` naming
 no version folder here is an error too, never the trained run served in its place;
 :meth:`RunDir.verify_versions` checks ``CURRENT`` and every version (``kgrec verify``).
+A version is folded in from one trained run: retraining a stage it is folded from
+(:data:`FOLDED_FROM`) drops every version (:meth:`RunDir.drop_versions`), and a version
+records the trained run it came from (:meth:`RunDir.trained_fingerprint`), so one that
+does not match the trained files -- a retrain killed before it dropped them, an update
+racing a retrain -- is never served: the trained run is (:meth:`RunDir.current_version`).
+Versions are written one at a time under a file lock (``.versions.lock``), so the next
+write sweeps what a killed one left behind (:meth:`RunDir.unfinished_versions`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -67,6 +75,16 @@ RAN_WITH = "ran_with"  #: run.json: per stage, the threads and device it ran wit
 LIVE_PARTS = ("versions", "CURRENT", "inbox")
 CURRENT = "CURRENT"  #: the file naming the version served (RunDir.current_version)
 _VERSION_NAME = re.compile(r"v[0-9]+")  #: a run version's folder name (RunDir.new_version)
+#: a version's temporary folder while it is written (atomic_directory), or the old one being replaced
+_VERSION_WRITE = re.compile(r"\.v[0-9]+\.(tmp|old).*")
+VERSIONS_LOCK = ".versions.lock"  #: held while a version is written or the versions dropped (hidden: no stage's)
+#: the stages whose files a run version is folded from: retraining one of them drops the versions (the
+#: value stage does not: its tables are recomputed by each update, and the newer ones are served)
+FOLDED_FROM = ("gnn", "text", "fusion")
+#: versions/: the last version's name, left by RunDir.drop_versions so a name is never given twice (a
+#: serving process still on the dropped v000001 would take a new v000001 for the one it has)
+_LAST_DROPPED = ".last_dropped"
+TRAINED_RUN = "trained_run"  #: version.json: the trained run it was folded from (RunDir.trained_fingerprint)
 #: first path part -> the stage that writes it (anything else: the gnn stage)
 _STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
              "comparison.md": "fusion", "run.json": "all", "value": "value"}
@@ -242,7 +260,9 @@ class RunDir:
         itself (no ``CURRENT``: a run never updated). A ``CURRENT`` that names no version
         folder here -- that folder or all of ``versions/`` deleted, an empty or garbled file --
         is an :class:`IntegrityError` naming it and what to do, never the trained run served
-        silently in the place of the version it names."""
+        silently in the place of the version it names. A version folded from another trained
+        run than the one here (:meth:`folded_from_here`: a stage retrained since) is not
+        served: ``None``, the trained run is, and the next ``kgrec update`` folds in from it."""
         current = self.path / CURRENT
         name = None
         for _ in range(2):  # read again once: an update may have moved CURRENT on and pruned the old one
@@ -254,7 +274,7 @@ class RunDir:
                 raise IntegrityError(f"{current} cannot be read ({type(exc).__name__}); "
                                      f"{self._current_advice()}", str(current), "update") from None
             if _VERSION_NAME.fullmatch(name) and (self.versions / name).is_dir():
-                return name
+                return name if self.folded_from_here(name) else None
         if not name:
             what = f"{current} is empty"
         elif not _VERSION_NAME.fullmatch(name):
@@ -282,6 +302,30 @@ class RunDir:
         return sorted((d.name for d in self.versions.iterdir() if _VERSION_NAME.fullmatch(d.name) and d.is_dir()),
                       key=lambda n: int(n[1:]))
 
+    def trained_fingerprint(self) -> str | None:
+        """SHA-256 over the manifest's entries (path and hash) of the stages a version is
+        folded from (:data:`FOLDED_FROM`): it changes exactly when one of them is retrained.
+        ``None`` for a run without a manifest (nothing to tell versions apart by)."""
+        if not (self.path / MANIFEST).exists():
+            return None
+        files = self.manifest()
+        h = hashlib.sha256()
+        for rel in sorted(files):
+            if self.stage_of(rel) in FOLDED_FROM:
+                h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
+        return h.hexdigest()
+
+    def folded_from_here(self, name: str) -> bool:
+        """Whether version ``name`` was folded from the trained run now here (its
+        ``version.json`` records :meth:`trained_fingerprint`). A version that records none
+        (written by an older kgrec) or whose record cannot be read counts as this run's:
+        the first cannot be told apart, the second is :meth:`verify_versions`' to report."""
+        try:
+            recorded = json.loads((self.versions / name / "version.json").read_text()).get(TRAINED_RUN)
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return True
+        return recorded is None or recorded == self.trained_fingerprint()
+
     def serving(self) -> RunDir:
         """The run as serving sees it: the current version over the trained run."""
         name = self.current_version()
@@ -298,23 +342,96 @@ class RunDir:
         return {name: RunDir(self.versions / name).verify() for name in names}
 
     @contextlib.contextmanager
+    def versions_lock(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the run's versions lock (``.versions.lock``, an ``flock``: released when its
+        holder ends, also when killed) -- whoever writes or drops versions holds it, so what
+        is half-written under ``versions/`` while one holds it is a dead writer's. Yields
+        whether it is held (``wait=False``: ``False`` when another process holds it)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / VERSIONS_LOCK, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def unfinished_versions(self) -> list[Path]:
+        """The temporary folders of version writes that were killed (``versions/.v….tmp…``,
+        which nothing ever reads): none while a version is being written (the lock is held,
+        they may be its own), also none where the run folder cannot be written."""
+        if not self.versions.is_dir():
+            return []
+        try:
+            with self.versions_lock(wait=False) as held:
+                return self._version_leftovers() if held else []
+        except OSError:
+            return []
+
+    def _version_leftovers(self) -> list[Path]:
+        """The hidden temporary folders under ``versions/`` (call it holding the versions lock)."""
+        return sorted(d for d in self.versions.iterdir() if _VERSION_WRITE.fullmatch(d.name) and d.is_dir())
+
+    def drop_versions(self) -> list[str]:
+        """Stop serving every run version and delete them (a retrain of a stage they are
+        folded from: they would serve the old model's vectors under the new one). ``CURRENT``
+        goes first, in one unlink: readers see the version or the trained run, never a
+        ``CURRENT`` naming a deleted folder. Waits for a version being written. The last
+        number is remembered: the next version gets a new name. Returns the names dropped."""
+        if not (self.path / CURRENT).exists() and not self.versions.is_dir():
+            return []
+        with self.versions_lock():
+            (self.path / CURRENT).unlink(missing_ok=True)
+            dropped = self.version_names()
+            if not self.versions.is_dir():
+                return dropped
+            last = f"v{self._last_number():06d}"
+            for entry in self.versions.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                elif entry.name != _LAST_DROPPED:
+                    entry.unlink()
+            write_text(self.versions / _LAST_DROPPED, last + "\n")
+        return dropped
+
+    def _last_number(self) -> int:
+        """The highest version number given here: of the folders present, or dropped (0: none)."""
+        numbers = [int(d.name[1:]) for d in self.versions.glob("v*") if d.name[1:].isdigit()]
+        try:
+            dropped = (self.versions / _LAST_DROPPED).read_text().strip()
+            numbers.append(int(dropped[1:]) if _VERSION_NAME.fullmatch(dropped) else 0)
+        except (OSError, UnicodeDecodeError):
+            pass
+        return max(numbers or [0])
+
+    @contextlib.contextmanager
     def new_version(self, record: dict[str, Any], keep: int = 3) -> Iterator[RunDir]:
         """``with run.new_version({...}) as v: <write the changed serving files into v>`` --
         on success the folder becomes ``versions/<n>`` (with ``version.json`` = ``record``
-        plus its number and parent, and its own manifest), ``CURRENT`` names it (one atomic
-        rename: readers see the old version or the new one, never a half-written one) and
-        all but the last ``keep`` versions are deleted. Files a version does not write are
-        read from the trained run (:meth:`RunVersion.at`)."""
-        parent = self.current_version()
-        number = 1 + max([int(d.name[1:]) for d in self.versions.glob("v*") if d.name[1:].isdigit()] or [0])
-        name = f"v{number:06d}"
-        with atomic_directory(self.versions / name) as tmp:
-            yield RunDir(tmp)
-            write_json(tmp / "version.json", {**record, "version": name, "parent": parent})
-            RunDir(tmp).write_manifest()
-        write_text(self.path / CURRENT, name + "\n")
-        for old in sorted(d for d in self.versions.glob("v*") if d.is_dir())[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        plus its number, parent and the trained run it is folded from -- ``record``'s
+        ``trained_run`` if given, else :meth:`trained_fingerprint` now -- and its own
+        manifest), ``CURRENT`` names it (one atomic rename: readers see the old version or
+        the new one, never a half-written one) and all but the last ``keep`` versions are
+        deleted. One version is written at a time (:meth:`versions_lock`); what a killed
+        write left behind is swept first; a name is never given twice (:meth:`drop_versions`).
+        Files a version does not write are read from the trained run (:meth:`RunVersion.at`)."""
+        record = {TRAINED_RUN: self.trained_fingerprint(), **record}
+        with self.versions_lock():
+            self.versions.mkdir(parents=True, exist_ok=True)
+            for stale in self._version_leftovers():
+                shutil.rmtree(stale, ignore_errors=True)
+            parent = self.current_version()
+            name = f"v{self._last_number() + 1:06d}"
+            with atomic_directory(self.versions / name) as tmp:
+                yield RunDir(tmp)
+                write_json(tmp / "version.json", {**record, "version": name, "parent": parent})
+                RunDir(tmp).write_manifest()
+            write_text(self.path / CURRENT, name + "\n")
+            for old in sorted(d for d in self.versions.glob("v*") if d.is_dir())[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
 
     def need(self, path: Path, stage: str) -> Path:
         """``path`` if it exists, else a :class:`RunFolderError` naming the stage that makes it."""

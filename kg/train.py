@@ -401,8 +401,7 @@ def _train(model, split, config, checkpoint_dir, resume, progress, negatives_fro
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     if resume and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
+        load_checkpoint_state(model, optimizer, ck, ckpt_path)
         generator.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         history, best_metrics, best_epoch, bad = ck["history"], ck["best_metrics"], ck["best_epoch"], ck["bad"]
@@ -532,6 +531,22 @@ def _train(model, split, config, checkpoint_dir, resume, progress, negatives_fro
             test_metrics = evaluate_model(model, split, "test", config.ks, config.eval_batch_size, device)
     return TrainResult(model, history, best_metrics, best_epoch, test_metrics,
                        time.perf_counter() - start_time, train_seconds, stop_reason if rank == 0 else "")
+
+
+def load_checkpoint_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict,
+                          path: Path) -> None:
+    """Restore the model and optimizer of a resumed run from ``checkpoint`` (read from
+    ``path``). A checkpoint of another model shape (another dim, layers or model) is a
+    :class:`~kg.errors.ConfigError` in one line, not PyTorch's size-mismatch listing:
+    resume with the settings it was trained with, or train anew."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[-1].strip() if first else type(exc).__name__
+        raise ConfigError(f"--resume: the checkpoint {path} was trained with other settings ({detail}); resume "
+                          "with the same settings, or train anew without --resume") from None
 
 
 @torch.no_grad()

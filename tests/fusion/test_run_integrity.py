@@ -102,3 +102,46 @@ def test_a_new_configuration_is_vouched_for_but_other_damage_is_still_caught(tin
     with pytest.raises(IntegrityError) as info:
         run.verify()
     assert "fusion/tables.pt" in str(info.value)
+
+
+@pytest.mark.parametrize("stage", ["text", "fusion", "value"])
+def test_a_later_stage_on_a_folder_never_trained_says_to_run_the_gnn_stage_first(tiny, tmp_path, stage, capsys):
+    """Not "written by an older kgrec or its training did not finish": it was never trained."""
+    fresh = tmp_path / "fresh"
+    store = tiny.path.parent / "graph"
+    assert main(["train", "--stage", stage, "--run", str(fresh), "--db", str(store), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{fresh / 'graph'} is missing: run the gnn stage first" in err, err
+    assert "older kgrec" not in err
+
+
+def test_a_retrain_whose_value_stage_is_skipped_removes_the_stale_value_tables(tmp_path, monkeypatch):
+    """B3: a retrain of the earlier stages whose value stage is then skipped (data it does
+    not fit) removes the previous training's value tables and their manifest entries --
+    they describe the data the retrain replaced -- so reading them says the stage was
+    skipped and ``verify`` vouches only for what is there; a value stage that fails on its
+    own keeps the tables that still match the trained run."""
+    import fusion.pipeline
+    from fusion.pipeline import RunConfig, train_all
+    from fusion.value.config import ValueConfig
+    from fusion.value.results import ValueTables
+    from fusion.value.train import run_value_stage
+    from kg.errors import ConfigError, RunFolderError
+    from kg.stores import StoreConfig, open_store
+
+    run, _ = make_tiny_run(tmp_path)
+    run_value_stage(run.path, ValueConfig(epochs=5, patience=5, threads=1))
+    served = ValueTables.load(run).users
+    skipping = RunConfig(value=ValueConfig(horizon_days=100_000, threads=1))  # longer than the data's time span
+    with open_store(StoreConfig(kind="embedded", path=str(tmp_path / "graph"))) as store:
+        with pytest.raises(ConfigError, match="longer than the data's time span"):
+            train_all(store, run.path, skipping, stages=("value",))
+        assert ValueTables.load(run).users.equals(served)  # still the trained run's: kept
+        run.verify()
+        monkeypatch.setattr(fusion.pipeline, "run_fusion_stage", lambda *a, **k: {})  # an earlier stage retrained
+        out = train_all(store, run.path, skipping, stages=("fusion", "value"))
+    assert "longer than the data's time span" in out["value"]["skipped"]
+    assert not run.value.exists() and not any(rel.startswith("value/") for rel in run.manifest())
+    run.verify()
+    with pytest.raises(RunFolderError, match="value stage was skipped .*longer than the data's time span"):
+        ValueTables.load(run)

@@ -145,3 +145,87 @@ def test_a_split_without_test_pairs_says_so_instead_of_zeros():
     text = GnnRun.report(SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}},
                                          config=GnnRunConfig()))
     assert text.startswith("No test pairs: nothing to measure") and "0.0000" not in text
+
+
+RESUME = TrainConfig(model="lightgcn", epochs=1, lr=0.01, batch_size=512, embedding_dim=8, num_layers=1,
+                     eval_every=1, patience=3, threads=1)
+
+
+def _small_store(path, seed: int = 3, n_interactions: int = 1_500):
+    """An embedded store of a small synthetic shop (connected: close it after use)."""
+    from kg.stores import StoreConfig, open_store
+
+    store = open_store(StoreConfig(kind="embedded", path=str(path))).connect()
+    shop = load("synthetic", None, n_users=40, n_items=30, n_interactions=n_interactions, seed=seed)
+    build_graph(shop, store, BuildConfig(progress=False))
+    return store
+
+
+def test_resume_with_other_model_settings_names_them_in_one_line(tmp_path):
+    """B9: a checkpoint of dim 8 resumed with dim 16 is a ConfigError naming the setting and
+    what to do, not PyTorch's state_dict size-mismatch traceback; more epochs resume fine."""
+    from dataclasses import replace
+
+    from kg.errors import ConfigError
+
+    store = _small_store(tmp_path / "graph")
+    try:
+        folder = tmp_path / "run"
+        train_gnn(store, folder, GnnRunConfig(train=RESUME), progress=False)
+        before = (folder / "run.json").read_text()
+        with pytest.raises(ConfigError, match=r"train\.embedding_dim=8 \(given 16\).*without --resume"):
+            train_gnn(store, folder, GnnRunConfig(train=replace(RESUME, embedding_dim=16)), resume=True,
+                      progress=False)
+        assert (folder / "run.json").read_text() == before  # nothing recorded for a resume refused
+        run = train_gnn(store, folder, GnnRunConfig(train=replace(RESUME, epochs=2)), resume=True, progress=False)
+        assert run.model.embeddings()[1].shape[1] == 8
+    finally:
+        store.close()
+
+
+def test_resume_on_another_store_is_refused_and_run_json_keeps_the_trained_one(tmp_path):
+    """B10: a resume continues on the run's own export, so a store other than run.json's is
+    refused (it would be recorded but never read); a store that grew since the checkpoint is
+    resumed on the export, and run.json keeps the store version that export is of."""
+    from kg.build import store_version
+    from kg.errors import ConfigError
+
+    store = _small_store(tmp_path / "graph")
+    other = _small_store(tmp_path / "other", seed=5)
+    try:
+        folder = tmp_path / "run"
+        train_gnn(store, folder, GnnRunConfig(train=RESUME), progress=False)
+        before = json.loads((folder / "run.json").read_text())
+        with pytest.raises(ConfigError, match=r"was trained on embedded .*graph, not embedded .*other"):
+            train_gnn(other, folder, GnnRunConfig(train=RESUME), resume=True, progress=False)
+        assert json.loads((folder / "run.json").read_text())["store"] == before["store"] == store.location()
+        build_graph(load("synthetic", None, n_users=50, n_items=35, n_interactions=2_000, seed=9), store,
+                    BuildConfig(progress=False))  # the shop grew since the checkpoint
+        assert store_version(store).sequence > before["store_version"]["sequence"]
+        run = train_gnn(store, folder, GnnRunConfig(train=RESUME), resume=True, progress=False)
+        assert len(run.export.id_maps["product"]) == 30  # the run's export, not the grown graph
+        after = json.loads((folder / "run.json").read_text())
+        assert after["store_version"] == before["store_version"] and after["store"] == before["store"]
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_checkpoint_of_another_shape_is_a_config_error(tmp_path):
+    """B9, below the run folder: ``train(resume=True)`` with a model of another shape than
+    the checkpoint's says so in one ConfigError line."""
+    from dataclasses import replace
+
+    from kg.errors import ConfigError
+    from kg.train import build_model, train
+
+    store = _small_store(tmp_path / "graph")
+    try:
+        gnn = train_gnn(store, tmp_path / "run", GnnRunConfig(train=RESUME), progress=False)
+    finally:
+        store.close()
+    wider = replace(RESUME, embedding_dim=16)
+    model = build_model(wider, gnn.export, gnn.split)
+    with pytest.raises(ConfigError, match="trained with other settings.*without --resume") as caught:
+        train(model, gnn.split, wider, checkpoint_dir=tmp_path / "run" / "checkpoints", resume=True, progress=False)
+    assert "\n" not in str(caught.value)

@@ -8,7 +8,10 @@ resumes: an interrupted build -- killed at any moment, of new data or of data pa
 built before -- is simply run again; every step hands *all* its rows to the store, and
 the anti-join finds exactly the ones the crash left out, wherever they are in the step.
 (Resuming from a row offset would be wrong: rows already stored are scattered through
-a step of incremental data, not its first N.)
+a step of incremental data, not its first N.) The derived co-interaction counts resume
+the same way: the products whose pairs a build is recounting are recorded in the store
+before their type leaves the ``co_counts`` record (:data:`CO_COUNTS_DIRTY`), and the next
+build recounts them, so a build killed and run again keeps the counts a clean one keeps.
 
 Bookkeeping lives in the store (a ``KgrecMeta`` node keyed by the dataset's content
 fingerprint): progress after each batch, for the report, and ``finished`` once every
@@ -201,6 +204,10 @@ def build_graph(dataset: Dataset, store: GraphStore, config: BuildConfig | None 
     report.steps += steps_co
     if completed:
         store.write_meta(CO_COUNTS_RECORD, json.dumps(sorted(counted | completed)))
+        # only once the record holds them again: a crash in between recounts them once more
+        dirty = parse_co_counts_dirty(store.read_meta(CO_COUNTS_DIRTY))
+        if set(dirty) & completed:
+            store.write_meta(CO_COUNTS_DIRTY, json.dumps({t: ids for t, ids in dirty.items() if t not in completed}))
     if not report.up_to_date:
         store.write_meta(key, json.dumps({"done": done, "finished": True}))
 
@@ -235,6 +242,26 @@ def parse_co_counts(value: str | None) -> set[str]:
     return {t for t in types if t in CO_COUNTED} if isinstance(types, list) else set()
 
 
+#: the products whose co-interaction pairs a build dropped from the ``co_counts`` record is
+#: recounting (a JSON object ``{type: [product ids]}``): the type's other pairs are correct, so
+#: the next build -- of any data, after a crash -- recounts these with its own products
+#: instead of counting the type whole (whole, :func:`kept_co_counts` may find the counts
+#: not worth keeping where a build that was not interrupted kept them)
+CO_COUNTS_DIRTY = "co_counts_dirty"
+
+
+def parse_co_counts_dirty(value: str | None) -> dict[str, list[str]]:
+    """``{type: product ids}`` of a ``co_counts_dirty`` record (none for a missing or
+    unreadable one: those types are then counted whole, which is never wrong)."""
+    try:
+        dirty = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    if not isinstance(dirty, dict):
+        return {}
+    return {t: [str(i) for i in ids] for t, ids in dirty.items() if t in CO_COUNTED and isinstance(ids, list)}
+
+
 def _plan_co_counts(store: GraphStore, steps, keep: bool) -> tuple[set[str], dict[str, object]]:
     """Which co-interaction counts this build must bring up to date, recorded before it writes.
 
@@ -245,24 +272,42 @@ def _plan_co_counts(store: GraphStore, steps, keep: bool) -> tuple[set[str], dic
     recomputes that type whole. Only the products this build's rows touch are recomputed
     when the type was complete before: a new interaction of ``(u, p)`` changes only pairs
     that contain ``p``. A type the store holds interactions of but no complete counts
-    (a store built before counts were kept, or with ``co_counts`` off) is computed whole."""
+    (a store built before counts were kept, or with ``co_counts`` off) is computed whole.
+    A type an earlier build was recounting when it stopped (:data:`CO_COUNTS_DIRTY`) counts
+    as complete but for the products that build listed: they are recounted too. The
+    products to recount are recorded before the record drops their types."""
     from kg import queries as q
 
     specs = [REL_BY_TYPE[t] for t in CO_COUNTED]
     row = store.run(q.explain_presence_query(specs), {"meta": "last_build", "co": CO_COUNTS_RECORD}
                     ).to_dict("records")[0]
-    complete = parse_co_counts(row["co_counts"] if isinstance(row["co_counts"], str) else None)
+    recorded = parse_co_counts(row["co_counts"] if isinstance(row["co_counts"], str) else None)
+    dirty = {t: ids for t, ids in parse_co_counts_dirty(store.read_meta(CO_COUNTS_DIRTY)).items()
+             if t not in recorded}
+    complete = recorded | set(dirty)
     written = {s.name: s.rows["dst"] for s in steps if s.kind == "rel" and s.name in CO_COUNTED and len(s.rows)}
     if not keep:
         pending: dict[str, object] = {}
     else:
-        pending = {t: (items if t in complete else None) for t, items in written.items()}
+        pending = {t: (_product_ids(items, dirty.get(t, [])) if t in complete else None)
+                   for t, items in written.items()}
+        pending.update({t: ids for t, ids in dirty.items() if t not in pending})
         pending.update({t: None for k, t in enumerate(CO_COUNTED)
                         if t not in complete and t not in pending and bool(row[f"t{k}"])})
-    counted = complete - set(written) - set(pending)
-    if counted != complete:
+    counted = recorded - set(written) - set(pending)
+    # products to recount: a type written with co_counts off is no longer complete anywhere
+    recount = {t: ids for t, ids in pending.items() if ids is not None}
+    recount.update({t: ids for t, ids in dirty.items() if t not in written and t not in recount})
+    if recount != dirty:
+        store.write_meta(CO_COUNTS_DIRTY, json.dumps(recount))
+    if counted != recorded:
         store.write_meta(CO_COUNTS_RECORD, json.dumps(sorted(counted)))
     return counted, pending
+
+
+def _product_ids(items, more: list[str]) -> list[str]:
+    """The distinct product ids of ``items`` and ``more``, as strings, sorted."""
+    return sorted(set(pd.Series(np.asarray(items, dtype=object)).astype(str)) | set(more))
 
 
 #: keep a type's co-interaction counts when counting live would read, on average over

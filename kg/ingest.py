@@ -6,7 +6,8 @@ and validated the same way, holding only what is new or changed -- to a store:
 * its rows go through :func:`kg.build.build_graph` (the idempotent upserts: new rows are
   created, rows whose properties changed -- a product's new price or title, a product
   withdrawn with ``available = 0`` -- are updated in place, rows already stored are left
-  alone), so an ingest run twice, or killed and run again, ends the same;
+  alone), so an ingest run twice, or killed and run again, ends the same (the derived
+  co-interaction counts included: :data:`kg.build.CO_COUNTS_DIRTY`);
 * its interactions and reviews may name users and products the store already holds
   (they need not be in the delta's ``users`` / ``items`` tables); users the store does
   not know yet become new users; an event or review of a product the store does not

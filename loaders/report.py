@@ -22,7 +22,9 @@ In strict mode the :class:`LoadError` of an error reject ends with :data:`LENIEN
 
 Besides rejects, a report counts what a reader *repaired or completed* (not rejects:
 the records are kept): products reviewed but absent from the metadata (kept as id-only
-items), titles cleaned of HTML markup, and titles replaced by a fallback display name.
+items), titles cleaned of HTML markup, and titles replaced by a fallback display name --
+and records merged into another (a repeat purchase at the same time, its quantity summed into
+the first row: :mod:`loaders.tabular`), which count as kept since what they hold is.
 """
 
 from __future__ import annotations

@@ -46,8 +46,15 @@ References: when an items (users) file exists, an unknown item (user) id in
 interactions, reviews, item_entities or judgements is an error; an ``item_links``
 endpoint outside the items is a filtered reject. Without the file the table is built
 from the ids used elsewhere. Rows repeating a key (:data:`loaders.dataset.KEYS`) are
-filtered rejects (the first is kept). Line numbers: CSV line = row index + 2 (header
-is line 1; quoted fields spanning lines are not accounted for); Parquet: row index + 1.
+filtered rejects (the first is kept) -- but for ``purchase`` and ``cart`` interactions,
+whose value is a quantity: rows of the same customer, product, event and time (repeat
+purchases on one day of a day-granular export, or with no time) are merged into the first,
+their quantities summed, counted in the notes (kept, not rejected: read = kept + rejected
+still holds, with kept counting the rows merged). Two identical rows are summed too: a
+second order of the same quantity is as likely as a line listed twice, and counting it
+once would lose it silently, where the note shows the merge. Line numbers: CSV line = row
+index + 2 (header is line 1; quoted fields spanning lines are not accounted for); Parquet:
+row index + 1.
 
 A *delta* (``read(..., delta=True)``, what ``kgrec ingest --source csv`` reads: rows new or
 changed since a store was built, :func:`kg.ingest.ingest`): interactions, reviews and
@@ -113,6 +120,9 @@ EVENT_SYNONYMS: dict[str, str] = {
 }
 #: events whose value is a quantity (must be > 0)
 QUANTITY_EVENTS = ("purchase", "cart")
+#: the note counting quantity events merged into an earlier row of the same key (their
+#: quantities summed there): repeat purchases on one day of a day-granular export
+QUANTITIES_SUMMED_NOTE = "same customer, product, event and time: quantities summed (rows merged into the first)"
 #: the note (lenient mode) counting kept items whose price could not be read
 PRICES_NOT_UNDERSTOOD = "prices not understood (kept as unknown)"
 #: a day-first date with dots, as Excel writes dates in much of Europe: 17.06.2018[ 14:05[:09]]
@@ -292,6 +302,22 @@ class Checker:
                                f"duplicate {what}: first seen on line {first_line[k]}, that one is kept",
                                "|".join(map(str, k)), error=False)
         self.alive &= ~mask
+
+    def sum_repeats(self, cols: list[str], rows: np.ndarray, value: str, note: str) -> None:
+        """Merge the live ``rows`` (a mask) repeating the key ``cols`` into the first of them:
+        its ``value`` becomes the sum of theirs. The rows merged are no rejects -- their
+        quantity is kept, in the first -- so they count as kept and under ``note``."""
+        live = np.flatnonzero(self.alive & np.asarray(rows, dtype=bool))
+        key = self.df.loc[live, cols]
+        dup = key.duplicated(keep="first").to_numpy()
+        if not dup.any():
+            return
+        group = key.groupby(cols, sort=False, dropna=False).ngroup().to_numpy()
+        totals = np.bincount(group, weights=self.df.loc[live, value].to_numpy(dtype="float64"))
+        self.df.loc[live[~dup], value] = totals[group[~dup]]
+        self.alive[live[dup]] = False
+        self.report.keep(self.file, int(dup.sum()))
+        self.report.note(note, int(dup.sum()))
 
     def unknown(self, col: str, universe, what: str, *, field: str | None = None,
                 error: bool = True) -> None:
@@ -556,6 +582,9 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     for col in KEYS[table]:
         if col not in out:
             out[col] = 0 if col == "timestamp" else ""
+    if table == "interactions":  # repeat purchases at one time (a day-granular date): one row, summed
+        chk.sum_repeats(list(KEYS[table]), out["event"].isin(QUANTITY_EVENTS).to_numpy(), "value",
+                        QUANTITIES_SUMMED_NOTE)
     chk.duplicates(list(KEYS[table]), "key")
     return make_table(table, chk.finish())
 

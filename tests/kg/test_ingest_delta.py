@@ -132,3 +132,36 @@ def test_a_changed_row_replaces_the_products_brand_and_categories(shop, tmp_path
                    "00003": ["Acme", "Home > Kitchen"]}
     assert _ingest(shop, delta) == 0
     assert "replaced" not in capsys.readouterr().out
+
+
+def test_an_interrupted_ingest_resumed_keeps_the_co_counts_of_a_clean_one(shop, tmp_path, monkeypatch):
+    """An ingest killed after it dropped PURCHASED from the ``co_counts`` record (to recount the
+    pairs of its products) and run again ends as a clean ingest: PURCHASED recounted for the
+    delta's products and back in the record. Counted whole instead, the delta's one customer of
+    20 products makes the counts not worth keeping: the type stayed dropped, stale pairs left."""
+    import kg.build
+    from kg.build import CO_COUNTS_RECORD, store_digest
+
+    clean = tmp_path / "clean"
+    assert main(["build", "--source", "csv", "--path", str(tmp_path / "shop"), "--db", str(clean),
+                 "--no-progress", "--rejects", str(tmp_path / "rejects2.csv")]) == 0
+    items = "item_id,title,price\n" + "".join(f"B{i:02d},Bulk {i},1.00\n" for i in range(20))
+    bought = [f"B{i:02d}" for i in range(20)] + ["00001"]
+    events = "user_id,item_id,event,value,timestamp\n" + "".join(
+        f"bulk,{i},purchase,1,{1_730_000_000 + k}\n" for k, i in enumerate(bought))
+    delta = _write(tmp_path / "bulk", items=items, interactions=events)
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed while counting")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kg.build, "update_co_counts", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            _ingest(shop, delta)
+    assert _ingest(shop, delta) == 0 and _ingest(clean, delta) == 0
+    with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
+        resumed = store_digest(store), store.read_meta(CO_COUNTS_RECORD)
+    with open_store(StoreConfig(kind="embedded", path=str(clean))) as store:
+        expected = store_digest(store), store.read_meta(CO_COUNTS_RECORD)
+    assert "PURCHASED" in expected[1] and expected[0]["CO_PURCHASED"][0] > 200
+    assert resumed == expected

@@ -346,3 +346,24 @@ def test_day_first_dotted_dates(tmp_path):
     assert ds.interactions["timestamp"].tolist() == [1529193600, 1549029900, 1529193600]
     assert ds.report.notes()["timestamps read as day-first dates (17.06.2018)"] == 2
     assert [r.line for r in ds.report.rejects] == [5]
+
+
+def test_repeat_purchases_at_one_time_are_summed(tmp_path):
+    """Day-granular dates: c1 bought A twice on one day (1 then 3 units) and twice more as
+    identical rows (cart 2, 2): each pair is one row, the quantities summed, counted in the notes
+    and as kept; repeated clicks stay filtered duplicates. read = kept + rejected."""
+    from loaders.tabular import QUANTITIES_SUMMED_NOTE
+
+    _write(tmp_path, interactions__csv="user_id,item_id,event,value,timestamp\n"
+                                       "c1,A,purchase,1,20240105\nc1,A,purchase,3,20240105\n"
+                                       "c1,B,purchase,1,20240107\nc2,A,purchase,2,20240105\n"
+                                       "c1,A,cart,2,20240105\nc1,A,cart,2,20240105\n"
+                                       "c1,A,click,1,20240105\nc1,A,click,1,20240105\n")
+    ds = loaders.load("csv", tmp_path)
+    got = {(r.user_id, r.item_id, r.event): r.value for r in ds.interactions.itertuples()}
+    assert got == {("c1", "A", "purchase"): 4.0, ("c1", "B", "purchase"): 1.0, ("c2", "A", "purchase"): 2.0,
+                   ("c1", "A", "cart"): 4.0, ("c1", "A", "click"): 1.0}
+    rep = ds.report
+    assert rep.notes()[QUANTITIES_SUMMED_NOTE] == 2 and [(r.line, r.error) for r in rep.rejects] == [(9, False)]
+    assert (rep.total_read, rep.total_kept, rep.total_rejected) == (8, 7, 1)
+    assert QUANTITIES_SUMMED_NOTE in rep.summary()

@@ -174,12 +174,14 @@ def evaluate(score_fn: ScoreFn, num_users: int, num_items: int,
             excluded like seen items (RecBole's protocol ranks the data set's items only).
     Returns:
         dict metric name -> mean over users with held-out items (plus ``users``);
-        :func:`per_user` gives the values user by user.
+        :func:`per_user` gives the values user by user. Without held-out pairs every
+        metric is NaN (``users`` 0): nothing was measured -- a 0.0 would read as a model
+        that finds nothing, and report tables show NaN as "—" (:func:`metric_cell`).
     """
     users, values = per_user(score_fn, num_users, num_items, heldout, seen, ks, batch_size, device, candidates)
-    n = max(len(users), 1)
-    out = {name: float(v.sum()) / n for name, v in values.items()}
-    out["users"] = float(len(users))
+    n = len(users)
+    out = {name: float(v.sum()) / n if n else float("nan") for name, v in values.items()}
+    out["users"] = float(n)
     return out
 
 
@@ -189,12 +191,19 @@ def popularity_scores(train: tuple[np.ndarray, np.ndarray], num_items: int) -> S
     return lambda users: degree.expand(len(users), num_items).clone()
 
 
+def metric_cell(value: float) -> str:
+    """A metric as a report shows it: 4 decimals, or "—" for NaN (nothing measured, e.g.
+    :func:`evaluate` without held-out pairs), so a missing figure never reads as a score."""
+    return "—" if value != value else f"{value:.4f}"
+
+
 def markdown_table(results: dict[str, dict[str, float]], metrics: Sequence[str] | None = None) -> str:
-    """One row per model, one column per metric (4 decimals)."""
+    """One row per model, one column per metric (:func:`metric_cell`: 4 decimals, "—" where
+    the metric is NaN or missing)."""
     if not results:
         return ""
     metrics = list(metrics or [m for m in next(iter(results.values())) if "@" in m])
     lines = ["| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
     for name, values in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{values.get(m, float('nan')):.4f}" for m in metrics) + " |")
+        lines.append(f"| {name} | " + " | ".join(metric_cell(values.get(m, float("nan"))) for m in metrics) + " |")
     return "\n".join(lines)

@@ -94,6 +94,8 @@ class GnnRun:
         import torch
 
         split, k = self.split, k or self.config.train.ks[0]
+        if not len(split.test[0]):  # every figure would be NaN (kg.evaluation.evaluate)
+            return "No test pairs: nothing to measure by item degree."
         degree = np.bincount(split.train[1], minlength=split.num_items)
         everyone = np.ones(len(split.test[0]), bool)
         keep, batch = _content_sample(split, self.config)
@@ -128,6 +130,8 @@ class GnnRun:
         from kg.models.kg_model import shuffle_tails
 
         split, k = self.split, k or self.config.train.ks[0]
+        if not len(split.test[0]):  # every figure would be NaN (kg.evaluation.evaluate)
+            return "No test pairs: nothing to measure per relation."
         triples = self.export.knowledge_triples()
         if not len(triples.head):
             return ""

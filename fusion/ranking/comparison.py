@@ -26,7 +26,7 @@ from fusion.ranking.metrics import funnel_aucs, search_ndcg
 from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import RECOMMEND_WEIGHTS, WITHOUT_EXPOSURE
 from fusion.ranking.train import FusionData, evaluate_fusion, recommend_metrics
-from kg.evaluation import evaluate, per_user, popularity_scores
+from kg.evaluation import evaluate, metric_cell, per_user, popularity_scores
 
 COLUMNS = ("recall@10", "ndcg@10", "search_ndcg@10", "ctr_auc", "cvr_auc", "ctcvr_auc")
 #: the fused row's paired standard error of (fused − GNN) Recall@10 (:func:`paired_recall`)
@@ -35,7 +35,8 @@ PAIRED_SE = "recall@10_minus_gnn_paired_se"
 
 def _signal_metrics(pair_score, data: FusionData, query_score=None) -> dict[str, float]:
     """Metrics of a baseline given ``pair_score(users [n], items [n]) -> [n]`` (users -1 =
-    none) and optionally ``query_score(query rows [B]) -> [B, I]``."""
+    none) and optionally ``query_score(query rows [B]) -> [B, I]``. Recall / NDCG are NaN
+    ("—" in :func:`markdown`) without test pairs, as the fused rows' (:func:`kg.evaluation.evaluate`)."""
     ex = data.examples.select(2)
     ex = ex.select_mask(ex.scored())
     out: dict[str, float] = {}
@@ -101,10 +102,7 @@ def compare(data: FusionData, fused, naive=None, candidates: int = 100) -> dict[
 def markdown(results: dict[str, dict[str, float]], columns=COLUMNS) -> str:
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for name, m in results.items():
-        cells = []
-        for c in columns:
-            v = m.get(c, float("nan"))
-            cells.append("—" if v != v else f"{v:.4f}")
+        cells = [metric_cell(m.get(c, float("nan"))) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -124,11 +122,16 @@ def recall_note(results: dict[str, dict[str, float]], split) -> str:
     """One line under the table: the test users and one standard error of each model's
     Recall@10 (:func:`recall_se`), so a difference can be read against it, and -- when
     ``results`` come from :func:`compare` -- the fused ranker's difference from the GNN with
-    its paired standard error (:func:`paired_recall`), the yardstick of that difference."""
+    its paired standard error (:func:`paired_recall`), the yardstick of that difference.
+    Without test pairs: a line saying there is nothing to measure (the table's Recall / NDCG
+    read "—"), as the GNN stage's report says."""
     users = count_test_users(split)
+    if not users:
+        return ("No test pairs: Recall@10, NDCG@10 and the AUCs have nothing to measure (leave-last-out holds "
+                "out an item only of users with at least 3; give a split, or more interactions per user).")
     se = {name: recall_se(m["recall@10"], users) for name, m in results.items() if "recall@10" in m}
     note = (f"{users:,} test users; one standard error of Recall@10: "
-            + ", ".join(f"{name} {v:.4f}" for name, v in se.items()))
+            + ", ".join(f"{name} {metric_cell(v)}" for name, v in se.items()))
     fused, gnn = results.get("fused", {}), results.get("gnn", {})
     if PAIRED_SE in fused and "recall@10" in gnn:
         note += (f"; fused − GNN {fused['recall@10'] - gnn['recall@10']:+.4f}, paired standard error "

@@ -42,7 +42,10 @@ and **nothing of a later period changes an earlier period's examples**: clicks a
 purchases count only for an impression (implicit sources: a pair) of their own period;
 sampled negatives take their positive's part and are drawn per part, from that part's
 own random stream, avoiding the pairs the user has events with up to that part (so a
-training negative may be a product the user buys later, as it would be on the day).
+training negative may be a product the user buys later, as it would be on the day). A draw
+that still hits such a pair after :func:`sample_unseen`'s redraws is dropped, never kept with
+labels 0: a user who engaged with (nearly) every product -- a shop of a few products -- gets
+fewer negatives or none (counted in ``negatives_without_unseen_product``).
 
 **Search relevance** examples come from judgements (``(:Query)-[:RELEVANT {grade}]->``):
 target ``grade / max_grade``; queries are split into train / valid / test by a seeded hash
@@ -70,8 +73,8 @@ class ExampleConfig:
     """How examples are derived (see the module docstring)."""
 
     funnel_window: int = 86_400        #: seconds from impression to click and click to purchase
-    unshown_negatives: int = 30        #: impression sources: sampled negatives per conversion
-    negatives_per_positive: int = 4    #: sources without impressions: sampled negatives per positive
+    unshown_negatives: int = 30        #: impression sources: sampled negatives per conversion (at most)
+    negatives_per_positive: int = 4    #: sources without impressions: sampled negatives per positive (at most)
     satisfied_rating: float = 4.0      #: rating sources: conversion = best rating >= this
     query_valid_fraction: float = 0.1
     query_test_fraction: float = 0.2
@@ -321,19 +324,24 @@ def build_examples(data, split, prices: np.ndarray, config: ExampleConfig | None
     # has events with up to that period, drawn from that period's own random stream -- so
     # nothing of a later period changes an earlier period's examples
     event_keys = [(_pair_keys(e[0], e[1], num_items), periods.part(e[0], e[1], e[2])) for e in engaged]
+    # (``ok``): a draw still on an engaged pair after the redraws is dropped, never kept with labels
+    # 0 -- a user who engaged with (nearly) every product (a shop of a few products) gets fewer or none
     neg = [], [], []  # (source rows, users, items)
+    dropped = 0
     for code in (0, 1, 2):
         src = np.flatnonzero(base & (part == code))
         if not per or not len(src):
             continue
         seen = distinct(np.concatenate([k[p <= code] for k, p in event_keys]))
-        u, i, _ = sample_unseen(users[src], seen, num_items, per, np.random.default_rng([config.seed, code]))
-        neg[0].append(np.repeat(src, per))
-        neg[1].append(u)
-        neg[2].append(i)
+        u, i, ok = sample_unseen(users[src], seen, num_items, per, np.random.default_rng([config.seed, code]))
+        neg[0].append(np.repeat(src, per)[ok])
+        neg[1].append(u[ok])
+        neg[2].append(i[ok])
+        dropped += int((~ok).sum())
     src, neg_u, neg_i = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in neg)
     m = len(neg_u)
     counts["sampled_negatives"] = m
+    counts["negatives_without_unseen_product"] = dropped
     out = ExampleSet(
         np.concatenate([users, neg_u]).astype(np.int64), np.concatenate([items, neg_i]).astype(np.int64),
         np.concatenate([time, time[src]]).astype(np.int64),

@@ -70,6 +70,34 @@ def test_unshown_negatives_are_items_the_user_never_touched():
     assert (ex.scored() == ~neg).all()  # AUCs are measured on logged impressions only
 
 
+def test_sampled_negatives_never_label_an_engaged_pair_when_the_catalogue_is_small():
+    # implicit source, 2 products: user 0 engaged with both (no unseen product: no negative),
+    # user 1 with product 0 (every negative is product 1). Before the fix the draws that still
+    # collided after the redraws were kept, labelled click = conversion = 0.
+    data = _graph({"viewed": [(0, 0, 10, 1), (0, 1, 20, 1), (1, 0, 30, 1)],
+                   "purchased": [(0, 1, 25, 1)]}, users=2, items=2)
+    ex = build_examples(data, _split(2, 2), np.ones(2), ExampleConfig(negatives_per_positive=4))
+    neg = ex.sampled
+    assert set(zip(ex.user[neg].tolist(), ex.item[neg].tolist())) == {(1, 1)} and neg.sum() == 4
+    assert ex.counts["sampled_negatives"] == 4 and ex.counts["negatives_without_unseen_product"] == 8
+    assert all(len(a) == len(ex) == 3 + 4 for a in (ex.item, ex.time, ex.click, ex.conversion, ex.value, ex.part))
+    # impressions: the user was shown, and so touched, every product: no unshown negative
+    shown = _graph({"shown": [(0, 0, 10, 1), (0, 1, 20, 1)], "clicked": [(0, 0, 15, 1)],
+                    "purchased": [(0, 0, 50, 1)]}, users=1, items=2)
+    ex = build_examples(shown, _split(1, 2), np.ones(2), ExampleConfig(unshown_negatives=5))
+    assert not ex.sampled.any() and len(ex) == 2 and ex.counts["negatives_without_unseen_product"] == 5
+
+
+def test_a_held_out_positive_is_never_its_own_test_negative():
+    # one customer who engaged with all 3 products, the last held out: the test part has the
+    # positive and no negative, so its CTR AUC is NaN ("—"), not 0.0 from negatives the user bought
+    data = _graph({"viewed": [(0, 0, 10, 1), (0, 1, 20, 1), (0, 2, 30, 1)]}, users=1, items=3)
+    ex = build_examples(data, _split(1, 3, test=([0], [2])), np.ones(3), ExampleConfig(negatives_per_positive=4))
+    test = ex.select(2)
+    assert test.item.tolist() == [2] and not test.sampled.any()
+    assert math.isnan(auc(np.zeros(len(test)), test.click))
+
+
 def test_implicit_source_conversion_is_a_satisfied_rating():
     data = _graph({"rated": [(0, 0, 10, 5.0), (0, 1, 20, 2.0), (1, 2, 30, 4.0)]})
     ex = build_examples(data, _split(), np.array([2.0, 3.0, 4.0, 5.0]),
@@ -327,6 +355,24 @@ def test_auc_and_search_ndcg_match_their_definitions():
     dcg = 1 / math.log2(2) + 3 / math.log2(3)
     ideal = 3 / math.log2(2) + 1 / math.log2(3)
     assert got == pytest.approx(dcg / ideal)
+
+
+def test_without_test_pairs_the_baseline_rows_read_a_dash_not_zero():
+    from fusion.ranking.comparison import baselines, markdown, recall_note
+    from fusion.ranking.train import FusionData
+
+    # every user with 2 products: nothing held out for test
+    data = _graph({"viewed": [(0, 0, 10, 1), (0, 1, 20, 1), (1, 1, 30, 1), (1, 2, 40, 1)]}, users=2, items=3)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    split = Split(2, 3, (np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2])), none, none)
+    ex = build_examples(data, split, np.ones(3), ExampleConfig(negatives_per_positive=1))
+    z = torch.zeros
+    tables = FeatureTables(torch.ones(2, 2), torch.ones(3, 2), z(3, 2), z(2, 2), z(2, 3), z(3, 7))
+    results = baselines(FusionData(tables, ex, split))
+    assert all(math.isnan(results[row][m]) for row in ("popularity", "gnn", "text") for m in ("recall@10", "ndcg@10"))
+    table = markdown(results)
+    assert "0.0000" not in table and "| popularity | — | — |" in table
+    assert recall_note(results, split).startswith("No test pairs: ")
 
 
 def test_recall_note_gives_one_standard_error_per_model():

@@ -73,3 +73,15 @@ def test_by_item_degree_groups_the_pairs_least_known_first():
     assert by_item_degree(found, items, degree, groups=2, counted=counted) == [(0, 3, 5, 0.0), (50, 100, 5, 0.5)]
     none = by_item_degree(found, items, degree, groups=2, counted=np.arange(10) < 5)
     assert none[0] == (0, 3, 5, 0.2) and np.isnan(none[1][3])
+
+
+def test_no_held_out_pairs_is_nothing_measured_not_a_score_of_zero():
+    from kg.evaluation import markdown_table
+
+    scores = torch.tensor([[0.0, 1.0, 2.0]]).expand(2, 3)
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    means = evaluate(lambda users: scores[users].clone(), 2, 3, none, [], ks=(10,))
+    assert means["users"] == 0
+    assert all(math.isnan(v) for name, v in means.items() if name != "users")
+    table = markdown_table({"popularity": means}, ["recall@10", "ndcg@10"])
+    assert table.splitlines()[-1] == "| popularity | — | — |"

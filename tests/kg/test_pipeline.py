@@ -142,9 +142,12 @@ def test_a_split_without_test_pairs_says_so_instead_of_zeros():
 
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     split = Split(3, 4, (np.array([0, 1, 2]), np.array([0, 1, 2])), none, none)
-    text = GnnRun.report(SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}},
-                                         config=GnnRunConfig()))
+    run = SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}}, config=GnnRunConfig())
+    text = GnnRun.report(run)
     assert text.startswith("No test pairs: nothing to measure") and "0.0000" not in text
+    # kgrec evaluate --by-degree / --by-relation: no table of zeros (or NaNs) either
+    assert GnnRun.by_degree(run) == "No test pairs: nothing to measure by item degree."
+    assert GnnRun.by_relation(run) == "No test pairs: nothing to measure per relation."
 
 
 RESUME = TrainConfig(model="lightgcn", epochs=1, lr=0.01, batch_size=512, embedding_dim=8, num_layers=1,

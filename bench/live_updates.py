@@ -21,6 +21,9 @@ increment, how many appear in ``similar``, in ``search`` for their title and in 
 top-50 after one update; which candidate each warm start kept; the load average (the
 seconds depend on what else runs). A PNG (``--out``) plots NDCG@10 and seconds per step.
 
+With ``--new-users F`` customers arrive too (:func:`cut`) and the NDCG@10 of those new to the
+shop is printed apart: what folding a new customer in buys over the stale model's cold start.
+
 Products first seen in an increment enter the catalogue with it, with their catalogue row,
 links and entities (on a real shop a product is listed before it sells). Training settings are the same for every model (``--epochs``,
 the text encoder used as it is: fine-tuning is not what this measures).
@@ -63,20 +66,49 @@ QUIET = BuildConfig(progress=False)
 POSITIVE = ("purchase", "rating", "review")
 
 
-def cut(dataset: Dataset, steps: int = 6, start: float = 0.7) -> tuple[Dataset, list[Dataset]]:
-    """(the first ``start`` of the time span, ``steps`` deltas of equal time after it)."""
+def cut(dataset: Dataset, steps: int = 6, start: float = 0.7, new_users: float | None = None,
+        seed: int = 0) -> tuple[Dataset, list[Dataset], set[str]]:
+    """(the first ``start`` of the time span, ``steps`` deltas of equal time after it, the
+    customers new to the shop during the replay).
+
+    ``new_users=None``: every customer in the source's users table is in the first part (a
+    customer first active later is a user of the graph without events), so none is new.
+    ``new_users=f``: a customer arrives with their first event -- one first active later
+    with that increment (their users-table row with it) -- and a random ``f`` of those
+    active in the first part arrive with the first increment, their history up to the cut
+    with them (a customer who registers and whose past orders are imported): new to the
+    trained run, so the stale model answers them by cold start and an update folds them in."""
     inter = dataset.interactions
     lo, hi = int(inter["timestamp"].min()), int(inter["timestamp"].max())
     edges = [lo + (hi - lo) * (start + (1 - start) * k / steps) for k in range(steps + 1)]
     edges[-1] = hi + 1
 
+    moved: set[str] = set()
+    arrivals: set[str] = set()
+    first = inter.groupby("user_id")["timestamp"].min()
+    if new_users is not None:
+        active = np.array(sorted(first.index[first < edges[0]]), dtype=object)
+        moved = set(np.random.default_rng(seed).choice(active, int(round(new_users * len(active))), replace=False))
+        arrivals = set(first.index[first >= edges[0]]) | moved
+        first = first.where(~first.index.isin(moved), edges[0])
+
     def window(frame: pd.DataFrame, a: float, b: float) -> pd.DataFrame:
-        return frame[(frame["timestamp"] >= a) & (frame["timestamp"] < b)].reset_index(drop=True)
+        # a moved customer's events up to the cut arrive with the first increment: shown to
+        # the store then (their times kept), never scored as that increment's purchases
+        t = np.where(frame["user_id"].isin(moved) & (frame["timestamp"] < edges[0]), edges[0], frame["timestamp"])
+        return frame[(t >= a) & (t < b)].reset_index(drop=True)
+
+    def users_in(a: float, b: float) -> pd.DataFrame:  # the users-table rows of customers arriving in [a, b)
+        if new_users is None:
+            return dataset.users if a == lo else dataset.users.iloc[:0]
+        ids = first.index[(first >= a) & (first < b)]
+        return dataset.users[dataset.users["user_id"].isin(ids)].reset_index(drop=True)
 
     first_sale = inter.groupby("item_id")["timestamp"].min()
     base_items = set(first_sale.index[first_sale < edges[0]]) | set(dataset.items["item_id"]) - set(first_sale.index)
     items = dataset.items
     base = replace(dataset, interactions=window(inter, lo, edges[0]), reviews=window(dataset.reviews, lo, edges[0]),
+                   users=users_in(lo, edges[0]),
                    items=items[items["item_id"].isin(base_items)].reset_index(drop=True),
                    item_links=dataset.item_links[dataset.item_links["src_item"].isin(base_items)
                                                  & dataset.item_links["dst_item"].isin(base_items)].reset_index(drop=True),
@@ -88,12 +120,13 @@ def cut(dataset: Dataset, steps: int = 6, start: float = 0.7) -> tuple[Dataset, 
         new = set(ev["item_id"]) - known
         known |= new
         deltas.append(Dataset(name=f"delta-{len(deltas) + 1}", interactions=ev, reviews=window(dataset.reviews, a, b),
+                              users=users_in(a, b), meta={"since": a},
                               items=items[items["item_id"].isin(new)].reset_index(drop=True),
                               item_links=dataset.item_links[dataset.item_links["src_item"].isin(new)
                                                             & dataset.item_links["dst_item"].isin(known)].reset_index(drop=True),
                               item_entities=dataset.item_entities[dataset.item_entities["item_id"].isin(new)]
                               .reset_index(drop=True)))
-    return base, deltas
+    return base, deltas, arrivals
 
 
 def positive_pairs(dataset: Dataset) -> set[tuple[str, str]]:
@@ -103,8 +136,10 @@ def positive_pairs(dataset: Dataset) -> set[tuple[str, str]]:
 
 
 def targets(delta: Dataset, seen: set[tuple[str, str]]) -> dict[str, set[str]]:
-    """Per user the products they engage with positively in ``delta`` and had not before."""
-    pos = delta.interactions[delta.interactions["event"].isin(POSITIVE)]
+    """Per user the products they engage with positively in ``delta``'s time window (not the
+    history a new customer brings with them) and had not before."""
+    inter = delta.interactions
+    pos = inter[inter["event"].isin(POSITIVE) & (inter["timestamp"] >= delta.meta.get("since", -np.inf))]
     out: dict[str, set[str]] = {}
     for u, i in zip(pos["user_id"], pos["item_id"]):
         if (u, i) not in seen:
@@ -135,7 +170,7 @@ def run_config(args) -> RunConfig:
 
 
 def replay(name: str, dataset: Dataset, root: Path, args) -> dict:
-    base, deltas = cut(dataset, args.steps)
+    base, deltas, arrivals = cut(dataset, args.steps, new_users=args.new_users)
     db = str(root / f"{name}-graph")
     with open_store(StoreConfig(path=db)) as store:
         build_graph(base, store, QUIET)
@@ -151,13 +186,16 @@ def replay(name: str, dataset: Dataset, root: Path, args) -> dict:
     current_d = root / f"{name}-a"
     for step in range(args.steps):
         truth = targets(deltas[step], seen)
-        metrics = {}
+        newcomers = {u: items for u, items in truth.items() if u in arrivals}
+        metrics, metrics_new = {}, {}
         for tag, run in (("a", root / f"{name}-a"), ("b", root / f"{name}-b"), ("c", root / f"{name}-c"),
                          ("d", current_d)):
             with Engine.open(run) as engine:
                 metrics[tag] = score(engine, truth)
+                metrics_new[tag] = score(engine, newcomers) if newcomers else (float("nan"),) * 2
         rows.append({"step": step, "users": len(truth), **{f"{t}_recall": m[0] for t, m in metrics.items()},
-                     **{f"{t}_ndcg": m[1] for t, m in metrics.items()}})
+                     **{f"{t}_ndcg": m[1] for t, m in metrics.items()}, "new_users": len(newcomers),
+                     **{f"{t}_new_ndcg": m[1] for t, m in metrics_new.items()}})
         print(f"# {name} step {step}: " + ", ".join(f"{t} ndcg {m[1]:.4f}" for t, m in metrics.items()),
               file=sys.stderr, flush=True)
         if step == args.steps - 1:
@@ -264,6 +302,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="*", default=["synthetic", "ml100k"], choices=["synthetic", "ml100k", "gift-cards"])
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--new-users", type=float, default=None, metavar="F",
+                    help="customers arrive with their first event, and a random F of those active before the cut "
+                         "arrive with the first increment with their history (default: every customer in the "
+                         "first part, none new); their NDCG@10 is printed apart")
     ap.add_argument("--model", default="lightgcn", choices=["lightgcn", "kgrec", "bpr_mf"])
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--fusion-epochs", type=int, default=8)
@@ -321,6 +363,14 @@ def main() -> int:
             print(f"the {n} products first listed in the first increment with new products (e.g. {p['items'][0]}), "
                   f"after one fold-in update: in similar {p['similar']} of {n}, in the top 10 of a search for their "
                   f"title {p['search']} of {n}, in some user's top-50 {p['top50']} of {n}")
+        new_rows = [r for r in rows[1:] if r["new_users"]]
+        if args.new_users is not None and new_rows:
+            n = sum(r["new_users"] for r in new_rows)
+            per = {t: sum(r[f"{t}_new_ndcg"] * r["new_users"] for r in new_rows) / n for t in "abcd"}
+            print(f"customers new to the shop ({args.new_users:.0%} of the first part's moved to the first increment, "
+                  f"plus those first active later): NDCG@10 after updates, over {n} user-increments "
+                  f"({', '.join(str(r['new_users']) for r in rows)} per step): stale {per['a']:.4f}, fold-in "
+                  f"{per['b']:.4f}, warm {per['c']:.4f}, retrain {per['d']:.4f}")
         chosen = [r.get("c_warm", "") for r in rows if r.get("c_warm")]
         if chosen:
             print("warm start kept (per update): " + ", ".join(chosen))

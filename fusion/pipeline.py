@@ -39,7 +39,7 @@ from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
-from kg.run_dir import MANIFEST, RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
+from kg.run_dir import RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -384,13 +384,4 @@ def drop_value_tables(run: RunDir) -> bool:
     graph and the vectors the earlier stages just replaced, and serving them (``kgrec
     value``, the potential / loyalty weights) would describe another data set. A value
     stage that fails on its own keeps them: they still match the trained run."""
-    import shutil
-
-    if not run.value.exists():
-        return False
-    shutil.rmtree(run.value)
-    manifest = run.path / MANIFEST
-    if manifest.exists():
-        files = {rel: entry for rel, entry in run.manifest().items() if RunDir.stage_of(rel) != "value"}
-        write_json(manifest, {"version": 1, "files": files})
-    return True
+    return run.drop_stage("value")

@@ -501,6 +501,23 @@ class RunDir:
                 out.append(rel.as_posix())
         return sorted(out)
 
+    def drop_stage(self, stage: str) -> bool:
+        """Delete what ``stage`` wrote here (its top-level files and folders, by
+        :meth:`stage_of`) and its entries in the manifest, the other entries kept as recorded
+        (a file changed behind kgrec's back is still caught: the manifest is not rewritten
+        from the files). True if there was something to delete."""
+        parts = [self.path / part for part, owner in _STAGE_OF.items() if owner == stage]
+        present = [p for p in parts if p.exists()]
+        for p in present:
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        if present and (self.path / MANIFEST).exists():
+            kept = {rel: entry for rel, entry in self.manifest().items() if self.stage_of(rel) != stage}
+            write_json(self.path / MANIFEST, {"version": 1, "files": kept})
+        return bool(present)
+
     def write_manifest(self) -> Path:
         """Record the size and SHA-256 of every file (the last write of each stage)."""
         entries = {rel: {"size": (self.path / rel).stat().st_size, "sha256": _sha256(self.path / rel)}

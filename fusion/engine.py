@@ -371,12 +371,12 @@ class EngineVersion:
         if not filters and ok.all():
             return None
         for name in ("category", "brand"):  # one value each: a list matched nothing, silently
-            if filters.get(name) is not None and not isinstance(filters[name], str):
-                raise InvalidRequestError(f"{name}: expected one {name} (a string), got {filters[name]!r}", name)
+            if isinstance(filters.get(name), (list, tuple, set, frozenset, dict)):
+                raise InvalidRequestError(f"{name}: expected one {name}, got {filters[name]!r}", name)
         if filters.get("category"):
-            ok &= self._category_mask(filters["category"])
+            ok &= self._category_mask(str(filters["category"]))
         if filters.get("brand"):
-            ok &= c.brands == filters["brand"]
+            ok &= c.brands == str(filters["brand"])
         low, high = (None if filters.get(n) is None else _price_bound(filters[n], n)
                      for n in ("min_price", "max_price"))
         if low is not None and high is not None and low > high:

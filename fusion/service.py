@@ -426,11 +426,6 @@ def validation_body(errors: Sequence[Mapping[str, Any]]) -> dict:
     return {"detail": detail, "field": names[-1] if names else None}
 
 
-def check_request_limits() -> None:
-    """Refuse a malformed ``KGREC_SERVE_MAX_BODY_MB`` before the service starts (one line)."""
-    max_body_bytes()
-
-
 def max_body_bytes() -> int:
     """The request body limit, in bytes: ``KGREC_SERVE_MAX_BODY_MB`` (default :data:`MAX_BODY_MB`)."""
     raw = os.environ.get("KGREC_SERVE_MAX_BODY_MB", "")
@@ -562,7 +557,7 @@ def serve(run_dir, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 
 
     run = RunDir(run_dir)
     run.need(run.fusion_model, "fusion")
-    check_request_limits()
+    max_body_bytes()  # a malformed KGREC_SERVE_MAX_BODY_MB is refused here, in one line
     EngineVersion.load(run.serving())  # what Engine.open loads (every file against its manifest); dropped
     gc.collect()
     os.environ["KGREC_SERVE_RUN"] = str(run.path)

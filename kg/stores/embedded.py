@@ -64,13 +64,7 @@ class EmbeddedStore(CypherStore):
                 raise StoreNotFoundError(f"no graph at {self.path}; build one first (kgrec build --db {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                try:
-                    self._db = ladybug.Database(str(self.path), read_only=self.read_only)
-                except RuntimeError as exc:
-                    if not (self.read_only and "recovery is pending" in str(exc)):
-                        raise
-                    self._recover()
-                    self._db = ladybug.Database(str(self.path), read_only=True)
+                self._db = self._open_database()
             except RuntimeError as exc:  # locked by a writer, not a database, a full disk …: one line
                 raise StoreError(f"cannot open the embedded graph at {self.path}: {str(exc).splitlines()[0]}"
                                  + ("; another process may be writing it (kgrec ingest, a build, the service's "
@@ -78,6 +72,19 @@ class EmbeddedStore(CypherStore):
                                  ) from None
             self._conn = ladybug.Connection(self._db, num_threads=self.query_threads)
         return self
+
+    def _open_database(self):
+        """The ladybug database at :attr:`path`; read-only, one whose writer was killed during
+        a checkpoint is recovered first (:meth:`_recover`)."""
+        import ladybug
+
+        try:
+            return ladybug.Database(str(self.path), read_only=self.read_only)
+        except RuntimeError as exc:
+            if not (self.read_only and "recovery is pending" in str(exc)):
+                raise
+        self._recover()
+        return ladybug.Database(str(self.path), read_only=True)
 
     def _recover(self) -> None:
         """Finish the recovery of a database whose writer was killed during a checkpoint:

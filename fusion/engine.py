@@ -224,7 +224,7 @@ class EngineVersion:
         self.tables = tables
         #: the same function as training's Scorer, fewer tensor operations; ``exposure``: the
         #: run's exposure model over this version's users and products (None: no impressions)
-        self.scorer = Scorer(serving_model(model), tables, exposure=exposure)
+        self.scorer = Scorer(serving_model(model), tables, exposure=exposure, capped=True)
         self.user_index = pd.Index(np.asarray(users, dtype=object), dtype=object)  # object lookups stay cheap
         self.catalogue = catalogue
         self.seen = seen

@@ -30,7 +30,7 @@ from fusion.ranking.config import FusionConfig
 from fusion.ranking.examples import (ExampleConfig, build_examples, build_relevance, held_out_periods, product_prices,
                                       query_parts)
 from fusion.ranking.exposure import fit_exposure
-from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
+from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features, value_caps
 from fusion.ranking.train import FusionData, FusionResult, train_fusion
 from fusion.text.finetune import TextTrainConfig
 from fusion.value.config import ValueConfig
@@ -226,7 +226,8 @@ def load_fusion_data(run_dir: str | Path, config: ExampleConfig | None = None) -
     user_text, has_profile = aligned(users, text_users.ids, text_users.vectors)
     item_side, user_side = side_features(items, products, len(users), examples)
     tables = build_tables(user_gnn=user_gnn, item_gnn=item_gnn, item_text=item_text, user_text=user_text,
-                          has_profile=has_profile, item_side=item_side, user_side=user_side)
+                          has_profile=has_profile, item_side=item_side, user_side=user_side,
+                          value_cap=value_caps(items, products, examples))
     tables = scale_gnn(tables, examples)
     queries = Embeddings.load(run.need(run.text_queries, "text"))
     relevance, query_vectors = None, None
@@ -250,8 +251,7 @@ def scale_gnn(tables: FeatureTables, examples, sample: int = 20_000, seed: int =
     dots = (tables.user_gnn[examples.user[rows]] * tables.item_gnn[examples.item[rows]]).sum(-1)
     s = float(dots.std()) or 1.0
     f = s ** -0.5
-    return FeatureTables(tables.user_gnn * f, tables.item_gnn * f, tables.item_text, tables.user_text,
-                         tables.user_side, tables.item_side)
+    return replace(tables, user_gnn=tables.user_gnn * f, item_gnn=tables.item_gnn * f)
 
 
 def train_stage_models(data: FusionData, config: FusionConfig, *, run: RunDir | None = None,

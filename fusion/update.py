@@ -191,7 +191,7 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
     beats the fold-in on a held-out slice of the new pairs (:func:`fine_tune_vectors`).
     ``encoder``: the run's text encoder if already loaded."""
     from fusion.ranking.examples import ExampleConfig, build_examples, product_prices
-    from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features
+    from fusion.ranking.features import FeatureTables, aligned, build_tables, side_features, value_caps
     from kg.catalogue import read_catalogue
     from kg.export import GraphExport, export_graph
     from kg.build import store_version
@@ -325,7 +325,8 @@ def update_run(store, run_dir, *, warm_start: int = 0, keep: int = 3, encoder=No
             user_vec, item_vec = trained["user"], trained["item"]
         timings["warm start"] = time.perf_counter() - t
     tables = build_tables(user_gnn=user_vec * scale, item_gnn=item_vec * scale, item_text=item_text,
-                          user_text=user_text, has_profile=has_profile, item_side=item_side, user_side=user_side)
+                          user_text=user_text, has_profile=has_profile, item_side=item_side, user_side=user_side,
+                          value_cap=value_caps(items, products, examples))
 
     t = time.perf_counter()
     old_items = pd.read_parquet(serving.catalogue_items).set_index("item_id")

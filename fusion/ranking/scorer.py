@@ -25,12 +25,16 @@ class Scorer:
     ``queries`` are rows of ``query_vectors`` [Q, dt], -1 for "no query". Index tensors
     may live anywhere: they are moved to the tables' device, where the logits are.
     With an ``exposure`` model (rows = the tables' users and products) the logits carry
-    ``exposure``, its log-probability (:mod:`fusion.ranking.exposure`).
+    ``exposure``, its log-probability (:mod:`fusion.ranking.exposure`). ``capped``: the
+    ``value`` logit is at most the tables' ``value_cap``
+    (:func:`fusion.ranking.features.value_caps`) -- serving's scores; training's stay
+    uncapped, so the value loss keeps its gradient.
     """
 
     def __init__(self, model: FusionModel, tables: FeatureTables, query_vectors: torch.Tensor | None = None,
-                 exposure: ExposureModel | None = None):
+                 exposure: ExposureModel | None = None, capped: bool = False):
         self.model, self.tables, self.exposure = model, tables, exposure
+        self.value_cap = tables.value_cap if capped else None
         dt = tables.item_text.shape[1]
         self.device = tables.item_gnn.device
         self.query_vectors = (query_vectors.to(self.device) if query_vectors is not None
@@ -58,6 +62,8 @@ class Scorer:
                              has_user, has_query)
             if self.exposure is not None:
                 out["exposure"] = self.exposure.log_prob(users, items).to(dev)
+            if self.value_cap is not None:
+                out["value"] = torch.minimum(out["value"], self.value_cap[items])
             return out
         # relevance depends on (query, product) only, the funnel on (user, product) only --
         # as in training: judged pairs carry no user, impressions no query

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -282,9 +282,8 @@ def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress:
     device = resolve_device(config.device)
     tables = data.tables.to(device)
     if config.end_to_end:  # trainable copies of the embedding tables
-        tables = FeatureTables(nn.Parameter(tables.user_gnn.clone()), nn.Parameter(tables.item_gnn.clone()),
-                               nn.Parameter(tables.item_text.clone()), tables.user_text, tables.user_side,
-                               tables.item_side)
+        tables = replace(tables, user_gnn=nn.Parameter(tables.user_gnn.clone()),
+                         item_gnn=nn.Parameter(tables.item_gnn.clone()), item_text=nn.Parameter(tables.item_text.clone()))
     model = FusionModel.for_tables(tables, **config.model_kwargs()).to(device)
     if init is not None:  # a warm start: continue from the trained weights
         model.load_state_dict(init.state_dict())
@@ -353,7 +352,7 @@ def _train(data: FusionData, config: FusionConfig, run: RunDir | None, progress:
         if mix > best:
             best, best_epoch, best_valid, bad = mix, epoch, valid, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_tables = FeatureTables(*(getattr(tables, f).detach().clone() for f in tables.__dataclass_fields__))
+            best_tables = tables.map(lambda t: t.detach().clone())
         else:
             bad += 1
         if run is not None:

@@ -242,3 +242,41 @@ def test_build_of_a_real_world_amazon_category(tmp_path, capsys):
     with open_store(StoreConfig(path=db), read_only=True) as store:
         titles = dict(store.cypher("MATCH (p:Product) RETURN p.id AS id, p.title AS title").values.tolist())
     assert titles["M2"] == "Acme — Restaurants" and titles["NOMETA"] in ("", None)
+
+def test_products_nobody_bought_or_priced_get_a_bounded_order_value(tmp_path, capsys):
+    """The value head learns from purchases with a known value only: on products never bought
+    -- priced or not -- it extrapolated (products priced 20-24 at 2,000-8,000, unpriced ones
+    above every priced one), and ``--weights value=1`` ranked them first. Through real
+    training: every product's value is at most its price (unknown: the shop's median) times
+    the largest quantity of an order line (here at most the most purchases of one pair)."""
+    import random
+    from collections import Counter
+
+    from fusion.engine import Engine
+    from fusion.text.encoder import random_checkpoint
+
+    r = random.Random(7)
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    rows = [f"u{u},i{r.randrange(10)},{r.choice(['view', 'click', 'purchase'])},{1_700_000_000 + r.randrange(10**7)},1"
+            for u in range(30) for _ in range(8)]
+    (shop / "interactions.csv").write_text("user_id,item_id,event,timestamp,value\n" + "\n".join(rows) + "\n")
+    (shop / "items.csv").write_text("item_id,title,brand,categories,price\n"
+                                    + "".join(f"i{i},Lamp {i},L,Light,{20 + i}\n" for i in range(10))
+                                    + "".join(f"p{i},,,,{20 + i}\n" for i in range(5))
+                                    + "".join(f"g{i},,,,\n" for i in range(10)))
+    db, run = str(tmp_path / "graph"), str(tmp_path / "run")
+    bert = random_checkpoint(tmp_path / "bert", ["Lamp 1", "Lamp 2"], max_length=16)
+    assert main(["build", "--source", "csv", "--path", str(shop), "--db", db, "--no-progress"]) == 0
+    assert main(["train", "--db", db, "--run", run, "--epochs", "5", "--dim", "16", "--text-checkpoint", str(bert),
+                 "--text-steps", "2", "--fusion-set", "epochs=2", "--fusion-set", "members=2", "--no-progress"]) == 0
+    capsys.readouterr()
+    with Engine.open(run) as engine:
+        price = dict(zip(engine.catalogue.ids, engine.catalogue.prices))
+        quantity = max(Counter((x.split(",")[0], x.split(",")[1]) for x in rows if ",purchase," in x).values())
+        for user in ("u1", "u7", "nobody"):
+            recs = engine.recommend(user, k=25, weights={"value": 1}, exclude_seen=False)
+            assert len(recs) == 25
+            for rec in recs:
+                known = price[rec.item_id] if rec.item_id[0] != "g" else 24.5  # the shop's median price
+                assert rec.objectives["value"] <= known * quantity * 1.0001, (user, rec)

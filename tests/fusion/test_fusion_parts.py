@@ -18,6 +18,7 @@ from fusion.ranking.loss_balancing import make_balancer
 from fusion.ranking.metrics import auc, search_ndcg
 from fusion.ranking.fused import FusedFusionModel
 from fusion.ranking.model import TASKS, FusionModel
+from fusion.ranking.scorer import Scorer
 from fusion.ranking.scoring import check_weights, objectives, ranking_score
 from kg.errors import ConfigError, RunFolderError
 from kg.split import Split
@@ -386,3 +387,42 @@ def test_recall_note_gives_one_standard_error_per_model():
     note = recall_note({"gnn": {"recall@10": 0.5}, "fused": {"recall@10": 0.75, PAIRED_SE: 0.25}}, split)
     assert note == ("4 test users; one standard error of Recall@10: gnn 0.2500, fused 0.2165; "
                     "fused − GNN +0.2500, paired standard error 0.2500")
+
+
+def test_value_caps_bound_a_product_by_its_price_and_the_training_quantities(tmp_path):
+    """Bought (with a known value): price x the largest quantity of a training line; never
+    bought: price x the mean quantity; no price: the category's median price, else the
+    shop's. Valid and test purchases count for nothing; the tables keep the caps on disk."""
+    from fusion.ranking.features import value_caps
+
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d", "e", "f"], "price": [10.0, 20.0, np.nan, 30.0, np.nan, 0.0],
+                          "categories": [["X"], ["X"], ["X"], ["Y"], [], ["Y"]]})
+    f = np.float32
+    # a bought once (quantity 1) and twice (2), b 3 at once, d once in training and 10 at once in the test part
+    examples = ExampleSet(np.array([0, 1, 2, 0, 3]), np.array([0, 0, 1, 3, 3]), np.arange(5), np.ones(5, f),
+                          np.ones(5, f), np.array([10, 20, 60, 30, 300], f), np.array([0, 0, 0, 0, 2], np.int8),
+                          "implicit", np.zeros(5, bool))
+    caps = value_caps(items, np.array(["a", "b", "c", "d", "e", "f", "zz"], dtype=object), examples)
+    q_max, q_mean = 3.0, (1 + 2 + 3 + 1) / 4
+    # c: X's median price 15; e: no category -> the shop's median 15; zz: not in the catalogue
+    want = [10 * q_max, 20 * q_max, 15 * q_mean, 30 * q_max, 15 * q_mean, 0.0, 15 * q_mean]
+    assert np.exp(caps.numpy()) == pytest.approx(want, rel=1e-5)
+    no_value = ExampleSet(*(x[:1] for x in (examples.user, examples.item, examples.time, examples.click,
+                                           examples.conversion)), np.zeros(1, f), np.zeros(1, np.int8), "implicit")
+    assert value_caps(items, np.array(["a"], dtype=object), no_value) is None
+
+    z = torch.zeros
+    tables = FeatureTables(z(2, 2), z(7, 2), z(7, 2), z(2, 2), z(2, 3), z(7, 7), caps)
+    tables.save(tmp_path / "t.pt")
+    assert torch.equal(FeatureTables.load(tmp_path / "t.pt").value_cap, caps)
+    FeatureTables(*(getattr(tables, f) for f in ("user_gnn", "item_gnn", "item_text", "user_text", "user_side",
+                                                  "item_side"))).save(tmp_path / "old.pt")
+    assert FeatureTables.load(tmp_path / "old.pt").value_cap is None  # a run trained before the caps
+
+    model = FusionModel(2, 2, 3, 7).eval()
+    with torch.no_grad():
+        model.towers["value"][-1].bias.fill_(50.0)  # an extrapolating value head
+    users, rows = torch.zeros(7, dtype=torch.long), torch.arange(7)
+    assert (Scorer(model, tables).logits(users, rows)["value"] > 40).all()  # training's scorer: uncapped
+    capped = Scorer(model, tables, capped=True).logits(users, rows)["value"]
+    assert torch.equal(capped, caps)

@@ -39,7 +39,7 @@ from kg.config import checked_fields, resolve_device, torch_threads
 from kg.errors import ConfigError, DataError
 from kg.export import GraphExport
 from kg.pipeline import GnnRunConfig
-from kg.run_dir import RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
+from kg.run_dir import BUILT_ON, RAN_WITH, STAGES, RunDir, save_parquet, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class RunConfig:
         values.pop("store", None)
         values.pop("store_version", None)
         values.pop(RAN_WITH, None)
+        values.pop(BUILT_ON, None)
         return cls.from_dict(values)
 
 
@@ -278,6 +279,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
 
     run = RunDir(run_dir)
     fc = config.fusion
+    inputs = run.inputs_fingerprint()  # what the tables are made of (RunDir.check_built_on)
     data = load_fusion_data(run, fc.examples)
     run.drop_versions()  # their tables are read by the fusion model this replaces
     result, model = train_stage_models(data, fc, run=run, progress=progress)
@@ -297,6 +299,7 @@ def run_fusion_stage(run_dir: str | Path, config: RunConfig, *, progress: bool =
     write_json(run.comparison_json, results)
     write_text(run.comparison_md, markdown(results) + "\n\n" + recall_note(results, data.split) + "\n")
     run.record_ran_with("fusion", threads=result.threads, device=str(resolve_device(fc.device)))
+    run.record_built_on("fusion", inputs)
     run.write_manifest()
     return results
 

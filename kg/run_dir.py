@@ -85,6 +85,10 @@ FOLDED_FROM = ("gnn", "text", "fusion")
 #: serving process still on the dropped v000001 would take a new v000001 for the one it has)
 _LAST_DROPPED = ".last_dropped"
 TRAINED_RUN = "trained_run"  #: version.json: the trained run it was folded from (RunDir.trained_fingerprint)
+#: what the fusion stage reads of the stages before it (paths or folders of the run): its tables hold
+#: copies of these, so a retrain of one of them leaves the fusion stage out of step (RunDir.check_built_on)
+FUSION_INPUTS = ("graph", "split.npz", "embeddings.npz", "catalogue", "text/items", "text/users", "text/queries")
+BUILT_ON = "built_on"  #: run.json: per stage, the fingerprint of its inputs when it was trained
 #: first path part -> the stage that writes it (anything else: the gnn stage)
 _STAGE_OF = {"catalogue": "text", "text": "text", "fusion": "fusion", "comparison.json": "fusion",
              "comparison.md": "fusion", "run.json": "all", "value": "value"}
@@ -314,6 +318,35 @@ class RunDir:
             if self.stage_of(rel) in FOLDED_FROM:
                 h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
         return h.hexdigest()
+
+    def inputs_fingerprint(self, inputs: tuple[str, ...] = FUSION_INPUTS) -> str | None:
+        """SHA-256 over the manifest's entries (path and hash) of ``inputs`` (run-relative
+        paths, a folder standing for every file under it); ``None`` without a manifest."""
+        if not (self.path / MANIFEST).exists():
+            return None
+        files = self.manifest()
+        h = hashlib.sha256()
+        for rel in sorted(files):
+            if any(rel == p or rel.startswith(p + "/") for p in inputs):
+                h.update(f"{rel}\0{files[rel]['sha256']}\n".encode())
+        return h.hexdigest()
+
+    def record_built_on(self, stage: str, fingerprint: str | None) -> None:
+        """Note in ``run.json`` the :meth:`inputs_fingerprint` that ``stage`` was trained on."""
+        self.update_config(**{BUILT_ON: {**self.config().get(BUILT_ON, {}), stage: fingerprint}})
+
+    def check_built_on(self) -> None:
+        """IntegrityError when the fusion stage was trained on other GNN or text files than the
+        run holds now -- a ``kgrec train --stage gnn`` (or ``text``) after it: its tables keep
+        the vectors it was trained with, while explanations, evaluation and ``kgrec update``
+        (which folds users in against the item vectors) read the new ones, so serving such a
+        mix would answer from two trainings. A run that records nothing (trained by an older
+        kgrec, or without a fusion stage) passes."""
+        recorded = self.config().get(BUILT_ON, {}).get("fusion")
+        if recorded and self.fusion_model.exists() and recorded != self.inputs_fingerprint(FUSION_INPUTS):
+            raise IntegrityError(f"{self.fusion}: the fusion stage was trained on the GNN and text stages as they were "
+                                 f"before their last retrain, and serves their old vectors; retrain it: kgrec train "
+                                 f"--stage fusion --run {self.path}", str(self.fusion), "fusion")
 
     def folded_from_here(self, name: str) -> bool:
         """Whether version ``name`` was folded from the trained run now here (its
@@ -582,7 +615,8 @@ class RunDir:
     def verify(self, stages: tuple[str, ...] | None = None) -> int:
         """Check the files of ``stages`` (default: all) against the manifest; returns how
         many were checked. The first missing, resized, changed or unreadable file raises an
-        :class:`IntegrityError` that names it and the stage to retrain."""
+        :class:`IntegrityError` that names it and the stage to retrain, and so does a fusion
+        stage out of step with the stages before it (:meth:`check_built_on`)."""
         checked = 0
         for rel, want in self.manifest().items():
             stage = self.stage_of(rel)
@@ -601,6 +635,8 @@ class RunDir:
             if problem:
                 raise IntegrityError(f"{path}: {problem}; {self._advice(stage)}", str(path), stage)
             checked += 1
+        if stages is None or "fusion" in stages:
+            self.check_built_on()
         return checked
 
     @contextlib.contextmanager

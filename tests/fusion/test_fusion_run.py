@@ -298,3 +298,33 @@ def test_a_fusion_ensemble_is_trained_saved_and_served(run, capsys):
     data = load_fusion_data(run_dir, config.fusion.examples)
     data.tables = engine.tables
     assert per_seed[1] != evaluate_fusion(model, data, "test", candidates=config.fusion.candidates)
+
+
+def test_a_gnn_retrain_after_the_fusion_stage_is_refused_until_fusion_is_retrained(run, tmp_path, capsys):
+    """The fusion tables hold copies of the GNN and text vectors they were trained on; after
+    ``train --stage gnn`` serving them (and folding users in against the new item vectors
+    with ``kgrec update``) would mix two trainings. The run says so -- verify, serve and
+    update refuse, naming the stage to retrain -- until the fusion stage is retrained."""
+    import shutil
+
+    from kg.errors import IntegrityError
+
+    run_dir, db, _, _ = run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert main(["verify", "--run", str(copy)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--stage", "gnn", "--run", str(copy), "--db", db, "--epochs", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    with pytest.raises(IntegrityError, match="retrain it: kgrec train --stage fusion") as err:
+        Engine.open(copy)
+    assert err.value.stage == "fusion"
+    assert main(["verify", "--run", str(copy)]) != 0
+    assert "the fusion stage was trained on the GNN and text stages as they were" in capsys.readouterr().err
+    assert main(["update", "--run", str(copy), "--db", db]) != 0
+    assert "--stage fusion" in capsys.readouterr().err
+    assert main(["train", "--stage", "fusion", "--run", str(copy), "--db", db, "--no-progress", "--no-baselines",
+                 "--fusion-set", "epochs=1"]) == 0
+    capsys.readouterr()
+    assert len(Engine.open(copy).recommend(Engine.open(copy).user_index[0], k=3)) == 3
+    assert main(["verify", "--run", str(copy)]) == 0

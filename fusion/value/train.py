@@ -8,12 +8,22 @@ stage's catalogue, and the GNN and text item vectors when they are there) and wr
 ``value/`` (:mod:`kg.run_dir`): ``users.parquet``, ``items.parquet``, ``loyalty.parquet``,
 ``brands.parquet`` (what :class:`fusion.value.results.ValueTables` serves), ``models/``
 (each :class:`~fusion.value.fitting.TabularModel` and the PCA projections),
-``summary.json`` (windows, cold start, the test report, training seconds) and
-``report.md``.
+``summary.json`` (windows, cold start, the test report, training seconds, the serving
+``bounds``) and ``report.md``.
 
 Each model is fit on the training cut-offs with early stopping on the validation one, and
 measured on the test one; with ``refit`` (default) the served model is then refit for the
 same number of epochs on every window, the newest included.
+
+**Bounds.** Every model reads its inputs clipped to the range of its training rows, and
+the ZILN models' expected value is capped at their largest training target
+(:class:`~fusion.value.fitting.TabularModel`, :meth:`~fusion.value.ziln.ZILN.mean`): a
+customer's ``ltv`` never exceeds the most one customer spent in one horizon of the
+training windows, a product's ``units`` the most one product sold in one. Both are saved
+with the models, so the serving tables written after ``kgrec update``
+(:func:`refresh_value`) keep them however far the data has moved. ``summary.json``'s
+``bounds`` says, per model, how many served rows had an input outside the range
+(``outside``) and how many expected values were cut at the cap (``capped``, ``cap``).
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ class ValueResult:
     cold_start: dict[str, float]
     report: dict[str, Any]
     threads: int = 0  #: torch CPU threads it trained with (``config.threads`` resolved)
+    #: per model, the :func:`bounds_entry` of the serving tables
+    bounds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], config: ValueConfig,
@@ -111,22 +123,63 @@ def _fit(kind: str, train: list[Table], valid: Table, everything: list[Table], c
     return fitted, FittedModel(served, all_proj)
 
 
-def _ziln_predict(fitted: FittedModel, table: Table) -> tuple[np.ndarray, np.ndarray]:
-    """(E[y], P(y > 0)) of a ZILN model per row of ``table``."""
+def _ziln_predict(fitted: FittedModel, table: Table, bounds: dict[str, Any] | None = None,
+                  counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(E[y], P(y > 0)) of a ZILN model per row of ``table``, E[y] capped at the model's
+    largest training target (:meth:`ZILN.mean`); ``bounds``: a :func:`bounds_entry` the
+    rows (those of the bool mask ``counted`` [n], default all) are counted into."""
     if not len(table):
         return np.zeros(0), np.zeros(0)
-    out = fitted.outputs(table)
-    return ZILN.mean(out).numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64)
+    frame = table.project(fitted.projections)
+    out = fitted.model.outputs(frame)
+    cap = fitted.model.target_max
+    mean = ZILN.mean(out, cap)
+    if bounds is not None:
+        rows = np.ones(len(table), bool) if counted is None else counted
+        capped = (ZILN.mean(out) > mean).numpy() if cap is not None else np.zeros(len(table), bool)
+        _count_bounds(bounds, fitted, frame[rows], capped[rows])
+    return mean.numpy().astype(np.float64), ZILN.p_positive(out).numpy().astype(np.float64)
 
 
-def _potential_predict(model: FittedModel, new_model: FittedModel | None, table: Table
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(units, p_sell) per product of ``table``: new products from ``new_model`` when there is one."""
-    units, p = _ziln_predict(model, table)
+def bounds_entry() -> dict[str, Any]:
+    """An empty count of the rows a model served: ``rows``, ``outside`` (an input outside the
+    training range, clipped), ``capped`` (the expected value cut at ``cap``, ZILN models)."""
+    return {"rows": 0, "outside": 0, "capped": 0, "cap": None}
+
+
+def _count_bounds(entry: dict[str, Any], fitted: FittedModel, frame: pd.DataFrame, capped: np.ndarray) -> None:
+    entry["rows"] += len(frame)
+    entry["outside"] += int(fitted.model.outside(frame).sum()) if len(frame) else 0
+    entry["capped"] += int(np.count_nonzero(capped))
+    if fitted.model.target_max is not None:
+        entry["cap"] = fitted.model.target_max
+
+
+def _potential_predict(model: FittedModel, new_model: FittedModel | None, table: Table,
+                       bounds: dict[str, dict[str, Any]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(units, p_sell) per product of ``table``: new products from ``new_model`` when there
+    is one; ``bounds``: per model name (``potential``, ``potential_new``) the
+    :func:`bounds_entry` its rows are counted into."""
     new = table.extra["new"].to_numpy()
-    if new_model is not None and new.any():
-        units[new], p[new] = _ziln_predict(new_model, table.select(new))
+    by_new = new_model is not None and new.any()
+    # each product counted under the model that values it
+    units, p = _ziln_predict(model, table, None if bounds is None else bounds.setdefault("potential", bounds_entry()),
+                             ~new if by_new else None)
+    if by_new:
+        entry = None if bounds is None else bounds.setdefault("potential_new", bounds_entry())
+        units[new], p[new] = _ziln_predict(new_model, table.select(new), entry)
     return units, p
+
+
+def _loyalty_predict(fitted: FittedModel | None, table: Table, bounds: dict[str, dict[str, Any]] | None = None
+                     ) -> np.ndarray:
+    """p_loyal per pair of ``table``: the classifier's, or the past share without one."""
+    if fitted is None or not len(table):
+        return table.extra["past_share"].to_numpy(dtype=np.float64)
+    frame = table.project(fitted.projections)
+    if bounds is not None:
+        _count_bounds(bounds.setdefault("loyalty", bounds_entry()), fitted, frame, np.zeros(len(frame), bool))
+    return torch.sigmoid(fitted.model.outputs(frame)).numpy().astype(np.float64)
 
 
 def train_value(activity: Activity, item_vectors: dict[str, np.ndarray] | None = None,
@@ -149,6 +202,7 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
     say(f"value: horizon {w.horizon_days:g} days; training cut-offs {len(w.train)}, validation and test one "
         f"horizon apart; {len(activity.purchases):,} purchases ({activity.rule})")
     report: dict[str, Any] = {"windows": w.to_dict(), "rule": activity.rule, "seconds": {}, "cpu_seconds": {}}
+    bounds: dict[str, dict[str, Any]] = {"ltv": bounds_entry()}  # of the serving tables
     if activity.untimed:  # left out of the time axis (fusion.value.temporal); said once, in the report
         report["untimed"] = {"events": activity.untimed, "of": activity.events, "note": activity.untimed_note()}
 
@@ -173,7 +227,7 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
     trained.test, trained.test_prediction = test, mean
     report["ltv"] = ltv_report
     serve = ltv_table(activity, w.serve, h, item_vectors, target=False)
-    s_mean, s_p = _ziln_predict(served, serve)
+    s_mean, s_p = _ziln_predict(served, serve, bounds["ltv"])
     users = pd.DataFrame({"user_id": serve.extra["user_id"], "ltv": s_mean, "p_active": s_p,
                           "customer": serve.extra["customer"],
                           "last_period_spend": serve.extra["last_period_spend"]})
@@ -210,7 +264,7 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
     p_trained.test, p_trained.test_prediction = test, units
     report["potential"] = pot
     serve = potential_table(activity, w.serve, h, item_vectors, target=False)
-    s_units, s_p = _potential_predict(p_served, n_served, serve)
+    s_units, s_p = _potential_predict(p_served, n_served, serve, bounds)
     items = pd.DataFrame({"item_id": serve.extra["item_id"], "units": s_units, "value": s_units * activity.price,
                           "p_sell": s_p, "new": serve.extra["new"], "last_period_units": serve.extra["last_period_units"]})
     say(f"value: product potential {report['seconds']['potential']:.1f} s; test Spearman "
@@ -238,10 +292,7 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
     report["cpu_seconds"]["loyalty"] = round(time.process_time() - c0, 2)
     report["loyalty"] = loyal
     serve = loyalty_table(activity, w.serve, h, target=False)
-    if l_served is not None and len(serve):
-        s_loyal = torch.sigmoid(l_served.outputs(serve)).numpy().astype(np.float64)
-    else:  # no model: the past share is the best guess there is
-        s_loyal = serve.extra["past_share"].to_numpy(dtype=np.float64)
+    s_loyal = _loyalty_predict(l_served, serve, bounds)  # no model: the past share is the best guess there is
     pairs = pd.DataFrame({"user_id": serve.extra["user_id"], "brand": serve.extra["brand"], "p_loyal": s_loyal,
                           "past_share": serve.extra["past_share"]})
     say(f"value: brand loyalty {report['seconds']['loyalty']:.1f} s; test AUC "
@@ -249,7 +300,7 @@ def _train_value(activity: Activity, item_vectors: dict[str, np.ndarray], config
         f"{loyal.get('past_share', {}).get('auc', float('nan')):.3f})")
     return ValueResult(w, _with_test(served, trained), _with_test(p_served, p_trained), n_served,
                        _with_test(l_served, l_trained) if l_served is not None else None,
-                       users, items, pairs, brand_rates(pairs), cold, report)
+                       users, items, pairs, brand_rates(pairs), cold, report, bounds=bounds)
 
 
 def _with_test(served: FittedModel, trained: FittedModel) -> FittedModel:
@@ -298,8 +349,9 @@ def load_activity(run: RunDir, store=None, *, export=None, items: pd.DataFrame |
     return activity, vectors
 
 
-def report_markdown(report: dict[str, Any]) -> str:
-    """The test report as Markdown tables (what ``report.md`` holds)."""
+def report_markdown(report: dict[str, Any], bounds: dict[str, dict[str, Any]] | None = None) -> str:
+    """The test report as Markdown tables (what ``report.md`` holds); ``bounds``: the
+    serving tables' (:attr:`ValueResult.bounds`), a sentence each."""
     w = report["windows"]
     day = lambda t: pd.Timestamp(int(t), unit="s").strftime("%Y-%m-%d")  # noqa: E731
     lines = [f"Horizon {w['horizon_days']:g} days; test window {day(w['test'])} .. {day(w['serve'])}; "
@@ -331,6 +383,12 @@ def report_markdown(report: dict[str, Any]) -> str:
                   f"| past share | {loyal['past_share']['auc']:.3f} |"]
     else:
         lines.append(loyal.get("skipped", "no labelled pairs in the test window"))
+    if bounds:
+        lines += ["", "Serving tables: inputs outside the training range are clipped to it, expected values "
+                  "capped at the largest training target:"]
+        for name, b in bounds.items():
+            cap = f"; {b['capped']:,} capped at {b['cap']:,.2f}" if b.get("cap") is not None else ""
+            lines.append(f"* {name}: {b['outside']:,} of {b['rows']:,} rows had an input outside the range{cap}.")
     s = report["seconds"]
     lines += ["", "Training seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()) + "."]
     return "\n".join(lines)
@@ -341,7 +399,14 @@ def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items
     run's trained value models applied to everything in ``store`` now -- no training: the
     hook for :func:`fusion.update.update_run`, so the users and products an update folds in
     get their own values. ``export`` / ``items``: the store's graph export and items table
-    when the caller has read them already. Returns the number of users valued."""
+    when the caller has read them already. Returns the number of users valued.
+
+    The models keep the bounds they were trained with (module docstring): the data may have
+    moved far from the training windows since (a burst of events years later), their
+    inputs are clipped to the training range and the expected values capped as at training
+    time; ``summary.json``'s ``bounds`` counts the rows concerned. Models saved before the
+    bounds existed are clipped to the Samuelson bound of their saved standardisation
+    (:class:`~fusion.value.fitting.TabularModel`) and capped at e^30 only."""
     run = RunDir(run_dir)
     run.need(run.value_summary, "value")
     summary = json.loads(run.value_summary.read_text())
@@ -350,13 +415,13 @@ def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items
     activity, vectors = load_activity(run, store, export=export, items=items)
     h = int(round(float(summary["horizon_days"]) * DAY))
     serve = activity.last_time()
+    bounds: dict[str, dict[str, Any]] = {"ltv": bounds_entry()}
     users_t = ltv_table(activity, serve, h, vectors, target=False)
-    ltv, p_active = _ziln_predict(models["ltv"], users_t)
+    ltv, p_active = _ziln_predict(models["ltv"], users_t, bounds["ltv"])
     items_t = potential_table(activity, serve, h, vectors, target=False)
-    units, p_sell = _potential_predict(models["potential"], models.get("potential_new"), items_t)
+    units, p_sell = _potential_predict(models["potential"], models.get("potential_new"), items_t, bounds)
     pairs_t = loyalty_table(activity, serve, h, target=False)
-    loyal = (torch.sigmoid(models["loyalty"].outputs(pairs_t)).numpy().astype(np.float64)
-             if "loyalty" in models and len(pairs_t) else pairs_t.extra["past_share"].to_numpy(dtype=np.float64))
+    loyal = _loyalty_predict(models.get("loyalty"), pairs_t, bounds)
     pairs = pd.DataFrame({"user_id": pairs_t.extra["user_id"], "brand": pairs_t.extra["brand"], "p_loyal": loyal,
                           "past_share": pairs_t.extra["past_share"]})
     save_parquet(pd.DataFrame({"user_id": users_t.extra["user_id"], "ltv": ltv, "p_active": p_active,
@@ -367,7 +432,7 @@ def refresh_value(run_dir: str | Path, store, out: RunDir, *, export=None, items
                                "last_period_units": items_t.extra["last_period_units"]}), out.value_items)
     save_parquet(pairs, out.value_loyalty)
     save_parquet(brand_rates(pairs), out.value_brands)
-    write_json(out.value_summary, {**summary, "as_of": serve, "refreshed": True})
+    write_json(out.value_summary, {**summary, "as_of": serve, "refreshed": True, "bounds": bounds})
     return len(users_t)
 
 
@@ -404,8 +469,8 @@ def run_value_stage(run_dir: str | Path, config: ValueConfig | None = None, *, s
         result.loyalty.save(run.value_models / "loyalty")
     write_json(run.value_summary, {"as_of": int(result.windows.serve), "horizon_days": result.windows.horizon_days,
                                    "cold_start": result.cold_start, "loyalty_floor": config.loyalty_floor,
-                                   "report": result.report})
-    write_text(run.value_report, report_markdown(result.report) + "\n")
+                                   "report": result.report, "bounds": result.bounds})
+    write_text(run.value_report, report_markdown(result.report, result.bounds) + "\n")
     run.record_ran_with("value", threads=result.threads)
     run.write_manifest()
     return result.report

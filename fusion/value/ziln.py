@@ -48,8 +48,9 @@ class ZILN(nn.Module):
             + \frac{(\log y - \mu)^2}{2 \sigma_y^2} \Big]
 
     **Predictions** (means over the members): :meth:`mean`
-    :math:`E[y] = p\, e^{\mu + \sigma_y^2 / 2}` (the value), :meth:`p_positive` :math:`p`
-    (P(any purchase / sale in the horizon)).
+    :math:`E[y] = p\, \min(e^{\mu + \sigma_y^2 / 2},\ y_{\max})` (the value; ``cap`` =
+    :math:`y_{\max}`, the largest training target, see :meth:`mean`), :meth:`p_positive`
+    :math:`p` (P(any purchase / sale in the horizon)).
 
     Args:
         in_features: F, the inputs per row.
@@ -108,8 +109,27 @@ class ZILN(nn.Module):
         return p.mean(dim=1) if p.dim() == 2 else p
 
     @staticmethod
-    def mean(out: torch.Tensor) -> torch.Tensor:
-        """E[y] [B], the members' mean (each capped at e^30 so a wild extrapolation stays finite)."""
+    def mean(out: torch.Tensor, cap: float | None = None) -> torch.Tensor:
+        r"""E[y] [B] of ``out`` [B, 3] or [B, M, 3], the members' mean, each member's
+        log-normal mean cut at ``cap``:
+
+        .. math::
+            E[y] = \frac1M \sum_m p_m \min\big(e^{\mu_m + \sigma_m^2 / 2},\ y_{\max}\big)
+
+        ``cap`` = :math:`y_{\max}`, the largest target of the rows the model was fit on
+        (:attr:`fusion.value.fitting.TabularModel.target_max`: the most one customer spent,
+        one product sold, in one horizon). Why that bound: every training target lies in
+        :math:`[0, y_{\max}]`, so the expectation of any distribution over them -- the
+        conditional one the model approximates included, E[y | y > 0, x] as much as
+        E[y | x] -- lies there too. The log-normal's mean does not: it grows as
+        :math:`e^{\sigma^2 / 2}` with the spread and without bound in :math:`\mu`, so an
+        input the network never saw (a burst of purchases long after the training data)
+        can make it arbitrarily large. Hence E[y] <= p * y_max <= y_max. ``cap`` None (a
+        model saved before the bound existed): :math:`e^{30}`, just enough to stay finite.
+        """
         sigma = ZILN.sigma(out)
-        each = torch.sigmoid(out[..., 0]) * torch.exp((out[..., 1] + 0.5 * sigma ** 2).clamp(max=30.0))
+        each = torch.exp((out[..., 1] + 0.5 * sigma ** 2).clamp(max=30.0))
+        if cap is not None:
+            each = each.clamp(max=max(float(cap), 0.0))
+        each = torch.sigmoid(out[..., 0]) * each
         return each.mean(dim=1) if each.dim() == 2 else each

@@ -199,6 +199,52 @@ def text_relevance_logits(cos: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
     return ((cos - best) / std + TEXT_RELEVANCE_TOP).masked_fill(~valid, -big)
 
 
+#: the array of a GNN run's ``embeddings.npz`` saying, per item, whether it has an edge in the
+#: graph the model was trained over (written by :mod:`kg.pipeline`, :func:`kg.train.items_in_graph`)
+ITEM_IN_GRAPH = "item_in_graph"
+
+
+def graph_vector_items(run: RunDir, product_ids: np.ndarray, item_gnn: torch.Tensor, split: Split
+                       ) -> np.ndarray | None:
+    """bool [I] over ``product_ids`` (the products of ``run``, a run or one of its versions;
+    rows of its ``item_gnn`` [I, dg] and of its ``split``): the products whose GNN vector
+    places them by the graph, so that a cosine to it means something.
+
+    * A product of the trained run: when it has an edge in the graph the GNN was trained
+      over (``item_in_graph`` of the trained run's ``embeddings.npz``): a training pair or,
+      for the KG model, a triple. Any other product's vector had no positive signal.
+    * A product that ``kgrec update`` added (not in the trained run): when the update placed
+      it -- a vector that is not zero, from its knowledge-graph or text neighbours or buyers.
+    * In a version whose warm start was kept (``version.json``'s ``warm_start``), also a
+      product with a positive pair in the version: the fine-tuning trained it on one.
+
+    A version's own ``embeddings.npz`` that holds ``item_in_graph`` is read as it is. None
+    for a run trained before the GNN stage recorded ``item_in_graph``: every product counts,
+    as it did then."""
+    version = isinstance(run, RunVersion)
+    own = RunDir(run.version_path).embeddings if version else run.embeddings
+    sources = [own] + ([RunDir(run.path).embeddings] if version else [])
+    for path in sources:
+        if not Path(path).exists():
+            continue
+        with run.reading(path, "gnn"), np.load(path, allow_pickle=False) as z:
+            if ITEM_IN_GRAPH not in z.files:
+                continue
+            flags, ids = np.asarray(z[ITEM_IN_GRAPH], dtype=bool), np.asarray(z["item_ids"], dtype=object)
+        pos = pd.Index(ids, dtype=object).get_indexer(pd.Index(np.asarray(product_ids, dtype=object), dtype=object))
+        if path == own:  # the file of these very products
+            return np.where(pos >= 0, flags[np.maximum(pos, 0)], False)
+        placed = (item_gnn.abs().sum(1) > 0).numpy()
+        out = np.where(pos >= 0, flags[np.maximum(pos, 0)], placed)
+        warm = run.record().get("warm_start") or {}
+        if warm.get("chosen", "fold-in") != "fold-in":
+            sold = np.zeros(len(out), bool)
+            sold[np.asarray(split.train[1], dtype=np.int64)] = True
+            out |= sold & placed
+        return out
+    return None
+
+
 def seen_items(split: Split) -> list[np.ndarray]:
     """Per user index, the product indices of all their train, valid and test pairs."""
     u = np.concatenate([split.train[0], split.valid[0], split.test[0]])
@@ -219,7 +265,8 @@ class EngineVersion:
                  catalogue: Catalogue,
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100,
                  run: RunDir | None = None, name: str | None = None, relevance_from_text: bool = False,
-                 exposure: ExposureModel | None = None) -> None:
+                 exposure: ExposureModel | None = None, graph_items: np.ndarray | None = None,
+                 searchable: bool | None = None) -> None:
         self.model = model
         self.tables = tables
         #: the same function as training's Scorer, fewer tensor operations; ``exposure``: the
@@ -235,8 +282,20 @@ class EngineVersion:
         #: search relevance from the query's text match (:func:`text_relevance_logits`), not the
         #: fusion model's relevance head: true when the run had no judged queries to train it
         self.relevance_from_text = relevance_from_text
-        #: unit-length GNN item vectors [I, dg] (the GNN half of :meth:`similar`)
-        self.item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
+        #: unit-length GNN item vectors [I, dg] (the GNN half of :meth:`similar`); zero for a
+        #: product that ``graph_items`` (bool [I], :func:`graph_vector_items`; None: every
+        #: product) says has no graph vector -- no edge in the graph the GNN was trained over
+        item_gnn_unit = torch.nn.functional.normalize(tables.item_gnn, dim=-1)
+        if graph_items is not None:
+            item_gnn_unit[torch.from_numpy(~np.asarray(graph_items, dtype=bool))] = 0.0
+        self.item_gnn_unit = item_gnn_unit
+        #: bool [I]: products with a graph or a text vector; the others are like nothing, and
+        #: nothing is like them (None: every product has one)
+        likeable = (item_gnn_unit != 0).any(1) | (tables.item_text != 0).any(1)
+        self.likeable = None if bool(likeable.all()) else likeable
+        #: whether some product has text a query can match (:meth:`load` reads the catalogue:
+        #: :func:`fusion.text.index.any_product_text`; by default: a text vector that is not zero)
+        self.searchable = bool((tables.item_text != 0).any()) if searchable is None else bool(searchable)
         self.explain_embeddings = None
         self._similar_index = None
         self._search_index = None
@@ -268,9 +327,11 @@ class EngineVersion:
         config = FusionConfig.from_dict(run.config().get("fusion", {}))
         with run.reading(run.graph, "gnn"):
             id_maps, _ = GraphExport.read_id_maps(run.graph)
-            seen = seen_items(run.load_split())
+            split = run.load_split()
+            seen = seen_items(split)
         with run.reading(run.catalogue_items, "text"):
-            catalogue = Catalogue.from_items(pd.read_parquet(run.catalogue_items), id_maps["product"])
+            items = pd.read_parquet(run.catalogue_items)
+            catalogue = Catalogue.from_items(items, id_maps["product"])
         if (len(catalogue.ids), len(id_maps["user"])) != (tables.num_items, tables.num_users):
             raise IntegrityError(f"{run.fusion_tables} holds {tables.num_items} products / {tables.num_users} users, "
                                  f"the graph export {len(catalogue.ids)} / {len(id_maps['user'])}: the stages are "
@@ -284,9 +345,14 @@ class EngineVersion:
                                                                              catalogue.categories)
         name = getattr(run, "name", None)
         judged = Path(run.judgements).exists() and len(pd.read_parquet(run.judgements, columns=["query"])) > 0
+        from fusion.text.index import any_product_text
+
+        encoded = catalogue.ids[(tables.item_text != 0).any(1).numpy()]  # a product without a text vector: none
+        searchable = any_product_text(items[items["item_id"].isin(set(encoded))])
         return cls(model, tables, id_maps["user"], catalogue, seen, popularity,
                    candidates=candidates or config.candidates, run=run, name=name, relevance_from_text=not judged,
-                   exposure=exposure)
+                   exposure=exposure, graph_items=graph_vector_items(run, catalogue.ids, tables.item_gnn, split),
+                   searchable=searchable)
 
     @property
     def cached_categories(self) -> int:
@@ -624,12 +690,13 @@ class Engine:
                  seen: list[np.ndarray], popularity: torch.Tensor, *, candidates: int = 100, store=None,
                  run: RunDir | None = None, encoder=None, version: EngineVersion | None = None,
                  location: dict | None = None, text_precision: str = "auto", indexes: bool = True,
-                 exposure: ExposureModel | None = None) -> None:
+                 exposure: ExposureModel | None = None, graph_items: np.ndarray | None = None) -> None:
         self.run = run
         self.text_precision = text_precision
         self.location = location or (run.store_location() if run is not None else None)
         self.current = version or EngineVersion(model, tables, users, catalogue, seen, popularity,
-                                                candidates=candidates, run=run, exposure=exposure)
+                                                candidates=candidates, run=run, exposure=exposure,
+                                                graph_items=graph_items)
         self.store = store
         self._own_store = False
         self._retired: list = []               # own stores replaced by a reload, closed once unused
@@ -928,7 +995,12 @@ class Engine:
     def search(self, query: str, user_id: str | None = None, k: int = 10,
                weights: Mapping[str, float] | None = None, filters: Mapping[str, Any] | None = None
                ) -> list[Recommendation]:
-        """Top ``k`` products for a text query, personalised when ``user_id`` is known."""
+        """Top ``k`` products for a text query, personalised when ``user_id`` is known. A run
+        in which no product has text a query can match (:attr:`EngineVersion.searchable`:
+        no title, brand, category, description or feature, or only the product's id as its
+        title) cannot search: :class:`InvalidRequestError` naming ``query`` (every product
+        would have matched every query alike); a run where some products have text searches
+        as usual."""
         weights, k = check_weights(weights, SEARCH_WEIGHTS, self.current.unscorable()), check_k(k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"search: the query must be a string, got {query!r}"[:200], "query")
@@ -940,6 +1012,10 @@ class Engine:
             raise InvalidRequestError(f"search: the query has {len(str(query)):,} characters; at most "
                                       f"{MAX_QUERY_CHARS:,} are accepted", "query")
         v = self.current
+        if not v.searchable:
+            raise InvalidRequestError("search: no query can match this run's products: none has text (a title, "
+                                      "brand, category, description or feature other than its id); give the "
+                                      "products text and retrain the run to search them", "query")
         allowed = v.filter_mask(filters)
         qv = self.encode_queries([str(query)])                                    # [1, dt]
         cands = v.text_candidates(qv, v.candidates, allowed)
@@ -963,14 +1039,22 @@ class Engine:
         ``bench/engine_latency.py``). With filters the index's candidates are filtered, and
         an exact scan answers when too few pass (:meth:`EngineVersion.nearest`). A product
         with neither a graph nor a text vector (all zeros) is like nothing: [] rather than
-        an arbitrary list at score 0."""
+        an arbitrary list at score 0, and is in no other product's list. A product with no
+        edge in the graph the GNN was trained over (no training interaction, and for the KG
+        model no triple: :func:`graph_vector_items`) has no graph vector here -- its GNN vector
+        had no signal to learn from, so its ``gnn`` cosine is 0 and only its text can make it
+        like another product (runs trained before the GNN stage recorded this: every product
+        counts)."""
         k = check_k(k)
         v = self.current
         i = v.item_row(item_id)
         index = v.similar_index()
         if not bool(index.vectors[i].any()):
             return []
-        top_s, top_j = v.nearest(index, index.vectors[i][None], k, v.filter_mask(filters), exclude=i)
+        allowed = v.filter_mask(filters)
+        if v.likeable is not None:
+            allowed = v.likeable if allowed is None else allowed & v.likeable
+        top_s, top_j = v.nearest(index, index.vectors[i][None], k, allowed, exclude=i)
         g = v.item_gnn_unit[top_j] @ v.item_gnn_unit[i]
         t = v.tables.item_text[top_j] @ v.tables.item_text[i]
         c = v.catalogue

@@ -4,7 +4,10 @@ It fills the GNN part of a run folder (:mod:`kg.run_dir` owns the layout): the `
 section of ``run.json`` (:class:`GnnRunConfig`) and the store the graph came from,
 written first; ``graph/`` (the HeteroData export and its id maps), ``split.npz``,
 ``checkpoints/``, ``model.pt`` (the best state_dict), ``embeddings.npz`` (user / item
-embeddings, float32, with their ids), ``metrics.json`` and ``report.md`` (test metrics
+embeddings, float32, with their ids, and ``item_in_graph``: bool per item, whether it has an
+edge in the graph the model was trained over, :func:`kg.train.items_in_graph` -- serving's
+``similar`` reads an item without one as having no graph vector; a run written before this
+has no such array), ``metrics.json`` and ``report.md`` (test metrics
 of the model, of the popularity baseline and, where the graph has a KG, of the KG's content
 as a ranker with the real and with a shuffled KG: whether the graph's content says anything
 about what users choose).
@@ -28,7 +31,7 @@ from kg.export import GraphExport, export_graph
 from kg.run_dir import RunDir, save_npz, save_torch, write_json, write_text
 from kg.split import Split, split_from_file, split_interactions
 from kg.stores import GraphStore, StoreConfig, same_store
-from kg.train import TrainConfig, build_model, evaluate_model, train
+from kg.train import TrainConfig, build_model, evaluate_model, items_in_graph, train
 
 
 @dataclass(frozen=True)
@@ -72,8 +75,8 @@ class GnnRun:
         from kg.content_baseline import CONTENT, SHUFFLED_CONTENT
 
         if not len(self.split.test[0]):  # every figure would read 0.0000: a model that finds nothing
-            return ("No test pairs: nothing to measure (leave-last-out holds out an item only of users "
-                    "with at least 3; give a split, or more interactions per user).")
+            why = no_test_pairs_hint(split_method(self.export, self.config), self.config)
+            return f"No test pairs: nothing to measure ({why})."
         table = markdown_table(self.metrics, [f"{m}@{k}" for k in self.config.train.ks for m in ("recall", "ndcg")])
         if CONTENT in self.metrics:
             table += (f"\n\n{CONTENT}: no model -- items ranked by how much their KG neighbours (TF-IDF) overlap "
@@ -183,15 +186,45 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _split(export: GraphExport, config: GnnRunConfig) -> Split:
+def split_method(export: GraphExport | None, config: GnnRunConfig) -> str:
+    """The split ``config`` makes of ``export``: ``"file"`` (``split_file``), else
+    ``config.split`` with ``"auto"`` resolved -- ``"given"`` when the source marks test
+    interactions, else ``"leave_last_out"`` (``export`` is read only to resolve ``"auto"``)."""
     if config.split_file:
+        return "file"
+    if config.split != "auto":
+        return config.split
+    for (src, rel, dst) in (export.data.edge_types if export is not None else ()):
+        if src == "user" and dst == "product" and bool((export.data[src, rel, dst].split == 2).any()):
+            return "given"
+    return "leave_last_out"
+
+
+def no_test_pairs_hint(method: str, config: GnnRunConfig) -> str:
+    """Why a split made by ``method`` (:func:`split_method`) held out no test pair, and what
+    to do instead -- a clause for the report's "No test pairs" line."""
+    if method == "file":
+        return (f"the split file {config.split_file} names no test pair among the graph's positive interactions; "
+                "give a split file with a test part")
+    if method == "given":
+        return ("the source's own split marks no positive interaction as test; give a split, or "
+                "--split leave_last_out / time")
+    if method == "time":
+        if config.test_fraction <= 0:
+            return "the time split's test_fraction is 0, so it holds out nothing; give a test_fraction above 0"
+        share = f"{config.test_fraction:g}"
+        return (f"the time split holds out the positives later than the {1 - config.test_fraction:g} quantile of "
+                f"their times (test_fraction {share}), and none is later: the latest {share} of them share the "
+                "last time -- all do when the interactions have no timestamps; give a split, or interactions "
+                "with their times")
+    return ("leave-last-out holds out an item only of users with at least 3; give a split, or more "
+            "interactions per user")
+
+
+def _split(export: GraphExport, config: GnnRunConfig) -> Split:
+    method = split_method(export, config)
+    if method == "file":
         return split_from_file(export.data, export.id_maps, config.split_file, config.positive_types)
-    method = config.split
-    if method == "auto":
-        method = "leave_last_out"
-        for (src, rel, dst) in export.data.edge_types:
-            if src == "user" and dst == "product" and bool((export.data[src, rel, dst].split == 2).any()):
-                method = "given"
     return split_interactions(export.data, method, config.positive_types, config.valid_fraction,
                               config.test_fraction, seed=config.train.seed)
 
@@ -344,7 +377,8 @@ def train_gnn(store: GraphStore, run_dir: str | Path, config: GnnRunConfig | Non
         model.eval()
         users, items = (e.detach().cpu().numpy().astype(np.float32) for e in model.embeddings())
     save_npz(run.embeddings, user=users, item=items,
-             user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str))
+             user_ids=export.id_maps["user"].astype(str), item_ids=export.id_maps["product"].astype(str),
+             item_in_graph=items_in_graph(model, split))
     metrics = _metrics(model, split, config, export)
     run.record_ran_with("gnn", threads=result.threads, device=str(config.train.resolved_device()))
     gnn_run = GnnRun(run.path, config, export, split, model, metrics)

@@ -317,6 +317,23 @@ def build_model(config: TrainConfig, export_or_sizes, split: Split) -> torch.nn.
                    config.embedding_dim, config.num_layers, **options)
 
 
+def items_in_graph(model: torch.nn.Module, split: Split) -> np.ndarray:
+    """bool [I]: the items with an edge in the graph ``model`` was trained over -- a
+    training pair of ``split`` (the positives of every model, the user–item graph of the
+    graph models) or, for a model that propagates over a knowledge graph too (one with a
+    ``knowledge_items()`` method: :meth:`kg.models.kg_model.KGModel.knowledge_items`), a
+    triple of that graph. The vector of any other item never had a positive signal: only
+    its random initialisation, pushed about as a sampled negative, so its cosine to
+    another item is noise (the run's ``embeddings.npz`` records this as ``item_in_graph``,
+    and serving's ``similar`` reads such an item as having no graph vector)."""
+    out = np.zeros(split.num_items, dtype=bool)
+    out[np.asarray(split.train[1], dtype=np.int64)] = True
+    knowledge = getattr(model, "knowledge_items", None)
+    if callable(knowledge):
+        out |= knowledge().cpu().numpy().astype(bool)
+    return out
+
+
 # ---------------------------------------------------------------------------- training
 
 def _dist() -> tuple[int, int]:

@@ -48,6 +48,7 @@ import torch
 from fusion.text.texts import ProductTextConfig, product_texts, review_texts
 from kg.errors import ConfigError
 from kg.run_dir import save_npy, save_npz, write_json, write_text
+from loaders.text import clean_text
 
 #: interaction events that make an item part of a user's profile
 PROFILE_EVENTS = ("purchase",)
@@ -228,6 +229,47 @@ def embed_items(encoder, items: pd.DataFrame, *, cache: EmbeddingCache | None = 
     if has.any():
         vectors[torch.from_numpy(has)] = _encode(encoder, texts[has].tolist(), cache, batch_size, progress).float()
     return Embeddings(texts.index.to_numpy(), vectors)
+
+
+def product_has_text(items: pd.DataFrame) -> pd.Series:
+    """bool per product of the canonical ``items`` table (indexed by ``item_id``): whether it
+    has text a query can match -- a title, brand, category, description or feature
+    (:func:`fusion.text.texts.product_texts`) other than a title that only repeats the
+    product's own id, the name loaders give a product without one
+    (:func:`loaders.text.fallback_title`). :func:`embed_items` still encodes such an id
+    title (the fusion model was trained on that vector); this says whether a search can
+    find anything by it."""
+    ids = items["item_id"].astype(str)
+    titles = items["title"].fillna("").astype(str)
+    only_id = titles.map(clean_text).str.casefold() == ids.map(clean_text).str.casefold()
+    texts = product_texts(items.assign(title=titles.where(~only_id, "")))
+    return pd.Series(texts.str.len().to_numpy() > 0, index=pd.Index(items["item_id"], name="item_id"),
+                     name="has_text")
+
+
+def any_product_text(items: pd.DataFrame, chunk: int = 1024) -> bool:
+    """Whether any product of ``items`` has text a query can match (:func:`product_has_text`),
+    without building every product's text (2.8 s for 100,000 products): field by field
+    (title, brand, categories, description, features), the rows where it is filled (a title
+    other than the id) are checked ``chunk`` at a time, and the first with text answers --
+    in a shop with titles, the first chunk."""
+    ids = items["item_id"].astype(str).str.strip()
+    checked = np.zeros(len(items), dtype=bool)
+    for column in ("title", "brand", "categories", "description", "features"):
+        if column not in items:
+            continue
+        values = items[column]
+        if column in ("categories", "features"):
+            filled = values.map(lambda v: len(v) > 0 if isinstance(v, (list, tuple, np.ndarray))
+                                else isinstance(v, str) and bool(v.strip()))
+        else:
+            text = values.fillna("").astype(str).str.strip()
+            filled = (text != "") & (text != ids) if column == "title" else text != ""
+        rows = np.flatnonzero(filled.to_numpy(dtype=bool) & ~checked)
+        checked[rows] = True
+        if any(bool(product_has_text(items.iloc[rows[s: s + chunk]]).any()) for s in range(0, len(rows), chunk)):
+            return True
+    return False
 
 
 def embed_reviews(encoder, reviews: pd.DataFrame, *, cache: EmbeddingCache | None = None,

@@ -333,6 +333,18 @@ class KGModel(nn.Module):
         self.training = training
         return pi, getattr(self, f"group_head_{layer}"), getattr(self, f"group_rel_{layer}")
 
+    def knowledge_items(self) -> torch.Tensor:
+        """bool [I]: the items with at least one triple in the knowledge graph this model
+        propagates over -- the KG as the model reads it, after ``drop_relations``,
+        ``shuffle_kg`` and ``merge_links`` (an item merged with its linked entity has that
+        entity's triples); none with ``use_kg=False`` or without triples. Their knowledge
+        part :math:`k_i` gathers from neighbours that other items train; an item without
+        one has only its own table row."""
+        heads = self.kg_head[self.kg_head < self.num_items]  # both directions: an item as head or tail
+        out = torch.zeros(self.num_items, dtype=torch.bool, device=self.kg_head.device)
+        out[heads] = True
+        return out
+
     # ------------------------------------------------------------------ recommender protocol
     def _apply(self, fn, recurse=True):  # keep the (non-buffer) sparse adjacency on our device
         super()._apply(fn, recurse)

@@ -396,3 +396,40 @@ def test_a_result_line_is_one_line_whatever_the_title():
     from fusion.cli import one_line
 
     assert one_line("a\nb " + "c" * 100, 10) == "a b ccccc…"
+
+
+def test_search_in_a_run_without_product_text_says_so(tmp_path):
+    """A shop whose products have no text -- empty titles, or titles that only repeat the
+    product's id (a loader's fallback name) -- cannot be searched: every product matched
+    every query alike (relevance 0.881 for each, ranked by clicks), so any query "found" the
+    whole catalogue. The search is an InvalidRequestError naming the query (a 422 over
+    HTTP, one line from the CLI); recommend and similar still answer. With one product
+    that has text, search answers as before."""
+    import pandas as pd
+
+    from kg.run_dir import save_parquet
+
+    run, _ = make_tiny_run(tmp_path)
+    items = pd.read_parquet(run.catalogue_items)
+    n = len(items)
+    blank = items.assign(title="", brand="", description="", categories=[[] for _ in range(n)],
+                         features=[[] for _ in range(n)])
+
+    def serve(catalogue: pd.DataFrame) -> Engine:
+        save_parquet(catalogue, run.catalogue_items)
+        run.write_manifest()
+        return Engine.open(run.path)
+
+    for textless in (blank, blank.assign(title=blank["item_id"])):
+        with serve(textless) as engine:
+            with pytest.raises(InvalidRequestError, match="no query can match this run's products") as err:
+                engine.search("anything at all", k=100)
+            assert err.value.field == "query"
+            with pytest.raises(InvalidRequestError, match="empty"):  # a malformed query is still named as such
+                engine.search("  ")
+            user, item = engine.user_index[3], str(engine.catalogue.ids[0])
+            assert len(engine.recommend(user, k=5)) == 5 and len(engine.similar(item, k=5)) == 5
+    one = blank.copy()
+    one.loc[0, "title"] = "Wireless headphones"
+    with serve(one) as engine:
+        assert len(engine.search("headphones", k=5)) == 5

@@ -142,9 +142,11 @@ def test_a_split_without_test_pairs_says_so_instead_of_zeros():
 
     none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     split = Split(3, 4, (np.array([0, 1, 2]), np.array([0, 1, 2])), none, none)
-    run = SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}}, config=GnnRunConfig())
+    run = SimpleNamespace(split=split, metrics={"popularity": {"recall@10": 0.0}},
+                          config=GnnRunConfig(split="leave_last_out"), export=None)
     text = GnnRun.report(run)
     assert text.startswith("No test pairs: nothing to measure") and "0.0000" not in text
+    assert "leave-last-out holds out an item only of users with at least 3" in text
     # kgrec evaluate --by-degree / --by-relation: no table of zeros (or NaNs) either
     assert GnnRun.by_degree(run) == "No test pairs: nothing to measure by item degree."
     assert GnnRun.by_relation(run) == "No test pairs: nothing to measure per relation."
@@ -152,6 +154,71 @@ def test_a_split_without_test_pairs_says_so_instead_of_zeros():
 
 RESUME = TrainConfig(model="lightgcn", epochs=1, lr=0.01, batch_size=512, embedding_dim=8, num_layers=1,
                      eval_every=1, patience=3, threads=1)
+
+
+def test_no_test_pairs_names_the_split_that_was_made(tmp_path):
+    """A time split of interactions that all share one time holds nothing out: the report
+    says why in the time split's terms -- it named leave-last-out, which was not used."""
+    from types import SimpleNamespace
+
+    from kg.pipeline import GnnRun
+    from kg.stores import StoreConfig, open_store
+
+    shop = load("synthetic", None, n_users=40, n_items=30, n_interactions=1_500, seed=3)
+    shop.interactions = shop.interactions.drop_duplicates(["user_id", "item_id", "event"]).reset_index(drop=True)
+    shop.interactions["timestamp"] = shop.interactions["timestamp"].iloc[0]  # one time: no timestamps, say
+    with open_store(StoreConfig(kind="embedded", path=str(tmp_path / "graph"))) as store:
+        build_graph(shop, store, BuildConfig(progress=False))
+        run = train_gnn(store, tmp_path / "run", GnnRunConfig(split="time", train=RESUME), progress=False)
+    assert run.split.sizes()["test"] == 0
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert report.startswith("No test pairs: nothing to measure (the time split holds out the positives later "
+                             "than the 0.9 quantile of their times (test_fraction 0.1), and none is later"), report
+    assert "leave-last-out" not in report
+    # every split kind says something true of itself
+    said = {kind: GnnRun.report(SimpleNamespace(split=run.split, metrics={}, export=None,
+                                                config=GnnRunConfig(split=kind, split_file=file)))
+            for kind, file in (("given", None), ("leave_last_out", None), ("auto", "splits/x"),
+                               ("time", None))}
+    assert "the source's own split marks no positive interaction as test" in said["given"]
+    assert "leave-last-out holds out an item only of users with at least 3" in said["leave_last_out"]
+    assert "the split file splits/x names no test pair" in said["auto"]
+    assert said["time"] == report.split("\n")[0]
+    zero = GnnRun.report(SimpleNamespace(split=run.split, metrics={}, export=None,
+                                         config=GnnRunConfig(split="time", test_fraction=0.0)))
+    assert "the time split's test_fraction is 0" in zero
+
+
+@pytest.mark.parametrize("model, branded", [("lightgcn", False), ("kgrec", True)])
+def test_embeddings_record_which_items_the_graph_reached(tmp_path, model, branded):
+    """``embeddings.npz`` says per item whether it has an edge in the graph the model was
+    trained over (``item_in_graph``): a training pair, or for the KG model a triple. Three
+    products without any event -- one of an existing brand, two with no brand or category
+    -- have none for LightGCN; the KG model reaches the branded one through its brand."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from kg.stores import StoreConfig, open_store
+
+    shop = load("synthetic", None, n_users=40, n_items=30, n_interactions=1_500, seed=3)
+    brand = str(shop.items["brand"].iloc[0])
+    ghosts = pd.DataFrame({"item_id": ["zz-branded", "zz-bare-1", "zz-bare-2"], "title": ["A", "B", "C"],
+                           "description": "", "brand": [brand, "", ""], "categories": [[], [], []],
+                           "price": 1.0, "features": [[], [], []], "available": 1})
+    shop.items = pd.concat([shop.items, ghosts[shop.items.columns]], ignore_index=True)
+    with open_store(StoreConfig(kind="embedded", path=str(tmp_path / "graph"))) as store:
+        build_graph(shop, store, BuildConfig(progress=False))
+        run = train_gnn(store, tmp_path / "run", GnnRunConfig(train=replace(RESUME, model=model)), progress=False)
+    emb = np.load(tmp_path / "run" / "embeddings.npz")
+    flags = dict(zip(emb["item_ids"], emb["item_in_graph"]))
+    assert emb["item_in_graph"].dtype == bool and len(flags) == len(emb["item"])
+    assert (flags["zz-branded"], flags["zz-bare-1"], flags["zz-bare-2"]) == (branded, False, False)
+    trained = np.zeros(run.split.num_items, bool)
+    trained[run.split.train[1]] = True
+    assert (emb["item_in_graph"] >= trained).all()  # every item of a training pair
+    if model == "lightgcn":
+        assert (emb["item_in_graph"] == trained).all()
 
 
 def _small_store(path, seed: int = 3, n_interactions: int = 1_500):

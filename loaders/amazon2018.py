@@ -55,7 +55,8 @@ read as such (:mod:`loaders.jsonl`; counted in the notes).
 
 Rejects (file, 1-based line, field): errors -- bad JSON (also nested too deeply), not
 UTF-8, a truncated gzip or a ``.gz`` that is not gzip (see :mod:`loaders.jsonl`), a
-missing ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a non-numeric ``overall``,
+missing ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a ``reviewerID`` or ``asin``
+holding a control character (NUL, tab …: "control character in an id"), a non-numeric ``overall``,
 a non-integer or out-of-range ``unixReviewTime`` (or ``reviewTime``); filtered -- a second
 meta line for an asin, or a review repeating an earlier one exactly (same user, item, time,
 text, summary and rating); the first is kept and the reason names its line.
@@ -76,7 +77,7 @@ import pandas as pd
 
 from loaders.dataset import KEYS, TIMESTAMP_RANGE, Dataset, make_table, timestamps_ok
 from loaders.errors import FieldError, LoadError
-from loaders.jsonl import is_missing, iter_records, number_field, require, timestamp_field
+from loaders.jsonl import is_missing, iter_records, number_field, require_ids, timestamp_field
 from loaders.report import LoadReport
 from loaders.text import category_path, clean_lines, clean_text, fallback_title, has_markup, is_meaningful, \
     parse_price
@@ -114,7 +115,7 @@ LAYOUT = Layout("amazon2018", ("*_5.json.gz", "*_5.json", "*.json.gz", "*.json")
 
 
 def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
-    require(rec, ("asin",))
+    require_ids(rec, ("asin",))
     row = {
         "item_id": str(rec["asin"]).strip(),
         "title": clean_text(rec.get("title")),
@@ -147,7 +148,7 @@ def _first_given(*values: object) -> object:
 
 
 def parse_review(rec: dict) -> dict:
-    require(rec, ("reviewerID", "asin"))
+    require_ids(rec, ("reviewerID", "asin"))
     rating = number_field(rec, "overall")
     ts, note = review_time(rec)
     user, item = str(rec["reviewerID"]).strip(), str(rec["asin"]).strip()

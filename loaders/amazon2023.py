@@ -42,7 +42,8 @@ ratings with their split, or ``rating_only``'s ``<Category>.csv``) are read by
 :mod:`loaders.amazon2023_benchmark` when ``path`` is one of them or a folder of them.
 
 Rejects follow :mod:`loaders.amazon2018`: required fields are ``user_id``,
-``parent_asin``/``asin`` and ``rating`` for reviews, ``parent_asin`` for meta.
+``parent_asin``/``asin`` and ``rating`` for reviews, ``parent_asin`` for meta; an id
+holding a control character is an error reject too.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from loaders import amazon2023_benchmark as benchmark
 from loaders.amazon2018 import NO_TIME_NOTE, Layout, meta_price, read_amazon, with_notes
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
-from loaders.jsonl import is_missing, number_field, require, timestamp_field, to_number
+from loaders.jsonl import is_missing, number_field, require_ids, timestamp_field, to_number
 from loaders.tabular import MS_THRESHOLD
 from loaders.text import category_path, clean_lines, clean_text
 
@@ -67,7 +68,7 @@ DETAILS_NOTE = "details that are not JSON (read as empty)"
 
 
 def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
-    require(rec, ("parent_asin",))
+    require_ids(rec, ("parent_asin",))
     details, details_note = parse_details(rec.get("details"))
     brand = clean_text(rec.get("store")) or clean_text(details.get("Brand"))
     path = category_path(rec.get("categories"))
@@ -97,11 +98,12 @@ def parse_details(value: object) -> tuple[dict, str | None]:
 
 
 def parse_review(rec: dict) -> dict:
-    require(rec, ("user_id",))
+    require_ids(rec, ("user_id",))
     item_field = "asin" if is_missing(rec.get("parent_asin")) and not is_missing(rec.get("asin")) \
         else "parent_asin"
     if is_missing(rec.get(item_field)):
         raise FieldError("parent_asin", "missing required field (and no asin)", "")
+    require_ids(rec, (item_field,))
     rating = number_field(rec, "rating")
     ts, note = review_time(rec)
     user, item = str(rec["user_id"]).strip(), str(rec[item_field]).strip()

@@ -92,6 +92,7 @@ def _ratings(file: Path, part: str, report: LoadReport, seen: set) -> pd.DataFra
     if missing:
         raise LoadError(str(file), 1, missing[0], f"missing column (the header needs {', '.join(COLUMNS)})")
     chk.required("user_id", "parent_asin", "rating")
+    chk.ids("user_id", "parent_asin")
     rating = chk.number("rating")
     seconds = parse_timestamps(chk, "timestamp")
     chk.df = pd.DataFrame({"user_id": df["user_id"].str.strip(), "item_id": df["parent_asin"].str.strip(),

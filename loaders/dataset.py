@@ -19,8 +19,14 @@ file, line and field, never stored) and again by :meth:`Dataset.validate`:
   format declares the timestamp a float (RecBole's ``timestamp:float``, floored).
 * a **price** (``items.price``) is finite and ``>= 0``, or NaN (unknown). An Amazon price
   string that is not a price (scraped HTML, ``"free"``) is NaN; ``inf`` is never stored.
+* an **id** (of a user, a product, a review, an entity or a relation: :data:`ID_COLUMNS`)
+  holds no control character (:data:`CONTROL_CHARACTERS`: NUL, tab, newline, escape …, the
+  C0 and C1 ranges): such an id printed raw garbles a terminal or a CSV, and the store
+  joins ids with one (:data:`kg.queries.PAIR_SEP`). Readers reject the record naming file,
+  line and field ("control character in an id").
 
-:func:`timestamps_ok` and :func:`prices_ok` are these rules, vectorised, for all readers.
+:func:`timestamps_ok`, :func:`prices_ok` and :func:`ids_ok` are these rules, vectorised,
+for all readers.
 
 Tables (key columns first):
 
@@ -46,6 +52,7 @@ its own split (KGAT's ``train``/``test``; any source may give ``train``/``valid`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Iterable
 
@@ -70,6 +77,16 @@ TIMESTAMP_RANGE = "timestamp out of range: not Unix seconds from 1970-01-01 to b
 MIN_PRICE = 0.0
 #: the reject reason for a price that is infinite or negative
 PRICE_RANGE = "price out of range: not a finite number >= 0"
+#: characters no id may hold: the C0 and C1 control characters (NUL, tab, newline, escape, DEL …)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: the reject reason (its kind) for an id holding a control character; the detail is the id's repr
+CONTROL_IN_ID = "control character in an id"
+#: the id columns of each table (``judgements.query`` is search text, not an id)
+ID_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("user_id",), "items": ("item_id",), "interactions": ("user_id", "item_id"),
+    "reviews": ("review_id", "user_id", "item_id"), "item_links": ("src_item", "dst_item"),
+    "triples": ("head", "relation", "tail"), "item_entities": ("item_id", "entity_id"), "judgements": ("item_id",),
+}
 
 
 def timestamps_ok(seconds) -> np.ndarray:
@@ -85,6 +102,27 @@ def prices_ok(prices) -> np.ndarray:
     p = np.asarray(prices, dtype="float64")
     with np.errstate(invalid="ignore"):
         return np.isnan(p) | (np.isfinite(p) & (p >= MIN_PRICE))
+
+
+def ids_ok(ids) -> np.ndarray:
+    """Bool array: which ``ids`` (strings, a scalar or array-like) hold no control character
+    (:data:`CONTROL_CHARACTERS`)."""
+    s = ids if isinstance(ids, pd.Series) else pd.Series(np.atleast_1d(np.asarray(ids, dtype=object)), dtype=object)
+    s = s.astype(str)  # pandas' own string dtype (what the tables hold) is searched in C
+    return ~s.str.contains(CONTROL_CHARACTERS.pattern, regex=True).to_numpy(dtype=bool)
+
+
+def control_problem(value: object) -> str | None:
+    """The reject reason for one id holding a control character (:data:`CONTROL_IN_ID`,
+    then the id's ``repr``, which shows them escaped: ``'u\\x00x'``); None when it holds none."""
+    text = str(value)
+    return f"{CONTROL_IN_ID}: {text!r}" if CONTROL_CHARACTERS.search(text) else None
+
+
+def escaped(value: object) -> str:
+    """``value`` as text with each control character written as its ``\\xNN`` escape (for a
+    reject report's value column: the raw character would garble the CSV or a terminal)."""
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m[0]):02x}", str(value))
 
 
 @dataclass(frozen=True)
@@ -293,6 +331,12 @@ class Dataset:
             ("interactions", "timestamp", timestamps_ok(tables["interactions"]["timestamp"]),
              "timestamp out of range"),
             ("reviews", "timestamp", timestamps_ok(tables["reviews"]["timestamp"]), "timestamp out of range"),
+            # ids with a control character, in the tables that list them: the ids an interaction,
+            # review, link or judgement names must be among these (or the store's), checked below
+            *((name, col, ids_ok(tables[name][col]), CONTROL_IN_ID)
+              for name, col in (("users", "user_id"), ("items", "item_id"), ("reviews", "review_id"),
+                                ("triples", "head"), ("triples", "relation"), ("triples", "tail"),
+                                ("item_entities", "entity_id"))),
         ]
         users = tables["users"]["user_id"]
         items = tables["items"]["item_id"]

@@ -18,9 +18,10 @@ accepted and counted (per line yielded) in the notes ("lines read as Python lite
 2014 format)"); anything else stays a "malformed JSON" reject.
 
 Field helpers: :func:`to_number` / :func:`to_int` return ``None`` for a bad value;
-:func:`require`, :func:`number_field`, :func:`int_field` and :func:`timestamp_field`
-raise :class:`FieldError` (field name, reason, value), which a reader turns into an
-error reject for that line.
+:func:`require`, :func:`require_ids` (an id also must hold no control character),
+:func:`number_field`, :func:`int_field` and :func:`timestamp_field` raise
+:class:`FieldError` (field name, reason, value), which a reader turns into an error reject
+for that line.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from loaders.dataset import TIMESTAMP_RANGE, timestamps_ok
+from loaders.dataset import TIMESTAMP_RANGE, control_problem, escaped, timestamps_ok
 from loaders.errors import FieldError
 from loaders.files import GZIP_ERRORS, open_binary, reject_lost_tail
 from loaders.report import LoadReport
@@ -159,6 +160,18 @@ def require(record: dict, fields: tuple[str, ...]) -> None:
     name = first_missing(record, fields)
     if name is not None:
         raise FieldError(name, "missing required field", record.get(name, ""))
+
+
+def require_ids(record: dict, fields: tuple[str, ...]) -> None:
+    """:func:`require` for id fields: also a :class:`FieldError` for the first of ``fields``
+    whose value, stripped as ids are stored, holds a control character
+    (:data:`loaders.dataset.CONTROL_CHARACTERS`; reason :data:`loaders.dataset.CONTROL_IN_ID`)."""
+    require(record, fields)
+    for name in fields:
+        value = str(record[name]).strip()
+        problem = control_problem(value)
+        if problem is not None:
+            raise FieldError(name, problem, escaped(value))
 
 
 def number_field(record: dict, name: str, *, default: float | None = None) -> float:

@@ -14,7 +14,7 @@ Mapping (field names are RecBole's defaults; override with ``user_field=``,
   second is accepted and dropped; 0 when absent/empty); a value of at least
   :data:`loaders.tabular.MS_THRESHOLD` (1e11) is milliseconds, as RecBole's Retailrocket
   conversion writes them, and is divided by 1000 (counted in the notes, "timestamps read
-  as milliseconds"). Empty ids, non-numeric ratings
+  as milliseconds"). Empty ids, ids holding a control character, non-numeric ratings
   or timestamps, non-finite numbers and timestamps outside [MIN_TIMESTAMP, MAX_TIMESTAMP)
   (:mod:`loaders.dataset`) are errors; an id missing from an *existing* ``.item`` /
   ``.user`` file is an error (when the file is absent, items/users are made from the ids
@@ -87,10 +87,12 @@ def _atomic(file: Path, report: LoadReport) -> tuple[Checker, dict[str, str]]:
 
 
 def _need(chk: Checker, *cols: str) -> None:
+    """The id columns ``cols``: present, each row's value given and free of control characters."""
     for col in cols:
         if col not in chk.df.columns:
             raise LoadError(chk.file, 1, col, f"missing column (header has {', '.join(chk.df.columns)})")
     chk.required(*cols)
+    chk.ids(*cols)
 
 
 def _items(file: Path, report: LoadReport, item_field: str, seq_sep: str) -> pd.DataFrame:
@@ -208,6 +210,7 @@ def _triples(file: Path, report: LoadReport) -> pd.DataFrame:
             raise LoadError(str(file), 1, None, "a .kg file needs head, relation and tail columns")
         cols = list(chk.df.columns[:3])
     chk.required(*cols)
+    chk.ids(*cols)
     chk.df = chk.df[cols].set_axis(["head", "relation", "tail"], axis=1)
     chk.duplicates(["head", "relation", "tail"], "triple")
     return make_table("triples", chk.finish())

@@ -10,7 +10,9 @@ renames them: ``{"interactions": {"user_id": "customer", "item_id": "sku"}}`` (c
 -> source). :func:`parse_mapping` builds it from ``"interactions.user_id=customer,…"``.
 Other columns are ignored. Field rules (all vectorised):
 
-* ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error.
+* ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error;
+  an id holding a control character (NUL, tab, newline …: :data:`loaders.dataset.CONTROL_CHARACTERS`;
+  ``query`` is text, not an id) -> error ("control character in an id").
 * ``interactions.event`` -- stripped and lower-cased; other vocabularies' names are mapped
   by :data:`EVENT_SYNONYMS` (``addtocart``/``add_to_cart``/``basket`` … -> ``cart``,
   ``transaction``/``order``/``buy``/``checkout``/``sale`` -> ``purchase``,
@@ -94,8 +96,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loaders.dataset import (EVENTS, KEYS, LINK_RELATIONS, PRICE_RANGE, SPLITS, TABLES, TIMESTAMP_RANGE, Dataset,
-                             isin, make_table, prices_ok, timestamps_ok)
+from loaders.dataset import (CONTROL_IN_ID, EVENTS, ID_COLUMNS, KEYS, LINK_RELATIONS, PRICE_RANGE, SPLITS, TABLES,
+                             TIMESTAMP_RANGE, Dataset, control_problem, escaped, ids_ok, isin, make_table, prices_ok,
+                             timestamps_ok)
 from loaders.errors import ConfigError, LoadError
 from loaders.files import GZIP_ERRORS, bad_utf8_lines, open_binary, read_bytes, reject_lost_tail
 from loaders.report import LoadReport
@@ -267,6 +270,19 @@ class Checker:
         for col in cols:
             self.reject(self.df[col].str.strip() == "", (names or {}).get(col, col),
                         "missing required value")
+
+    def ids(self, *cols: str, names: dict[str, str] | None = None) -> None:
+        """Reject rows where any of the id columns ``cols`` holds a control character once
+        stripped, as ids are stored (an error: :data:`loaders.dataset.CONTROL_IN_ID`, with the
+        id's ``repr``; the value column shows them escaped). Field named by its source name."""
+        for col in cols:
+            stripped = self.df[col].astype(str).str.strip()
+            bad = np.flatnonzero(~ids_ok(stripped) & self.alive)
+            for i in bad:
+                value = stripped.iloc[i]
+                self.report.reject(self.file, int(self.lines[i]), (names or {}).get(col, col),
+                                   control_problem(value) or CONTROL_IN_ID, escaped(value))
+            self.alive[bad] = False
 
     def number(self, col: str, *, default: float = np.nan, field: str | None = None) -> pd.Series:
         """``col`` as floats; empty -> ``default``; non-numeric -> error reject."""
@@ -534,6 +550,7 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
         if TABLES[table][[c.name for c in TABLES[table]].index(col)].dtype == "str":
             chk.df[col] = _text(df[col])
     chk.required(*(c for c in _IDS[table] if c in df.columns), names=names)
+    chk.ids(*(c for c in ID_COLUMNS[table] if c in df.columns), names=names)
     out = chk.df
     f = names.get
     if table == "interactions":

@@ -87,3 +87,18 @@ def test_several_categories_and_a_missing_column_are_errors(tmp_path):
     _write(folder / "Books.train.csv", ["user_id,parent_asin,timestamp", "U1,B1,1452647382000"])
     with pytest.raises(LoadError, match="Books.train.csv, line 1: field 'rating': missing column"):
         loaders.load("amazon2023", folder / "Books.train.csv")
+
+
+def test_an_id_with_a_control_character_is_an_error_reject(tmp_path):
+    folder = _last_out(tmp_path / "c")
+    with open(folder / "Toys.test.csv", "a") as fh:
+        fh.write("U\x003,P1,4.0,1471543001000\n")      # line 4: a NUL in the user id
+        fh.write("U3,P\x1b2,4.0,1471543002000\n")      # line 5: an escape in the product id
+    with pytest.raises(LoadError, match=r"Toys\.test\.csv, line 4: field 'user_id': control character in an id"):
+        loaders.load("amazon2023", folder)
+    ds = loaders.load("amazon2023", folder, strict=False)
+    assert sorted((r.line, r.field, r.error) for r in ds.report.rejects) == [(4, "user_id", True),
+                                                                             (5, "parent_asin", True)]
+    counts = ds.report.files[str(folder / "Toys.test.csv")]
+    assert (counts.read, counts.kept, counts.rejected) == (4, 2, 2)
+    assert "U3" not in set(ds.users["user_id"]) and len(ds.interactions) == 7

@@ -32,9 +32,10 @@ import ast
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-from kg.errors import KgrecError
+from kg.errors import ConfigError, KgrecError
 from kg.run_dir import RunDir
 from kg.stores import StoreConfig, open_store, same_store
 from loaders import SOURCES
@@ -62,6 +63,15 @@ def _port(text: str) -> int:
     return port
 
 
+def _given_id(value: str | None, option: str) -> None:
+    """Refuse an empty or blank id given to ``option`` (``value --user ''``) with a
+    :class:`ConfigError` (one line, exit status 2): it names no one, and was answered with a
+    new customer's value -- as the Engine refuses one for ``recommend`` and ``search``
+    (``fusion.engine.check_user_ids``) and the HTTP routes with a 422. ``None`` (not given) is fine."""
+    if value is not None and not value.strip():
+        raise ConfigError(f"{option} {value!r}: an empty id names no one; give the id")
+
+
 def _option(text: str) -> tuple[str, object]:
     """``key=value`` with the value parsed as a Python literal when it is one."""
     if "=" not in text:
@@ -78,14 +88,23 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", help="embedded store directory (default: $KGREC_STORE or .kgrec/graph)")
 
 
-def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = None, **kwargs):
-    """The store the arguments name; ``read_only`` opens the embedded store read-only,
-    so several readers (torchrun ranks, explain) can share it. With ``run`` (a run
-    folder) and neither ``--db`` nor ``--neo4j-uri``, the store that run was trained on."""
+def _store_config(args: argparse.Namespace, run: str | None = None) -> tuple[StoreConfig, dict | None]:
+    """The store the arguments name (not opened) and the one ``run`` remembers (None:
+    no run, or it remembers none): with ``run`` and neither ``--db`` nor ``--neo4j-uri``,
+    the store that run was trained on."""
     remembered = RunDir(run).store_location() if run else None
     explicit = bool(args.db or args.neo4j_uri)
     config = (StoreConfig.from_location(remembered) if remembered and not explicit
               else StoreConfig.from_env(uri=args.neo4j_uri, path=args.db))
+    return config, remembered
+
+
+def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = None, **kwargs):
+    """The store the arguments name; ``read_only`` opens the embedded store read-only,
+    so several readers (torchrun ranks, explain) can share it. With ``run`` (a run
+    folder) and neither ``--db`` nor ``--neo4j-uri``, the store that run was trained on."""
+    config, remembered = _store_config(args, run)
+    explicit = bool(args.db or args.neo4j_uri)
     if remembered and explicit and not same_store(remembered, config.location()):
         # allowed (a copy of the graph, a moved store), but never silently: a run read against
         # another shop's graph gives wrong explanations, or folds in products it never saw
@@ -96,12 +115,48 @@ def _store(args: argparse.Namespace, read_only: bool = False, run: str | None = 
     return config, open_store(config, **kwargs)
 
 
+def _existing_run(run: str | None) -> None:
+    """Refuse (:class:`kg.errors.RunFolderError`) a ``--run`` folder that is not there, for a
+    command that reads a trained run: ``update`` and ``ingest --run`` went on with the default
+    store, and said "no graph at .kgrec/graph" (or ingested into it) for a mistyped run; the
+    others named a file of the run ("…/fusion/model is missing: run the fusion stage first")."""
+    if run is not None and not Path(run).is_dir():
+        from kg.errors import RunFolderError
+
+        raise RunFolderError(f"no run folder at {run}; train one first (kgrec train --run {run})")
+
+
+#: the time in a default reject report's name (UTC): one report per build or ingest
+REJECTS_STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def _rejects_path(args: argparse.Namespace, command: str) -> Path:
+    """Where the reject report of ``kgrec build`` / ``kgrec ingest`` goes: ``--rejects
+    PATH`` as given (written over), else a new file per run of the command beside the store
+    it writes to: ``<embedded store>.rejects/<command>-<UTC time>.csv``
+    (``.kgrec/graph.rejects/build-20250102T030405Z.csv``; for Neo4j
+    ``.kgrec/neo4j-<database>.rejects/…``), ``-2``, ``-3`` … added when that name is taken --
+    a default ``rejects.csv`` in the current folder was written over by the next build."""
+    if args.rejects:
+        return Path(args.rejects)
+    config, _ = _store_config(args, getattr(args, "run", None))
+    folder = (Path(f"{config.path}.rejects") if config.kind == "embedded"
+              else Path(".kgrec") / f"neo4j-{config.database}.rejects")
+    stem = f"{command}-{time.strftime(REJECTS_STAMP, time.gmtime())}"
+    path, n = folder / f"{stem}.csv", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.csv"
+    return path
+
+
 def _load_source(args: argparse.Namespace, command: str):
     """The source of ``kgrec build`` / ``kgrec ingest`` loaded (``--option``, ``--map``,
     ``--lenient``; for ``ingest --source csv`` read as a delta: ``loaders.tabular.read``'s
-    ``delta``), its load summary printed and its reject report written; ``None``
-    (after a message on stderr) when rows were read but every one was rejected -- there is
-    nothing to write, and a store left as it was must not read as a success."""
+    ``delta``), its load summary printed and its reject report written (:func:`_rejects_path`;
+    where it went is printed); ``None`` (after a message on stderr) when rows were read but
+    every one was rejected -- there is nothing to write, and a store left as it was must not
+    read as a success."""
     from loaders import load
 
     options = dict(args.option or [])
@@ -113,12 +168,13 @@ def _load_source(args: argparse.Namespace, command: str):
         options["delta"] = True
     dataset = load(args.source, args.path, strict=not args.lenient, **options)
     report = dataset.report
-    print(report.summary(rejects_path=args.rejects))
+    rejects = _rejects_path(args, command)
+    print(report.summary(rejects_path=rejects))
     if report.rejects:
-        print(f"reject report: {report.write_rejects(args.rejects)} ({len(report.rejects):,} rows)")
+        print(f"reject report: {report.write_rejects(rejects)} ({len(report.rejects):,} rows)")
     if report.total_read and not report.total_kept:
         print(f"kgrec {command}: every one of the {report.total_read:,} rows read was rejected, nothing to "
-              f"write (the reasons are above{', and row by row in ' + str(args.rejects) if report.rejects else ''})",
+              f"write (the reasons are above{', and row by row in ' + str(rejects) if report.rejects else ''})",
               file=sys.stderr)
         return None
     if command == "build" and not len(dataset.interactions):
@@ -149,6 +205,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from kg.build import BuildConfig
     from kg.ingest import ingest
 
+    _existing_run(args.run)
     delta = _load_source(args, "ingest")
     if delta is None:
         return 2
@@ -163,6 +220,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from fusion.update import update_run
 
+    _existing_run(args.run)  # else the default store was opened: "no graph at .kgrec/graph"
     # update_run only reads the store (the new version is written into the run folder): opened
     # read-only, an embedded store's file is left as it was, also when there is nothing new
     _, store = _store(args, read_only=True, run=args.run)
@@ -175,6 +233,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from fusion.service import serve
 
+    _existing_run(args.run)
     if args.db or args.neo4j_uri:
         config, _ = _store(args, run=args.run)
         os.environ["KGREC_SERVE_STORE"] = json.dumps(config.location())
@@ -303,6 +362,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kg.pipeline import evaluate_run
 
+    _existing_run(args.run)
     run = evaluate_run(args.run)
     print(f"test metrics of {args.run} ({run.split.sizes()['test']:,} held-out pairs)")
     print(run.report())
@@ -317,6 +377,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from kg.explain import Embeddings, explain
 
+    if args.max_paths < 1:  # printed an empty explanation (the HTTP route: 422)
+        raise ConfigError(f"--max-paths {args.max_paths}: must be at least 1")
+    _existing_run(args.run)
     embeddings = None
     if args.run:
         run = RunDir(args.run)
@@ -363,6 +426,7 @@ def _engine(args: argparse.Namespace, need_store: bool = False):
     explanations read that store (else the one the run remembers, opened by the Engine)."""
     from fusion.engine import Engine
 
+    _existing_run(args.run)
     store = None
     if need_store and (args.db or args.neo4j_uri):
         _, store = _store(args, read_only=True, run=args.run)
@@ -414,6 +478,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_value(args: argparse.Namespace) -> int:
     from fusion.value.results import ValueTables
 
+    _given_id(args.user, "--user")
+    _given_id(args.item, "--item")
     run = RunDir(args.run)
     if not run.path.is_dir():
         print(f"kgrec value: no run folder at {run.path}", file=sys.stderr)
@@ -475,7 +541,8 @@ def parser() -> argparse.ArgumentParser:
                    help="source option, e.g. -o n_users=5000 for synthetic (repeatable)")
     b.add_argument("--map", help="csv column mapping, e.g. interactions.user_id=customer,interactions.item_id=sku")
     b.add_argument("--lenient", action="store_true", help="keep going on bad rows and write a reject report")
-    b.add_argument("--rejects", default="rejects.csv", help="where the reject report goes (default: rejects.csv)")
+    b.add_argument("--rejects", metavar="PATH", help="where the reject report goes (default: a new file per build "
+                                                      "beside the store, <store>.rejects/build-<UTC time>.csv)")
     b.add_argument("--batch-size", type=int, help="rows per Neo4j write transaction (default: 10000)")
     b.add_argument("--force", action="store_true", help="rewrite everything even if this data was built before")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -489,7 +556,8 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--option", type=_option, action="append", metavar="KEY=VALUE")
     i.add_argument("--map", help="csv column mapping, as for build")
     i.add_argument("--lenient", action="store_true", help="keep going on bad rows and write a reject report")
-    i.add_argument("--rejects", default="rejects.csv")
+    i.add_argument("--rejects", metavar="PATH", help="where the reject report goes (default: a new file per "
+                                                      "ingest beside the store, <store>.rejects/ingest-<UTC time>.csv)")
     i.add_argument("--run", help="a run folder: ingest into the graph it was trained on")
     i.add_argument("--no-progress", action="store_true")
     _add_store_args(i)
@@ -561,7 +629,7 @@ def parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explain", help="why an item suits a user: paths in the knowledge graph")
     x.add_argument("--user", required=True)
     x.add_argument("--item", required=True)
-    x.add_argument("--max-paths", type=int, default=5)
+    x.add_argument("--max-paths", type=int, default=5, help="at most this many paths, at least 1 (default: 5)")
     x.add_argument("--run", help="a GNN run folder: rank paths with its embeddings")
     x.add_argument("--png", help="also draw the paths to this PNG file")
     _add_store_args(x)

@@ -39,9 +39,10 @@ response models; building and validating a pydantic model per result was most of
 request's time. ``--workers N`` processes share the port (one per core).
 
 Bad input never answers 500: a malformed request (unknown weight or filter, ``k`` out of
-range, an empty or too long query, malformed events) is a 422 naming the field, an
-unknown item a 404; the 422 never echoes the input (a string JSON can carry but UTF-8
-cannot encode, a lone surrogate, made the default handler fail with a 500). A request body
+range, an empty or too long query, a query parameter given twice, malformed events) is a
+422 naming the field, an unknown item a 404; the 422 never echoes the input (a string JSON
+can carry but UTF-8 cannot encode, a lone surrogate, made the default handler fail with a
+500). A request body
 over ``KGREC_SERVE_MAX_BODY_MB`` (default :data:`MAX_BODY_MB`) is a 413, read no further.
 With ``KGREC_API_KEY`` set, every route but the health probes (which answer ``GET`` and
 ``HEAD``) needs the header ``X-API-Key`` -- the API's schema and docs (``/openapi.json``,
@@ -50,8 +51,12 @@ With ``KGREC_API_KEY`` set, every route but the health probes (which answer ``GE
 Ids: a product id may hold ``/`` (``/similar/{item_id}`` and ``/explain/{user}/{item_id}``
 take the rest of the path); so may a user id of the trained data (``/recommend/{user_id}``),
 but ``POST /events`` refuses a user id with ``/``: ``/explain/{user_id}/{item_id}`` could
-not tell where such a user id ends. An answer's ``version`` and ``cold_start`` are those of
-the version that computed it, also when a new version is swapped in meanwhile
+not tell where such a user id ends. An event whose user or product id holds a control
+character (NUL, tab, newline …, as the loaders refuse them) is rejected on its own, with
+its index, field and reason, as an event of an unknown product is (:func:`printable_ids`).
+A query parameter given twice (``k=3&k=5``) is a 422 naming it (:func:`single_query_values`;
+FastAPI took the last value). An answer's ``version`` and ``cold_start`` are those of the
+version that computed it, also when a new version is swapped in meanwhile
 (:func:`on_one_version`).
 """
 
@@ -79,6 +84,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
+from loaders.dataset import CONTROL_CHARACTERS, CONTROL_IN_ID
 
 if TYPE_CHECKING:
     from fusion.engine import Engine, EngineVersion
@@ -266,6 +272,10 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         if api_key and not hmac.compare_digest(x_api_key or "", api_key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
+    #: every data route's dependencies: the key first (a 401 before anything is read), then
+    #: one value per query parameter (:func:`single_query_values`)
+    guarded = [Depends(authorised), Depends(single_query_values)]
+
     if api_key:
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorised)])
         async def openapi() -> JSONResponse:
@@ -320,7 +330,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
                                   ("max_price", max_price)) if v is not None}
 
     # ``:path``: an id may hold "/" (a client sends it as %2F, which the server decodes first)
-    @app.get("/recommend/{user_id:path}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    @app.get("/recommend/{user_id:path}", response_model=ResultsOut, dependencies=guarded)
     async def recommend(user_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
                         weights: str | None = Query(
                             None, description="e.g. ctr=1,cvr=1,value=0.5 (default: ctr=1,cvr=1,exposure=0.5)"),
@@ -336,7 +346,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         recs, v = await on_one_version(e, call, lambda: explain)
         return results_json(recs, v.name, not v.knows_user(user_id), t)
 
-    @app.get("/search", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    @app.get("/search", response_model=ResultsOut, dependencies=guarded)
     async def search(q: str = Query(min_length=1), user_id: str | None = None, k: int = Query(10, ge=1, le=MAX_K),
                      weights: str | None = None, category: str | None = None, brand: str | None = None,
                      min_price: float | None = None, max_price: float | None = None) -> Response:
@@ -348,7 +358,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         recs, v = await on_one_version(e, call, lambda: not e.has_query(q))
         return results_json(recs, v.name, user_id is not None and not v.knows_user(user_id), t)
 
-    @app.get("/similar/{item_id:path}", response_model=ResultsOut, dependencies=[Depends(authorised)])
+    @app.get("/similar/{item_id:path}", response_model=ResultsOut, dependencies=guarded)
     async def similar(item_id: str = Path(min_length=1, max_length=200), k: int = Query(10, ge=1, le=MAX_K),
                       category: str | None = None, brand: str | None = None,
                       min_price: float | None = None, max_price: float | None = None) -> Response:
@@ -359,7 +369,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         recs, v = await on_one_version(e, call, lambda: False)
         return results_json(recs, v.name, False, t)
 
-    @app.get("/explain/{user_id}/{item_id:path}", response_model=ExplanationOut, dependencies=[Depends(authorised)])
+    @app.get("/explain/{user_id}/{item_id:path}", response_model=ExplanationOut, dependencies=guarded)
     def explain(user_id: str = Path(min_length=1, max_length=200), item_id: str = Path(min_length=1, max_length=200),
                 max_paths: int = Query(5, ge=1, le=50)) -> Response:
         # a plain def: FastAPI runs it on its thread pool, so the event loop goes on serving
@@ -367,18 +377,21 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         return FastJSON(explanation_dict(engine().explain(user_id, item_id, max_paths)))
 
     # ---------------------------------------------------------------- writes
-    @app.post("/events", response_model=EventsOut, dependencies=[Depends(authorised)])
+    @app.post("/events", response_model=EventsOut, dependencies=guarded)
     def events(batch: EventsIn) -> EventsOut:
         t = time.perf_counter()
         if events_inbox is None:
             raise HTTPException(503, "this service takes no events (no inbox)")
         e = engine()
-        accepted, rejects = events_inbox.put([ev.model_dump() for ev in batch.events], e)
+        rows = [ev.model_dump() for ev in batch.events]
+        keep, rejects = printable_ids(rows)
+        accepted, later = events_inbox.put([rows[k] for k in keep], e)
+        rejects = sorted(rejects + [(keep[i], f, r) for i, f, r in later], key=lambda r: r[0])  # as posted
         return EventsOut(accepted=accepted, rejected=len(rejects),
                          rejects=[RejectOut(index=i, field=f, reason=r) for i, f, r in rejects],
                          took_ms=(time.perf_counter() - t) * 1e3)
 
-    @app.post("/admin/reload", response_model=ReloadOut, dependencies=[Depends(authorised)])
+    @app.post("/admin/reload", response_model=ReloadOut, dependencies=guarded)
     def reload() -> ReloadOut:
         e = state["engine"]
         if e is None:
@@ -387,6 +400,23 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         return ReloadOut(version=e.version, swapped=swapped)
 
     return app
+
+
+async def single_query_values(request: Request) -> None:
+    """A dependency of every data route: a query parameter given more than once
+    (``?k=3&k=5``) is a 422 naming it, as any malformed parameter is -- FastAPI reads the
+    last value of a repeated parameter, so ``k=3&k=5`` answered 5 results without a word,
+    and no route takes a list. Answered in the shape of :func:`validation_body` (never
+    echoing the values)."""
+    params = request.query_params
+    if len(params) == len(params.multi_items()):  # the usual case: no name twice
+        return
+    counts: dict[str, int] = {}
+    for name, _ in params.multi_items():
+        counts[name] = counts.get(name, 0) + 1
+    raise RequestValidationError([
+        {"loc": ("query", name), "msg": f"query parameter {name!r} given {n} times: give it once",
+         "type": "repeated_parameter"} for name, n in counts.items() if n > 1])
 
 
 async def on_one_version(engine: Engine, call: Callable[[], T], off_loop: Callable[[], bool]
@@ -406,6 +436,25 @@ async def on_one_version(engine: Engine, call: Callable[[], T], off_loop: Callab
         if engine.current is before:
             return out, before
     raise HTTPException(503, f"the run's version changed during each of {SWAP_TRIES} tries; try again")
+
+
+def printable_ids(events: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[tuple[int, str, str]]]:
+    """The indices of the ``events`` (:class:`EventIn` dicts) whose user and product ids
+    hold no control character, and a reject ``(index, field, reason)`` for each of the
+    others (:data:`loaders.dataset.CONTROL_CHARACTERS`: NUL, tab, newline, escape …; the
+    loaders refuse such ids too, and one printed raw garbles a terminal, a log or a CSV).
+    The reason names the character by its code point, never echoing the id."""
+    keep: list[int] = []
+    rejects: list[tuple[int, str, str]] = []
+    for k, ev in enumerate(events):
+        for name in ("user_id", "item_id"):
+            hit = CONTROL_CHARACTERS.search(str(ev[name]))
+            if hit is not None:
+                rejects.append((k, name, f"{CONTROL_IN_ID}: U+{ord(hit[0]):04X} at position {hit.start() + 1}"))
+                break
+        else:
+            keep.append(k)
+    return keep, rejects
 
 
 def encodable(text: str) -> str:

@@ -23,8 +23,10 @@ shortest path of at most 4 hops). Each path is scored
 
 where ``e`` are the trained embeddings (user, the product on the path, the item),
 when given; without embeddings the agreement term is 1/2. Ties are broken by
-recency, then ids, so both stores return the same list. The list shows the best
-path of each template first (variety), then the remaining paths by score.
+recency, then ids, so both stores return the same list. Which ``max_paths`` paths are
+kept puts variety first: the best path of each template, then the best of the remaining
+paths; the kept paths are listed by score (ties as above), so the first, whose sentence is
+the explanation's, is the best path of all.
 
 **One query.** Every template of every interaction type the store holds is one branch
 of a single statement (:func:`kg.queries.explain_query`: ``CALL (u, i) { … UNION ALL … }``
@@ -286,8 +288,9 @@ def explain_many(store, user_id: str, item_ids, max_paths: int = 5, embeddings: 
 
 def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainBranch, ...], rows: list[dict],
                  max_paths: int, emb: Embeddings) -> Explanation:
-    """Score one item's path rows and keep the best ``max_paths`` (variety first). Rows are
-    scored and ranked as they are; only the paths kept become :class:`KGPath` objects."""
+    """Score one item's path rows and keep ``max_paths`` of them (variety first: the best
+    of each template, then the best of the rest), listed by score. Rows are scored and
+    ranked as they are; only the paths kept become :class:`KGPath` objects."""
     user = PathNode("User", user_id, "you")
     found: list[tuple[float, int, str, int, dict]] = []  # (score, ts, tie, branch number, row)
     kept: dict[int, list[dict]] = {}
@@ -321,16 +324,19 @@ def _explanation(store, user_id: str, item: PathNode, branches: tuple[q.ExplainB
         if f[2] not in seen:
             seen.add(f[2])
             unique.append(f)
-    # variety first: the best path of each template, then the rest, each part by score
+    # which paths: variety first -- the best path of each template, then the best of the rest
+    # -- so five reasons are not five co-customers; shown by score (``unique``'s order), so
+    # the printed scores fall and the first path, the sentence's, is the best
     first, templates = [], set()
     for n, f in enumerate(unique):
         if branches[f[3] - 1].template not in templates:
             templates.add(branches[f[3] - 1].template)
             first.append(n)
-    chosen = [unique[n] for n in first] + [f for n, f in enumerate(unique) if n not in set(first)]
+    rest = [n for n in range(len(unique)) if n not in set(first)]
+    chosen = sorted((first + rest)[:max_paths])
     return Explanation(user_id, item.id, tuple(
         replace(_path(branches[k - 1], row, user, item), score=round(score, 6))
-        for score, _, _, k, row in chosen[:max_paths]))
+        for score, _, _, k, row in (unique[n] for n in chosen)))
 
 
 def _tie(template: str, row: dict, user_id: str, item_id: str) -> str:

@@ -243,6 +243,7 @@ def test_build_of_a_real_world_amazon_category(tmp_path, capsys):
         titles = dict(store.cypher("MATCH (p:Product) RETURN p.id AS id, p.title AS title").values.tolist())
     assert titles["M2"] == "Acme — Restaurants" and titles["NOMETA"] in ("", None)
 
+
 def test_products_nobody_bought_or_priced_get_a_bounded_order_value(tmp_path, capsys):
     """The value head learns from purchases with a known value only: on products never bought
     -- priced or not -- it extrapolated (products priced 20-24 at 2,000-8,000, unpriced ones
@@ -280,3 +281,58 @@ def test_products_nobody_bought_or_priced_get_a_bounded_order_value(tmp_path, ca
             for rec in recs:
                 known = price[rec.item_id] if rec.item_id[0] != "g" else 24.5  # the shop's median price
                 assert rec.objectives["value"] <= known * quantity * 1.0001, (user, rec)
+
+
+def test_a_reject_report_by_default_goes_beside_the_store_one_per_build(tmp_path, capsys, monkeypatch):
+    """Without ``--rejects`` the report was ``rejects.csv`` in the current folder, written
+    over by the next build; now each build and ingest writes a file of its own beside the
+    store (``<store>.rejects/build-<UTC time>.csv``) and prints where."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    folder = _shop(tmp_path)
+    db = tmp_path / "g"
+    written = []
+    for command in ("build", "build", "ingest"):
+        assert main([command, "--source", "csv", "--path", str(folder), "--map", MAPPING, "--lenient",
+                     "--db", str(db), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        (line,) = [x for x in out.splitlines() if x.startswith("reject report: ")]
+        path, rows = line.removeprefix("reject report: ").rsplit(" (", 1)
+        assert f"is in {path}" in out
+        assert len(list(csv.DictReader(open(path)))) == int(rows.split()[0]) > 0  # ingest: a delta, ZZ id-only
+        written.append(path)
+    assert not (work / "rejects.csv").exists() and not list(work.iterdir())
+    assert len(set(written)) == 3  # none written over
+    names = sorted(p.name for p in (tmp_path / "g.rejects").iterdir())
+    assert [n.split("-")[0] for n in names] == ["build", "build", "ingest"] and len(names) == 3
+    assert {str(tmp_path / "g.rejects" / n) for n in names} == set(written)
+    assert sorted(r["line"] for r in csv.DictReader(open(written[0]))) == ["3", "4"]
+
+
+def test_what_the_http_api_refuses_the_command_line_refuses_in_one_line(tmp_path, capsys):
+    """``recommend --user ''`` printed a cold-start list (the Engine refuses it now), ``value
+    --user ''`` a new customer's value and ``explain --max-paths 0`` an empty explanation (the
+    HTTP routes answer 422); ``update`` / ``ingest --run`` of a run folder that is not there
+    said "no graph at .kgrec/graph" (or ingested into the default store)."""
+    from fusion.tiny_run import make_tiny_run
+
+    run, dataset = make_tiny_run(tmp_path)
+    user, item = dataset.interactions["user_id"].iloc[0], dataset.interactions["item_id"].iloc[0]
+    missing = str(tmp_path / "no-such-run")
+    for args, says in [
+        (["recommend", "--run", str(run.path), "--user", ""], "kgrec recommend: error: user_id: expected a non-empty"),
+        (["value", "--run", str(run.path), "--user", " "], "kgrec value: error: --user ' ': an empty id names no one"),
+        (["explain", "--run", str(run.path), "--user", user, "--item", item, "--max-paths", "0"],
+         "kgrec explain: error: --max-paths 0: must be at least 1"),
+        (["update", "--run", missing], f"kgrec update: error: no run folder at {missing}"),
+        (["recommend", "--run", missing, "--user", user], f"kgrec recommend: error: no run folder at {missing}"),
+        (["ingest", "--run", missing, "--source", "csv", "--path", str(_shop(tmp_path))],
+         f"kgrec ingest: error: no run folder at {missing}"),
+    ]:
+        assert main(args) == 2, args
+        captured = capsys.readouterr()
+        assert captured.err.strip().startswith(says) and len(captured.err.strip().splitlines()) == 1, captured.err
+        assert "top " not in captured.out and "why " not in captured.out
+    assert main(["explain", "--run", str(run.path), "--user", user, "--item", item, "--max-paths", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"why {item} for {user}:")

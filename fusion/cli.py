@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from kg.errors import ConfigError, KgrecError
-from kg.run_dir import RunDir
+from kg.run_dir import BUILT_ON, RunDir
 from kg.stores import StoreConfig, open_store, same_store
 from loaders import SOURCES
 
@@ -323,10 +323,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 out = train_all(store, args.run, config, stages=stages, progress=not args.no_progress)
         if rank0 and out.get("gnn"):
             print(RunDir(args.run).report.read_text().rstrip())
-        if rank0 and "gnn" in out and "fusion" not in out and RunDir(args.run).fusion_model.exists():
-            # serving scores with the GNN vectors the fusion stage was trained with (its tables)
-            print(f"note: recommendations still use the GNN vectors the fusion stage was trained with; retrain "
-                  f"it to serve these: kgrec train --stage fusion --run {args.run}")
+        retrained = [stage for stage in ("gnn", "text") if stage in out]
+        if rank0 and retrained and "fusion" not in out and RunDir(args.run).fusion_model.exists():
+            # the fusion tables hold the vectors the fusion stage was trained with (RunDir.check_built_on)
+            refused = (" -- until then verify, serve and update refuse the run"
+                       if RunDir(args.run).config().get(BUILT_ON, {}).get("fusion") else "")
+            print(f"note: the fusion stage still holds the {' and '.join(retrained)} vectors it was trained with; "
+                  f"retrain it to serve these: kgrec train --stage fusion --run {args.run}{refused}")
         if rank0 and "text" in out:
             print(f"text stage: {out['text']}")
         if "fusion" in out:

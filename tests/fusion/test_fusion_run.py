@@ -315,7 +315,9 @@ def test_a_gnn_retrain_after_the_fusion_stage_is_refused_until_fusion_is_retrain
     assert main(["verify", "--run", str(copy)]) == 0
     capsys.readouterr()
     assert main(["train", "--stage", "gnn", "--run", str(copy), "--db", db, "--epochs", "1", "--no-progress"]) == 0
-    capsys.readouterr()
+    assert ("note: the fusion stage still holds the gnn vectors it was trained with; retrain it to serve these: "
+            f"kgrec train --stage fusion --run {copy} -- until then verify, serve and update refuse the run"
+            in capsys.readouterr().out)
     with pytest.raises(IntegrityError, match="retrain it: kgrec train --stage fusion") as err:
         Engine.open(copy)
     assert err.value.stage == "fusion"

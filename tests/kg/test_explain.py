@@ -27,11 +27,8 @@ def test_paths_through_brand_category_and_links(store, tiny):
     assert brand.rel_types == ("PURCHASED", "HAS_BRAND", "HAS_BRAND")
     assert brand.sentence == "Recommended because you bought Red Mug, also by Acme."
     assert e.paths[0].template == "item_link"  # the strongest reason comes first
-    # variety first: one path per template, best first, then the others
-    templates = [p.template for p in e.paths]
-    k = len(set(templates))
-    assert len(set(templates[:k])) == k
-    assert [p.score for p in e.paths[:k]] == sorted((p.score for p in e.paths[:k]), reverse=True)
+    # the paths shown are listed by score (which ones: variety first, tests/kg/test_explain_order.py)
+    assert [p.score for p in e.paths] == sorted((p.score for p in e.paths), reverse=True)
     assert len(explain(store, "u1", "p2", max_paths=2).paths) == 2
 
 

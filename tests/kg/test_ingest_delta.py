@@ -165,3 +165,26 @@ def test_an_interrupted_ingest_resumed_keeps_the_co_counts_of_a_clean_one(shop, 
         expected = store_digest(store), store.read_meta(CO_COUNTS_RECORD)
     assert "PURCHASED" in expected[1] and expected[0]["CO_PURCHASED"][0] > 200
     assert resumed == expected
+
+
+def test_an_event_the_graph_holds_is_replaced_never_added_to(shop, tmp_path, capsys):
+    """An event with the key of one the graph holds (user, product, type and second) replaces
+    it: a delta file ingested twice changes nothing (a retried upload is not a second
+    order); within one file, repeat purchases at one key are summed first."""
+    def purchases() -> list[tuple[int, float]]:
+        with open_store(StoreConfig(kind="embedded", path=str(shop))) as store:
+            rows = store.cypher("MATCH (u:User {id: $u})-[r:PURCHASED]->(p:Product {id: $p}) "
+                                "RETURN r.ts AS ts, r.value AS value ORDER BY ts", u="u9", p="00001")
+        return [(int(t), float(v)) for t, v in zip(rows["ts"], rows["value"])]
+
+    once = _write(tmp_path / "once", interactions="user_id,item_id,event,value,timestamp\n"
+                                                  "u9,00001,purchase,2,1700000999\nu9,00001,purchase,1,1700000999\n")
+    assert _ingest(shop, once) == 0
+    assert purchases() == [(1_700_000_999, 3.0)]  # the file's two rows at one key: summed
+    assert _ingest(shop, once) == 0
+    assert purchases() == [(1_700_000_999, 3.0)]  # the same file again: unchanged
+    other = _write(tmp_path / "other", interactions="user_id,item_id,event,value,timestamp\n"
+                                                    "u9,00001,purchase,5,1700000999\nu9,00001,purchase,1,1700001999\n")
+    assert _ingest(shop, other) == 0
+    assert purchases() == [(1_700_000_999, 5.0), (1_700_001_999, 1.0)]  # replaced; a later one added
+    capsys.readouterr()

@@ -475,6 +475,10 @@ def cmd_similar(args: argparse.Namespace) -> int:
     results = engine.similar(args.item, k=args.k, filters=_filters(args))
     print(f"products like {args.item}:")
     _print_results(results)
+    if not results:  # a product without a graph or text vector, or filters that match nothing
+        print(f"  none: {args.item} has neither a graph vector nor product text to compare, or nothing passed "
+              "the filters" if _filters(args) else f"  none: {args.item} has neither a graph vector (no interaction "
+              "or knowledge-graph edge in training) nor product text to compare")
     return 0
 
 
@@ -681,7 +685,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: third-party warnings that say nothing to a kgrec user (torch_geometric scripts functions on import)
+QUIET_WARNINGS = (r"`torch\.jit\.script` is deprecated",)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     args = parser().parse_args(argv)
     try:
         return args.func(args)

@@ -53,7 +53,8 @@ take the rest of the path); so may a user id of the trained data (``/recommend/{
 but ``POST /events`` refuses a user id with ``/``: ``/explain/{user_id}/{item_id}`` could
 not tell where such a user id ends. An event whose user or product id holds a control
 character (NUL, tab, newline …, as the loaders refuse them) is rejected on its own, with
-its index, field and reason, as an event of an unknown product is (:func:`printable_ids`).
+its index, field and reason, as an event of an unknown product is (:meth:`EventInbox.put
+<fusion.update.EventInbox.put>`).
 A query parameter given twice (``k=3&k=5``) is a 422 naming it (:func:`single_query_values`;
 FastAPI took the last value). An answer's ``version`` and ``cold_start`` are those of the
 version that computed it, also when a new version is swapped in meanwhile
@@ -84,7 +85,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fusion.ranking.scoring import parse_weights
 from kg.errors import InvalidRequestError, KgrecError, StoreError, UnknownIdError
-from loaders.dataset import CONTROL_CHARACTERS, CONTROL_IN_ID
 
 if TYPE_CHECKING:
     from fusion.engine import Engine, EngineVersion
@@ -383,10 +383,7 @@ def create_app(run_dir, *, location: dict | None = None, inbox: bool = True, upd
         if events_inbox is None:
             raise HTTPException(503, "this service takes no events (no inbox)")
         e = engine()
-        rows = [ev.model_dump() for ev in batch.events]
-        keep, rejects = printable_ids(rows)
-        accepted, later = events_inbox.put([rows[k] for k in keep], e)
-        rejects = sorted(rejects + [(keep[i], f, r) for i, f, r in later], key=lambda r: r[0])  # as posted
+        accepted, rejects = events_inbox.put([ev.model_dump() for ev in batch.events], e)
         return EventsOut(accepted=accepted, rejected=len(rejects),
                          rejects=[RejectOut(index=i, field=f, reason=r) for i, f, r in rejects],
                          took_ms=(time.perf_counter() - t) * 1e3)
@@ -436,25 +433,6 @@ async def on_one_version(engine: Engine, call: Callable[[], T], off_loop: Callab
         if engine.current is before:
             return out, before
     raise HTTPException(503, f"the run's version changed during each of {SWAP_TRIES} tries; try again")
-
-
-def printable_ids(events: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[tuple[int, str, str]]]:
-    """The indices of the ``events`` (:class:`EventIn` dicts) whose user and product ids
-    hold no control character, and a reject ``(index, field, reason)`` for each of the
-    others (:data:`loaders.dataset.CONTROL_CHARACTERS`: NUL, tab, newline, escape …; the
-    loaders refuse such ids too, and one printed raw garbles a terminal, a log or a CSV).
-    The reason names the character by its code point, never echoing the id."""
-    keep: list[int] = []
-    rejects: list[tuple[int, str, str]] = []
-    for k, ev in enumerate(events):
-        for name in ("user_id", "item_id"):
-            hit = CONTROL_CHARACTERS.search(str(ev[name]))
-            if hit is not None:
-                rejects.append((k, name, f"{CONTROL_IN_ID}: U+{ord(hit[0]):04X} at position {hit.start() + 1}"))
-                break
-        else:
-            keep.append(k)
-    return keep, rejects
 
 
 def encodable(text: str) -> str:

@@ -596,8 +596,10 @@ class EventInbox:
         """Validate ``events`` (dicts of the canonical interactions columns); write the good
         ones as one batch. Returns (accepted, [(index, field, reason)] of the rejected).
         With ``engine``, an event of a product the run does not know is rejected (a product
-        needs its catalogue row: ``kgrec ingest``)."""
-        from loaders.dataset import EVENTS, timestamps_ok
+        needs its catalogue row: ``kgrec ingest``); so is one whose user or product id holds
+        a control character (:data:`loaders.dataset.CONTROL_CHARACTERS`, as the loaders
+        refuse them), its reason naming the character's code point, never the id."""
+        from loaders.dataset import CONTROL_CHARACTERS, CONTROL_IN_ID, EVENTS, timestamps_ok
         from loaders.tabular import EVENT_SYNONYMS, QUANTITY_EVENTS
 
         def in_range(ts) -> bool:
@@ -613,7 +615,12 @@ class EventInbox:
             ts = now if ts is None else ts
             name = str(ev.get("event", "")).strip().lower()
             ev = {**ev, "event": EVENT_SYNONYMS.get(name, name)}  # the CSV reader's names (addtocart -> cart)
-            if ev["event"] not in EVENTS:
+            control = next(((f, hit) for f in ("user_id", "item_id")
+                            if (hit := CONTROL_CHARACTERS.search(str(ev.get(f, "")))) is not None), None)
+            if control is not None:  # as the loaders refuse them; the id is never echoed
+                field, hit = control
+                rejects.append((k, field, f"{CONTROL_IN_ID}: U+{ord(hit[0]):04X} at position {hit.start() + 1}"))
+            elif ev["event"] not in EVENTS:
                 rejects.append((k, "event", f"unknown event {name!r}; one of {', '.join(EVENTS)} "
                                 f"(or a synonym: {', '.join(EVENT_SYNONYMS)})"))
             elif not in_range(ts):

@@ -127,8 +127,8 @@ def recall_note(results: dict[str, dict[str, float]], split) -> str:
     read "—"), as the GNN stage's report says."""
     users = count_test_users(split)
     if not users:
-        return ("No test pairs: Recall@10, NDCG@10 and the AUCs have nothing to measure (leave-last-out holds "
-                "out an item only of users with at least 3; give a split, or more interactions per user).")
+        return ("No test pairs: Recall@10, NDCG@10 and the AUCs have nothing to measure (the GNN stage's split "
+                "held out no test pair; its report.md says why and what to give instead).")
     se = {name: recall_se(m["recall@10"], users) for name, m in results.items() if "recall@10" in m}
     note = (f"{users:,} test users; one standard error of Recall@10: "
             + ", ".join(f"{name} {metric_cell(v)}" for name, v in se.items()))

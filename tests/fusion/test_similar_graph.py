@@ -58,6 +58,9 @@ def test_a_product_outside_the_trained_graph_is_like_nothing_and_nothing_is_like
         near = engine.similar("i3", k=20)
         assert ghosts(near) == [] and {r.item_id for r in near} == {f"i{i}" for i in range(10)} - {"i3"}
         assert all(r.objectives["gnn"] != 0 for r in near)
+    capsys.readouterr()
+    assert main(["similar", "--run", run, "--item", "g3"]) == 0  # the CLI says why the list is empty
+    assert "none: g3 has neither a graph vector" in capsys.readouterr().out
     # a version written by kgrec update: a new lamp n1 (placed by its brand, category and
     # buyers) and a purchase of g5, whose vector the update does not train (no warm start)
     delta = tmp_path / "delta"

@@ -442,9 +442,14 @@ def test_posted_events_are_checked_without_raising(tmp_path):
     inbox = EventInbox(tmp_path)
     good = {"user_id": "u", "item_id": "i", "event": "purchase", "value": 1.0, "timestamp": 1_700_000_000}
     accepted, rejects = inbox.put([{**good, "timestamp": 99999999999999999999}, {**good, "event": "wishlist"},
-                                   {**good, "event": " AddToCart "}, good, {**good, "value": -2.0}])
+                                   {**good, "event": " AddToCart "}, good, {**good, "value": -2.0},
+                                   {**good, "user_id": "u\x00x"}, {**good, "item_id": "i\n"}])
     assert accepted == 2
-    assert [(k, field) for k, field, _ in rejects] == [(0, "timestamp"), (1, "event"), (4, "value")]
+    assert [(k, field) for k, field, _ in rejects] == [(0, "timestamp"), (1, "event"), (4, "value"),
+                                                       (5, "user_id"), (6, "item_id")]
+    # an id with a control character (as the loaders refuse them), the id never echoed
+    assert rejects[3][2] == "control character in an id: U+0000 at position 2"
+    assert rejects[4][2] == "control character in an id: U+000A at position 2"
     import pandas as pd
 
     events = pd.concat(pd.read_parquet(f) for f in inbox.pending())

@@ -164,7 +164,8 @@ def _load_source(args: argparse.Namespace, command: str):
         from loaders.tabular import parse_mapping
 
         options["mapping"] = parse_mapping(args.map)
-    if command == "ingest" and args.source == "csv":  # a delta: its rows may name what the store holds
+    if command == "ingest" and args.source in ("csv", "amazon2018", "amazon2023"):
+        # a delta: its rows may name what the store holds
         options["delta"] = True
     dataset = load(args.source, args.path, strict=not args.lenient, **options)
     report = dataset.report

@@ -64,6 +64,7 @@ from fusion.ranking.scoring import RECOMMEND_WEIGHTS, SEARCH_WEIGHTS, check_weig
 from fusion.ranking.scoring import VALUE_OBJECTIVES
 from kg.errors import IntegrityError, InvalidRequestError, RunFolderError, StoreError, UnknownIdError
 from kg.export import GraphExport
+from kg.rows import normalise_category_path
 from kg.run_dir import MANIFEST, RunDir, RunVersion
 from kg.split import Split
 
@@ -439,8 +440,12 @@ class EngineVersion:
         for name in ("category", "brand"):  # one value each: a list matched nothing, silently
             if isinstance(filters.get(name), (list, tuple, set, frozenset, dict)):
                 raise InvalidRequestError(f"{name}: expected one {name}, got {filters[name]!r}", name)
-        if filters.get("category"):
-            ok &= self._category_mask(str(filters["category"]))
+        if filters.get("category"):  # as the graph stores paths: "Home  >Kitchen" is "Home > Kitchen"
+            want = normalise_category_path(str(filters["category"]))
+            if not want:
+                raise InvalidRequestError(f"category: {str(filters['category'])[:100]!r} names no category level",
+                                          "category")
+            ok &= self._category_mask(want)
         if filters.get("brand"):
             ok &= c.brands == str(filters["brand"])
         low, high = (None if filters.get(n) is None else _price_bound(filters[n], n)

@@ -4,6 +4,16 @@
 DataFrame per label (columns ``id`` + properties) and per relationship type
 (columns ``src``, ``dst`` + properties), in the order they must be written
 (nodes before the relationships that need them). Pure pandas, vectorised.
+
+Category paths are stored in one normalised form (:func:`category_levels`,
+:func:`normalise_category_path`): every ``>`` separates two levels, whitespace inside a
+level is collapsed to single spaces and stripped, and empty levels are dropped, so
+``" Home  >\tKitchen >"``, ``"Home>>Kitchen"`` and ``"Home > Kitchen"`` are the one
+category ``"Home > Kitchen"``. The ``Category`` node ids, their ``SUBCATEGORY_OF`` links
+and the ``IN_CATEGORY`` rows all come from that form (never from the path as written,
+which the store could not match to a node), on either store; a path with no level left
+(``""``, ``" > "``) is no category. Whatever else compares a path with the stored ones
+(an ingest's replaced links, serving's category filter) must normalise it the same way.
 """
 
 from __future__ import annotations
@@ -36,15 +46,43 @@ def _frame(kind: str, name: str, data: dict) -> Step:
     return Step(kind, name, frame.reset_index(drop=True))
 
 
+#: what separates two levels of a category path as written: every ``>`` (the canonical
+#: separator is :data:`loaders.dataset.CATEGORY_SEP`, ``" > "``)
+LEVEL_MARK = ">"
+
+
+def category_levels(path: object) -> list[str]:
+    """The levels of a category path, root first, as the graph stores them: the path is
+    split at every ``>``; in each level, runs of whitespace (spaces, tabs, newlines,
+    no-break spaces …) become one space and the level is stripped; empty levels are
+    dropped (``" Home  >> Kitchen > "`` -> ``["Home", "Kitchen"]``). ``[]`` for a path
+    with no level (``""``, ``" > "``) and for anything that is not a string."""
+    if not isinstance(path, str):
+        return []
+    levels = (" ".join(part.split()) for part in path.split(LEVEL_MARK))
+    return [level for level in levels if level]
+
+
+def normalise_category_path(path: object) -> str:
+    """``path`` in the one form the graph stores (:func:`category_levels` joined by
+    :data:`~loaders.dataset.CATEGORY_SEP`): ``"Home  >Kitchen "`` -> ``"Home > Kitchen"``;
+    ``""`` when it has no level."""
+    return CATEGORY_SEP.join(category_levels(path))
+
+
 def _categories(items: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Category nodes (every prefix of every path), SUBCATEGORY_OF and IN_CATEGORY rows."""
+    """Category nodes (every prefix of every path), SUBCATEGORY_OF and IN_CATEGORY rows,
+    all of them from the normalised paths (:func:`normalise_category_path`): an
+    ``IN_CATEGORY`` row always names a ``Category`` node of this step. Two paths of one
+    product that normalise alike give one row; a path with no level gives none."""
     listed = items[["item_id", "categories"]].explode("categories").dropna()
-    listed = listed[listed["categories"].astype(str) != ""]
-    in_category = pd.DataFrame({"src": listed["item_id"].astype(str), "dst": listed["categories"].astype(str)})
-    in_category = in_category.drop_duplicates()
+    written = listed["categories"].astype(str)
+    dst = written.map({p: normalise_category_path(p) for p in pd.unique(written)})  # once per distinct path
+    in_category = pd.DataFrame({"src": listed["item_id"].astype(str), "dst": dst.astype(str)})
+    in_category = in_category[in_category["dst"] != ""].drop_duplicates()
     paths: dict[str, tuple[str, int, str | None]] = {}
     for path in pd.unique(in_category["dst"]):  # one loop per distinct path, not per item
-        parts = [p.strip() for p in path.split(CATEGORY_SEP)]
+        parts = path.split(CATEGORY_SEP)  # normalised: no level holds the separator
         for level in range(len(parts)):
             prefix = CATEGORY_SEP.join(parts[: level + 1])
             parent = CATEGORY_SEP.join(parts[:level]) if level else None

@@ -25,14 +25,23 @@ Mapping:
   ``description`` list joined with newlines; ``features`` = cleaned ``feature`` list;
   ``categories`` = ``[category_path(category)]`` (consecutive duplicate levels collapsed,
   scraped junk levels cut, ``[]`` when empty; the 2014 release's ``categories``, a list of
-  such lists, gives one path each); ``price`` = ``parse_price(price)``
+  such lists, gives one path each, and so does a ``category`` nested that way,
+  ``[["Gift Cards", "Plastic"]]``, at any depth: :func:`category_paths`; a category that
+  is neither -- a dict, a list mixing levels and lists -- is left out and counted in the
+  notes, "categories not understood (product kept without them)"); ``price`` = ``parse_price(price)``
   (``"$12.99"`` -> 12.99, a range -> its low end, else NaN; a price given but not
   understood -- not blank, not ``"None"`` -- is counted in the notes, "prices not
-  understood (kept as unknown)"). ``main_cat`` is not used.
+  understood (kept as unknown)"). ``main_cat`` is not used. A number where text belongs
+  (a ``brand`` of ``123``, a numeric ``title``, ``reviewText`` or level) is read as its
+  text (``"123"``; :func:`as_text`), counted in the notes, "numbers read as text"; other
+  types (a list where one text belongs, a dict) read as empty, as before.
 * id-only items: a product that has reviews but no metadata line (common in real
   categories) is kept with its reviews, as an item with only ``item_id`` (empty title,
   no categories, NaN price …). Not a reject: ``report.products_without_metadata`` counts
-  such products and ``report.reviews_without_metadata`` their kept reviews.
+  such products and ``report.reviews_without_metadata`` their kept reviews. Read as a
+  delta for ``kgrec ingest`` (``delta=True``), such products are counted in the notes
+  instead (:data:`DELTA_ID_ONLY_NOTE`): an ingest keeps a product the store holds as it
+  is and rejects the reviews of one it does not, so none is "kept as an id-only item".
 * item_links: one row per ``also_buy`` / ``also_view`` entry (relation = the field name;
   the 2014 release's ``related`` dict: ``also_bought`` -> ``also_buy``, ``also_viewed`` ->
   ``also_view``, ``bought_together``). A target outside the items (metadata and id-only),
@@ -40,7 +49,8 @@ Mapping:
   ``#also_view``).
 * reviews: ``review_id`` = ``f"{reviewerID}|{asin}|{timestamp}"`` (a second review
   with the same key but another text or rating gets ``"#2"``, ``"#3"`` … appended), ``rating`` =
-  ``overall``, ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
+  ``overall`` (1 to 5 stars, :data:`RATING_RANGE`; anything else is an error reject),
+  ``summary``, ``text`` = ``reviewText`` (kept as written), ``timestamp`` =
   ``unixReviewTime`` (a whole number of seconds in the accepted range of
   :mod:`loaders.dataset`, 1970-01-01 to before 2200-01-01 UTC); without it, ``reviewTime``
   (``"06 17, 2018"``, ``"%m %d, %Y"``) read as midnight UTC (counted in the notes, "review
@@ -56,7 +66,8 @@ read as such (:mod:`loaders.jsonl`; counted in the notes).
 Rejects (file, 1-based line, field): errors -- bad JSON (also nested too deeply), not
 UTF-8, a truncated gzip or a ``.gz`` that is not gzip (see :mod:`loaders.jsonl`), a
 missing ``reviewerID``/``asin``/``overall`` (meta: ``asin``), a ``reviewerID`` or ``asin``
-holding a control character (NUL, tab …: "control character in an id"), a non-numeric ``overall``,
+holding a control character (NUL, tab …: "control character in an id"), a non-numeric
+``overall`` or one outside 1 to 5 ("not a star rating (1 to 5)"),
 a non-integer or out-of-range ``unixReviewTime`` (or ``reviewTime``); filtered -- a second
 meta line for an asin, or a review repeating an earlier one exactly (same user, item, time,
 text, summary and rating); the first is kept and the reason names its line.
@@ -71,7 +82,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import pandas as pd
 
@@ -96,6 +107,13 @@ REVIEW_TIME_NOTE = "review times read from reviewTime (no unixReviewTime)"
 NO_TIME_NOTE = "reviews without a time (kept with timestamp 0)"
 #: ``reviewTime`` as written in the 2014 and 2018 releases: ``"06 17, 2018"`` (also ``"6 7, 2018"``)
 REVIEW_TIME_FORMAT = "%m %d, %Y"
+NUMBER_TEXT_NOTE = "numbers read as text (a brand, title, review text … written as a number)"
+CATEGORY_NOTE = "categories not understood (product kept without them)"
+#: with ``delta=True`` (``kgrec ingest``), in place of ``report.products_without_metadata``
+DELTA_ID_ONLY_NOTE = ("reviewed products without a metadata line in this delta (ingest keeps a stored one as "
+                      "it is and rejects the reviews of one the store lacks)")
+#: the stars a review gives, both releases (their documentation: "rating of the product", 1.0 to 5.0)
+RATING_RANGE = (1.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -116,13 +134,16 @@ LAYOUT = Layout("amazon2018", ("*_5.json.gz", "*_5.json", "*.json.gz", "*.json")
 
 def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
     require_ids(rec, ("asin",))
+    title, brand = as_text(rec.get("title")), as_text(rec.get("brand"))
+    description, features = text_list(rec.get("description")), text_list(rec.get("feature"))
+    categories = item_categories(rec)
     row = {
         "item_id": str(rec["asin"]).strip(),
-        "title": clean_text(rec.get("title")),
-        "description": "\n".join(clean_lines(rec.get("description"))),
-        "brand": clean_text(rec.get("brand")),
-        "categories": item_categories(rec),
-        "features": clean_lines(rec.get("feature")),
+        "title": clean_text(title.text),
+        "description": "\n".join(clean_lines(description.text)),
+        "brand": clean_text(brand.text),
+        "categories": categories if categories is not None else [],
+        "features": clean_lines(features.text),
     }
     row["price"], note = meta_price(rec.get("price"))
     related = rec.get("related") if isinstance(rec.get("related"), dict) else {}  # the 2014 release
@@ -130,17 +151,86 @@ def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
              "also_view": _first_given(rec.get("also_view"), related.get("also_viewed"))}
     if related.get("bought_together") is not None:
         links["bought_together"] = related["bought_together"]
-    return with_notes(row, note), links
+    numbers = NUMBER_TEXT_NOTE if any(t.number for t in (title, brand, description, features)) else None
+    return with_notes(row, note, numbers, CATEGORY_NOTE if categories is None else None), links
 
 
-def item_categories(rec: dict) -> list[str]:
-    """``[category_path(category)]`` (2018: one list of levels); the 2014 release's
-    ``categories`` -- several lists of levels, one path each -- when there is no
-    ``category``; ``[]`` when neither has a level."""
+class Text(NamedTuple):
+    """A text field as read: its text, and whether it was written as a number."""
+
+    text: object  # str, or a list of str (text_list)
+    number: bool = False
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def as_text(value: object) -> Text:
+    """A field that holds text, read leniently: a string as it is; a finite number (not a
+    bool) as its text -- ``123`` -> ``"123"``, ``4.0`` -> ``"4"``, ``2.5`` -> ``"2.5"`` --
+    flagged ``number``; anything else (null, a list, a dict) ``""``, as the text helpers
+    read it (:func:`loaders.text.clean_text`)."""
+    if isinstance(value, str):
+        return Text(value)
+    if _is_number(value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+            value = int(value)
+        return Text(str(value), True)
+    return Text("")
+
+
+def text_list(values: object) -> Text:
+    """A field that holds a list of texts (a lone string or number counts as a one-element
+    list), each number read as its text (:func:`as_text`); other elements as they are
+    (:func:`loaders.text.clean_lines` drops them)."""
+    if isinstance(values, str) or _is_number(values):
+        values = [values]
+    if not isinstance(values, (list, tuple)):
+        return Text(values)
+    read = [as_text(v) if isinstance(v, str) or _is_number(v) else Text(v) for v in values]
+    return Text([t.text for t in read], any(t.number for t in read))
+
+
+def item_categories(rec: dict) -> list[str] | None:
+    """The product's category paths (:func:`category_paths`) from ``category`` (2018), else
+    the 2014 release's ``categories`` -- several lists of levels, one path each; ``[]``
+    when neither has a level; ``None`` when the one read is not understood."""
     if not is_missing(rec.get("category")) or not isinstance(rec.get("categories"), list):
-        return [p] if (p := category_path(rec.get("category"))) else []
-    paths = (category_path(levels) for levels in rec["categories"] if isinstance(levels, (list, tuple)))
-    return list(dict.fromkeys(p for p in paths if p))
+        return category_paths(rec.get("category"))
+    return category_paths(rec["categories"])
+
+
+def category_paths(value: object) -> list[str] | None:
+    """Category paths from a category field, root first (:func:`loaders.text.category_path`):
+
+    * a text (or a number, :func:`as_text`): one path of one level;
+    * a list of levels (texts, numbers; a null level cuts the path there): one path;
+    * a list whose every element is a list: one path per element, read by these same rules,
+      so a path nested one level deeper than the format has it (``[["Gift Cards", "Plastic"]]``)
+      is that path and the 2014 release's several paths are several; repeated paths once;
+    * missing (null, ``""``, ``[]``): no path.
+
+    ``None`` (not understood) for anything else: a dict, a bool, a list mixing levels with
+    lists or dicts."""
+    if is_missing(value):
+        return []
+    if isinstance(value, str) or _is_number(value):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return None
+    if value and all(isinstance(v, (list, tuple)) for v in value):
+        paths: list[str] = []
+        for levels in value:
+            inner = category_paths(levels)
+            if inner is None:
+                return None
+            paths.extend(inner)
+        return list(dict.fromkeys(paths))
+    if any(isinstance(v, (list, tuple, dict)) or isinstance(v, bool) for v in value):
+        return None
+    path = category_path([as_text(v).text for v in value])  # a null level is empty: the path ends there
+    return [path] if path else []
 
 
 def _first_given(*values: object) -> object:
@@ -149,14 +239,27 @@ def _first_given(*values: object) -> object:
 
 def parse_review(rec: dict) -> dict:
     require_ids(rec, ("reviewerID", "asin"))
-    rating = number_field(rec, "overall")
+    rating = star_rating(rec, "overall")
     ts, note = review_time(rec)
     user, item = str(rec["reviewerID"]).strip(), str(rec["asin"]).strip()
+    summary, text, name = (as_text(rec.get(f)) for f in ("summary", "reviewText", "reviewerName"))
+    numbers = NUMBER_TEXT_NOTE if summary.number or text.number or name.number else None
     return with_notes({
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item,
-        "rating": rating, "summary": _str(rec.get("summary")), "text": _str(rec.get("reviewText")),
-        "timestamp": ts, "name": _str(rec.get("reviewerName")).strip(),
-    }, note)
+        "rating": rating, "summary": summary.text, "text": text.text,
+        "timestamp": ts, "name": name.text.strip(),
+    }, note, numbers)
+
+
+def star_rating(rec: dict, name: str) -> float:
+    """``record[name]`` as a rating of 1 to 5 stars (:data:`RATING_RANGE`); a
+    :class:`FieldError` when it is missing, not a number, or outside that range (a 0, a 6, a
+    -1: not a rating the release can hold, never kept as given)."""
+    value = number_field(rec, name)
+    low, high = RATING_RANGE
+    if not low <= value <= high:
+        raise FieldError(name, f"not a star rating ({low:g} to {high:g}): {rec.get(name)!r}", rec.get(name))
+    return value
 
 
 def review_time(rec: dict) -> tuple[int, str | None]:
@@ -196,14 +299,24 @@ def count_notes(report: LoadReport, row: dict) -> None:
         report.note(label)
 
 
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def read(path: str | Path | None = None, *, strict: bool = True,
-         reviews: str | Path | None = None, meta: str | Path | None = None) -> Dataset:
-    """Read an Amazon 2018 category (folder, or one of its two files) into a Dataset."""
-    return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)
+         reviews: str | Path | None = None, meta: str | Path | None = None, delta: bool = False) -> Dataset:
+    """Read an Amazon 2018 category (folder, or one of its two files) into a Dataset;
+    ``delta``: read for ``kgrec ingest`` (products without metadata: :func:`as_delta`)."""
+    dataset = read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)
+    return as_delta(dataset) if delta else dataset
+
+
+def as_delta(dataset: Dataset) -> Dataset:
+    """``dataset`` read as a delta to ingest: the products it reviews without a metadata
+    line are counted under :data:`DELTA_ID_ONLY_NOTE`, not as products "kept as id-only
+    items" (``report.products_without_metadata``, ``reviews_without_metadata``) -- ingest
+    keeps such a product the store holds as it is and rejects the reviews of one it lacks,
+    so the load summary printed before it must not say they are new id-only products."""
+    report = dataset.report
+    report.note(DELTA_ID_ONLY_NOTE, report.products_without_metadata)
+    report.products_without_metadata = report.reviews_without_metadata = 0
+    return dataset
 
 
 # --------------------------------------------------------------------------- shared core

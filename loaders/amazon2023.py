@@ -15,21 +15,26 @@ into its ``parent_asin``, falling back to ``asin`` when ``parent_asin`` is absen
 
 * items: ``item_id`` = parent_asin; ``title`` = cleaned title; ``description`` = cleaned
   ``description`` list joined with newlines; ``brand`` = ``store``, else
-  ``details["Brand"]``; ``categories`` = ``[category_path(categories)]`` when non-empty,
+  ``details["Brand"]``; ``categories`` = ``[category_path(categories)]`` when non-empty
+  (a list nested deeper gives one path per inner list, and a category that is not
+  understood is counted, as in 2018: :func:`loaders.amazon2018.category_paths`),
   else ``[main_category]`` (``[]`` when neither); ``price`` = ``parse_price(price)``
   (a number, ``"$12.99"``, a range -> low end; null or other text -> NaN; text other than
   ``""`` / ``"None"`` that is not understood is counted in the notes, as in 2018); ``features``
   = cleaned ``features``. ``average_rating``, ``rating_number``, the rest of
-  ``details``, images and videos are not used.
+  ``details``, images and videos are not used. A number where text belongs (a numeric
+  ``store``, ``title``, review ``text``) is read as its text and counted, as in 2018.
   As in 2018, a title with nothing meaningful left after cleaning falls back to
   ``"<brand> — <leaf category>"`` / brand / description's first words / leaf / id.
 * id-only items: a product with reviews but no metadata line is kept, with its reviews,
   as an item with only ``item_id`` (counted in ``report.products_without_metadata`` and
-  ``report.reviews_without_metadata``, as in 2018).
+  ``report.reviews_without_metadata``, as in 2018; read as a delta, ``delta=True``, in the
+  notes instead: :func:`loaders.amazon2018.as_delta`, also for the benchmark files).
 * item_links: ``bought_together`` entries, relation ``bought_together`` (targets outside
   the items, self-links and repeats are filtered rejects, as in 2018).
 * reviews: ``review_id`` = ``f"{user_id}|{parent_asin}|{timestamp // 1000}"``,
-  ``rating``, ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000 (a whole
+  ``rating`` (1.0 to 5.0 as documented; anything else is an error reject, "not a star
+  rating (1 to 5)"), ``summary`` = ``title``, ``text``, ``timestamp`` = ms // 1000 (a whole
   number of ms; the seconds in the accepted range of :mod:`loaders.dataset`). A value
   below :data:`loaders.tabular.MS_THRESHOLD` (1e11; as ms, before March 1973, long before
   any Amazon review) is taken as seconds, as some re-exported copies hold them (counted
@@ -52,12 +57,13 @@ import json
 from pathlib import Path
 
 from loaders import amazon2023_benchmark as benchmark
-from loaders.amazon2018 import NO_TIME_NOTE, Layout, meta_price, read_amazon, with_notes
+from loaders.amazon2018 import CATEGORY_NOTE, NO_TIME_NOTE, NUMBER_TEXT_NOTE, Layout, as_delta, as_text, \
+    category_paths, meta_price, read_amazon, star_rating, text_list, with_notes
 from loaders.dataset import Dataset
 from loaders.errors import FieldError
-from loaders.jsonl import is_missing, number_field, require_ids, timestamp_field, to_number
+from loaders.jsonl import is_missing, require_ids, timestamp_field, to_number
 from loaders.tabular import MS_THRESHOLD
-from loaders.text import category_path, clean_lines, clean_text
+from loaders.text import clean_lines, clean_text
 
 RAW_FILES = ("<Category>.jsonl.gz", "meta_<Category>.jsonl.gz")
 
@@ -70,20 +76,26 @@ DETAILS_NOTE = "details that are not JSON (read as empty)"
 def parse_item(rec: dict) -> tuple[dict, dict[str, object]]:
     require_ids(rec, ("parent_asin",))
     details, details_note = parse_details(rec.get("details"))
-    brand = clean_text(rec.get("store")) or clean_text(details.get("Brand"))
-    path = category_path(rec.get("categories"))
-    if not path:
-        path = clean_text(rec.get("main_category"))
+    title, store, details_brand = as_text(rec.get("title")), as_text(rec.get("store")), as_text(details.get("Brand"))
+    description, features = text_list(rec.get("description")), text_list(rec.get("features"))
+    brand = clean_text(store.text) or clean_text(details_brand.text)
+    paths = category_paths(rec.get("categories"))
+    understood = paths is not None
+    main = as_text(rec.get("main_category"))
+    if not paths and clean_text(main.text):
+        paths = [clean_text(main.text)]
     row = {
         "item_id": str(rec["parent_asin"]).strip(),
-        "title": clean_text(rec.get("title")),
-        "description": "\n".join(clean_lines(rec.get("description"))),
+        "title": clean_text(title.text),
+        "description": "\n".join(clean_lines(description.text)),
         "brand": brand,
-        "categories": [path] if path else [],
-        "features": clean_lines(rec.get("features")),
+        "categories": paths or [],
+        "features": clean_lines(features.text),
     }
     row["price"], price_note = meta_price(rec.get("price"))
-    return with_notes(row, details_note, price_note), {"bought_together": rec.get("bought_together")}
+    numbers = any(t.number for t in (title, store, details_brand, description, features, main))
+    return with_notes(row, details_note, price_note, NUMBER_TEXT_NOTE if numbers else None,
+                      None if understood else CATEGORY_NOTE), {"bought_together": rec.get("bought_together")}
 
 
 def parse_details(value: object) -> tuple[dict, str | None]:
@@ -104,15 +116,14 @@ def parse_review(rec: dict) -> dict:
     if is_missing(rec.get(item_field)):
         raise FieldError("parent_asin", "missing required field (and no asin)", "")
     require_ids(rec, (item_field,))
-    rating = number_field(rec, "rating")
+    rating = star_rating(rec, "rating")
     ts, note = review_time(rec)
     user, item = str(rec["user_id"]).strip(), str(rec[item_field]).strip()
+    summary, text = as_text(rec.get("title")), as_text(rec.get("text"))
     return with_notes({
         "review_id": f"{user}|{item}|{ts}", "user_id": user, "item_id": item, "rating": rating,
-        "summary": rec.get("title") if isinstance(rec.get("title"), str) else "",
-        "text": rec.get("text") if isinstance(rec.get("text"), str) else "",
-        "timestamp": ts, "name": "",
-    }, note)
+        "summary": summary.text, "text": text.text, "timestamp": ts, "name": "",
+    }, note, NUMBER_TEXT_NOTE if summary.number or text.number else None)
 
 
 def review_time(rec: dict) -> tuple[int, str | None]:
@@ -128,11 +139,14 @@ def review_time(rec: dict) -> tuple[int, str | None]:
 
 
 def read(path: str | Path | None = None, *, strict: bool = True,
-         reviews: str | Path | None = None, meta: str | Path | None = None) -> Dataset:
+         reviews: str | Path | None = None, meta: str | Path | None = None, delta: bool = False) -> Dataset:
     """Read an Amazon 2023 category (folder, or one of its two files) into a Dataset; the
     lab's benchmark files (ratings with their split, :mod:`loaders.amazon2023_benchmark`)
-    when ``path`` is one of them or a folder holding them and no reviews file."""
+    when ``path`` is one of them or a folder holding them and no reviews file. ``delta``:
+    read for ``kgrec ingest`` (products without metadata: :func:`loaders.amazon2018.as_delta`)."""
     files = benchmark.benchmark_files(path) if reviews is None else {}
     if files:
-        return benchmark.read(files, LAYOUT, parse_item, strict, meta)
-    return read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)
+        dataset = benchmark.read(files, LAYOUT, parse_item, strict, meta)
+    else:
+        dataset = read_amazon(LAYOUT, path, strict, reviews, meta, parse_item, parse_review)
+    return as_delta(dataset) if delta else dataset

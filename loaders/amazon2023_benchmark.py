@@ -20,7 +20,8 @@ from the file name (``""`` for ``rating_only``): the given split is used as give
 (``kgrec train --split auto``); users -- the raters (no names); items -- the meta file's
 products plus an id-only item for every rated product without a meta line (counted in
 ``report.products_without_metadata``, all of them when there is no meta file); no reviews
-(the files have no text). Rejects: a missing id or rating, a rating that is not a number,
+(the files have no text). Rejects: a missing id or rating, a rating that is not a number
+or not a star rating (1 to 5),
 a bad timestamp (errors, file and line named); a second row of the same user, product and
 time, in any of the files (filtered, the first kept).
 """
@@ -94,6 +95,7 @@ def _ratings(file: Path, part: str, report: LoadReport, seen: set) -> pd.DataFra
     chk.required("user_id", "parent_asin", "rating")
     chk.ids("user_id", "parent_asin")
     rating = chk.number("rating")
+    chk.reject(rating.notna() & ~rating.between(1, 5), "rating", "not a star rating (1 to 5)")  # as the JSON files
     seconds = parse_timestamps(chk, "timestamp")
     chk.df = pd.DataFrame({"user_id": df["user_id"].str.strip(), "item_id": df["parent_asin"].str.strip(),
                            "event": "rating", "value": rating, "timestamp": seconds, "split": part})

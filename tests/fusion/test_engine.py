@@ -134,6 +134,13 @@ def test_filters(engine):
     with pytest.raises(InvalidRequestError, match="unknown filters") as err:
         engine.recommend(user, filters={"colour": "red"})
     assert err.value.field == "filters"
+    # the category is read as the graph stores paths (kg.rows.normalise_category_path)
+    messy = "  " + path.replace(" > ", ">  ") + " "
+    assert ([r.item_id for r in engine.recommend(user, k=40, filters={"category": messy}, exclude_seen=False)]
+            == [r.item_id for r in engine.recommend(user, k=40, filters={"category": path}, exclude_seen=False)])
+    with pytest.raises(InvalidRequestError, match="names no category level") as err:
+        engine.recommend(user, filters={"category": " > "})
+    assert err.value.field == "category"
 
 
 def test_category_mask_cache_is_bounded(engine):

@@ -449,3 +449,95 @@ def test_several_reviews_files_names_both_spellings(tmp_path):
     assert "-o reviews=PATH on the command line" in msg and "reviews=PATH from Python" in msg
     ds = loaders.load("amazon2018", tmp_path, reviews=tmp_path / "Gift_Cards_5.json.gz")
     assert len(ds.reviews) == 3
+
+
+# ------------------------------------------------------------------ odd field types, ratings, deltas
+
+
+def test_numbers_where_text_belongs_are_read_as_text(tmp_path):
+    """A numeric brand, title or review text has a clear meaning: its text (it used to become
+    "" without a word); counted in the notes."""
+    _write(tmp_path / "meta_Toy.json", [
+        {"asin": "B1", "title": 1984, "brand": 123, "category": ["Books"], "description": ["Orwell", 2.5],
+         "feature": 7},
+        {"asin": "B2", "title": "Plain", "brand": "Acme", "category": ["Books"]},
+    ])
+    _write(tmp_path / "Toy_5.json", [
+        {"overall": 5, "reviewerID": "U1", "asin": "B1", "reviewText": 123, "summary": 4.0,
+         "reviewerName": "Ann", "unixReviewTime": 1529193600},
+        {"overall": 4, "reviewerID": "U2", "asin": "B2", "reviewText": "fine", "unixReviewTime": 1529193601},
+    ])
+    ds = loaders.load("amazon2018", tmp_path)
+    b1 = ds.items.set_index("item_id").loc["B1"]
+    assert (b1["title"], b1["brand"], b1["description"], b1["features"]) == ("1984", "123", "Orwell\n2.5", ["7"])
+    first = ds.reviews.iloc[0]
+    assert (first["text"], first["summary"]) == ("123", "4")
+    assert ds.report.notes() == {"numbers read as text (a brand, title, review text … written as a number)": 2}
+
+
+@pytest.mark.parametrize("category, paths", [
+    ([["Gift Cards", "Nested"]], ["Gift Cards > Nested"]),             # one level deeper than the format
+    ([[["Gift Cards", "Deeper"]]], ["Gift Cards > Deeper"]),
+    ([["Books", "Mystery"], ["Books", "Mystery"], ["Kindle Store"]], ["Books > Mystery", "Kindle Store"]),
+    ([["Books", "Mystery"], []], ["Books > Mystery"]),
+    ([[]], []),
+    (["Gift Cards", 2018], ["Gift Cards > 2018"]),
+])
+def test_category_nested_deeper_is_flattened(tmp_path, category, paths):
+    _write(tmp_path / "meta_Toy.json", [{"asin": "B1", "title": "Card", "category": category}])
+    _write(tmp_path / "Toy_5.json", [REVIEWS[0] | {"asin": "B1"}])
+    ds = loaders.load("amazon2018", tmp_path)
+    assert ds.items.set_index("item_id").loc["B1", "categories"] == paths
+    assert "categories not understood (product kept without them)" not in ds.report.notes()
+
+
+@pytest.mark.parametrize("category", [{"main": "Gift Cards"}, ["Gift Cards", ["Nested"]], True,
+                                      [["Gift Cards"], {"x": 1}]])
+def test_category_not_understood_is_counted(tmp_path, category):
+    _write(tmp_path / "meta_Toy.json", [{"asin": "B1", "title": "Card", "category": category}])
+    _write(tmp_path / "Toy_5.json", [REVIEWS[0] | {"asin": "B1"}])
+    ds = loaders.load("amazon2018", tmp_path)
+    assert ds.items.set_index("item_id").loc["B1", "categories"] == []
+    assert ds.report.notes() == {"categories not understood (product kept without them)": 1}
+
+
+def test_ratings_outside_1_to_5_are_errors(tmp_path):
+    """``overall`` is 1 to 5 stars: a 6, a 0 or a -1 is no rating the release holds (it was
+    kept as given, a 0 below every real rating)."""
+    _write(tmp_path / "meta_Toy.json", [{"asin": "B1", "title": "Card"}])
+    _write(tmp_path / "Toy_5.json", [
+        {"overall": 1, "reviewerID": "U1", "asin": "B1", "unixReviewTime": 1529193600},
+        {"overall": 6, "reviewerID": "U2", "asin": "B1", "unixReviewTime": 1529193600},
+        {"overall": 4.5, "reviewerID": "U3", "asin": "B1", "unixReviewTime": 1529193600},
+        {"overall": "0", "reviewerID": "U4", "asin": "B1", "unixReviewTime": 1529193600},
+        {"overall": -1.0, "reviewerID": "U5", "asin": "B1", "unixReviewTime": 1529193600},
+        {"overall": 5.0, "reviewerID": "U6", "asin": "B1", "unixReviewTime": 1529193600},
+    ])
+    with pytest.raises(LoadError, match=r"Toy_5\.json, line 2: field 'overall': not a star rating \(1 to 5\): 6"):
+        loaders.load("amazon2018", tmp_path)
+    ds = loaders.load("amazon2018", tmp_path, strict=False)
+    assert ds.reviews["rating"].tolist() == [1.0, 4.5, 5.0]
+    assert ds.interactions["value"].between(1, 5).all()
+    assert [(r.line, r.field, r.value) for r in ds.report.rejects] == [(2, "overall", "6"), (4, "overall", "0"),
+                                                                       (5, "overall", "-1.0")]
+    f = ds.report.files[str(tmp_path / "Toy_5.json")]
+    assert (f.read, f.kept, f.rejected) == (6, 3, 3)
+    assert ds.report.reasons() == {"not a star rating (1 to 5)": 3}
+
+
+def test_a_delta_does_not_call_stored_products_id_only(tmp_path):
+    """Read for ``kgrec ingest`` (``delta=True``), reviews of products without a metadata line
+    are not "kept as id-only items": ingest keeps a product the store holds as it is and
+    rejects the reviews of one it lacks. The tables are the same either way."""
+    _write(tmp_path / "meta_Toy.json", [{"asin": "NEW1", "title": "New card"}])
+    _write(tmp_path / "Toy_5.json", [REVIEWS[0] | {"asin": "OLD1"}, REVIEWS[1] | {"asin": "OLD2"},
+                                     REVIEWS[2] | {"asin": "OLD1"}, REVIEWS[0] | {"asin": "NEW1"}])
+    build = loaders.load("amazon2018", tmp_path)
+    assert (build.report.products_without_metadata, build.report.reviews_without_metadata) == (2, 3)
+    delta = loaders.load("amazon2018", tmp_path, delta=True)
+    assert (delta.report.products_without_metadata, delta.report.reviews_without_metadata) == (0, 0)
+    assert delta.report.notes() == {
+        "reviewed products without a metadata line in this delta (ingest keeps a stored one as it is and rejects "
+        "the reviews of one the store lacks)": 2}
+    assert "kept as id-only items" not in delta.report.summary()
+    assert delta.sizes() == build.sizes()

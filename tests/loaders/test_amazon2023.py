@@ -266,3 +266,31 @@ def test_a_review_without_a_time_is_counted(tmp_path):
     ds = loaders.load("amazon2023", tmp_path)
     assert sorted(ds.reviews["timestamp"]) == [0, 1529193600]
     assert ds.report.notes() == {"reviews without a time (kept with timestamp 0)": 1}
+
+
+def test_ratings_outside_1_to_5_and_numbers_as_text(tmp_path):
+    """As in 2018: ``rating`` is documented 1.0 to 5.0 (a 0 or a 6 is an error reject naming
+    file, line and field); a numeric ``store`` or review ``text`` is read as its text."""
+    rng = random.Random(1)
+    write_category(tmp_path, gz=False, n_items=8, n_users=2, extra_meta=[_meta("B0NUM", rng, store=3,
+                                                                               categories=[["Toys", "Trains"]]),
+                                                                         _meta("B0ODD", rng, categories={"a": 1})],
+                   extra_reviews=[_review("U1", "B0NUM", 1_588_687_728_923, rng, rating=0.0),
+                                  _review("U2", "B0NUM", 1_588_687_728_923, rng, rating=6),
+                                  _review("U3", "B0NUM", 1_588_687_728_923, rng, rating=1, text=42)])
+    with pytest.raises(LoadError, match=r"All_Beauty\.jsonl, line \d+: field 'rating': not a star rating "
+                                        r"\(1 to 5\): 0\.0"):
+        loaders.load("amazon2023", tmp_path)
+    ds = loaders.load("amazon2023", tmp_path, strict=False)
+    stars = [r for r in ds.report.rejects if r.kind == "not a star rating (1 to 5)"]
+    assert [(r.field, r.value, r.error) for r in stars] == [("rating", "0.0", True), ("rating", "6", True)]
+    assert ds.reviews["rating"].between(1, 5).all()
+    assert ds.reviews.set_index("user_id").loc["U3", "text"] == "42"
+    num = ds.items.set_index("item_id").loc["B0NUM"]
+    assert (num["brand"], num["categories"]) == ("3", ["Toys > Trains"])
+    assert ds.report.notes()["numbers read as text (a brand, title, review text … written as a number)"] == 2
+    # a category not understood: counted, and main_category stands in, as for an empty one
+    assert ds.items.set_index("item_id").loc["B0ODD", "categories"] == ["All Beauty"]
+    assert ds.report.notes()["categories not understood (product kept without them)"] == 1
+    rep = ds.report
+    assert rep.total_read == rep.total_kept + rep.total_rejected

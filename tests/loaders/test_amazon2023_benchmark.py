@@ -102,3 +102,29 @@ def test_an_id_with_a_control_character_is_an_error_reject(tmp_path):
     counts = ds.report.files[str(folder / "Toys.test.csv")]
     assert (counts.read, counts.kept, counts.rejected) == (4, 2, 2)
     assert "U3" not in set(ds.users["user_id"]) and len(ds.interactions) == 7
+
+
+def test_a_delta_of_benchmark_ratings_says_no_product_is_id_only(tmp_path):
+    """Read for ``kgrec ingest`` (``delta=True``): the rated products without a meta line are
+    counted in the notes, not as products "kept as id-only items" (the store may hold them)."""
+    folder = _last_out(tmp_path / "d")
+    ds = loaders.load("amazon2023", folder, delta=True)
+    assert ds.report.products_without_metadata == 0
+    assert ds.report.notes() == {
+        "reviewed products without a metadata line in this delta (ingest keeps a stored one as it is and rejects "
+        "the reviews of one the store lacks)": 4}
+    assert sorted(ds.items["item_id"]) == ["P1", "P2", "P3", "P4"]
+
+
+def test_a_rating_outside_one_to_five_stars_is_an_error_reject(tmp_path):
+    """As in the JSON files: a rating of 0 or 6 stars is no star rating, never kept."""
+    folder = _last_out(tmp_path / "r")
+    with open(folder / "Toys.test.csv", "a") as fh:
+        fh.write("U3,P1,6.0,1471543001000\n")      # line 4
+        fh.write("U3,P2,0,1471543002000\n")        # line 5
+    with pytest.raises(LoadError, match=r"Toys\.test\.csv, line 4: field 'rating': not a star rating \(1 to 5\)"):
+        loaders.load("amazon2023", folder)
+    ds = loaders.load("amazon2023", folder, strict=False)
+    assert sorted((r.line, r.field) for r in ds.report.rejects) == [(4, "rating"), (5, "rating")]
+    counts = ds.report.files[str(folder / "Toys.test.csv")]
+    assert (counts.read, counts.kept, counts.rejected) == (4, 2, 2)

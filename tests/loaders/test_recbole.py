@@ -180,7 +180,9 @@ def test_millisecond_timestamps(tmp_path):
              "1433221332117\t147\t42\n1433221393351\t125\t134\n1433221332\t125\t42\n")
     ds = loaders.load("recbole", _folder(tmp_path, inter=inter), user_field="visitor_id")
     assert ds.interactions["timestamp"].tolist() == [1433221332, 1433221393, 1433221332]
-    assert ds.report.notes() == {"timestamps read as milliseconds": 2}
+    assert ds.report.notes() == {"timestamps read as milliseconds": 2, (
+        "toy.inter: no rating or label column (rating, stars, label; rating_field=…, label_field=…): "
+        "every row read as a click"): 3}
     assert ds.report.rejects == []
 
 
@@ -202,3 +204,99 @@ def test_empty_title_falls_back(tmp_path):
     assert ds.items["title"].tolist() == ["Comedy", "Acme", "30", "Heat"]
     assert ds.report.titles_fallback == 3
     assert "titles replaced by a fallback name (brand — category, description or id): 3" in ds.report.summary()
+
+
+# ------------------------------------------------------------------ .inter columns under other names
+
+YELP_INTER = ("review_id:token\tuser_id:token\tbusiness_id:token\tstars:float\tuseful:float\tdate:float\n"
+              "r1\tu1\tb1\t4\t0\t1529193600\nr2\tu1\tb2\t2\t3\t1529280000\nr3\tu2\tb1\t5\t1\t1529366400\n")
+
+
+def test_yelp_stars_and_date_are_the_rating_and_time(tmp_path):
+    """RecBole's Yelp conversion names them ``stars`` and ``date``: read, and said so, with
+    the columns left unused (they used to be dropped without a word: clicks at time 0)."""
+    ds = loaders.load("recbole", _folder(tmp_path, inter=YELP_INTER), item_field="business_id")
+    inter = ds.interactions
+    assert inter[["item_id", "event", "value", "timestamp"]].values.tolist() == [
+        ["b1", "rating", 4.0, 1529193600], ["b2", "rating", 2.0, 1529280000], ["b1", "rating", 5.0, 1529366400]]
+    assert ds.report.notes() == {
+        "toy.inter: stars read as the rating (another column: rating_field=…)": 3,
+        "toy.inter: date read as the time (another column: time_field=…)": 3,
+        "toy.inter: columns not used: review_id, useful": 3}
+    summary = ds.report.summary()
+    assert "toy.inter: columns not used: review_id, useful: 3" in summary
+
+
+def test_an_alias_not_typed_float_is_not_read(tmp_path):
+    """``date:token`` may hold any text: not taken for the time (RecBole needs it typed float)."""
+    inter = "user_id:token\titem_id:token\tdate:token\nu1\ti1\t2018-06-17\n"
+    ds = loaders.load("recbole", _folder(tmp_path, inter=inter))
+    assert ds.interactions["timestamp"].tolist() == [0]
+    notes = ds.report.notes()
+    assert notes["toy.inter: columns not used: date"] == 1
+    assert notes["toy.inter: no time column (timestamp, date, transaction_date; time_field=…): "
+                 "events kept at time 0"] == 1
+
+
+def test_a_named_field_the_header_lacks_is_an_error(tmp_path):
+    path = _folder(tmp_path, inter=YELP_INTER)
+    with pytest.raises(LoadError, match=r"toy\.inter, line 1: field 'item_id': missing column \(header has "
+                                        r"review_id, user_id, business_id, stars, useful, date; name the column "
+                                        r"with item_field=…\)"):
+        loaders.load("recbole", path)
+    with pytest.raises(LoadError, match=r"field 'rating': no such column for the rating \(rating_field=rating; "
+                                        r"header has review_id"):
+        loaders.load("recbole", path, item_field="business_id", rating_field="rating")
+    ds = loaders.load("recbole", path, item_field="business_id", rating_field="", time_field="")
+    assert set(ds.interactions["event"]) == {"click"} and set(ds.interactions["timestamp"]) == {0}
+    assert ds.report.notes()["toy.inter: columns not used: review_id, stars, useful, date"] == 3
+
+
+CTR_INTER = ("user_id:token\titem_id:token\tlabel:float\ttimestamp:float\n"
+             "1\t1193\t1\t978300760\n1\t661\t0\t978302109\n2\t11\t1\t978302009\n2\t555\t0\t978302321\n")
+
+
+def test_label_0_is_an_impression_not_a_positive(tmp_path):
+    """RecBole's LABEL_FIELD (MIND, Avazu): 0 is a negative -- shown, not clicked -- never a
+    click; a label-1 row is an impression and its click, as an impression source logs them."""
+    ds = loaders.load("recbole", _folder(tmp_path, inter=CTR_INTER))
+    got = sorted(map(tuple, ds.interactions[["user_id", "item_id", "event", "timestamp"]].values.tolist()))
+    assert got == [("1", "1193", "click", 978300760), ("1", "1193", "impression", 978300760),
+                   ("1", "661", "impression", 978302109),
+                   ("2", "11", "click", 978302009), ("2", "11", "impression", 978302009),
+                   ("2", "555", "impression", 978302321)]
+    f = ds.report.files[str(tmp_path / "toy.inter")]
+    assert (f.read, f.kept, f.rejected) == (4, 4, 0)  # rows, not events
+    assert ds.report.notes() == {"toy.inter: label 0 rows read as impressions (shown, not clicked)": 2,
+                                 "toy.inter: label 1 rows read as an impression and a click at its time": 2}
+
+
+def test_a_label_other_than_0_or_1_is_an_error(tmp_path):
+    path = _folder(tmp_path, inter=CTR_INTER + "3\t11\t2\t978302009\n")
+    with pytest.raises(LoadError, match=r"toy\.inter, line 6: field 'label': not a label: RecBole's labels are 0 "
+                                        r"\(negative\) or 1"):
+        loaders.load("recbole", path)
+    path = _folder(tmp_path, inter=CTR_INTER + "3\t11\t2\t978302009\n3\t12\t\t978302009\n3\t13\tyes\t978302009\n")
+    ds = loaders.load("recbole", path, strict=False)
+    got = [(Path(r.file).name, r.line, r.field, r.reason.split(":")[0]) for r in ds.report.rejects]
+    assert got == [("toy.inter", 7, "label", "missing required value"), ("toy.inter", 8, "label", "not a number"),
+                   ("toy.inter", 6, "label", "not a label")]
+    f = ds.report.files[str(path / "toy.inter")]
+    assert (f.read, f.kept, f.rejected) == (7, 4, 3)
+    assert len(ds.interactions) == 6
+
+
+def test_label_with_a_rating_and_a_repeated_impression(tmp_path):
+    """A label-1 rating is an impression and the rating; a label-0 row of the same user,
+    product and time is that impression already (one SHOWN, not two)."""
+    inter = ("user_id:token\titem_id:token\trating:float\tlabel:float\ttimestamp:float\n"
+             "1\t10\t5\t1\t978300760\n1\t10\t1\t0\t978300760\n1\t20\t2\t0\t978300800\n")
+    ds = loaders.load("recbole", _folder(tmp_path, inter=inter))
+    got = sorted(map(tuple, ds.interactions[["item_id", "event", "value"]].values.tolist()))
+    assert got == [("10", "impression", 1.0), ("10", "rating", 5.0), ("20", "impression", 1.0)]
+    assert ds.report.notes()["toy.inter: label 1 rows read as an impression and a rating at its time"] == 1
+    ds = loaders.load("recbole", _folder(tmp_path, inter=inter), label_field="")  # the label not read
+    assert ds.interactions[["item_id", "event", "value"]].values.tolist() == [["10", "rating", 5.0],
+                                                                              ["20", "rating", 2.0]]
+    assert [r.reason.split(":")[0] for r in ds.report.rejects] == ["duplicate interaction"]
+    assert ds.report.notes() == {"toy.inter: columns not used: label": 2}

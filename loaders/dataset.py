@@ -276,6 +276,16 @@ class Dataset:
     judgements: pd.DataFrame = field(default_factory=lambda: make_table("judgements"))
     report: LoadReport = field(default_factory=LoadReport)
     meta: dict = field(default_factory=dict)  # how the data was made (e.g. the synthetic config)
+    #: for each table a loader read from a file with a header (``loaders.tabular``): the canonical
+    #: columns that file really had (after the column mapping), in TABLES order; a table not
+    #: listed has all its columns (every other loader, a table built in code). A column the file
+    #: lacks holds its empty value in the table, so only this tells "absent" from "empty": a
+    #: delta's row changes only the columns its file had (:func:`kg.ingest.ingest`)
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: for a delta (``loaders.tabular.read(..., delta=True)``): per table (``items``, ``users``)
+    #: the ids the loader listed id-only because other rows name them although the table's own
+    #: file has no row for them -- rows of no file, whatever ``columns`` says
+    listed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in TABLES}

@@ -8,7 +8,12 @@ or a single interactions file; or ``tables={"items": path, …}`` naming files d
 Columns are the canonical ones (:data:`loaders.dataset.TABLES`) unless ``mapping``
 renames them: ``{"interactions": {"user_id": "customer", "item_id": "sku"}}`` (canonical
 -> source). :func:`parse_mapping` builds it from ``"interactions.user_id=customer,…"``.
-Other columns are ignored. Field rules (all vectorised):
+Header names are matched ignoring case and surrounding spaces (``" user_id "``, ``User_ID``;
+counted in the notes); two header names matching one column (``item_id`` written twice,
+or ``user_id`` and ``User_ID``) are an error naming them, as is a missing required column
+(the message shows the header read). Other columns are ignored. The columns a file really
+had are recorded (``Dataset.columns``): a delta's row sets only those (:mod:`kg.ingest`).
+Field rules (all vectorised):
 
 * ids (``user_id``, ``item_id``, ``head`` …, ``query``) -- required, stripped; empty -> error;
   an id holding a control character (NUL, tab, newline …: :data:`loaders.dataset.CONTROL_CHARACTERS`;
@@ -21,7 +26,10 @@ Other columns are ignored. Field rules (all vectorised):
   ``"purchase"``, or the ``event`` option (``-o event=rating``: a file of ratings);
   anything else -> error naming the value and the accepted names.
 * ``value`` -- number, empty -> 1; for ``purchase`` and ``cart`` a quantity, so > 0 (a
-  return, a negative quantity, is an error); ``rating`` -- number, empty -> NaN; bad -> error.
+  return, a negative quantity, is an error); for ``rating`` and ``review`` events the
+  rating: empty -> error ("missing rating", never a 1-star rating), and a file holding such
+  events without a value column is a LoadError naming the column to map
+  (``--map interactions.value=rating``); bad -> error. ``reviews.rating`` -- number, empty -> NaN.
 * ``timestamp`` -- whole Unix seconds (numbers >= 1e11 are taken as milliseconds and
   floored to the second) or an ISO date/datetime (UTC unless an offset is given; a
   fraction of a second is dropped); a Parquet datetime column likewise; empty -> 0.
@@ -33,12 +41,20 @@ Other columns are ignored. Field rules (all vectorised):
   Errors: unparsable, not finite (``inf``), a non-integral number (``1.5``: "not an
   integer"), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP) (:mod:`loaders.dataset`:
   1970-01-01 to before 2200-01-01 UTC -- so ``1e300`` or ``9.2e21`` are rejected).
+  Times before 1971 (other than 0) are kept but counted in the notes (:data:`EARLY_NOTE`):
+  an Excel serial date (``45292`` = 2024-01-01) or a row number would be read as 1970.
 * ``price`` -- a number or text :func:`loaders.text.parse_price` reads: ``"$12.99"``,
   ``"$10 - $20"`` (low end), ``"1,234.56"``, decimal commas ``"12,99"`` / ``"1.299,00"``, a
   currency before or after (``"€12.99"``, ``"12,99 €"``, ``"12.99 USD"``; dropped: one shop
   has one currency); empty -> NaN. Not a price (``"call us"``, an ambiguous ``"1,2,3"``):
   strict -> error; lenient -> kept as NaN (unknown) and counted in the notes ("prices not
   understood (kept as unknown)"). Infinite (``inf``, ``1e309``) or negative -> error.
+  ``"2.500"`` / ``"1.299 €"`` (a dot then groups of three digits) is decided per column
+  (:func:`_prices`): thousands (2500) when the column's other prices use decimal commas and
+  none a decimal point; else a decimal point (2.5), counted in the notes as ambiguous
+  unless the column's other prices use decimal points.
+* ``available`` -- ``1``/``0``, ``true``/``false``, ``yes``/``no``, ``y``/``n`` (any case; a
+  Parquet bool); empty -> 1 (on sale); anything else -> error ("not 1 or 0").
 * ``categories`` -- paths separated by ``"|"``, each already ``" > "``-joined;
   ``features`` -- separated by ``"|"``; in Parquet a list column is taken as is.
 * ``reviews.review_id`` -- when absent or empty: ``f"{user_id}|{item_id}|{timestamp}"``.
@@ -54,9 +70,10 @@ purchases on one day of a day-granular export, or with no time) are merged into 
 their quantities summed, counted in the notes (kept, not rejected: read = kept + rejected
 still holds, with kept counting the rows merged). Two identical rows are summed too: a
 second order of the same quantity is as likely as a line listed twice, and counting it
-once would lose it silently, where the note shows the merge. Line numbers: CSV line = row
-index + 2 (header is line 1; quoted fields spanning lines are not accounted for); Parquet:
-row index + 1.
+once would lose it silently, where the note shows the merge. Line numbers: a CSV record's
+physical line in the file (header is line 1; a record whose quoted field spans lines is
+named by the line it starts on: :func:`_record_starts`); Parquet: row index + 1. A Parquet
+null is an empty cell (the defaults above), in a text column too.
 
 A *delta* (``read(..., delta=True)``, what ``kgrec ingest --source csv`` reads: rows new or
 changed since a store was built, :func:`kg.ingest.ingest`): interactions, reviews and
@@ -65,11 +82,14 @@ store may hold them); those ids are listed id-only in ``items`` / ``users`` (as 
 the file), and the ingest decides against the store (an id-only item the store does not
 hold is no catalogue row: its events are rejected there). The interactions file is
 optional (an empty table) when some other table is present: ``items.csv`` alone is a
-catalogue delta (new products, price changes, ``available = 0`` withdrawals).
+catalogue delta (new products, price changes, ``available = 0`` withdrawals); a delta's
+items file may have only some columns (``item_id,price``): the ingest changes only those
+(``Dataset.columns``; the listed id-only ids are ``Dataset.listed``).
 
 A ``.csv`` file whose header, read with commas, is one column holding ``;`` or a tab
 (``item_id;title;price``: Excel's "CSV (semicolon)") is read with that separator, counted
-in the notes (``"items.csv: read as ';'-separated"``).
+in the notes (``"items.csv: read as ';'-separated"``). A file whose lines end in CR alone
+(classic Mac, Excel's "CSV (Macintosh)") is read with those as line breaks (noted).
 
 A trailing delimiter on each data row (one more field than the header, empty; common in
 exports) is ignored; a row with a *value* in a field past the header's is an error reject
@@ -95,6 +115,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from loaders.dataset import (CONTROL_IN_ID, EVENTS, ID_COLUMNS, KEYS, LINK_RELATIONS, PRICE_RANGE, SPLITS, TABLES,
                              TIMESTAMP_RANGE, Dataset, control_problem, escaped, ids_ok, isin, make_table, prices_ok,
@@ -102,7 +124,7 @@ from loaders.dataset import (CONTROL_IN_ID, EVENTS, ID_COLUMNS, KEYS, LINK_RELAT
 from loaders.errors import ConfigError, LoadError
 from loaders.files import GZIP_ERRORS, bad_utf8_lines, open_binary, read_bytes, reject_lost_tail
 from loaders.report import LoadReport
-from loaders.text import parse_price
+from loaders.text import DECIMAL_COMMA, DECIMAL_POINT, DOT_GROUPS, parse_price
 
 RAW_FILES = ("interactions.csv", "items.csv", "users.csv", "reviews.csv", "item_links.csv",
              "triples.csv", "item_entities.csv", "judgements.csv")
@@ -136,6 +158,26 @@ DOTTED_NOTE = "timestamps read as day-first dates (17.06.2018)"
 YYYYMMDD_NOTE = "timestamps read as YYYYMMDD dates"
 #: numbers at least this large (in absolute value) are milliseconds, not seconds
 MS_THRESHOLD = 1e11
+#: known timestamps before this (1971-01-01 UTC) are kept but counted in the notes: no shop
+#: sold anything in 1970, so they are most likely Excel serial dates or row numbers
+EARLY_TIMESTAMP = 31_536_000
+#: the note counting timestamps before :data:`EARLY_TIMESTAMP`
+EARLY_NOTE = ("timestamps before 1971 (kept: Excel serial dates such as 45292 = 2024-01-01, or row numbers, "
+              "read as seconds after 1970?)")
+#: the note of a file read with CR-only line endings
+CR_NOTE = "{file}: lines end in CR alone (classic Mac): read as line breaks"
+#: the note counting prices whose dots were read as thousands separators (the column's other
+#: prices use decimal commas)
+DOT_THOUSANDS_NOTE = "prices with '.' read as thousands (the column's other prices use decimal commas: 2.500 = 2500)"
+#: the note counting prices like 1.299 read with a decimal point although the column does not tell
+DOT_AMBIGUOUS_NOTE = ("prices like 1.299 read with '.' as the decimal point (the column shows no decimal "
+                      "comma or point elsewhere to tell; 1.299 may mean 1299)")
+#: events whose value is their rating: an empty value is no rating (an error), never 1
+RATED_EVENTS = ("rating", "review")
+#: ``items.available`` as written (stripped, case-folded) -> 1 / 0; ``""`` -> 1 (on sale)
+AVAILABLE_WORDS: dict[str, int] = {"": 1, "1": 1, "true": 1, "yes": 1, "y": 1, "0": 0, "false": 0, "no": 0, "n": 0}
+#: the note of a header whose names were matched to the mapping ignoring case and spaces
+LOOSE_HEADER_NOTE = "{file}: header names matched ignoring case and surrounding spaces ({pairs})"
 
 # ----------------------------------------------------------------------------- shared
 
@@ -145,15 +187,21 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
                    names: list[str] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a delimited text file (plain or gzip), every cell a string (``""`` if empty).
 
-    The first line is the header unless ``names`` are given. Returns the rows and their
-    1-based line numbers. Counts every non-blank data line as read; lines with too many
-    fields and rows with bytes that are not UTF-8 become error rejects here; blank lines
-    are skipped; a broken gzip stream is read up to its last complete line and the lost
-    tail is one error reject. When the first data row has more fields than the header
-    (a trailing delimiter), the columns stay aligned (:func:`_undo_implicit_index`): the
-    extra fields are dropped when empty and a row with a value there is an error reject.
+    The first line is the header unless ``names`` are given. Returns the rows and the
+    1-based physical line each starts on (a quoted field spanning lines makes a record
+    longer than one line: :func:`_record_starts`). Counts every non-blank data line as read;
+    lines with too many fields and rows with bytes that are not UTF-8 become error rejects
+    here; blank lines are skipped; a broken gzip stream is read up to its last complete line
+    and the lost tail is one error reject. When the first data row has more fields than the
+    header (a trailing delimiter), the columns stay aligned (:func:`_undo_implicit_index`):
+    the extra fields are dropped when empty and a row with a value there is an error reject.
+    A file whose lines end in a carriage return alone (classic Mac OS, Excel's "CSV
+    (Macintosh)") is read with those as line breaks, counted in the notes.
     """
     data, broken = read_bytes(file, report)
+    if b"\r" in data and b"\n" not in data:  # CR-only line endings: the line breaks every count below sees
+        data = data.replace(b"\r", b"\n")
+        report.note(CR_NOTE.format(file=Path(file).name), 1)
     bad_lines = bad_utf8_lines(data)
     if bad_lines and bad_lines[0] == 1 and not names:
         raise LoadError(str(file), 1, None, "the header line is not valid UTF-8")
@@ -178,7 +226,11 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
     skipped = np.array(sorted(n for n, _ in bad), dtype=np.int64)
     start = 1 if names else 2
     candidates = np.arange(start, start + len(df) + len(skipped), dtype=np.int64)
-    lines = candidates[~np.isin(candidates, skipped)][: len(df)]
+    lines = candidates[~np.isin(candidates, skipped)][: len(df)]  # record numbers (pandas' too)
+    starts = _record_starts(data, df, lines, start - 1 + len(df) + len(skipped), not names, sep, quoting)
+    if starts is not None:  # a quoted field spans lines: record number -> the physical line it starts on
+        lines = starts[lines - 1]
+        bad = [(int(starts[n - 1]), why) for n, why in bad]
     blank = (df == "").all(axis=1).to_numpy() if len(df.columns) else np.zeros(len(df), bool)
     df, lines = df[~blank].reset_index(drop=True), lines[~blank]
     report.read(file, len(df) + len(bad))
@@ -191,6 +243,46 @@ def read_delimited(file: str | Path, report: LoadReport, *, sep: str = ",",
     if broken is not None:
         reject_lost_tail(report, file, data.count(b"\n"), broken)
     return df, lines
+
+
+def _record_starts(data: bytes, df: pd.DataFrame, rows: np.ndarray, records: int, header: bool, sep: str,
+                   quoting: int) -> np.ndarray | None:
+    """The physical line (1-based) each of the ``records`` records of ``data`` starts on
+    (index ``n - 1``: record ``n``, the header included when ``header``), or None when every
+    record is one line -- the usual case, told by counting line breaks; nothing else is done.
+
+    ``df``: the rows the parser read, record numbers ``rows``. A record spans one line plus
+    the line breaks inside its fields (quoted fields spanning lines), counted in the cells
+    as the parser read them -- so its reading of the quotes decides (a ``"`` inside an
+    unquoted field, ``12" pizza``, is text). The records the parser skipped (too many fields)
+    are taken as one line each; when the spans then do not add up to the file's lines (such a
+    record had a quoted line break), one pass of Python's csv reader gives each record's first
+    line (slower); when that disagrees too (or ``sep`` is no single character): None, and
+    records are counted as lines."""
+    lines = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    if lines == records or records == 0:
+        return None
+    spans = np.ones(records, dtype=np.int64)
+    if header:
+        spans[0] += sum(str(c).count("\n") for c in df.columns)
+    if len(df.columns) and len(rows):
+        for c in df.columns:  # Arrow's substring count: a few ms per column of 100k cells
+            spans[rows - 1] += pc.count_substring(pa.array(df[c], type=pa.string(), from_pandas=True), "\n") \
+                .fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if int(spans.sum()) == lines:
+        return np.concatenate([[1], 1 + np.cumsum(spans)[:-1]]).astype(np.int64)
+    if len(sep) != 1:
+        return None
+    reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""), delimiter=sep,
+                        quoting=quoting)
+    found, last = [], 0
+    try:
+        for _ in reader:
+            found.append(last + 1)
+            last = reader.line_num
+    except csv.Error:
+        return None
+    return np.asarray(found, dtype=np.int64) if len(found) == records else None
 
 
 def _undo_implicit_index(df: pd.DataFrame) -> pd.DataFrame:
@@ -352,7 +444,10 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
 
     Error rejects: not a number or ISO date, not finite, not an integer (a number of
     seconds or milliseconds with a fraction), or outside [MIN_TIMESTAMP, MAX_TIMESTAMP).
-    Rejected rows get 0 (they are dropped by :meth:`Checker.finish`).
+    Rejected rows get 0 (they are dropped by :meth:`Checker.finish`). Numbers read as times
+    before 1971 (:data:`EARLY_TIMESTAMP`, not 0 = unknown) are kept and counted in the notes
+    (:data:`EARLY_NOTE`): Excel's serial dates (``45292`` = 2024-01-01) or row numbers
+    written where a time belongs would otherwise pass as January 1970 unseen.
     """
     s = chk.df[col]
     name = field or col
@@ -391,6 +486,10 @@ def parse_timestamps(chk: Checker, col: str, field: str | None = None) -> pd.Ser
         ms = np.abs(values) >= MS_THRESHOLD
         secs = np.where(ms, np.floor(values / 1000), values)
     chk.reject(~timestamps_ok(secs), name, TIMESTAMP_RANGE, s)
+    with np.errstate(invalid="ignore"):
+        early = chk.alive & (secs > 0) & (secs < EARLY_TIMESTAMP)
+    if early.any():  # kept (a valid time), but 1970 is no shop's: most likely Excel serial dates
+        chk.report.note(EARLY_NOTE, int(early.sum()))
     return pd.Series(np.where(chk.alive, secs, 0).astype("int64"), index=s.index)
 
 
@@ -481,7 +580,13 @@ def find_tables(path: str | Path | None, tables: dict | None, *, delta: bool = F
     return files
 
 
-def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """The rows of ``file``, their line numbers, and its header's column names as written
+    (position by position; pandas renames a repeated name ``item_id.1``, this does not).
+
+    Parquet: a null in a text (object or string) column is ``""``, as an empty CSV cell is
+    (pyarrow writes nullable strings and decimals with nulls: read as ``"None"``/``"nan"``
+    they were rejected as not a number, where the empty CSV cell means the default)."""
     if not file.is_file():
         raise LoadError(str(file), None, None, "no such file")
     if file.suffix in (".parquet", ".pq"):
@@ -489,26 +594,45 @@ def _read_file(file: Path, report: LoadReport) -> tuple[pd.DataFrame, np.ndarray
             df = pd.read_parquet(file)
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise LoadError(str(file), None, None, f"unreadable Parquet file: {exc}") from None
+        for col in df.columns:
+            s = df[col]
+            if (s.dtype == object or pd.api.types.is_string_dtype(s)) and s.isna().any():
+                df[col] = s.astype(object).where(s.notna(), "")
         report.read(file, len(df))
-        return df, np.arange(1, len(df) + 1)
-    if ".tsv" in file.suffixes:
-        return read_delimited(file, report, sep="\t")
-    sep = _header_sep(file)
-    if sep != ",":
+        return df, np.arange(1, len(df) + 1), [str(c) for c in df.columns]
+    first = _header_line(file)
+    sep = "\t" if ".tsv" in file.suffixes else _header_sep(first)
+    if sep != "," and ".tsv" not in file.suffixes:
         report.note(f"{file.name}: read as {'tab' if sep == chr(9) else repr(sep)}-separated", 1)
-    return read_delimited(file, report, sep=sep)
+    df, lines = read_delimited(file, report, sep=sep)
+    try:
+        written = next(csv.reader([first], delimiter=sep), [])
+    except csv.Error:
+        written = []
+    if len(written) != len(df.columns):  # a header pandas reads otherwise (a quoted name spanning lines)
+        written = [str(c) for c in df.columns]
+    return df, lines, written
 
 
-def _header_sep(file: Path) -> str:
-    """``","``, unless the header line read with commas is a single column whose name holds
-    ``";"`` or a tab that split it into several names: then that character (Excel's
-    "CSV (semicolon)" in European locales, or a tab-separated file named ``.csv``)."""
+def _header_line(file: Path) -> str:
+    """The first line of ``file`` (decompressed, without a UTF-8 BOM and its line break; it
+    may end in CR LF, LF or CR alone), at most 1 MiB; ``""`` when it cannot be read."""
     try:
         with open_binary(file) as fh:
-            first = fh.readline(1 << 20).decode("utf-8-sig", errors="replace")
+            head = fh.read(1 << 20).decode("utf-8-sig", errors="replace")
     except GZIP_ERRORS:
+        return ""
+    return re.split(r"\r\n|\r|\n", head, maxsplit=1)[0]
+
+
+def _header_sep(first: str) -> str:
+    """``","``, unless the header line ``first`` read with commas is a single column whose
+    name holds ``";"`` or a tab that split it into several names: then that character (Excel's
+    "CSV (semicolon)" in European locales, or a tab-separated file named ``.csv``)."""
+    try:
+        names = next(csv.reader([first]), [])
+    except csv.Error:
         return ","
-    names = next(csv.reader([first.rstrip("\r\n")]), [])
     if len(names) != 1:
         return ","
     sep = max(";\t", key=names[0].count)
@@ -530,21 +654,60 @@ def _split_list(s: pd.Series) -> pd.Series:
     return s.map(one)
 
 
-def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
-           known: dict[str, pd.Index | None], default_event: str = "purchase", delta: bool = False) -> pd.DataFrame:
-    raw, lines = _read_file(file, report)
-    rename = {}
+def _shown(header: list[str]) -> str:
+    """A header's names for a message: each ``repr``-quoted (so spaces show), the first 20."""
+    return ", ".join(map(repr, header[:20])) + (f" … ({len(header)} columns)" if len(header) > 20 else "")
+
+
+def _match_columns(table: str, file: Path, header: list[str], mapping: dict[str, str],
+                   report: LoadReport) -> dict[str, int]:
+    """The position in ``header`` of each canonical column of ``table`` the file has.
+
+    A canonical column is read from the header name ``mapping`` gives it, else its own name,
+    matched ignoring case and surrounding spaces (``" user_id "``, ``User_ID``; counted in
+    the notes when not written exactly). Errors (LoadError at line 1): a mapped name not in
+    the header, two header names that match the same column (a name written twice, or
+    ``user_id`` and ``User_ID``), a required id column missing -- each message shows the header."""
+    folded = [h.strip().casefold() for h in header]
+    found: dict[str, int] = {}
+    loose: list[str] = []
     for canon in (c.name for c in TABLES[table]):
         source = mapping.get(canon, canon)
-        if source in raw.columns:
-            rename[source] = canon
+        hits = [i for i, h in enumerate(folded) if h == source.strip().casefold()]
+        if len(hits) > 1:
+            at = ", ".join(str(i + 1) for i in hits[:-1]) + f" and {hits[-1] + 1}"
+            what = (f"column {header[hits[0]]!r} appears {len(hits)} times in the header (columns {at})"
+                    if len({header[i] for i in hits}) == 1 else
+                    f"columns {at} of the header, {', '.join(repr(header[i]) for i in hits)}, all match "
+                    f"{source!r} (names are matched ignoring case and surrounding spaces)")
+            raise LoadError(str(file), 1, source, f"{what}: {table}.{canon} must come from one column; "
+                            f"rename or remove all but one")
+        if hits:
+            found[canon] = hits[0]
+            if header[hits[0]] != source:
+                loose.append(f"{header[hits[0]]!r} → {canon}")
         elif canon in mapping:
-            raise LoadError(str(file), 1, source, f"mapped column for {table}.{canon} not in the header")
-    names = {canon: source for source, canon in rename.items()}
-    df = raw[list(rename)].rename(columns=rename)
+            raise LoadError(str(file), 1, source, f"mapped column for {table}.{canon} not in the header "
+                            f"(the header has: {_shown(header)})")
     for col in _IDS[table]:
-        if col not in df.columns:
-            raise LoadError(str(file), 1, mapping.get(col, col), f"missing required column for {table}.{col}")
+        if col not in found:
+            raise LoadError(str(file), 1, mapping.get(col, col), f"missing required column for {table}.{col} "
+                            f"(the header has: {_shown(header)}; name yours with --map {table}.{col}=COLUMN)")
+    if loose:
+        report.note(LOOSE_HEADER_NOTE.format(file=file.name, pairs=", ".join(loose[:4])
+                                             + (" …" if len(loose) > 4 else "")), 1)
+    return found
+
+
+def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
+           known: dict[str, pd.Index | None], default_event: str = "purchase",
+           delta: bool = False) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Table ``table`` read from ``file`` (module docstring), and the canonical columns the
+    file really had (the others hold their empty value)."""
+    raw, lines, header = _read_file(file, report)
+    found = _match_columns(table, file, header, mapping, report)
+    names = {canon: header[i] for canon, i in found.items()}
+    df = raw.iloc[:, list(found.values())].set_axis(list(found), axis=1)
     chk = Checker(report, file, df, lines)
     for col in df.columns:
         if TABLES[table][[c.name for c in TABLES[table]].index(col)].dtype == "str":
@@ -555,7 +718,7 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     f = names.get
     if table == "interactions":
         out["event"] = _events(chk, f("event", "event"), default_event)
-        out["value"] = chk.number("value", default=1.0, field=f("value")) if "value" in out else 1.0
+        out["value"] = _values(chk, table, file, header, mapping, f("value", "value"))
         # a purchase or a cart's value is a quantity: a return (negative) or nothing bought is no purchase
         value = pd.Series(out["value"], index=out.index)
         returned = out["event"].isin(QUANTITY_EVENTS).to_numpy() & (value <= 0).to_numpy()
@@ -578,6 +741,8 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
     if table == "items":
         if "price" in out:
             out["price"] = _prices(chk, f("price", "price"))
+        if "available" in out:
+            out["available"] = _available(chk, f("available", "available"))
         for col in ("categories", "features"):
             if col in out:
                 out[col] = _split_list(out[col])
@@ -603,7 +768,43 @@ def _table(table: str, file: Path, report: LoadReport, mapping: dict[str, str],
         chk.sum_repeats(list(KEYS[table]), out["event"].isin(QUANTITY_EVENTS).to_numpy(), "value",
                         QUANTITIES_SUMMED_NOTE)
     chk.duplicates(list(KEYS[table]), "key")
-    return make_table(table, chk.finish())
+    return make_table(table, chk.finish()), tuple(c.name for c in TABLES[table] if c.name in found)
+
+
+def _values(chk: Checker, table: str, file: Path, header: list[str], mapping: dict[str, str],
+            field: str) -> pd.Series:
+    """``interactions.value``: a number; empty -> 1 (a quantity or a click), but a ``rating``
+    or ``review`` event (:data:`RATED_EVENTS`) needs its rating: empty there is an error reject
+    ("missing rating"), never a 1-star rating. A file without a value column holding such
+    events is a LoadError naming the column to map (``--map interactions.value=rating``)."""
+    rated = chk.df["event"].isin(RATED_EVENTS).to_numpy()
+    if "value" not in chk.df:
+        if (rated & chk.alive).any():
+            guess = next((h for h in header if h.strip().casefold() in ("rating", "ratings", "stars", "score",
+                                                                         "overall")), "COLUMN")
+            raise LoadError(str(file), 1, mapping.get("value", "value"),
+                            f"no value column, but {int((rated & chk.alive).sum()):,} rows are rating or review "
+                            f"events, whose value is the rating: map the column holding it, e.g. --map "
+                            f"{table}.value={guess} (the header has: {_shown(header)})")
+        return pd.Series(1.0, index=chk.df.index)
+    value = chk.number("value", field=field)
+    chk.reject(rated & value.isna().to_numpy(), field,
+               "missing rating: a rating or review event needs its value (the rating); an empty one is no rating")
+    return value.fillna(1.0)
+
+
+def _available(chk: Checker, field: str) -> pd.Series:
+    """``items.available`` as 1 (on sale) or 0 (withdrawn): ``1``/``0`` (``1.0`` too), the
+    words ``true``/``false``, ``yes``/``no``, ``y``/``n`` (any case; a Parquet bool column);
+    empty or null -> 1. Anything else is an error reject naming file, line and field."""
+    s = chk.df["available"]
+    text = s.astype(object).where(s.notna(), "").astype(str).str.strip().str.casefold()
+    out = text.map(AVAILABLE_WORDS)
+    num = pd.to_numeric(text.where(out.isna(), ""), errors="coerce")
+    out = out.where(out.notna(), num.where(num.isin([0, 1])))
+    chk.reject(out.isna().to_numpy(), field, "not 1 or 0: available is 1 (on sale) or 0 (withdrawn); "
+               "true/false, yes/no and y/n are read too", s)
+    return out.fillna(1).astype("int64")
 
 
 def _events(chk: Checker, field: str, default: str = "purchase") -> pd.Series:
@@ -632,6 +833,15 @@ def _prices(chk: Checker, field: str) -> pd.Series:
     """``price`` as floats: numbers, or text :func:`loaders.text.parse_price` reads
     (``"$12.99"``, ``"12,99 €"``, a range's low end); empty -> NaN.
 
+    A dot then groups of exactly three digits (``"2.500 €"``, ``"1.299"``,
+    :data:`loaders.text.DOT_GROUPS`) is decided by the column (one file's prices follow one
+    convention): when some of its prices have a decimal comma (``"12,99"``, ``"1.299,00"``:
+    :data:`loaders.text.DECIMAL_COMMA`) and none a decimal point or comma thousands (``"12.99"``,
+    ``"1,299"``: :data:`loaders.text.DECIMAL_POINT`), the dots are thousands separators
+    (2500.0, 1299.0; counted in the notes); when it has decimal points and no decimal comma, a
+    decimal point (2.5); when it shows neither (or both), a decimal point as well, each such
+    price counted in the notes as ambiguous.
+
     A price that cannot be read is an error reject in strict mode ("not a price"); in
     lenient mode the row is kept with price NaN (unknown) and counted in the notes.
     Error rejects in both modes: infinite (``inf``, ``1e309``) or negative
@@ -643,6 +853,20 @@ def _prices(chk: Checker, field: str) -> pd.Series:
         text = s.astype(str).str.strip()
         num = pd.to_numeric(text, errors="coerce").astype("float64")
         other = num.isna() & (text != "")
+        groups = np.zeros(len(text), dtype=bool)
+        maybe = text.str.contains(r"\d\.\d{3}", regex=True).to_numpy()  # a cheap pass first: no lookaround
+        if maybe.any():
+            groups[maybe] = text[maybe].str.contains(DOT_GROUPS, regex=True).to_numpy()
+        if groups.any():  # 2.500 / 1.299: the column's other prices tell what the dot is
+            commas = text.str.contains(DECIMAL_COMMA, regex=True).to_numpy()
+            groups = groups & ~commas
+            comma, point = commas.any(), text.str.contains(DECIMAL_POINT, regex=True).any()
+            if comma and not point:  # a decimal-comma column: 2.500 is two thousand five hundred
+                num[groups] = text[groups].map(lambda v: parse_price(v, dot_thousands=True))
+                other &= ~groups
+                chk.report.note(DOT_THOUSANDS_NOTE, int((groups & chk.alive).sum()))
+            elif comma or not point:
+                chk.report.note(DOT_AMBIGUOUS_NOTE, int((groups & chk.alive).sum()))
         if other.any():
             num[other] = text[other].map(parse_price)
             unread = (num.isna() & other).to_numpy()
@@ -674,9 +898,12 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     report = LoadReport(strict=strict)
     known: dict[str, pd.Index | None] = {"items": None, "users": None}
     out: dict[str, pd.DataFrame] = {}
+    columns: dict[str, tuple[str, ...]] = {}
+    listed: dict[str, np.ndarray] = {}
     for table in _ORDER:
         if table in files:
-            out[table] = _table(table, files[table], report, mapping.get(table, {}), known, event, delta)
+            out[table], columns[table] = _table(table, files[table], report, mapping.get(table, {}), known,
+                                                event, delta)
             if table in known:
                 known[table] = pd.Index(out[table][f"{table[:-1]}_id"])
     if "interactions" not in out:  # a delta without events (find_tables)
@@ -687,6 +914,7 @@ def read(path: str | Path | None = None, *, strict: bool = True,
             ids = pd.Series(pd.unique(pd.concat([out[t][c] for t, c in refs if t in out], ignore_index=True)),
                             dtype=out[table][col].dtype)
             extra = ids[~isin(ids, out[table][col])]
+            listed[table] = extra.to_numpy(dtype=object)
             if len(extra):
                 out[table] = make_table(table, pd.concat([out[table], make_table(table, {col: extra.to_numpy()})],
                                                          ignore_index=True))
@@ -702,4 +930,4 @@ def read(path: str | Path | None = None, *, strict: bool = True,
     report.check()
     first = files.get("interactions") or next(iter(files.values()))
     name = first.parent.name if path is not None and Path(path).is_dir() else first.name.split(".")[0]
-    return Dataset(name=name, report=report, **out)
+    return Dataset(name=name, report=report, columns=columns, listed=listed, **out)

@@ -15,6 +15,9 @@
   ``"CA$ 5.00"``: dropped, not converted -- one shop has one currency), a number -> itself;
   anything else (``""``, ``None``, scraped HTML, ``"from $9.99"``, an ambiguous ``"1,2,3"``
   or ``"12,3456"``, a number too large to be finite) -> NaN. Never negative, never infinite.
+  ``"2.500"`` / ``"1.299"`` (a dot, then groups of three digits) is read as a decimal point
+  unless the caller knows the prices around it use decimal commas (``dot_thousands``:
+  2500.0); :data:`DECIMAL_COMMA`, :data:`DECIMAL_POINT` and :data:`DOT_GROUPS` let it tell.
 * :func:`category_path` -- one category path from a list of levels, root first, with
   consecutive duplicate levels collapsed and scraped junk cut off (see there).
 """
@@ -45,7 +48,18 @@ _NEWLINES = re.compile(r"\s*\n\s*")
 _CURRENCY = r"(?:[A-Z]{0,3}\$|[€£¥₹₩₽₺₪฿¢]|[A-Z]{3}|kr\.?|zł|Rs\.?)"
 #: the number of a price (see :func:`parse_price`): ``1,234.56`` (comma thousands), ``1.299,00``
 #: (dot thousands, decimal comma), ``12,99`` (decimal comma), ``12.99``, ``12``, ``.99``
-_AMOUNT = r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+,\d{1,2}|\d+,\d{1,2}|\d+(?:\.\d+)?|\.\d+)"
+_AMOUNT = (r"(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d{1,3}(?:\.\d{3})+,\d{1,2}|\d+,\d{1,2}|\d+(?:\.\d+)?|\.\d+"
+           r"|\d{1,3}(?:\.\d{3}){2,})")
+#: a price written with a decimal comma: a comma, then one or two digits ending the number
+#: (``12,99``, ``5,9``, ``1.299,00``, ``12,99 €``)
+DECIMAL_COMMA = r"(?<![\d,.])\d+(?:\.\d{3})*,\d{1,2}(?![\d,.])"
+#: a price written with a decimal point: a dot then one, two or four or more digits
+#: (``12.99``, ``12.5``, ``.99``, ``3.14159``), or a comma grouping thousands (``1,299``, ``1,234.56``)
+DECIMAL_POINT = r"(?<![\d,.])\d*\.(?:\d{1,2}|\d{4,})(?![\d,.])|(?<![\d,.])\d{1,3}(?:,\d{3})+(?![\d,])"
+#: a number that is only a dot then groups of exactly three digits (``2.500``, ``1.299``,
+#: ``1.234.567``): thousands with decimal commas, a decimal point otherwise -- the ambiguous case
+DOT_GROUPS = r"(?<![\d.,])[1-9]\d{0,2}(?:\.\d{3})+(?![\d.,])"
+_DOT_GROUPS = re.compile(rf"[1-9]\d{{0,2}}(?:\.\d{{3}})+")
 _PRICE = re.compile(rf"^(?:{_CURRENCY}\s*)?({_AMOUNT})(?:\s*{_CURRENCY})?"
                     rf"(?:\s*[-–]\s*(?:{_CURRENCY}\s*)?{_AMOUNT}(?:\s*{_CURRENCY})?)?$")
 
@@ -135,7 +149,7 @@ def clean_lines(values: object) -> list[str]:
     return out
 
 
-def parse_price(value: object) -> float:
+def parse_price(value: object, *, dot_thousands: bool = False) -> float:
     """A unit price, or NaN when unknown or unparsable (never negative).
 
     A comma followed by exactly three digits (then the end, a dot or another such group)
@@ -145,6 +159,13 @@ def parse_price(value: object) -> float:
     (``"1,2,3"``, ``"12,3456"``, ``"1.234.567"``) is ambiguous: NaN. A currency (``$``, ``€``,
     ``£``, ``¥``, ``CA$``, ``US$``, ``EUR``, ``USD`` …) may stand before or after the number,
     with or without a space; it is dropped. A range ``"$1.00 - $5.00"`` gives its low end.
+
+    A number that is a dot then groups of exactly three digits and nothing else (``"2.500"``,
+    ``"1.299 €"``, :data:`DOT_GROUPS`) cannot be told on its own: by default the dot is a
+    decimal point (``"2.500"`` -> 2.5; ``"1.234.567"`` -> NaN). ``dot_thousands=True`` -- the
+    caller knows the prices around it use decimal commas (:func:`loaders.tabular` decides per
+    column) -- reads the dots as thousands separators: ``"2.500 €"`` -> 2500.0,
+    ``"1.234.567"`` -> 1234567.0.
     """
     if isinstance(value, bool) or value is None:
         return math.nan
@@ -158,8 +179,10 @@ def parse_price(value: object) -> float:
         return math.nan
     amount = m.group(1)
     comma = amount.rfind(",")
-    if comma < 0:
-        v = float(amount)
+    if comma < 0 and dot_thousands and _DOT_GROUPS.fullmatch(amount):
+        v = float(amount.replace(".", ""))
+    elif comma < 0:
+        v = float(amount) if amount.count(".") <= 1 else math.nan  # 1.234.567: ambiguous
     elif len(amount) - comma <= 3:  # one or two digits after the last comma: a decimal comma
         v = float(amount.replace(".", "").replace(",", "."))
     else:

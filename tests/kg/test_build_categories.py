@@ -92,8 +92,6 @@ def test_messy_category_paths_build_on_both_stores(store):
     assert clean.created == 0 and store.counts() == counts
 
 
-@pytest.mark.xfail(strict=True, reason="kg/ingest.py:replace_stale_links must normalise the paths it keeps "
-                                       "(kg.rows.normalise_category_path); owned by the CSV/tabular fix")
 def test_an_ingested_messy_path_replaces_the_old_link(store):
     """An ingest writes the normalised link; the stale-link removal must keep that one (it
     compares with the path as written: the fresh link is removed with the old one)."""

@@ -30,3 +30,16 @@ from loaders.text import parse_price
 def test_parse_price(raw, price):
     got = parse_price(raw)
     assert (math.isnan(got) and math.isnan(price)) or got == price, (raw, got)
+
+
+@pytest.mark.parametrize("raw, default, thousands", [
+    # a dot then groups of three digits: a decimal point unless the column uses decimal commas
+    ("2.500", 2.5, 2500.0), ("2.500 €", 2.5, 2500.0), ("€ 1.299", 1.299, 1299.0),
+    ("1.234.567", math.nan, 1234567.0), ("EUR 12.000 - 15.000", 12.0, 12000.0),
+    # the others read the same either way
+    ("1.299,00 €", 1299.0, 1299.0), ("12,99", 12.99, 12.99), ("12.99", 12.99, 12.99), ("0.500", 0.5, 0.5),
+    ("1,299", 1299.0, 1299.0), ("1234.567", 1234.567, 1234.567), ("12.3456", 12.3456, 12.3456),
+])
+def test_dot_thousands(raw, default, thousands):
+    for got, want in ((parse_price(raw), default), (parse_price(raw, dot_thousands=True), thousands)):
+        assert (math.isnan(got) and math.isnan(want)) or got == want, (raw, got, want)

@@ -11,6 +11,7 @@ import pytest
 import loaders
 from loaders.errors import ConfigError
 from loaders.report import LoadError
+from loaders import tabular
 from loaders.tabular import parse_mapping
 
 
@@ -229,18 +230,22 @@ def test_yyyymmdd_timestamps(tmp_path):
     (["20180617", "1529194000"], [20180617, 1529194000]),               # mixed: seconds
 ])
 def test_other_numeric_timestamps_unchanged(tmp_path, values, want):
+    """Read as seconds as written; the ones in 1970 (20180617 s: August 1970) are counted."""
     _write(tmp_path, interactions__csv="user_id,item_id,timestamp\n" + "".join(
         f"u{n},i1,{v}\n" for n, v in enumerate(values)))
     ds = loaders.load("csv", tmp_path)
-    assert ds.interactions["timestamp"].tolist() == want and ds.report.notes() == {}
+    early = sum(w < 31_536_000 for w in want)  # before 1971
+    assert ds.interactions["timestamp"].tolist() == want
+    assert ds.report.notes() == ({tabular.EARLY_NOTE: early} if early else {})
 
 
 def test_event_synonyms(tmp_path):
-    _write(tmp_path, interactions__csv="user_id,item_id,event\n"
-                                       "u1,i1,view\nu1,i2, AddToCart \nu1,i3,transaction\n"
-                                       "u2,i1,page_view\nu2,i2,Basket\nu2,i3,rate\nu2,i4,VIEW\n")
+    _write(tmp_path, interactions__csv="user_id,item_id,event,value\n"
+                                       "u1,i1,view,\nu1,i2, AddToCart ,\nu1,i3,transaction,\n"
+                                       "u2,i1,page_view,\nu2,i2,Basket,\nu2,i3,rate,4\nu2,i4,VIEW,\n")
     ds = loaders.load("csv", tmp_path)
     assert ds.interactions["event"].tolist() == ["view", "cart", "purchase", "view", "cart", "rating", "view"]
+    assert ds.interactions["value"].tolist() == [1, 1, 1, 1, 1, 4, 1]
     assert ds.report.notes() == {
         "event names mapped to kgrec's (addtocart → cart, basket → cart, page_view → view …)": 5}
 

@@ -516,8 +516,9 @@ def cmd_value(args: argparse.Namespace) -> int:
     else:
         print(f"top {len(table)} {what} over the {tables.horizon_days:g} days after {tables.as_of}:")
         print(table.to_string(index=False, float_format=lambda x: f"{x:,.3f}", line_width=200))
-    if tables.untimed_note:
-        print(tables.untimed_note)
+    for note in (tables.untimed_note, tables.capped_note):
+        if note:
+            print(note)
     return 0
 
 

@@ -166,9 +166,9 @@ def keep_stored(store: GraphStore, items: pd.DataFrame, stored: np.ndarray, colu
     (:data:`PRODUCT_COLUMNS`) that the delta's items file does not have -- taken from the
     store for the ``stored`` rows (a mask: products the store holds), so writing the rows
     leaves those properties as they are. The other rows keep their empty values (new products)."""
-    props = store.cypher(q.node_props_query(PRODUCT))
     ids = items["item_id"].astype(str)
-    props = props[isin(props["id"].astype(str), ids[stored])].drop_duplicates("id")
+    props = store.cypher(q.node_props_query(PRODUCT, by_id=True), ids=list(dict.fromkeys(ids[stored])))
+    props = props.drop_duplicates("id")
     features = props["features"].astype(object).where(props["features"].notna(), "").astype(str)
     held = pd.DataFrame({
         "title": props["title"].astype(object).where(props["title"].notna(), "").astype(str).to_numpy(),

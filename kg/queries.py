@@ -271,10 +271,12 @@ def count_rels_query(spec: RelSpec) -> str:
     return f"MATCH (:{quote(spec.src)})-[e:{quote(spec.type)}]->() RETURN count(e) AS c"
 
 
-def node_props_query(spec: NodeSpec) -> str:
-    """Every node of a label with all its properties, columns ``id`` + props."""
+def node_props_query(spec: NodeSpec, by_id: bool = False) -> str:
+    """Every node of a label with all its properties, columns ``id`` + props; ``by_id``: only
+    the nodes whose id is in ``$ids``."""
     cols = "".join(f", n.{quote(p.name)} AS {quote(p.name)}" for p in spec.props)
-    return f"MATCH (n:{quote(spec.label)}) RETURN n.id AS id{cols}"
+    where = " WHERE n.id IN $ids" if by_id else ""
+    return f"MATCH (n:{quote(spec.label)}){where} RETURN n.id AS id{cols}"
 
 
 def rel_rows_query(spec: RelSpec, touching: bool = False) -> str:

@@ -78,6 +78,25 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+#: what each value model's cap bounds (``summary.json``'s ``bounds``, :func:`capped_note`)
+CAPPED_WHAT = {"ltv": ("customers' expected spend", "the most one customer spent in one horizon of training"),
+               "potential": ("products' expected units", "the most one product sold in one horizon of training"),
+               "potential_new": ("new products' expected units", "the most one new product sold in one horizon "
+                                                                 "of training")}
+
+
+def capped_note(bounds: dict) -> str:
+    """One sentence naming, per value model, how many served values were cut at its cap
+    (:meth:`fusion.value.ziln.ZILN.mean`), "" when none was: such a value says "at least
+    this much" -- inputs far outside anything the model was trained on (a burst of events
+    long after the training windows), where retraining the value stage helps."""
+    parts = [f"{int(b['capped']):,} of {int(b['rows']):,} {CAPPED_WHAT[name][0]} at {float(b['cap']):,.2f} "
+             f"({CAPPED_WHAT[name][1]})"
+             for name, b in bounds.items() if name in CAPPED_WHAT and int(b.get("capped") or 0) and b.get("cap")]
+    return ("note: values at their model's cap: " + "; ".join(parts) + " -- retrain the value stage "
+            "(kgrec train --stage value) when the data has moved far from the training windows") if parts else ""
+
+
 class ValueTables:
     """The ``value/`` tables of a run (or run version), read once."""
 
@@ -93,6 +112,8 @@ class ValueTables:
         self.cold = summary.get("cold_start", {})
         #: the events the value models left out for their unknown time, in a sentence ("" none)
         self.untimed_note = str(summary.get("report", {}).get("untimed", {}).get("note", ""))
+        #: the values served at their model's cap (fusion.value.train's ``bounds``), in a sentence ("" none)
+        self.capped_note = capped_note(summary.get("bounds", {}))
         self.loyalty_floor = float(summary.get("loyalty_floor", 0.05))
         self.user_pos = pd.Index(self.users["user_id"].astype(str))
         self.item_pos = pd.Index(self.items["item_id"].astype(str))

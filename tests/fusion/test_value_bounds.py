@@ -149,3 +149,17 @@ def test_a_burst_of_purchases_years_later_cannot_blow_up_the_values_after_an_upd
     # the saved models carry the bounds the refresh applied
     saved = json.loads((run.value_models / "ltv" / "config.json").read_text())
     assert saved["target_max"] == pytest.approx(spend_max) and len(saved["low"]) == len(saved["columns"])
+
+
+def test_values_served_at_their_cap_are_said_in_one_line():
+    """``kgrec value`` prints this line under its table: a capped value means "at least this
+    much", and it says what helps (a retrain of the value stage)."""
+    from fusion.value.results import capped_note
+
+    note = capped_note({"ltv": {"rows": 2302, "outside": 40, "capped": 3, "cap": 4412.5},
+                        "potential": {"rows": 1000, "outside": 0, "capped": 0, "cap": 81.0},
+                        "loyalty": {"rows": 50, "outside": 1, "capped": 0, "cap": None}})
+    assert note.startswith("note: values at their model's cap: 3 of 2,302 customers' expected spend at 4,412.50 "
+                           "(the most one customer spent in one horizon of training)")
+    assert "products'" not in note and "kgrec train --stage value" in note
+    assert capped_note({}) == "" and capped_note({"ltv": {"rows": 9, "outside": 9, "capped": 0, "cap": 1.0}}) == ""
